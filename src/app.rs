@@ -1,0 +1,252 @@
+//! Application assembly: state, router and middleware, background tasks, serving with
+//! graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::domain::Portcullis;
+use crate::error::AppError;
+use crate::http::{self, Access};
+
+/// Request limits the extractors need.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Portcullis,
+    pub metrics: PrometheusHandle,
+    pub openapi: Bytes,
+    pub limits: Limits,
+}
+
+impl AsRef<Limits> for AppState {
+    fn as_ref(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows one).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed; then ours stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Counts and times every request by route template (never by raw path, which could
+/// carry ids or tokens).
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("portcullis_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("portcullis_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+/// Builds the complete application for a service.
+pub fn router(service: Portcullis) -> Router {
+    let config = service.config().clone();
+    let table = http::routes::table();
+    let openapi = serde_json::to_vec(&http::openapi::document(&table, &config)).unwrap_or_default();
+    let state = AppState {
+        service,
+        metrics: metrics_handle(),
+        openapi: openapi.into(),
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+        },
+    };
+
+    let mut app: Router<AppState> = Router::new();
+    for route in table {
+        let Some(handler) = route.handler else { continue };
+        let guarded = handler.layer(middleware::from_fn_with_state(
+            (state.clone(), route.access.clone()),
+            http::guard,
+        ));
+        app = app.route(&config.path(route.path), guarded);
+    }
+    let swagger = utoipa_swagger_ui::SwaggerUi::new(config.path("/docs")).config(
+        utoipa_swagger_ui::Config::new([config.path("/openapi.json")])
+            .validator_url("none")
+            .persist_authorization(true),
+    );
+    debug_assert!(
+        http::routes::table()
+            .iter()
+            .any(|r| r.mounted && r.access == Access::Public)
+    );
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            // The path only: query strings may carry codes or tokens.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+
+    app.merge(swagger)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                    HeaderName::from_static("x-api-key"),
+                ]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                )),
+        )
+}
+
+/// Keeps an instance current with the others: revocations (every sync interval),
+/// signing keys, and housekeeping. Ends when `service` is dropped by the server.
+fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let interval = service.config().sync_interval;
+        // Rows are stamped by their writer before commit; re-read a margin of the past.
+        let overlap = chrono::Duration::seconds(5);
+        let mut since = chrono::Utc::now();
+        let mut last_keys = Instant::now();
+        let mut last_purge = Instant::now();
+        loop {
+            tokio::time::sleep(interval).await;
+            let now = chrono::Utc::now();
+            match service.sync_revocations(since - overlap).await {
+                Ok(_) => since = now,
+                Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
+            }
+            if last_keys.elapsed() >= crate::domain::keys::RELOAD_INTERVAL {
+                last_keys = Instant::now();
+                if let Err(e) = service.keys().reload().await {
+                    tracing::warn!(error = %e, "signing key reload failed");
+                }
+            }
+            if last_purge.elapsed() >= Duration::from_secs(60) {
+                last_purge = Instant::now();
+                if let Err(e) = service.purge_expired().await {
+                    tracing::warn!(error = %e, "purging expired revocations failed");
+                }
+                metrics_handle().run_upkeep();
+            }
+        }
+    })
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight
+/// requests and returns.
+pub async fn serve(
+    service: Portcullis,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let background = spawn_background(service.clone());
+    let app = router(service.clone());
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    background.abort();
+    service.store().close().await;
+    result
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}

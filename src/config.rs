@@ -1,0 +1,547 @@
+//! Settings from the environment, a `.env` file and an optional TOML file.
+//!
+//! Every setting has one canonical environment name; the names the services Portcullis
+//! replaces already use (`SECRET_KEY`, `JWT_SECRET`, `JWT_EXPIRATION`, ...) are accepted as
+//! aliases so their deployments keep working. Values are gathered into a flat map first
+//! (TOML keys are upper-cased and nested tables joined with `_`, so `[jwt] issuer = ".."`
+//! is `JWT_ISSUER`), then parsed once; a bad value stops start-up with one line naming
+//! the variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A setting that could not be used, named as the operator wrote it.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(var: &str, message: impl Into<String>) -> Self {
+        Self {
+            var: var.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// JWT signing algorithm family chosen for new keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Es256,
+    Rs256,
+    EdDsa,
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl SigningAlgorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_uppercase().as_str() {
+            "ES256" => Self::Es256,
+            "RS256" => Self::Rs256,
+            "EDDSA" | "ED25519" => Self::EdDsa,
+            "HS256" => Self::Hs256,
+            "HS384" => Self::Hs384,
+            "HS512" => Self::Hs512,
+            _ => return None,
+        })
+    }
+
+    pub fn is_symmetric(self) -> bool {
+        matches!(self, Self::Hs256 | Self::Hs384 | Self::Hs512)
+    }
+
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as A;
+        match self {
+            Self::Es256 => A::ES256,
+            Self::Rs256 => A::RS256,
+            Self::EdDsa => A::EdDSA,
+            Self::Hs256 => A::HS256,
+            Self::Hs384 => A::HS384,
+            Self::Hs512 => A::HS512,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+            Self::EdDsa => "EdDSA",
+            Self::Hs256 => "HS256",
+            Self::Hs384 => "HS384",
+            Self::Hs512 => "HS512",
+        }
+    }
+}
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// OWASP's first recommended argon2id configuration.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database: DatabaseTarget,
+    pub database_max_connections: u32,
+    /// Prefix for every route, e.g. `/api/v1`; empty for none.
+    pub base_path: String,
+    pub public_url: String,
+    pub jwt_algorithm: SigningAlgorithm,
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Clock skew tolerated on exp/nbf.
+    pub jwt_leeway: Duration,
+    pub password_min_length: usize,
+    pub password_max_length: usize,
+    /// Lowest acceptable zxcvbn score (0-4).
+    pub password_min_score: u8,
+    pub hash_params: HashParams,
+    /// Concurrent password hashes; more would only queue on the cores anyway.
+    pub hash_concurrency: usize,
+    /// Base64 (or hex) 32-byte key for secrets at rest.
+    pub master_key: Option<String>,
+    pub master_key_file: PathBuf,
+    pub admin_username: String,
+    pub admin_email: String,
+    pub admin_password: Option<String>,
+    pub max_body_bytes: usize,
+    pub token_cache_capacity: usize,
+    /// How often each instance pulls revocations written by other instances.
+    pub sync_interval: Duration,
+    pub log_format: LogFormat,
+}
+
+/// A flat, upper-cased view of every source, later sources winning.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    values: HashMap<String, String>,
+}
+
+impl Sources {
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut s = Self::default();
+        for (k, v) in pairs {
+            s.set(k.as_ref(), v.into());
+        }
+        s
+    }
+
+    pub fn set(&mut self, key: &str, value: String) {
+        self.values.insert(key.to_ascii_uppercase(), value);
+    }
+
+    /// Reads the process environment, after loading `.env` from the working directory
+    /// (without overriding variables already set) and the TOML file named by
+    /// `PORTCULLIS_CONFIG` or `config_file`.
+    pub fn from_environment(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let mut s = Self::default();
+        let file = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            s.merge_toml_file(&path)?;
+        }
+        for (k, v) in std::env::vars() {
+            s.set(&k, v);
+        }
+        Ok(s)
+    }
+
+    pub fn merge_toml_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+        self.merge_toml_str(&text)
+            .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
+    }
+
+    pub fn merge_toml_str(&mut self, text: &str) -> Result<(), String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        self.flatten("", &table);
+        Ok(())
+    }
+
+    fn flatten(&mut self, prefix: &str, table: &toml::Table) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}_{k}")
+            };
+            match v {
+                toml::Value::Table(t) => self.flatten(&key, t),
+                toml::Value::String(s) => self.set(&key, s.clone()),
+                toml::Value::Array(items) => {
+                    let joined: Vec<String> = items
+                        .iter()
+                        .map(|i| match i {
+                            toml::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    self.set(&key, joined.join(","));
+                }
+                other => self.set(&key, other.to_string()),
+            }
+        }
+    }
+
+    /// The first non-empty value among `names`, with the name it was found under.
+    fn get<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+        names.iter().find_map(|n| {
+            self.values
+                .get(*n)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| (*n, v))
+        })
+    }
+
+    fn string(&self, names: &[&str], default: &str) -> String {
+        self.get(names)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        names: &[&str],
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(names) {
+            None => Ok(default),
+            Some((name, raw)) => {
+                let v: T = raw
+                    .parse()
+                    .map_err(|_| ConfigError::new(name, format!("expected a whole number, got {raw:?}")))?;
+                if v < min || v > max {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("must be between {min} and {max}, got {v}"),
+                    ));
+                }
+                Ok(v)
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks every setting.
+    pub fn from_sources(s: &Sources) -> Result<Self, ConfigError> {
+        let bind_raw = s.string(&["PORTCULLIS_BIND"], "127.0.0.1:8000");
+        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
+            ConfigError::new(
+                "PORTCULLIS_BIND",
+                format!("expected an address like 127.0.0.1:8000, got {bind_raw:?}"),
+            )
+        })?;
+
+        let database = parse_database_url(&s.string(&["DATABASE_URL"], "sqlite://portcullis.db"))?;
+
+        let base_path = s.string(&["PORTCULLIS_BASE_PATH", "BASE_PATH"], "");
+        let base_path = base_path.trim_end_matches('/').to_string();
+        if !base_path.is_empty()
+            && (!base_path.starts_with('/')
+                || !base_path[1..]
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))))
+        {
+            return Err(ConfigError::new(
+                "PORTCULLIS_BASE_PATH",
+                format!("expected a path like /api/v1, got {base_path:?}"),
+            ));
+        }
+
+        let public_url = s
+            .string(&["PORTCULLIS_PUBLIC_URL"], &format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "PORTCULLIS_PUBLIC_URL",
+                format!("expected an http(s) URL, got {public_url:?}"),
+            ));
+        }
+
+        let jwt_secret = s
+            .get(&["JWT_SECRET_KEY", "SECRET_KEY", "JWT_SECRET"])
+            .map(|(_, v)| v.to_string());
+        let jwt_algorithm = match s.get(&["JWT_ALGORITHM", "ALGORITHM"]) {
+            None => SigningAlgorithm::Es256,
+            Some((name, raw)) => SigningAlgorithm::parse(raw).ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!("expected one of ES256, RS256, EdDSA, HS256, HS384, HS512, got {raw:?}"),
+                )
+            })?,
+        };
+        if jwt_algorithm.is_symmetric() {
+            match &jwt_secret {
+                None => {
+                    return Err(ConfigError::new(
+                        "JWT_SECRET_KEY",
+                        format!("required when JWT_ALGORITHM is {}", jwt_algorithm.name()),
+                    ));
+                }
+                Some(secret) if secret.len() < 16 => {
+                    return Err(ConfigError::new(
+                        "JWT_SECRET_KEY",
+                        "too short: use at least 32 random characters",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+
+        let access_token_ttl = match s.get(&["ACCESS_TOKEN_EXPIRE_MINUTES"]) {
+            Some(_) => Duration::from_secs(60 * s.number(&["ACCESS_TOKEN_EXPIRE_MINUTES"], 15u64, 1, 24 * 60)?),
+            None => Duration::from_secs(s.number(&["JWT_EXPIRATION"], 15 * 60u64, 10, 24 * 3600)?),
+        };
+        let refresh_token_ttl = Duration::from_secs(86_400 * s.number(&["REFRESH_TOKEN_EXPIRE_DAYS"], 7u64, 1, 365)?);
+
+        let password_min_length = s.number(&["PASSWORD_MIN_LENGTH"], 8usize, 1, 128)?;
+        let password_max_length = s.number(&["PASSWORD_MAX_LENGTH"], 128usize, password_min_length, 1024)?;
+
+        let defaults = HashParams::default();
+        let hash_params = HashParams {
+            memory_kib: s.number(&["PASSWORD_HASH_MEMORY_KIB"], defaults.memory_kib, 8, 4 * 1024 * 1024)?,
+            iterations: s.number(&["PASSWORD_HASH_ITERATIONS"], defaults.iterations, 1, 100)?,
+            parallelism: s.number(&["PASSWORD_HASH_PARALLELISM"], defaults.parallelism, 1, 64)?,
+        };
+        if hash_params.memory_kib < 8 * hash_params.parallelism {
+            return Err(ConfigError::new(
+                "PASSWORD_HASH_MEMORY_KIB",
+                "must be at least 8 KiB per lane (PASSWORD_HASH_PARALLELISM)",
+            ));
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+
+        let log_format = match s
+            .string(&["PORTCULLIS_LOG_FORMAT"], "text")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    "PORTCULLIS_LOG_FORMAT",
+                    format!("expected text or json, got {other:?}"),
+                ));
+            }
+        };
+
+        let master_key_file = match s.get(&["PORTCULLIS_MASTER_KEY_FILE"]) {
+            Some((_, v)) => PathBuf::from(v),
+            None => match &database {
+                DatabaseTarget::Sqlite(path) => {
+                    let mut p = path.clone().into_os_string();
+                    p.push(".key");
+                    PathBuf::from(p)
+                }
+                DatabaseTarget::Postgres(_) => PathBuf::from("portcullis.key"),
+            },
+        };
+
+        Ok(Config {
+            bind,
+            database,
+            database_max_connections: s.number(&["DATABASE_MAX_CONNECTIONS"], 10u32, 1, 1000)?,
+            base_path,
+            jwt_issuer: s.string(&["JWT_ISSUER"], &public_url),
+            public_url,
+            jwt_algorithm,
+            jwt_secret,
+            jwt_audience: s.string(&["JWT_AUDIENCE"], "portcullis"),
+            access_token_ttl,
+            refresh_token_ttl,
+            jwt_leeway: Duration::from_secs(s.number(&["JWT_LEEWAY_SECONDS"], 30u64, 0, 300)?),
+            password_min_length,
+            password_max_length,
+            password_min_score: s.number(&["PASSWORD_MIN_SCORE"], 2u8, 0, 4)?,
+            hash_params,
+            hash_concurrency: s.number(&["PASSWORD_HASH_CONCURRENCY"], cores, 1, 256)?,
+            master_key: s.get(&["PORTCULLIS_MASTER_KEY"]).map(|(_, v)| v.to_string()),
+            master_key_file,
+            admin_username: s.string(&["PORTCULLIS_ADMIN_USERNAME"], "admin"),
+            admin_email: s.string(&["PORTCULLIS_ADMIN_EMAIL"], "admin@portcullis.local"),
+            admin_password: s.get(&["PORTCULLIS_ADMIN_PASSWORD"]).map(|(_, v)| v.to_string()),
+            max_body_bytes: s.number(&["PORTCULLIS_MAX_BODY_BYTES"], 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
+            token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
+            sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
+            log_format,
+        })
+    }
+
+    /// The path a route is served at, with the base path in front.
+    pub fn path(&self, route: &str) -> String {
+        format!("{}{}", self.base_path, route)
+    }
+
+    /// The absolute URL of a route, for discovery documents.
+    pub fn url(&self, route: &str) -> String {
+        format!("{}{}", self.public_url, self.path(route))
+    }
+}
+
+/// Accepts `sqlite://file`, `sqlite:file`, `postgres://` and `postgresql://`, and the
+/// SQLAlchemy-style `postgresql+psycopg2://` the replaced services wrote.
+fn parse_database_url(raw: &str) -> Result<DatabaseTarget, ConfigError> {
+    let err = |m: &str| {
+        ConfigError::new(
+            "DATABASE_URL",
+            format!("{m}, got a value starting {:?}", redact_url(raw)),
+        )
+    };
+    if let Some(rest) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(err("expected sqlite://PATH to a file"));
+        }
+        return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+    }
+    let (scheme, rest) = raw
+        .split_once("://")
+        .ok_or_else(|| err("expected sqlite:// or postgres:// URL"))?;
+    let base_scheme = scheme.split('+').next().unwrap_or_default();
+    match base_scheme {
+        "postgres" | "postgresql" => Ok(DatabaseTarget::Postgres(format!("postgres://{rest}"))),
+        _ => Err(err("expected sqlite:// or postgres:// URL")),
+    }
+}
+
+/// The scheme and host of a URL, never its password, for error messages.
+fn redact_url(raw: &str) -> String {
+    match raw.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+            format!("{scheme}://{}", host.split(['/', '?']).next().unwrap_or_default())
+        }
+        None => raw.chars().take(10).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(&Sources::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.database, DatabaseTarget::Sqlite("portcullis.db".into()));
+        assert_eq!(c.jwt_algorithm, SigningAlgorithm::Es256);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.master_key_file, PathBuf::from("portcullis.db.key"));
+    }
+
+    #[test]
+    fn aliases_are_accepted() {
+        let c = cfg(&[
+            ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+            ("JWT_ALGORITHM", "HS256"),
+            ("JWT_EXPIRATION", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt_algorithm, SigningAlgorithm::Hs256);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(3600));
+        let c = cfg(&[
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("ALGORITHM", "hs512"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt_algorithm, SigningAlgorithm::Hs512);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = cfg(&[("ACCESS_TOKEN_EXPIRE_MINUTES", "soon")]).unwrap_err();
+        assert_eq!(e.var, "ACCESS_TOKEN_EXPIRE_MINUTES");
+        assert!(e.to_string().contains("soon"));
+        let e = cfg(&[("JWT_ALGORITHM", "none")]).unwrap_err();
+        assert_eq!(e.var, "JWT_ALGORITHM");
+        let e = cfg(&[("JWT_ALGORITHM", "HS256")]).unwrap_err();
+        assert_eq!(e.var, "JWT_SECRET_KEY");
+        let e = cfg(&[("DATABASE_URL", "mysql://root:hunter2@db/x")]).unwrap_err();
+        assert_eq!(e.var, "DATABASE_URL");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = cfg(&[("PORTCULLIS_BASE_PATH", "api/v1")]).unwrap_err();
+        assert_eq!(e.var, "PORTCULLIS_BASE_PATH");
+    }
+
+    #[test]
+    fn postgres_urls_and_base_path() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgresql+psycopg2://u:p@localhost:5432/db"),
+            ("PORTCULLIS_BASE_PATH", "/api/v1/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.database,
+            DatabaseTarget::Postgres("postgres://u:p@localhost:5432/db".into())
+        );
+        assert_eq!(c.path("/auth/login"), "/api/v1/auth/login");
+    }
+
+    #[test]
+    fn toml_is_flattened_and_env_wins() {
+        let mut s = Sources::default();
+        s.merge_toml_str("password_min_length = 12\n[jwt]\nissuer = \"https://id.example\"\naudience = \"a\"\n")
+            .unwrap();
+        s.set("JWT_AUDIENCE", "b".into());
+        let c = Config::from_sources(&s).unwrap();
+        assert_eq!(c.jwt_issuer, "https://id.example");
+        assert_eq!(c.jwt_audience, "b");
+        assert_eq!(c.password_min_length, 12);
+    }
+}

@@ -1,0 +1,449 @@
+//! JWT signing keys, the JWKS they publish, and signing/verification with the
+//! algorithm pinned by the key.
+//!
+//! A token is verified only with the key its `kid` names and only with that key's
+//! algorithm, so `alg: none`, HS256-signed-with-the-public-key and every other
+//! algorithm-confusion trick fail before any signature math. Headers such as `jku`
+//! and `x5u` are never followed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SigningAlgorithm;
+
+/// Selects aws-lc-rs as jsonwebtoken's backend for this process (it panics on first
+/// use when none is chosen). Safe to call more than once.
+pub fn install_provider() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
+/// Claims of a Portcullis access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub sid: String,
+    pub preferred_username: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+/// Why a token was refused; the text is safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token type is not accepted")]
+    WrongType,
+    #[error("token has no key id")]
+    MissingKid,
+    #[error("token was signed with an unknown key")]
+    UnknownKid,
+    #[error("token algorithm does not match its key")]
+    WrongAlgorithm,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token claims are invalid")]
+    InvalidClaims,
+}
+
+/// One key: what signs (when it is the current key) and what verifies.
+pub struct SigningKey {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    /// Public JWK, absent for symmetric keys (never published).
+    pub public_jwk: Option<serde_json::Value>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// Newly generated key material, to be sealed and stored.
+pub struct GeneratedKey {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    /// DER the signer needs: PKCS#8 for EC and Ed25519, PKCS#1 for RSA.
+    pub private_der: Vec<u8>,
+    pub public_jwk: serde_json::Value,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A fresh key id: 96 random bits.
+fn new_kid() -> String {
+    let mut bytes = [0u8; 12];
+    rand::fill(&mut bytes);
+    b64(&bytes)
+}
+
+/// Generates an asymmetric key pair for `algorithm`.
+pub fn generate(algorithm: SigningAlgorithm) -> anyhow::Result<GeneratedKey> {
+    let kid = new_kid();
+    let rng = SystemRandom::new();
+    let (private_der, mut jwk) = match algorithm {
+        SigningAlgorithm::Es256 => {
+            let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+            let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng)
+                .map_err(|_| anyhow::anyhow!("EC key generation failed"))?;
+            let pair =
+                signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).map_err(|e| anyhow::anyhow!("EC key: {e}"))?;
+            let point = pair.public_key().as_ref();
+            anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected EC public key encoding");
+            let jwk =
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])});
+            (pkcs8.as_ref().to_vec(), jwk)
+        }
+        SigningAlgorithm::EdDsa => {
+            let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+            let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+                .map_err(|e| anyhow::anyhow!("Ed25519 key: {e}"))?;
+            let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
+            (pkcs8.as_ref().to_vec(), jwk)
+        }
+        SigningAlgorithm::Rs256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+            let pkcs8 = pair.as_der().map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
+            let pkcs1 =
+                pkcs1_from_pkcs8(pkcs8.as_ref()).ok_or_else(|| anyhow::anyhow!("unexpected RSA PKCS#8 layout"))?;
+            let public = pair.public_key();
+            let jwk = serde_json::json!({
+                "kty": "RSA",
+                "n": b64(public.modulus().big_endian_without_leading_zero()),
+                "e": b64(public.exponent().big_endian_without_leading_zero()),
+            });
+            (pkcs1, jwk)
+        }
+        other => anyhow::bail!(
+            "{} keys are configured from JWT_SECRET_KEY, not generated",
+            other.name()
+        ),
+    };
+    jwk["kid"] = kid.clone().into();
+    jwk["alg"] = algorithm.name().into();
+    jwk["use"] = "sig".into();
+    Ok(GeneratedKey {
+        kid,
+        algorithm,
+        private_der,
+        public_jwk: jwk,
+    })
+}
+
+/// Reads one DER length at `pos`, returning (length, position after it).
+fn der_len(der: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let first = *der.get(pos)?;
+    if first < 0x80 {
+        return Some((first as usize, pos + 1));
+    }
+    let n = (first & 0x7f) as usize;
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let mut len = 0usize;
+    for i in 0..n {
+        len = (len << 8) | *der.get(pos + 1 + i)? as usize;
+    }
+    Some((len, pos + 1 + n))
+}
+
+/// The RSAPrivateKey inside a PKCS#8 PrivateKeyInfo:
+/// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING privateKey, ... }.
+fn pkcs1_from_pkcs8(der: &[u8]) -> Option<Vec<u8>> {
+    let mut pos = 0;
+    (*der.first()? == 0x30).then_some(())?;
+    let (_, p) = der_len(der, pos + 1)?;
+    pos = p;
+    for expected_tag in [0x02u8, 0x30] {
+        (*der.get(pos)? == expected_tag).then_some(())?;
+        let (len, p) = der_len(der, pos + 1)?;
+        pos = p + len;
+    }
+    (*der.get(pos)? == 0x04).then_some(())?;
+    let (len, p) = der_len(der, pos + 1)?;
+    der.get(p..p + len).map(<[u8]>::to_vec)
+}
+
+fn validation(algorithm: Algorithm, issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
+    let mut v = Validation::new(algorithm);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    v.validate_nbf = true;
+    v.leeway = leeway_secs;
+    v
+}
+
+/// What a key ring checks besides the signature.
+#[derive(Debug, Clone)]
+pub struct TokenRules {
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: u64,
+}
+
+impl SigningKey {
+    /// Rebuilds a stored asymmetric key from its signer DER and public JWK.
+    pub fn asymmetric(
+        kid: String,
+        algorithm: SigningAlgorithm,
+        private_der: &[u8],
+        public_jwk: serde_json::Value,
+        retired_at: Option<DateTime<Utc>>,
+        rules: &TokenRules,
+    ) -> anyhow::Result<Self> {
+        let text = |k: &str| {
+            public_jwk
+                .get(k)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| anyhow::anyhow!("key {kid}: public JWK lacks {k}"))
+        };
+        let (encoding, decoding) = match algorithm {
+            SigningAlgorithm::Es256 => (
+                EncodingKey::from_ec_der(private_der),
+                DecodingKey::from_ec_components(text("x")?, text("y")?)?,
+            ),
+            SigningAlgorithm::EdDsa => (
+                EncodingKey::from_ed_der(private_der),
+                DecodingKey::from_ed_components(text("x")?)?,
+            ),
+            SigningAlgorithm::Rs256 => (
+                EncodingKey::from_rsa_der(private_der),
+                DecodingKey::from_rsa_components(text("n")?, text("e")?)?,
+            ),
+            other => anyhow::bail!("key {kid}: {} is not an asymmetric algorithm", other.name()),
+        };
+        Ok(Self {
+            validation: validation(algorithm.jwt(), &rules.issuer, &rules.audience, rules.leeway_secs),
+            kid,
+            algorithm,
+            encoding,
+            decoding,
+            public_jwk: Some(public_jwk),
+            retired_at,
+        })
+    }
+
+    /// The shared-secret key used when `JWT_ALGORITHM` is HS*. Its kid is derived from
+    /// the secret so every instance agrees on it, and reveals nothing usable about it.
+    pub fn symmetric(secret: &str, algorithm: SigningAlgorithm, rules: &TokenRules) -> Self {
+        use sha2::{Digest, Sha256};
+        let kid = format!(
+            "hs-{}",
+            &b64(&Sha256::digest(
+                [b"portcullis-kid:".as_slice(), secret.as_bytes()].concat()
+            ))[..12]
+        );
+        Self {
+            validation: validation(algorithm.jwt(), &rules.issuer, &rules.audience, rules.leeway_secs),
+            kid,
+            algorithm,
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            public_jwk: None,
+            retired_at: None,
+        }
+    }
+}
+
+/// The keys one instance knows: the current signer and every key still verifying.
+pub struct KeyRing {
+    current: Arc<SigningKey>,
+    by_kid: HashMap<String, Arc<SigningKey>>,
+    jwks: bytes::Bytes,
+}
+
+impl KeyRing {
+    /// `keys` in creation order; the newest unretired key signs.
+    pub fn new(keys: Vec<SigningKey>) -> anyhow::Result<Self> {
+        let keys: Vec<Arc<SigningKey>> = keys.into_iter().map(Arc::new).collect();
+        let current = keys
+            .iter()
+            .rev()
+            .find(|k| k.retired_at.is_none())
+            .or_else(|| keys.last())
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let published: Vec<&serde_json::Value> = keys.iter().rev().filter_map(|k| k.public_jwk.as_ref()).collect();
+        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": published }))?.into();
+        let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
+        Ok(Self { current, by_kid, jwks })
+    }
+
+    pub fn current(&self) -> &SigningKey {
+        &self.current
+    }
+
+    /// The JWKS document, serialized once per ring.
+    pub fn jwks(&self) -> bytes::Bytes {
+        self.jwks.clone()
+    }
+
+    pub fn knows(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.by_kid.values().map(|k| k.algorithm.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> anyhow::Result<String> {
+        let key = &self.current;
+        let mut header = Header::new(key.algorithm.jwt());
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+
+    /// The key id a token names, if its header parses and its type is acceptable.
+    pub fn kid_of(token: &str) -> Result<String, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if let Some(typ) = &header.typ
+            && !typ.eq_ignore_ascii_case("JWT")
+            && !typ.eq_ignore_ascii_case("at+jwt")
+        {
+            return Err(TokenError::WrongType);
+        }
+        header.kid.ok_or(TokenError::MissingKid)
+    }
+
+    /// Verifies signature, algorithm, exp/nbf (with leeway), iss and aud.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let kid = Self::kid_of(token)?;
+        let key = self.by_kid.get(&kid).ok_or(TokenError::UnknownKid)?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => TokenError::BadSignature,
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::WrongAlgorithm,
+                    K::ExpiredSignature => TokenError::Expired,
+                    K::ImmatureSignature => TokenError::NotYetValid,
+                    K::InvalidIssuer => TokenError::WrongIssuer,
+                    K::InvalidAudience => TokenError::WrongAudience,
+                    K::MissingRequiredClaim(_) | K::Json(_) | K::InvalidClaimFormat(_) => TokenError::InvalidClaims,
+                    _ => TokenError::Malformed,
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> TokenRules {
+        TokenRules {
+            issuer: "https://id.test".into(),
+            audience: "aud".into(),
+            leeway_secs: 0,
+        }
+    }
+
+    fn claims(exp_offset: i64) -> AccessClaims {
+        let now = Utc::now().timestamp();
+        AccessClaims {
+            iss: "https://id.test".into(),
+            sub: "u1".into(),
+            aud: "aud".into(),
+            exp: now + exp_offset,
+            iat: now,
+            nbf: now,
+            jti: "j".into(),
+            sid: "s".into(),
+            preferred_username: "alice".into(),
+            roles: vec![],
+            permissions: vec![],
+            amr: vec!["pwd".into()],
+            auth_time: None,
+        }
+    }
+
+    fn ring(alg: SigningAlgorithm) -> KeyRing {
+        let g = generate(alg).unwrap();
+        let k = SigningKey::asymmetric(g.kid, alg, &g.private_der, g.public_jwk, None, &rules()).unwrap();
+        KeyRing::new(vec![k]).unwrap()
+    }
+
+    #[test]
+    fn every_asymmetric_algorithm_round_trips() {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Rs256,
+        ] {
+            let r = ring(alg);
+            let t = r.sign(&claims(60)).unwrap();
+            assert_eq!(r.verify(&t).unwrap().preferred_username, "alice", "{alg:?}");
+            let jwks: serde_json::Value = serde_json::from_slice(&r.jwks()).unwrap();
+            assert_eq!(jwks["keys"][0]["alg"], alg.name());
+            assert!(jwks["keys"][0].get("d").is_none(), "private part must not be published");
+        }
+    }
+
+    #[test]
+    fn expired_foreign_and_tampered_tokens_fail() {
+        let r = ring(SigningAlgorithm::Es256);
+        assert_eq!(r.verify(&r.sign(&claims(-10)).unwrap()), Err(TokenError::Expired));
+        let other = ring(SigningAlgorithm::Es256);
+        assert_eq!(r.verify(&other.sign(&claims(60)).unwrap()), Err(TokenError::UnknownKid));
+        let t = r.sign(&claims(60)).unwrap();
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let forged = b64(br#"{"sub":"admin","iss":"https://id.test","aud":"aud","exp":9999999999,"iat":0,"nbf":0,"jti":"j","sid":"s","preferred_username":"admin"}"#);
+        parts[1] = &forged;
+        assert_eq!(r.verify(&parts.join(".")), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn hs256_with_the_public_key_is_refused() {
+        let r = ring(SigningAlgorithm::Es256);
+        let kid = r.current().kid.clone();
+        let jwk = r.current().public_jwk.clone().unwrap();
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid);
+        let t = jsonwebtoken::encode(&h, &claims(60), &EncodingKey::from_secret(jwk.to_string().as_bytes())).unwrap();
+        assert_eq!(r.verify(&t), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn pkcs1_extraction_rejects_garbage() {
+        assert!(pkcs1_from_pkcs8(&[]).is_none());
+        assert!(pkcs1_from_pkcs8(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
+    }
+}

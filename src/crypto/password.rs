@@ -1,0 +1,299 @@
+//! Password hashing: argon2id for new hashes; passlib's bcrypt and argon2 hashes verify
+//! so imported users can log in and are re-hashed on success.
+//!
+//! Hashing is deliberately slow, so it runs on tokio's blocking pool behind a semaphore
+//! sized to the cores: a login storm queues there instead of occupying the async
+//! workers that serve token checks. Each blocking thread keeps its argon2 work memory
+//! between hashes (allocating and zero-filling ~19 MiB per hash costs about a third of
+//! the throughput).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::config::HashParams;
+use crate::error::{AppError, AppResult};
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub ok: bool,
+    /// The stored hash is legacy or weaker than the configured parameters.
+    pub needs_rehash: bool,
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: HashParams,
+    permits: Arc<Semaphore>,
+    /// A real hash at current parameters, verified when the user does not exist so
+    /// both answers cost the same.
+    dummy_hash: Arc<str>,
+}
+
+thread_local! {
+    static WORK_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+const OUTPUT_LEN: usize = 32;
+
+fn argon2_params(p: HashParams) -> Result<Params, argon2::Error> {
+    Params::new(p.memory_kib, p.iterations, p.parallelism, Some(OUTPUT_LEN))
+}
+
+/// Runs argon2 with this thread's reusable memory.
+fn argon2_into(
+    argon: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    WORK_MEMORY.with(|cell| {
+        let mut memory = cell.borrow_mut();
+        let blocks = params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+    })
+}
+
+/// Hashes with argon2id at `p` and a fresh salt, as a PHC string.
+pub fn hash_blocking(password: &str, p: HashParams) -> anyhow::Result<String> {
+    let params = argon2_params(p).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let salt = Salt::generate();
+    let mut out = [0u8; OUTPUT_LEN];
+    argon2_into(&argon, &params, password.as_bytes(), &salt, &mut out).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2 output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks a password against any supported stored hash. Unparseable hashes simply
+/// do not verify.
+pub fn verify_blocking(password: &str, stored: &str, current: HashParams) -> Verified {
+    if stored.starts_with("$argon2") {
+        verify_argon2(password, stored, current)
+    } else if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        Verified {
+            ok: bcrypt::verify(password, stored).unwrap_or(false),
+            needs_rehash: true,
+        }
+    } else if let Some(rest) = stored.strip_prefix("$bcrypt-sha256$") {
+        Verified {
+            ok: verify_passlib_bcrypt_sha256(password, rest),
+            needs_rehash: true,
+        }
+    } else {
+        Verified {
+            ok: false,
+            needs_rehash: false,
+        }
+    }
+}
+
+fn verify_argon2(password: &str, stored: &str, current: HashParams) -> Verified {
+    let fail = Verified {
+        ok: false,
+        needs_rehash: false,
+    };
+    let Ok(phc) = PasswordHash::new(stored) else {
+        return fail;
+    };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return fail;
+    };
+    let Ok(algorithm) = Algorithm::try_from(phc.algorithm.as_str()) else {
+        return fail;
+    };
+    let version = phc
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let Ok(base) = Params::try_from(&phc) else { return fail };
+    // Stored hashes may have any output length (passlib uses 16 or 32 bytes).
+    let Ok(params) = Params::new(base.m_cost(), base.t_cost(), base.p_cost(), Some(expected.len())) else {
+        return fail;
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    if argon2_into(&argon, &params, password.as_bytes(), salt, &mut out).is_err() {
+        return fail;
+    }
+    let ok: bool = out.as_slice().ct_eq(expected.as_bytes()).into();
+    let at_current = algorithm == Algorithm::Argon2id
+        && version == Version::V0x13
+        && params.m_cost() == current.memory_kib
+        && params.t_cost() == current.iterations
+        && params.p_cost() == current.parallelism
+        && expected.len() == OUTPUT_LEN;
+    Verified {
+        ok,
+        needs_rehash: !at_current,
+    }
+}
+
+/// passlib's `bcrypt_sha256` (v2): bcrypt over base64(HMAC-SHA256(key = salt, password)).
+/// `rest` is `v=2,t=2b,r=12$<22-char salt>$<31-char digest>`.
+fn verify_passlib_bcrypt_sha256(password: &str, rest: &str) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut parts = rest.split('$');
+    let (Some(settings), Some(salt), Some(digest)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let mut ident = "2b";
+    let mut rounds = "12";
+    let mut version = "";
+    for kv in settings.split(',') {
+        match kv.split_once('=') {
+            Some(("v", v)) => version = v,
+            Some(("t", t)) => ident = t,
+            Some(("r", r)) => rounds = r,
+            _ => return false,
+        }
+    }
+    if version != "2" {
+        return false;
+    }
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(salt.as_bytes()) else {
+        return false;
+    };
+    mac.update(password.as_bytes());
+    let key = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let bcrypt_hash = format!("${ident}${rounds:0>2}${salt}{digest}");
+    bcrypt::verify(key, &bcrypt_hash).unwrap_or(false)
+}
+
+impl PasswordHasher {
+    pub fn new(params: HashParams, concurrency: usize) -> anyhow::Result<Self> {
+        let dummy = hash_blocking("portcullis-dummy-password-for-timing", params)?;
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: dummy.into(),
+        })
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
+        tokio::task::spawn_blocking(f).await.map_err(AppError::internal)
+    }
+
+    pub async fn hash(&self, password: &str) -> AppResult<String> {
+        let password = password.to_owned();
+        let params = self.params;
+        self.run(move || hash_blocking(&password, params))
+            .await?
+            .map_err(AppError::Internal)
+    }
+
+    /// Verifies against `stored`, or against a dummy hash when there is none (unknown
+    /// user, or an account without a password) so the time taken tells nothing.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> AppResult<Verified> {
+        let password = password.to_owned();
+        let params = self.params;
+        let (hash, real) = match stored {
+            Some(h) => (h.to_owned(), true),
+            None => (self.dummy_hash.to_string(), false),
+        };
+        let v = self.run(move || verify_blocking(&password, &hash, params)).await?;
+        Ok(if real {
+            v
+        } else {
+            Verified {
+                ok: false,
+                needs_rehash: false,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: HashParams = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[test]
+    fn argon2id_round_trip() {
+        let h = hash_blocking("correct horse", CHEAP).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(
+            verify_blocking("correct horse", &h, CHEAP),
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+        assert!(!verify_blocking("wrong horse", &h, CHEAP).ok);
+        let stronger = HashParams {
+            memory_kib: 128,
+            ..CHEAP
+        };
+        assert!(verify_blocking("correct horse", &h, stronger).needs_rehash);
+    }
+
+    #[test]
+    fn passlib_hashes_verify() {
+        // passlib.hash.bcrypt.hash("password", rounds=4)
+        let bcrypt_hash = bcrypt::hash_with_result("password", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        let v = verify_blocking("password", &bcrypt_hash, CHEAP);
+        assert!(v.ok && v.needs_rehash);
+        assert!(!verify_blocking("Password", &bcrypt_hash, CHEAP).ok);
+        let two_a = bcrypt_hash.replacen("$2b$", "$2a$", 1);
+        assert!(verify_blocking("password", &two_a, CHEAP).ok);
+        // passlib.hash.argon2.hash("password") with small costs: argon2id, 16-byte digest
+        let argon = {
+            let params = Params::new(64, 2, 2, Some(16)).unwrap();
+            let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            let salt = Salt::generate();
+            let mut out = [0u8; 16];
+            a.hash_password_into(b"password", &salt, &mut out).unwrap();
+            PasswordHash {
+                algorithm: argon2::ARGON2ID_IDENT,
+                version: Some(19),
+                params: ParamsString::try_from(&params).unwrap(),
+                salt: Some(salt),
+                hash: Some(Output::new(&out).unwrap()),
+            }
+            .to_string()
+        };
+        let v = verify_blocking("password", &argon, CHEAP);
+        assert!(v.ok && v.needs_rehash);
+    }
+
+    #[test]
+    fn garbage_hashes_do_not_verify() {
+        for h in [
+            "",
+            "plain",
+            "$argon2id$garbage",
+            "$2b$12$short",
+            "$bcrypt-sha256$v=9,t=2b,r=12$x$y",
+        ] {
+            assert!(!verify_blocking("password", h, CHEAP).ok, "{h}");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Accounts: registration, profile, password change, enable/disable, bootstrap.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{Portcullis, Principal, validate};
+use crate::error::{AppError, AppResult};
+use crate::store::{NewUser, UserRow};
+
+/// What `register` and the CLI need to create an account.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub password: Option<String>,
+    /// An existing hash (passlib bcrypt or argon2), for bringing users along.
+    pub password_hash: Option<String>,
+    pub superuser: bool,
+    pub roles: Vec<String>,
+}
+
+/// Whether a stored hash is in a format Portcullis can verify.
+fn is_importable_hash(hash: &str) -> bool {
+    [
+        "$argon2id$",
+        "$argon2i$",
+        "$argon2d$",
+        "$2a$",
+        "$2b$",
+        "$2y$",
+        "$bcrypt-sha256$",
+    ]
+    .iter()
+    .any(|p| hash.starts_with(p))
+        && hash.len() < 512
+        && hash.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Portcullis {
+    /// Creates an account after checking every field; a taken username or email is 409.
+    pub async fn register(&self, r: Registration) -> AppResult<UserRow> {
+        let inner = self.inner();
+        validate::all([
+            validate::username(&r.username),
+            validate::email(&r.email),
+            r.full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
+        ])?;
+        let hash = match (&r.password, &r.password_hash) {
+            (Some(p), None) => {
+                validate::all([inner.policy.check("password", p, &r.username, &r.email)])?;
+                Some(inner.hasher.hash(p).await?)
+            }
+            (None, Some(h)) if is_importable_hash(h) => Some(h.clone()),
+            (None, Some(_)) => {
+                return Err(AppError::validation(
+                    "password_hash",
+                    "is not a bcrypt ($2a$/$2b$/$2y$), bcrypt-sha256 or argon2 hash",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(AppError::BadRequest(
+                    "give a password or a password hash, not both".into(),
+                ));
+            }
+            (None, None) => return Err(AppError::validation("password", "is required")),
+        };
+        let user = inner
+            .store
+            .insert_user(
+                &NewUser {
+                    username: r.username,
+                    email: r.email,
+                    full_name: r.full_name.filter(|n| !n.is_empty()),
+                    password_hash: hash,
+                    is_superuser: r.superuser,
+                    roles: r.roles,
+                },
+                Utc::now(),
+            )
+            .await?;
+        metrics::counter!("portcullis_registrations_total").increment(1);
+        Ok(user)
+    }
+
+    /// On an empty database, creates the superuser `admin`. Returns the password when
+    /// one was generated, for printing once; None when users already existed.
+    pub async fn bootstrap_admin(&self) -> anyhow::Result<Option<BootstrapAdmin>> {
+        let inner = self.inner();
+        if inner.store.count_users().await.map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
+            return Ok(None);
+        }
+        let config = &inner.config;
+        let (password, generated) = match &config.admin_password {
+            Some(p) => (p.clone(), false),
+            None => (crate::crypto::tokens::random_token()[..24].to_string(), true),
+        };
+        let result = self
+            .register(Registration {
+                username: config.admin_username.clone(),
+                email: config.admin_email.clone(),
+                full_name: Some("Administrator".into()),
+                password: Some(password.clone()),
+                password_hash: None,
+                superuser: true,
+                roles: vec!["admin".into()],
+            })
+            .await;
+        match result {
+            Ok(user) => Ok(Some(BootstrapAdmin {
+                username: user.username,
+                password: generated.then_some(password),
+            })),
+            // Another instance sharing the database bootstrapped it first.
+            Err(AppError::Conflict(_)) => Ok(None),
+            Err(AppError::Validation(errors)) => anyhow::bail!(
+                "PORTCULLIS_ADMIN_PASSWORD/PORTCULLIS_ADMIN_USERNAME/PORTCULLIS_ADMIN_EMAIL: {}",
+                errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Err(e) => anyhow::bail!("creating the admin account failed: {e:?}"),
+        }
+    }
+
+    pub async fn user(&self, id: Uuid) -> AppResult<UserRow> {
+        self.inner()
+            .store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("user not found".into()))
+    }
+
+    /// The caller's own account; a token of a deleted or disabled user is refused.
+    pub async fn me(&self, caller: &Principal) -> AppResult<UserRow> {
+        match self.inner().store.user_by_id(caller.user_id).await? {
+            Some(u) if u.is_active => Ok(u),
+            _ => Err(AppError::InvalidToken("account is no longer active".into())),
+        }
+    }
+
+    /// Updates full name and/or email.
+    pub async fn update_me(
+        &self,
+        caller: &Principal,
+        full_name: Option<String>,
+        email: Option<String>,
+    ) -> AppResult<UserRow> {
+        validate::all([
+            full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
+            email.as_deref().map(validate::email).unwrap_or(Ok(())),
+        ])?;
+        let current = self.me(caller).await?;
+        let full_name = match full_name {
+            Some(n) if n.is_empty() => None,
+            Some(n) => Some(n),
+            None => current.full_name,
+        };
+        let email = email.unwrap_or(current.email);
+        self.inner()
+            .store
+            .update_profile(caller.user_id, full_name.as_deref(), &email, Utc::now())
+            .await?
+            .ok_or_else(|| AppError::InvalidToken("account is no longer active".into()))
+    }
+
+    /// Changes the caller's password after checking the current one, ending every
+    /// other session of theirs.
+    pub async fn change_password(&self, caller: &Principal, current: &str, new: &str) -> AppResult<()> {
+        let inner = self.inner();
+        let user = self.me(caller).await?;
+        let verified = inner.hasher.verify(current, user.password_hash.as_deref()).await?;
+        if !verified.ok {
+            return Err(AppError::validation("current_password", "is incorrect"));
+        }
+        validate::all([inner.policy.check("new_password", new, &user.username, &user.email)])?;
+        if current == new {
+            return Err(AppError::validation(
+                "new_password",
+                "must differ from the current password",
+            ));
+        }
+        let hash = inner.hasher.hash(new).await?;
+        let now = Utc::now();
+        let ended = inner
+            .store
+            .change_password(
+                user.id,
+                &hash,
+                Some(caller.session_id),
+                now,
+                self.revocation_horizon(now),
+            )
+            .await?;
+        self.forget_sessions(&ended, now);
+        Ok(())
+    }
+
+    /// Enables or disables an account; disabling ends all its sessions at once.
+    pub async fn set_user_active(&self, id: Uuid, active: bool) -> AppResult<UserRow> {
+        let inner = self.inner();
+        let now = Utc::now();
+        let (user, ended) = inner
+            .store
+            .set_user_active(id, active, now, self.revocation_horizon(now))
+            .await?
+            .ok_or_else(|| AppError::NotFound("user not found".into()))?;
+        self.forget_sessions(&ended, now);
+        Ok(user)
+    }
+}
+
+/// The account created on first start.
+#[derive(Debug)]
+pub struct BootstrapAdmin {
+    pub username: String,
+    /// The generated one-time password; None when it came from configuration.
+    pub password: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn importable_hashes() {
+        assert!(is_importable_hash(
+            "$2b$12$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"
+        ));
+        assert!(is_importable_hash("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"));
+        assert!(!is_importable_hash("plaintext"));
+        assert!(!is_importable_hash("$2b$ with spaces"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Identity logic, independent of HTTP: accounts, sessions, token checks.
+//!
+//! `Portcullis` is the service type. The HTTP layer is one client of it; the CLI and
+//! services embedding the crate are others.
+
+pub mod accounts;
+pub mod authn;
+pub mod keys;
+pub mod revocation;
+pub mod sessions;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::secretbox::MasterKey;
+use crate::store::Store;
+
+pub use authn::{Principal, TokenCache};
+pub use sessions::{ClientContext, TokenPair};
+
+#[derive(Clone)]
+pub struct Portcullis {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hasher: PasswordHasher,
+    pub keys: keys::KeyManager,
+    pub revocations: revocation::RevocationSet,
+    pub token_cache: TokenCache,
+    pub policy: validate::PasswordPolicy,
+}
+
+/// How the master key was obtained, so start-up can warn about a generated one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterKeySource {
+    Config,
+    ExistingFile,
+    GeneratedFile,
+}
+
+/// Loads the master key from config, or from (or into) the key file.
+pub fn load_master_key(config: &Config) -> anyhow::Result<(MasterKey, MasterKeySource)> {
+    match &config.master_key {
+        Some(value) => Ok((MasterKey::from_config_value(value)?, MasterKeySource::Config)),
+        None => {
+            let (key, created) = MasterKey::load_or_create_file(&config.master_key_file)?;
+            Ok((
+                key,
+                if created {
+                    MasterKeySource::GeneratedFile
+                } else {
+                    MasterKeySource::ExistingFile
+                },
+            ))
+        }
+    }
+}
+
+impl Portcullis {
+    /// Opens the store (migrating it) and loads keys: everything `serve` needs.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database, config.database_max_connections).await?;
+        store.migrate().await?;
+        Self::with_store(config, store).await
+    }
+
+    pub async fn with_store(config: Config, store: Store) -> anyhow::Result<Self> {
+        crate::crypto::jwt::install_provider();
+        let (master, source) = load_master_key(&config)?;
+        if source == MasterKeySource::GeneratedFile {
+            tracing::warn!(
+                path = %config.master_key_file.display(),
+                "generated a new master key file; back it up, or set PORTCULLIS_MASTER_KEY (it seals the signing keys)"
+            );
+        }
+        let hasher = PasswordHasher::new(config.hash_params, config.hash_concurrency)?;
+        let keys = keys::KeyManager::load(&config, store.clone(), master).await?;
+        let policy = validate::PasswordPolicy {
+            min_length: config.password_min_length,
+            max_length: config.password_max_length,
+            min_score: config.password_min_score,
+        };
+        let service = Self {
+            inner: Arc::new(Inner {
+                token_cache: TokenCache::new(config.token_cache_capacity),
+                config: Arc::new(config),
+                store,
+                hasher,
+                keys,
+                revocations: revocation::RevocationSet::default(),
+                policy,
+            }),
+        };
+        service.load_revocations().await?;
+        Ok(service)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn keys(&self) -> &keys::KeyManager {
+        &self.inner.keys
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// Until when a revocation must be remembered: by then every access token of the
+    /// revoked session has expired.
+    pub(crate) fn revocation_horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let c = &self.inner.config;
+        now + chrono::Duration::from_std(c.access_token_ttl + c.jwt_leeway + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::hours(25))
+    }
+
+    async fn load_revocations(&self) -> anyhow::Result<()> {
+        let rows = self
+            .inner
+            .store
+            .live_revocations(Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.inner.revocations.apply(&rows);
+        Ok(())
+    }
+
+    /// Pulls revocations other instances wrote since `since` (callers overlap windows).
+    pub async fn sync_revocations(&self, since: DateTime<Utc>) -> anyhow::Result<usize> {
+        let rows = self
+            .inner
+            .store
+            .revocations_since(since)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.inner.revocations.apply(&rows);
+        Ok(rows.len())
+    }
+
+    /// Drops revocations that no longer matter, in memory and in the store.
+    pub async fn purge_expired(&self) -> anyhow::Result<()> {
+        let now = Utc::now();
+        self.inner.revocations.purge(now);
+        self.inner
+            .store
+            .purge_revocations(now)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    /// Marks sessions ended on this instance at once (the feed tells the others).
+    pub(crate) fn forget_sessions(&self, ids: &[uuid::Uuid], now: DateTime<Utc>) {
+        let until = self.revocation_horizon(now);
+        for id in ids {
+            self.inner.revocations.revoke_session(*id, until);
+        }
+    }
+}

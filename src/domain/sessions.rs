@@ -1,0 +1,225 @@
+//! Login, refresh-token rotation, logout: the life of a session.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Portcullis;
+use crate::crypto::jwt::AccessClaims;
+use crate::crypto::tokens;
+use crate::error::{AppError, AppResult};
+use crate::store::{NewSession, RotateOutcome, SessionRow, UserRow};
+
+/// The single answer for every failed login: it must not tell which part was wrong.
+pub const LOGIN_FAILED: &str = "invalid username or password";
+const REFRESH_FAILED: &str = "refresh token is invalid, expired or revoked";
+
+/// Where a request came from, recorded on the session it starts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What a successful login or refresh returns.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl Portcullis {
+    /// Checks a username (or email) and password and starts a session.
+    ///
+    /// Unknown users are checked against a dummy hash, and disabled users and wrong
+    /// passwords get the very same answer, so neither the body nor the time tells
+    /// whether an account exists.
+    pub async fn login(&self, login: &str, password: &str, ctx: &ClientContext) -> AppResult<TokenPair> {
+        let inner = self.inner();
+        let bounded = login.len() <= 254 && password.chars().count() <= inner.config.password_max_length;
+        let user = if bounded {
+            inner.store.user_by_login(login).await?
+        } else {
+            None
+        };
+        let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let verified = inner.hasher.verify(password, stored).await?;
+        let user = match user {
+            Some(u) if verified.ok && u.is_active => u,
+            _ => {
+                metrics::counter!("portcullis_logins_total", "result" => "failure").increment(1);
+                return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
+            }
+        };
+        if verified.needs_rehash {
+            let upgraded = inner.hasher.hash(password).await?;
+            inner
+                .store
+                .upgrade_password_hash(user.id, &upgraded, Utc::now())
+                .await?;
+        }
+        metrics::counter!("portcullis_logins_total", "result" => "success").increment(1);
+        self.start_session(&user, &["pwd"], ctx).await
+    }
+
+    /// Starts a session for an already authenticated user (password, later social
+    /// login or MFA) and returns its first token pair.
+    pub async fn start_session(&self, user: &UserRow, amr: &[&str], ctx: &ClientContext) -> AppResult<TokenPair> {
+        let inner = self.inner();
+        let now = Utc::now();
+        let session = NewSession {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            amr: serde_json::to_string(amr).map_err(AppError::internal)?,
+            user_agent: ctx.user_agent.as_ref().map(|s| s.chars().take(512).collect()),
+            ip: ctx.ip.clone(),
+        };
+        let refresh = tokens::random_token();
+        let expires = now + chrono::Duration::from_std(inner.config.refresh_token_ttl).map_err(AppError::internal)?;
+        inner
+            .store
+            .create_session(&session, &tokens::digest(&refresh), now, expires)
+            .await?;
+        let amr: Vec<String> = amr.iter().map(|s| s.to_string()).collect();
+        let access = self.mint_access_token(user, session.id, amr, now, now).await?;
+        Ok(self.pair(access, refresh))
+    }
+
+    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+        TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "bearer",
+            expires_in: self.config().access_token_ttl.as_secs(),
+        }
+    }
+
+    /// Signs an access token carrying the user's current roles and permissions.
+    async fn mint_access_token(
+        &self,
+        user: &UserRow,
+        session_id: Uuid,
+        amr: Vec<String>,
+        auth_time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> AppResult<String> {
+        let inner = self.inner();
+        let grants = inner.store.user_grants(user).await?;
+        let iat = now.timestamp();
+        let claims = AccessClaims {
+            iss: inner.config.jwt_issuer.clone(),
+            sub: user.id.to_string(),
+            aud: inner.config.jwt_audience.clone(),
+            exp: iat + inner.config.access_token_ttl.as_secs() as i64,
+            iat,
+            nbf: iat,
+            jti: Uuid::new_v4().to_string(),
+            sid: session_id.to_string(),
+            preferred_username: user.username.clone(),
+            roles: grants.roles,
+            permissions: grants.permissions,
+            amr,
+            auth_time: Some(auth_time.timestamp()),
+        };
+        inner.keys.ring().sign(&claims).map_err(AppError::Internal)
+    }
+
+    /// Spends a refresh token for a new pair. Presenting a token that was already
+    /// rotated ends its whole session (someone else holds a copy).
+    pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
+        let rejected = || AppError::InvalidCredentials(REFRESH_FAILED.into());
+        if !tokens::looks_like_token(refresh_token) {
+            return Err(rejected());
+        }
+        let inner = self.inner();
+        let now = Utc::now();
+        let successor = tokens::random_token();
+        let expires = now + chrono::Duration::from_std(inner.config.refresh_token_ttl).map_err(AppError::internal)?;
+        let outcome = inner
+            .store
+            .rotate_refresh(
+                &tokens::digest(refresh_token),
+                &tokens::digest(&successor),
+                now,
+                expires,
+                self.revocation_horizon(now),
+            )
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated { session, user } => {
+                metrics::counter!("portcullis_token_refreshes_total").increment(1);
+                let amr: Vec<String> = serde_json::from_str(&session.amr).unwrap_or_default();
+                let access = self
+                    .mint_access_token(&user, session.id, amr, session.created_at, now)
+                    .await?;
+                Ok(self.pair(access, successor))
+            }
+            RotateOutcome::Reused { session_id, user_id } => {
+                metrics::counter!("portcullis_refresh_reuse_detected_total").increment(1);
+                tracing::warn!(%user_id, %session_id, "refresh token reuse detected; session revoked");
+                self.forget_sessions(&[session_id], now);
+                Err(rejected())
+            }
+            RotateOutcome::Rejected => Err(rejected()),
+        }
+    }
+
+    /// Ends the session a refresh token belongs to. Unknown tokens are ignored, as
+    /// RFC 7009 asks, so the answer reveals nothing.
+    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+        if !tokens::looks_like_token(refresh_token) {
+            return Ok(());
+        }
+        let now = Utc::now();
+        if let Some((session_id, _)) = self
+            .inner()
+            .store
+            .revoke_session_by_refresh(&tokens::digest(refresh_token), now, self.revocation_horizon(now))
+            .await?
+        {
+            self.forget_sessions(&[session_id], now);
+        }
+        Ok(())
+    }
+
+    /// Ends every session of a user except `keep`; returns how many ended.
+    pub async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, reason: &str) -> AppResult<usize> {
+        let now = Utc::now();
+        let ended = self
+            .inner()
+            .store
+            .revoke_user_sessions(user_id, keep, reason, now, self.revocation_horizon(now))
+            .await?;
+        self.forget_sessions(&ended, now);
+        Ok(ended.len())
+    }
+
+    pub async fn sessions_of(&self, user_id: Uuid) -> AppResult<Vec<SessionRow>> {
+        self.inner().store.active_sessions(user_id, Utc::now()).await
+    }
+
+    /// Ends one of the user's own sessions; 404 when there is no such live session.
+    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> AppResult<()> {
+        let now = Utc::now();
+        let ended = self
+            .inner()
+            .store
+            .revoke_user_session(
+                user_id,
+                session_id,
+                "revoked_by_user",
+                now,
+                self.revocation_horizon(now),
+            )
+            .await?;
+        if !ended {
+            return Err(AppError::NotFound("no such active session".into()));
+        }
+        self.forget_sessions(&[session_id], now);
+        Ok(())
+    }
+}

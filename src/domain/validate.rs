@@ -1,0 +1,226 @@
+//! Input rules for accounts, each failure naming its field.
+//!
+//! Usernames and emails are restricted to ASCII: that rules out Unicode look-alikes
+//! ("аdmin" with a Cyrillic а) outright and makes case-insensitive uniqueness mean
+//! the same thing on SQLite and PostgreSQL.
+
+use crate::error::{AppError, FieldError};
+
+pub const USERNAME_MIN: usize = 3;
+pub const USERNAME_MAX: usize = 64;
+pub const EMAIL_MAX: usize = 254;
+pub const FULL_NAME_MAX: usize = 200;
+
+/// Letters, digits and `. _ - @ +`, starting with a letter or digit. `@` is allowed
+/// because some clients register with the email as username.
+pub fn username(value: &str) -> Result<(), FieldError> {
+    let err = |m: &str| FieldError {
+        field: "username".into(),
+        message: m.into(),
+    };
+    if value.len() < USERNAME_MIN || value.len() > USERNAME_MAX {
+        return Err(err(&format!("must be {USERNAME_MIN} to {USERNAME_MAX} characters")));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
+    {
+        return Err(err("may contain only ASCII letters, digits and . _ - @ +"));
+    }
+    if !value.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(err("must start with a letter or digit"));
+    }
+    Ok(())
+}
+
+/// A practical subset of RFC 5321 addresses: ASCII local part without quoting, and a
+/// domain of at least two dot-separated labels.
+pub fn email(value: &str) -> Result<(), FieldError> {
+    let err = |m: &str| FieldError {
+        field: "email".into(),
+        message: m.into(),
+    };
+    if value.is_empty() || value.len() > EMAIL_MAX {
+        return Err(err(&format!("must be 1 to {EMAIL_MAX} characters")));
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return Err(err("is not a valid email address"));
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(err("is not a valid email address"))
+    }
+}
+
+pub fn full_name(value: &str) -> Result<(), FieldError> {
+    if value.chars().count() > FULL_NAME_MAX {
+        return Err(FieldError {
+            field: "full_name".into(),
+            message: format!("must be at most {FULL_NAME_MAX} characters"),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError {
+            field: "full_name".into(),
+            message: "must not contain control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The password policy: length bounds, no control characters, not containing the
+/// username or email, and strong enough by zxcvbn's estimate.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub min_score: u8,
+}
+
+impl PasswordPolicy {
+    pub fn check(&self, field: &str, password: &str, username: &str, email: &str) -> Result<(), FieldError> {
+        let err = |m: String| FieldError {
+            field: field.into(),
+            message: m,
+        };
+        let len = password.chars().count();
+        if len < self.min_length {
+            return Err(err(format!("must be at least {} characters", self.min_length)));
+        }
+        if len > self.max_length {
+            return Err(err(format!("must be at most {} characters", self.max_length)));
+        }
+        if password.chars().any(char::is_control) {
+            return Err(err("must not contain control characters".into()));
+        }
+        let lower = password.to_lowercase();
+        let local = email.split('@').next().unwrap_or_default();
+        for (what, value) in [("username", username), ("email", email), ("email", local)] {
+            if value.len() >= 3 && lower.contains(&value.to_lowercase()) {
+                return Err(err(format!("must not contain your {what}")));
+            }
+        }
+        let estimate = zxcvbn::zxcvbn(password, &[username, email, local]);
+        if (estimate.score() as u8) < self.min_score {
+            let mut why = String::from("is too easy to guess");
+            if let Some(feedback) = estimate.feedback() {
+                if let Some(w) = feedback.warning() {
+                    why.push_str(&format!(": {w}"));
+                }
+                if let Some(s) = feedback.suggestions().first() {
+                    why.push_str(&format!(" ({s})"));
+                }
+            }
+            return Err(err(why));
+        }
+        Ok(())
+    }
+}
+
+/// Collects field errors into one 422, or passes.
+pub fn all(results: impl IntoIterator<Item = Result<(), FieldError>>) -> Result<(), AppError> {
+    let errors: Vec<FieldError> = results.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["alice", "bob.smith", "user@example.com", "a_1-2+x"] {
+            assert!(username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "аdmin",
+            "has space",
+            "-lead",
+            "x\0y",
+            &"a".repeat(65),
+            "' OR 1=1 --",
+        ] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["john@example.com", "a.b+tag@sub.example.co"] {
+            assert!(email(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a@@b.com",
+            ".a@b.com",
+            "a..b@c.com",
+            "a@-b.com",
+            "ü@b.com",
+            "a@b.com\n",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn password_policy() {
+        let p = PasswordPolicy {
+            min_length: 8,
+            max_length: 128,
+            min_score: 2,
+        };
+        assert!(
+            p.check("password", "correct horse battery staple", "alice", "alice@example.com")
+                .is_ok()
+        );
+        assert!(
+            p.check("password", "short", "alice", "a@example.com")
+                .unwrap_err()
+                .message
+                .contains("at least 8")
+        );
+        assert!(
+            p.check("password", "password123", "alice", "a@example.com")
+                .unwrap_err()
+                .message
+                .contains("guess")
+        );
+        assert!(
+            p.check("password", "xx-alicewonder-77", "alicewonder", "z@example.com")
+                .unwrap_err()
+                .message
+                .contains("username")
+        );
+        assert!(
+            p.check("password", &"Zq9!".repeat(40), "alice", "a@example.com")
+                .unwrap_err()
+                .message
+                .contains("at most")
+        );
+    }
+}

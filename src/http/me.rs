@@ -1,0 +1,114 @@
+//! `/auth/me` and the caller's own sessions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Caller;
+use super::auth::UserOut;
+use super::extract::ValidJson;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+
+/// The caller's account plus what their token grants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeOut {
+    #[serde(flatten)]
+    pub user: UserOut,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    pub session_id: Uuid,
+}
+
+pub async fn get_me(State(state): State<AppState>, Caller(caller): Caller) -> AppResult<Json<MeOut>> {
+    let user = state.service.me(&caller).await?;
+    Ok(Json(MeOut {
+        user: user.into(),
+        roles: caller.roles.clone(),
+        permissions: caller.permissions.clone(),
+        session_id: caller.session_id,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateMeRequest {
+    /// Empty string clears it.
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+pub async fn patch_me(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ValidJson(req): ValidJson<UpdateMeRequest>,
+) -> AppResult<Json<UserOut>> {
+    Ok(Json(
+        state.service.update_me(&caller, req.full_name, req.email).await?.into(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ValidJson(req): ValidJson<ChangePasswordRequest>,
+) -> AppResult<StatusCode> {
+    state
+        .service
+        .change_password(&caller, &req.current_password, &req.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_refreshed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub amr: Vec<String>,
+    /// The session the request's own token belongs to.
+    pub current: bool,
+}
+
+pub async fn list_sessions(State(state): State<AppState>, Caller(caller): Caller) -> AppResult<Json<Vec<SessionOut>>> {
+    let sessions = state.service.sessions_of(caller.user_id).await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionOut {
+                current: s.id == caller.session_id,
+                amr: serde_json::from_str(&s.amr).unwrap_or_default(),
+                id: s.id,
+                created_at: s.created_at,
+                last_refreshed_at: s.last_refreshed_at,
+                expires_at: s.expires_at,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::validation("id", "is not a session id"))?;
+    state.service.end_session(caller.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,79 @@
+//! Service metadata: health, readiness, metrics, discovery, keys, API description.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Liveness: answers without touching the database.
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers.
+pub async fn ready(State(state): State<AppState>) -> AppResult<Json<Health>> {
+    state.service.store().ping().await.map_err(|_| AppError::Unavailable {
+        message: "database is not reachable".into(),
+        retry_after: 5,
+    })?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let (open, idle) = state.service.store().pool_usage();
+    metrics::gauge!("portcullis_db_pool_connections", "state" => "open").set(open as f64);
+    metrics::gauge!("portcullis_db_pool_connections", "state" => "idle").set(idle as f64);
+    let body = state.metrics.render();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn cacheable_json(body: impl IntoResponse) -> Response {
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    res
+}
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    cacheable_json(state.service.keys().ring().jwks())
+}
+
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    let c = state.service.config();
+    let algs = state.service.keys().ring().algorithms();
+    cacheable_json(Json(serde_json::json!({
+        "issuer": c.jwt_issuer,
+        "jwks_uri": c.url("/.well-known/jwks.json"),
+        "token_endpoint": c.url("/auth/token"),
+        "userinfo_endpoint": c.url("/auth/me"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "token_endpoint_auth_methods_supported": ["none"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "preferred_username", "roles", "permissions", "amr", "auth_time"],
+    })))
+}
+
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    let mut res = state.openapi.clone().into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}

@@ -1,0 +1,218 @@
+//! HTTP: the route table, the access guard, extractors and one module per resource.
+//!
+//! Every route is declared in `routes::table()` with its access rule, and the router is
+//! built only from that table: a route cannot exist without a rule. The guard that
+//! enforces the rule runs before the handler; handlers that need the caller take the
+//! `Caller` extractor, which only reads what the guard put there.
+
+pub mod auth;
+pub mod extract;
+pub mod me;
+pub mod meta;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::domain::Principal;
+use crate::error::AppError;
+
+/// Who may call a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// Any valid access token.
+    Authenticated,
+    /// A valid access token carrying this permission.
+    Permission(&'static str),
+    /// A valid access token carrying this role.
+    Role(&'static str),
+}
+
+impl Access {
+    /// Whether an authenticated caller passes; Public and Authenticated always do.
+    pub fn check(&self, caller: &Principal) -> Result<(), AppError> {
+        match self {
+            Access::Public | Access::Authenticated => Ok(()),
+            Access::Permission(p) if caller.has_permission(p) => Ok(()),
+            Access::Permission(p) => Err(AppError::Forbidden(format!("missing permission {p}"))),
+            Access::Role(r) if caller.has_role(r) => Ok(()),
+            Access::Role(r) => Err(AppError::Forbidden(format!("missing role {r}"))),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Access::Public => "public".into(),
+            Access::Authenticated => "authenticated".into(),
+            Access::Permission(p) => format!("permission {p}"),
+            Access::Role(r) => format!("role {r}"),
+        }
+    }
+}
+
+/// How a route's request body is encoded, for the OpenAPI document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+}
+
+/// One declared route: method, path (without base path), rule, handler and docs.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    pub body: Option<(BodyKind, String)>,
+    /// (status, schema name or None for an empty or non-JSON body).
+    pub responses: Vec<(u16, Option<String>)>,
+    /// Schemas this route's docs refer to, by name.
+    pub schemas: Vec<(String, serde_json::Value)>,
+    /// Served by a mounted router (Swagger UI) rather than `handler`.
+    pub mounted: bool,
+    pub(crate) handler: Option<MethodRouter<AppState>>,
+}
+
+fn schema_of<T: ToSchema>() -> (String, serde_json::Value) {
+    let mut value = serde_json::to_value(T::schema()).unwrap_or_default();
+    // Nested schemas are inlined by name elsewhere; keep refs resolvable.
+    if value.is_null() {
+        value = serde_json::json!({});
+    }
+    (T::name().into_owned(), value)
+}
+
+impl Route {
+    pub fn new<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        Self {
+            method,
+            path,
+            access,
+            summary: "",
+            tag: "",
+            body: None,
+            responses: Vec::new(),
+            schemas: Vec::new(),
+            mounted: false,
+            handler: Some(axum::routing::on(filter, handler)),
+        }
+    }
+
+    /// A route served by a router merged in as a whole (e.g. Swagger UI's assets).
+    pub fn mounted(method: Method, path: &'static str, access: Access) -> Self {
+        Self {
+            method,
+            path,
+            access,
+            summary: "",
+            tag: "",
+            body: None,
+            responses: Vec::new(),
+            schemas: Vec::new(),
+            mounted: true,
+            handler: None,
+        }
+    }
+
+    pub fn doc(mut self, tag: &'static str, summary: &'static str) -> Self {
+        self.tag = tag;
+        self.summary = summary;
+        self
+    }
+
+    pub fn json<T: ToSchema>(mut self) -> Self {
+        let (name, schema) = schema_of::<T>();
+        self.body = Some((BodyKind::Json, name.clone()));
+        self.schemas.push((name, schema));
+        self
+    }
+
+    pub fn form<T: ToSchema>(mut self) -> Self {
+        let (name, schema) = schema_of::<T>();
+        self.body = Some((BodyKind::Form, name.clone()));
+        self.schemas.push((name, schema));
+        self
+    }
+
+    pub fn returns<T: ToSchema>(mut self, status: u16) -> Self {
+        let (name, schema) = schema_of::<T>();
+        self.responses.push((status, Some(name.clone())));
+        self.schemas.push((name, schema));
+        self
+    }
+
+    pub fn empty(mut self, status: u16) -> Self {
+        self.responses.push((status, None));
+        self
+    }
+}
+
+/// The caller, as authenticated by the guard.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Principal>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, AppError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(AppError::MissingCredentials)
+    }
+}
+
+/// The bearer token in `Authorization`, if any. A header that is present but not a
+/// Bearer credential is an invalid token, not a missing one.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AppError::InvalidToken("Authorization header is not valid text".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(AppError::InvalidToken("expected Authorization: Bearer <token>".into())),
+    }
+}
+
+/// Enforces a route's declared rule before its handler runs.
+pub(crate) async fn guard(State((state, access)): State<(AppState, Access)>, mut req: Request, next: Next) -> Response {
+    if access == Access::Public {
+        return next.run(req).await;
+    }
+    let principal = match bearer_token(req.headers()) {
+        Ok(Some(token)) => match state.service.authenticate_token(token).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        },
+        Ok(None) => return AppError::MissingCredentials.into_response(),
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = access.check(&principal) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Caller(principal));
+    next.run(req).await
+}

@@ -1,0 +1,115 @@
+//! The OpenAPI document, derived from the route table so it cannot drift from what is
+//! served or from who may call it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{Access, BodyKind, Route};
+use crate::config::Config;
+
+/// OpenAPI refers to schemas as `#/components/schemas/Name`; utoipa emits refs that way.
+pub fn document(routes: &[Route], config: &Config) -> Value {
+    let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    let mut schemas = serde_json::Map::new();
+    schemas.insert(
+        "Problem".into(),
+        serde_json::to_value(<crate::error::Problem as utoipa::PartialSchema>::schema()).unwrap_or_default(),
+    );
+    schemas.insert(
+        "FieldError".into(),
+        serde_json::to_value(<crate::error::FieldError as utoipa::PartialSchema>::schema()).unwrap_or_default(),
+    );
+    for r in routes.iter().filter(|r| !r.mounted) {
+        for (name, schema) in &r.schemas {
+            schemas.insert(name.clone(), schema.clone());
+        }
+        let mut op = serde_json::Map::new();
+        op.insert("summary".into(), json!(r.summary));
+        op.insert("tags".into(), json!([r.tag]));
+        op.insert("description".into(), json!(format!("Access: {}.", r.access.describe())));
+        if r.access != Access::Public {
+            op.insert("security".into(), json!([{ "bearer": [] }, { "oauth2": [] }]));
+        }
+        if let Some((kind, name)) = &r.body {
+            let media = match kind {
+                BodyKind::Json => "application/json",
+                BodyKind::Form => "application/x-www-form-urlencoded",
+            };
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": { media: { "schema": { "$ref": format!("#/components/schemas/{name}") } } }}),
+            );
+        }
+        let mut responses = serde_json::Map::new();
+        for (status, schema) in &r.responses {
+            let mut resp = json!({ "description": reason(*status) });
+            if let Some(name) = schema {
+                resp["content"] =
+                    json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } });
+            }
+            responses.insert(status.to_string(), resp);
+        }
+        let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
+        if r.body.is_some() {
+            responses.insert(
+                "422".into(),
+                json!({ "description": "Invalid input", "content": problem }),
+            );
+        }
+        if r.access != Access::Public {
+            responses.insert(
+                "401".into(),
+                json!({ "description": "Missing or invalid token", "content": problem }),
+            );
+        }
+        if matches!(r.access, Access::Permission(_) | Access::Role(_)) {
+            responses.insert(
+                "403".into(),
+                json!({ "description": "Missing permission", "content": problem }),
+            );
+        }
+        op.insert("responses".into(), Value::Object(responses));
+        let params: Vec<Value> = path_params(r.path)
+            .into_iter()
+            .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !params.is_empty() {
+            op.insert("parameters".into(), json!(params));
+        }
+        paths
+            .entry(config.path(r.path))
+            .or_default()
+            .insert(r.method.as_str().to_ascii_lowercase(), Value::Object(op));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Portcullis",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Authentication and authorization service. Use Authorize with the password flow to try authenticated routes.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
+                "oauth2": { "type": "oauth2", "flows": { "password": { "tokenUrl": config.path("/auth/token"), "refreshUrl": config.path("/auth/token"), "scopes": {} } } },
+            },
+        },
+    })
+}
+
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .filter(|s| !s.starts_with('*'))
+        .collect()
+}
+
+fn reason(status: u16) -> &'static str {
+    axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Response")
+}

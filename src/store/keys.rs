@@ -1,0 +1,54 @@
+//! JWT signing keys; private halves arrive here already sealed under the master key.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, on_pool};
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key: Vec<u8>,
+    pub public_jwk: String,
+    pub created_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+const SELECT_KEYS: &str = "SELECT kid, algorithm, private_key, public_jwk, created_at, retired_at FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at";
+const INSERT_KEY: &str =
+    "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)";
+const RETIRE_OTHERS: &str = "UPDATE signing_keys SET retired_at = $2 WHERE kid <> $1 AND retired_at IS NULL";
+const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL";
+
+impl Store {
+    /// Keys still signing, or retired after `retired_after` (their tokens may live on).
+    pub async fn signing_keys(&self, retired_after: DateTime<Utc>) -> AppResult<Vec<SigningKeyRow>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, SigningKeyRow>(SELECT_KEYS).bind(retired_after).fetch_all(pool).await)?,
+        )
+    }
+
+    /// Adds a key that becomes the one new tokens are signed with; every other key is
+    /// retired at `now` and kept only for verification.
+    pub async fn add_signing_key(&self, key: &SigningKeyRow) -> AppResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INSERT_KEY)
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(&key.private_key)
+                .bind(&key.public_jwk)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(RETIRE_OTHERS).bind(&key.kid).bind(key.created_at).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn active_signing_key_count(&self) -> AppResult<i64> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>(COUNT_ACTIVE).fetch_one(pool).await)?)
+    }
+}

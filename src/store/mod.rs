@@ -1,0 +1,131 @@
+//! Persistence: one interface shaped by the domain, over SQLite or PostgreSQL.
+//!
+//! Both backends run the same SQL text wherever their dialects agree (SQLite accepts
+//! `$n` placeholders, `RETURNING` and `ON CONFLICT`); the `on_pool!` macro expands a body
+//! once per backend so each is type-checked against its own driver. SQL lives only here
+//! and in `migrations/`.
+
+mod keys;
+mod revocations;
+pub(crate) mod sessions;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::DatabaseTarget;
+use crate::error::{AppError, AppResult};
+
+pub use keys::SigningKeyRow;
+pub use revocations::RevocationRow;
+pub use sessions::{NewSession, RotateOutcome, SessionRow};
+pub use users::{NewUser, UserGrants, UserRow};
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever backend `$store` holds.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Begins a write transaction. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`) so two writers queue on the busy timeout instead of one
+/// failing when it upgrades a read lock.
+macro_rules! begin_write {
+    (sqlite, $pool:ident) => {
+        $pool.begin_with("BEGIN IMMEDIATE").await?
+    };
+}
+pub(crate) use begin_write;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Opens the database, creating a SQLite file if it does not exist yet.
+    pub async fn connect(target: &DatabaseTarget, max_connections: u32) -> anyhow::Result<Self> {
+        match target {
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .min_connections(1)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))?;
+                Ok(Self::Sqlite(pool))
+            }
+            DatabaseTarget::Postgres(url) => {
+                let opts = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+                Ok(Self::Postgres(pool))
+            }
+        }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// One trivial round-trip, for `/ready`.
+    pub async fn ping(&self) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// (connections open, of which idle), for metrics.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        on_pool!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Maps a unique-constraint violation to 409 with `message`; anything else is internal.
+pub(crate) fn conflict_on_unique(e: sqlx::Error, message: &str) -> AppError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => AppError::Conflict(message.to_string()),
+        _ => AppError::from(e),
+    }
+}

@@ -1,0 +1,194 @@
+//! Accounts and what they are granted.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Store, conflict_on_unique, on_pool};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub is_superuser: bool,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub password_changed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub is_superuser: bool,
+    /// Roles given at creation, e.g. `admin` for the bootstrap account.
+    pub roles: Vec<String>,
+}
+
+/// A user's roles and effective permissions, as carried in access tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserGrants {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+
+const SELECT_BY_ID: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
+// A username match wins over an email match: usernames may look like emails.
+const SELECT_BY_LOGIN: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1";
+const INSERT_USER: &str = "INSERT INTO users (id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7, $8) RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+const INSERT_USER_ROLE: &str = "INSERT INTO user_roles (user_id, role_name, assigned_by, assigned_at) VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING";
+const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4 WHERE id = $1 RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+const UPDATE_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
+const SET_PASSWORD: &str =
+    "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
+const SELECT_ROLES: &str = "SELECT role_name FROM user_roles WHERE user_id = $1 ORDER BY role_name";
+const SELECT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM user_roles ur JOIN role_permissions rp ON rp.role_name = ur.role_name WHERE ur.user_id = $1 ORDER BY rp.permission_name";
+const SELECT_ALL_PERMISSIONS: &str = "SELECT name FROM permissions ORDER BY name";
+const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
+const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
+
+impl Store {
+    /// Inserts a user and their initial roles in one transaction. A taken username or
+    /// email (compared case-insensitively) is a 409 naming which.
+    pub async fn insert_user(&self, new: &NewUser, now: DateTime<Utc>) -> AppResult<UserRow> {
+        let _ = USER_COLUMNS;
+        let id = Uuid::now_v7();
+        let password_changed_at = new.password_hash.as_ref().map(|_| now);
+        let inserted: Result<UserRow, AppError> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
+                .bind(id)
+                .bind(&new.username)
+                .bind(&new.email)
+                .bind(&new.full_name)
+                .bind(&new.password_hash)
+                .bind(new.is_superuser)
+                .bind(now)
+                .bind(password_changed_at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, "username or email is already registered"))?;
+            for role in &new.roles {
+                sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(row)
+        });
+        match inserted {
+            Err(AppError::Conflict(_)) => {
+                let username_taken: bool = on_pool!(self, pool => sqlx::query_scalar(USERNAME_TAKEN).bind(&new.username).fetch_one(pool).await)?;
+                Err(AppError::Conflict(if username_taken {
+                    "username is already registered".into()
+                } else {
+                    "email is already registered".into()
+                }))
+            }
+            other => other,
+        }
+    }
+
+    pub async fn user_by_id(&self, id: Uuid) -> AppResult<Option<UserRow>> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_ID).bind(id).fetch_optional(pool).await)?)
+    }
+
+    /// Finds the account a login name refers to: a username, or else an email.
+    pub async fn user_by_login(&self, login: &str) -> AppResult<Option<UserRow>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_LOGIN).bind(login).fetch_optional(pool).await)?,
+        )
+    }
+
+    pub async fn update_profile(
+        &self,
+        id: Uuid,
+        full_name: Option<&str>,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<UserRow>> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(UPDATE_PROFILE)
+            .bind(id)
+            .bind(full_name)
+            .bind(email)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| conflict_on_unique(e, "email is already registered"))?))
+    }
+
+    /// Replaces a hash with an equivalent one at current parameters (after a legacy
+    /// or weaker hash verified); the password itself has not changed.
+    pub async fn upgrade_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query(UPDATE_PASSWORD_HASH).bind(id).bind(hash).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn count_users(&self) -> AppResult<i64> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>(COUNT_USERS).fetch_one(pool).await)?)
+    }
+
+    /// Roles and effective permissions; a superuser holds every permission that exists.
+    pub async fn user_grants(&self, user: &UserRow) -> AppResult<UserGrants> {
+        let permissions_sql = if user.is_superuser {
+            SELECT_ALL_PERMISSIONS
+        } else {
+            SELECT_PERMISSIONS
+        };
+        let (roles, permissions) = on_pool!(self, pool => {
+            let roles: Vec<String> = sqlx::query_scalar(SELECT_ROLES).bind(user.id).fetch_all(pool).await?;
+            let q = sqlx::query_scalar(permissions_sql);
+            let q = if user.is_superuser { q } else { q.bind(user.id) };
+            let permissions: Vec<String> = q.fetch_all(pool).await?;
+            (roles, permissions)
+        });
+        Ok(UserGrants { roles, permissions })
+    }
+
+    /// Sets a new password and ends the user's other sessions in the same transaction,
+    /// returning the ended session ids.
+    pub async fn change_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        keep_session: Option<Uuid>,
+        now: DateTime<Utc>,
+        revocation_expires: DateTime<Utc>,
+    ) -> AppResult<Vec<Uuid>> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?;
+            let ended = super::sessions::revoke_user_sessions_tx!(tx, id, keep_session, "password_changed", now, revocation_expires);
+            tx.commit().await?;
+            ended
+        }))
+    }
+
+    /// Enables or disables a user; disabling ends every session in the same
+    /// transaction. None when there is no such user.
+    pub async fn set_user_active(
+        &self,
+        id: Uuid,
+        active: bool,
+        now: DateTime<Utc>,
+        revocation_expires: DateTime<Utc>,
+    ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let user: Option<UserRow> = sqlx::query_as(SET_ACTIVE).bind(id).bind(active).bind(now).fetch_optional(&mut *tx).await?;
+            let ended = match (&user, active) {
+                (Some(_), false) => super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_disabled", now, revocation_expires),
+                _ => Vec::new(),
+            };
+            tx.commit().await?;
+            user.map(|u| (u, ended))
+        }))
+    }
+}

@@ -1,0 +1,374 @@
+//! Registration, login, profile and password rules, on both backends.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_validates_and_rejects_duplicates() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let res = s
+            .post_json(
+                "/auth/register",
+                &json!({"username": "johndoe", "email": "john@example.com", "password": "securepassword123", "full_name": "John Doe"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let user: Value = res.json().await.unwrap();
+        assert!(uuid::Uuid::parse_str(user["user_id"].as_str().unwrap()).is_ok());
+        assert_eq!(user["username"], "johndoe");
+        assert_eq!(user["email"], "john@example.com");
+        assert_eq!(user["full_name"], "John Doe");
+        assert!(user["created_at"].is_string());
+        assert!(user.get("password_hash").is_none() && user.get("password").is_none());
+
+        // Case-insensitive duplicates.
+        let dup_name = s
+            .post_json(
+                "/auth/register",
+                &json!({"username": "JohnDoe", "email": "other@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert!(
+            expect_problem(dup_name, 409).await["detail"]
+                .as_str()
+                .unwrap()
+                .contains("username")
+        );
+        let dup_mail = s
+            .post_json(
+                "/auth/register",
+                &json!({"username": "other", "email": "JOHN@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert!(
+            expect_problem(dup_mail, 409).await["detail"]
+                .as_str()
+                .unwrap()
+                .contains("email")
+        );
+
+        // Invalid fields: 422 naming the field, nothing created.
+        let cases = [
+            (
+                json!({"username": "a b", "email": "ab@example.com", "password": PASSWORD}),
+                "username",
+            ),
+            (
+                json!({"username": "аdmin", "email": "ab@example.com", "password": PASSWORD}),
+                "username",
+            ),
+            (
+                json!({"username": "' OR 1=1 --", "email": "ab@example.com", "password": PASSWORD}),
+                "username",
+            ),
+            (
+                json!({"username": "x".repeat(300), "email": "ab@example.com", "password": PASSWORD}),
+                "username",
+            ),
+            (
+                json!({"username": "abc", "email": "not-an-email", "password": PASSWORD}),
+                "email",
+            ),
+            (
+                json!({"username": "abc", "email": "ab@example.com", "password": "short"}),
+                "password",
+            ),
+            (
+                json!({"username": "abc", "email": "ab@example.com", "password": "password123"}),
+                "password",
+            ),
+            (
+                json!({"username": "abcdefgh", "email": "ab@example.com", "password": "zz-abcdefgh-99"}),
+                "password",
+            ),
+            (
+                json!({"username": "abc", "email": "ab@example.com", "password": "Zq9!".repeat(40)}),
+                "password",
+            ),
+            (json!({"username": "abc", "email": "ab@example.com"}), "password"),
+            (
+                json!({"username": 5, "email": "ab@example.com", "password": PASSWORD}),
+                "username",
+            ),
+            (
+                json!({"username": "abc", "email": "ab@example.com", "password": PASSWORD, "full_name": "a\u{0}b"}),
+                "full_name",
+            ),
+        ];
+        for (body, field) in cases {
+            let p = expect_problem(s.post_json("/auth/register", &body).await, 422).await;
+            assert_eq!(p["errors"][0]["field"], field, "{body} -> {p}");
+            assert!(p["detail"].as_str().unwrap().contains(field));
+        }
+        let weak = expect_problem(
+            s.post_json(
+                "/auth/register",
+                &json!({"username": "abc", "email": "ab@example.com", "password": "password123"}),
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert!(weak["detail"].as_str().unwrap().contains("guess"), "{weak}");
+
+        // Malformed JSON, wrong content type, oversized body.
+        let res = s
+            .client
+            .post(s.url("/auth/register"))
+            .header("content-type", "application/json")
+            .body("{\"username\":")
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 400).await;
+        let res = s
+            .client
+            .post(s.url("/auth/register"))
+            .header("content-type", "text/plain")
+            .body("username=x")
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 415).await;
+        let huge = json!({"username": "big", "email": "big@example.com", "password": PASSWORD, "full_name": "x".repeat(70 * 1024)});
+        expect_problem(s.post_json("/auth/register", &huge).await, 413).await;
+        let res = s
+            .client
+            .post(s.url("/auth/register"))
+            .header("content-type", "application/json")
+            .body(vec![0xff, 0xfe, 0x00])
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 400).await;
+
+        // Only the admin and johndoe exist.
+        assert_eq!(s.service.store().count_users().await.unwrap(), 2);
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_by_username_or_email_and_uniform_failures() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        s.register("alice").await;
+        let by_name = s.login_as("alice", PASSWORD).await;
+        assert_eq!(by_name.body["token_type"], "bearer");
+        assert_eq!(by_name.body["expires_in"], 900);
+        assert_eq!(by_name.refresh.len(), 43);
+        let by_email = s.login_as("ALICE@example.com", PASSWORD).await;
+        assert_ne!(by_email.access, by_name.access);
+        let by_email_field = s
+            .post_json(
+                "/auth/login",
+                &json!({"email": "alice@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(by_email_field.status(), 200);
+        // Token responses must not be cached.
+        assert_eq!(by_email_field.headers()["cache-control"], "no-store");
+
+        let wrong = s
+            .post_json(
+                "/auth/login",
+                &json!({"username": "alice", "password": "wrong password!"}),
+            )
+            .await;
+        let wrong = expect_problem(wrong, 401).await;
+        let unknown = s
+            .post_json(
+                "/auth/login",
+                &json!({"username": "nobody", "password": "wrong password!"}),
+            )
+            .await;
+        let unknown = expect_problem(unknown, 401).await;
+        assert_eq!(
+            wrong, unknown,
+            "unknown user and wrong password must be indistinguishable"
+        );
+        let missing = s.post_json("/auth/login", &json!({"password": "x"})).await;
+        expect_problem(missing, 422).await;
+
+        // Disabled users cannot log in or refresh, and their tokens stop working at once.
+        let id = uuid::Uuid::parse_str(jwt_part(&by_name.access, 1)["sub"].as_str().unwrap()).unwrap();
+        s.service.set_user_active(id, false).await.unwrap();
+        let res = s
+            .post_json("/auth/login", &json!({"username": "alice", "password": PASSWORD}))
+            .await;
+        assert_eq!(expect_problem(res, 401).await, wrong);
+        expect_problem(s.refresh(&by_name.refresh).await, 401).await;
+        expect_invalid_token(s.get_auth("/auth/me", &by_name.access).await).await;
+        s.service.set_user_active(id, true).await.unwrap();
+        s.login_as("alice", PASSWORD).await;
+        s.stop().await;
+    }
+}
+
+/// Unknown users are checked against a dummy hash: with a hash that costs
+/// milliseconds, both failures take about as long (generous bound; the statistical
+/// version belongs to the hardening suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_and_wrong_password_take_similar_time() {
+    let (s, _db) = TestServer::start_with(
+        Backend::Sqlite,
+        &[("PASSWORD_HASH_MEMORY_KIB", "8192"), ("PASSWORD_HASH_ITERATIONS", "2")],
+    )
+    .await;
+    s.register("timing").await;
+    let median = |samples: &mut Vec<f64>| {
+        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        samples[samples.len() / 2]
+    };
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..9 {
+        for (user, out) in [("timing", &mut known), (&*format!("ghost{i}"), &mut unknown)] {
+            let t = Instant::now();
+            let res = s
+                .post_json(
+                    "/auth/login",
+                    &json!({"username": user, "password": "not the password"}),
+                )
+                .await;
+            assert_eq!(res.status(), 401);
+            out.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let (k, u) = (median(&mut known), median(&mut unknown));
+    let ratio = k / u;
+    assert!(
+        (0.4..2.5).contains(&ratio),
+        "wrong password {k:.4}s vs unknown user {u:.4}s"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_update_and_password_change() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let a = s.user("bob").await;
+        let other_session = s.login_as("bob", PASSWORD).await;
+        s.register("carol").await;
+
+        let me: Value = s.get_auth("/auth/me", &a.access).await.json().await.unwrap();
+        assert_eq!(me["username"], "bob");
+        assert_eq!(me["roles"], json!([]));
+
+        let res = s
+            .client
+            .patch(s.url("/auth/me"))
+            .bearer_auth(&a.access)
+            .json(&json!({"full_name": "Bob B", "email": "bob@new.example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let updated: Value = res.json().await.unwrap();
+        assert_eq!(updated["full_name"], "Bob B");
+        assert_eq!(updated["email"], "bob@new.example.com");
+        let res = s
+            .client
+            .patch(s.url("/auth/me"))
+            .bearer_auth(&a.access)
+            .json(&json!({"email": "CAROL@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 409).await;
+        let res = s
+            .client
+            .patch(s.url("/auth/me"))
+            .bearer_auth(&a.access)
+            .json(&json!({"email": "nope"}))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 422).await;
+        let me: Value = s.get_auth("/auth/me", &a.access).await.json().await.unwrap();
+        assert_eq!(me["email"], "bob@new.example.com", "failed updates change nothing");
+
+        let change = |current: &str, new: &str| {
+            s.client
+                .post(s.url("/auth/me/password"))
+                .bearer_auth(&a.access)
+                .json(&json!({"current_password": current, "new_password": new}))
+                .send()
+        };
+        let p = expect_problem(change("wrong", "a much better passphrase 42").await.unwrap(), 422).await;
+        assert_eq!(p["errors"][0]["field"], "current_password");
+        let p = expect_problem(change(PASSWORD, "short").await.unwrap(), 422).await;
+        assert_eq!(p["errors"][0]["field"], "new_password");
+        assert_eq!(
+            change(PASSWORD, "a much better passphrase 42").await.unwrap().status(),
+            204
+        );
+
+        // The other session ended at once; this one lives on.
+        expect_invalid_token(s.get_auth("/auth/me", &other_session.access).await).await;
+        expect_problem(s.refresh(&other_session.refresh).await, 401).await;
+        assert_eq!(s.get_auth("/auth/me", &a.access).await.status(), 200);
+        assert_eq!(s.refresh(&a.refresh).await.status(), 200);
+        expect_problem(
+            s.post_json("/auth/login", &json!({"username": "bob", "password": PASSWORD}))
+                .await,
+            401,
+        )
+        .await;
+        s.login_as("bob", "a much better passphrase 42").await;
+        s.stop().await;
+    }
+}
+
+/// Users brought over from passlib keep their passwords; the hash is upgraded on login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_passlib_hashes_log_in_and_are_rehashed() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let bcrypt_hash = bcrypt::hash("legacy password 1", 4).unwrap();
+        let two_a = bcrypt::hash_with_result("legacy password 2", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoA);
+        for (name, hash, password) in [
+            ("legacy1", bcrypt_hash, "legacy password 1"),
+            ("legacy2", two_a, "legacy password 2"),
+        ] {
+            s.service
+                .register(portcullis::domain::accounts::Registration {
+                    username: name.into(),
+                    email: format!("{name}@example.com"),
+                    full_name: None,
+                    password: None,
+                    password_hash: Some(hash.clone()),
+                    superuser: false,
+                    roles: vec![],
+                })
+                .await
+                .unwrap();
+            expect_problem(
+                s.post_json("/auth/login", &json!({"username": name, "password": "wrong"}))
+                    .await,
+                401,
+            )
+            .await;
+            s.login_as(name, password).await;
+            let stored = s
+                .service
+                .store()
+                .user_by_login(name)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+                .unwrap();
+            assert!(stored.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "rehashed: {stored}");
+            s.login_as(name, password).await;
+        }
+        s.stop().await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server over real HTTP on an ephemeral port, against a
+//! real SQLite file and a real PostgreSQL database (a fresh one per server).
+//! One test binary, so the crate links once.
+
+mod accounts;
+mod service;
+mod sessions;
+mod support;
+mod tokens;

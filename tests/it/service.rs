@@ -1,0 +1,385 @@
+//! The service as a whole: metadata routes, route declarations, base path, request
+//! ids, metrics, and the real binary (start-up, bootstrap, config errors, CLI import,
+//! graceful shutdown, no secrets in logs).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis::http::Access;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_routes_answer() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let health: Value = s
+            .client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok");
+        let ready = s.client.get(s.url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        let disco: Value = s
+            .client
+            .get(s.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(disco["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
+        assert!(disco["token_endpoint"].as_str().unwrap().ends_with("/auth/token"));
+        assert_eq!(disco["grant_types_supported"], json!(["password", "refresh_token"]));
+        assert_eq!(disco["issuer"], s.service.config().jwt_issuer.as_str());
+        // Swagger UI is bundled: its page and assets come from the binary.
+        let docs = s.client.get(s.url("/docs/")).send().await.unwrap();
+        assert_eq!(docs.status(), 200);
+        assert!(docs.text().await.unwrap().contains("swagger"));
+        let init = s
+            .client
+            .get(s.url("/docs/swagger-initializer.js"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            init.contains("/openapi.json") && init.contains("\"validatorUrl\": \"none\""),
+            "{init}"
+        );
+        assert_eq!(
+            s.client
+                .get(s.url("/docs/swagger-ui-bundle.js"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+
+        // A login, a failed login, a refresh: all visible in metrics, without user data.
+        let t = s.user("metered").await;
+        s.refresh(&t.refresh).await;
+        s.post_json("/auth/login", &json!({"username": "metered", "password": "wrong"}))
+            .await;
+        let metrics = s
+            .client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for needle in [
+            "portcullis_http_requests_total",
+            "portcullis_http_request_duration_seconds_bucket",
+            "route=\"/auth/login\"",
+            "portcullis_logins_total{result=\"success\"}",
+            "portcullis_logins_total{result=\"failure\"}",
+            "portcullis_token_refreshes_total",
+            "portcullis_db_pool_connections",
+        ] {
+            assert!(metrics.contains(needle), "metrics lack {needle}");
+        }
+        assert!(!metrics.contains("metered") && !metrics.contains(&t.refresh));
+        s.stop().await;
+    }
+}
+
+/// Every route is declared with a rule, the OpenAPI document lists exactly the
+/// declared routes, and every non-public route refuses anonymous callers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_declared_and_guarded() {
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let table = portcullis::http::routes::table();
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let mut declared: Vec<String> = table
+        .iter()
+        .filter(|r| !r.mounted)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    documented.sort();
+    declared.sort();
+    assert_eq!(documented, declared);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["oauth2"]["flows"]["password"]["tokenUrl"],
+        "/auth/token"
+    );
+
+    let mut seen = std::collections::HashSet::new();
+    for r in &table {
+        assert!(
+            seen.insert((r.method.clone(), r.path)),
+            "declared twice: {} {}",
+            r.method,
+            r.path
+        );
+        let path = r
+            .path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{*asset}", "index.css");
+        let res = s
+            .client
+            .request(r.method.clone(), s.url(&path))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        match r.access {
+            Access::Public => assert_ne!(status, 401, "{} {} is public", r.method, r.path),
+            _ => {
+                assert_eq!(status, 401, "{} {} must refuse anonymous callers", r.method, r.path);
+                assert_eq!(res.headers()["www-authenticate"], "Bearer");
+            }
+        }
+        assert_ne!(status, 500, "{} {}", r.method, r.path);
+    }
+    // Unknown routes and methods: problem answers.
+    expect_problem(s.client.get(s.url("/no/such/route")).send().await.unwrap(), 404).await;
+    expect_problem(s.client.delete(s.url("/auth/login")).send().await.unwrap(), 405).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_path_prefixes_every_route() {
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &[("PORTCULLIS_BASE_PATH", "/api/v1")]).await;
+    assert!(s.base.ends_with("/api/v1"));
+    let t = s.user("prefixed").await;
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    let res = s
+        .client
+        .post(format!("{root}/auth/login"))
+        .json(&json!({"username": "prefixed", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 404).await;
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"].get("/api/v1/auth/login").is_some());
+    assert_eq!(s.client.get(s.url("/docs/")).send().await.unwrap().status(), 200);
+    let disco: Value = s
+        .client
+        .get(s.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        disco["token_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1/auth/token")
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_kept_or_generated() {
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let res = s
+        .client
+        .get(s.url("/health"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-me-123");
+    let res = s.client.get(s.url("/health")).send().await.unwrap();
+    assert!(uuid::Uuid::parse_str(res.headers()["x-request-id"].to_str().unwrap()).is_ok());
+    for h in ["x-content-type-options", "referrer-policy", "x-frame-options"] {
+        assert!(res.headers().contains_key(h), "{h}");
+    }
+    s.stop().await;
+}
+
+fn binary() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTCULLIS_") || k.starts_with("JWT_") || k == "DATABASE_URL" || k == "SECRET_KEY" {
+            c.env_remove(k);
+        }
+    }
+    c.env("PASSWORD_HASH_MEMORY_KIB", "64")
+        .env("PASSWORD_HASH_ITERATIONS", "1")
+        .env("RUST_LOG", "info");
+    c
+}
+
+#[test]
+fn bad_configuration_stops_startup_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("JWT_ALGORITHM", "none"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "soon"),
+        ("DATABASE_URL", "mysql://u:hunter2@db/x"),
+        ("PORTCULLIS_BIND", "nowhere"),
+    ] {
+        let out = binary()
+            .current_dir(dir.path())
+            .env(var, value)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(var), "{err}");
+        assert!(!err.contains("hunter2"));
+    }
+}
+
+/// The real binary: first start bootstraps the admin and prints its password once;
+/// a passlib hash imported from the CLI logs in; SIGTERM drains an in-flight login and
+/// exits 0; no password or token ever reaches the log.
+#[test]
+fn binary_serves_imports_and_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = binary()
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db)
+        // An expensive hash so a login is still running when SIGTERM arrives.
+        .env("PASSWORD_HASH_MEMORY_KIB", "65536")
+        .env("PASSWORD_HASH_ITERATIONS", "4")
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let mut admin_password = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+        if let Some((_, pw)) = line.split_once("one-time password: ") {
+            admin_password = Some(pw.trim().to_string());
+        }
+        if line.contains("portcullis is ready") {
+            break;
+        }
+    }
+    let admin_password = admin_password.unwrap_or_else(|| panic!("no admin password printed:\n{log}"));
+    assert!(
+        dir.path().join("p.db.key").exists(),
+        "master key file generated beside the database"
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    // Import a passlib user from the shell while the service runs.
+    let legacy = bcrypt::hash("imported pass phrase", 4).unwrap();
+    let out = binary()
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db)
+        .args([
+            "user",
+            "create",
+            "--username",
+            "imported",
+            "--email",
+            "imported@example.com",
+            "--password-hash",
+            &legacy,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = binary()
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &db)
+        .args(["user", "create", "--username", "x", "--email", "bad"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("email"));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (tokens, slow_status) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let login = |u: &str, p: &str| {
+            client
+                .post(format!("{base}/auth/login"))
+                .json(&json!({"username": u, "password": p}))
+                .send()
+        };
+        let admin: Value = login("admin", &admin_password).await.unwrap().json().await.unwrap();
+        let imported = login("imported", "imported pass phrase").await.unwrap();
+        assert_eq!(imported.status(), 200);
+        let imported: Value = imported.json().await.unwrap();
+        // Start a login, then ask the server to stop while it is hashing.
+        let slow = tokio::spawn(login("admin", &admin_password));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send_sigterm(child.id());
+        let slow_status = slow.await.unwrap().map(|r| r.status().as_u16()).unwrap_or(0);
+        (vec![admin, imported], slow_status)
+    });
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    assert_eq!(slow_status, 200, "in-flight request drained");
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(log.contains("request_id="), "request ids in log lines");
+    assert_eq!(
+        log.matches(&admin_password).count(),
+        1,
+        "the admin password is printed exactly once"
+    );
+    for t in &tokens {
+        for field in ["access_token", "refresh_token"] {
+            let secret = t[field].as_str().unwrap();
+            assert!(!log.contains(secret), "{field} leaked into the log");
+        }
+    }
+    assert!(!log.contains("imported pass phrase"));
+}
+
+fn send_sigterm(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

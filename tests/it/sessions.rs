@@ -1,0 +1,315 @@
+//! Refresh rotation, reuse detection, concurrency, logout and sessions, including
+//! several instances sharing one PostgreSQL database.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let first = s.user("rotate").await;
+        let res = s.refresh(&first.refresh).await;
+        assert_eq!(res.status(), 200);
+        let second = Tokens::from(res.json::<Value>().await.unwrap());
+        assert_ne!(second.refresh, first.refresh);
+        assert_ne!(second.access, first.access);
+        assert_eq!(
+            jwt_part(&second.access, 1)["sid"],
+            jwt_part(&first.access, 1)["sid"],
+            "same session"
+        );
+        let third = Tokens::from(s.refresh(&second.refresh).await.json::<Value>().await.unwrap());
+
+        // Replaying a rotated token: refused, and the whole family dies with it.
+        let p = expect_problem(s.refresh(&first.refresh).await, 401).await;
+        assert!(p["detail"].as_str().unwrap().contains("refresh token"));
+        expect_problem(s.refresh(&third.refresh).await, 401).await;
+        expect_invalid_token(s.get_auth("/auth/me", &third.access).await).await;
+        // Other sessions of the same user are untouched.
+        let other = s.login_as("rotate", PASSWORD).await;
+        assert_eq!(s.refresh(&other.refresh).await.status(), 200);
+
+        for bad in ["", "short", &"x".repeat(43), &"y".repeat(5000)] {
+            expect_problem(s.refresh(bad).await, 401).await;
+        }
+        expect_problem(s.post_json("/auth/refresh", &json!({})).await, 422).await;
+        s.stop().await;
+    }
+}
+
+/// Fires `n` refreshes of the same token at once, spread over `servers`.
+async fn race(servers: &[&TestServer], token: &str, n: usize) -> (usize, usize) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let s = servers[i % servers.len()];
+        let (client, url, token) = (s.client.clone(), s.url("/auth/refresh"), token.to_string());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"refresh_token": token}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            401 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (ok, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refresh_with_one_token_succeeds_exactly_once() {
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let second = TestServer::on(&db, &[]).await;
+        for round in 0..5 {
+            let t = s.user(&format!("racer{round}")).await;
+            let servers: Vec<&TestServer> = if backend == Backend::Postgres {
+                vec![&s, &second]
+            } else {
+                vec![&s]
+            };
+            let (ok, refused) = race(&servers, &t.refresh, 8).await;
+            assert_eq!((ok, refused), (1, 7), "round {round} on {backend:?}");
+        }
+        second.stop().await;
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_logout_all_and_session_management() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let a = s.user("leaver").await;
+        let b = s.login_as("leaver", PASSWORD).await;
+        let c = s.login_as("leaver", PASSWORD).await;
+
+        // Logout ends that session only, and at once.
+        let res = s.post_json("/auth/logout", &json!({"refresh_token": a.refresh})).await;
+        assert_eq!(res.status(), 204);
+        expect_invalid_token(s.get_auth("/auth/me", &a.access).await).await;
+        expect_problem(s.refresh(&a.refresh).await, 401).await;
+        assert_eq!(s.get_auth("/auth/me", &b.access).await.status(), 200);
+        // Unknown or repeated logouts reveal nothing.
+        assert_eq!(
+            s.post_json("/auth/logout", &json!({"refresh_token": a.refresh}))
+                .await
+                .status(),
+            204
+        );
+        assert_eq!(
+            s.post_json("/auth/logout", &json!({"refresh_token": "unknown"}))
+                .await
+                .status(),
+            204
+        );
+
+        // Sessions list: b and c, with b marked current for b's token.
+        let list: Value = s.get_auth("/auth/sessions", &b.access).await.json().await.unwrap();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        let b_sid = jwt_part(&b.access, 1)["sid"].as_str().unwrap().to_string();
+        let c_sid = jwt_part(&c.access, 1)["sid"].as_str().unwrap().to_string();
+        assert!(list.iter().any(|x| x["id"] == b_sid.as_str() && x["current"] == true));
+        assert!(
+            list.iter()
+                .any(|x| x["id"] == c_sid.as_str() && x["current"] == false && x["amr"] == json!(["pwd"]))
+        );
+
+        // Ending c from b.
+        let res = s
+            .client
+            .delete(s.url(&format!("/auth/sessions/{c_sid}")))
+            .bearer_auth(&b.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        expect_invalid_token(s.get_auth("/auth/me", &c.access).await).await;
+        let res = s
+            .client
+            .delete(s.url(&format!("/auth/sessions/{c_sid}")))
+            .bearer_auth(&b.access)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 404).await;
+        let res = s
+            .client
+            .delete(s.url("/auth/sessions/not-a-uuid"))
+            .bearer_auth(&b.access)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 422).await;
+        // Another user's session cannot be ended.
+        let mallory = s.user("mallory").await;
+        let res = s
+            .client
+            .delete(s.url(&format!("/auth/sessions/{b_sid}")))
+            .bearer_auth(&mallory.access)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(res, 404).await;
+        assert_eq!(s.get_auth("/auth/me", &b.access).await.status(), 200);
+
+        // Logout-all ends everything of the caller, and nothing of others.
+        let d = s.login_as("leaver", PASSWORD).await;
+        let res = s
+            .client
+            .post(s.url("/auth/logout-all"))
+            .bearer_auth(&b.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        for t in [&b, &d] {
+            expect_invalid_token(s.get_auth("/auth/me", &t.access).await).await;
+            expect_problem(s.refresh(&t.refresh).await, 401).await;
+        }
+        assert_eq!(s.get_auth("/auth/me", &mallory.access).await.status(), 200);
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_token_endpoint_speaks_the_form_protocol() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        s.register("formuser").await;
+        let form = |pairs: &[(&str, &str)]| s.client.post(s.url("/auth/token")).form(pairs).send();
+        // What FastAPI's OAuth2PasswordBearer and Swagger's Authorize send.
+        let res = form(&[
+            ("grant_type", "password"),
+            ("username", "formuser"),
+            ("password", PASSWORD),
+            ("scope", ""),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let t = Tokens::from(res.json::<Value>().await.unwrap());
+        assert_eq!(t.body["token_type"], "bearer");
+        let res = form(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh)])
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+
+        let err = |res: reqwest::Response, status: u16, code: &'static str| async move {
+            assert_eq!(res.status().as_u16(), status);
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"], code, "{body}");
+            assert!(body["error_description"].is_string());
+        };
+        err(
+            form(&[
+                ("grant_type", "password"),
+                ("username", "formuser"),
+                ("password", "bad"),
+            ])
+            .await
+            .unwrap(),
+            400,
+            "invalid_grant",
+        )
+        .await;
+        err(
+            form(&[("grant_type", "password"), ("username", "nobody"), ("password", "bad")])
+                .await
+                .unwrap(),
+            400,
+            "invalid_grant",
+        )
+        .await;
+        err(
+            form(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh)])
+                .await
+                .unwrap(),
+            400,
+            "invalid_grant",
+        )
+        .await;
+        err(
+            form(&[("grant_type", "client_credentials")]).await.unwrap(),
+            400,
+            "unsupported_grant_type",
+        )
+        .await;
+        err(
+            form(&[("grant_type", "password"), ("username", "formuser")])
+                .await
+                .unwrap(),
+            400,
+            "invalid_request",
+        )
+        .await;
+        err(form(&[]).await.unwrap(), 400, "invalid_request").await;
+        let json_body = s.post_json("/auth/token", &json!({"grant_type": "password"})).await;
+        err(json_body, 400, "invalid_request").await;
+        s.stop().await;
+    }
+}
+
+/// Several instances on one PostgreSQL database: a session started on one works on
+/// the other, and ending it on one is honoured by the other within about a second,
+/// although token checks never query the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_sessions_and_revocations() {
+    if !backends().await.contains(&Backend::Postgres) {
+        return;
+    }
+    let (a, db) = TestServer::start(Backend::Postgres).await;
+    let b = TestServer::on(&db, &[]).await;
+    let t = a.user("roamer").await;
+    assert_eq!(b.get_auth("/auth/me", &t.access).await.status(), 200);
+    let res = b.refresh(&t.refresh).await;
+    assert_eq!(res.status(), 200);
+    let t2 = Tokens::from(res.json::<Value>().await.unwrap());
+    // Warm b's verified-token cache, then end the session on a.
+    assert_eq!(b.get_auth("/auth/me", &t2.access).await.status(), 200);
+    assert_eq!(
+        a.post_json("/auth/logout", &json!({"refresh_token": t2.refresh}))
+            .await
+            .status(),
+        204
+    );
+    let start = Instant::now();
+    loop {
+        let status = b
+            .client
+            .get(b.url("/auth/sessions"))
+            .bearer_auth(&t2.access)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "instance b still accepts an ended session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first instance to start bootstrapped the one admin; the second did not.
+    assert_eq!(a.service.store().count_users().await.unwrap(), 2);
+    b.stop().await;
+    a.stop().await;
+}

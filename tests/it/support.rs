@@ -1,0 +1,348 @@
+//! Test support: a real Portcullis server on an ephemeral port, over a fresh SQLite
+//! file or a fresh PostgreSQL database, and an HTTP client that talks to it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use portcullis::Portcullis;
+use portcullis::config::{Config, Sources};
+use serde_json::{Value, json};
+
+pub const ADMIN_PASSWORD: &str = "Gatekeeper-Test-Secret-9f3k";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("PORTCULLIS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn postgres_required() -> bool {
+    std::env::var("CI").is_ok() || std::env::var("PORTCULLIS_TEST_REQUIRE_POSTGRES").is_ok()
+}
+
+/// Both backends, unless PostgreSQL is unreachable on a developer machine (CI, and
+/// anyone setting PORTCULLIS_TEST_REQUIRE_POSTGRES, fails instead of skipping).
+pub async fn backends() -> Vec<Backend> {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    let available = match AVAILABLE.get() {
+        Some(a) => *a,
+        None => {
+            let ok = tokio::time::timeout(Duration::from_secs(5), sqlx::PgPool::connect(&postgres_admin_url()))
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false);
+            *AVAILABLE.get_or_init(|| ok)
+        }
+    };
+    if available {
+        vec![Backend::Sqlite, Backend::Postgres]
+    } else if postgres_required() {
+        panic!(
+            "PostgreSQL is not reachable at {} and CI requires it",
+            postgres_admin_url()
+        );
+    } else {
+        eprintln!(
+            "warning: PostgreSQL not reachable at {}; running SQLite only",
+            postgres_admin_url()
+        );
+        vec![Backend::Sqlite]
+    }
+}
+
+/// A database of its own for one test: a SQLite file in a temp dir, or a PostgreSQL
+/// database named `pcx_test_<unix time>_<random>` that is dropped afterwards (and
+/// swept up by later runs if a run was killed).
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!("sqlite://{}", dir.path().join("portcullis.db").display()),
+                pg_name: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let admin = sqlx::PgPool::connect(&postgres_admin_url())
+                    .await
+                    .expect("connect to PostgreSQL");
+                sweep_stale_databases(&admin).await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let name = format!(
+                    "pcx_test_{now}_{}",
+                    uuid::Uuid::new_v4().simple().to_string().get(..10).unwrap()
+                );
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await
+                    .expect("create database");
+                admin.close().await;
+                let base = postgres_admin_url();
+                let root = base.rsplit_once('/').map(|(r, _)| r.to_string()).unwrap_or(base);
+                Self {
+                    url: format!("{root}/{name}"),
+                    pg_name: Some(name),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+}
+
+/// Drops test databases left by runs that were killed more than an hour ago.
+async fn sweep_stale_databases(admin: &sqlx::PgPool) {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    if SWEPT.set(()).is_err() {
+        return;
+    }
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pcx_test_%'")
+        .fetch_all(admin)
+        .await
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for name in names {
+        let stamp: Option<u64> = name.split('_').nth(2).and_then(|s| s.parse().ok());
+        if stamp.is_some_and(|t| t + 3600 < now) {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(admin)
+            .await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside any runtime we may block; use a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let admin = sqlx::PgPool::connect(&postgres_admin_url()).await.ok()?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await
+                    .ok()?;
+                    admin.close().await;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// Settings every test server gets: cheap argon2, a fixed master key, a known admin
+/// password, an ephemeral port, fast revocation sync.
+pub fn base_settings(db: &TestDb) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db.url.as_str()),
+        ("PORTCULLIS_BIND", "127.0.0.1:0"),
+        ("PORTCULLIS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+        ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("PASSWORD_HASH_MEMORY_KIB", "64"),
+        ("PASSWORD_HASH_ITERATIONS", "1"),
+        ("PORTCULLIS_SYNC_INTERVAL_MS", "100"),
+        ("DATABASE_MAX_CONNECTIONS", "5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub service: Portcullis,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server on a database of its own.
+    pub async fn start(backend: Backend) -> (Self, TestDb) {
+        Self::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> (Self, TestDb) {
+        let db = TestDb::new(backend).await;
+        let server = Self::on(&db, extra).await;
+        (server, db)
+    }
+
+    /// Another instance on an existing database (for multi-instance tests).
+    pub async fn on(db: &TestDb, extra: &[(&str, &str)]) -> Self {
+        let mut settings = base_settings(db);
+        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_sources(&Sources::from_pairs(settings)).expect("test config");
+        let base_path = config.base_path.clone();
+        let service = Portcullis::open(config).await.expect("open service");
+        service.bootstrap_admin().await.expect("bootstrap admin");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(portcullis::app::serve(service.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://{addr}{base_path}"),
+            service,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn register(&self, username: &str) -> Value {
+        let res = self
+            .post_json(
+                "/auth/register",
+                &json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            201,
+            "register {username}: {}",
+            res.text().await.unwrap_or_default()
+        );
+        res.json().await.unwrap()
+    }
+
+    pub async fn login_as(&self, username: &str, password: &str) -> Tokens {
+        let res = self
+            .post_json("/auth/login", &json!({"username": username, "password": password}))
+            .await;
+        assert_eq!(
+            res.status(),
+            200,
+            "login {username}: {}",
+            res.text().await.unwrap_or_default()
+        );
+        Tokens::from(res.json::<Value>().await.unwrap())
+    }
+
+    /// Registers `username` and logs in.
+    pub async fn user(&self, username: &str) -> Tokens {
+        self.register(username).await;
+        self.login_as(username, PASSWORD).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_json("/auth/refresh", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub body: Value,
+}
+
+impl From<Value> for Tokens {
+    fn from(body: Value) -> Self {
+        Self {
+            access: body["access_token"].as_str().expect("access_token").to_string(),
+            refresh: body["refresh_token"].as_str().expect("refresh_token").to_string(),
+            body,
+        }
+    }
+}
+
+/// Decodes a JWT part (header 0, claims 1) without verifying it.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).expect("jwt part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+/// Asserts an RFC 9457 problem with `status`, returning it.
+pub async fn expect_problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status().as_u16(), status, "unexpected status");
+    assert_eq!(
+        res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = res.json().await.expect("problem body");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// Asserts a 401 for a rejected bearer token, with RFC 6750's header.
+pub async fn expect_invalid_token(res: reqwest::Response) -> Value {
+    let www = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = expect_problem(res, 401).await;
+    assert_eq!(www.as_deref(), Some("Bearer error=\"invalid_token\""));
+    body
+}
