@@ -75,9 +75,9 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
-    metrics::counter!("portcullis_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("portcullis_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone())
         .increment(1);
-    metrics::histogram!("portcullis_http_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!("portcullis_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(start.elapsed().as_secs_f64());
     res
 }

@@ -383,3 +383,111 @@ fn send_sigterm(pid: u32) {
         .success();
     assert!(ok);
 }
+
+#[test]
+fn dotenv_and_toml_configure_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bad value in .env is read and named.
+    std::fs::write(dir.path().join(".env"), "JWT_ALGORITHM=none\n").unwrap();
+    let out = binary().current_dir(dir.path()).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_ALGORITHM"));
+    // A TOML file given with --config, nested tables flattened; the environment wins.
+    std::fs::write(dir.path().join(".env"), "").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "database_url = \"sqlite://from-toml.db\"\n[password]\nmin_length = 1000\n",
+    )
+    .unwrap();
+    let out = binary()
+        .current_dir(dir.path())
+        .args(["--config", "p.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PASSWORD_MIN_LENGTH"));
+    let out = binary()
+        .current_dir(dir.path())
+        .env("PASSWORD_MIN_LENGTH", "10")
+        .args(["--config", "p.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("from-toml.db").exists());
+    // keys rotate works from the shell on that database.
+    let out = binary()
+        .current_dir(dir.path())
+        .env("PASSWORD_MIN_LENGTH", "10")
+        .args(["--config", "p.toml", "keys", "rotate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("new signing key"));
+}
+
+/// Secrets at rest: the signing key is sealed under the master key (another key
+/// cannot open it), and neither passwords nor refresh tokens are in the database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_not_stored_in_clear() {
+    let (s, db) = TestServer::start(Backend::Sqlite).await;
+    let t = s.user("stored").await;
+    let t2: Value = s.refresh(&t.refresh).await.json().await.unwrap();
+    let latest = t2["refresh_token"].as_str().unwrap().to_string();
+    s.stop().await;
+    let dir = db
+        .url
+        .trim_start_matches("sqlite://")
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_string();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(PASSWORD.as_bytes()), "password in clear");
+    assert!(
+        !contains(t.refresh.as_bytes()) && !contains(latest.as_bytes()),
+        "refresh token in clear"
+    );
+    assert!(
+        contains(&portcullis::crypto::tokens::digest(&latest)),
+        "the digest is what is stored"
+    );
+    assert!(contains(b"$argon2id$"));
+
+    let mut settings = base_settings(&db);
+    settings.retain(|(k, _)| k != "PORTCULLIS_MASTER_KEY");
+    settings.push((
+        "PORTCULLIS_MASTER_KEY".into(),
+        "ZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=".into(),
+    ));
+    let config = portcullis::config::Config::from_sources(&portcullis::config::Sources::from_pairs(settings)).unwrap();
+    let err = portcullis::Portcullis::open(config)
+        .await
+        .err()
+        .expect("a wrong master key must not open the keys");
+    assert!(format!("{err:#}").contains("wrong master key"), "{err:#}");
+}
+
+/// Checking a valid access token needs no database: it still works with the pool closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_checks_do_not_touch_the_database() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let t = s.user("offline").await;
+        let fresh = s.login_as("offline", PASSWORD).await;
+        s.service.store().close().await;
+        for token in [&t.access, &fresh.access] {
+            let p = s
+                .service
+                .authenticate_token(token)
+                .await
+                .expect("verified without the database");
+            assert_eq!(p.username, "offline");
+        }
+        assert!(s.service.authenticate_token("forged.token.here").await.is_err());
+        s.stop().await;
+    }
+}
