@@ -111,10 +111,7 @@ pub fn router(service: Portcullis) -> Router {
     let mut app: Router<AppState> = Router::new();
     for route in table {
         let Some(handler) = route.handler else { continue };
-        let guarded = handler.layer(middleware::from_fn_with_state(
-            (state.clone(), route.access.clone()),
-            http::guard,
-        ));
+        let guarded = handler.layer(http::guard::RequireAccess::new(&state.service, route.access.clone()));
         app = app.route(&config.path(route.path), guarded);
     }
     let swagger = utoipa_swagger_ui::SwaggerUi::new(config.path("/docs")).config(

@@ -46,6 +46,10 @@ pub struct AccessClaims {
     pub amr: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// Present (true) only for superusers, who hold every permission, including
+    /// ones created after this token was issued.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superuser: bool,
 }
 
 /// Why a token was refused; the text is safe to show the client.
@@ -392,6 +396,7 @@ mod tests {
             permissions: vec![],
             amr: vec!["pwd".into()],
             auth_time: None,
+            superuser: false,
         }
     }
 

@@ -27,12 +27,14 @@ pub struct Principal {
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
     pub amr: Vec<String>,
+    pub is_superuser: bool,
     pub claims: AccessClaims,
 }
 
 impl Principal {
+    /// Superusers hold every permission, even one created after their token.
     pub fn has_permission(&self, permission: &str) -> bool {
-        self.permissions.iter().any(|p| p == permission)
+        self.is_superuser || self.permissions.iter().any(|p| p == permission)
     }
 
     pub fn has_role(&self, role: &str) -> bool {
@@ -49,6 +51,7 @@ impl Principal {
             roles: claims.roles.clone(),
             permissions: claims.permissions.clone(),
             amr: claims.amr.clone(),
+            is_superuser: claims.superuser,
             claims,
         })
     }

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod authn;
 pub mod keys;
+pub mod rbac;
 pub mod revocation;
 pub mod sessions;
 pub mod validate;

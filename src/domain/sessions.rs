@@ -124,6 +124,7 @@ impl Portcullis {
             permissions: grants.permissions,
             amr,
             auth_time: Some(auth_time.timestamp()),
+            superuser: user.is_superuser,
         };
         inner.keys.ring().sign(&claims).map_err(AppError::Internal)
     }

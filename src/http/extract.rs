@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -74,6 +74,32 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rej) => Err(json_rejection(rej, state.as_ref().max_body_bytes)),
+        }
+    }
+}
+
+/// Query parameters; a value of the wrong type is a 422 naming the parameter.
+pub struct ValidQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ValidQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let text = e.body_text();
+                let msg = text.trim_start_matches("Failed to deserialize query string: ");
+                Err(AppError::Validation(vec![FieldError {
+                    field: "query".into(),
+                    message: msg.to_string(),
+                }]))
+            }
+            Err(other) => Err(AppError::BadRequest(other.body_text())),
         }
     }
 }

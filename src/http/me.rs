@@ -84,21 +84,26 @@ pub struct SessionOut {
     pub current: bool,
 }
 
+/// A session as shown to clients; `current` marks the one `current_session` names.
+pub fn session_out(s: crate::store::SessionRow, current_session: Option<Uuid>) -> SessionOut {
+    SessionOut {
+        current: Some(s.id) == current_session,
+        amr: serde_json::from_str(&s.amr).unwrap_or_default(),
+        id: s.id,
+        created_at: s.created_at,
+        last_refreshed_at: s.last_refreshed_at,
+        expires_at: s.expires_at,
+        user_agent: s.user_agent,
+        ip: s.ip,
+    }
+}
+
 pub async fn list_sessions(State(state): State<AppState>, Caller(caller): Caller) -> AppResult<Json<Vec<SessionOut>>> {
     let sessions = state.service.sessions_of(caller.user_id).await?;
     Ok(Json(
         sessions
             .into_iter()
-            .map(|s| SessionOut {
-                current: s.id == caller.session_id,
-                amr: serde_json::from_str(&s.amr).unwrap_or_default(),
-                id: s.id,
-                created_at: s.created_at,
-                last_refreshed_at: s.last_refreshed_at,
-                expires_at: s.expires_at,
-                user_agent: s.user_agent,
-                ip: s.ip,
-            })
+            .map(|s| session_out(s, Some(caller.session_id)))
             .collect(),
     ))
 }

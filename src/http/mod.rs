@@ -5,8 +5,10 @@
 //! enforces the rule runs before the handler; handlers that need the caller take the
 //! `Caller` extractor, which only reads what the guard put there.
 
+pub mod admin;
 pub mod auth;
 pub mod extract;
+pub mod guard;
 pub mod me;
 pub mod meta;
 pub mod openapi;
@@ -14,12 +16,11 @@ pub mod routes;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+
 use axum::routing::{MethodFilter, MethodRouter};
+pub use guard::{require_authenticated, require_permission, require_role};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
@@ -195,24 +196,4 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
         }
         _ => Err(AppError::InvalidToken("expected Authorization: Bearer <token>".into())),
     }
-}
-
-/// Enforces a route's declared rule before its handler runs.
-pub(crate) async fn guard(State((state, access)): State<(AppState, Access)>, mut req: Request, next: Next) -> Response {
-    if access == Access::Public {
-        return next.run(req).await;
-    }
-    let principal = match bearer_token(req.headers()) {
-        Ok(Some(token)) => match state.service.authenticate_token(token).await {
-            Ok(p) => p,
-            Err(e) => return e.into_response(),
-        },
-        Ok(None) => return AppError::MissingCredentials.into_response(),
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = access.check(&principal) {
-        return e.into_response();
-    }
-    req.extensions_mut().insert(Caller(principal));
-    next.run(req).await
 }

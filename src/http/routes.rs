@@ -3,8 +3,8 @@
 
 use axum::http::Method;
 
-use super::Access::{Authenticated, Public};
-use super::{Route, auth, me, meta};
+use super::Access::{Authenticated, Permission, Public};
+use super::{Route, admin, auth, me, meta};
 use crate::domain::TokenPair;
 
 pub fn table() -> Vec<Route> {
@@ -86,5 +86,204 @@ pub fn table() -> Vec<Route> {
             .doc("me", "End one of the caller's sessions")
             .empty(204)
             .empty(404),
+        Route::new(M::GET, "/auth/me/permissions", Authenticated, admin::my_permissions)
+            .doc("authorization", "Roles and permissions the caller's token carries")
+            .returns::<admin::GrantsOut>(200),
+        Route::new(M::POST, "/auth/check", Authenticated, admin::check)
+            .doc("authorization", "May the caller do this? {permission} -> {allowed}")
+            .json::<admin::CheckRequest>()
+            .returns::<admin::CheckOut>(200),
+        // Administration of users.
+        Route::new(M::GET, "/admin/users", Permission("users:read"), admin::list_users)
+            .doc("admin: users", "List or search users (q, sort, limit, offset)")
+            .returns::<admin::UserPageOut>(200),
+        Route::new(M::POST, "/admin/users", Permission("users:manage"), admin::create_user)
+            .doc("admin: users", "Create a user, optionally with roles")
+            .json::<admin::CreateUserRequest>()
+            .returns::<admin::UserDetailOut>(201)
+            .empty(409),
+        Route::new(M::GET, "/admin/users/{id}", Permission("users:read"), admin::get_user)
+            .doc("admin: users", "A user with roles and effective permissions")
+            .returns::<admin::UserDetailOut>(200)
+            .empty(404),
+        Route::new(
+            M::PATCH,
+            "/admin/users/{id}",
+            Permission("users:manage"),
+            admin::update_user,
+        )
+        .doc("admin: users", "Change email, full name or superuser (superusers only)")
+        .json::<admin::UpdateUserRequest>()
+        .returns::<admin::UserDetailOut>(200)
+        .empty(409),
+        Route::new(
+            M::DELETE,
+            "/admin/users/{id}",
+            Permission("users:manage"),
+            admin::delete_user,
+        )
+        .doc("admin: users", "Delete a user (not the last administrator)")
+        .empty(204)
+        .empty(409),
+        Route::new(
+            M::POST,
+            "/admin/users/{id}/disable",
+            Permission("users:manage"),
+            admin::disable_user,
+        )
+        .doc(
+            "admin: users",
+            "Disable a user and end their sessions (not the last administrator)",
+        )
+        .returns::<auth::UserOut>(200)
+        .empty(409),
+        Route::new(
+            M::POST,
+            "/admin/users/{id}/enable",
+            Permission("users:manage"),
+            admin::enable_user,
+        )
+        .doc("admin: users", "Enable a user")
+        .returns::<auth::UserOut>(200),
+        Route::new(
+            M::PUT,
+            "/admin/users/{id}/password",
+            Permission("users:manage"),
+            admin::set_password,
+        )
+        .doc("admin: users", "Set a user's password and end their sessions")
+        .json::<admin::SetPasswordRequest>()
+        .empty(204),
+        Route::new(
+            M::POST,
+            "/admin/users/{id}/unlock",
+            Permission("users:manage"),
+            admin::unlock_user,
+        )
+        .doc("admin: users", "Clear a login lockout")
+        .empty(204),
+        Route::new(
+            M::GET,
+            "/admin/users/{id}/sessions",
+            Permission("users:read"),
+            admin::user_sessions,
+        )
+        .doc("admin: users", "A user's active sessions")
+        .returns::<me::SessionOut>(200),
+        Route::new(
+            M::POST,
+            "/admin/users/{id}/sessions/revoke",
+            Permission("users:manage"),
+            admin::revoke_user_sessions,
+        )
+        .doc("admin: users", "End every session of a user, at once")
+        .returns::<admin::RevokedOut>(200),
+        Route::new(
+            M::GET,
+            "/admin/users/{id}/permissions",
+            Permission("users:read"),
+            admin::user_permissions,
+        )
+        .doc("admin: users", "A user's roles and effective permissions")
+        .returns::<admin::GrantsOut>(200),
+        Route::new(
+            M::POST,
+            "/admin/users/{id}/roles",
+            Permission("users:manage"),
+            admin::assign_role,
+        )
+        .doc("admin: users", "Assign a role")
+        .json::<admin::RoleRef>()
+        .empty(204)
+        .empty(404),
+        Route::new(
+            M::DELETE,
+            "/admin/users/{id}/roles/{role}",
+            Permission("users:manage"),
+            admin::remove_role,
+        )
+        .doc("admin: users", "Remove a role (not from the last administrator)")
+        .empty(204)
+        .empty(409),
+        // Administration of roles and permissions.
+        Route::new(M::GET, "/admin/roles", Permission("users:read"), admin::list_roles)
+            .doc("admin: roles", "Roles with their permissions")
+            .returns::<admin::RoleOut>(200),
+        Route::new(M::POST, "/admin/roles", Permission("roles:manage"), admin::create_role)
+            .doc("admin: roles", "Create a role")
+            .json::<admin::CreateRoleRequest>()
+            .returns::<admin::RoleOut>(201)
+            .empty(409),
+        Route::new(M::GET, "/admin/roles/{name}", Permission("users:read"), admin::get_role)
+            .doc("admin: roles", "One role")
+            .returns::<admin::RoleOut>(200)
+            .empty(404),
+        Route::new(
+            M::PATCH,
+            "/admin/roles/{name}",
+            Permission("roles:manage"),
+            admin::update_role,
+        )
+        .doc("admin: roles", "Change description or replace permissions")
+        .json::<admin::UpdateRoleRequest>()
+        .returns::<admin::RoleOut>(200),
+        Route::new(
+            M::DELETE,
+            "/admin/roles/{name}",
+            Permission("roles:manage"),
+            admin::delete_role,
+        )
+        .doc(
+            "admin: roles",
+            "Delete a role (not while it would leave no administrator)",
+        )
+        .empty(204)
+        .empty(409),
+        Route::new(
+            M::POST,
+            "/admin/roles/{name}/permissions",
+            Permission("roles:manage"),
+            admin::grant_permission,
+        )
+        .doc("admin: roles", "Grant a permission to a role")
+        .json::<admin::PermissionRef>()
+        .empty(204)
+        .empty(404),
+        Route::new(
+            M::DELETE,
+            "/admin/roles/{name}/permissions/{permission}",
+            Permission("roles:manage"),
+            admin::revoke_permission,
+        )
+        .doc("admin: roles", "Revoke a permission from a role")
+        .empty(204)
+        .empty(404),
+        Route::new(
+            M::GET,
+            "/admin/permissions",
+            Permission("users:read"),
+            admin::list_permissions,
+        )
+        .doc("admin: roles", "Every permission")
+        .returns::<admin::PermissionOut>(200),
+        Route::new(
+            M::POST,
+            "/admin/permissions",
+            Permission("roles:manage"),
+            admin::create_permission,
+        )
+        .doc("admin: roles", "Create a permission")
+        .json::<admin::CreatePermissionRequest>()
+        .returns::<admin::PermissionOut>(201)
+        .empty(409),
+        Route::new(
+            M::DELETE,
+            "/admin/permissions/{name}",
+            Permission("roles:manage"),
+            admin::delete_permission,
+        )
+        .doc("admin: roles", "Delete a permission, removing it from every role")
+        .empty(204)
+        .empty(404),
     ]
 }

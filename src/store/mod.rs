@@ -6,6 +6,7 @@
 //! and in `migrations/`.
 
 mod keys;
+mod rbac;
 mod revocations;
 pub(crate) mod sessions;
 mod users;
@@ -21,6 +22,7 @@ use crate::config::DatabaseTarget;
 use crate::error::{AppError, AppResult};
 
 pub use keys::SigningKeyRow;
+pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;
 pub use sessions::{NewSession, RotateOutcome, SessionRow};
 pub use users::{NewUser, UserGrants, UserRow};

@@ -52,7 +52,6 @@ const SET_PASSWORD: &str =
 const SELECT_ROLES: &str = "SELECT role_name FROM user_roles WHERE user_id = $1 ORDER BY role_name";
 const SELECT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM user_roles ur JOIN role_permissions rp ON rp.role_name = ur.role_name WHERE ur.user_id = $1 ORDER BY rp.permission_name";
 const SELECT_ALL_PERMISSIONS: &str = "SELECT name FROM permissions ORDER BY name";
-const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
 const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
 
@@ -168,27 +167,6 @@ impl Store {
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, keep_session, "password_changed", now, revocation_expires);
             tx.commit().await?;
             ended
-        }))
-    }
-
-    /// Enables or disables a user; disabling ends every session in the same
-    /// transaction. None when there is no such user.
-    pub async fn set_user_active(
-        &self,
-        id: Uuid,
-        active: bool,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-    ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let user: Option<UserRow> = sqlx::query_as(SET_ACTIVE).bind(id).bind(active).bind(now).fetch_optional(&mut *tx).await?;
-            let ended = match (&user, active) {
-                (Some(_), false) => super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_disabled", now, revocation_expires),
-                _ => Vec::new(),
-            };
-            tx.commit().await?;
-            user.map(|u| (u, ended))
         }))
     }
 }

@@ -3,6 +3,7 @@
 //! One test binary, so the crate links once.
 
 mod accounts;
+mod rbac;
 mod service;
 mod sessions;
 mod support;
