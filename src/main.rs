@@ -1,14 +1,15 @@
-//! The `portcullis` command: run the service and administer its database.
+//! The `portcullis` command: run the service, administer its database, and call a
+//! running service from the shell.
 
-use std::io::{BufRead, IsTerminal};
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use cli::admin::{CliError, RoleCommand, UserCommand};
 use portcullis::Portcullis;
 use portcullis::config::{Config, LogFormat, Sources};
-use portcullis::domain::accounts::Registration;
-use portcullis::error::AppError;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +21,9 @@ struct Cli {
     /// TOML configuration file (also PORTCULLIS_CONFIG). Environment variables win.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// JSON output, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,44 +38,32 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
-    /// Manage users.
+    /// Manage users in the configured database.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage roles in the configured database.
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create a user, with a password or an existing passlib bcrypt/argon2 hash.
-    Create(CreateUser),
-    /// Disable a user: they cannot log in, and their sessions end.
-    Disable { username: String },
-    /// Enable a disabled user.
-    Enable { username: String },
-}
-
-#[derive(Args)]
-struct CreateUser {
-    #[arg(long)]
-    username: String,
-    #[arg(long)]
-    email: String,
-    #[arg(long)]
-    full_name: Option<String>,
-    /// The password (visible in the process list; prefer --password-stdin).
-    #[arg(long, conflicts_with_all = ["password_hash", "password_stdin"])]
-    password: Option<String>,
-    /// Read the password from the first line of standard input.
-    #[arg(long, conflicts_with = "password_hash")]
-    password_stdin: bool,
-    /// An existing hash ($2b$/$2a$ bcrypt, $bcrypt-sha256$, $argon2id$) to import.
-    #[arg(long)]
-    password_hash: Option<String>,
-    /// Give the user every permission.
-    #[arg(long)]
-    superuser: bool,
+    /// Log in to a running Portcullis and keep the tokens for `token` and `whoami`.
+    Login {
+        /// The service's URL, including any base path (e.g. https://auth.example.com/api/v1).
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print a valid access token, refreshing it first when it is about to expire.
+    Token,
+    /// Show who the stored tokens belong to.
+    Whoami,
+    /// End the stored session on the server and delete the tokens.
+    Logout,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +73,7 @@ enum KeysCommand {
 }
 
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let builder = tracing_subscriber::fmt()
@@ -93,48 +86,76 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("portcullis: {message}");
-    ExitCode::from(1)
+fn exit_with(e: CliError) -> ExitCode {
+    eprintln!("portcullis: {}", e.message);
+    ExitCode::from(e.code)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Remote commands need no server-side configuration.
+    let remote = match &cli.command {
+        Command::Login {
+            server,
+            username,
+            password_stdin,
+        } => Some(cli::remote::login(server.clone(), username.clone(), *password_stdin).await),
+        Command::Token => Some(cli::remote::token().await),
+        Command::Whoami => Some(cli::remote::whoami(cli.json).await),
+        Command::Logout => Some(cli::remote::logout().await),
+        _ => None,
+    };
+    if let Some(result) = remote {
+        return result.map(|_| ExitCode::SUCCESS).unwrap_or_else(exit_with);
+    }
+
     let mut sources = match Sources::from_environment(cli.config.as_deref()) {
         Ok(s) => s,
-        Err(e) => return fail(format!("configuration error: {e}")),
+        Err(e) => {
+            return exit_with(CliError {
+                code: 1,
+                message: format!("configuration error: {e}"),
+            });
+        }
     };
     if let Command::Serve { bind: Some(bind) } = &cli.command {
         sources.set("PORTCULLIS_BIND", bind.clone());
     }
     let config = match Config::from_sources(&sources) {
         Ok(c) => c,
-        Err(e) => return fail(format!("configuration error: {e}")),
+        Err(e) => {
+            return exit_with(CliError {
+                code: 1,
+                message: format!("configuration error: {e}"),
+            });
+        }
     };
     init_tracing(config.log_format);
-    match run(cli.command, config).await {
+    match run(cli.command, config, cli.json).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(format!("{e:#}")),
+        Err(e) => exit_with(e),
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config, json: bool) -> Result<(), CliError> {
     match command {
-        Command::Serve { .. } => serve(config).await,
+        Command::Serve { .. } => Ok(serve(config).await?),
         Command::Migrate => {
             let store = portcullis::store::Store::connect(&config.database, 1).await?;
             store.migrate().await?;
             eprintln!("migrations applied ({})", store.backend_name());
             Ok(())
         }
-        Command::User(cmd) => user(cmd, Portcullis::open(config).await?).await,
+        Command::User(cmd) => cli::admin::user(cmd, Portcullis::open(config).await?, json).await,
+        Command::Role(cmd) => cli::admin::role(cmd, Portcullis::open(config).await?, json).await,
         Command::Keys(KeysCommand::Rotate) => {
             let service = Portcullis::open(config).await?;
-            let kid = service.keys().rotate().await.map_err(describe)?;
+            let kid = service.keys().rotate().await?;
             println!("new signing key {kid}; the previous key verifies until its tokens expire");
             Ok(())
         }
+        Command::Login { .. } | Command::Token | Command::Whoami | Command::Logout => unreachable!("handled before"),
     }
 }
 
@@ -165,58 +186,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     portcullis::app::serve(service, listener, portcullis::app::shutdown_signal()).await?;
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Client errors from the domain, phrased for a terminal.
-fn describe(e: AppError) -> anyhow::Error {
-    match e {
-        AppError::Internal(inner) => inner,
-        other => anyhow::anyhow!("{other}"),
-    }
-}
-
-async fn user(cmd: UserCommand, service: Portcullis) -> anyhow::Result<()> {
-    match cmd {
-        UserCommand::Create(c) => {
-            let password = if c.password_stdin {
-                if std::io::stdin().is_terminal() {
-                    eprint!("password: ");
-                }
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line)?;
-                Some(line.trim_end_matches(['\r', '\n']).to_string())
-            } else {
-                c.password
-            };
-            let user = service
-                .register(Registration {
-                    username: c.username,
-                    email: c.email,
-                    full_name: c.full_name,
-                    password,
-                    password_hash: c.password_hash,
-                    superuser: c.superuser,
-                    roles: if c.superuser { vec!["admin".into()] } else { Vec::new() },
-                })
-                .await
-                .map_err(describe)?;
-            println!("created user {} ({})", user.username, user.id);
-            Ok(())
-        }
-        UserCommand::Disable { username } => set_active(&service, &username, false).await,
-        UserCommand::Enable { username } => set_active(&service, &username, true).await,
-    }
-}
-
-async fn set_active(service: &Portcullis, username: &str, active: bool) -> anyhow::Result<()> {
-    let user = service
-        .store()
-        .user_by_login(username)
-        .await
-        .map_err(describe)?
-        .ok_or_else(|| anyhow::anyhow!("no user {username}"))?;
-    service.set_user_active(user.id, active).await.map_err(describe)?;
-    println!("{} {}", if active { "enabled" } else { "disabled" }, user.username);
     Ok(())
 }

@@ -80,17 +80,20 @@ const UNLOCK: &str = "UPDATE users SET failed_logins = 0, locked_until = NULL, u
 const SELECT_USER: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
 const COUNT_MATCHING: &str = "SELECT COUNT(*) FROM users WHERE ($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')";
 
-/// Runs `$body` in a transaction holding the admin-change lock, with `$tx` bound.
+/// Runs `$body` in a transaction holding the admin-change lock, with `$tx` bound and
+/// `$before` the number of administrators before the change.
 macro_rules! admin_tx {
-    ($store:expr, $tx:ident => $body:expr) => {
+    ($store:expr, $tx:ident, $before:ident => $body:expr) => {
         match $store {
             Store::Sqlite(pool) => {
                 let mut $tx = super::begin_write!(sqlite, pool);
+                let $before: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
                 $body
             }
             Store::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
                 sqlx::query(PG_ADMIN_LOCK).execute(&mut *$tx).await?;
+                let $before: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
                 $body
             }
         }
@@ -98,11 +101,13 @@ macro_rules! admin_tx {
 }
 
 /// Inside an admin transaction: fails with 409 (dropping, so rolling back, the
-/// transaction) when no administrator would remain, else commits.
+/// transaction) when the change would take the last administrator away, else
+/// commits. A database that had no administrator to begin with (users created
+/// from the shell before the first `serve`) is not held to the rule.
 macro_rules! commit_if_admin_remains {
-    ($tx:ident, $what:expr) => {{
+    ($tx:ident, $before:ident, $what:expr) => {{
         let admins: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
-        if admins == 0 {
+        if admins == 0 && $before > 0 {
             return Err(AppError::Conflict(format!(
                 "{}: it would leave no active administrator",
                 $what
@@ -221,9 +226,9 @@ impl Store {
 
     /// Deletes a role (and its assignments); 409 when that leaves no administrator.
     pub async fn delete_role(&self, name: &str) -> AppResult<bool> {
-        Ok(admin_tx!(self, tx => {
+        Ok(admin_tx!(self, tx, before => {
             let deleted = sqlx::query(DELETE_ROLE).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
-            commit_if_admin_remains!(tx, format!("cannot delete role {name}"));
+            commit_if_admin_remains!(tx, before, format!("cannot delete role {name}"));
             deleted
         }))
     }
@@ -301,17 +306,17 @@ impl Store {
 
     /// Takes a role from a user; 409 when that demotes the last administrator.
     pub async fn remove_role(&self, user_id: Uuid, role: &str) -> AppResult<bool> {
-        Ok(admin_tx!(self, tx => {
+        Ok(admin_tx!(self, tx, before => {
             let removed = sqlx::query(UNASSIGN).bind(user_id).bind(role).execute(&mut *tx).await?.rows_affected() > 0;
-            commit_if_admin_remains!(tx, "cannot remove the role");
+            commit_if_admin_remains!(tx, before, "cannot remove the role");
             removed
         }))
     }
 
     pub async fn set_superuser(&self, user_id: Uuid, superuser: bool, now: DateTime<Utc>) -> AppResult<bool> {
-        Ok(admin_tx!(self, tx => {
+        Ok(admin_tx!(self, tx, before => {
             let changed = sqlx::query(SET_SUPERUSER).bind(user_id).bind(superuser).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            commit_if_admin_remains!(tx, "cannot remove superuser");
+            commit_if_admin_remains!(tx, before, "cannot remove superuser");
             changed
         }))
     }
@@ -326,14 +331,14 @@ impl Store {
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
     ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
-        Ok(admin_tx!(self, tx => {
+        Ok(admin_tx!(self, tx, before => {
             sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?;
             let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
             let ended = match (&user, active) {
                 (Some(_), false) => super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_disabled", now, revocation_expires),
                 _ => Vec::new(),
             };
-            commit_if_admin_remains!(tx, "cannot disable this user");
+            commit_if_admin_remains!(tx, before, "cannot disable this user");
             user.map(|u| (u, ended))
         }))
     }
@@ -346,10 +351,10 @@ impl Store {
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
     ) -> AppResult<Option<Vec<Uuid>>> {
-        Ok(admin_tx!(self, tx => {
+        Ok(admin_tx!(self, tx, before => {
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_deleted", now, revocation_expires);
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
-            commit_if_admin_remains!(tx, "cannot delete this user");
+            commit_if_admin_remains!(tx, before, "cannot delete this user");
             deleted.then_some(ended)
         }))
     }

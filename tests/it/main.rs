@@ -3,6 +3,7 @@
 //! One test binary, so the crate links once.
 
 mod accounts;
+mod cli;
 mod rbac;
 mod service;
 mod sessions;

@@ -346,3 +346,37 @@ pub async fn expect_invalid_token(res: reqwest::Response) -> Value {
     assert_eq!(www.as_deref(), Some("Bearer error=\"invalid_token\""));
     body
 }
+
+/// The real `portcullis` binary, with no Portcullis settings inherited from the
+/// environment and cheap hashing.
+pub fn binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTCULLIS_") || k.starts_with("JWT_") || k == "DATABASE_URL" || k == "SECRET_KEY" {
+            c.env_remove(k);
+        }
+    }
+    c.env("PASSWORD_HASH_MEMORY_KIB", "64")
+        .env("PASSWORD_HASH_ITERATIONS", "1")
+        .env("RUST_LOG", "info");
+    c
+}
+
+/// Runs the binary with `stdin` as input; (exit code, stdout, stderr).
+pub fn run_binary(cmd: &mut std::process::Command, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,304 @@
+//! Operator commands on the configured database: users and roles.
+//!
+//! Output is a short table for people, or JSON (`--json`) for scripts. Exit codes:
+//! 0 done, 1 failure, 2 usage, 3 not found, 4 refused (invalid input, conflict,
+//! last-administrator protection).
+
+use std::io::{BufRead, IsTerminal};
+
+use clap::{Args, Subcommand};
+use portcullis::Portcullis;
+use portcullis::domain::accounts::Registration;
+use portcullis::domain::rbac::UserQuery;
+use portcullis::error::AppError;
+use portcullis::store::UserRow;
+use serde_json::json;
+
+/// A command failure with the exit code it maps to.
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<AppError> for CliError {
+    fn from(e: AppError) -> Self {
+        let code = match &e {
+            AppError::NotFound(_) => 3,
+            AppError::Validation(_) | AppError::BadRequest(_) | AppError::Conflict(_) | AppError::Forbidden(_) => 4,
+            _ => 1,
+        };
+        let message = match e {
+            AppError::Internal(inner) => format!("{inner:#}"),
+            other => other.to_string(),
+        };
+        Self { code, message }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        Self {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        Self {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// List users (optionally matching a substring).
+    List {
+        #[arg(long)]
+        q: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Create a user, with a password or an existing passlib bcrypt/argon2 hash.
+    Create(CreateUser),
+    /// Disable a user: they cannot log in, and their sessions end.
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+    /// Set a user's password (read from standard input) and end their sessions.
+    SetPassword { username: String },
+    /// Give a user a role.
+    GrantRole { username: String, role: String },
+    /// Take a role from a user.
+    RevokeRole { username: String, role: String },
+}
+
+#[derive(Args)]
+pub struct CreateUser {
+    #[arg(long)]
+    username: String,
+    #[arg(long)]
+    email: String,
+    #[arg(long)]
+    full_name: Option<String>,
+    /// The password (visible in the process list; prefer --password-stdin).
+    #[arg(long, conflicts_with_all = ["password_hash", "password_stdin"])]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_hash")]
+    password_stdin: bool,
+    /// An existing hash ($2b$/$2a$ bcrypt, $bcrypt-sha256$, $argon2id$) to import.
+    #[arg(long)]
+    password_hash: Option<String>,
+    /// Give the user every permission (and the admin role).
+    #[arg(long)]
+    superuser: bool,
+    /// Roles to give the user (repeatable).
+    #[arg(long = "role")]
+    roles: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// List roles with their permissions.
+    List,
+    /// Create a role.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Permissions of the role (repeatable).
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+    },
+    /// Grant a permission to a role.
+    Grant { role: String, permission: String },
+    /// Revoke a permission from a role.
+    Revoke { role: String, permission: String },
+}
+
+/// Reads one line from standard input (a prompt goes to stderr when it is a terminal).
+pub fn read_secret_line(prompt: &str) -> std::io::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn find_user(service: &Portcullis, username: &str) -> Result<UserRow, CliError> {
+    service.store().user_by_login(username).await?.ok_or_else(|| CliError {
+        code: 3,
+        message: format!("no user {username}"),
+    })
+}
+
+fn user_json(u: &UserRow) -> serde_json::Value {
+    json!({
+        "user_id": u.id, "username": u.username, "email": u.email, "full_name": u.full_name,
+        "is_active": u.is_active, "is_superuser": u.is_superuser, "created_at": u.created_at,
+    })
+}
+
+fn done(json_output: bool, value: serde_json::Value, text: String) {
+    if json_output {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+pub async fn user(cmd: UserCommand, service: Portcullis, json_output: bool) -> CliResult {
+    match cmd {
+        UserCommand::List { q, limit } => {
+            let page = service
+                .list_users(&UserQuery {
+                    q: q.unwrap_or_default(),
+                    limit: limit.clamp(1, 10_000),
+                    ..UserQuery::default()
+                })
+                .await?;
+            if json_output {
+                println!(
+                    "{}",
+                    json!({"items": page.users.iter().map(user_json).collect::<Vec<_>>(), "total": page.total})
+                );
+            } else {
+                println!(
+                    "{:<36}  {:<24}  {:<32}  {:<8}  superuser",
+                    "id", "username", "email", "active"
+                );
+                for u in &page.users {
+                    println!(
+                        "{:<36}  {:<24}  {:<32}  {:<8}  {}",
+                        u.id, u.username, u.email, u.is_active, u.is_superuser
+                    );
+                }
+                println!("{} of {} users", page.users.len(), page.total);
+            }
+        }
+        UserCommand::Create(c) => {
+            let password = if c.password_stdin {
+                Some(read_secret_line("password: ")?)
+            } else {
+                c.password
+            };
+            let mut roles = c.roles;
+            if c.superuser && !roles.iter().any(|r| r == "admin") {
+                roles.push("admin".into());
+            }
+            let user = service
+                .create_user(
+                    Registration {
+                        username: c.username,
+                        email: c.email,
+                        full_name: c.full_name,
+                        password,
+                        password_hash: c.password_hash,
+                        superuser: c.superuser,
+                        roles,
+                    },
+                    None,
+                )
+                .await?;
+            done(
+                json_output,
+                user_json(&user),
+                format!("created user {} ({})", user.username, user.id),
+            );
+        }
+        UserCommand::Disable { username } => {
+            let u = find_user(&service, &username).await?;
+            let u = service.set_user_active(u.id, false).await?;
+            done(json_output, user_json(&u), format!("disabled {}", u.username));
+        }
+        UserCommand::Enable { username } => {
+            let u = find_user(&service, &username).await?;
+            let u = service.set_user_active(u.id, true).await?;
+            done(json_output, user_json(&u), format!("enabled {}", u.username));
+        }
+        UserCommand::SetPassword { username } => {
+            let u = find_user(&service, &username).await?;
+            let password = read_secret_line("new password: ")?;
+            service.set_password(u.id, &password).await?;
+            done(
+                json_output,
+                json!({"username": u.username, "password_set": true}),
+                format!("password set for {}; their sessions ended", u.username),
+            );
+        }
+        UserCommand::GrantRole { username, role } => {
+            let u = find_user(&service, &username).await?;
+            service.assign_role(u.id, &role, None).await?;
+            done(
+                json_output,
+                json!({"username": u.username, "role": role, "granted": true}),
+                format!("{} now has role {role}", u.username),
+            );
+        }
+        UserCommand::RevokeRole { username, role } => {
+            let u = find_user(&service, &username).await?;
+            service.remove_role(u.id, &role).await?;
+            done(
+                json_output,
+                json!({"username": u.username, "role": role, "revoked": true}),
+                format!("{} no longer has role {role}", u.username),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn role(cmd: RoleCommand, service: Portcullis, json_output: bool) -> CliResult {
+    match cmd {
+        RoleCommand::List => {
+            let roles = service.roles().await?;
+            if json_output {
+                let items: Vec<_> = roles
+                    .iter()
+                    .map(|r| json!({"name": r.name, "description": r.description, "permissions": r.permissions}))
+                    .collect();
+                println!("{}", json!(items));
+            } else {
+                for r in roles {
+                    println!("{:<16} {}", r.name, r.permissions.join(", "));
+                }
+            }
+        }
+        RoleCommand::Create {
+            name,
+            description,
+            permissions,
+        } => {
+            let r = service.create_role(&name, &description, &permissions).await?;
+            done(
+                json_output,
+                json!({"name": r.name, "description": r.description, "permissions": r.permissions}),
+                format!("created role {}", r.name),
+            );
+        }
+        RoleCommand::Grant { role, permission } => {
+            service.grant_permission(&role, &permission).await?;
+            done(
+                json_output,
+                json!({"role": role, "permission": permission, "granted": true}),
+                format!("role {role} now has {permission}"),
+            );
+        }
+        RoleCommand::Revoke { role, permission } => {
+            service.revoke_permission(&role, &permission).await?;
+            done(
+                json_output,
+                json!({"role": role, "permission": permission, "revoked": true}),
+                format!("role {role} no longer has {permission}"),
+            );
+        }
+    }
+    Ok(())
+}

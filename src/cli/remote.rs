@@ -1,0 +1,233 @@
+//! Commands for people and scripts calling a running Portcullis: `login`, `token`,
+//! `whoami`, `logout`.
+//!
+//! Tokens are kept in `<config dir>/portcullis/credentials.json` (or
+//! `PORTCULLIS_CREDENTIALS_FILE`), created with 0600 permissions, so
+//! `curl -H "Authorization: Bearer $(portcullis token)"` works from any shell.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::admin::{CliError, CliResult, read_secret_line};
+
+/// Refresh when the access token has less than this left.
+const REFRESH_MARGIN_SECS: i64 = 60;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Credentials {
+    server: String,
+    username: String,
+    access_token: String,
+    refresh_token: String,
+    expires_at: DateTime<Utc>,
+}
+
+fn fail(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+fn credentials_path() -> Result<PathBuf, CliError> {
+    if let Some(p) = std::env::var_os("PORTCULLIS_CREDENTIALS_FILE") {
+        return Ok(PathBuf::from(p));
+    }
+    dirs::config_dir()
+        .map(|d| d.join("portcullis").join("credentials.json"))
+        .ok_or_else(|| fail("no configuration directory; set PORTCULLIS_CREDENTIALS_FILE"))
+}
+
+fn load() -> Result<Credentials, CliError> {
+    let path = credentials_path()?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|_| fail("not logged in; run `portcullis login --server URL`"))?;
+    serde_json::from_str(&text).map_err(|e| {
+        fail(format!(
+            "{} is damaged ({e}); run `portcullis login` again",
+            path.display()
+        ))
+    })
+}
+
+fn save(c: &Credentials) -> Result<(), CliError> {
+    let path = credentials_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Write beside, then rename: readers never see a half-written file.
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(
+        serde_json::to_string_pretty(c)
+            .map_err(|e| fail(e.to_string()))?
+            .as_bytes(),
+    )?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+fn client() -> Result<reqwest::Client, CliError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// The server's own words for a failed request: a problem's `detail` or OAuth's
+/// `error_description`.
+async fn server_error(res: reqwest::Response) -> CliError {
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    let detail = body["detail"]
+        .as_str()
+        .or(body["error_description"].as_str())
+        .unwrap_or("request failed");
+    fail(format!("server answered {status}: {detail}"))
+}
+
+fn credentials_from(server: &str, username: &str, body: &Value) -> Result<Credentials, CliError> {
+    let field = |k: &str| {
+        body[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| fail(format!("server response lacks {k}")))
+    };
+    Ok(Credentials {
+        server: server.to_string(),
+        username: username.to_string(),
+        access_token: field("access_token")?,
+        refresh_token: field("refresh_token")?,
+        expires_at: Utc::now() + chrono::Duration::seconds(body["expires_in"].as_i64().unwrap_or(0)),
+    })
+}
+
+pub async fn login(server: String, username: Option<String>, password_stdin: bool) -> CliResult {
+    let server = server.trim_end_matches('/').to_string();
+    let username = match username {
+        Some(u) => u,
+        None => {
+            eprint!("username: ");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+    };
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        read_secret_line("password: ")?
+    };
+    let res = client()?
+        .post(format!("{server}/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
+    if !res.status().is_success() {
+        return Err(server_error(res).await);
+    }
+    let body: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
+    save(&credentials_from(&server, &username, &body)?)?;
+    eprintln!("logged in to {server} as {username}");
+    Ok(())
+}
+
+/// The stored credentials, refreshed first when the access token is about to expire.
+async fn current() -> Result<Credentials, CliError> {
+    let c = load()?;
+    if c.expires_at - Utc::now() > chrono::Duration::seconds(REFRESH_MARGIN_SECS) {
+        return Ok(c);
+    }
+    let res = client()?
+        .post(format!("{}/auth/refresh", c.server))
+        .json(&json!({"refresh_token": c.refresh_token}))
+        .send()
+        .await
+        .map_err(|e| fail(format!("cannot reach {}: {e}", c.server)))?;
+    if !res.status().is_success() {
+        return Err(fail("the session has ended; run `portcullis login` again"));
+    }
+    let body: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
+    let fresh = credentials_from(&c.server, &c.username, &body)?;
+    save(&fresh)?;
+    Ok(fresh)
+}
+
+pub async fn token() -> CliResult {
+    println!("{}", current().await?.access_token);
+    Ok(())
+}
+
+pub async fn whoami(json_output: bool) -> CliResult {
+    let c = current().await?;
+    let res = client()?
+        .get(format!("{}/auth/me", c.server))
+        .bearer_auth(&c.access_token)
+        .send()
+        .await
+        .map_err(|e| fail(format!("cannot reach {}: {e}", c.server)))?;
+    if !res.status().is_success() {
+        return Err(server_error(res).await);
+    }
+    let me: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
+    if json_output {
+        println!("{me}");
+    } else {
+        let roles: Vec<&str> = me["roles"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "{} <{}> ({}) on {}; roles: {}",
+            me["username"].as_str().unwrap_or("?"),
+            me["email"].as_str().unwrap_or("?"),
+            me["user_id"].as_str().unwrap_or("?"),
+            c.server,
+            if roles.is_empty() {
+                "none".to_string()
+            } else {
+                roles.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Ends the session on the server and forgets the tokens (the file goes even when
+/// the server cannot be reached, and says so).
+pub async fn logout() -> CliResult {
+    let c = load()?;
+    let outcome = client()?
+        .post(format!("{}/auth/logout", c.server))
+        .json(&json!({"refresh_token": c.refresh_token}))
+        .send()
+        .await;
+    std::fs::remove_file(credentials_path()?)?;
+    match outcome {
+        Ok(res) if res.status().is_success() => {
+            eprintln!("logged out of {}", c.server);
+            Ok(())
+        }
+        Ok(res) => Err(server_error(res).await),
+        Err(e) => Err(fail(format!(
+            "forgot the local tokens, but could not reach {} to end the session: {e}",
+            c.server
+        ))),
+    }
+}
