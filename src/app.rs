@@ -191,7 +191,7 @@ fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
                 Ok(_) => since = now,
                 Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
             }
-            if last_keys.elapsed() >= crate::domain::keys::RELOAD_INTERVAL {
+            if last_keys.elapsed() >= service.config().key_reload_interval {
                 last_keys = Instant::now();
                 if let Err(e) = service.keys().reload().await {
                     tracing::warn!(error = %e, "signing key reload failed");

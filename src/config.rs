@@ -146,6 +146,8 @@ pub struct Config {
     pub token_cache_capacity: usize,
     /// How often each instance pulls revocations written by other instances.
     pub sync_interval: Duration,
+    /// How often each instance reloads signing keys (it also reloads on an unknown kid).
+    pub key_reload_interval: Duration,
     pub log_format: LogFormat,
 }
 
@@ -415,6 +417,7 @@ impl Config {
             max_body_bytes: s.number(&["PORTCULLIS_MAX_BODY_BYTES"], 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
             token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
             sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
+            key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
             log_format,
         })
     }

@@ -17,8 +17,6 @@ use crate::error::AppResult;
 use crate::store::{SigningKeyRow, Store};
 
 const SEAL_CONTEXT: &str = "portcullis:signing_key";
-/// How often instances reload keys even without meeting an unknown kid.
-pub const RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 const MIN_RELOAD_GAP: Duration = Duration::from_secs(1);
 
 pub struct KeyManager {
@@ -42,7 +40,8 @@ impl KeyManager {
             audience: config.jwt_audience.clone(),
             leeway_secs: config.jwt_leeway.as_secs(),
         };
-        let grace = chrono::Duration::from_std(config.access_token_ttl + config.jwt_leeway + RELOAD_INTERVAL)?;
+        let grace =
+            chrono::Duration::from_std(config.access_token_ttl + config.jwt_leeway + config.key_reload_interval)?;
         let mut manager = Self {
             ring: RwLock::new(Arc::new(KeyRing::new(vec![SigningKey::symmetric(
                 "placeholder",

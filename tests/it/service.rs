@@ -160,6 +160,29 @@ async fn every_route_is_declared_and_guarded() {
         }
         assert_ne!(status, 500, "{} {}", r.method, r.path);
     }
+    // No method is served on a declared path unless it is declared too.
+    let methods = [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    ];
+    for r in table.iter().filter(|r| !r.mounted) {
+        let path = r.path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+        let path: String = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for m in &methods {
+            if table.iter().any(|d| d.path == r.path && d.method == *m) {
+                continue;
+            }
+            let res = s.client.request(m.clone(), s.url(&path)).send().await.unwrap();
+            assert_eq!(res.status(), 405, "{m} {} is served but not declared", r.path);
+        }
+    }
     // Unknown routes and methods: problem answers.
     expect_problem(s.client.get(s.url("/no/such/route")).send().await.unwrap(), 404).await;
     expect_problem(s.client.delete(s.url("/auth/login")).send().await.unwrap(), 405).await;
@@ -274,6 +297,7 @@ fn binary_serves_imports_and_shuts_down_gracefully() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let guard = KillOnDrop(child.id());
     let mut log = String::new();
     let mut admin_password = None;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -344,6 +368,7 @@ fn binary_serves_imports_and_shuts_down_gracefully() {
         (vec![admin, imported], slow_status)
     });
     let status = child.wait().unwrap();
+    std::mem::forget(guard);
     assert_eq!(status.code(), Some(0), "graceful exit");
     assert_eq!(slow_status, 200, "in-flight request drained");
     stderr.read_to_string(&mut log).unwrap();
@@ -360,6 +385,15 @@ fn binary_serves_imports_and_shuts_down_gracefully() {
         }
     }
     assert!(!log.contains("imported pass phrase"));
+}
+
+/// Kills the server if the test fails before stopping it, so no process outlives a run.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+    }
 }
 
 fn send_sigterm(pid: u32) {

@@ -360,3 +360,54 @@ async fn hs256_with_a_shared_secret() {
     expect_invalid_token(other.get_auth("/auth/me", &t.access).await).await;
     other.stop().await;
 }
+
+/// A rotated-out key keeps verifying, and stays in the JWKS, until the tokens it
+/// signed have expired; then it is gone from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_out_keys_leave_the_jwks_once_their_tokens_expire() {
+    let settings = [
+        ("JWT_EXPIRATION", "10"),
+        ("JWT_LEEWAY_SECONDS", "0"),
+        ("PORTCULLIS_KEY_RELOAD_SECONDS", "1"),
+    ];
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &settings).await;
+    let t = s.user("ephemeral").await;
+    let old_kid = jwt_part(&t.access, 0)["kid"].as_str().unwrap().to_string();
+    s.service.keys().rotate().await.unwrap();
+    let rotated = std::time::Instant::now();
+    let published = |s: &TestServer| {
+        let url = s.url("/.well-known/jwks.json");
+        let client = s.client.clone();
+        async move {
+            let jwks: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(published(&s).await.len(), 2);
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    loop {
+        if !published(&s).await.contains(&old_kid) {
+            break;
+        }
+        assert!(
+            rotated.elapsed() < std::time::Duration::from_secs(30),
+            "old key never left the JWKS"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // Grace = token lifetime (10 s) + leeway (0) + reload interval (1 s).
+    assert!(
+        rotated.elapsed() >= std::time::Duration::from_secs(9),
+        "removed after {:?}",
+        rotated.elapsed()
+    );
+    expect_invalid_token(s.get_auth("/auth/me", &t.access).await).await;
+    let fresh = s.login_as("ephemeral", PASSWORD).await;
+    assert_ne!(jwt_part(&fresh.access, 0)["kid"], old_kid.as_str());
+    s.stop().await;
+}
