@@ -103,16 +103,9 @@ impl Route {
     {
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
         Self {
-            method,
-            path,
-            access,
-            summary: "",
-            tag: "",
-            body: None,
-            responses: Vec::new(),
-            schemas: Vec::new(),
-            mounted: false,
             handler: Some(axum::routing::on(filter, handler)),
+            mounted: false,
+            ..Self::mounted(method, path, access)
         }
     }
 

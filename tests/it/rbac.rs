@@ -140,17 +140,7 @@ async fn declared_rules_match_behaviour_for_a_plain_user() {
     for r in portcullis::http::routes::table() {
         // Fresh each time: some routes (logout-all, password change) end sessions.
         let u = s.login_as("nobody", PASSWORD).await;
-        let path: String = r
-            .path
-            .split('/')
-            .map(|seg| match seg {
-                "{*asset}" => "index.css".to_string(),
-                "{id}" => uuid::Uuid::new_v4().to_string(),
-                s if s.starts_with('{') => "x".to_string(),
-                s => s.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("/");
+        let path = concrete_path(r.path);
         let res = s.send(r.method.clone(), &path, &u.access, Some(json!({}))).await;
         let status = res.status().as_u16();
         match r.access {

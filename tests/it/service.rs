@@ -139,10 +139,7 @@ async fn every_route_is_declared_and_guarded() {
             r.method,
             r.path
         );
-        let path = r
-            .path
-            .replace("{id}", &uuid::Uuid::new_v4().to_string())
-            .replace("{*asset}", "index.css");
+        let path = concrete_path(r.path);
         let res = s
             .client
             .request(r.method.clone(), s.url(&path))
@@ -169,12 +166,7 @@ async fn every_route_is_declared_and_guarded() {
         reqwest::Method::DELETE,
     ];
     for r in table.iter().filter(|r| !r.mounted) {
-        let path = r.path.replace("{id}", &uuid::Uuid::new_v4().to_string());
-        let path: String = path
-            .split('/')
-            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
-            .collect::<Vec<_>>()
-            .join("/");
+        let path = concrete_path(r.path);
         for m in &methods {
             if table.iter().any(|d| d.path == r.path && d.method == *m) {
                 continue;

@@ -380,3 +380,38 @@ pub fn run_binary(cmd: &mut std::process::Command, stdin: &str) -> (i32, String,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A declared route path with its parameters filled in: a random UUID for `{id}`,
+/// `x` for other names, a real asset for Swagger UI's wildcard.
+pub fn concrete_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| match seg {
+            "{*asset}" => "index.css".to_string(),
+            "{id}" => uuid::Uuid::new_v4().to_string(),
+            s if s.starts_with('{') => "x".to_string(),
+            s => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl TestServer {
+    /// The key ids the JWKS publishes.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let jwks: Value = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
