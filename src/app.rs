@@ -184,12 +184,19 @@ fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
         let mut since = chrono::Utc::now();
         let mut last_keys = Instant::now();
         let mut last_purge = Instant::now();
+        let mut last_usage_flush = Instant::now();
         loop {
             tokio::time::sleep(interval).await;
             let now = chrono::Utc::now();
             match service.sync_revocations(since - overlap).await {
                 Ok(_) => since = now,
                 Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
+            }
+            if last_usage_flush.elapsed() >= Duration::from_secs(5) {
+                last_usage_flush = Instant::now();
+                if let Err(e) = service.flush_key_usage().await {
+                    tracing::warn!(error = %e, "writing API key last-use times failed");
+                }
             }
             if last_keys.elapsed() >= service.config().key_reload_interval {
                 last_keys = Instant::now();
@@ -221,6 +228,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     background.abort();
+    if let Err(e) = service.flush_key_usage().await {
+        tracing::warn!(error = %e, "writing API key last-use times failed");
+    }
     service.store().close().await;
     result
 }

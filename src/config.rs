@@ -146,6 +146,12 @@ pub struct Config {
     pub token_cache_capacity: usize,
     /// How often each instance pulls revocations written by other instances.
     pub sync_interval: Duration,
+    /// Which permission `/auth/verify` requires for a proxied method and path.
+    pub verify_routes: crate::domain::routemap::RouteMap,
+    /// Whether `/auth/verify` lets through a request no route-map entry matches.
+    pub verify_default_allow: bool,
+    /// Longest lifetime a temporary token may be given.
+    pub temporary_token_max_ttl: Duration,
     /// How often each instance reloads signing keys (it also reloads on an unknown kid).
     pub key_reload_interval: Duration,
     pub log_format: LogFormat,
@@ -216,6 +222,21 @@ impl Sources {
             match v {
                 toml::Value::Table(t) => self.flatten(&key, t),
                 toml::Value::String(s) => self.set(&key, s.clone()),
+                toml::Value::Array(items) if items.iter().all(|i| i.is_table()) && !items.is_empty() => {
+                    // e.g. [[verify.routes]] method/path/permission -> "GET /x perm; ..."
+                    let entries: Vec<String> = items
+                        .iter()
+                        .filter_map(|i| i.as_table())
+                        .map(|t| {
+                            ["method", "path", "permission"]
+                                .iter()
+                                .map(|k| t.get(*k).and_then(|v| v.as_str()).unwrap_or("*"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .collect();
+                    self.set(&key, entries.join("; "));
+                }
                 toml::Value::Array(items) => {
                     let joined: Vec<String> = items
                         .iter()
@@ -417,6 +438,24 @@ impl Config {
             max_body_bytes: s.number(&["PORTCULLIS_MAX_BODY_BYTES"], 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
             token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
             sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
+            verify_routes: crate::domain::routemap::RouteMap::parse(&s.string(&["VERIFY_ROUTES"], ""))
+                .map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?,
+            verify_default_allow: match s.string(&["VERIFY_DEFAULT"], "allow").to_ascii_lowercase().as_str() {
+                "allow" => true,
+                "deny" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        "VERIFY_DEFAULT",
+                        format!("expected allow or deny, got {other:?}"),
+                    ));
+                }
+            },
+            temporary_token_max_ttl: Duration::from_secs(s.number(
+                &["TEMPORARY_TOKEN_MAX_TTL_SECONDS"],
+                3600u64,
+                1,
+                30 * 86_400,
+            )?),
             key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
             log_format,
         })
@@ -534,6 +573,23 @@ mod tests {
             DatabaseTarget::Postgres("postgres://u:p@localhost:5432/db".into())
         );
         assert_eq!(c.path("/auth/login"), "/api/v1/auth/login");
+    }
+
+    #[test]
+    fn verify_routes_from_toml_tables() {
+        let mut s = Sources::default();
+        s.merge_toml_str("[[verify.routes]]\nmethod = \"GET\"\npath = \"/projects/**\"\npermission = \"projects:read\"\n[[verify.routes]]\nmethod = \"POST\"\npath = \"/projects\"\npermission = \"projects:create\"\n").unwrap();
+        let c = Config::from_sources(&s).unwrap();
+        assert_eq!(
+            c.verify_routes.permission_for("POST", "/projects"),
+            Some("projects:create")
+        );
+        assert_eq!(
+            c.verify_routes.permission_for("GET", "/projects/1"),
+            Some("projects:read")
+        );
+        let e = cfg(&[("VERIFY_ROUTES", "GET nowhere perm")]).unwrap_err();
+        assert_eq!(e.var, "VERIFY_ROUTES");
     }
 
     #[test]

@@ -186,13 +186,7 @@ impl Portcullis {
         let now = Utc::now();
         let ended = inner
             .store
-            .change_password(
-                user.id,
-                &hash,
-                Some(caller.session_id),
-                now,
-                self.revocation_horizon(now),
-            )
+            .change_password(user.id, &hash, caller.session_id, now, self.revocation_horizon(now))
             .await?;
         self.forget_sessions(&ended, now);
         Ok(())
@@ -208,6 +202,7 @@ impl Portcullis {
             .await?
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);
+        inner.credentials.forget_user(id);
         Ok(user)
     }
 }

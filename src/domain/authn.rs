@@ -1,9 +1,13 @@
-//! Checking access tokens: the hot path.
+//! Checking credentials: the hot path.
 //!
-//! A token seen before is answered from a bounded cache keyed by the whole token
+//! Three kinds are accepted wherever authentication is required: access tokens
+//! (JWTs), API keys (`pcx_<id>_<secret>`) and temporary tokens (`pct_<secret>`).
+//! A JWT seen before is answered from a bounded cache keyed by the whole token
 //! (entries die at the token's `exp`), so the common case costs a hash lookup and a
-//! revocation check instead of a signature verification (tens of microseconds). The
-//! revocation check runs on every hit; nothing here touches the database.
+//! revocation check instead of a signature verification; an API key is answered from
+//! a cache of verified keys that the revocation feed invalidates. Neither touches the
+//! database once warm. Temporary tokens count their uses atomically in the database,
+//! so they always do.
 
 use std::sync::Arc;
 
@@ -18,17 +22,43 @@ use crate::error::{AppError, AppResult};
 /// Longest token considered at all; real ones are well under 2 KiB.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// Which kind of credential authenticated a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Jwt,
+    /// With the key's id.
+    ApiKey(String),
+    /// With the token's id.
+    Temporary(String),
+}
+
+impl Credential {
+    /// As reported to gateways in `X-Auth-Credential`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::Jwt => "jwt",
+            Credential::ApiKey(_) => "api_key",
+            Credential::Temporary(_) => "temporary",
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
     pub username: String,
-    pub session_id: Uuid,
+    /// The session of a JWT; API keys and temporary tokens have none.
+    pub session_id: Option<Uuid>,
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
     pub amr: Vec<String>,
     pub is_superuser: bool,
-    pub claims: AccessClaims,
+    pub credential: Credential,
+    /// Unix seconds, when the credential expires on its own.
+    pub expires_at: Option<i64>,
+    /// The verified claims, for JWTs.
+    pub claims: Option<AccessClaims>,
 }
 
 impl Principal {
@@ -46,13 +76,15 @@ impl Principal {
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::InvalidClaims)?;
         Ok(Self {
             user_id,
-            session_id,
+            session_id: Some(session_id),
             username: claims.preferred_username.clone(),
             roles: claims.roles.clone(),
             permissions: claims.permissions.clone(),
             amr: claims.amr.clone(),
             is_superuser: claims.superuser,
-            claims,
+            credential: Credential::Jwt,
+            expires_at: Some(claims.exp),
+            claims: Some(claims),
         })
     }
 }
@@ -91,17 +123,33 @@ fn invalid(e: TokenError) -> AppError {
 }
 
 impl Portcullis {
+    /// Authenticates any credential: an API key or temporary token by its prefix,
+    /// anything else as an access token.
+    pub async fn authenticate(&self, credential: &str) -> AppResult<Arc<Principal>> {
+        if credential.starts_with(super::credentials::API_KEY_PREFIX) {
+            self.authenticate_api_key(credential).await
+        } else if credential.starts_with(super::credentials::TEMPORARY_PREFIX) {
+            self.authenticate_temporary_token(credential).await
+        } else {
+            self.authenticate_token(credential).await
+        }
+    }
+
     /// Authenticates a bearer access token.
     pub async fn authenticate_token(&self, token: &str) -> AppResult<Arc<Principal>> {
         let inner = self.inner();
         let now = Utc::now().timestamp();
         let leeway = inner.config.jwt_leeway.as_secs() as i64;
+        let revoked = |p: &Principal| {
+            p.session_id
+                .is_some_and(|sid| inner.revocations.is_session_revoked(&sid))
+        };
         if let Some(p) = inner.token_cache.get(token) {
-            if now > p.claims.exp + leeway {
+            if p.expires_at.is_some_and(|exp| now > exp + leeway) {
                 inner.token_cache.remove(token);
                 return Err(invalid(TokenError::Expired));
             }
-            if inner.revocations.is_session_revoked(&p.session_id) {
+            if revoked(&p) {
                 return Err(AppError::InvalidToken("session has ended".into()));
             }
             return Ok(p);
@@ -120,7 +168,7 @@ impl Portcullis {
             other => other.map_err(invalid)?,
         };
         let principal = Arc::new(Principal::from_claims(claims).map_err(invalid)?);
-        if inner.revocations.is_session_revoked(&principal.session_id) {
+        if revoked(&principal) {
             return Err(AppError::InvalidToken("session has ended".into()));
         }
         inner.token_cache.insert(token, principal.clone());

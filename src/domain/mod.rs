@@ -5,9 +5,11 @@
 
 pub mod accounts;
 pub mod authn;
+pub mod credentials;
 pub mod keys;
 pub mod rbac;
 pub mod revocation;
+pub mod routemap;
 pub mod sessions;
 pub mod validate;
 
@@ -21,7 +23,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secretbox::MasterKey;
 use crate::store::Store;
 
-pub use authn::{Principal, TokenCache};
+pub use authn::{Credential, Principal, TokenCache};
 pub use sessions::{ClientContext, TokenPair};
 
 #[derive(Clone)]
@@ -36,6 +38,7 @@ pub(crate) struct Inner {
     pub keys: keys::KeyManager,
     pub revocations: revocation::RevocationSet,
     pub token_cache: TokenCache,
+    pub credentials: credentials::CredentialCache,
     pub policy: validate::PasswordPolicy,
 }
 
@@ -92,6 +95,7 @@ impl Portcullis {
         let service = Self {
             inner: Arc::new(Inner {
                 token_cache: TokenCache::new(config.token_cache_capacity),
+                credentials: credentials::CredentialCache::new(config.token_cache_capacity),
                 config: Arc::new(config),
                 store,
                 hasher,
@@ -135,7 +139,7 @@ impl Portcullis {
             .live_revocations(Utc::now())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.inner.revocations.apply(&rows);
+        self.apply_feed(&rows);
         Ok(())
     }
 
@@ -147,8 +151,14 @@ impl Portcullis {
             .revocations_since(since)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.inner.revocations.apply(&rows);
+        self.apply_feed(&rows);
         Ok(rows.len())
+    }
+
+    /// Ended sessions, revoked keys, changed users and grants, from the feed.
+    fn apply_feed(&self, rows: &[crate::store::RevocationRow]) {
+        self.inner.revocations.apply(rows);
+        self.inner.credentials.apply(rows);
     }
 
     /// Drops revocations that no longer matter, in memory and in the store.

@@ -94,7 +94,9 @@ impl Portcullis {
     }
 
     pub async fn assign_role(&self, user_id: Uuid, role: &str, assigned_by: Option<Uuid>) -> AppResult<()> {
-        self.store().assign_role(user_id, role, assigned_by, Utc::now()).await
+        self.store().assign_role(user_id, role, assigned_by, Utc::now()).await?;
+        self.inner().credentials.forget_user(user_id);
+        Ok(())
     }
 
     /// 404 when the user did not hold the role; 409 for the last administrator.
@@ -103,11 +105,14 @@ impl Portcullis {
         if !self.store().remove_role(user_id, role).await? {
             return Err(AppError::NotFound(format!("the user does not have role {role}")));
         }
+        self.inner().credentials.forget_user(user_id);
         Ok(())
     }
 
     pub async fn grant_permission(&self, role: &str, permission: &str) -> AppResult<()> {
-        self.store().grant_permission(role, permission).await
+        self.store().grant_permission(role, permission).await?;
+        self.inner().credentials.forget_all_users();
+        Ok(())
     }
 
     pub async fn revoke_permission(&self, role: &str, permission: &str) -> AppResult<()> {
@@ -116,6 +121,7 @@ impl Portcullis {
                 "role {role} does not have permission {permission}"
             )));
         }
+        self.inner().credentials.forget_all_users();
         Ok(())
     }
 
@@ -147,6 +153,7 @@ impl Portcullis {
         if !self.store().update_role(name, description, permissions).await? {
             return Err(AppError::NotFound(format!("no role {name}")));
         }
+        self.inner().credentials.forget_all_users();
         self.role(name).await
     }
 
@@ -154,6 +161,7 @@ impl Portcullis {
         if !self.store().delete_role(name).await? {
             return Err(AppError::NotFound(format!("no role {name}")));
         }
+        self.inner().credentials.forget_all_users();
         Ok(())
     }
 
@@ -177,6 +185,7 @@ impl Portcullis {
         if !self.store().delete_permission(name).await? {
             return Err(AppError::NotFound(format!("no permission {name}")));
         }
+        self.inner().credentials.forget_all_users();
         Ok(())
     }
 
@@ -230,6 +239,7 @@ impl Portcullis {
         }
         if let Some(su) = changes.is_superuser {
             self.store().set_superuser(id, su, now).await?;
+            self.inner().credentials.forget_user(id);
         }
         self.user(id).await
     }
@@ -243,6 +253,7 @@ impl Portcullis {
             .await?
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);
+        self.inner().credentials.forget_user(id);
         Ok(())
     }
 

@@ -146,6 +146,10 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         Self {
             status,

@@ -18,7 +18,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use super::{Access, Caller, bearer_token};
+use super::{Access, Caller, presented_credential};
 use crate::domain::Portcullis;
 use crate::error::AppError;
 
@@ -79,8 +79,8 @@ pub async fn authorize(service: &Portcullis, access: &Access, req: &mut Request)
     if *access == Access::Public {
         return Ok(());
     }
-    let principal = match bearer_token(req.headers())? {
-        Some(token) => service.authenticate_token(token).await?,
+    let principal = match presented_credential(req.headers())? {
+        Some(token) => service.authenticate(token).await?,
         None => return Err(AppError::MissingCredentials),
     };
     access.check(&principal)?;

@@ -21,7 +21,8 @@ pub struct MeOut {
     pub user: UserOut,
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
-    pub session_id: Uuid,
+    /// Absent when the caller used an API key or temporary token.
+    pub session_id: Option<Uuid>,
 }
 
 pub async fn get_me(State(state): State<AppState>, Caller(caller): Caller) -> AppResult<Json<MeOut>> {
@@ -103,7 +104,7 @@ pub async fn list_sessions(State(state): State<AppState>, Caller(caller): Caller
     Ok(Json(
         sessions
             .into_iter()
-            .map(|s| session_out(s, Some(caller.session_id)))
+            .map(|s| session_out(s, caller.session_id))
             .collect(),
     ))
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod credentials;
 pub mod extract;
 pub mod guard;
 pub mod me;
@@ -174,8 +175,23 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     }
 }
 
-/// The bearer token in `Authorization`, if any. A header that is present but not a
-/// Bearer credential is an invalid token, not a missing one.
+/// The credential a request presents: `X-API-Key`, else the bearer token in
+/// `Authorization`. A header that is present but not usable is an invalid
+/// credential, not a missing one.
+pub fn presented_credential(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    if let Some(key) = headers.get("x-api-key") {
+        return key
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Some)
+            .ok_or_else(|| AppError::InvalidToken("X-API-Key header is not a valid key".into()));
+    }
+    bearer_token(headers)
+}
+
+/// The bearer token in `Authorization`, if any.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);

@@ -4,7 +4,7 @@
 use axum::http::Method;
 
 use super::Access::{Authenticated, Permission, Public};
-use super::{Route, admin, auth, me, meta};
+use super::{Route, admin, auth, credentials, me, meta};
 use crate::domain::TokenPair;
 
 pub fn table() -> Vec<Route> {
@@ -93,6 +93,129 @@ pub fn table() -> Vec<Route> {
             .doc("authorization", "May the caller do this? {permission} -> {allowed}")
             .json::<admin::CheckRequest>()
             .returns::<admin::CheckOut>(200),
+        // Credentials for services and scripts, and the checks gateways call.
+        Route::new(M::POST, "/auth/api-keys", Authenticated, credentials::create_api_key)
+            .doc(
+                "credentials",
+                "Create an API key (shown once) with a subset of the caller's permissions",
+            )
+            .json::<credentials::CreateApiKeyRequest>()
+            .returns::<credentials::NewApiKeyOut>(201),
+        Route::new(M::GET, "/auth/api-keys", Authenticated, credentials::list_my_api_keys)
+            .doc("credentials", "The caller's API keys (never their secrets)")
+            .returns::<credentials::ApiKeyOut>(200),
+        Route::new(
+            M::GET,
+            "/auth/api-keys/{id}",
+            Authenticated,
+            credentials::get_my_api_key,
+        )
+        .doc("credentials", "One of the caller's API keys")
+        .returns::<credentials::ApiKeyOut>(200)
+        .empty(404),
+        Route::new(
+            M::DELETE,
+            "/auth/api-keys/{id}",
+            Authenticated,
+            credentials::revoke_my_api_key,
+        )
+        .doc("credentials", "Revoke one of the caller's API keys")
+        .empty(204)
+        .empty(404),
+        Route::new(
+            M::POST,
+            "/auth/temporary-tokens",
+            Authenticated,
+            credentials::create_temporary_token,
+        )
+        .doc(
+            "credentials",
+            "Create a short-lived, optionally use-limited token (shown once)",
+        )
+        .json::<credentials::CreateTemporaryTokenRequest>()
+        .returns::<credentials::TemporaryTokenOut>(201),
+        Route::new(M::GET, "/auth/verify", Authenticated, credentials::verify)
+            .doc(
+                "gateway",
+                "Forward auth: any credential; optional permission, route map on X-Forwarded-*/X-Original-*",
+            )
+            .returns::<credentials::VerifyOut>(200),
+        Route::new(
+            M::GET,
+            "/auth/verify/{*path}",
+            Authenticated,
+            credentials::verify_prefixed,
+        )
+        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
+        .returns::<credentials::VerifyOut>(200),
+        Route::new(
+            M::POST,
+            "/auth/verify/{*path}",
+            Authenticated,
+            credentials::verify_prefixed,
+        )
+        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
+        .returns::<credentials::VerifyOut>(200),
+        Route::new(
+            M::PUT,
+            "/auth/verify/{*path}",
+            Authenticated,
+            credentials::verify_prefixed,
+        )
+        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
+        .returns::<credentials::VerifyOut>(200),
+        Route::new(
+            M::PATCH,
+            "/auth/verify/{*path}",
+            Authenticated,
+            credentials::verify_prefixed,
+        )
+        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
+        .returns::<credentials::VerifyOut>(200),
+        Route::new(
+            M::DELETE,
+            "/auth/verify/{*path}",
+            Authenticated,
+            credentials::verify_prefixed,
+        )
+        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
+        .returns::<credentials::VerifyOut>(200),
+        Route::new(
+            M::POST,
+            "/auth/introspect",
+            Permission("tokens:introspect"),
+            credentials::introspect,
+        )
+        .doc(
+            "gateway",
+            "RFC 7662 introspection of an access token, API key or temporary token",
+        )
+        .form::<credentials::TokenForm>()
+        .returns::<crate::domain::credentials::Introspection>(200),
+        Route::new(M::POST, "/auth/revoke", Public, credentials::revoke)
+            .doc(
+                "gateway",
+                "RFC 7009 revocation of a refresh token, access token, API key or temporary token",
+            )
+            .form::<credentials::TokenForm>()
+            .empty(200),
+        Route::new(
+            M::GET,
+            "/admin/api-keys",
+            Permission("apikeys:manage"),
+            credentials::list_all_api_keys,
+        )
+        .doc("admin: credentials", "Every user's API keys")
+        .returns::<credentials::ApiKeyOut>(200),
+        Route::new(
+            M::DELETE,
+            "/admin/api-keys/{id}",
+            Permission("apikeys:manage"),
+            credentials::revoke_any_api_key,
+        )
+        .doc("admin: credentials", "Revoke anyone's API key")
+        .empty(204)
+        .empty(404),
         // Administration of users.
         Route::new(M::GET, "/admin/users", Permission("users:read"), admin::list_users)
             .doc("admin: users", "List or search users (q, sort, limit, offset)")

@@ -5,6 +5,7 @@
 //! once per backend so each is type-checked against its own driver. SQL lives only here
 //! and in `migrations/`.
 
+pub(crate) mod credentials;
 mod keys;
 mod rbac;
 mod revocations;
@@ -21,6 +22,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseTarget;
 use crate::error::{AppError, AppResult};
 
+pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::credentials::record_event;
 use super::{Store, UserRow, conflict_on_unique};
 use crate::error::{AppError, AppResult};
 
@@ -209,6 +210,7 @@ impl Store {
                     sqlx::query(UPDATE_ROLE_DESCRIPTION).bind(name).bind(d).execute(&mut *tx).await?;
                 }
                 if let Some(perms) = permissions {
+                    record_event!(tx, "grants", "*", Utc::now());
                     sqlx::query(CLEAR_ROLE_PERMISSIONS).bind(name).execute(&mut *tx).await?;
                     for p in perms {
                         let known: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(p).fetch_one(&mut *tx).await?;
@@ -228,6 +230,7 @@ impl Store {
     pub async fn delete_role(&self, name: &str) -> AppResult<bool> {
         Ok(admin_tx!(self, tx, before => {
             let deleted = sqlx::query(DELETE_ROLE).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event!(tx, "grants", "*", Utc::now());
             commit_if_admin_remains!(tx, before, format!("cannot delete role {name}"));
             deleted
         }))
@@ -246,6 +249,7 @@ impl Store {
                 return Err(AppError::NotFound(format!("no permission {permission}")));
             }
             sqlx::query(GRANT).bind(role).bind(permission).execute(&mut *tx).await?;
+            record_event!(tx, "grants", "*", Utc::now());
             tx.commit().await?;
         });
         Ok(())
@@ -253,8 +257,13 @@ impl Store {
 
     /// Revokes a permission from a role; false when the role did not have it.
     pub async fn revoke_permission(&self, role: &str, permission: &str) -> AppResult<bool> {
-        Ok(super::on_pool!(self, pool =>
-            sqlx::query(REVOKE).bind(role).bind(permission).execute(pool).await?.rows_affected() > 0))
+        Ok(super::on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let revoked = sqlx::query(REVOKE).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event!(tx, "grants", "*", Utc::now());
+            tx.commit().await?;
+            revoked
+        }))
     }
 
     pub async fn list_permissions(&self) -> AppResult<Vec<PermissionRow>> {
@@ -275,9 +284,13 @@ impl Store {
 
     /// Deletes a permission, removing it from every role.
     pub async fn delete_permission(&self, name: &str) -> AppResult<bool> {
-        Ok(
-            super::on_pool!(self, pool => sqlx::query(DELETE_PERMISSION).bind(name).execute(pool).await?.rows_affected() > 0),
-        )
+        Ok(super::on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query(DELETE_PERMISSION).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event!(tx, "grants", "*", Utc::now());
+            tx.commit().await?;
+            deleted
+        }))
     }
 
     /// Gives a user a role (idempotent). 404 for an unknown user or role.
@@ -299,6 +312,7 @@ impl Store {
                 return Err(AppError::NotFound(format!("no role {role}")));
             }
             sqlx::query(ASSIGN).bind(user_id).bind(role).bind(assigned_by).bind(now).execute(&mut *tx).await?;
+            record_event!(tx, "user", user_id.to_string(), now);
             tx.commit().await?;
         });
         Ok(())
@@ -308,6 +322,7 @@ impl Store {
     pub async fn remove_role(&self, user_id: Uuid, role: &str) -> AppResult<bool> {
         Ok(admin_tx!(self, tx, before => {
             let removed = sqlx::query(UNASSIGN).bind(user_id).bind(role).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event!(tx, "user", user_id.to_string(), Utc::now());
             commit_if_admin_remains!(tx, before, "cannot remove the role");
             removed
         }))
@@ -316,6 +331,7 @@ impl Store {
     pub async fn set_superuser(&self, user_id: Uuid, superuser: bool, now: DateTime<Utc>) -> AppResult<bool> {
         Ok(admin_tx!(self, tx, before => {
             let changed = sqlx::query(SET_SUPERUSER).bind(user_id).bind(superuser).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event!(tx, "user", user_id.to_string(), now);
             commit_if_admin_remains!(tx, before, "cannot remove superuser");
             changed
         }))
@@ -333,6 +349,7 @@ impl Store {
     ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
         Ok(admin_tx!(self, tx, before => {
             sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?;
+            record_event!(tx, "user", id.to_string(), now);
             let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
             let ended = match (&user, active) {
                 (Some(_), false) => super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_disabled", now, revocation_expires),
@@ -354,6 +371,7 @@ impl Store {
         Ok(admin_tx!(self, tx, before => {
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_deleted", now, revocation_expires);
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event!(tx, "user", id.to_string(), now);
             commit_if_admin_remains!(tx, before, "cannot delete this user");
             deleted.then_some(ended)
         }))

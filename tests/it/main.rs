@@ -4,6 +4,7 @@
 
 mod accounts;
 mod cli;
+mod credentials;
 mod rbac;
 mod service;
 mod sessions;

@@ -1,0 +1,564 @@
+//! API keys and temporary tokens: issuing, checking, introspecting, revoking.
+//!
+//! An API key (`pcx_<id>_<secret>`) names its record by id, so a check is one lookup
+//! and a constant-time digest comparison; it acts with the intersection of its own
+//! permissions and its owner's current ones. Verified keys are cached; an entry is
+//! valid only while the key, its owner and the role definitions are unchanged, which
+//! the revocation feed reports (per-key removal, per-user and global epochs).
+//! A temporary token (`pct_<secret>`) is narrow and short-lived, may be limited to a
+//! number of uses, and is counted in the database on every use.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use quick_cache::sync::Cache;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::Portcullis;
+use super::authn::{Credential, Principal};
+use crate::crypto::tokens;
+use crate::error::{AppError, AppResult};
+use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow};
+
+pub const API_KEY_PREFIX: &str = "pcx_";
+pub const TEMPORARY_PREFIX: &str = "pct_";
+const KEY_ID_LEN: usize = 16;
+
+/// A verified key, valid while the epochs it was built under still hold.
+struct CachedKey {
+    secret_hash: [u8; 32],
+    expires_at: Option<DateTime<Utc>>,
+    principal: Arc<Principal>,
+    owner_epoch: u64,
+    global_epoch: u64,
+}
+
+/// Verified API keys and what invalidates them, plus last-use times waiting to be
+/// written in a batch.
+pub struct CredentialCache {
+    keys: Cache<String, Arc<CachedKey>>,
+    user_epochs: RwLock<HashMap<Uuid, u64>>,
+    global_epoch: AtomicU64,
+    last_used: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl CredentialCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            keys: Cache::new(capacity.max(16)),
+            user_epochs: RwLock::new(HashMap::new()),
+            global_epoch: AtomicU64::new(0),
+            last_used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn epochs(&self, owner: &Uuid) -> (u64, u64) {
+        let user = self
+            .user_epochs
+            .read()
+            .map(|m| m.get(owner).copied().unwrap_or(0))
+            .unwrap_or(u64::MAX);
+        (user, self.global_epoch.load(Ordering::Acquire))
+    }
+
+    pub fn forget_key(&self, id: &str) {
+        self.keys.remove(id);
+    }
+
+    /// The user's status or grants changed: their keys must be rebuilt.
+    pub fn forget_user(&self, id: Uuid) {
+        if let Ok(mut m) = self.user_epochs.write() {
+            *m.entry(id).or_insert(0) += 1;
+        }
+    }
+
+    /// Some role or permission changed: every key must be rebuilt.
+    pub fn forget_all_users(&self) {
+        self.global_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Applies invalidation events from the feed.
+    pub fn apply(&self, rows: &[RevocationRow]) {
+        for row in rows {
+            match row.kind.as_str() {
+                "api_key" => self.forget_key(&row.subject),
+                "user" => {
+                    if let Ok(id) = Uuid::parse_str(&row.subject) {
+                        self.forget_user(id);
+                    }
+                }
+                "grants" => self.forget_all_users(),
+                _ => {}
+            }
+        }
+    }
+
+    fn note_use(&self, id: &str, at: DateTime<Utc>) {
+        if let Ok(mut m) = self.last_used.lock() {
+            m.insert(id.to_string(), at);
+        }
+    }
+
+    fn take_uses(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.last_used
+            .lock()
+            .map(|mut m| m.drain().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Splits `pcx_<id>_<secret>`; None unless both parts are well formed.
+fn parse_api_key(key: &str) -> Option<(&str, &str)> {
+    let (id, secret) = key.strip_prefix(API_KEY_PREFIX)?.split_once('_')?;
+    (id.len() == KEY_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit()) && tokens::looks_like_token(secret))
+        .then_some((id, secret))
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; KEY_ID_LEN / 2];
+    rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rejected(what: &str) -> AppError {
+    AppError::InvalidToken(format!("{what} is invalid, expired or revoked"))
+}
+
+/// RFC 7662 introspection answer.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Space-separated permissions, as RFC 7662 spells scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The API key or temporary token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uses_left: Option<i64>,
+}
+
+impl Introspection {
+    fn of(p: &Principal, token_type: &'static str) -> Self {
+        Self {
+            active: true,
+            token_type: Some(token_type),
+            sub: Some(p.user_id.to_string()),
+            username: Some(p.username.clone()),
+            scope: Some(p.permissions.join(" ")),
+            permissions: Some(p.permissions.clone()),
+            roles: Some(p.roles.clone()),
+            exp: p.expires_at,
+            ..Self::default()
+        }
+    }
+}
+
+impl Portcullis {
+    /// The owner's effective permissions now, or None when they are gone or disabled.
+    async fn owner_permissions(&self, user_id: Uuid) -> AppResult<Option<(String, HashSet<String>, bool)>> {
+        let Some(user) = self.store().user_by_id(user_id).await? else {
+            return Ok(None);
+        };
+        if !user.is_active {
+            return Ok(None);
+        }
+        let grants = self.store().user_grants(&user).await?;
+        Ok(Some((
+            user.username,
+            grants.permissions.into_iter().collect(),
+            user.is_superuser,
+        )))
+    }
+
+    /// New credentials may carry only permissions the caller holds, and only a
+    /// session (a person who logged in) may mint them.
+    async fn check_grantable(&self, caller: &Principal, permissions: &[String]) -> AppResult<()> {
+        if caller.credential != Credential::Jwt {
+            return Err(AppError::Forbidden(
+                "API keys and temporary tokens cannot create credentials".into(),
+            ));
+        }
+        let known: HashSet<String> = self
+            .store()
+            .list_permissions()
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        for p in permissions {
+            if !known.contains(p) {
+                return Err(AppError::validation("permissions", format!("unknown permission {p}")));
+            }
+            if !caller.has_permission(p) {
+                return Err(AppError::Forbidden(format!("you cannot grant {p}: you do not hold it")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Issues an API key; the returned string is the only time the secret exists.
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        name: &str,
+        permissions: Vec<String>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> AppResult<(ApiKeyRow, String)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(AppError::validation(
+                "name",
+                "must be 1-100 characters without control characters",
+            ));
+        }
+        let now = Utc::now();
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(AppError::validation("expires_at", "must be in the future"));
+        }
+        self.check_grantable(caller, &permissions).await?;
+        let id = new_id();
+        let secret = tokens::random_token();
+        let row = ApiKeyRow {
+            id: id.clone(),
+            user_id: caller.user_id,
+            name: name.to_string(),
+            secret_hash: tokens::digest(&secret).to_vec(),
+            permissions: serde_json::to_string(&permissions).map_err(AppError::internal)?,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.store().insert_api_key(&row).await?;
+        Ok((row, format!("{API_KEY_PREFIX}{id}_{secret}")))
+    }
+
+    pub async fn api_keys_of(&self, user_id: Uuid) -> AppResult<Vec<ApiKeyRow>> {
+        self.store().api_keys_of(user_id).await
+    }
+
+    pub async fn all_api_keys(&self, limit: i64, offset: i64) -> AppResult<Vec<ApiKeyRow>> {
+        self.store().all_api_keys(limit, offset).await
+    }
+
+    /// One key; with `owner`, only if it is theirs (404 otherwise).
+    pub async fn api_key(&self, id: &str, owner: Option<Uuid>) -> AppResult<ApiKeyRow> {
+        match self.store().api_key(id).await? {
+            Some(k) if owner.is_none_or(|o| o == k.user_id) => Ok(k),
+            _ => Err(AppError::NotFound("no such API key".into())),
+        }
+    }
+
+    /// Revokes a key (only the owner's, when `owner` is given); every instance refuses
+    /// it within the sync interval, this one at once.
+    pub async fn revoke_api_key(&self, id: &str, owner: Option<Uuid>) -> AppResult<()> {
+        if !self.store().revoke_api_key(id, owner, Utc::now()).await? {
+            return Err(AppError::NotFound("no such active API key".into()));
+        }
+        self.inner().credentials.forget_key(id);
+        Ok(())
+    }
+
+    pub(crate) async fn authenticate_api_key(&self, key: &str) -> AppResult<Arc<Principal>> {
+        let (id, secret) = parse_api_key(key).ok_or_else(|| AppError::InvalidToken("malformed API key".into()))?;
+        let cache = &self.inner().credentials;
+        let presented = tokens::digest(secret);
+        let now = Utc::now();
+        let entry = match cache.keys.get(id) {
+            Some(e) if cache.epochs(&e.principal.user_id) == (e.owner_epoch, e.global_epoch) => e,
+            _ => {
+                let row = self.store().api_key(id).await?.ok_or_else(|| rejected("API key"))?;
+                // Read the epochs before the owner, so a change racing this load
+                // makes the entry stale rather than lost.
+                let (owner_epoch, global_epoch) = cache.epochs(&row.user_id);
+                if row.revoked_at.is_some() {
+                    return Err(rejected("API key"));
+                }
+                let (username, owner_permissions, owner_superuser) = self
+                    .owner_permissions(row.user_id)
+                    .await?
+                    .ok_or_else(|| rejected("API key"))?;
+                let own: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+                let permissions: Vec<String> = own
+                    .into_iter()
+                    .filter(|p| owner_superuser || owner_permissions.contains(p))
+                    .collect();
+                let secret_hash: [u8; 32] = row.secret_hash.as_slice().try_into().map_err(|_| rejected("API key"))?;
+                let entry = Arc::new(CachedKey {
+                    secret_hash,
+                    expires_at: row.expires_at,
+                    principal: Arc::new(Principal {
+                        user_id: row.user_id,
+                        username,
+                        session_id: None,
+                        roles: Vec::new(),
+                        permissions,
+                        amr: vec!["api_key".into()],
+                        is_superuser: false,
+                        credential: Credential::ApiKey(row.id.clone()),
+                        expires_at: row.expires_at.map(|e| e.timestamp()),
+                        claims: None,
+                    }),
+                    owner_epoch,
+                    global_epoch,
+                });
+                cache.keys.insert(row.id, entry.clone());
+                entry
+            }
+        };
+        if !bool::from(entry.secret_hash.ct_eq(&presented)) || entry.expires_at.is_some_and(|e| e <= now) {
+            return Err(rejected("API key"));
+        }
+        cache.note_use(id, now);
+        Ok(entry.principal.clone())
+    }
+
+    /// Writes the batched last-used times of API keys.
+    pub async fn flush_key_usage(&self) -> AppResult<()> {
+        let used = self.inner().credentials.take_uses();
+        self.store().touch_api_keys(&used).await
+    }
+
+    /// Issues a temporary token for at most the configured lifetime.
+    pub async fn create_temporary_token(
+        &self,
+        caller: &Principal,
+        permissions: Vec<String>,
+        ttl_seconds: Option<u64>,
+        max_uses: Option<u32>,
+        purpose: &str,
+    ) -> AppResult<(TemporaryTokenRow, String)> {
+        let max_ttl = self.config().temporary_token_max_ttl.as_secs();
+        let ttl = ttl_seconds.unwrap_or(max_ttl.min(3600));
+        if ttl == 0 || ttl > max_ttl {
+            return Err(AppError::validation(
+                "ttl_seconds",
+                format!("must be between 1 and {max_ttl}"),
+            ));
+        }
+        if max_uses == Some(0) || max_uses.is_some_and(|m| m > 1_000_000) {
+            return Err(AppError::validation("max_uses", "must be between 1 and 1000000"));
+        }
+        let purpose = purpose.trim();
+        if purpose.is_empty() || purpose.chars().count() > 200 || purpose.chars().any(char::is_control) {
+            return Err(AppError::validation(
+                "purpose",
+                "must be 1-200 characters without control characters",
+            ));
+        }
+        self.check_grantable(caller, &permissions).await?;
+        let secret = tokens::random_token();
+        let token = format!("{TEMPORARY_PREFIX}{secret}");
+        let now = Utc::now();
+        let row = TemporaryTokenRow {
+            id: new_id(),
+            token_hash: tokens::digest(&token).to_vec(),
+            user_id: caller.user_id,
+            permissions: serde_json::to_string(&permissions).map_err(AppError::internal)?,
+            purpose: purpose.to_string(),
+            max_uses: max_uses.map(|m| m as i32),
+            uses: 0,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(ttl as i64),
+            revoked_at: None,
+        };
+        self.store().insert_temporary_token(&row).await?;
+        Ok((row, token))
+    }
+
+    pub(crate) async fn authenticate_temporary_token(&self, token: &str) -> AppResult<Arc<Principal>> {
+        if !tokens::looks_like_token(&token[TEMPORARY_PREFIX.len()..]) {
+            return Err(AppError::InvalidToken("malformed temporary token".into()));
+        }
+        let row = self
+            .store()
+            .use_temporary_token(&tokens::digest(token), Utc::now())
+            .await?
+            .ok_or_else(|| AppError::InvalidToken("temporary token is invalid, expired, revoked or used up".into()))?;
+        let (username, owner_permissions, owner_superuser) = self
+            .owner_permissions(row.user_id)
+            .await?
+            .ok_or_else(|| rejected("temporary token"))?;
+        let own: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+        Ok(Arc::new(Principal {
+            user_id: row.user_id,
+            username,
+            session_id: None,
+            roles: Vec::new(),
+            permissions: own
+                .into_iter()
+                .filter(|p| owner_superuser || owner_permissions.contains(p))
+                .collect(),
+            amr: vec!["temporary".into()],
+            is_superuser: false,
+            credential: Credential::Temporary(row.id),
+            expires_at: Some(row.expires_at.timestamp()),
+            claims: None,
+        }))
+    }
+
+    /// RFC 7662: whether a credential is active and what it grants. Inspecting a
+    /// temporary token does not spend a use.
+    pub async fn introspect(&self, token: &str) -> AppResult<Introspection> {
+        let inactive = Introspection::default();
+        let now = Utc::now();
+        if let Some((id, secret)) = parse_api_key(token) {
+            let Some(row) = self.store().api_key(id).await? else {
+                return Ok(inactive);
+            };
+            let matches: bool = tokens::digest(secret)
+                .as_slice()
+                .ct_eq(row.secret_hash.as_slice())
+                .into();
+            if !matches || row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
+                return Ok(inactive);
+            }
+            return Ok(match self.authenticate_api_key(token).await {
+                Ok(p) => Introspection {
+                    client_id: Some(row.id),
+                    iat: Some(row.created_at.timestamp()),
+                    ..Introspection::of(&p, "api_key")
+                },
+                Err(_) => inactive,
+            });
+        }
+        if token.starts_with(TEMPORARY_PREFIX) {
+            let Some(row) = self.store().peek_temporary_token(&tokens::digest(token)).await? else {
+                return Ok(inactive);
+            };
+            let used_up = row.max_uses.is_some_and(|m| row.uses >= m);
+            if row.revoked_at.is_some() || row.expires_at <= now || used_up {
+                return Ok(inactive);
+            }
+            let Some((username, owner_permissions, owner_superuser)) = self.owner_permissions(row.user_id).await?
+            else {
+                return Ok(inactive);
+            };
+            let own: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
+            let permissions: Vec<String> = own
+                .into_iter()
+                .filter(|p| owner_superuser || owner_permissions.contains(p))
+                .collect();
+            return Ok(Introspection {
+                active: true,
+                token_type: Some("temporary_token"),
+                sub: Some(row.user_id.to_string()),
+                username: Some(username),
+                scope: Some(permissions.join(" ")),
+                permissions: Some(permissions),
+                exp: Some(row.expires_at.timestamp()),
+                iat: Some(row.created_at.timestamp()),
+                client_id: Some(row.id),
+                purpose: Some(row.purpose),
+                uses_left: row.max_uses.map(|m| (m - row.uses) as i64),
+                ..Introspection::default()
+            });
+        }
+        Ok(match self.authenticate_token(token).await {
+            Ok(p) => {
+                let c = p.claims.clone();
+                Introspection {
+                    iat: c.as_ref().map(|c| c.iat),
+                    iss: c.as_ref().map(|c| c.iss.clone()),
+                    aud: c.as_ref().map(|c| c.aud.clone()),
+                    jti: c.as_ref().map(|c| c.jti.clone()),
+                    sid: p.session_id.map(|s| s.to_string()),
+                    ..Introspection::of(&p, "access_token")
+                }
+            }
+            Err(_) => inactive,
+        })
+    }
+
+    /// RFC 7009: revokes whatever credential is presented (possession is the proof).
+    /// Unknown or invalid tokens are ignored, so the answer reveals nothing.
+    pub async fn revoke_credential(&self, token: &str) -> AppResult<()> {
+        let now = Utc::now();
+        if let Some((id, secret)) = parse_api_key(token) {
+            if let Some(row) = self.store().api_key(id).await? {
+                let matches: bool = tokens::digest(secret)
+                    .as_slice()
+                    .ct_eq(row.secret_hash.as_slice())
+                    .into();
+                if matches && self.store().revoke_api_key(id, None, now).await? {
+                    self.inner().credentials.forget_key(id);
+                }
+            }
+        } else if token.starts_with(TEMPORARY_PREFIX) {
+            self.store().revoke_temporary_token(&tokens::digest(token), now).await?;
+        } else if tokens::looks_like_token(token) {
+            self.logout(token).await?;
+        } else if let Ok(p) = self.authenticate_token(token).await
+            && let Some(sid) = p.session_id
+        {
+            self.end_session(p.user_id, sid).await.or_else(|e| match e {
+                AppError::NotFound(_) => Ok(()),
+                other => Err(other),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_format() {
+        let secret = tokens::random_token();
+        let key = format!("pcx_0123456789abcdef_{secret}");
+        assert_eq!(parse_api_key(&key), Some(("0123456789abcdef", secret.as_str())));
+        for bad in [
+            "pcx_",
+            "pcx_0123_abc",
+            "pcx_0123456789abcdeg_x",
+            "pat_0123456789abcdef_x",
+            &format!("pcx_0123456789abcdef_{secret}!"),
+        ] {
+            assert!(parse_api_key(bad).is_none(), "{bad}");
+        }
+        assert_eq!(new_id().len(), KEY_ID_LEN);
+    }
+
+    #[test]
+    fn epochs_invalidate() {
+        let c = CredentialCache::new(16);
+        let u = Uuid::new_v4();
+        let before = c.epochs(&u);
+        c.forget_user(u);
+        assert_ne!(c.epochs(&u), before);
+        let mid = c.epochs(&u);
+        c.forget_all_users();
+        assert_ne!(c.epochs(&u), mid);
+    }
+}

@@ -1,0 +1,344 @@
+//! API keys, temporary tokens, and the checks gateways and resource servers call:
+//! `/auth/verify` (forward auth), `/auth/introspect` (RFC 7662), `/auth/revoke`
+//! (RFC 7009).
+
+use axum::Json;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Caller;
+use super::auth::OAuthError;
+use super::extract::{UrlForm, ValidJson, ValidQuery};
+use crate::app::AppState;
+use crate::domain::Principal;
+use crate::domain::credentials::Introspection;
+use crate::error::{AppError, AppResult};
+use crate::store::ApiKeyRow;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+    /// A subset of the caller's permissions.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyOut {
+    pub id: String,
+    pub user_id: Uuid,
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKeyOut {
+    fn from(k: ApiKeyRow) -> Self {
+        Self {
+            permissions: serde_json::from_str(&k.permissions).unwrap_or_default(),
+            id: k.id,
+            user_id: k.user_id,
+            name: k.name,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A new API key: `key` is shown this once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewApiKeyOut {
+    #[serde(flatten)]
+    pub info: ApiKeyOut,
+    pub key: String,
+}
+
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ValidJson(req): ValidJson<CreateApiKeyRequest>,
+) -> AppResult<(StatusCode, Json<NewApiKeyOut>)> {
+    let (row, key) = state
+        .service
+        .create_api_key(&caller, &req.name, req.permissions, req.expires_at)
+        .await?;
+    Ok((StatusCode::CREATED, Json(NewApiKeyOut { info: row.into(), key })))
+}
+
+pub async fn list_my_api_keys(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> AppResult<Json<Vec<ApiKeyOut>>> {
+    Ok(Json(
+        state
+            .service
+            .api_keys_of(caller.user_id)
+            .await?
+            .into_iter()
+            .map(ApiKeyOut::from)
+            .collect(),
+    ))
+}
+
+pub async fn get_my_api_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> AppResult<Json<ApiKeyOut>> {
+    Ok(Json(state.service.api_key(&id, Some(caller.user_id)).await?.into()))
+}
+
+pub async fn revoke_my_api_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    state.service.revoke_api_key(&id, Some(caller.user_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PageParams {
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub offset: Option<i64>,
+}
+
+pub async fn list_all_api_keys(
+    State(state): State<AppState>,
+    ValidQuery(p): ValidQuery<PageParams>,
+) -> AppResult<Json<Vec<ApiKeyOut>>> {
+    let limit = p.limit.unwrap_or(100);
+    let offset = p.offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || offset < 0 {
+        return Err(AppError::validation(
+            "limit",
+            "limit must be 1-1000 and offset at least 0",
+        ));
+    }
+    Ok(Json(
+        state
+            .service
+            .all_api_keys(limit, offset)
+            .await?
+            .into_iter()
+            .map(ApiKeyOut::from)
+            .collect(),
+    ))
+}
+
+pub async fn revoke_any_api_key(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
+    state.service.revoke_api_key(&id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTemporaryTokenRequest {
+    /// A subset of the caller's permissions.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Lifetime, at most TEMPORARY_TOKEN_MAX_TTL_SECONDS (default one hour).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// E.g. 1 for a single-use token; unlimited when absent.
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+    pub purpose: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemporaryTokenOut {
+    pub id: String,
+    /// Shown this once.
+    pub token: String,
+    pub permissions: Vec<String>,
+    pub purpose: String,
+    pub max_uses: Option<i32>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn create_temporary_token(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ValidJson(req): ValidJson<CreateTemporaryTokenRequest>,
+) -> AppResult<(StatusCode, Json<TemporaryTokenOut>)> {
+    let (row, token) = state
+        .service
+        .create_temporary_token(&caller, req.permissions, req.ttl_seconds, req.max_uses, &req.purpose)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TemporaryTokenOut {
+            id: row.id,
+            token,
+            permissions: serde_json::from_str(&row.permissions).unwrap_or_default(),
+            purpose: row.purpose,
+            max_uses: row.max_uses,
+            expires_at: row.expires_at,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyParams {
+    /// A permission the caller must hold (also `X-Required-Permission`).
+    #[serde(default)]
+    pub permission: Option<String>,
+}
+
+/// Who the gateway may let through.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyOut {
+    pub user_id: Uuid,
+    pub username: String,
+    pub credential: &'static str,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        .filter(|v| !v.is_empty())
+}
+
+/// Decides a forward-auth request: an explicit permission wins, else the route map
+/// for the original method and path, else the configured default.
+fn decide(
+    state: &AppState,
+    caller: &Principal,
+    explicit: Option<&str>,
+    original: Option<(&str, &str)>,
+) -> AppResult<Response> {
+    let config = state.service.config();
+    let required = match explicit {
+        Some(p) => Some(p.to_string()),
+        None => match original {
+            Some((method, path)) if !config.verify_routes.is_empty() => {
+                match config.verify_routes.permission_for(method, path) {
+                    Some(p) => Some(p.to_string()),
+                    None if config.verify_default_allow => None,
+                    None => {
+                        return Err(AppError::Forbidden(format!(
+                            "no route rule allows {method} {}",
+                            path.split('?').next().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            _ => None,
+        },
+    };
+    if let Some(p) = &required
+        && !caller.has_permission(p)
+    {
+        return Err(AppError::Forbidden(format!("missing permission {p}")));
+    }
+    let join =
+        |items: &[String]| HeaderValue::from_str(&items.join(",")).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let mut res = Json(VerifyOut {
+        user_id: caller.user_id,
+        username: caller.username.clone(),
+        credential: caller.credential.kind(),
+        roles: caller.roles.clone(),
+        permissions: caller.permissions.clone(),
+    })
+    .into_response();
+    let h = res.headers_mut();
+    h.insert(
+        "x-auth-user-id",
+        HeaderValue::from_str(&caller.user_id.to_string()).unwrap_or_else(|_| HeaderValue::from_static("")),
+    );
+    h.insert(
+        "x-auth-username",
+        HeaderValue::from_str(&caller.username).unwrap_or_else(|_| HeaderValue::from_static("")),
+    );
+    h.insert("x-auth-roles", join(&caller.roles));
+    h.insert("x-auth-permissions", join(&caller.permissions));
+    h.insert("x-auth-credential", HeaderValue::from_static(caller.credential.kind()));
+    Ok(res)
+}
+
+/// Forward auth for nginx `auth_request` and Traefik ForwardAuth: the original
+/// request arrives in `X-Original-*` / `X-Forwarded-*` headers.
+pub async fn verify(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    ValidQuery(q): ValidQuery<VerifyParams>,
+) -> AppResult<Response> {
+    let explicit = header(&headers, &["x-required-permission"])
+        .map(str::to_string)
+        .or(q.permission);
+    let method = header(&headers, &["x-forwarded-method", "x-original-method"]);
+    let uri = header(&headers, &["x-forwarded-uri", "x-original-uri"]);
+    let original = match (method, uri) {
+        (Some(m), Some(u)) => Some((m, u)),
+        (None, Some(u)) => Some(("GET", u)),
+        _ => None,
+    };
+    decide(&state, &caller, explicit.as_deref(), original)
+}
+
+/// Forward auth for Envoy's HTTP ext_authz with `path_prefix: /auth/verify`: the
+/// original method and path arrive as this request's own.
+pub async fn verify_prefixed(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    method: Method,
+    headers: HeaderMap,
+    Path(path): Path<String>,
+) -> AppResult<Response> {
+    let explicit = header(&headers, &["x-required-permission"]);
+    let path = format!("/{path}");
+    decide(&state, &caller, explicit, Some((method.as_str(), &path)))
+}
+
+/// RFC 7662 / RFC 7009 request body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenForm {
+    pub token: Option<String>,
+    /// Accepted and not needed: the kind is told by the token itself.
+    pub token_type_hint: Option<String>,
+}
+
+fn token_from(form: Result<UrlForm<TokenForm>, FormRejection>) -> Result<String, OAuthError> {
+    let UrlForm(form) = form.map_err(|rej| OAuthError::invalid_request(rej.body_text()))?;
+    let _ = form.token_type_hint;
+    form.token
+        .filter(|t| !t.is_empty() && t.len() <= crate::domain::authn::MAX_TOKEN_LEN)
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))
+}
+
+pub async fn introspect(
+    State(state): State<AppState>,
+    form: Result<UrlForm<TokenForm>, FormRejection>,
+) -> Result<Json<Introspection>, OAuthError> {
+    let token = token_from(form)?;
+    Ok(Json(state.service.introspect(&token).await?))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    form: Result<UrlForm<TokenForm>, FormRejection>,
+) -> Result<StatusCode, OAuthError> {
+    let token = token_from(form)?;
+    state.service.revoke_credential(&token).await?;
+    Ok(StatusCode::OK)
+}
