@@ -134,8 +134,10 @@ pub struct Config {
     /// Lowest acceptable zxcvbn score (0-4).
     pub password_min_score: u8,
     pub hash_params: HashParams,
-    /// Concurrent password hashes; more would only queue on the cores anyway.
+    /// Password-hashing threads; more would only queue on the cores anyway.
     pub hash_concurrency: usize,
+    /// Hashes that may wait for a thread; beyond this, logins get 503.
+    pub hash_queue: usize,
     /// Base64 (or hex) 32-byte key for secrets at rest.
     pub master_key: Option<String>,
     pub master_key_file: PathBuf,
@@ -430,6 +432,7 @@ impl Config {
             password_min_score: s.number(&["PASSWORD_MIN_SCORE"], 2u8, 0, 4)?,
             hash_params,
             hash_concurrency: s.number(&["PASSWORD_HASH_CONCURRENCY"], cores, 1, 256)?,
+            hash_queue: s.number(&["PASSWORD_HASH_QUEUE"], 256usize, 1, 100_000)?,
             master_key: s.get(&["PORTCULLIS_MASTER_KEY"]).map(|(_, v)| v.to_string()),
             master_key_file,
             admin_username: s.string(&["PORTCULLIS_ADMIN_USERNAME"], "admin"),

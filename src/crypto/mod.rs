@@ -1,5 +1,6 @@
 //! Cryptography: password hashing, opaque tokens, secrets at rest, JWT signing keys.
 
+pub mod hashpool;
 pub mod jwt;
 pub mod password;
 pub mod secretbox;

@@ -1,20 +1,17 @@
 //! Password hashing: argon2id for new hashes; passlib's bcrypt and argon2 hashes verify
 //! so imported users can log in and are re-hashed on success.
 //!
-//! Hashing is deliberately slow, so it runs on tokio's blocking pool behind a semaphore
-//! sized to the cores: a login storm queues there instead of occupying the async
-//! workers that serve token checks. Each blocking thread keeps its argon2 work memory
-//! between hashes (allocating and zero-filling ~19 MiB per hash costs about a third of
-//! the throughput).
+//! Hashing is deliberately slow, so it runs on the fixed hashing pool (see
+//! `hashpool`): a login storm queues there instead of occupying the async workers
+//! that serve token checks, and each hashing thread reuses its argon2 work area.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
+use super::hashpool::HashPool;
 use crate::config::HashParams;
 use crate::error::{AppError, AppResult};
 
@@ -29,14 +26,10 @@ pub struct Verified {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: HashParams,
-    permits: Arc<Semaphore>,
+    pool: HashPool,
     /// A real hash at current parameters, verified when the user does not exist so
     /// both answers cost the same.
     dummy_hash: Arc<str>,
-}
-
-thread_local! {
-    static WORK_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
 const OUTPUT_LEN: usize = 32;
@@ -45,31 +38,35 @@ fn argon2_params(p: HashParams) -> Result<Params, argon2::Error> {
     Params::new(p.memory_kib, p.iterations, p.parallelism, Some(OUTPUT_LEN))
 }
 
-/// Runs argon2 with this thread's reusable memory.
+/// Runs argon2 in `memory`, growing it to the size `params` need.
 fn argon2_into(
     argon: &Argon2<'_>,
     params: &Params,
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
+    memory: &mut Vec<Block>,
 ) -> Result<(), argon2::Error> {
-    WORK_MEMORY.with(|cell| {
-        let mut memory = cell.borrow_mut();
-        let blocks = params.block_count();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
-        }
-        argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
-    })
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
 }
 
 /// Hashes with argon2id at `p` and a fresh salt, as a PHC string.
 pub fn hash_blocking(password: &str, p: HashParams) -> anyhow::Result<String> {
+    hash_with(password, p, &mut Vec::new())
+}
+
+/// As `hash_blocking`, in a caller-owned work area.
+pub fn hash_with(password: &str, p: HashParams, memory: &mut Vec<Block>) -> anyhow::Result<String> {
     let params = argon2_params(p).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let salt = Salt::generate();
     let mut out = [0u8; OUTPUT_LEN];
-    argon2_into(&argon, &params, password.as_bytes(), &salt, &mut out).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    argon2_into(&argon, &params, password.as_bytes(), &salt, &mut out, memory)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     let phc = PasswordHash {
         algorithm: argon2::ARGON2ID_IDENT,
         version: Some(Version::V0x13.into()),
@@ -83,8 +80,13 @@ pub fn hash_blocking(password: &str, p: HashParams) -> anyhow::Result<String> {
 /// Checks a password against any supported stored hash. Unparseable hashes simply
 /// do not verify.
 pub fn verify_blocking(password: &str, stored: &str, current: HashParams) -> Verified {
+    verify_with(password, stored, current, &mut Vec::new())
+}
+
+/// As `verify_blocking`, in a caller-owned work area.
+pub fn verify_with(password: &str, stored: &str, current: HashParams, memory: &mut Vec<Block>) -> Verified {
     if stored.starts_with("$argon2") {
-        verify_argon2(password, stored, current)
+        verify_argon2(password, stored, current, memory)
     } else if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
         Verified {
             ok: bcrypt::verify(password, stored).unwrap_or(false),
@@ -103,7 +105,7 @@ pub fn verify_blocking(password: &str, stored: &str, current: HashParams) -> Ver
     }
 }
 
-fn verify_argon2(password: &str, stored: &str, current: HashParams) -> Verified {
+fn verify_argon2(password: &str, stored: &str, current: HashParams, memory: &mut Vec<Block>) -> Verified {
     let fail = Verified {
         ok: false,
         needs_rehash: false,
@@ -128,7 +130,7 @@ fn verify_argon2(password: &str, stored: &str, current: HashParams) -> Verified 
     };
     let argon = Argon2::new(algorithm, version, params.clone());
     let mut out = vec![0u8; expected.len()];
-    if argon2_into(&argon, &params, password.as_bytes(), salt, &mut out).is_err() {
+    if argon2_into(&argon, &params, password.as_bytes(), salt, &mut out, memory).is_err() {
         return fail;
     }
     let ok: bool = out.as_slice().ct_eq(expected.as_bytes()).into();
@@ -177,11 +179,16 @@ fn verify_passlib_bcrypt_sha256(password: &str, rest: &str) -> bool {
 }
 
 impl PasswordHasher {
-    pub fn new(params: HashParams, concurrency: usize) -> anyhow::Result<Self> {
-        let dummy = hash_blocking("portcullis-dummy-password-for-timing", params)?;
+    /// Starts the hashing pool and computes the dummy hash on it.
+    pub async fn start(params: HashParams, threads: usize, queue: usize) -> anyhow::Result<Self> {
+        let pool = HashPool::start(threads, queue)?;
+        let dummy = pool
+            .run(move |memory| hash_with("portcullis-dummy-password-for-timing", params, memory))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))??;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            pool,
             dummy_hash: dummy.into(),
         })
     }
@@ -190,15 +197,11 @@ impl PasswordHasher {
         self.params
     }
 
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
-        let _permit = self.permits.acquire().await.map_err(AppError::internal)?;
-        tokio::task::spawn_blocking(f).await.map_err(AppError::internal)
-    }
-
     pub async fn hash(&self, password: &str) -> AppResult<String> {
         let password = password.to_owned();
         let params = self.params;
-        self.run(move || hash_blocking(&password, params))
+        self.pool
+            .run(move |memory| hash_with(&password, params, memory))
             .await?
             .map_err(AppError::Internal)
     }
@@ -212,7 +215,10 @@ impl PasswordHasher {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy_hash.to_string(), false),
         };
-        let v = self.run(move || verify_blocking(&password, &hash, params)).await?;
+        let v = self
+            .pool
+            .run(move |memory| verify_with(&password, &hash, params, memory))
+            .await?;
         Ok(if real {
             v
         } else {

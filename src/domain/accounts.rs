@@ -159,11 +159,14 @@ impl Portcullis {
             None => current.full_name,
         };
         let email = email.unwrap_or(current.email);
-        self.inner()
+        let user = self
+            .inner()
             .store
             .update_profile(caller.user_id, full_name.as_deref(), &email, Utc::now())
             .await?
-            .ok_or_else(|| AppError::InvalidToken("account is no longer active".into()))
+            .ok_or_else(|| AppError::InvalidToken("account is no longer active".into()))?;
+        self.inner().credentials.forget_user(caller.user_id);
+        Ok(user)
     }
 
     /// Changes the caller's password after checking the current one, ending every

@@ -22,7 +22,7 @@ use super::Portcullis;
 use super::authn::{Credential, Principal};
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
-use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow};
+use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow, UserRow};
 
 pub const API_KEY_PREFIX: &str = "pcx_";
 pub const TEMPORARY_PREFIX: &str = "pct_";
@@ -37,10 +37,12 @@ struct CachedKey {
     global_epoch: u64,
 }
 
-/// Verified API keys and what invalidates them, plus last-use times waiting to be
-/// written in a batch.
+/// Verified API keys, user profiles, and what invalidates them, plus last-use times
+/// waiting to be written in a batch.
 pub struct CredentialCache {
     keys: Cache<String, Arc<CachedKey>>,
+    /// Profiles for `GET /auth/me`, each with the user epoch it was read under.
+    profiles: Cache<Uuid, Arc<(UserRow, u64)>>,
     user_epochs: RwLock<HashMap<Uuid, u64>>,
     global_epoch: AtomicU64,
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -50,6 +52,7 @@ impl CredentialCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             keys: Cache::new(capacity.max(16)),
+            profiles: Cache::new(capacity.max(16)),
             user_epochs: RwLock::new(HashMap::new()),
             global_epoch: AtomicU64::new(0),
             last_used: Mutex::new(HashMap::new()),
@@ -183,6 +186,27 @@ impl Introspection {
 }
 
 impl Portcullis {
+    /// The caller's profile, from the cache when nothing about the user changed since
+    /// it was read (the common case costs no database round-trip).
+    pub async fn me_cached(&self, caller: &Principal) -> AppResult<UserRow> {
+        let cache = &self.inner().credentials;
+        let (epoch, _) = cache.epochs(&caller.user_id);
+        let user = match cache.profiles.get(&caller.user_id) {
+            Some(entry) if entry.1 == epoch => entry.0.clone(),
+            _ => {
+                let user = self.store().user_by_id(caller.user_id).await?;
+                if let Some(u) = &user {
+                    cache.profiles.insert(caller.user_id, Arc::new((u.clone(), epoch)));
+                }
+                user.ok_or_else(|| AppError::InvalidToken("account is no longer active".into()))?
+            }
+        };
+        if !user.is_active {
+            return Err(AppError::InvalidToken("account is no longer active".into()));
+        }
+        Ok(user)
+    }
+
     /// The owner's effective permissions now, or None when they are gone or disabled.
     async fn owner_permissions(&self, user_id: Uuid) -> AppResult<Option<(String, HashSet<String>, bool)>> {
         let Some(user) = self.store().user_by_id(user_id).await? else {

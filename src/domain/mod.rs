@@ -85,7 +85,7 @@ impl Portcullis {
                 "generated a new master key file; back it up, or set PORTCULLIS_MASTER_KEY (it seals the signing keys)"
             );
         }
-        let hasher = PasswordHasher::new(config.hash_params, config.hash_concurrency)?;
+        let hasher = PasswordHasher::start(config.hash_params, config.hash_concurrency, config.hash_queue).await?;
         let keys = keys::KeyManager::load(&config, store.clone(), master).await?;
         let policy = validate::PasswordPolicy {
             min_length: config.password_min_length,

@@ -236,6 +236,7 @@ impl Portcullis {
             self.store()
                 .update_profile(id, full_name.as_deref(), &email, now)
                 .await?;
+            self.inner().credentials.forget_user(id);
         }
         if let Some(su) = changes.is_superuser {
             self.store().set_superuser(id, su, now).await?;

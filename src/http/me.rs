@@ -26,7 +26,7 @@ pub struct MeOut {
 }
 
 pub async fn get_me(State(state): State<AppState>, Caller(caller): Caller) -> AppResult<Json<MeOut>> {
-    let user = state.service.me(&caller).await?;
+    let user = state.service.me_cached(&caller).await?;
     Ok(Json(MeOut {
         user: user.into(),
         roles: caller.roles.clone(),

@@ -113,14 +113,20 @@ impl Store {
         email: &str,
         now: DateTime<Utc>,
     ) -> AppResult<Option<UserRow>> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(UPDATE_PROFILE)
-            .bind(id)
-            .bind(full_name)
-            .bind(email)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(|e| conflict_on_unique(e, "email is already registered"))?))
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let user: Option<UserRow> = sqlx::query_as(UPDATE_PROFILE)
+                .bind(id)
+                .bind(full_name)
+                .bind(email)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, "email is already registered"))?;
+            super::credentials::record_event!(tx, "user", id.to_string(), now);
+            tx.commit().await?;
+            user
+        }))
     }
 
     /// Replaces a hash with an equivalent one at current parameters (after a legacy

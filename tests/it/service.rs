@@ -491,7 +491,44 @@ async fn token_checks_do_not_touch_the_database() {
         let (s, _db) = TestServer::start(backend).await;
         let t = s.user("offline").await;
         let fresh = s.login_as("offline", PASSWORD).await;
+        let key: Value = s
+            .client
+            .post(s.url("/auth/api-keys"))
+            .bearer_auth(&t.access)
+            .json(&json!({"name": "offline"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = key["key"].as_str().unwrap().to_string();
+        // Warm: the profile and the key are read once.
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        assert_eq!(
+            s.client
+                .get(s.url("/auth/verify"))
+                .header("x-api-key", &key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         s.service.store().close().await;
+        // Over HTTP, with the database gone: token check, profile and key check still answer.
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/verify", &fresh.access).await.status(), 200);
+        assert_eq!(
+            s.client
+                .get(s.url("/auth/verify"))
+                .header("x-api-key", &key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         for token in [&t.access, &fresh.access] {
             let p = s
                 .service
