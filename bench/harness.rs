@@ -1,0 +1,601 @@
+//! The Portcullis benchmark: `cargo bench --bench harness`.
+//!
+//! Builds (through cargo) the release binary, starts it on 127.0.0.1 with a fresh
+//! SQLite database (and, when `DATABASE_URL` names a PostgreSQL server, a fresh
+//! database there too), seeds users, drives each scenario with a small HTTP/1.1 load
+//! generator on keep-alive connections for a bounded time, stops the server by PID
+//! and prints one table with derived ratios. It then rewrites the generated part of
+//! `BENCHMARKS.md` and `bench/chart.svg`.
+//!
+//! `BENCH_SMOKE=1 cargo test --bench harness` runs every scenario for a fraction of a
+//! second with cheap hashing, writes nothing, and fails on any error: CI's guard
+//! against the harness rotting. `BENCH_SECONDS` sets the length of a scenario.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+const ADMIN_PASSWORD: &str = "Gatekeeper-Bench-Secret-9f3k";
+
+struct Settings {
+    seconds: f64,
+    connections: usize,
+}
+
+/// One scenario's outcome.
+#[derive(Clone)]
+struct Stats {
+    name: String,
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Stats {
+    fn from(name: &str, mut latencies_us: Vec<u32>, errors: usize, seconds: f64) -> Self {
+        latencies_us.sort_unstable();
+        let pick = |q: f64| {
+            if latencies_us.is_empty() {
+                0.0
+            } else {
+                latencies_us[((latencies_us.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0
+            }
+        };
+        Self {
+            name: name.to_string(),
+            requests: latencies_us.len(),
+            errors,
+            seconds,
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+            max_ms: latencies_us.last().map(|v| *v as f64 / 1000.0).unwrap_or(0.0),
+        }
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
+/// A running server process.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(db_url: &str, dir: &Path, smoke: bool) -> (Self, Duration) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PORTCULLIS_") || k.starts_with("JWT_") || k.starts_with("PASSWORD_") || k == "DATABASE_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(dir)
+            .env("DATABASE_URL", db_url)
+            .env("PORTCULLIS_BIND", addr.to_string())
+            .env("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("PORTCULLIS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
+        if smoke {
+            cmd.env("PASSWORD_HASH_MEMORY_KIB", "64").env("PASSWORD_HASH_ITERATIONS", "1");
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().expect("start portcullis");
+        let server = Self { child, addr };
+        // Poll /health until it answers (bounded).
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200" {
+                    break;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "server did not become ready");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let ready = started.elapsed();
+        (server, ready)
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Stops the server by PID (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+type Body = Full<Bytes>;
+type Sender = hyper::client::conn::http1::SendRequest<Body>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).ok();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path).header("host", "127.0.0.1");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    match body {
+        Some(v) => b.header("content-type", "application/json").body(Full::new(Bytes::from(v.to_string()))).unwrap(),
+        None => b.body(Full::new(Bytes::new())).unwrap(),
+    }
+}
+
+/// Sends one request; (status, body, latency in µs).
+async fn send(sender: &mut Sender, req: Request<Body>) -> (u16, Bytes, u32) {
+    let t = Instant::now();
+    if sender.ready().await.is_err() {
+        return (0, Bytes::new(), 0);
+    }
+    match sender.send_request(req).await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            (status, body, t.elapsed().as_micros() as u32)
+        }
+        Err(_) => (0, Bytes::new(), t.elapsed().as_micros() as u32),
+    }
+}
+
+/// Runs `connections` keep-alive connections for `seconds`, each sending requests
+/// made by `make(connection, i)`; a status other than `ok` is an error.
+async fn load<F>(name: String, addr: SocketAddr, connections: usize, seconds: f64, ok: u16, make: F) -> Stats
+where
+    F: Fn(usize, u64) -> Request<Body> + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let (mut lat, mut errors, mut i) = (Vec::with_capacity(4096), 0usize, 0u64);
+            while Instant::now() < deadline {
+                let (status, _, us) = send(&mut sender, make(c, i)).await;
+                i += 1;
+                if status == ok {
+                    lat.push(us);
+                } else {
+                    errors += 1;
+                    if status == 0 {
+                        sender = connect(addr).await;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (lat, e) = t.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    Stats::from(&name, all, errors, started.elapsed().as_secs_f64())
+}
+
+async fn json_call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+    let mut sender = connect(addr).await;
+    let (status, bytes, _) = send(&mut sender, request(method, path, headers, body)).await;
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn login(addr: SocketAddr, user: &str, password: &str) -> Value {
+    let (status, body) = json_call(addr, "POST", "/auth/login", &[], Some(json!({"username": user, "password": password}))).await;
+    assert_eq!(status, 200, "login {user}: {body}");
+    body
+}
+
+/// Refresh rotation: each connection follows its own chain, feeding every new
+/// refresh token back in. Returns the stats, every access token issued (for the
+/// many-distinct-tokens scenario), and whether any refresh token was presented twice.
+async fn refresh_chains(name: &str, addr: SocketAddr, users: &[String], connections: usize, seconds: f64) -> (Stats, Vec<String>, bool) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let presented: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let duplicate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut starts = Vec::new();
+    for c in 0..connections {
+        starts.push(login(addr, &users[c % users.len()], PASSWORD).await["refresh_token"].as_str().unwrap().to_string());
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut token in starts {
+        let (presented, duplicate) = (presented.clone(), duplicate.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let (mut lat, mut errors, mut access) = (Vec::new(), 0usize, Vec::new());
+            while Instant::now() < deadline {
+                if !presented.lock().unwrap().insert(token.clone()) {
+                    duplicate.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let req = request("POST", "/auth/refresh", &[], Some(json!({"refresh_token": token})));
+                let (status, body, us) = send(&mut sender, req).await;
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                match (status, v["refresh_token"].as_str()) {
+                    (200, Some(next)) => {
+                        lat.push(us);
+                        token = next.to_string();
+                        if let Some(a) = v["access_token"].as_str() {
+                            access.push(a.to_string());
+                        }
+                    }
+                    _ => {
+                        // A lost rotation: the chain is dead.
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (lat, errors, access)
+        }));
+    }
+    let (mut all, mut errors, mut access) = (Vec::new(), 0, Vec::new());
+    for t in tasks {
+        let (lat, e, a) = t.await.unwrap();
+        all.extend(lat);
+        errors += e;
+        access.extend(a);
+    }
+    let stats = Stats::from(name, all, errors, started.elapsed().as_secs_f64());
+    (stats, access, duplicate.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+async fn seed_users(addr: SocketAddr, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:04}")).collect();
+    let mut tasks = Vec::new();
+    for name in names.clone() {
+        tasks.push(tokio::spawn(async move {
+            let (status, body) = json_call(addr, "POST", "/auth/register", &[], Some(json!({"username": name, "email": format!("{name}@bench.example.com"), "password": PASSWORD}))).await;
+            assert_eq!(status, 201, "seed {name}: {body}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    names
+}
+
+/// Median single-core time of one argon2id hash at the default (OWASP) parameters,
+/// with a reused work area as the server does.
+fn argon2_hash_seconds(smoke: bool) -> f64 {
+    let params = if smoke {
+        portcullis::config::HashParams { memory_kib: 64, iterations: 1, parallelism: 1 }
+    } else {
+        portcullis::config::HashParams::default()
+    };
+    let mut memory = Vec::new();
+    let mut times: Vec<f64> = (0..if smoke { 3 } else { 9 })
+        .map(|_| {
+            let t = Instant::now();
+            portcullis::crypto::password::hash_with(PASSWORD, params, &mut memory).unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[times.len() / 2]
+}
+
+/// Median time of one ES256 signature verification, as the token check does it.
+fn es256_verify_seconds() -> f64 {
+    use portcullis::config::SigningAlgorithm;
+    use portcullis::crypto::jwt::{AccessClaims, KeyRing, SigningKey, TokenRules, generate, install_provider};
+    install_provider();
+    let rules = TokenRules { issuer: "i".into(), audience: "a".into(), leeway_secs: 0 };
+    let g = generate(SigningAlgorithm::Es256).unwrap();
+    let key = SigningKey::asymmetric(g.kid, SigningAlgorithm::Es256, &g.private_der, g.public_jwk, None, &rules).unwrap();
+    let ring = KeyRing::new(vec![key]).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = AccessClaims {
+        iss: "i".into(), sub: uuid::Uuid::new_v4().to_string(), aud: "a".into(), exp: now + 600, iat: now, nbf: now,
+        jti: "j".into(), sid: uuid::Uuid::new_v4().to_string(), preferred_username: "u".into(), roles: vec![],
+        permissions: vec!["projects:read".into()], amr: vec!["pwd".into()], auth_time: Some(now), superuser: false,
+    };
+    let token = ring.sign(&claims).unwrap();
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        ring.verify(&token).unwrap();
+    }
+    t.elapsed().as_secs_f64() / n as f64
+}
+
+struct Run {
+    rows: Vec<Stats>,
+    notes: Vec<String>,
+    duplicate_rotation: bool,
+}
+
+/// Every scenario against one server.
+async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> Run {
+    let secs = s.seconds;
+    let conns = s.connections;
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let users = seed_users(addr, &format!("u{label}"), conns.min(64)).await;
+    let tokens = login(addr, &users[0], PASSWORD).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {access}");
+    let tag = |n: &str| format!("{n} [{label}]");
+
+    let health = load(tag("GET /health"), addr, conns, secs, 200, |_, _| request("GET", "/health", &[], None)).await;
+    rows.push(health);
+    let b = bearer.clone();
+    rows.push(load(tag("GET /auth/me (JWT)"), addr, conns, secs, 200, move |_, _| request("GET", "/auth/me", &[("authorization", &b)], None)).await);
+    if full {
+        let b = bearer.clone();
+        rows.push(load(tag("GET /auth/verify (JWT)"), addr, conns, secs, 200, move |_, _| request("GET", "/auth/verify", &[("authorization", &b)], None)).await);
+        let (status, key) = json_call(addr, "POST", "/auth/api-keys", &[("authorization", &bearer)], Some(json!({"name": "bench"}))).await;
+        assert_eq!(status, 201, "{key}");
+        let key = key["key"].as_str().unwrap().to_string();
+        rows.push(load(tag("GET /auth/verify (API key)"), addr, conns, secs, 200, move |_, _| request("GET", "/auth/verify", &[("x-api-key", &key)], None)).await);
+    }
+    let (refresh, issued, duplicate) = refresh_chains(&tag("POST /auth/refresh (rotation)"), addr, &users, conns, secs).await;
+    rows.push(refresh);
+    if full {
+        let distinct: Arc<Vec<String>> = Arc::new(issued.iter().map(|t| format!("Bearer {t}")).collect());
+        notes.push(format!("{} distinct access tokens in rotation for the distinct-token scenario (verified-token cache: 10,000)", distinct.len()));
+        let d = distinct.clone();
+        rows.push(
+            load(tag("GET /auth/verify (distinct JWTs)"), addr, conns, secs, 200, move |c, i| {
+                let n = d.len();
+                request("GET", "/auth/verify", &[("authorization", &d[(c * 7919 + i as usize * conns) % n])], None)
+            })
+            .await,
+        );
+    }
+    let u = Arc::new(users.clone());
+    let lu = u.clone();
+    rows.push(
+        load(tag("POST /auth/login"), addr, conns, secs, 200, move |c, _| {
+            request("POST", "/auth/login", &[], Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})))
+        })
+        .await,
+    );
+    if full {
+        // Token-check latency with and without a login flood (8 checking connections).
+        let b = bearer.clone();
+        rows.push(load(tag("GET /auth/me, 8 conns, quiet"), addr, 8, secs, 200, move |_, _| request("GET", "/auth/me", &[("authorization", &b)], None)).await);
+        let lu = u.clone();
+        let flood = tokio::spawn(load(tag("POST /auth/login (flood)"), addr, conns.saturating_sub(8).max(1), secs, 200, move |c, _| {
+            request("POST", "/auth/login", &[], Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})))
+        }));
+        let b = bearer.clone();
+        rows.push(load(tag("GET /auth/me, 8 conns, during login flood"), addr, 8, secs, 200, move |_, _| request("GET", "/auth/me", &[("authorization", &b)], None)).await);
+        rows.push(flood.await.unwrap());
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let run = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+        rows.push(
+            load(tag("POST /auth/register"), addr, conns, secs, 201, move |_, _| {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("r{run}{n}");
+                request("POST", "/auth/register", &[], Some(json!({"username": name, "email": format!("{name}@bench.example.com"), "password": PASSWORD})))
+            })
+            .await,
+        );
+    }
+    Run { rows, notes, duplicate_rotation: duplicate }
+}
+
+fn find<'a>(rows: &'a [Stats], prefix: &str) -> Option<&'a Stats> {
+    rows.iter().find(|r| r.name.starts_with(prefix))
+}
+
+fn chart(rows: &[Stats]) -> String {
+    let max_rps = rows.iter().map(Stats::rps).fold(1.0, f64::max);
+    let max_p99 = rows.iter().map(|r| r.p99_ms).fold(0.1, f64::max);
+    let (label_w, bar_w, row_h) = (330.0, 300.0, 22.0);
+    let height = 60.0 + row_h * rows.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{label_w}\" y=\"20\" font-weight=\"bold\">throughput (req/s)</text>\n<text x=\"{x2}\" y=\"20\" font-weight=\"bold\">p99 latency (ms)</text>\n",
+        w = label_w + 2.0 * bar_w + 120.0,
+        x2 = label_w + bar_w + 60.0
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = 40.0 + row_h * i as f64;
+        let w1 = bar_w * r.rps() / max_rps;
+        let w2 = bar_w * r.p99_ms / max_p99;
+        svg += &format!(
+            "<text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{name}</text>\n<rect x=\"{label_w}\" y=\"{y}\" width=\"{w1:.1}\" height=\"16\" fill=\"#4a7bd0\"/>\n<text x=\"{l1:.1}\" y=\"{ty}\">{rps:.0}</text>\n<rect x=\"{x2}\" y=\"{y}\" width=\"{w2:.1}\" height=\"16\" fill=\"#d0804a\"/>\n<text x=\"{l2:.1}\" y=\"{ty}\">{p99:.2}</text>\n",
+            tx = label_w - 8.0,
+            ty = y + 12.0,
+            name = r.name.replace('&', "&amp;").replace('<', "&lt;"),
+            l1 = label_w + w1 + 4.0,
+            rps = r.rps(),
+            x2 = label_w + bar_w + 60.0,
+            l2 = label_w + bar_w + 60.0 + w2 + 4.0,
+            p99 = r.p99_ms,
+        );
+    }
+    svg + "</svg>\n"
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .map(|kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores ({cpu}), {mem} RAM; load generator on the same machine")
+}
+
+fn main() {
+    let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v != "0");
+    let settings = Settings {
+        seconds: std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke { 0.15 } else { 5.0 }),
+        connections: if smoke { 8 } else { 64 },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as f64;
+
+    let (server, first_start) = Server::start(&sqlite, dir.path(), smoke);
+    std::thread::sleep(Duration::from_secs(if smoke { 0 } else { 4 }));
+    let idle_kib = server.status_kib("VmRSS:");
+    let addr = server.addr;
+    let run = rt.block_on(scenarios(addr, "sqlite", &settings, true));
+    let peak_kib = server.status_kib("VmHWM:");
+    server.stop();
+    // Start-up to ready on the existing database.
+    let mut starts: Vec<Duration> = (0..3)
+        .map(|_| {
+            let (s, t) = Server::start(&sqlite, dir.path(), smoke);
+            s.stop();
+            t
+        })
+        .collect();
+    starts.sort();
+    let startup = starts[1];
+
+    let mut rows = run.rows;
+    let mut notes = run.notes;
+    let mut duplicate = run.duplicate_rotation;
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        && !smoke
+    {
+        let name = format!("pcx_bench_{}", uuid::Uuid::new_v4().simple());
+        let pg = rt.block_on(async {
+            let admin = sqlx::PgPool::connect(&url).await.expect("connect to DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+            admin
+        });
+        let root = url.rsplit_once('/').map(|(r, _)| r.to_string()).unwrap_or(url.clone());
+        let (server, _) = Server::start(&format!("{root}/{name}"), dir.path(), smoke);
+        let r = rt.block_on(scenarios(server.addr, "postgres", &settings, false));
+        server.stop();
+        rows.extend(r.rows);
+        notes.extend(r.notes);
+        duplicate |= r.duplicate_rotation;
+        rt.block_on(async {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&pg).await;
+        });
+    }
+
+    let hash_s = argon2_hash_seconds(smoke);
+    let verify_s = es256_verify_seconds();
+    let mut out = String::new();
+    out += "| scenario | req/s | p50 ms | p99 ms | max ms | errors |\n|---|---:|---:|---:|---:|---:|\n";
+    for r in &rows {
+        out += &format!("| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n", r.name, r.rps(), r.p50_ms, r.p99_ms, r.max_ms, r.errors);
+    }
+    let health = find(&rows, "GET /health [sqlite]").map(Stats::rps).unwrap_or(1.0);
+    let me = find(&rows, "GET /auth/me (JWT) [sqlite]");
+    let verify = find(&rows, "GET /auth/verify (JWT) [sqlite]");
+    let key = find(&rows, "GET /auth/verify (API key) [sqlite]");
+    let distinct = find(&rows, "GET /auth/verify (distinct JWTs) [sqlite]");
+    let login = find(&rows, "POST /auth/login [sqlite]");
+    let quiet = find(&rows, "GET /auth/me, 8 conns, quiet [sqlite]");
+    let flood = find(&rows, "GET /auth/me, 8 conns, during login flood [sqlite]");
+    let login_bound = cores / hash_s;
+    let verify_bound = cores / verify_s;
+    let ratio = |s: Option<&Stats>, d: f64| s.map(|s| s.rps() / d).unwrap_or(0.0);
+    let mut derived = vec![
+        ("argon2id hash, one core (m=19 MiB, t=2, p=1)".to_string(), format!("{:.1} ms → login bound {:.0}/s on {cores} cores", hash_s * 1000.0, login_bound)),
+        ("ES256 verify, one core".to_string(), format!("{:.1} µs → bound {:.0}/s on {cores} cores", verify_s * 1e6, verify_bound)),
+        ("/auth/me ÷ /health".into(), format!("{:.2}", ratio(me, health))),
+        ("/auth/verify (JWT) ÷ /health".into(), format!("{:.2}", ratio(verify, health))),
+        ("/auth/verify (API key) ÷ /health".into(), format!("{:.2}", ratio(key, health))),
+        ("distinct JWTs ÷ signature bound".into(), format!("{:.2}", ratio(distinct, verify_bound))),
+        ("login ÷ argon2 bound".into(), format!("{:.2}", ratio(login, login_bound))),
+        ("token-check p99 in flood ÷ quiet".into(), format!("{:.2}", match (flood, quiet) { (Some(f), Some(q)) if q.p99_ms > 0.0 => f.p99_ms / q.p99_ms, _ => 0.0 })),
+        ("RSS idle / peak".into(), format!("{:.1} MB / {:.1} MB", idle_kib as f64 / 1024.0, peak_kib as f64 / 1024.0)),
+        ("start-up to ready, existing SQLite (first start, with migration and key generation)".into(), format!("{:.0} ms ({:.0} ms)", startup.as_secs_f64() * 1000.0, first_start.as_secs_f64() * 1000.0)),
+        ("refresh tokens presented twice".into(), if duplicate { "some (a rotation was duplicated)".into() } else { "none".into() }),
+    ];
+    for n in &notes {
+        derived.push(("note".into(), n.clone()));
+    }
+    out += "\n| derived | value |\n|---|---|\n";
+    for (k, v) in &derived {
+        out += &format!("| {k} | {v} |\n");
+    }
+    let refresh_rates: Vec<(String, f64)> = rows.iter().filter(|r| r.name.starts_with("POST /auth/refresh")).map(|r| (r.name.clone(), r.rps())).collect();
+    let check = |ok: bool| if ok { "met" } else { "**missed**" };
+    let targets = vec![
+        ("token check ≥ 60 % of /health", check(ratio(me, health) >= 0.6 && ratio(verify, health) >= 0.6)),
+        ("token check p99 < 5 ms at 64 connections", check(me.is_some_and(|m| m.p99_ms < 5.0) && verify.is_some_and(|v| v.p99_ms < 5.0))),
+        ("distinct tokens ≥ 80 % of the signature bound", check(ratio(distinct, verify_bound) >= 0.8)),
+        ("login ≥ 90 % of the argon2 bound", check(ratio(login, login_bound) >= 0.9)),
+        ("token-check p99 < 10 ms during a login flood", check(flood.is_some_and(|f| f.p99_ms < 10.0))),
+        ("refresh ≥ 3,000/s on every backend, no duplicated rotation", check(!duplicate && refresh_rates.iter().all(|(_, r)| *r >= 3000.0))),
+        ("peak RSS < 50 MB, idle < 20 MB", check(peak_kib < 50 * 1024 && idle_kib < 20 * 1024)),
+        ("start-up < 200 ms on an existing SQLite database", check(startup < Duration::from_millis(200))),
+    ];
+    out += "\n| target | |\n|---|---|\n";
+    for (t, v) in &targets {
+        out += &format!("| {t} | {v} |\n");
+    }
+    println!("{out}");
+
+    let errors: usize = rows.iter().map(|r| r.errors).sum();
+    if smoke {
+        assert_eq!(errors, 0, "smoke run had errors");
+        assert!(rows.iter().all(|r| r.requests > 0), "a scenario made no request");
+        assert!(!duplicate);
+        println!("benchmark smoke: {} scenarios ran", rows.len());
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(root.join("bench/chart.svg"), chart(&rows)).unwrap();
+    let doc_path = root.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    let generated = format!(
+        "<!-- bench:start (generated by `cargo bench --bench harness`; edits here are overwritten) -->\nLast run: {} on {}, {} s per scenario, {} connections unless noted.\n\n{out}\n![throughput and p99 per scenario](bench/chart.svg)\n<!-- bench:end -->",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        settings.seconds,
+        settings.connections
+    );
+    let updated = match (doc.find("<!-- bench:start"), doc.find("<!-- bench:end -->")) {
+        (Some(a), Some(b)) => format!("{}{}{}", &doc[..a], generated, &doc[b + "<!-- bench:end -->".len()..]),
+        _ => format!("{doc}\n{generated}\n"),
+    };
+    std::fs::write(&doc_path, updated).unwrap();
+    println!("wrote BENCHMARKS.md and bench/chart.svg");
+}
