@@ -22,7 +22,7 @@ use super::Portcullis;
 use super::authn::{Credential, Principal};
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
-use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow, UserRow};
+use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow, UserGrants, UserRow};
 
 pub const API_KEY_PREFIX: &str = "pcx_";
 pub const TEMPORARY_PREFIX: &str = "pct_";
@@ -43,6 +43,8 @@ pub struct CredentialCache {
     keys: Cache<String, Arc<CachedKey>>,
     /// Profiles for `GET /auth/me`, each with the user epoch it was read under.
     profiles: Cache<Uuid, Arc<(UserRow, u64)>>,
+    /// Roles and permissions per user (for minting tokens), with both epochs.
+    grants: Cache<Uuid, Arc<(UserGrants, u64, u64)>>,
     user_epochs: RwLock<HashMap<Uuid, u64>>,
     global_epoch: AtomicU64,
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -53,6 +55,7 @@ impl CredentialCache {
         Self {
             keys: Cache::new(capacity.max(16)),
             profiles: Cache::new(capacity.max(16)),
+            grants: Cache::new(capacity.max(16)),
             user_epochs: RwLock::new(HashMap::new()),
             global_epoch: AtomicU64::new(0),
             last_used: Mutex::new(HashMap::new()),
@@ -205,6 +208,23 @@ impl Portcullis {
             return Err(AppError::InvalidToken("account is no longer active".into()));
         }
         Ok(user)
+    }
+
+    /// A user's roles and permissions, from the cache while neither the user nor any
+    /// role or permission changed since they were read.
+    pub async fn grants_for(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
+        let cache = &self.inner().credentials;
+        let epochs = cache.epochs(&user_id);
+        if let Some(entry) = cache.grants.get(&user_id)
+            && (entry.1, entry.2) == epochs
+        {
+            return Ok(entry.0.clone());
+        }
+        let grants = self.store().grants_of(user_id, is_superuser).await?;
+        cache
+            .grants
+            .insert(user_id, Arc::new((grants.clone(), epochs.0, epochs.1)));
+        Ok(grants)
     }
 
     /// The owner's effective permissions now, or None when they are gone or disabled.

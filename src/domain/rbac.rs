@@ -173,6 +173,7 @@ impl Portcullis {
         check_name("name", name)?;
         let now = Utc::now();
         self.store().create_permission(name, description, now).await?;
+        self.inner().credentials.forget_all_users();
         Ok(PermissionRow {
             name: name.to_string(),
             description: description.to_string(),

@@ -21,6 +21,13 @@ pub struct ClientContext {
     pub user_agent: Option<String>,
 }
 
+/// Whom an access token is for.
+struct Subject<'a> {
+    id: Uuid,
+    username: &'a str,
+    superuser: bool,
+}
+
 /// What a successful login or refresh returns.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
@@ -85,7 +92,12 @@ impl Portcullis {
             .create_session(&session, &tokens::digest(&refresh), now, expires)
             .await?;
         let amr: Vec<String> = amr.iter().map(|s| s.to_string()).collect();
-        let access = self.mint_access_token(user, session.id, amr, now, now).await?;
+        let subject = Subject {
+            id: user.id,
+            username: &user.username,
+            superuser: user.is_superuser,
+        };
+        let access = self.mint_access_token(&subject, session.id, amr, now, now).await?;
         Ok(self.pair(access, refresh))
     }
 
@@ -101,14 +113,14 @@ impl Portcullis {
     /// Signs an access token carrying the user's current roles and permissions.
     async fn mint_access_token(
         &self,
-        user: &UserRow,
+        user: &Subject<'_>,
         session_id: Uuid,
         amr: Vec<String>,
         auth_time: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> AppResult<String> {
         let inner = self.inner();
-        let grants = inner.store.user_grants(user).await?;
+        let grants = self.grants_for(user.id, user.superuser).await?;
         let iat = now.timestamp();
         let claims = AccessClaims {
             iss: inner.config.jwt_issuer.clone(),
@@ -119,12 +131,12 @@ impl Portcullis {
             nbf: iat,
             jti: Uuid::new_v4().to_string(),
             sid: session_id.to_string(),
-            preferred_username: user.username.clone(),
+            preferred_username: user.username.to_string(),
             roles: grants.roles,
             permissions: grants.permissions,
             amr,
             auth_time: Some(auth_time.timestamp()),
-            superuser: user.is_superuser,
+            superuser: user.superuser,
         };
         inner.keys.ring().sign(&claims).map_err(AppError::Internal)
     }
@@ -151,11 +163,16 @@ impl Portcullis {
             )
             .await?;
         match outcome {
-            RotateOutcome::Rotated { session, user } => {
+            RotateOutcome::Rotated(session) => {
                 metrics::counter!("portcullis_token_refreshes_total").increment(1);
                 let amr: Vec<String> = serde_json::from_str(&session.amr).unwrap_or_default();
+                let subject = Subject {
+                    id: session.user_id,
+                    username: &session.username,
+                    superuser: session.is_superuser,
+                };
                 let access = self
-                    .mint_access_token(&user, session.id, amr, session.created_at, now)
+                    .mint_access_token(&subject, session.session_id, amr, session.created_at, now)
                     .await?;
                 Ok(self.pair(access, successor))
             }

@@ -26,7 +26,7 @@ pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;
-pub use sessions::{NewSession, RotateOutcome, SessionRow};
+pub use sessions::{NewSession, RotateOutcome, RotatedSession, SessionRow};
 pub use users::{NewUser, UserGrants, UserRow};
 
 #[derive(Clone, Debug)]
@@ -74,8 +74,12 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
+                // One connection: SQLite serializes writers anyway, and writers queueing
+                // in-process (FIFO) beat SQLite's sleeping busy handler by far under
+                // load; hot-path reads are served from memory, not from here.
+                let _ = max_connections;
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(max_connections)
+                    .max_connections(1)
                     .min_connections(1)
                     .connect_with(opts)
                     .await

@@ -270,15 +270,20 @@ impl Store {
         Ok(super::on_pool!(self, pool => sqlx::query_as::<_, PermissionRow>(LIST_PERMISSIONS).fetch_all(pool).await)?)
     }
 
+    /// Creates a permission; superusers' grants now include it.
     pub async fn create_permission(&self, name: &str, description: &str, now: DateTime<Utc>) -> AppResult<()> {
-        super::on_pool!(self, pool => sqlx::query(INSERT_PERMISSION)
-            .bind(name)
-            .bind(description)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| conflict_on_unique(e, "a permission with that name exists"))?);
+        super::on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INSERT_PERMISSION)
+                .bind(name)
+                .bind(description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, "a permission with that name exists"))?;
+            record_event!(tx, "grants", "*", now);
+            tx.commit().await?;
+        });
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, UserRow, begin_write, on_pool};
+use super::{Store, begin_write, on_pool};
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -33,14 +33,23 @@ pub struct NewSession {
     pub ip: Option<String>,
 }
 
+/// The session a rotation continued, and who it belongs to.
+#[derive(Debug, Clone)]
+pub struct RotatedSession {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub is_superuser: bool,
+    /// JSON array of authentication methods.
+    pub amr: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// What presenting a refresh token led to.
 #[derive(Debug)]
 pub enum RotateOutcome {
     /// The token was current; it is now used and its successor stored.
-    Rotated {
-        session: Box<SessionRow>,
-        user: Box<UserRow>,
-    },
+    Rotated(RotatedSession),
     /// The token had already been rotated: the whole family is now revoked.
     Reused { session_id: Uuid, user_id: Uuid },
     /// Unknown, expired, or of an ended session or disabled user. Nothing changed.
@@ -56,8 +65,9 @@ const MARK_REFRESH_USED: &str =
     "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL RETURNING session_id, expires_at";
 const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
 const SELECT_SESSION: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE id = $1";
-const TOUCH_SESSION: &str = "UPDATE sessions SET last_refreshed_at = $2, expires_at = $3 WHERE id = $1 RETURNING id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason";
-const SELECT_USER: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
+const TOUCH_SESSION: &str = "UPDATE sessions SET last_refreshed_at = $2, expires_at = $3 WHERE id = $1";
+/// The session and the few facts about its user a rotation needs, in one round-trip.
+const SESSION_SUBJECT: &str = "SELECT s.user_id, s.amr, s.created_at, s.revoked_at, u.username, u.is_superuser, u.is_active FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 pub(crate) const REVOKE_SESSION: &str =
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
 const REVOKE_USER_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING user_id";
@@ -184,39 +194,45 @@ impl Store {
                         }
                     }
                     Some((session_id, token_expires)) => {
-                        let session: Option<SessionRow> = sqlx::query_as(SELECT_SESSION)
+                        type Subject = (
+                            Uuid,
+                            String,
+                            DateTime<Utc>,
+                            Option<DateTime<Utc>>,
+                            String,
+                            bool,
+                            bool,
+                        );
+                        let subject: Option<Subject> = sqlx::query_as(SESSION_SUBJECT)
                             .bind(session_id)
                             .fetch_optional(&mut *$tx)
                             .await?;
-                        let user: Option<UserRow> = match &session {
-                            Some(s) => {
-                                sqlx::query_as(SELECT_USER)
-                                    .bind(s.user_id)
-                                    .fetch_optional(&mut *$tx)
-                                    .await?
-                            }
-                            None => None,
-                        };
-                        match (session, user) {
-                            (Some(s), Some(u)) if token_expires > now && s.revoked_at.is_none() && u.is_active => {
+                        match subject {
+                            Some((user_id, amr, created_at, None, username, is_superuser, true))
+                                if token_expires > now =>
+                            {
                                 sqlx::query(INSERT_REFRESH)
                                     .bind(successor_hash)
-                                    .bind(s.id)
+                                    .bind(session_id)
                                     .bind(now)
                                     .bind(expires_at)
                                     .execute(&mut *$tx)
                                     .await?;
-                                let session: SessionRow = sqlx::query_as(TOUCH_SESSION)
-                                    .bind(s.id)
+                                sqlx::query(TOUCH_SESSION)
+                                    .bind(session_id)
                                     .bind(now)
                                     .bind(expires_at)
-                                    .fetch_one(&mut *$tx)
+                                    .execute(&mut *$tx)
                                     .await?;
                                 $tx.commit().await?;
-                                RotateOutcome::Rotated {
-                                    session: Box::new(session),
-                                    user: Box::new(u),
-                                }
+                                RotateOutcome::Rotated(RotatedSession {
+                                    session_id,
+                                    user_id,
+                                    username,
+                                    is_superuser,
+                                    amr,
+                                    created_at,
+                                })
                             }
                             // Dropping the transaction rolls the "used" mark back.
                             _ => RotateOutcome::Rejected,

@@ -62,7 +62,9 @@ impl Store {
         let _ = USER_COLUMNS;
         let id = Uuid::now_v7();
         let password_changed_at = new.password_hash.as_ref().map(|_| now);
-        let inserted: Result<UserRow, AppError> = on_pool!(self, pool => {
+        // An async block, so `?` ends the attempt rather than the function: a unique
+        // violation is then looked at to say which field is taken.
+        let inserted: Result<UserRow, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
                 .bind(id)
@@ -74,14 +76,15 @@ impl Store {
                 .bind(now)
                 .bind(password_changed_at)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| conflict_on_unique(e, "username or email is already registered"))?;
+                .await?;
             for role in &new.roles {
                 sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(row)
-        });
+        }
+        .await);
+        let inserted = inserted.map_err(|e| conflict_on_unique(e, "taken"));
         match inserted {
             Err(AppError::Conflict(_)) => {
                 let username_taken: bool = on_pool!(self, pool => sqlx::query_scalar(USERNAME_TAKEN).bind(&new.username).fetch_one(pool).await)?;
@@ -142,15 +145,20 @@ impl Store {
 
     /// Roles and effective permissions; a superuser holds every permission that exists.
     pub async fn user_grants(&self, user: &UserRow) -> AppResult<UserGrants> {
-        let permissions_sql = if user.is_superuser {
+        self.grants_of(user.id, user.is_superuser).await
+    }
+
+    /// Roles, and permissions: a superuser's are every permission that exists.
+    pub async fn grants_of(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
+        let permissions_sql = if is_superuser {
             SELECT_ALL_PERMISSIONS
         } else {
             SELECT_PERMISSIONS
         };
         let (roles, permissions) = on_pool!(self, pool => {
-            let roles: Vec<String> = sqlx::query_scalar(SELECT_ROLES).bind(user.id).fetch_all(pool).await?;
+            let roles: Vec<String> = sqlx::query_scalar(SELECT_ROLES).bind(user_id).fetch_all(pool).await?;
             let q = sqlx::query_scalar(permissions_sql);
-            let q = if user.is_superuser { q } else { q.bind(user.id) };
+            let q = if is_superuser { q } else { q.bind(user_id) };
             let permissions: Vec<String> = q.fetch_all(pool).await?;
             (roles, permissions)
         });
