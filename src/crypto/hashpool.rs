@@ -8,9 +8,9 @@
 //! is freed. Jobs wait in a bounded queue; when it is full the caller is told to come
 //! back later (503) instead of queueing without limit.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use flume::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use argon2::Block;
 
@@ -23,19 +23,24 @@ const KEEP_MEMORY_FOR: Duration = Duration::from_secs(3);
 
 #[derive(Clone)]
 pub struct HashPool {
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
 }
 
 impl HashPool {
     /// Starts `threads` hashing threads with room for `queue` waiting jobs.
     pub fn start(threads: usize, queue: usize) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(queue.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        Self::start_keeping(threads, queue, KEEP_MEMORY_FOR)
+    }
+
+    /// As `start`, freeing an idle thread's work area after `keep`.
+    fn start_keeping(threads: usize, queue: usize, keep: Duration) -> std::io::Result<Self> {
+        // Multi-consumer, so every idle thread waits (and times out) on its own.
+        let (tx, rx) = flume::bounded::<Job>(queue.max(1));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("portcullis-hash-{i}"))
-                .spawn(move || worker(&rx))?;
+                .spawn(move || worker(&rx, keep))?;
         }
         Ok(Self { jobs: tx })
     }
@@ -67,15 +72,10 @@ impl HashPool {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>) {
+fn worker(rx: &Receiver<Job>, keep: Duration) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
-        // Waiting holds the lock, so idle threads queue on it; a job releases it.
-        let next = match rx.lock() {
-            Ok(guard) => guard.recv_timeout(KEEP_MEMORY_FOR),
-            Err(_) => return,
-        };
-        match next {
+        match rx.recv_timeout(keep) {
             Ok(job) => job(&mut memory),
             Err(RecvTimeoutError::Timeout) => {
                 if !memory.is_empty() {
@@ -90,6 +90,34 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every thread frees its work area once idle, not just one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_threads_free_their_memory() {
+        let pool = HashPool::start_keeping(2, 8, Duration::from_millis(100)).unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let grow = |pool: HashPool, barrier: std::sync::Arc<std::sync::Barrier>| async move {
+            pool.run(move |m| {
+                m.resize(1024, Block::default());
+                barrier.wait();
+            })
+            .await
+        };
+        let (a, b) = tokio::join!(grow(pool.clone(), barrier.clone()), grow(pool.clone(), barrier.clone()));
+        a.unwrap();
+        b.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let size = |pool: HashPool, barrier: std::sync::Arc<std::sync::Barrier>| async move {
+            pool.run(move |m| {
+                barrier.wait();
+                m.len()
+            })
+            .await
+        };
+        let (a, b) = tokio::join!(size(pool.clone(), barrier.clone()), size(pool.clone(), barrier));
+        assert_eq!((a.unwrap(), b.unwrap()), (0, 0));
+    }
 
     #[tokio::test]
     async fn runs_jobs_and_refuses_when_full() {
