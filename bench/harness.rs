@@ -352,8 +352,9 @@ async fn seed_users(addr: SocketAddr, prefix: &str, n: usize) -> Vec<String> {
 
 /// Median single-core time of one argon2id hash at the default (OWASP) parameters,
 /// with a reused work area as the server does.
-fn argon2_hash_seconds(smoke: bool) -> f64 {
-    let params = if smoke {
+/// The server's hashing parameters: its defaults, or cheap ones for the smoke run.
+fn hash_params(smoke: bool) -> portcullis::config::HashParams {
+    if smoke {
         portcullis::config::HashParams {
             memory_kib: 64,
             iterations: 1,
@@ -361,7 +362,11 @@ fn argon2_hash_seconds(smoke: bool) -> f64 {
         }
     } else {
         portcullis::config::HashParams::default()
-    };
+    }
+}
+
+fn argon2_hash_seconds(smoke: bool) -> f64 {
+    let params = hash_params(smoke);
     let mut memory = Vec::new();
     let mut times: Vec<f64> = (0..if smoke { 3 } else { 9 })
         .map(|_| {
@@ -377,15 +382,7 @@ fn argon2_hash_seconds(smoke: bool) -> f64 {
 /// Hashes per second with every core hashing at once (memory bandwidth is shared,
 /// so this is below cores ÷ single-core time).
 fn argon2_parallel_rate(smoke: bool) -> f64 {
-    let params = if smoke {
-        portcullis::config::HashParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
-    } else {
-        portcullis::config::HashParams::default()
-    };
+    let params = hash_params(smoke);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let window = Duration::from_secs_f64(if smoke { 0.2 } else { 3.0 });
     let t = Instant::now();

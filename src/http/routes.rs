@@ -9,7 +9,7 @@ use crate::domain::TokenPair;
 
 pub fn table() -> Vec<Route> {
     use Method as M;
-    vec![
+    let mut table = vec![
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)
             .doc("meta", "Liveness")
@@ -140,46 +140,6 @@ pub fn table() -> Vec<Route> {
                 "Forward auth: any credential; optional permission, route map on X-Forwarded-*/X-Original-*",
             )
             .returns::<credentials::VerifyOut>(200),
-        Route::new(
-            M::GET,
-            "/auth/verify/{*path}",
-            Authenticated,
-            credentials::verify_prefixed,
-        )
-        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
-        .returns::<credentials::VerifyOut>(200),
-        Route::new(
-            M::POST,
-            "/auth/verify/{*path}",
-            Authenticated,
-            credentials::verify_prefixed,
-        )
-        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
-        .returns::<credentials::VerifyOut>(200),
-        Route::new(
-            M::PUT,
-            "/auth/verify/{*path}",
-            Authenticated,
-            credentials::verify_prefixed,
-        )
-        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
-        .returns::<credentials::VerifyOut>(200),
-        Route::new(
-            M::PATCH,
-            "/auth/verify/{*path}",
-            Authenticated,
-            credentials::verify_prefixed,
-        )
-        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
-        .returns::<credentials::VerifyOut>(200),
-        Route::new(
-            M::DELETE,
-            "/auth/verify/{*path}",
-            Authenticated,
-            credentials::verify_prefixed,
-        )
-        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
-        .returns::<credentials::VerifyOut>(200),
         Route::new(
             M::POST,
             "/auth/introspect",
@@ -408,5 +368,17 @@ pub fn table() -> Vec<Route> {
         .doc("admin: roles", "Delete a permission, removing it from every role")
         .empty(204)
         .empty(404),
-    ]
+    ];
+    // Envoy's ext_authz forwards the original method, so every method is declared.
+    table.extend([M::GET, M::POST, M::PUT, M::PATCH, M::DELETE].map(|method| {
+        Route::new(
+            method,
+            "/auth/verify/{*path}",
+            Authenticated,
+            credentials::verify_prefixed,
+        )
+        .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
+        .returns::<credentials::VerifyOut>(200)
+    }));
+    table
 }
