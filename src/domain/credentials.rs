@@ -134,6 +134,24 @@ fn rejected(what: &str) -> AppError {
     AppError::InvalidToken(format!("{what} is invalid, expired or revoked"))
 }
 
+/// A credential owner as they are now.
+struct Owner {
+    username: String,
+    permissions: HashSet<String>,
+    superuser: bool,
+}
+
+impl Owner {
+    /// A credential's stored permissions (a JSON array) narrowed to what the owner
+    /// still holds: a key or token never outgrows its owner.
+    fn scope(&self, stored: &str) -> Vec<String> {
+        let own: Vec<String> = serde_json::from_str(stored).unwrap_or_default();
+        own.into_iter()
+            .filter(|p| self.superuser || self.permissions.contains(p))
+            .collect()
+    }
+}
+
 /// RFC 7662 introspection answer.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Introspection {
@@ -228,19 +246,19 @@ impl Portcullis {
     }
 
     /// The owner's effective permissions now, or None when they are gone or disabled.
-    async fn owner_permissions(&self, user_id: Uuid) -> AppResult<Option<(String, HashSet<String>, bool)>> {
+    async fn owner(&self, user_id: Uuid) -> AppResult<Option<Owner>> {
         let Some(user) = self.store().user_by_id(user_id).await? else {
             return Ok(None);
         };
         if !user.is_active {
             return Ok(None);
         }
-        let grants = self.store().user_grants(&user).await?;
-        Ok(Some((
-            user.username,
-            grants.permissions.into_iter().collect(),
-            user.is_superuser,
-        )))
+        let grants = self.grants_for(user.id, user.is_superuser).await?;
+        Ok(Some(Owner {
+            username: user.username,
+            permissions: grants.permissions.into_iter().collect(),
+            superuser: user.is_superuser,
+        }))
     }
 
     /// New credentials may carry only permissions the caller holds, and only a
@@ -347,22 +365,15 @@ impl Portcullis {
                 if row.revoked_at.is_some() {
                     return Err(rejected("API key"));
                 }
-                let (username, owner_permissions, owner_superuser) = self
-                    .owner_permissions(row.user_id)
-                    .await?
-                    .ok_or_else(|| rejected("API key"))?;
-                let own: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
-                let permissions: Vec<String> = own
-                    .into_iter()
-                    .filter(|p| owner_superuser || owner_permissions.contains(p))
-                    .collect();
+                let owner = self.owner(row.user_id).await?.ok_or_else(|| rejected("API key"))?;
+                let permissions = owner.scope(&row.permissions);
                 let secret_hash: [u8; 32] = row.secret_hash.as_slice().try_into().map_err(|_| rejected("API key"))?;
                 let entry = Arc::new(CachedKey {
                     secret_hash,
                     expires_at: row.expires_at,
                     principal: Arc::new(Principal {
                         user_id: row.user_id,
-                        username,
+                        username: owner.username,
                         session_id: None,
                         roles: Vec::new(),
                         permissions,
@@ -448,20 +459,16 @@ impl Portcullis {
             .use_temporary_token(&tokens::digest(token), Utc::now())
             .await?
             .ok_or_else(|| AppError::InvalidToken("temporary token is invalid, expired, revoked or used up".into()))?;
-        let (username, owner_permissions, owner_superuser) = self
-            .owner_permissions(row.user_id)
+        let owner = self
+            .owner(row.user_id)
             .await?
             .ok_or_else(|| rejected("temporary token"))?;
-        let own: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
         Ok(Arc::new(Principal {
             user_id: row.user_id,
-            username,
             session_id: None,
             roles: Vec::new(),
-            permissions: own
-                .into_iter()
-                .filter(|p| owner_superuser || owner_permissions.contains(p))
-                .collect(),
+            permissions: owner.scope(&row.permissions),
+            username: owner.username,
             amr: vec!["temporary".into()],
             is_superuser: false,
             credential: Credential::Temporary(row.id),
@@ -503,20 +510,15 @@ impl Portcullis {
             if row.revoked_at.is_some() || row.expires_at <= now || used_up {
                 return Ok(inactive);
             }
-            let Some((username, owner_permissions, owner_superuser)) = self.owner_permissions(row.user_id).await?
-            else {
+            let Some(owner) = self.owner(row.user_id).await? else {
                 return Ok(inactive);
             };
-            let own: Vec<String> = serde_json::from_str(&row.permissions).unwrap_or_default();
-            let permissions: Vec<String> = own
-                .into_iter()
-                .filter(|p| owner_superuser || owner_permissions.contains(p))
-                .collect();
+            let permissions = owner.scope(&row.permissions);
             return Ok(Introspection {
                 active: true,
                 token_type: Some("temporary_token"),
                 sub: Some(row.user_id.to_string()),
-                username: Some(username),
+                username: Some(owner.username),
                 scope: Some(permissions.join(" ")),
                 permissions: Some(permissions),
                 exp: Some(row.expires_at.timestamp()),
