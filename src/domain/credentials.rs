@@ -88,7 +88,7 @@ impl CredentialCache {
     }
 
     /// Applies invalidation events from the feed.
-    pub fn apply(&self, rows: &[RevocationRow]) {
+    pub fn apply(&self, rows: &[&RevocationRow]) {
         for row in rows {
             match row.kind.as_str() {
                 "api_key" => self.forget_key(&row.subject),

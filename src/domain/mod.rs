@@ -37,6 +37,7 @@ pub(crate) struct Inner {
     pub hasher: PasswordHasher,
     pub keys: keys::KeyManager,
     pub revocations: revocation::RevocationSet,
+    pub applied: revocation::AppliedRows,
     pub token_cache: TokenCache,
     pub credentials: credentials::CredentialCache,
     pub policy: validate::PasswordPolicy,
@@ -101,6 +102,7 @@ impl Portcullis {
                 hasher,
                 keys,
                 revocations: revocation::RevocationSet::default(),
+                applied: revocation::AppliedRows::default(),
                 policy,
             }),
         };
@@ -157,8 +159,9 @@ impl Portcullis {
 
     /// Ended sessions, revoked keys, changed users and grants, from the feed.
     fn apply_feed(&self, rows: &[crate::store::RevocationRow]) {
-        self.inner.revocations.apply(rows);
-        self.inner.credentials.apply(rows);
+        let fresh = self.inner.applied.fresh(rows);
+        self.inner.revocations.apply(&fresh);
+        self.inner.credentials.apply(&fresh);
     }
 
     /// Drops revocations that no longer matter, in memory and in the store.

@@ -14,6 +14,27 @@ use uuid::Uuid;
 
 use crate::store::RevocationRow;
 
+/// Feed rows already applied, so the overlapping windows the sync loop re-reads are
+/// applied once: ending a session twice is harmless, but each re-applied user or
+/// grants event would needlessly invalidate caches again.
+#[derive(Debug, Default)]
+pub struct AppliedRows {
+    seen: std::sync::Mutex<HashMap<i64, std::time::Instant>>,
+}
+
+impl AppliedRows {
+    /// The rows not applied before; remembers them.
+    pub fn fresh<'a>(&self, rows: &'a [RevocationRow]) -> Vec<&'a RevocationRow> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return rows.iter().collect();
+        };
+        let now = std::time::Instant::now();
+        // The sync loop re-reads a few seconds; a minute of memory is plenty.
+        seen.retain(|_, at| now.duration_since(*at) < std::time::Duration::from_secs(60));
+        rows.iter().filter(|r| seen.insert(r.id, now).is_none()).collect()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RevocationSet {
     sessions: RwLock<HashMap<Uuid, DateTime<Utc>>>,
@@ -32,7 +53,7 @@ impl RevocationSet {
     }
 
     /// Applies rows from the feed; unknown kinds (from newer versions) are skipped.
-    pub fn apply(&self, rows: &[RevocationRow]) {
+    pub fn apply(&self, rows: &[&RevocationRow]) {
         for row in rows {
             if row.kind == "session"
                 && let Ok(id) = Uuid::parse_str(&row.subject)
@@ -68,22 +89,41 @@ mod tests {
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
         set.revoke_session(a, now + chrono::Duration::seconds(60));
-        set.apply(&[
+        let rows = [
             RevocationRow {
+                id: 1,
                 kind: "session".into(),
                 subject: b.to_string(),
                 expires_at: now - chrono::Duration::seconds(1),
             },
             RevocationRow {
+                id: 2,
                 kind: "future-kind".into(),
                 subject: "x".into(),
                 expires_at: now,
             },
-        ]);
+        ];
+        set.apply(&rows.iter().collect::<Vec<_>>());
         assert!(set.is_session_revoked(&a) && set.is_session_revoked(&b));
         set.purge(now);
         assert!(set.is_session_revoked(&a));
         assert!(!set.is_session_revoked(&b));
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn rows_apply_once() {
+        let applied = AppliedRows::default();
+        let row = |id| RevocationRow {
+            id,
+            kind: "user".into(),
+            subject: "u".into(),
+            expires_at: Utc::now(),
+        };
+        let first = [row(1), row(2)];
+        assert_eq!(applied.fresh(&first).len(), 2);
+        let overlap = [row(2), row(3)];
+        let fresh = applied.fresh(&overlap);
+        assert_eq!(fresh.iter().map(|r| r.id).collect::<Vec<_>>(), [3]);
     }
 }

@@ -7,7 +7,7 @@
 
 pub(crate) mod credentials;
 mod keys;
-mod rbac;
+pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;
 mod users;

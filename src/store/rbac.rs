@@ -109,6 +109,7 @@ macro_rules! commit_if_admin_remains {
     ($tx:ident, $before:ident, $what:expr) => {{
         let admins: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
         if admins == 0 && $before > 0 {
+            $tx.rollback().await?;
             return Err(AppError::Conflict(format!(
                 "{}: it would leave no active administrator",
                 $what
@@ -117,6 +118,17 @@ macro_rules! commit_if_admin_remains {
         $tx.commit().await?;
     }};
 }
+
+/// Rolls an open transaction back and returns `$err`. Always roll back explicitly:
+/// sqlx rolls a dropped transaction back lazily, and its connection can serve another
+/// query (the revocation feed, say) inside the abandoned transaction first.
+macro_rules! abort {
+    ($tx:ident, $err:expr) => {{
+        $tx.rollback().await?;
+        return Err($err);
+    }};
+}
+pub(crate) use abort;
 
 fn like_pattern(q: &str) -> String {
     let escaped = q
@@ -175,17 +187,19 @@ impl Store {
     ) -> AppResult<()> {
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(INSERT_ROLE)
+            let inserted = sqlx::query(INSERT_ROLE)
                 .bind(name)
                 .bind(description)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(|e| conflict_on_unique(e, "a role with that name exists"))?;
+                .await;
+            if let Err(e) = inserted {
+                abort!(tx, conflict_on_unique(e, "a role with that name exists"));
+            }
             for p in permissions {
                 let exists: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(p).fetch_one(&mut *tx).await?;
                 if !exists {
-                    return Err(AppError::validation("permissions", format!("unknown permission {p}")));
+                    abort!(tx, AppError::validation("permissions", format!("unknown permission {p}")));
                 }
                 sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
             }
@@ -215,7 +229,7 @@ impl Store {
                     for p in perms {
                         let known: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(p).fetch_one(&mut *tx).await?;
                         if !known {
-                            return Err(AppError::validation("permissions", format!("unknown permission {p}")));
+                            abort!(tx, AppError::validation("permissions", format!("unknown permission {p}")));
                         }
                         sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
                     }
@@ -242,11 +256,11 @@ impl Store {
             let mut tx = pool.begin().await?;
             let role_exists: bool = sqlx::query_scalar(ROLE_EXISTS).bind(role).fetch_one(&mut *tx).await?;
             if !role_exists {
-                return Err(AppError::NotFound(format!("no role {role}")));
+                abort!(tx, AppError::NotFound(format!("no role {role}")));
             }
             let known: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(permission).fetch_one(&mut *tx).await?;
             if !known {
-                return Err(AppError::NotFound(format!("no permission {permission}")));
+                abort!(tx, AppError::NotFound(format!("no permission {permission}")));
             }
             sqlx::query(GRANT).bind(role).bind(permission).execute(&mut *tx).await?;
             record_event!(tx, "grants", "*", Utc::now());
@@ -274,13 +288,15 @@ impl Store {
     pub async fn create_permission(&self, name: &str, description: &str, now: DateTime<Utc>) -> AppResult<()> {
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(INSERT_PERMISSION)
+            let inserted = sqlx::query(INSERT_PERMISSION)
                 .bind(name)
                 .bind(description)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(|e| conflict_on_unique(e, "a permission with that name exists"))?;
+                .await;
+            if let Err(e) = inserted {
+                abort!(tx, conflict_on_unique(e, "a permission with that name exists"));
+            }
             record_event!(tx, "grants", "*", now);
             tx.commit().await?;
         });
@@ -310,11 +326,11 @@ impl Store {
             let mut tx = pool.begin().await?;
             let user_exists: bool = sqlx::query_scalar(USER_EXISTS).bind(user_id).fetch_one(&mut *tx).await?;
             if !user_exists {
-                return Err(AppError::NotFound("user not found".into()));
+                abort!(tx, AppError::NotFound("user not found".into()));
             }
             let role_exists: bool = sqlx::query_scalar(ROLE_EXISTS).bind(role).fetch_one(&mut *tx).await?;
             if !role_exists {
-                return Err(AppError::NotFound(format!("no role {role}")));
+                abort!(tx, AppError::NotFound(format!("no role {role}")));
             }
             sqlx::query(ASSIGN).bind(user_id).bind(role).bind(assigned_by).bind(now).execute(&mut *tx).await?;
             record_event!(tx, "user", user_id.to_string(), now);

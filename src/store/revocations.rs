@@ -8,13 +8,15 @@ use crate::error::AppResult;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RevocationRow {
+    /// Increasing per row; lets a follower skip rows it has already applied.
+    pub id: i64,
     pub kind: String,
     pub subject: String,
     pub expires_at: DateTime<Utc>,
 }
 
-const LIVE: &str = "SELECT kind, subject, expires_at FROM revocations WHERE expires_at > $1";
-const SINCE: &str = "SELECT kind, subject, expires_at FROM revocations WHERE created_at >= $1";
+const LIVE: &str = "SELECT id, kind, subject, expires_at FROM revocations WHERE expires_at > $1";
+const SINCE: &str = "SELECT id, kind, subject, expires_at FROM revocations WHERE created_at >= $1";
 const PURGE: &str = "DELETE FROM revocations WHERE expires_at < $1";
 
 impl Store {

@@ -175,7 +175,10 @@ impl Store {
                             .fetch_optional(&mut *$tx)
                             .await?;
                         match family {
-                            None => RotateOutcome::Rejected,
+                            None => {
+                                $tx.rollback().await?;
+                                RotateOutcome::Rejected
+                            }
                             Some(session_id) => {
                                 let owner = revoke_session_tx!(
                                     $tx,
@@ -234,8 +237,11 @@ impl Store {
                                     created_at,
                                 })
                             }
-                            // Dropping the transaction rolls the "used" mark back.
-                            _ => RotateOutcome::Rejected,
+                            // Undo the "used" mark, explicitly (see `abort!` in rbac.rs).
+                            _ => {
+                                $tx.rollback().await?;
+                                RotateOutcome::Rejected
+                            }
                         }
                     }
                 }

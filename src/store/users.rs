@@ -62,28 +62,40 @@ impl Store {
         let _ = USER_COLUMNS;
         let id = Uuid::now_v7();
         let password_changed_at = new.password_hash.as_ref().map(|_| now);
-        // An async block, so `?` ends the attempt rather than the function: a unique
-        // violation is then looked at to say which field is taken.
-        let inserted: Result<UserRow, sqlx::Error> = on_pool!(self, pool => async {
+        // The attempt is an async block, so `?` ends the attempt rather than the
+        // function; a failure is rolled back explicitly (see `abort!` in rbac.rs), then a
+        // unique violation is looked at to say which field is taken.
+        let inserted: Result<UserRow, sqlx::Error> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
-                .bind(id)
-                .bind(&new.username)
-                .bind(&new.email)
-                .bind(&new.full_name)
-                .bind(&new.password_hash)
-                .bind(new.is_superuser)
-                .bind(now)
-                .bind(password_changed_at)
-                .fetch_one(&mut *tx)
-                .await?;
-            for role in &new.roles {
-                sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
+            let attempt: Result<UserRow, sqlx::Error> = async {
+                let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
+                    .bind(id)
+                    .bind(&new.username)
+                    .bind(&new.email)
+                    .bind(&new.full_name)
+                    .bind(&new.password_hash)
+                    .bind(new.is_superuser)
+                    .bind(now)
+                    .bind(password_changed_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                for role in &new.roles {
+                    sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
+                }
+                Ok(row)
             }
-            tx.commit().await?;
-            Ok(row)
-        }
-        .await);
+            .await;
+            match attempt {
+                Ok(row) => {
+                    tx.commit().await?;
+                    Ok(row)
+                }
+                Err(e) => {
+                    tx.rollback().await?;
+                    Err(e)
+                }
+            }
+        });
         let inserted = inserted.map_err(|e| conflict_on_unique(e, "taken"));
         match inserted {
             Err(AppError::Conflict(_)) => {
@@ -118,14 +130,17 @@ impl Store {
     ) -> AppResult<Option<UserRow>> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let user: Option<UserRow> = sqlx::query_as(UPDATE_PROFILE)
+            let updated = sqlx::query_as::<_, UserRow>(UPDATE_PROFILE)
                 .bind(id)
                 .bind(full_name)
                 .bind(email)
                 .bind(now)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| conflict_on_unique(e, "email is already registered"))?;
+                .await;
+            let user = match updated {
+                Ok(user) => user,
+                Err(e) => super::rbac::abort!(tx, conflict_on_unique(e, "email is already registered")),
+            };
             super::credentials::record_event!(tx, "user", id.to_string(), now);
             tx.commit().await?;
             user

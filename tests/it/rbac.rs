@@ -365,9 +365,18 @@ async fn the_last_administrator_is_protected() {
             s.send(M::POST, &p1, &second.access, None),
             s.send(M::POST, &p2, &second.access, None),
         );
-        let mut statuses = [r1.status().as_u16(), r2.status().as_u16()];
+        let (s1, s2) = (r1.status().as_u16(), r2.status().as_u16());
+        let sid = uuid::Uuid::parse_str(jwt_part(&a.access, 1)["sid"].as_str().unwrap()).unwrap();
+        let row = s.service.store().session_by_id(sid).await.unwrap();
+        let bodies = format!(
+            "{} / {} / root session: {:?}",
+            r1.text().await.unwrap_or_default(),
+            r2.text().await.unwrap_or_default(),
+            row.map(|r| (r.revoked_at, r.revoked_reason))
+        );
+        let mut statuses = [s1, s2];
         statuses.sort();
-        assert_eq!(statuses, [200, 409], "{backend:?}");
+        assert_eq!(statuses, [200, 409], "{backend:?}: {bodies}");
         assert_eq!(s.service.store().count_admins().await.unwrap(), 1);
         s.stop().await;
     }
