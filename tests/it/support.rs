@@ -415,3 +415,21 @@ impl TestServer {
             .collect()
     }
 }
+
+/// Polls `check` every 25 ms until it holds, failing the test with `what` once `bound`
+/// has passed; returns how long it took. For changes that reach other instances
+/// through the revocation feed.
+pub async fn within<F, Fut>(bound: std::time::Duration, what: &str, mut check: F) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < bound, "{what} (after {:?})", start.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
