@@ -88,11 +88,9 @@ pub struct Route {
 }
 
 fn schema_of<T: ToSchema>() -> (String, serde_json::Value) {
-    let mut value = serde_json::to_value(T::schema()).unwrap_or_default();
-    // Nested schemas are inlined by name elsewhere; keep refs resolvable.
-    if value.is_null() {
-        value = serde_json::json!({});
-    }
+    // A schema that does not serialize becomes an empty (any) schema rather than null,
+    // so the document stays valid.
+    let value = serde_json::to_value(T::schema()).unwrap_or_else(|_| serde_json::json!({}));
     (T::name().into_owned(), value)
 }
 

@@ -61,8 +61,6 @@ macro_rules! record_event {
 }
 pub(crate) use record_event;
 
-const KEY_COLUMNS: &str =
-    "id, user_id, name, secret_hash, permissions, created_at, expires_at, last_used_at, revoked_at";
 const INSERT_KEY: &str = "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const GET_KEY: &str = "SELECT id, user_id, name, secret_hash, permissions, created_at, expires_at, last_used_at, revoked_at FROM api_keys WHERE id = $1";
 const KEYS_OF: &str = "SELECT id, user_id, name, secret_hash, permissions, created_at, expires_at, last_used_at, revoked_at FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC";
@@ -79,7 +77,6 @@ const REVOKE_TEMP: &str = "UPDATE temporary_tokens SET revoked_at = $2 WHERE tok
 
 impl Store {
     pub async fn insert_api_key(&self, k: &ApiKeyRow) -> AppResult<()> {
-        let _ = KEY_COLUMNS;
         on_pool!(self, pool => sqlx::query(INSERT_KEY)
             .bind(&k.id)
             .bind(k.user_id)

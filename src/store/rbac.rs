@@ -109,11 +109,10 @@ macro_rules! commit_if_admin_remains {
     ($tx:ident, $before:ident, $what:expr) => {{
         let admins: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
         if admins == 0 && $before > 0 {
-            $tx.rollback().await?;
-            return Err(AppError::Conflict(format!(
-                "{}: it would leave no active administrator",
-                $what
-            )));
+            abort!(
+                $tx,
+                AppError::Conflict(format!("{}: it would leave no active administrator", $what))
+            );
         }
         $tx.commit().await?;
     }};

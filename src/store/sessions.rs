@@ -56,8 +56,6 @@ pub enum RotateOutcome {
     Rejected,
 }
 
-const SESSION_COLUMNS: &str =
-    "id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)";
 const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)";
@@ -131,7 +129,6 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> AppResult<()> {
-        let _ = SESSION_COLUMNS;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(INSERT_SESSION)

@@ -38,8 +38,6 @@ pub struct UserGrants {
     pub permissions: Vec<String>,
 }
 
-const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
-
 const SELECT_BY_ID: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
 // A username match wins over an email match: usernames may look like emails.
 const SELECT_BY_LOGIN: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1";
@@ -59,7 +57,6 @@ impl Store {
     /// Inserts a user and their initial roles in one transaction. A taken username or
     /// email (compared case-insensitively) is a 409 naming which.
     pub async fn insert_user(&self, new: &NewUser, now: DateTime<Utc>) -> AppResult<UserRow> {
-        let _ = USER_COLUMNS;
         let id = Uuid::now_v7();
         let password_changed_at = new.password_hash.as_ref().map(|_| now);
         // The attempt is an async block, so `?` ends the attempt rather than the
