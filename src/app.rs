@@ -3,18 +3,19 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -82,6 +83,17 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     res
 }
 
+/// No route takes a NUL in its path or query; refusing it here means no handler can
+/// pass one on to the database.
+async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let encoded = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or_default();
+    if http::extract::encodes_nul(encoded.as_bytes()) {
+        return AppError::BadRequest("NUL characters are not accepted".into()).into_response();
+    }
+    next.run(req).await
+}
+
 async fn not_found() -> AppError {
     AppError::NotFound("no such route".into())
 }
@@ -108,10 +120,21 @@ pub fn router(service: Portcullis) -> Router {
         },
     };
 
+    // Checked at start-up (`check_settings`); an embedding caller that skipped it gets
+    // the table's defaults rather than no limit.
+    let limited = http::routes::rate_limited_paths(&table, &config.rate_limit).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "ignoring RATE_LIMIT_ROUTES");
+        table.iter().filter(|r| r.rate_limited).map(|r| r.path).collect()
+    });
+    let limiter = http::ratelimit::IpRateLimiter::new(&config.rate_limit);
+
     let mut app: Router<AppState> = Router::new();
     for route in table {
         let Some(handler) = route.handler else { continue };
-        let guarded = handler.layer(http::guard::RequireAccess::new(&state.service, route.access.clone()));
+        let mut guarded = handler.layer(http::guard::RequireAccess::new(&state.service, route.access.clone()));
+        if let Some(limiter) = limiter.as_ref().filter(|_| limited.contains(route.path)) {
+            guarded = guarded.layer(middleware::from_fn_with_state(limiter.clone(), http::ratelimit::limit));
+        }
         app = app.route(&config.path(route.path), guarded);
     }
     let swagger = utoipa_swagger_ui::SwaggerUi::new(config.path("/docs")).config(
@@ -133,12 +156,14 @@ pub fn router(service: Portcullis) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
 
+    let trusted_proxies: Arc<[ipnet::IpNet]> = config.trusted_proxies.clone().into();
     app.merge(swagger)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
+        .layer(tower::util::option_layer(cors_layer(&config.cors)))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([
@@ -146,6 +171,8 @@ pub fn router(service: Portcullis) -> Router {
                     header::COOKIE,
                     HeaderName::from_static("x-api-key"),
                 ]))
+                .map_request(move |req: Request| http::client_ip::attach(&trusted_proxies, req))
+                .layer(middleware::from_fn(refuse_nul_in_uri))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(request_id))
@@ -165,8 +192,52 @@ pub fn router(service: Portcullis) -> Router {
                 .layer(SetResponseHeaderLayer::overriding(
                     header::X_FRAME_OPTIONS,
                     HeaderValue::from_static("DENY"),
-                )),
+                ))
+                .option_layer(
+                    config
+                        .hsts
+                        .as_deref()
+                        .and_then(|v| HeaderValue::from_str(v).ok())
+                        .map(|v| SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, v)),
+                ),
         )
+}
+
+/// Settings that can only be checked against the route table; start-up calls this so
+/// a bad value stops the service with one line.
+pub fn check_settings(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    http::routes::rate_limited_paths(&http::routes::table(), &config.rate_limit).map(|_| ())
+}
+
+/// CORS for the configured origins; none configured, no CORS headers at all (browsers
+/// then refuse cross-origin reads, the safe default).
+fn cors_layer(cors: &crate::config::CorsSettings) -> Option<CorsLayer> {
+    if cors.origins.is_empty() {
+        return None;
+    }
+    let origin = if cors.origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(cors.origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+            ])
+            .allow_credentials(cors.allow_credentials)
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Keeps an instance current with the others: revocations (every sync interval),

@@ -157,6 +157,53 @@ pub struct Config {
     /// How often each instance reloads signing keys (it also reloads on an unknown kid).
     pub key_reload_interval: Duration,
     pub log_format: LogFormat,
+    pub lockout: LockoutPolicy,
+    pub rate_limit: RateLimitSettings,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub cors: CorsSettings,
+    /// `Strict-Transport-Security` value, when configured.
+    pub hsts: Option<String>,
+}
+
+/// Per-account lockout after consecutive failed logins: `threshold` failures lock the
+/// account for `base`, each further failure doubles the lock up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// 0 turns lockout off.
+    pub threshold: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl LockoutPolicy {
+    /// How long the account stays locked after its `failures`-th consecutive failure.
+    pub fn lock_for(&self, failures: u32) -> Option<Duration> {
+        if self.threshold == 0 || failures < self.threshold {
+            return None;
+        }
+        let doublings = (failures - self.threshold).min(32);
+        let secs = self.base.as_secs().saturating_mul(1u64 << doublings);
+        Some(Duration::from_secs(secs).min(self.max))
+    }
+}
+
+/// Per-client-IP token buckets on the routes that take passwords or mint tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Sustained requests per minute per IP; 0 turns the limit off.
+    pub per_minute: u32,
+    pub burst: u32,
+    /// Paths (as in the route table) to limit instead of the table's defaults.
+    pub routes: Option<Vec<String>>,
+}
+
+/// Cross-origin access for browser apps; off unless origins are listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.example.com`); `*` alone allows any origin.
+    pub origins: Vec<String>,
+    pub allow_credentials: bool,
 }
 
 /// A flat, upper-cased view of every source, later sources winning.
@@ -269,6 +316,17 @@ impl Sources {
         self.get(names)
             .map(|(_, v)| v.to_string())
             .unwrap_or_else(|| default.to_string())
+    }
+
+    fn flag(&self, names: &[&str], default: bool) -> Result<bool, ConfigError> {
+        match self.get(names) {
+            None => Ok(default),
+            Some((name, raw)) => match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::new(name, format!("expected true or false, got {raw:?}"))),
+            },
+        }
     }
 
     fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
@@ -414,6 +472,69 @@ impl Config {
             },
         };
 
+        let lockout_base = Duration::from_secs(s.number(&["LOGIN_LOCKOUT_SECONDS"], 60u64, 1, 86_400)?);
+        let lockout = LockoutPolicy {
+            threshold: s.number(&["LOGIN_LOCKOUT_THRESHOLD"], 5u32, 0, 1000)?,
+            base: lockout_base,
+            max: Duration::from_secs(s.number(
+                &["LOGIN_LOCKOUT_MAX_SECONDS"],
+                3600u64.max(lockout_base.as_secs()),
+                lockout_base.as_secs(),
+                30 * 86_400,
+            )?),
+        };
+        let per_minute = s.number(&["RATE_LIMIT_PER_IP_PER_MINUTE"], 300u32, 0, 1_000_000)?;
+        let rate_limit = RateLimitSettings {
+            per_minute,
+            burst: s.number(&["RATE_LIMIT_BURST"], per_minute.clamp(1, 60), 1, 1_000_000)?,
+            routes: s
+                .get(&["RATE_LIMIT_ROUTES"])
+                .map(|(_, v)| split_list(v).map(str::to_string).collect()),
+        };
+        let trusted_proxies = split_list(&s.string(&["TRUSTED_PROXIES"], ""))
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "TRUSTED_PROXIES",
+                            format!("expected addresses or CIDR ranges like 10.0.0.0/8, got {item:?}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cors = CorsSettings {
+            origins: split_list(&s.string(&["CORS_ALLOWED_ORIGINS", "CORS_ORIGINS"], ""))
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect(),
+            allow_credentials: s.flag(&["CORS_ALLOW_CREDENTIALS"], false)?,
+        };
+        for origin in &cors.origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok()
+                    && !origin["https://".len().min(origin.len())..].contains('/'));
+            if !valid {
+                return Err(ConfigError::new(
+                    "CORS_ALLOWED_ORIGINS",
+                    format!("expected origins like https://app.example.com or *, got {origin:?}"),
+                ));
+            }
+        }
+        if cors.origins.iter().any(|o| o == "*") && (cors.origins.len() > 1 || cors.allow_credentials) {
+            return Err(ConfigError::new(
+                "CORS_ALLOWED_ORIGINS",
+                "* must stand alone and cannot be combined with CORS_ALLOW_CREDENTIALS",
+            ));
+        }
+        let hsts_max_age = s.number(&["HSTS_MAX_AGE_SECONDS"], 0u64, 0, 2 * 365 * 86_400)?;
+        let hsts_subdomains = if s.flag(&["HSTS_INCLUDE_SUBDOMAINS"], false)? {
+            "; includeSubDomains"
+        } else {
+            ""
+        };
+        let hsts = (hsts_max_age > 0).then(|| format!("max-age={hsts_max_age}{hsts_subdomains}"));
+
         Ok(Config {
             bind,
             database,
@@ -461,6 +582,11 @@ impl Config {
             )?),
             key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
             log_format,
+            lockout,
+            rate_limit,
+            trusted_proxies,
+            cors,
+            hsts,
         })
     }
 
@@ -477,6 +603,11 @@ impl Config {
 
 /// Accepts `sqlite://file`, `sqlite:file`, `postgres://` and `postgresql://`, and the
 /// SQLAlchemy-style `postgresql+psycopg2://` the replaced services wrote.
+/// Items of a comma-separated list, trimmed, empty ones dropped.
+fn split_list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|i| !i.is_empty())
+}
+
 fn parse_database_url(raw: &str) -> Result<DatabaseTarget, ConfigError> {
     let err = |m: &str| {
         ConfigError::new(
@@ -562,6 +693,46 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
         let e = cfg(&[("PORTCULLIS_BASE_PATH", "api/v1")]).unwrap_err();
         assert_eq!(e.var, "PORTCULLIS_BASE_PATH");
+        for (var, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.0/8, not-an-address"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com/path"),
+            ("CORS_ALLOWED_ORIGINS", "*, https://app.example.com"),
+            ("CORS_ALLOW_CREDENTIALS", "maybe"),
+            ("LOGIN_LOCKOUT_THRESHOLD", "-1"),
+        ] {
+            let e = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+        }
+    }
+
+    #[test]
+    fn hardening_settings() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.lockout.threshold, 5);
+        assert_eq!(c.rate_limit.per_minute, 300);
+        assert!(c.trusted_proxies.is_empty() && c.cors.origins.is_empty() && c.hsts.is_none());
+        let c = cfg(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/, http://localhost:3000",
+            ),
+            ("HSTS_MAX_AGE_SECONDS", "31536000"),
+            ("HSTS_INCLUDE_SUBDOMAINS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert_eq!(c.cors.origins, ["https://app.example.com", "http://localhost:3000"]);
+        assert_eq!(c.hsts.as_deref(), Some("max-age=31536000; includeSubDomains"));
+        // 5 failures lock for a minute, each further one doubles it, up to an hour.
+        let p = c.lockout;
+        assert_eq!(p.lock_for(4), None);
+        assert_eq!(p.lock_for(5), Some(Duration::from_secs(60)));
+        assert_eq!(p.lock_for(6), Some(Duration::from_secs(120)));
+        assert_eq!(p.lock_for(11), Some(Duration::from_secs(3600)));
+        assert_eq!(p.lock_for(500), Some(Duration::from_secs(3600)));
+        let off = cfg(&[("LOGIN_LOCKOUT_THRESHOLD", "0")]).unwrap().lockout;
+        assert_eq!(off.lock_for(1000), None);
     }
 
     #[test]

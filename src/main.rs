@@ -146,7 +146,7 @@ async fn run_cli() -> ExitCode {
     if let Command::Serve { bind: Some(bind) } = &cli.command {
         sources.set("PORTCULLIS_BIND", bind.clone());
     }
-    let config = match Config::from_sources(&sources) {
+    let config = match Config::from_sources(&sources).and_then(|c| portcullis::app::check_settings(&c).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
             return exit_with(CliError {

@@ -133,10 +133,14 @@ pub fn read_secret_line(prompt: &str) -> std::io::Result<String> {
 }
 
 async fn find_user(service: &Portcullis, username: &str) -> Result<UserRow, CliError> {
-    service.store().user_by_login(username).await?.ok_or_else(|| CliError {
-        code: 3,
-        message: format!("no user {username}"),
-    })
+    service
+        .store()
+        .user_by_login(&portcullis::domain::validate::fold(username))
+        .await?
+        .ok_or_else(|| CliError {
+            code: 3,
+            message: format!("no user {username}"),
+        })
 }
 
 fn user_json(u: &UserRow) -> serde_json::Value {

@@ -39,8 +39,10 @@ fn is_importable_hash(hash: &str) -> bool {
 
 impl Portcullis {
     /// Creates an account after checking every field; a taken username or email is 409.
-    pub async fn register(&self, r: Registration) -> AppResult<UserRow> {
+    pub async fn register(&self, mut r: Registration) -> AppResult<UserRow> {
         let inner = self.inner();
+        r.username = validate::fold(&r.username);
+        r.email = validate::fold(&r.email);
         validate::all([
             validate::username(&r.username),
             validate::email(&r.email),
@@ -148,6 +150,7 @@ impl Portcullis {
         full_name: Option<String>,
         email: Option<String>,
     ) -> AppResult<UserRow> {
+        let email = email.as_deref().map(validate::fold);
         validate::all([
             full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
             email.as_deref().map(validate::email).unwrap_or(Ok(())),

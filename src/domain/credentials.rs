@@ -118,7 +118,7 @@ impl CredentialCache {
 }
 
 /// Splits `pcx_<id>_<secret>`; None unless both parts are well formed.
-fn parse_api_key(key: &str) -> Option<(&str, &str)> {
+pub fn parse_api_key(key: &str) -> Option<(&str, &str)> {
     let (id, secret) = key.strip_prefix(API_KEY_PREFIX)?.split_once('_')?;
     (id.len() == KEY_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit()) && tokens::looks_like_token(secret))
         .then_some((id, secret))

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod authn;
 pub mod credentials;
 pub mod keys;
+pub mod lockout;
 pub mod rbac;
 pub mod revocation;
 pub mod routemap;
@@ -171,6 +172,9 @@ impl Portcullis {
         self.inner
             .store
             .purge_revocations(now)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.purge_login_throttle(now)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())

@@ -138,6 +138,7 @@ impl Portcullis {
 
     pub async fn create_role(&self, name: &str, description: &str, permissions: &[String]) -> AppResult<RoleRow> {
         check_name("name", name)?;
+        validate::all([validate::text("description", description, validate::DESCRIPTION_MAX)])?;
         self.store()
             .create_role(name, description, permissions, Utc::now())
             .await?;
@@ -150,6 +151,9 @@ impl Portcullis {
         description: Option<&str>,
         permissions: Option<&[String]>,
     ) -> AppResult<RoleRow> {
+        validate::all([description
+            .map(|d| validate::text("description", d, validate::DESCRIPTION_MAX))
+            .unwrap_or(Ok(()))])?;
         if !self.store().update_role(name, description, permissions).await? {
             return Err(AppError::NotFound(format!("no role {name}")));
         }
@@ -171,6 +175,7 @@ impl Portcullis {
 
     pub async fn create_permission(&self, name: &str, description: &str) -> AppResult<PermissionRow> {
         check_name("name", name)?;
+        validate::all([validate::text("description", description, validate::DESCRIPTION_MAX)])?;
         let now = Utc::now();
         self.store().create_permission(name, description, now).await?;
         self.inner().credentials.forget_all_users();
@@ -220,8 +225,9 @@ impl Portcullis {
         Ok(user)
     }
 
-    pub async fn update_user(&self, id: Uuid, changes: UserChanges) -> AppResult<UserRow> {
+    pub async fn update_user(&self, id: Uuid, mut changes: UserChanges) -> AppResult<UserRow> {
         let user = self.user(id).await?;
+        changes.email = changes.email.as_deref().map(validate::fold);
         validate::all([
             changes.email.as_deref().map(validate::email).unwrap_or(Ok(())),
             changes.full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
@@ -278,7 +284,7 @@ impl Portcullis {
     }
 
     pub async fn unlock_user(&self, id: Uuid) -> AppResult<()> {
-        if !self.store().unlock_user(id, Utc::now()).await? {
+        if !self.store().unlock_user(id).await? {
             return Err(AppError::NotFound("user not found".into()));
         }
         Ok(())

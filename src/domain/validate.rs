@@ -1,10 +1,23 @@
 //! Input rules for accounts, each failure naming its field.
 //!
-//! Usernames and emails are restricted to ASCII: that rules out Unicode look-alikes
-//! ("аdmin" with a Cyrillic а) outright and makes case-insensitive uniqueness mean
-//! the same thing on SQLite and PostgreSQL.
+//! Usernames and emails are folded with NFKC first, then restricted to ASCII: width and
+//! compatibility variants ("ａｄｍｉｎ", "ﬁle") fold to the plain name they look like, at
+//! registration and at login alike, and what remains non-ASCII (look-alikes such as
+//! "аdmin" with a Cyrillic а) is refused outright. That also makes case-insensitive
+//! uniqueness mean the same thing on SQLite and PostgreSQL.
+
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{AppError, FieldError};
+
+/// NFKC form of a login name or email, the one form stored and looked up.
+pub fn fold(value: &str) -> String {
+    if value.is_ascii() {
+        value.to_string()
+    } else {
+        value.nfkc().collect()
+    }
+}
 
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 64;
@@ -71,17 +84,23 @@ pub fn email(value: &str) -> Result<(), FieldError> {
 }
 
 pub fn full_name(value: &str) -> Result<(), FieldError> {
-    if value.chars().count() > FULL_NAME_MAX {
-        return Err(FieldError {
-            field: "full_name".into(),
-            message: format!("must be at most {FULL_NAME_MAX} characters"),
-        });
+    text("full_name", value, FULL_NAME_MAX)
+}
+
+pub const DESCRIPTION_MAX: usize = 500;
+
+/// Free text a person reads (names, descriptions): at most `max` characters and no
+/// control characters (a NUL would not even fit in a PostgreSQL text column).
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    let err = |m: String| FieldError {
+        field: field.into(),
+        message: m,
+    };
+    if value.chars().count() > max {
+        return Err(err(format!("must be at most {max} characters")));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError {
-            field: "full_name".into(),
-            message: "must not contain control characters".into(),
-        });
+        return Err(err("must not contain control characters".into()));
     }
     Ok(())
 }
@@ -165,6 +184,16 @@ mod tests {
         ] {
             assert!(username(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn compatibility_forms_fold_and_look_alikes_stay_refused() {
+        assert_eq!(fold("ａｄｍｉｎ"), "admin");
+        assert_eq!(fold("ﬁle@example.com"), "file@example.com");
+        assert_eq!(fold("admin²"), "admin2");
+        assert!(username(&fold("аdmin")).is_err(), "Cyrillic а must not fold to a");
+        assert!(username(&fold("admin\u{200b}")).is_err(), "zero-width space");
+        assert!(username(&fold("ａｄｍｉｎ")).is_ok());
     }
 
     #[test]

@@ -143,6 +143,8 @@ pub struct OAuthErrorBody {
 pub struct OAuthError {
     status: StatusCode,
     body: OAuthErrorBody,
+    /// Seconds for `Retry-After` on 429 and 503.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -157,6 +159,7 @@ impl OAuthError {
                 error,
                 error_description: description.into(),
             },
+            retry_after: None,
         }
     }
 }
@@ -164,11 +167,9 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(self.body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
-            res.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+        if let Some(seconds) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
         }
         res
     }
@@ -181,12 +182,18 @@ impl From<AppError> for OAuthError {
             AppError::Validation(_) | AppError::BadRequest(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }
-            AppError::TooManyRequests { .. } => Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", e.to_string()),
-            AppError::Unavailable { .. } => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                e.to_string(),
-            ),
+            AppError::TooManyRequests { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", e.to_string())
+            },
+            AppError::Unavailable { retry_after, .. } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    e.to_string(),
+                )
+            },
             other => {
                 let status = other.status();
                 // Internal causes are logged by the problem mapping; reuse it.

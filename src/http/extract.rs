@@ -1,13 +1,13 @@
 //! Body extractors whose rejections are problem+json answers, and request context.
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::client_ip::ClientIp;
 use crate::domain::ClientContext;
 use crate::error::{AppError, FieldError};
 
@@ -71,11 +71,77 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let limit = state.as_ref().max_body_bytes;
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge(limit)
+            } else {
+                AppError::BadRequest(clean(&e.body_text()))
+            }
+        })?;
+        check_json_shape(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rej) => Err(json_rejection(rej, state.as_ref().max_body_bytes)),
+            Err(rej) => Err(json_rejection(rej, limit)),
         }
     }
+}
+
+/// `application/json` or any `+json` type, parameters allowed.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deepest nesting a request body may have. Every body Portcullis takes is two levels
+/// deep at most; the parser would skip deeper unknown fields without harm, but a
+/// client sending them is broken or probing, and is told so.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses bodies nested deeper than [`MAX_JSON_DEPTH`] and strings holding a NUL
+/// (`\u0000`), in one pass over the bytes before any parsing. No field takes a NUL,
+/// and PostgreSQL text cannot hold one.
+pub fn check_json_shape(body: &[u8]) -> Result<(), AppError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in body.iter().enumerate() {
+        if in_string {
+            match b {
+                b'u' if escaped && body[i + 1..].starts_with(b"0000") => {
+                    return Err(AppError::BadRequest("NUL characters are not accepted".into()));
+                }
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(AppError::BadRequest(format!(
+                        "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Query parameters; a value of the wrong type is a 422 naming the parameter.
@@ -122,16 +188,18 @@ where
     }
 }
 
-/// Client address and user agent for the session record. The address is the socket
-/// peer; trusted-proxy handling belongs to the hardening work.
+/// True when percent-encoded text (a URI, a form body) encodes a NUL.
+pub fn encodes_nul(text: &[u8]) -> bool {
+    text.windows(3).any(|w| w == b"%00")
+}
+
+/// Client address (as resolved by `client_ip`, honouring `TRUSTED_PROXIES`) and user
+/// agent, for the session record.
 impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+        let ip = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
@@ -144,6 +212,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_and_nul_are_found_outside_and_inside_strings() {
+        let ok = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        assert!(check_json_shape(ok.as_bytes()).is_ok());
+        let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH + 1), "]".repeat(MAX_JSON_DEPTH + 1));
+        assert!(check_json_shape(deep.as_bytes()).is_err());
+        let quoted = format!(r#"{{"a": "{}\" [[["}}"#, "[".repeat(100));
+        assert!(check_json_shape(quoted.as_bytes()).is_ok());
+        assert!(check_json_shape(br#"{"a": "x\u0000"}"#).is_err());
+        assert!(
+            check_json_shape(br#"{"a": "x\\u0000"}"#).is_ok(),
+            "an escaped backslash, then text"
+        );
+        assert!(encodes_nul(b"q=a%00b") && !encodes_nul(b"q=a%20b"));
+    }
 
     #[test]
     fn data_errors_name_fields() {

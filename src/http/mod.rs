@@ -7,12 +7,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client_ip;
 pub mod credentials;
 pub mod extract;
 pub mod guard;
 pub mod me;
 pub mod meta;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 
 use std::sync::Arc;
@@ -84,6 +86,8 @@ pub struct Route {
     pub schemas: Vec<(String, serde_json::Value)>,
     /// Served by a mounted router (Swagger UI) rather than `handler`.
     pub mounted: bool,
+    /// Under the per-IP limit by default (`RATE_LIMIT_ROUTES` can change the set).
+    pub rate_limited: bool,
     pub(crate) handler: Option<MethodRouter<AppState>>,
 }
 
@@ -120,8 +124,17 @@ impl Route {
             responses: Vec::new(),
             schemas: Vec::new(),
             mounted: true,
+            rate_limited: false,
             handler: None,
         }
+    }
+
+    /// Puts the route under the per-IP rate limit unless `RATE_LIMIT_ROUTES` says
+    /// otherwise: for routes that check passwords or mint credentials.
+    pub fn rate_limited(mut self) -> Self {
+        self.rate_limited = true;
+        self.responses.push((429, None));
+        self
     }
 
     pub fn doc(mut self, tag: &'static str, summary: &'static str) -> Self {

@@ -1,11 +1,35 @@
 //! Every route Portcullis serves, with who may call it. The router is built from this
 //! table alone; adding a route means adding a line here, rule included.
 
+use std::collections::HashSet;
+
 use axum::http::Method;
 
 use super::Access::{Authenticated, Permission, Public};
 use super::{Route, admin, auth, credentials, me, meta};
+use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
+
+/// The paths under the per-IP rate limit: `RATE_LIMIT_ROUTES` when set (each must be a
+/// declared path), else the routes the table marks.
+pub fn rate_limited_paths(table: &[Route], settings: &RateLimitSettings) -> Result<HashSet<&'static str>, ConfigError> {
+    match &settings.routes {
+        None => Ok(table.iter().filter(|r| r.rate_limited).map(|r| r.path).collect()),
+        Some(paths) => paths
+            .iter()
+            .map(|p| {
+                table
+                    .iter()
+                    .find(|r| r.path == p)
+                    .map(|r| r.path)
+                    .ok_or_else(|| ConfigError {
+                        var: "RATE_LIMIT_ROUTES".into(),
+                        message: format!("{p:?} is not a route Portcullis serves (e.g. /auth/login)"),
+                    })
+            })
+            .collect(),
+    }
+}
 
 pub fn table() -> Vec<Route> {
     use Method as M;
@@ -40,21 +64,25 @@ pub fn table() -> Vec<Route> {
             .empty(200),
         // Authentication.
         Route::new(M::POST, "/auth/register", Public, auth::register)
+            .rate_limited()
             .doc("auth", "Create an account")
             .json::<auth::RegisterRequest>()
             .returns::<auth::UserOut>(201)
             .empty(409),
         Route::new(M::POST, "/auth/login", Public, auth::login)
+            .rate_limited()
             .doc("auth", "Log in with username (or email) and password")
             .json::<auth::LoginRequest>()
             .returns::<TokenPair>(200)
             .empty(401),
         Route::new(M::POST, "/auth/token", Public, auth::token)
+            .rate_limited()
             .doc("auth", "OAuth2 token endpoint (grant_type password or refresh_token)")
             .form::<auth::TokenRequest>()
             .returns::<TokenPair>(200)
             .returns::<auth::OAuthErrorBody>(400),
         Route::new(M::POST, "/auth/refresh", Public, auth::refresh)
+            .rate_limited()
             .doc("auth", "Rotate a refresh token for a new token pair")
             .json::<auth::RefreshRequest>()
             .returns::<TokenPair>(200)
@@ -76,6 +104,7 @@ pub fn table() -> Vec<Route> {
             .returns::<auth::UserOut>(200)
             .empty(409),
         Route::new(M::POST, "/auth/me/password", Authenticated, me::change_password)
+            .rate_limited()
             .doc("me", "Change password; ends the caller's other sessions")
             .json::<me::ChangePasswordRequest>()
             .empty(204),

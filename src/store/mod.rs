@@ -10,6 +10,7 @@ mod keys;
 pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;
+pub(crate) mod throttle;
 mod users;
 
 use std::str::FromStr;
@@ -27,6 +28,7 @@ pub use keys::SigningKeyRow;
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;
 pub use sessions::{NewSession, RotateOutcome, RotatedSession, SessionRow};
+pub use throttle::ThrottleRow;
 pub use users::{NewUser, UserGrants, UserRow};
 
 #[derive(Clone, Debug)]

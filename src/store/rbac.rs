@@ -76,8 +76,8 @@ const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
 const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1";
-const ADMIN_SET_PASSWORD: &str = "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3, failed_logins = 0, locked_until = NULL WHERE id = $1";
-const UNLOCK: &str = "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = $2 WHERE id = $1";
+const ADMIN_SET_PASSWORD: &str =
+    "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
 const SELECT_USER: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
 const COUNT_MATCHING: &str = "SELECT COUNT(*) FROM users WHERE ($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')";
 
@@ -391,6 +391,7 @@ impl Store {
         Ok(admin_tx!(self, tx, before => {
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_deleted", now, revocation_expires);
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
+            sqlx::query(super::throttle::CLEAR).bind(super::throttle::user_key(id)).execute(&mut *tx).await?;
             record_event!(tx, "user", id.to_string(), now);
             commit_if_admin_remains!(tx, before, "cannot delete this user");
             deleted.then_some(ended)
@@ -409,16 +410,20 @@ impl Store {
         Ok(super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(ADMIN_SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
+            sqlx::query(super::throttle::CLEAR).bind(super::throttle::user_key(id)).execute(&mut *tx).await?;
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "password_reset", now, revocation_expires);
             tx.commit().await?;
             changed.then_some(ended)
         }))
     }
 
-    pub async fn unlock_user(&self, id: Uuid, now: DateTime<Utc>) -> AppResult<bool> {
-        Ok(
-            super::on_pool!(self, pool => sqlx::query(UNLOCK).bind(id).bind(now).execute(pool).await?.rows_affected() > 0),
-        )
+    /// Clears the user's failed-login count and lock; false when there is no such user.
+    pub async fn unlock_user(&self, id: Uuid) -> AppResult<bool> {
+        Ok(super::on_pool!(self, pool => {
+            let exists: bool = sqlx::query_scalar(USER_EXISTS).bind(id).fetch_one(pool).await?;
+            sqlx::query(super::throttle::CLEAR).bind(super::throttle::user_key(id)).execute(pool).await?;
+            exists
+        }))
     }
 
     /// A page of users matching `q` (substring of username, email or full name).

@@ -95,7 +95,7 @@ async fn register_validates_and_rejects_duplicates() {
                 "username",
             ),
             (
-                json!({"username": "abc", "email": "ab@example.com", "password": PASSWORD, "full_name": "a\u{0}b"}),
+                json!({"username": "abc", "email": "ab@example.com", "password": PASSWORD, "full_name": "a\u{1}b"}),
                 "full_name",
             ),
         ];
@@ -212,40 +212,67 @@ async fn login_by_username_or_email_and_uniform_failures() {
 /// Unknown users are checked against a dummy hash: with a hash that costs
 /// milliseconds, both failures take about as long (generous bound; the statistical
 /// version belongs to the hardening suite).
+/// Statistical: pairs of attempts, interleaved and in alternating order, compared by
+/// median with a generous band. The machine is noisy, so a round that misses is
+/// retried; three misses in a row fail. Failures are still counted toward lockout
+/// (with a threshold too high to trip), so both paths do the same writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_user_and_wrong_password_take_similar_time() {
-    let (s, _db) = TestServer::start_with(
-        Backend::Sqlite,
-        &[("PASSWORD_HASH_MEMORY_KIB", "8192"), ("PASSWORD_HASH_ITERATIONS", "2")],
-    )
-    .await;
-    s.register("timing").await;
-    let median = |samples: &mut Vec<f64>| {
-        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        samples[samples.len() / 2]
-    };
-    let mut known = Vec::new();
-    let mut unknown = Vec::new();
-    for i in 0..9 {
-        for (user, out) in [("timing", &mut known), (&*format!("ghost{i}"), &mut unknown)] {
-            let t = Instant::now();
-            let res = s
-                .post_json(
-                    "/auth/login",
-                    &json!({"username": user, "password": "not the password"}),
-                )
-                .await;
-            assert_eq!(res.status(), 401);
-            out.push(t.elapsed().as_secs_f64());
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(
+            backend,
+            &[
+                ("PASSWORD_HASH_MEMORY_KIB", "8192"),
+                ("PASSWORD_HASH_ITERATIONS", "2"),
+                ("LOGIN_LOCKOUT_THRESHOLD", "1000"),
+            ],
+        )
+        .await;
+        s.register("timing").await;
+        let median = |samples: &mut Vec<f64>| {
+            samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            samples[samples.len() / 2]
+        };
+        let attempt = |user: String| {
+            let s = &s;
+            async move {
+                let t = Instant::now();
+                let res = s
+                    .post_json(
+                        "/auth/login",
+                        &json!({"username": user, "password": "not the password"}),
+                    )
+                    .await;
+                assert_eq!(res.status(), 401);
+                t.elapsed().as_secs_f64()
+            }
+        };
+        let mut rounds = Vec::new();
+        for _round in 0..3 {
+            let (mut known, mut unknown) = (Vec::new(), Vec::new());
+            for i in 0..15 {
+                let ghost = format!("ghost{}", rounds.len() * 100 + i);
+                if i % 2 == 0 {
+                    known.push(attempt("timing".into()).await);
+                    unknown.push(attempt(ghost).await);
+                } else {
+                    unknown.push(attempt(ghost).await);
+                    known.push(attempt("timing".into()).await);
+                }
+            }
+            let (k, u) = (median(&mut known), median(&mut unknown));
+            rounds.push((k, u));
+            if (0.67..1.5).contains(&(k / u)) {
+                break;
+            }
         }
+        let &(k, u) = rounds.last().unwrap();
+        assert!(
+            (0.67..1.5).contains(&(k / u)),
+            "{backend:?}: wrong password vs unknown user medians (s) per round: {rounds:?}"
+        );
+        s.stop().await;
     }
-    let (k, u) = (median(&mut known), median(&mut unknown));
-    let ratio = k / u;
-    assert!(
-        (0.4..2.5).contains(&ratio),
-        "wrong password {k:.4}s vs unknown user {u:.4}s"
-    );
-    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

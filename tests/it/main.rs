@@ -2,9 +2,11 @@
 //! real SQLite file and a real PostgreSQL database (a fresh one per server).
 //! One test binary, so the crate links once.
 
+mod abuse;
 mod accounts;
 mod cli;
 mod credentials;
+mod hostile_tokens;
 mod rbac;
 mod service;
 mod sessions;

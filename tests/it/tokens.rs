@@ -87,144 +87,146 @@ fn b64json(v: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_stale_tokens_are_refused() {
-    let (s, _db) = TestServer::start(Backend::Sqlite).await;
-    let t = s.user("victim").await;
-    let good = claims_of(&t.access);
-    let header = jwt_part(&t.access, 0);
-    let kid = header["kid"].as_str().unwrap().to_string();
-    let jwk_text = {
-        let jwks: Value = s
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let t = s.user("victim").await;
+        let good = claims_of(&t.access);
+        let header = jwt_part(&t.access, 0);
+        let kid = header["kid"].as_str().unwrap().to_string();
+        let jwk_text = {
+            let jwks: Value = s
+                .client
+                .get(s.url("/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            jwks["keys"][0].to_string()
+        };
+        let ring = s.service.keys().ring();
+        let now = Utc::now().timestamp();
+        let with = |f: &dyn Fn(&mut AccessClaims)| {
+            let mut c = good.clone();
+            f(&mut c);
+            ring.sign(&c).unwrap()
+        };
+        let parts: Vec<&str> = t.access.split('.').collect();
+        let mut hs_header = Header::new(Algorithm::HS256);
+        hs_header.kid = Some(kid.clone());
+        let elevated = {
+            let mut c = good.clone();
+            c.roles = vec!["admin".into()];
+            c
+        };
+
+        let forged: Vec<(&str, String)> = vec![
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64json(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+                    parts[1]
+                ),
+            ),
+            (
+                "HS256 signed with the public key",
+                jsonwebtoken::encode(&hs_header, &good, &EncodingKey::from_secret(jwk_text.as_bytes())).unwrap(),
+            ),
+            ("stripped signature", format!("{}.{}.", parts[0], parts[1])),
+            (
+                "tampered claims",
+                format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    b64json(&serde_json::to_value(&elevated).unwrap()),
+                    parts[2]
+                ),
+            ),
+            (
+                "unknown kid",
+                format!(
+                    "{}.{}.{}",
+                    b64json(&json!({"alg": "ES256", "typ": "JWT", "kid": "no-such-key"})),
+                    parts[1],
+                    parts[2]
+                ),
+            ),
+            (
+                "kid path traversal",
+                format!(
+                    "{}.{}.{}",
+                    b64json(&json!({"alg": "ES256", "kid": "../../etc/passwd"})),
+                    parts[1],
+                    parts[2]
+                ),
+            ),
+            (
+                "kid sql",
+                format!(
+                    "{}.{}.{}",
+                    b64json(&json!({"alg": "ES256", "kid": "' OR '1'='1"})),
+                    parts[1],
+                    parts[2]
+                ),
+            ),
+            (
+                "no kid",
+                format!(
+                    "{}.{}.{}",
+                    b64json(&json!({"alg": "ES256", "typ": "JWT"})),
+                    parts[1],
+                    parts[2]
+                ),
+            ),
+            (
+                "wrong typ",
+                format!(
+                    "{}.{}.{}",
+                    b64json(&json!({"alg": "ES256", "typ": "refresh+jwt", "kid": kid})),
+                    parts[1],
+                    parts[2]
+                ),
+            ),
+            (
+                "expired",
+                with(&|c| {
+                    c.iat = now - 3600;
+                    c.nbf = now - 3600;
+                    c.exp = now - 600;
+                }),
+            ),
+            ("not yet valid", with(&|c| c.nbf = now + 600)),
+            ("wrong issuer", with(&|c| c.iss = "https://evil.example".into())),
+            ("wrong audience", with(&|c| c.aud = "another-service".into())),
+            ("sub not a user id", with(&|c| c.sub = "admin".into())),
+            ("garbage", "not.a.jwt".into()),
+            ("huge", format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2])),
+        ];
+        for (name, token) in forged {
+            let res = s.get_auth("/auth/me", &token).await;
+            let status = res.status();
+            let body = expect_invalid_token(res).await;
+            assert_eq!(status, 401, "{name}: {body}");
+        }
+        // Not a bearer credential at all.
+        let res = s
             .client
-            .get(s.url("/.well-known/jwks.json"))
+            .get(s.url("/auth/me"))
+            .header("authorization", "Basic dXNlcjpwYXNz")
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        jwks["keys"][0].to_string()
-    };
-    let ring = s.service.keys().ring();
-    let now = Utc::now().timestamp();
-    let with = |f: &dyn Fn(&mut AccessClaims)| {
-        let mut c = good.clone();
-        f(&mut c);
-        ring.sign(&c).unwrap()
-    };
-    let parts: Vec<&str> = t.access.split('.').collect();
-    let mut hs_header = Header::new(Algorithm::HS256);
-    hs_header.kid = Some(kid.clone());
-    let elevated = {
-        let mut c = good.clone();
-        c.roles = vec!["admin".into()];
-        c
-    };
-
-    let forged: Vec<(&str, String)> = vec![
-        (
-            "alg none",
-            format!(
-                "{}.{}.",
-                b64json(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
-                parts[1]
-            ),
-        ),
-        (
-            "HS256 signed with the public key",
-            jsonwebtoken::encode(&hs_header, &good, &EncodingKey::from_secret(jwk_text.as_bytes())).unwrap(),
-        ),
-        ("stripped signature", format!("{}.{}.", parts[0], parts[1])),
-        (
-            "tampered claims",
-            format!(
-                "{}.{}.{}",
-                parts[0],
-                b64json(&serde_json::to_value(&elevated).unwrap()),
-                parts[2]
-            ),
-        ),
-        (
-            "unknown kid",
-            format!(
-                "{}.{}.{}",
-                b64json(&json!({"alg": "ES256", "typ": "JWT", "kid": "no-such-key"})),
-                parts[1],
-                parts[2]
-            ),
-        ),
-        (
-            "kid path traversal",
-            format!(
-                "{}.{}.{}",
-                b64json(&json!({"alg": "ES256", "kid": "../../etc/passwd"})),
-                parts[1],
-                parts[2]
-            ),
-        ),
-        (
-            "kid sql",
-            format!(
-                "{}.{}.{}",
-                b64json(&json!({"alg": "ES256", "kid": "' OR '1'='1"})),
-                parts[1],
-                parts[2]
-            ),
-        ),
-        (
-            "no kid",
-            format!(
-                "{}.{}.{}",
-                b64json(&json!({"alg": "ES256", "typ": "JWT"})),
-                parts[1],
-                parts[2]
-            ),
-        ),
-        (
-            "wrong typ",
-            format!(
-                "{}.{}.{}",
-                b64json(&json!({"alg": "ES256", "typ": "refresh+jwt", "kid": kid})),
-                parts[1],
-                parts[2]
-            ),
-        ),
-        (
-            "expired",
-            with(&|c| {
-                c.iat = now - 3600;
-                c.nbf = now - 3600;
-                c.exp = now - 600;
-            }),
-        ),
-        ("not yet valid", with(&|c| c.nbf = now + 600)),
-        ("wrong issuer", with(&|c| c.iss = "https://evil.example".into())),
-        ("wrong audience", with(&|c| c.aud = "another-service".into())),
-        ("sub not a user id", with(&|c| c.sub = "admin".into())),
-        ("garbage", "not.a.jwt".into()),
-        ("huge", format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2])),
-    ];
-    for (name, token) in forged {
-        let res = s.get_auth("/auth/me", &token).await;
-        let status = res.status();
-        let body = expect_invalid_token(res).await;
-        assert_eq!(status, 401, "{name}: {body}");
+        expect_invalid_token(res).await;
+        let res = s.client.get(s.url("/auth/me")).send().await.unwrap();
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        expect_problem(res, 401).await;
+        // Within the leeway an almost-expired token is still fine, and the real one works.
+        assert_eq!(s.get_auth("/auth/me", &with(&|c| c.exp = now - 5)).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        s.stop().await;
     }
-    // Not a bearer credential at all.
-    let res = s
-        .client
-        .get(s.url("/auth/me"))
-        .header("authorization", "Basic dXNlcjpwYXNz")
-        .send()
-        .await
-        .unwrap();
-    expect_invalid_token(res).await;
-    let res = s.client.get(s.url("/auth/me")).send().await.unwrap();
-    assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    expect_problem(res, 401).await;
-    // Within the leeway an almost-expired token is still fine, and the real one works.
-    assert_eq!(s.get_auth("/auth/me", &with(&|c| c.exp = now - 5)).await.status(), 200);
-    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
-    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,490 @@
+//! Abuse resistance: account lockout, per-IP limits, trusted proxies, CORS and
+//! security headers, hostile input; on both backends.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn login(s: &TestServer, username: &str, password: &str) -> reqwest::Response {
+    s.post_json("/auth/login", &json!({"username": username, "password": password}))
+        .await
+}
+
+/// A 429 problem, returning its `Retry-After` in seconds.
+async fn expect_locked(res: reqwest::Response) -> u64 {
+    let retry: u64 = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After on 429");
+    let body = expect_problem(res, 429).await;
+    assert_eq!(body["type"], "urn:portcullis:problem:rate-limited");
+    retry
+}
+
+const LOCKOUT: [(&str, &str); 3] = [
+    ("LOGIN_LOCKOUT_THRESHOLD", "3"),
+    ("LOGIN_LOCKOUT_SECONDS", "1"),
+    ("LOGIN_LOCKOUT_MAX_SECONDS", "2"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_lock_accounts_and_unknown_names_alike() {
+    for backend in backends().await {
+        let (s, db) = TestServer::start_with(backend, &LOCKOUT).await;
+        s.register("victim").await;
+
+        // Three failures (by username and by email: one account) lock it...
+        for who in ["victim", "victim@example.com", "VICTIM"] {
+            expect_problem(login(&s, who, "wrong password").await, 401).await;
+        }
+        // ...so even the right password is refused, without saying why.
+        let wait = expect_locked(login(&s, "victim", PASSWORD).await).await;
+        assert_eq!(wait, 1);
+        // The OAuth password grant is locked too, in its own error format.
+        let res = s
+            .client
+            .post(s.url("/auth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "victim"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "slow_down");
+
+        // An unknown name gets exactly the same treatment.
+        for _ in 0..3 {
+            expect_problem(login(&s, "ghost", "wrong password").await, 401).await;
+        }
+        assert_eq!(expect_locked(login(&s, "ghost", "anything").await).await, wait);
+
+        // Another instance on the same database sees the lock.
+        if backend == Backend::Postgres {
+            let other = TestServer::on(&db, &LOCKOUT).await;
+            expect_locked(login(&other, "victim", PASSWORD).await).await;
+            other.stop().await;
+        }
+
+        // After the lock, one more failure locks again, for twice as long (capped at 2 s).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        expect_problem(login(&s, "victim", "wrong again").await, 401).await;
+        assert_eq!(expect_locked(login(&s, "victim", PASSWORD).await).await, 2);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+
+        // A success resets the count: two failures are not yet a lock.
+        s.login_as("victim", PASSWORD).await;
+        for _ in 0..2 {
+            expect_problem(login(&s, "victim", "wrong").await, 401).await;
+        }
+        s.login_as("victim", PASSWORD).await;
+
+        // An administrator can unlock at once.
+        for _ in 0..3 {
+            expect_problem(login(&s, "victim", "wrong").await, 401).await;
+        }
+        expect_locked(login(&s, "victim", PASSWORD).await).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let id = s.service.store().user_by_login("victim").await.unwrap().unwrap().id;
+        let res = s
+            .client
+            .post(s.url(&format!("/admin/users/{id}/unlock")))
+            .bearer_auth(&admin.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+        s.login_as("victim", PASSWORD).await;
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_limits_and_trusted_proxies() {
+    for backend in backends().await {
+        let limited = [
+            ("RATE_LIMIT_PER_IP_PER_MINUTE", "60"),
+            ("RATE_LIMIT_BURST", "3"),
+            ("LOGIN_LOCKOUT_THRESHOLD", "0"),
+        ];
+        let (s, db) = TestServer::start_with(backend, &limited).await;
+        let wrong = json!({"username": "nobody", "password": "wrong"});
+        for _ in 0..3 {
+            expect_problem(s.post_json("/auth/login", &wrong).await, 401).await;
+        }
+        assert!(expect_locked(s.post_json("/auth/login", &wrong).await).await >= 1);
+        // One bucket covers every limited route; unlimited routes are untouched.
+        expect_locked(s.post_json("/auth/refresh", &json!({"refresh_token": "x"})).await).await;
+        assert_eq!(s.client.get(s.url("/health")).send().await.unwrap().status(), 200);
+        // Without trusted proxies, a forged X-Forwarded-For buys nothing.
+        let res = s
+            .client
+            .post(s.url("/auth/login"))
+            .header("x-forwarded-for", "203.0.113.9")
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap();
+        expect_locked(res).await;
+        let metrics = s
+            .client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("portcullis_rate_limited_total") && l.contains("scope=\"ip\"")),
+            "{metrics}"
+        );
+        s.stop().await;
+
+        // Behind a trusted proxy each forwarded client has its own bucket, and the
+        // session records the forwarded address.
+        let mut behind_proxy = limited.to_vec();
+        behind_proxy.push(("TRUSTED_PROXIES", "127.0.0.0/8"));
+        let s = TestServer::on(&db, &behind_proxy).await;
+        s.register("proxied").await;
+        let via = |ip: &'static str, body: Value| {
+            s.client
+                .post(s.url("/auth/login"))
+                .header("x-forwarded-for", format!("198.51.100.66, {ip}"))
+                .json(&body)
+                .send()
+        };
+        for _ in 0..3 {
+            expect_problem(via("203.0.113.1", wrong.clone()).await.unwrap(), 401).await;
+        }
+        expect_locked(via("203.0.113.1", wrong.clone()).await.unwrap()).await;
+        let ok = via("203.0.113.2", json!({"username": "proxied", "password": PASSWORD}))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let tokens = Tokens::from(ok.json::<Value>().await.unwrap());
+        let sessions: Value = s.get_auth("/auth/sessions", &tokens.access).await.json().await.unwrap();
+        let ips: Vec<&str> = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["ip"].as_str())
+            .collect();
+        assert_eq!(ips, ["203.0.113.2"], "{sessions}");
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_cors_and_hsts() {
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let tokens = s.user("headers").await;
+        let res = s
+            .client
+            .get(s.url("/auth/me"))
+            .bearer_auth(&tokens.access)
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap();
+        let h = res.headers();
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(!h.contains_key("access-control-allow-origin"), "CORS is off by default");
+        assert!(!h.contains_key("strict-transport-security"), "HSTS is off by default");
+        let res = s
+            .post_json("/auth/login", &json!({"username": "headers", "password": PASSWORD}))
+            .await;
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        s.stop().await;
+
+        let s = TestServer::on(
+            &db,
+            &[
+                ("CORS_ALLOWED_ORIGINS", "https://app.example.com"),
+                ("HSTS_MAX_AGE_SECONDS", "31536000"),
+            ],
+        )
+        .await;
+        let preflight = |origin: &'static str| {
+            s.client
+                .request(reqwest::Method::OPTIONS, s.url("/auth/me"))
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .header("access-control-request-headers", "authorization")
+                .send()
+        };
+        let res = preflight("https://app.example.com").await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let h = res.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+        assert!(
+            h["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .contains("authorization")
+        );
+        let res = preflight("https://evil.example").await.unwrap();
+        assert!(!res.headers().contains_key("access-control-allow-origin"));
+        let res = s
+            .client
+            .get(s.url("/auth/me"))
+            .bearer_auth(&tokens.access)
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example.com");
+        assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000");
+        s.stop().await;
+    }
+}
+
+/// What the admin sees of the user table: a state change would show here.
+async fn user_count(s: &TestServer, admin: &Tokens) -> u64 {
+    let page: Value = s
+        .get_auth("/admin/users?limit=1", &admin.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["total"].as_u64().expect("total")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_a_clear_4xx_and_changes_nothing() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let user = s.user("steady").await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let before = user_count(&s, &admin).await;
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        let long = "x".repeat(10_000);
+        let reg = |username: &str, email: &str, password: &str, full_name: &str| json!({"username": username, "email": email, "password": password, "full_name": full_name});
+        let raw_bodies: Vec<(&str, Vec<u8>, u16)> = vec![
+            (
+                "invalid UTF-8",
+                b"{\"username\": \"\xff\xfe\", \"email\": \"a@b.co\", \"password\": \"x\"}".to_vec(),
+                400,
+            ),
+            ("truncated JSON", b"{\"username\": ".to_vec(), 400),
+            (
+                "deep nesting",
+                format!(r#"{{"username":"deepone","email":"d@example.com","password":"{PASSWORD}","extra":{deep}}}"#)
+                    .into_bytes(),
+                400,
+            ),
+            ("over the body limit", vec![b' '; 70 * 1024], 413),
+        ];
+        for (what, body, status) in raw_bodies {
+            let res = s
+                .client
+                .post(s.url("/auth/register"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let problem = expect_problem(res, status).await;
+            assert!(!problem["detail"].as_str().unwrap().is_empty(), "{what}");
+        }
+        for body in [
+            reg("nul\0user", "n@example.com", PASSWORD, ""),
+            reg("nulmail", "n\0@example.com", PASSWORD, ""),
+            reg("nulpass", "p@example.com", "correct horse\0battery", ""),
+            reg("nulname", "q@example.com", PASSWORD, "Nul\0Name"),
+        ] {
+            let problem = expect_problem(s.post_json("/auth/register", &body).await, 400).await;
+            assert!(problem["detail"].as_str().unwrap().contains("NUL"), "{problem}");
+        }
+        let json_bodies: Vec<(&str, Value, &str)> = vec![
+            (
+                "tab in full name",
+                reg("tabname", "t@example.com", PASSWORD, "Tab\tName"),
+                "full_name",
+            ),
+            (
+                "escape in password",
+                reg("escpass", "e@example.com", "correct horse\u{1b}battery", ""),
+                "password",
+            ),
+            (
+                "very long username",
+                reg(&long, "l@example.com", PASSWORD, ""),
+                "username",
+            ),
+            (
+                "very long full name",
+                reg("longname", "m@example.com", PASSWORD, &long),
+                "full_name",
+            ),
+            (
+                "SQL in username",
+                reg("x' OR '1'='1", "s@example.com", PASSWORD, ""),
+                "username",
+            ),
+            (
+                "SQL in email",
+                reg("sqlmail", "a'--@example.com';DROP TABLE users", PASSWORD, ""),
+                "email",
+            ),
+            (
+                "Cyrillic look-alike",
+                reg("аdmin", "cy@example.com", PASSWORD, ""),
+                "username",
+            ),
+            (
+                "zero-width space",
+                reg("ad\u{200b}min", "zw@example.com", PASSWORD, ""),
+                "username",
+            ),
+            (
+                "wrong type",
+                json!({"username": 5, "email": "t@example.com", "password": PASSWORD}),
+                "username",
+            ),
+        ];
+        for (what, body, field) in json_bodies {
+            let problem = expect_problem(s.post_json("/auth/register", &body).await, 422).await;
+            assert_eq!(problem["errors"][0]["field"], field, "{what}: {problem}");
+        }
+        // Compatibility forms fold to the name they look like: "ａｄｍｉｎ" is admin.
+        let problem = expect_problem(
+            s.post_json("/auth/register", &reg("ａｄｍｉｎ", "fw@example.com", PASSWORD, ""))
+                .await,
+            409,
+        )
+        .await;
+        assert!(problem["detail"].as_str().unwrap().contains("username"), "{problem}");
+        s.login_as("ａｄｍｉｎ", ADMIN_PASSWORD).await;
+
+        // Hostile values where an existing account is touched.
+        let authed: Vec<(reqwest::Method, &str, Value, u16)> = vec![
+            (reqwest::Method::PATCH, "/auth/me", json!({"full_name": "a\0b"}), 400),
+            (reqwest::Method::PATCH, "/auth/me", json!({"full_name": "a\u{7}b"}), 422),
+            (
+                reqwest::Method::PATCH,
+                "/auth/me",
+                json!({"email": "x\u{1}@example.com"}),
+                422,
+            ),
+            (
+                reqwest::Method::POST,
+                "/auth/api-keys",
+                json!({"name": "k\u{8}ey"}),
+                422,
+            ),
+            (reqwest::Method::POST, "/auth/check", json!({"permission": long}), 200),
+        ];
+        for (method, path, body, status) in authed {
+            let res = s
+                .client
+                .request(method, s.url(path))
+                .bearer_auth(&user.access)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), status, "{path} {body}");
+        }
+        let admin_bodies: Vec<(&str, Value, u16)> = vec![
+            ("/admin/roles", json!({"name": "ro\0le"}), 400),
+            ("/admin/roles", json!({"name": "x'; DROP TABLE roles; --"}), 422),
+            ("/admin/roles", json!({"name": "fine", "description": "d\u{1}"}), 422),
+            ("/admin/permissions", json!({"name": "p", "description": "d\u{2}"}), 422),
+        ];
+        for (path, body, status) in admin_bodies {
+            let res = s
+                .client
+                .post(s.url(path))
+                .bearer_auth(&admin.access)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            expect_problem(res, status).await;
+        }
+        // Login with hostile names is just a failed login; search with them finds nothing.
+        for name in ["' OR 1=1 --", "\0", &long, "%", "ａｄｍｉｎ\0"] {
+            let res = login(&s, name, "whatever").await;
+            assert!(
+                matches!(res.status().as_u16(), 400 | 401 | 422),
+                "{name:?}: {}",
+                res.status()
+            );
+        }
+        let found: Value = s
+            .get_auth("/admin/users?q=%25'%20OR%201%3D1%20--", &admin.access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(found["total"], 0, "{found}");
+        // NUL and friends in paths, queries and token fields reach no database as-is.
+        for path in [
+            "/admin/users?q=%00",
+            "/admin/roles/a%00b",
+            "/admin/permissions/a%00b",
+            "/admin/users/%00",
+            "/auth/verify?permission=%00",
+            "/auth/api-keys/%00",
+        ] {
+            let res = s.get_auth(path, &admin.access).await;
+            let status = res.status().as_u16();
+            assert!((200..500).contains(&status), "{path}: {status}");
+        }
+        for (path, body) in [
+            ("/auth/refresh", json!({"refresh_token": "\0"})),
+            ("/auth/logout", json!({"refresh_token": "a\0b"})),
+        ] {
+            let status = s.post_json(path, &body).await.status().as_u16();
+            assert!((200..500).contains(&status), "{path}: {status}");
+        }
+        for (path, token) in [("/auth/introspect", "pcx_\0_x"), ("/auth/revoke", "\0")] {
+            let res = s
+                .client
+                .post(s.url(path))
+                .bearer_auth(&admin.access)
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            assert!((200..500).contains(&status), "{path}: {status}");
+        }
+        for query in ["limit=abc", "limit=-1", "offset=x", "sort=password_hash"] {
+            let res = s.get_auth(&format!("/admin/users?{query}"), &admin.access).await;
+            expect_problem(res, 422).await;
+        }
+        // Oversized headers are refused by the HTTP layer, not by a crash.
+        let res = s
+            .client
+            .get(s.url("/auth/me"))
+            .header("authorization", format!("Bearer {}", "A".repeat(200_000)))
+            .send()
+            .await;
+        if let Ok(res) = res {
+            assert!(res.status().is_client_error(), "{}", res.status());
+        }
+        assert_eq!(
+            user_count(&s, &admin).await,
+            before,
+            "no hostile request created a user"
+        );
+        let me = s.get_auth("/auth/me", &user.access).await;
+        assert_eq!(me.status(), 200);
+        s.stop().await;
+    }
+}
