@@ -156,7 +156,10 @@ pub fn router(service: Portcullis) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
 
-    let trusted_proxies: Arc<[ipnet::IpNet]> = config.trusted_proxies.clone().into();
+    let trusted_proxies = Arc::new(http::client_ip::TrustedProxies {
+        nets: config.trusted_proxies.clone(),
+        header: config.trusted_proxy_header,
+    });
     app.merge(swagger)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -159,8 +159,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub lockout: LockoutPolicy,
     pub rate_limit: RateLimitSettings,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Peers whose forwarding header is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header those proxies write.
+    pub trusted_proxy_header: ForwardingHeader,
     pub cors: CorsSettings,
     /// `Strict-Transport-Security` value, when configured.
     pub hsts: Option<String>,
@@ -196,6 +198,15 @@ pub struct RateLimitSettings {
     pub burst: u32,
     /// Paths (as in the route table) to limit instead of the table's defaults.
     pub routes: Option<Vec<String>>,
+}
+
+/// Which header trusted proxies record the client address in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardingHeader {
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=...`.
+    Forwarded,
 }
 
 /// Cross-origin access for browser apps; off unless origins are listed.
@@ -503,6 +514,20 @@ impl Config {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxy_header = match s
+            .string(&["TRUSTED_PROXY_HEADER"], "x-forwarded-for")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "x-forwarded-for" => ForwardingHeader::XForwardedFor,
+            "forwarded" => ForwardingHeader::Forwarded,
+            other => {
+                return Err(ConfigError::new(
+                    "TRUSTED_PROXY_HEADER",
+                    format!("expected x-forwarded-for or forwarded, got {other:?}"),
+                ));
+            }
+        };
         let cors = CorsSettings {
             origins: split_list(&s.string(&["CORS_ALLOWED_ORIGINS", "CORS_ORIGINS"], ""))
                 .map(|o| o.trim_end_matches('/').to_string())
@@ -510,10 +535,13 @@ impl Config {
             allow_credentials: s.flag(&["CORS_ALLOW_CREDENTIALS"], false)?,
         };
         for origin in &cors.origins {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
             let valid = origin == "*"
-                || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                    && axum::http::HeaderValue::from_str(origin).is_ok()
-                    && !origin["https://".len().min(origin.len())..].contains('/'));
+                || host.is_some_and(|h| {
+                    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                });
             if !valid {
                 return Err(ConfigError::new(
                     "CORS_ALLOWED_ORIGINS",
@@ -585,6 +613,7 @@ impl Config {
             lockout,
             rate_limit,
             trusted_proxies,
+            trusted_proxy_header,
             cors,
             hsts,
         })
@@ -697,6 +726,9 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.0/8, not-an-address"),
             ("CORS_ALLOWED_ORIGINS", "https://app.example.com/path"),
             ("CORS_ALLOWED_ORIGINS", "*, https://app.example.com"),
+            ("CORS_ALLOWED_ORIGINS", "http://é.example"),
+            ("CORS_ALLOWED_ORIGINS", "http://"),
+            ("TRUSTED_PROXY_HEADER", "x-real-ip"),
             ("CORS_ALLOW_CREDENTIALS", "maybe"),
             ("LOGIN_LOCKOUT_THRESHOLD", "-1"),
         ] {

@@ -8,6 +8,8 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod store;
 
 pub use domain::Portcullis;

@@ -177,10 +177,13 @@ impl Portcullis {
     pub async fn change_password(&self, caller: &Principal, current: &str, new: &str) -> AppResult<()> {
         let inner = self.inner();
         let user = self.me(caller).await?;
+        // Guessing the current password with a stolen token counts like guessing at login.
+        self.begin_login_attempt(&user.username).await?;
         let verified = inner.hasher.verify(current, user.password_hash.as_deref()).await?;
         if !verified.ok {
             return Err(AppError::validation("current_password", "is incorrect"));
         }
+        self.login_succeeded(&user.username).await?;
         validate::all([inner.policy.check("new_password", new, &user.username, &user.email)])?;
         if current == new {
             return Err(AppError::validation(

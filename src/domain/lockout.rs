@@ -1,29 +1,44 @@
-//! Per-account lockout after consecutive failed logins (password now, MFA later).
+//! Lockout after consecutive failed logins (password now, MFA later).
 //!
-//! The count lives in the database so every instance sees the same lock. Names no
-//! account has are counted and locked the same way, under a digest of the name, so a
-//! 429 says nothing about whether an account exists.
+//! Counts are kept per login name (a username or an email, folded and lower-cased),
+//! whether or not an account has that name, under a SHA-256 of the name: a password
+//! typed into the username field is never stored, and a 429 answers exactly the same
+//! for real and unknown names. Keying by the account instead would let anyone learn
+//! that an email belongs to a locked username. The price: an account's username and
+//! email count separately. Counts live in the database so every instance sees them.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
 use super::Portcullis;
+use crate::config::LockoutPolicy;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
-use crate::store::UserRow;
-use crate::store::throttle::{name_key, user_key};
+use crate::store::{Attempt, UserRow};
 
-/// Failures older than this no longer count toward a lock.
+/// Failures older than this no longer count toward a lock (see `failure_memory`).
 const FAILURE_MEMORY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-/// The lock a login attempt is counted against: the account's when the name (or
-/// email) belongs to one, else the folded name's.
-pub(crate) fn throttle_key(user: Option<&UserRow>, folded_login: &str) -> String {
-    match user {
-        Some(u) => user_key(u.id),
-        None => name_key(&URL_SAFE_NO_PAD.encode(tokens::digest(&folded_login.to_ascii_lowercase()))),
-    }
+/// The count a login name is kept under.
+pub(crate) fn login_key(folded_login: &str) -> String {
+    format!(
+        "n:{}",
+        URL_SAFE_NO_PAD.encode(tokens::digest(&folded_login.to_ascii_lowercase()))
+    )
+}
+
+/// Every count an account can be locked under: its username and its email.
+pub(crate) fn keys_of(user: &UserRow) -> Vec<String> {
+    vec![login_key(&user.username), login_key(&user.email)]
+}
+
+/// How long failures are remembered: a day, or twice the longest lock if that is
+/// longer, so a lock cannot outlive the count that makes the next one longer.
+fn failure_memory(policy: &LockoutPolicy) -> chrono::TimeDelta {
+    chrono::Duration::from_std(policy.max * 2)
+        .unwrap_or(FAILURE_MEMORY)
+        .max(FAILURE_MEMORY)
 }
 
 /// Seconds until `until`, at least one (a `Retry-After` of 0 invites a busy loop).
@@ -32,62 +47,53 @@ fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
-/// The answer while locked: the same for accounts and unknown names.
-fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> AppError {
-    metrics::counter!("portcullis_rate_limited_total", "scope" => "account").increment(1);
-    AppError::TooManyRequests {
-        retry_after: seconds_until(until, now),
-    }
-}
-
 impl Portcullis {
-    fn lockout_enabled(&self) -> bool {
-        self.config().lockout.threshold > 0
-    }
-
-    /// 429 with the time left while `key` is locked. Otherwise tells whether failures
-    /// are on record, so a success knows whether there is anything to clear.
-    pub(crate) async fn ensure_not_locked(&self, key: &str, now: DateTime<Utc>) -> AppResult<bool> {
-        if !self.lockout_enabled() {
-            return Ok(false);
-        }
-        match self.store().login_throttle(key).await? {
-            Some(row) => match row.locked_until {
-                Some(until) if until > now => Err(locked(until, now)),
-                _ => Ok(row.failures > 0),
-            },
-            None => Ok(false),
-        }
-    }
-
-    /// Counts a failed attempt, locking `key` once the policy says so.
-    pub(crate) async fn note_failed_login(&self, key: &str, now: DateTime<Utc>) -> AppResult<()> {
-        if !self.lockout_enabled() {
+    /// Before checking a password for `login`: 429 with the time left while the name
+    /// is locked; otherwise the attempt is counted as a failure in advance (so
+    /// parallel attempts cannot all get in under the threshold) and a success must
+    /// call [`Self::login_succeeded`].
+    pub(crate) async fn begin_login_attempt(&self, login: &str) -> AppResult<()> {
+        let policy = self.config().lockout;
+        if policy.threshold == 0 {
             return Ok(());
         }
-        let policy = self.config().lockout;
-        let row = self
+        let now = Utc::now();
+        let attempt = self
             .store()
-            .record_login_failure(key, now, now - FAILURE_MEMORY, |failures| {
-                policy
-                    .lock_for(failures)
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
+            .begin_login_attempt(&login_key(login), now, now - failure_memory(&policy), |failures| {
+                let lock = policy.lock_for(failures)?;
+                metrics::counter!("portcullis_lockouts_total").increment(1);
+                chrono::Duration::from_std(lock).ok()
             })
             .await?;
-        if row.locked_until.is_some_and(|u| u > now) {
-            metrics::counter!("portcullis_lockouts_total").increment(1);
+        match attempt {
+            Attempt::Counted => Ok(()),
+            Attempt::Locked(until) => {
+                metrics::counter!("portcullis_rate_limited_total", "scope" => "account").increment(1);
+                Err(AppError::TooManyRequests {
+                    retry_after: seconds_until(until, now),
+                })
+            }
         }
-        Ok(())
     }
 
-    /// A success forgets earlier failures.
-    pub(crate) async fn clear_failed_logins(&self, key: &str) -> AppResult<()> {
-        self.store().clear_login_failures(key).await
+    /// A success forgets the failures counted for `login`.
+    pub(crate) async fn login_succeeded(&self, login: &str) -> AppResult<()> {
+        if self.config().lockout.threshold == 0 {
+            return Ok(());
+        }
+        self.store().clear_login_failures(&[login_key(login)]).await
+    }
+
+    /// Clears every lock on a user's names (admin unlock, new password, deletion).
+    pub(crate) async fn clear_lockout(&self, user: &UserRow) -> AppResult<()> {
+        self.store().clear_login_failures(&keys_of(user)).await
     }
 
     /// Drops counters that have been quiet for a day and hold no running lock.
     pub(crate) async fn purge_login_throttle(&self, now: DateTime<Utc>) -> AppResult<u64> {
-        self.store().purge_login_throttle(now - FAILURE_MEMORY, now).await
+        let memory = failure_memory(&self.config().lockout);
+        self.store().purge_login_throttle(now - memory, now).await
     }
 }
 
@@ -104,9 +110,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_are_keyed_by_digest_case_insensitively() {
-        let a = throttle_key(None, "Ghost@Example.com");
-        assert_eq!(a, throttle_key(None, "ghost@example.com"));
+    fn names_are_keyed_by_digest_case_insensitively() {
+        let a = login_key("Ghost@Example.com");
+        assert_eq!(a, login_key("ghost@example.com"));
         assert!(a.starts_with("n:") && !a.contains("ghost"));
     }
 }

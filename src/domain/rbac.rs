@@ -254,6 +254,7 @@ impl Portcullis {
 
     /// Deletes a user and ends their sessions; 409 for the last administrator.
     pub async fn delete_user(&self, id: Uuid) -> AppResult<()> {
+        let user = self.user(id).await?;
         let now = Utc::now();
         let ended = self
             .store()
@@ -262,7 +263,8 @@ impl Portcullis {
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);
         self.inner().credentials.forget_user(id);
-        Ok(())
+        // A later account of the same name must not inherit a lock.
+        self.clear_lockout(&user).await
     }
 
     /// Sets a user's password (policy-checked) and ends their sessions.
@@ -280,14 +282,13 @@ impl Portcullis {
             .await?
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);
-        Ok(())
+        self.clear_lockout(&user).await
     }
 
+    /// Lifts the login lock on the user's username and email.
     pub async fn unlock_user(&self, id: Uuid) -> AppResult<()> {
-        if !self.store().unlock_user(id).await? {
-            return Err(AppError::NotFound("user not found".into()));
-        }
-        Ok(())
+        let user = self.user(id).await?;
+        self.clear_lockout(&user).await
     }
 }
 

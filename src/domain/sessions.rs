@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Portcullis, lockout, validate};
+use super::{Portcullis, validate};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
@@ -46,36 +46,34 @@ impl Portcullis {
     /// passwords get the very same answer, so neither the body nor the time tells
     /// whether an account exists.
     ///
-    /// Consecutive failures lock the account (or the unknown name) for a growing time;
+    /// Consecutive failures lock the login name (known or not) for a growing time;
     /// while locked, attempts get 429 without the password being checked.
     pub async fn login(&self, login: &str, password: &str, ctx: &ClientContext) -> AppResult<TokenPair> {
         let inner = self.inner();
         let login = validate::fold(login);
-        // A name no account can have is not looked up (nor sent to the database).
-        let bounded = login.len() <= 254
-            && !login.chars().any(char::is_control)
-            && password.chars().count() <= inner.config.password_max_length;
-        let user = if bounded {
+        // A name no account can have is not looked up (nor sent to the database). An
+        // over-long password still goes through the same steps, against the dummy hash.
+        let plausible = login.len() <= 254 && !login.chars().any(char::is_control);
+        let user = if plausible {
             inner.store.user_by_login(&login).await?
         } else {
             None
         };
-        let now = Utc::now();
-        let throttle = lockout::throttle_key(user.as_ref(), &login);
-        let had_failures = self.ensure_not_locked(&throttle, now).await?;
-        let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        self.begin_login_attempt(&login).await?;
+        let too_long = password.chars().count() > inner.config.password_max_length;
+        let stored = user
+            .as_ref()
+            .and_then(|u| u.password_hash.as_deref())
+            .filter(|_| !too_long);
         let verified = inner.hasher.verify(password, stored).await?;
         let user = match user {
-            Some(u) if verified.ok && u.is_active => u,
+            Some(u) if verified.ok && u.is_active && !too_long => u,
             _ => {
                 metrics::counter!("portcullis_logins_total", "result" => "failure").increment(1);
-                self.note_failed_login(&throttle, now).await?;
                 return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
             }
         };
-        if had_failures {
-            self.clear_failed_logins(&throttle).await?;
-        }
+        self.login_succeeded(&login).await?;
         if verified.needs_rehash {
             let upgraded = inner.hasher.hash(password).await?;
             inner

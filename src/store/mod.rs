@@ -28,7 +28,7 @@ pub use keys::SigningKeyRow;
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;
 pub use sessions::{NewSession, RotateOutcome, RotatedSession, SessionRow};
-pub use throttle::ThrottleRow;
+pub use throttle::{Attempt, ThrottleRow};
 pub use users::{NewUser, UserGrants, UserRow};
 
 #[derive(Clone, Debug)]

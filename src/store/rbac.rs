@@ -391,7 +391,6 @@ impl Store {
         Ok(admin_tx!(self, tx, before => {
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_deleted", now, revocation_expires);
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
-            sqlx::query(super::throttle::CLEAR).bind(super::throttle::user_key(id)).execute(&mut *tx).await?;
             record_event!(tx, "user", id.to_string(), now);
             commit_if_admin_remains!(tx, before, "cannot delete this user");
             deleted.then_some(ended)
@@ -410,19 +409,9 @@ impl Store {
         Ok(super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(ADMIN_SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            sqlx::query(super::throttle::CLEAR).bind(super::throttle::user_key(id)).execute(&mut *tx).await?;
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "password_reset", now, revocation_expires);
             tx.commit().await?;
             changed.then_some(ended)
-        }))
-    }
-
-    /// Clears the user's failed-login count and lock; false when there is no such user.
-    pub async fn unlock_user(&self, id: Uuid) -> AppResult<bool> {
-        Ok(super::on_pool!(self, pool => {
-            let exists: bool = sqlx::query_scalar(USER_EXISTS).bind(id).fetch_one(pool).await?;
-            sqlx::query(super::throttle::CLEAR).bind(super::throttle::user_key(id)).execute(pool).await?;
-            exists
         }))
     }
 

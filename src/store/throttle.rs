@@ -1,20 +1,9 @@
-//! Consecutive failed logins per account or unknown login name, for lockout.
+//! Failed-login counts per login name, for lockout.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{Store, on_pool};
 use crate::error::AppResult;
-
-/// The throttle key of an account.
-pub fn user_key(id: Uuid) -> String {
-    format!("u:{id}")
-}
-
-/// The throttle key of a login name no account has, from its digest.
-pub fn name_key(digest: &str) -> String {
-    format!("n:{digest}")
-}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ThrottleRow {
@@ -22,51 +11,70 @@ pub struct ThrottleRow {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
-const SELECT: &str = "SELECT failures, locked_until FROM login_throttle WHERE key = $1";
-/// Failures older than the window are forgotten: the count starts again at one.
-const RECORD_FAILURE: &str = "INSERT INTO login_throttle (key, failures, locked_until, last_failure_at) VALUES ($1, 1, NULL, $2) \
-     ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END, last_failure_at = $2 \
+/// What a login attempt may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Locked until then; nothing was counted.
+    Locked(DateTime<Utc>),
+    /// Counted as a failure in advance; a success clears it.
+    Counted,
+}
+
+/// Counts an attempt unless a lock is running. Failures older than the window are
+/// forgotten: the count starts again at one.
+const COUNT_ATTEMPT: &str = "INSERT INTO login_throttle (key, failures, locked_until, last_failure_at) VALUES ($1, 1, NULL, $2) \
+     ON CONFLICT (key) DO UPDATE SET \
+       failures = CASE WHEN login_throttle.locked_until > $2 THEN login_throttle.failures \
+                       WHEN login_throttle.last_failure_at < $3 THEN 1 \
+                       ELSE login_throttle.failures + 1 END, \
+       last_failure_at = CASE WHEN login_throttle.locked_until > $2 THEN login_throttle.last_failure_at ELSE $2 END \
      RETURNING failures, locked_until";
 const LOCK: &str = "UPDATE login_throttle SET locked_until = $2 WHERE key = $1";
-pub(super) const CLEAR: &str = "DELETE FROM login_throttle WHERE key = $1";
+const CLEAR: &str = "DELETE FROM login_throttle WHERE key = $1";
 const PURGE: &str =
     "DELETE FROM login_throttle WHERE last_failure_at < $1 AND (locked_until IS NULL OR locked_until < $2)";
 
 impl Store {
-    pub async fn login_throttle(&self, key: &str) -> AppResult<Option<ThrottleRow>> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, ThrottleRow>(SELECT).bind(key).fetch_optional(pool).await)?)
-    }
-
-    /// Counts one more failure (forgetting those before `window_start`) and, when
-    /// `lock_for` says the new count locks, sets the lock; in one transaction so
-    /// concurrent failures on several instances each count once.
-    pub async fn record_login_failure(
+    /// Refuses while `key` is locked; otherwise counts the attempt as a failure before
+    /// the password is checked, and sets the lock when `lock_for` says the new count
+    /// locks. Counting first means parallel attempts cannot all slip in under the
+    /// threshold: the upsert serializes them on the row, in one transaction.
+    pub async fn begin_login_attempt(
         &self,
         key: &str,
         now: DateTime<Utc>,
         window_start: DateTime<Utc>,
         lock_for: impl Fn(u32) -> Option<chrono::Duration>,
-    ) -> AppResult<ThrottleRow> {
+    ) -> AppResult<Attempt> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut row = sqlx::query_as::<_, ThrottleRow>(RECORD_FAILURE)
+            let row = sqlx::query_as::<_, ThrottleRow>(COUNT_ATTEMPT)
                 .bind(key)
                 .bind(now)
                 .bind(window_start)
                 .fetch_one(&mut *tx)
                 .await?;
-            if let Some(lock) = lock_for(row.failures.max(0) as u32) {
-                let until = now + lock;
-                sqlx::query(LOCK).bind(key).bind(until).execute(&mut *tx).await?;
-                row.locked_until = Some(until);
-            }
+            let outcome = match row.locked_until {
+                Some(until) if until > now => Attempt::Locked(until),
+                _ => {
+                    if let Some(lock) = lock_for(row.failures.max(0) as u32) {
+                        sqlx::query(LOCK).bind(key).bind(now + lock).execute(&mut *tx).await?;
+                    }
+                    Attempt::Counted
+                }
+            };
             tx.commit().await?;
-            row
+            outcome
         }))
     }
 
-    pub async fn clear_login_failures(&self, key: &str) -> AppResult<()> {
-        on_pool!(self, pool => sqlx::query(CLEAR).bind(key).execute(pool).await.map(|_| ()))?;
+    /// Forgets the counts (and locks) of `keys`.
+    pub async fn clear_login_failures(&self, keys: &[String]) -> AppResult<()> {
+        on_pool!(self, pool => {
+            for key in keys {
+                sqlx::query(CLEAR).bind(key).execute(pool).await?;
+            }
+        });
         Ok(())
     }
 

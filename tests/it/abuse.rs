@@ -12,6 +12,23 @@ async fn login(s: &TestServer, username: &str, password: &str) -> reqwest::Respo
         .await
 }
 
+/// Fires the logins all at once, returning their statuses.
+async fn concurrent_logins(s: &TestServer, attempts: &[(&str, &str)]) -> Vec<u16> {
+    let tasks: Vec<_> = attempts
+        .iter()
+        .map(|(user, password)| {
+            let (client, url) = (s.client.clone(), s.url("/auth/login"));
+            let body = json!({"username": user, "password": password});
+            tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses
+}
+
 /// A 429 problem, returning its `Retry-After` in seconds.
 async fn expect_locked(res: reqwest::Response) -> u64 {
     let retry: u64 = res
@@ -37,13 +54,16 @@ async fn failed_logins_lock_accounts_and_unknown_names_alike() {
         let (s, db) = TestServer::start_with(backend, &LOCKOUT).await;
         s.register("victim").await;
 
-        // Three failures (by username and by email: one account) lock it...
-        for who in ["victim", "victim@example.com", "VICTIM"] {
+        // Three failures under one name (case and width folded) lock it...
+        for who in ["victim", "VICTIM", "ｖｉｃｔｉｍ"] {
             expect_problem(login(&s, who, "wrong password").await, 401).await;
         }
         // ...so even the right password is refused, without saying why.
         let wait = expect_locked(login(&s, "victim", PASSWORD).await).await;
         assert_eq!(wait, 1);
+        // Counts are per login name, so the lock says nothing about which email
+        // belongs to the account: the email has a count of its own.
+        s.login_as("victim@example.com", PASSWORD).await;
         // The OAuth password grant is locked too, in its own error format.
         let res = s
             .client
@@ -60,11 +80,26 @@ async fn failed_logins_lock_accounts_and_unknown_names_alike() {
         assert!(res.headers().contains_key("retry-after"));
         assert_eq!(res.json::<Value>().await.unwrap()["error"], "slow_down");
 
-        // An unknown name gets exactly the same treatment.
+        // An unknown name gets exactly the same treatment, and so do over-long
+        // passwords (which are never hashed as given).
         for _ in 0..3 {
             expect_problem(login(&s, "ghost", "wrong password").await, 401).await;
         }
         assert_eq!(expect_locked(login(&s, "ghost", "anything").await).await, wait);
+        s.register("longpass").await;
+        for who in ["longpass", "ghost2"] {
+            for _ in 0..3 {
+                expect_problem(login(&s, who, &"p".repeat(2000)).await, 401).await;
+            }
+            expect_locked(login(&s, who, PASSWORD).await).await;
+        }
+
+        // Parallel guesses cannot slip in under the threshold: each is counted before
+        // its password is checked.
+        s.register("raced").await;
+        let statuses = concurrent_logins(&s, &[("raced", "wrong guess"); 8]).await;
+        assert_eq!(statuses.iter().filter(|&&c| c == 401).count(), 3, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|&&c| c == 429).count(), 5, "{statuses:?}");
 
         // Another instance on the same database sees the lock.
         if backend == Backend::Postgres {
