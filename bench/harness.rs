@@ -77,7 +77,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(db_url: &str, dir: &Path, smoke: bool) -> (Self, Duration) {
+    fn start(db_url: &str, dir: &Path, smoke: bool, extra: &[(&str, &str)]) -> (Self, Duration) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -110,6 +110,7 @@ impl Server {
             cmd.env("PASSWORD_HASH_MEMORY_KIB", "64")
                 .env("PASSWORD_HASH_ITERATIONS", "1");
         }
+        cmd.envs(extra.iter().copied());
         let started = Instant::now();
         let child = cmd.spawn().expect("start portcullis");
         let server = Self { child, addr };
@@ -675,6 +676,22 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} RAM; load generator on the same machine")
 }
 
+/// A counter's value from `/metrics` (0 when it was never incremented).
+fn metric_total(addr: SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0.0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        .max(0.0)
+}
+
 fn main() {
     let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v != "0");
     let settings = Settings {
@@ -693,17 +710,21 @@ fn main() {
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as f64;
 
-    let (server, first_start) = Server::start(&sqlite, dir.path(), smoke);
+    let (server, first_start) = Server::start(&sqlite, dir.path(), smoke, &[]);
     std::thread::sleep(Duration::from_secs(if smoke { 0 } else { 4 }));
     let idle_kib = server.status_kib("VmRSS:");
     let addr = server.addr;
-    let run = rt.block_on(scenarios(addr, "sqlite", &settings, true));
+    let mut run = rt.block_on(scenarios(addr, "sqlite", &settings, true));
     let peak_kib = server.status_kib("VmHWM:");
+    run.notes.push(format!(
+        "audit records of requests dropped (buffer full) during the SQLite run: {}",
+        metric_total(addr, "portcullis_audit_requests_dropped_total")
+    ));
     server.stop();
     // Start-up to ready on the existing database.
     let mut starts: Vec<Duration> = (0..3)
         .map(|_| {
-            let (s, t) = Server::start(&sqlite, dir.path(), smoke);
+            let (s, t) = Server::start(&sqlite, dir.path(), smoke, &[]);
             s.stop();
             t
         })
@@ -711,7 +732,26 @@ fn main() {
     starts.sort();
     let startup = starts[1];
 
+    // The cost of auditing every authenticated request: the same check, audit off.
+    let (quiet_server, _) = Server::start(&sqlite, dir.path(), smoke, &[("ENABLE_AUDIT_LOGGING", "false")]);
+    let audit_off = rt.block_on(async {
+        let users = seed_users(quiet_server.addr, "noaudit", 1).await;
+        let tokens = login(quiet_server.addr, &users[0], PASSWORD).await;
+        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+        load(
+            "GET /auth/me (JWT), audit off [sqlite]".into(),
+            quiet_server.addr,
+            settings.connections,
+            settings.seconds,
+            200,
+            move |_, _| request("GET", "/auth/me", &[("authorization", &bearer)], None),
+        )
+        .await
+    });
+    quiet_server.stop();
+
     let mut rows = run.rows;
+    rows.push(audit_off);
     let mut notes = run.notes;
     let mut duplicate = run.duplicate_rotation;
     if let Ok(url) = std::env::var("DATABASE_URL")
@@ -728,7 +768,7 @@ fn main() {
             admin
         });
         let root = url.rsplit_once('/').map(|(r, _)| r.to_string()).unwrap_or(url.clone());
-        let (server, _) = Server::start(&format!("{root}/{name}"), dir.path(), smoke);
+        let (server, _) = Server::start(&format!("{root}/{name}"), dir.path(), smoke, &[]);
         let r = rt.block_on(scenarios(server.addr, "postgres", &settings, false));
         server.stop();
         rows.extend(r.rows);
@@ -788,6 +828,18 @@ fn main() {
             ),
         ),
         ("/auth/me ÷ /health".into(), format!("{:.2}", ratio(me, health))),
+        (
+            "/auth/me audit on ÷ audit off".into(),
+            format!(
+                "{:.2}",
+                ratio(
+                    me,
+                    find(&rows, "GET /auth/me (JWT), audit off [sqlite]")
+                        .map(Stats::rps)
+                        .unwrap_or(1.0)
+                )
+            ),
+        ),
         (
             "/auth/verify (JWT) ÷ /health".into(),
             format!("{:.2}", ratio(verify, health)),

@@ -257,6 +257,9 @@ fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::time::sleep(interval).await;
             let now = chrono::Utc::now();
+            if let Err(e) = service.flush_audit_requests().await {
+                tracing::warn!(error = %e, "writing audit records failed");
+            }
             match service.sync_revocations(since - overlap).await {
                 Ok(_) => since = now,
                 Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
@@ -297,6 +300,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     background.abort();
+    if let Err(e) = service.flush_audit_requests().await {
+        tracing::warn!(error = %e, "writing audit records failed");
+    }
     if let Err(e) = service.flush_key_usage().await {
         tracing::warn!(error = %e, "writing API key last-use times failed");
     }

@@ -166,6 +166,11 @@ pub struct Config {
     pub cors: CorsSettings,
     /// `Strict-Transport-Security` value, when configured.
     pub hsts: Option<String>,
+    pub audit_enabled: bool,
+    /// How long audit records are kept; None keeps them forever.
+    pub audit_retention: Option<Duration>,
+    /// Request records that may wait to be written; beyond this they are dropped.
+    pub audit_buffer: usize,
 }
 
 /// Per-account lockout after consecutive failed logins: `threshold` failures lock the
@@ -563,7 +568,12 @@ impl Config {
         };
         let hsts = (hsts_max_age > 0).then(|| format!("max-age={hsts_max_age}{hsts_subdomains}"));
 
+        let audit_retention_days = s.number(&["AUDIT_RETENTION_DAYS"], 365u64, 0, 36_500)?;
+
         Ok(Config {
+            audit_enabled: s.flag(&["ENABLE_AUDIT_LOGGING", "AUDIT_ENABLED"], true)?,
+            audit_retention: (audit_retention_days > 0).then(|| Duration::from_secs(86_400 * audit_retention_days)),
+            audit_buffer: s.number(&["AUDIT_BUFFER"], 10_000usize, 1, 10_000_000)?,
             bind,
             database,
             database_max_connections: s.number(&["DATABASE_MAX_CONNECTIONS"], 10u32, 1, 1000)?,

@@ -47,6 +47,9 @@ enum Command {
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read, export and verify the audit trail.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
     /// Log in to a running Portcullis and keep the tokens for `token` and `whoami`.
     Login {
         /// The service's URL, including any base path (e.g. https://auth.example.com/api/v1).
@@ -173,6 +176,7 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
         }
         Command::User(cmd) => cli::admin::user(cmd, Portcullis::open(config).await?, json).await,
         Command::Role(cmd) => cli::admin::role(cmd, Portcullis::open(config).await?, json).await,
+        Command::Audit(cmd) => cli::audit::audit(cmd, Portcullis::open(config).await?, json).await,
         Command::Keys(KeysCommand::Rotate) => {
             let service = Portcullis::open(config).await?;
             let kid = service.keys().rotate().await?;

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Portcullis, Principal, validate};
+use super::{AuditEvent, Portcullis, Principal, validate};
 use crate::error::{AppError, AppResult};
 use crate::store::{NewUser, UserRow};
 
@@ -39,7 +39,13 @@ fn is_importable_hash(hash: &str) -> bool {
 
 impl Portcullis {
     /// Creates an account after checking every field; a taken username or email is 409.
-    pub async fn register(&self, mut r: Registration) -> AppResult<UserRow> {
+    pub async fn register(&self, r: Registration) -> AppResult<UserRow> {
+        self.register_audited(r, AuditEvent::new("REGISTER")).await
+    }
+
+    /// Creates an account, recording `event` (REGISTER by the user, USER_CREATE by
+    /// someone else) in the same transaction.
+    pub async fn register_audited(&self, mut r: Registration, event: AuditEvent) -> AppResult<UserRow> {
         let inner = self.inner();
         r.username = validate::fold(&r.username);
         r.email = validate::fold(&r.email);
@@ -79,6 +85,7 @@ impl Portcullis {
                     roles: r.roles,
                 },
                 Utc::now(),
+                self.audit_record(event).as_ref(),
             )
             .await?;
         metrics::counter!("portcullis_registrations_total").increment(1);
@@ -98,15 +105,18 @@ impl Portcullis {
             None => (crate::crypto::tokens::random_token()[..24].to_string(), true),
         };
         let result = self
-            .register(Registration {
-                username: config.admin_username.clone(),
-                email: config.admin_email.clone(),
-                full_name: Some("Administrator".into()),
-                password: Some(password.clone()),
-                password_hash: None,
-                superuser: true,
-                roles: vec!["admin".into()],
-            })
+            .register_audited(
+                Registration {
+                    username: config.admin_username.clone(),
+                    email: config.admin_email.clone(),
+                    full_name: Some("Administrator".into()),
+                    password: Some(password.clone()),
+                    password_hash: None,
+                    superuser: true,
+                    roles: vec!["admin".into()],
+                },
+                AuditEvent::new("USER_CREATE").meta("via", "bootstrap"),
+            )
             .await;
         match result {
             Ok(user) => Ok(Some(BootstrapAdmin {
@@ -193,9 +203,21 @@ impl Portcullis {
         }
         let hash = inner.hasher.hash(new).await?;
         let now = Utc::now();
+        let record = self.audit_record(
+            AuditEvent::new("PASSWORD_CHANGE")
+                .actor(user.id, &user.username)
+                .resource("user", user.id),
+        );
         let ended = inner
             .store
-            .change_password(user.id, &hash, caller.session_id, now, self.revocation_horizon(now))
+            .change_password(
+                user.id,
+                &hash,
+                caller.session_id,
+                now,
+                self.revocation_horizon(now),
+                record.as_ref(),
+            )
             .await?;
         self.forget_sessions(&ended, now);
         Ok(())

@@ -562,7 +562,7 @@ impl Portcullis {
         } else if token.starts_with(TEMPORARY_PREFIX) {
             self.store().revoke_temporary_token(&tokens::digest(token), now).await?;
         } else if tokens::looks_like_token(token) {
-            self.logout(token).await?;
+            self.logout(token, &super::ClientContext::default()).await?;
         } else if let Ok(p) = self.authenticate_token(token).await
             && let Some(sid) = p.session_id
         {

@@ -4,6 +4,7 @@
 //! services embedding the crate are others.
 
 pub mod accounts;
+pub mod audit;
 pub mod authn;
 pub mod credentials;
 pub mod keys;
@@ -24,6 +25,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secretbox::MasterKey;
 use crate::store::Store;
 
+pub use audit::AuditEvent;
 pub use authn::{Credential, Principal, TokenCache};
 pub use sessions::{ClientContext, TokenPair};
 
@@ -42,6 +44,7 @@ pub(crate) struct Inner {
     pub token_cache: TokenCache,
     pub credentials: credentials::CredentialCache,
     pub policy: validate::PasswordPolicy,
+    pub audit: audit::AuditTrail,
 }
 
 /// How the master key was obtained, so start-up can warn about a generated one.
@@ -94,8 +97,10 @@ impl Portcullis {
             max_length: config.password_max_length,
             min_score: config.password_min_score,
         };
+        let audit = audit::AuditTrail::new(config.audit_enabled, config.audit_buffer);
         let service = Self {
             inner: Arc::new(Inner {
+                audit,
                 token_cache: TokenCache::new(config.token_cache_capacity),
                 credentials: credentials::CredentialCache::new(config.token_cache_capacity),
                 config: Arc::new(config),
@@ -177,6 +182,7 @@ impl Portcullis {
         self.purge_login_throttle(now)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.purge_audit(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

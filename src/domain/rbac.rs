@@ -10,7 +10,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::accounts::Registration;
-use super::{Portcullis, validate};
+use super::{AuditEvent, Portcullis, validate};
 use crate::error::{AppError, AppResult};
 use crate::store::{PermissionRow, RoleRow, UserPage, UserRow, UserSort};
 
@@ -214,10 +214,13 @@ impl Portcullis {
                 .ok_or_else(|| AppError::validation("roles", format!("unknown role {role}")))?;
         }
         let user = self
-            .register(Registration {
-                roles: Vec::new(),
-                ..registration
-            })
+            .register_audited(
+                Registration {
+                    roles: Vec::new(),
+                    ..registration
+                },
+                AuditEvent::new("USER_CREATE").actor_id(created_by),
+            )
             .await?;
         for role in roles {
             self.assign_role(user.id, &role, created_by).await?;

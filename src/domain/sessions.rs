@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Portcullis, validate};
+use super::{AuditEvent, Portcullis, validate};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
@@ -19,6 +19,8 @@ const REFRESH_FAILED: &str = "refresh token is invalid, expired or revoked";
 pub struct ClientContext {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The request's `X-Request-Id`, for the audit trail.
+    pub request_id: Option<String>,
 }
 
 /// Whom an access token is for.
@@ -59,19 +61,40 @@ impl Portcullis {
         } else {
             None
         };
-        self.begin_login_attempt(&login).await?;
+        // The attempted name is not recorded for unknown users: it may be a password
+        // typed into the wrong field.
+        let failure = |reason: &str| {
+            let event = AuditEvent::new("LOGIN_FAILURE").client(ctx).meta("reason", reason);
+            match &user {
+                Some(u) => event.actor(u.id, &u.username).resource("user", u.id),
+                None => event,
+            }
+        };
+        if let Err(e) = self.begin_login_attempt(&login).await {
+            if matches!(e, AppError::TooManyRequests { .. }) {
+                self.log_event(failure("locked")).await?;
+            }
+            return Err(e);
+        }
         let too_long = password.chars().count() > inner.config.password_max_length;
         let stored = user
             .as_ref()
             .and_then(|u| u.password_hash.as_deref())
             .filter(|_| !too_long);
         let verified = inner.hasher.verify(password, stored).await?;
-        let user = match user {
-            Some(u) if verified.ok && u.is_active && !too_long => u,
-            _ => {
-                metrics::counter!("portcullis_logins_total", "result" => "failure").increment(1);
-                return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
-            }
+        let reason = match &user {
+            None => Some("unknown_user"),
+            Some(_) if !verified.ok || too_long => Some("bad_password"),
+            Some(u) if !u.is_active => Some("disabled"),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            metrics::counter!("portcullis_logins_total", "result" => "failure").increment(1);
+            self.log_event(failure(reason)).await?;
+            return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
+        }
+        let Some(user) = user else {
+            return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
         };
         self.login_succeeded(&login).await?;
         if verified.needs_rehash {
@@ -99,9 +122,16 @@ impl Portcullis {
         };
         let refresh = tokens::random_token();
         let expires = now + chrono::Duration::from_std(inner.config.refresh_token_ttl).map_err(AppError::internal)?;
+        let record = self.audit_record(
+            AuditEvent::new("LOGIN_SUCCESS")
+                .actor(user.id, &user.username)
+                .resource("session", session.id)
+                .client(ctx)
+                .meta("amr", amr),
+        );
         inner
             .store
-            .create_session(&session, &tokens::digest(&refresh), now, expires)
+            .create_session(&session, &tokens::digest(&refresh), now, expires, record.as_ref())
             .await?;
         let amr: Vec<String> = amr.iter().map(|s| s.to_string()).collect();
         let subject = Subject {
@@ -155,7 +185,7 @@ impl Portcullis {
 
     /// Spends a refresh token for a new pair. Presenting a token that was already
     /// rotated ends its whole session (someone else holds a copy).
-    pub async fn refresh(&self, refresh_token: &str) -> AppResult<TokenPair> {
+    pub async fn refresh(&self, refresh_token: &str, ctx: &ClientContext) -> AppResult<TokenPair> {
         let rejected = || AppError::InvalidCredentials(REFRESH_FAILED.into());
         if !tokens::looks_like_token(refresh_token) {
             return Err(rejected());
@@ -164,6 +194,9 @@ impl Portcullis {
         let now = Utc::now();
         let successor = tokens::random_token();
         let expires = now + chrono::Duration::from_std(inner.config.refresh_token_ttl).map_err(AppError::internal)?;
+        let records = self
+            .audit_record(AuditEvent::new("TOKEN_REFRESH").client(ctx))
+            .zip(self.audit_record(AuditEvent::new("REFRESH_REUSE_DETECTED").client(ctx)));
         let outcome = inner
             .store
             .rotate_refresh(
@@ -172,6 +205,7 @@ impl Portcullis {
                 now,
                 expires,
                 self.revocation_horizon(now),
+                records.as_ref().map(|(a, b)| (a, b)),
             )
             .await?;
         match outcome {
@@ -200,15 +234,21 @@ impl Portcullis {
 
     /// Ends the session a refresh token belongs to. Unknown tokens are ignored, as
     /// RFC 7009 asks, so the answer reveals nothing.
-    pub async fn logout(&self, refresh_token: &str) -> AppResult<()> {
+    pub async fn logout(&self, refresh_token: &str, ctx: &ClientContext) -> AppResult<()> {
         if !tokens::looks_like_token(refresh_token) {
             return Ok(());
         }
         let now = Utc::now();
+        let record = self.audit_record(AuditEvent::new("LOGOUT").client(ctx));
         if let Some((session_id, _)) = self
             .inner()
             .store
-            .revoke_session_by_refresh(&tokens::digest(refresh_token), now, self.revocation_horizon(now))
+            .revoke_session_by_refresh(
+                &tokens::digest(refresh_token),
+                now,
+                self.revocation_horizon(now),
+                record.as_ref(),
+            )
             .await?
         {
             self.forget_sessions(&[session_id], now);
@@ -216,13 +256,28 @@ impl Portcullis {
         Ok(())
     }
 
-    /// Ends every session of a user except `keep`; returns how many ended.
-    pub async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>, reason: &str) -> AppResult<usize> {
+    /// Ends every session of a user except `keep`, recording `event`; returns how
+    /// many ended.
+    pub async fn end_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        reason: &str,
+        event: AuditEvent,
+    ) -> AppResult<usize> {
         let now = Utc::now();
+        let record = self.audit_record(event.resource("user", user_id).meta("reason", reason));
         let ended = self
             .inner()
             .store
-            .revoke_user_sessions(user_id, keep, reason, now, self.revocation_horizon(now))
+            .revoke_user_sessions(
+                user_id,
+                keep,
+                reason,
+                now,
+                self.revocation_horizon(now),
+                record.as_ref(),
+            )
             .await?;
         self.forget_sessions(&ended, now);
         Ok(ended.len())

@@ -16,6 +16,7 @@ use super::me::{SessionOut, session_out};
 use crate::app::AppState;
 use crate::domain::accounts::Registration;
 use crate::domain::rbac::{UserChanges, UserQuery};
+use crate::domain::{AuditEvent, ClientContext};
 use crate::error::{AppError, AppResult};
 use crate::store::{PermissionRow, RoleRow, UserSort};
 
@@ -237,11 +238,19 @@ pub struct RevokedOut {
 
 pub async fn revoke_user_sessions(
     State(state): State<AppState>,
+    ctx: ClientContext,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> AppResult<Json<RevokedOut>> {
     let id = parse_id(&id)?;
     state.service.user(id).await?;
-    let revoked = state.service.end_user_sessions(id, None, "revoked_by_admin").await?;
+    let event = AuditEvent::new("SESSIONS_REVOKE")
+        .actor(caller.user_id, &caller.username)
+        .client(&ctx);
+    let revoked = state
+        .service
+        .end_user_sessions(id, None, "revoked_by_admin", event)
+        .await?;
     Ok(Json(RevokedOut { revoked }))
 }
 

@@ -14,7 +14,7 @@ use super::Caller;
 use super::extract::{UrlForm, ValidJson};
 use crate::app::AppState;
 use crate::domain::accounts::Registration;
-use crate::domain::{ClientContext, TokenPair};
+use crate::domain::{AuditEvent, ClientContext, TokenPair};
 use crate::error::{AppError, AppResult};
 use crate::store::UserRow;
 
@@ -101,20 +101,32 @@ pub struct RefreshRequest {
 
 pub async fn refresh(
     State(state): State<AppState>,
+    ctx: ClientContext,
     ValidJson(req): ValidJson<RefreshRequest>,
 ) -> AppResult<Json<TokenPair>> {
-    Ok(Json(state.service.refresh(&req.refresh_token).await?))
+    Ok(Json(state.service.refresh(&req.refresh_token, &ctx).await?))
 }
 
-pub async fn logout(State(state): State<AppState>, ValidJson(req): ValidJson<RefreshRequest>) -> AppResult<StatusCode> {
-    state.service.logout(&req.refresh_token).await?;
+pub async fn logout(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    ValidJson(req): ValidJson<RefreshRequest>,
+) -> AppResult<StatusCode> {
+    state.service.logout(&req.refresh_token, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn logout_all(State(state): State<AppState>, Caller(caller): Caller) -> AppResult<StatusCode> {
+pub async fn logout_all(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    Caller(caller): Caller,
+) -> AppResult<StatusCode> {
+    let event = AuditEvent::new("LOGOUT_ALL")
+        .actor(caller.user_id, &caller.username)
+        .client(&ctx);
     state
         .service
-        .end_user_sessions(caller.user_id, None, "logout_all")
+        .end_user_sessions(caller.user_id, None, "logout_all", event)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -236,7 +248,7 @@ pub async fn token(
         }
         Some("refresh_token") => {
             let token = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
-            Ok(Json(state.service.refresh(&token).await?))
+            Ok(Json(state.service.refresh(&token, &ctx).await?))
         }
         Some(other) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,

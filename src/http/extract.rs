@@ -205,7 +205,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(512).collect());
-        Ok(ClientContext { ip, user_agent })
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect());
+        Ok(ClientContext {
+            ip,
+            user_agent,
+            request_id,
+        })
     }
 }
 

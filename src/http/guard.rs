@@ -14,12 +14,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::Request;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
+use super::client_ip::ClientIp;
 use super::{Access, Caller, presented_credential};
-use crate::domain::Portcullis;
+use crate::domain::audit::RequestRecord;
+use crate::domain::{ClientContext, Portcullis, Principal};
 use crate::error::AppError;
 
 /// Enforces one [`Access`] rule before the wrapped service runs.
@@ -76,16 +80,70 @@ pub struct RequireAccessService<S> {
 /// Authenticates the request's bearer token and checks `access`; on success the
 /// caller is attached to the request for the [`Caller`] extractor.
 pub async fn authorize(service: &Portcullis, access: &Access, req: &mut Request) -> Result<(), AppError> {
+    authenticate(service, access, req)
+        .await?
+        .map_or(Ok(()), |caller| access.check(&caller))
+}
+
+/// The caller, attached to the request, when the route is not public; 401 without
+/// a valid credential.
+async fn authenticate(
+    service: &Portcullis,
+    access: &Access,
+    req: &mut Request,
+) -> Result<Option<Arc<Principal>>, AppError> {
     if *access == Access::Public {
-        return Ok(());
+        return Ok(None);
     }
     let principal = match presented_credential(req.headers())? {
         Some(token) => service.authenticate(token).await?,
         None => return Err(AppError::MissingCredentials),
     };
-    access.check(&principal)?;
-    req.extensions_mut().insert(Caller(principal));
-    Ok(())
+    req.extensions_mut().insert(Caller(principal.clone()));
+    Ok(Some(principal))
+}
+
+/// What the audit trail needs of a request, taken before the handler consumes it.
+fn request_record(caller: &Principal, req: &Request) -> RequestRecord {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let path = req.uri().path().to_owned();
+    let header = |name: &str, max: usize| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(max).collect::<String>())
+    };
+    RequestRecord {
+        user_id: caller.user_id,
+        username: caller.username.clone(),
+        method: req.method().as_str().to_owned(),
+        resource: resource_of(&route, &path),
+        route: format!("{} {route}", req.method()),
+        path,
+        status: 0,
+        duration_ms: 0,
+        client: ClientContext {
+            ip: req.extensions().get::<ClientIp>().map(|c| c.0.to_string()),
+            user_agent: header("user-agent", 512),
+            request_id: header("x-request-id", 128),
+        },
+        at: chrono::Utc::now(),
+    }
+}
+
+/// The resource a route acts on: the segment before its last `{parameter}` names the
+/// type, the concrete value there the id (`/admin/users/{id}/roles` -> users, <id>).
+fn resource_of(route: &str, path: &str) -> Option<(String, String)> {
+    let template: Vec<&str> = route.split('/').collect();
+    let concrete: Vec<&str> = path.split('/').collect();
+    let at = template.iter().rposition(|seg| seg.starts_with('{'))?;
+    let kind = template.get(at.checked_sub(1)?)?;
+    let id = concrete.get(at)?;
+    Some((kind.to_string(), id.chars().take(200).collect()))
 }
 
 impl<S> Service<Request> for RequireAccessService<S>
@@ -109,10 +167,41 @@ where
         let service = self.service.clone();
         let access = self.access.clone();
         Box::pin(async move {
-            if let Err(e) = authorize(&service, &access, &mut req).await {
-                return Ok(e.into_response());
+            let started = std::time::Instant::now();
+            let caller = match authenticate(&service, &access, &mut req).await {
+                Ok(caller) => caller,
+                Err(e) => return Ok(e.into_response()),
+            };
+            // Every authenticated request is audited, refused (403) ones included.
+            let record = caller.as_ref().map(|c| request_record(c, &req));
+            let response = match caller.as_ref().map(|c| access.check(c)) {
+                Some(Err(e)) => e.into_response(),
+                _ => inner.call(req).await.into_response(),
+            };
+            if let Some(mut record) = record {
+                record.status = response.status().as_u16();
+                record.duration_ms = started.elapsed().as_millis() as u64;
+                service.audit_request(record);
             }
-            Ok(inner.call(req).await.into_response())
+            Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resource_of;
+
+    #[test]
+    fn resources_come_from_the_last_parameter() {
+        assert_eq!(
+            resource_of("/admin/users/{id}/roles", "/admin/users/42/roles"),
+            Some(("users".into(), "42".into()))
+        );
+        assert_eq!(
+            resource_of("/api/v1/admin/roles/{name}", "/api/v1/admin/roles/analyst"),
+            Some(("roles".into(), "analyst".into()))
+        );
+        assert_eq!(resource_of("/auth/me", "/auth/me"), None);
     }
 }

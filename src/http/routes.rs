@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::http::Method;
 
 use super::Access::{Authenticated, Permission, Public};
-use super::{Route, admin, auth, credentials, me, meta};
+use super::{Route, admin, audit, auth, credentials, me, meta};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 
@@ -206,6 +206,20 @@ pub fn table() -> Vec<Route> {
         .empty(204)
         .empty(404),
         // Administration of users.
+        // The audit trail.
+        Route::new(M::GET, "/audit/logs", Permission("audit:read"), audit::list)
+            .doc(
+                "audit",
+                "Audit records, newest first; filters, limit/offset and a cursor",
+            )
+            .returns::<audit::AuditPageOut>(200),
+        Route::new(M::GET, "/audit/logs/export", Permission("audit:read"), audit::export)
+            .doc("audit", "Matching audit records as NDJSON, oldest first, streamed")
+            .empty(200),
+        Route::new(M::POST, "/audit/events", Permission("audit:write"), audit::record)
+            .doc("audit", "Record a custom audit event")
+            .json::<audit::AuditEventRequest>()
+            .empty(201),
         Route::new(M::GET, "/admin/users", Permission("users:read"), admin::list_users)
             .doc("admin: users", "List or search users (q, sort, limit, offset)")
             .returns::<admin::UserPageOut>(200),

@@ -5,6 +5,7 @@
 //! once per backend so each is type-checked against its own driver. SQL lives only here
 //! and in `migrations/`.
 
+pub(crate) mod audit;
 pub(crate) mod credentials;
 mod keys;
 pub(crate) mod rbac;
@@ -23,6 +24,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseTarget;
 use crate::error::{AppError, AppResult};
 
+pub use audit::{AuditChainRow, AuditFields, AuditFilter, AuditRow};
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};

@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, begin_write, on_pool};
+use super::audit::audit_tx;
+use super::{AuditFields, Store, begin_write, on_pool};
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -128,6 +129,7 @@ impl Store {
         refresh_hash: &[u8],
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -142,6 +144,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_REFRESH).bind(refresh_hash).bind(s.id).bind(now).bind(expires_at).execute(&mut *tx).await?;
+            audit_tx!(tx, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -150,6 +153,8 @@ impl Store {
     /// Atomically spends a refresh token and stores its successor. Of two concurrent
     /// callers with the same token exactly one gets `Rotated`: the update that marks it
     /// used is conditional on it being unused, and the loser sees a reused token.
+    /// `audit` holds the records for a rotation and for a detected reuse; the session
+    /// and its owner are filled in here.
     pub async fn rotate_refresh(
         &self,
         presented_hash: &[u8],
@@ -157,6 +162,7 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<(&AuditFields, &AuditFields)>,
     ) -> AppResult<RotateOutcome> {
         macro_rules! body {
             ($tx:ident) => {{
@@ -184,6 +190,10 @@ impl Store {
                                     now,
                                     revocation_expires
                                 );
+                                let record = owner.zip(audit).map(|(user_id, (_, reused))| {
+                                    reused.for_user(user_id, None).on("session", session_id)
+                                });
+                                audit_tx!($tx, record.as_ref());
                                 $tx.commit().await?;
                                 match owner {
                                     Some(user_id) => RotateOutcome::Reused { session_id, user_id },
@@ -224,6 +234,12 @@ impl Store {
                                     .bind(expires_at)
                                     .execute(&mut *$tx)
                                     .await?;
+                                let record = audit.map(|(rotated, _)| {
+                                    rotated
+                                        .for_user(user_id, Some(&username))
+                                        .on("session", session_id)
+                                });
+                                audit_tx!($tx, record.as_ref());
                                 $tx.commit().await?;
                                 RotateOutcome::Rotated(RotatedSession {
                                     session_id,
@@ -264,6 +280,7 @@ impl Store {
         presented_hash: &[u8],
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<Option<(Uuid, Uuid)>> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -272,6 +289,8 @@ impl Store {
                 Some(session_id) => revoke_session_tx!(tx, session_id, "logout", now, revocation_expires).map(|u| (session_id, u)),
                 None => None,
             };
+            let record = ended.zip(audit).map(|((session_id, user_id), a)| a.for_user(user_id, None).on("session", session_id));
+            audit_tx!(tx, record.as_ref());
             tx.commit().await?;
             ended
         }))
@@ -311,10 +330,12 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<Vec<Uuid>> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let ended = revoke_user_sessions_tx!(tx, user_id, keep, reason, now, revocation_expires);
+            audit_tx!(tx, audit);
             tx.commit().await?;
             ended
         }))

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, conflict_on_unique, on_pool};
+use super::audit::audit_tx;
+use super::{AuditFields, Store, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -56,7 +57,12 @@ const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(use
 impl Store {
     /// Inserts a user and their initial roles in one transaction. A taken username or
     /// email (compared case-insensitively) is a 409 naming which.
-    pub async fn insert_user(&self, new: &NewUser, now: DateTime<Utc>) -> AppResult<UserRow> {
+    pub async fn insert_user(
+        &self,
+        new: &NewUser,
+        now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<UserRow> {
         let id = Uuid::now_v7();
         let password_changed_at = new.password_hash.as_ref().map(|_| now);
         // The attempt is an async block, so `?` ends the attempt rather than the
@@ -79,6 +85,8 @@ impl Store {
                 for role in &new.roles {
                     sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
                 }
+                let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
+                audit_tx!(tx, record.as_ref());
                 Ok(row)
             }
             .await;
@@ -186,11 +194,13 @@ impl Store {
         keep_session: Option<Uuid>,
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<Vec<Uuid>> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?;
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, keep_session, "password_changed", now, revocation_expires);
+            audit_tx!(tx, audit);
             tx.commit().await?;
             ended
         }))

@@ -168,15 +168,7 @@ async fn per_ip_limits_and_trusted_proxies() {
             .await
             .unwrap();
         expect_locked(res).await;
-        let metrics = s
-            .client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = s.get_text("/metrics").await;
         assert!(
             metrics
                 .lines()

@@ -6,10 +6,7 @@ use serde_json::Value;
 use crate::support::*;
 
 fn cli(db: &TestDb) -> std::process::Command {
-    let mut c = binary();
-    c.env("DATABASE_URL", &db.url)
-        .env("PORTCULLIS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
-    c
+    binary_on(db)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod accounts;
+mod audit;
 mod cli;
 mod credentials;
 mod hostile_tokens;

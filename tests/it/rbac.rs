@@ -71,7 +71,11 @@ async fn default_roles_permissions_and_401_vs_403() {
                 .all(|p| p.as_str().unwrap().ends_with(":read"))
         );
         let perms: Value = s.get_auth("/admin/permissions", &a.access).await.json().await.unwrap();
-        assert_eq!(perms.as_array().unwrap().len(), 19, "18 shipped plus tokens:introspect");
+        assert_eq!(
+            perms.as_array().unwrap().len(),
+            20,
+            "18 shipped plus tokens:introspect and audit:write"
+        );
 
         // A plain user: 403 naming the permission; anonymous: 401.
         let u = s.user("plain").await;

@@ -364,6 +364,29 @@ pub fn binary() -> std::process::Command {
     c
 }
 
+/// The binary, configured for `db`.
+pub fn binary_on(db: &TestDb) -> std::process::Command {
+    let mut c = binary();
+    c.env("DATABASE_URL", &db.url)
+        .env("PORTCULLIS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+    c
+}
+
+/// Runs one SQL statement on the test database directly, behind the service's back.
+pub async fn execute_sql(db: &TestDb, sql: &'static str) -> u64 {
+    if db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+        let n = sqlx::query(sql).execute(&pool).await.expect("sql").rows_affected();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+        let n = sqlx::query(sql).execute(&pool).await.expect("sql").rows_affected();
+        pool.close().await;
+        n
+    }
+}
+
 /// Runs the binary with `stdin` as input; (exit code, stdout, stderr).
 pub fn run_binary(cmd: &mut std::process::Command, stdin: &str) -> (i32, String, String) {
     use std::io::Write;
@@ -398,17 +421,26 @@ pub fn concrete_path(path: &str) -> String {
 }
 
 impl TestServer {
-    /// The key ids the JWKS publishes.
-    pub async fn published_kids(&self) -> Vec<String> {
-        let jwks: Value = self
-            .client
-            .get(self.url("/.well-known/jwks.json"))
+    /// An unauthenticated GET whose body is text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The published JWKS.
+    pub async fn jwks(&self) -> Value {
+        serde_json::from_str(&self.get_text("/.well-known/jwks.json").await).expect("JWKS is JSON")
+    }
+
+    /// The key ids the JWKS publishes.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let jwks = self.jwks().await;
         jwks["keys"]
             .as_array()
             .unwrap()

@@ -23,15 +23,7 @@ async fn access_tokens_carry_the_documented_claims() {
         assert_eq!(header["alg"], "ES256");
         assert_eq!(header["typ"], "JWT");
         let kid = header["kid"].as_str().unwrap();
-        let jwks: Value = s
-            .client
-            .get(s.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks = s.jwks().await;
         assert!(
             jwks["keys"]
                 .as_array()
@@ -93,18 +85,7 @@ async fn forged_and_stale_tokens_are_refused() {
         let good = claims_of(&t.access);
         let header = jwt_part(&t.access, 0);
         let kid = header["kid"].as_str().unwrap().to_string();
-        let jwk_text = {
-            let jwks: Value = s
-                .client
-                .get(s.url("/.well-known/jwks.json"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            jwks["keys"][0].to_string()
-        };
+        let jwk_text = s.jwks().await["keys"][0].to_string();
         let ring = s.service.keys().ring();
         let now = Utc::now().timestamp();
         let with = |f: &dyn Fn(&mut AccessClaims)| {
@@ -239,15 +220,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_publishes_both_keys() {
         let other = TestServer::on(&db, &[]).await;
         let new_kid = s.service.keys().rotate().await.unwrap();
         assert_ne!(new_kid, old_kid);
-        let jwks: Value = s
-            .client
-            .get(s.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks = s.jwks().await;
         let kids: Vec<&str> = jwks["keys"]
             .as_array()
             .unwrap()
@@ -282,15 +255,7 @@ async fn rs256_and_eddsa_are_selectable() {
         let (s, _db) = TestServer::start_with(Backend::Sqlite, &[("JWT_ALGORITHM", alg)]).await;
         let t = s.user("algo").await;
         assert_eq!(jwt_part(&t.access, 0)["alg"], alg);
-        let jwks: Value = s
-            .client
-            .get(s.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks = s.jwks().await;
         assert_eq!(jwks["keys"][0]["kty"], kty);
         assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
         let disco: Value = s

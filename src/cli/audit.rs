@@ -1,0 +1,122 @@
+//! `portcullis audit`: read, export and verify the audit trail in the configured
+//! database.
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use portcullis::Portcullis;
+use portcullis::store::{AuditFilter, AuditRow};
+
+use super::admin::{CliError, CliResult};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Print the latest records (oldest of them first); --follow keeps printing new ones.
+    Tail {
+        #[arg(long)]
+        follow: bool,
+        /// Only these actions (comma-separated or repeated).
+        #[arg(long = "action", value_delimiter = ',')]
+        actions: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Write records in a time range as NDJSON to standard output.
+    Export {
+        /// RFC 3339, inclusive (e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// RFC 3339, exclusive.
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        #[arg(long = "action", value_delimiter = ',')]
+        actions: Vec<String>,
+    },
+    /// Walk every hash chain; report the first broken link (exit code 5).
+    Verify,
+}
+
+fn print_row(row: &AuditRow, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(row).unwrap_or_default());
+        return;
+    }
+    let f = &row.fields;
+    let resource = match (&f.resource_type, &f.resource_id) {
+        (Some(t), Some(id)) => format!("{t}/{id}"),
+        _ => "-".into(),
+    };
+    println!(
+        "{}  {:<24} {:<16} {:<40} {} {}",
+        f.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        f.action,
+        f.username.as_deref().unwrap_or("-"),
+        resource,
+        f.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        f.ip.as_deref().unwrap_or("-"),
+    );
+}
+
+pub async fn audit(cmd: AuditCommand, service: Portcullis, json: bool) -> CliResult {
+    match cmd {
+        AuditCommand::Tail { follow, actions, limit } => {
+            let mut filter = AuditFilter {
+                actions,
+                ..AuditFilter::default()
+            };
+            let mut latest = service.audit_log(&filter, limit.clamp(1, 1000), 0).await?;
+            latest.reverse();
+            for row in &latest {
+                print_row(row, json);
+            }
+            filter.after_id = latest.last().map(|r| r.id).or(Some(0));
+            if follow {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    for row in service.audit_log_forward(&filter, 1000).await? {
+                        print_row(&row, json);
+                        filter.after_id = Some(row.id);
+                    }
+                }
+            }
+        }
+        AuditCommand::Export { since, until, actions } => {
+            let mut filter = AuditFilter {
+                actions,
+                since,
+                until,
+                ..AuditFilter::default()
+            };
+            loop {
+                let rows = service.audit_log_forward(&filter, 1000).await?;
+                let Some(last) = rows.last() else { break };
+                filter.after_id = Some(last.id);
+                for row in &rows {
+                    print_row(row, true);
+                }
+            }
+        }
+        AuditCommand::Verify => {
+            let report = service.verify_audit().await?;
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            }
+            match report.broken {
+                None => {
+                    if !json {
+                        println!(
+                            "audit trail intact: {} records in {} chains",
+                            report.records, report.chains
+                        );
+                    }
+                }
+                Some(b) => {
+                    return Err(CliError {
+                        code: 5,
+                        message: format!("audit chain {} is broken at record {}: {}", b.chain, b.seq, b.reason),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The audit trail: security events, recorded in the transaction of the change they
+//! describe, and authenticated API requests, recorded off the request path.
+//!
+//! Records are hash-chained (see `store::audit`). Each instance appends to chains of
+//! its own, several of them so that concurrent writers of one instance do not all
+//! queue on one chain head. Request records go through a bounded buffer that the
+//! background task drains; when it is full, records are dropped and counted
+//! (`portcullis_audit_requests_dropped_total`) rather than slowing requests. Security
+//! events are never dropped: they commit with their change or not at all.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{ClientContext, Portcullis};
+use crate::error::AppResult;
+use crate::store::{AuditFields, AuditFilter, AuditRow};
+
+/// Chains per instance.
+const CHAINS: usize = 4;
+/// Request records written per batch.
+const BATCH: usize = 500;
+
+pub struct AuditTrail {
+    enabled: bool,
+    chains: Vec<String>,
+    next: AtomicUsize,
+    requests: flume::Sender<AuditFields>,
+    pending: flume::Receiver<AuditFields>,
+}
+
+impl AuditTrail {
+    pub(crate) fn new(enabled: bool, buffer: usize) -> Self {
+        let instance = Uuid::new_v4().simple().to_string();
+        let (requests, pending) = flume::bounded(buffer.max(1));
+        Self {
+            enabled,
+            chains: (0..CHAINS).map(|i| format!("{}-{i}", &instance[..12])).collect(),
+            next: AtomicUsize::new(0),
+            requests,
+            pending,
+        }
+    }
+
+    fn chain(&self) -> String {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.chains.len();
+        self.chains[i].clone()
+    }
+}
+
+/// A security event, before it is stamped and chained.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    pub action: String,
+    /// (user id, username) of whoever did it, when known.
+    pub actor: Option<(Uuid, Option<String>)>,
+    /// (type, id) of what it was done to.
+    pub resource: Option<(String, String)>,
+    pub client: Option<ClientContext>,
+    /// Extra facts; never a password, token, key or secret.
+    pub metadata: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(action: &str) -> Self {
+        Self {
+            action: action.to_string(),
+            metadata: serde_json::Value::Object(Default::default()),
+            ..Self::default()
+        }
+    }
+
+    pub fn actor(mut self, id: Uuid, username: &str) -> Self {
+        self.actor = Some((id, Some(username.to_string())));
+        self
+    }
+
+    /// The actor when only the id is at hand.
+    pub fn actor_id(mut self, id: Option<Uuid>) -> Self {
+        self.actor = id.map(|id| (id, None));
+        self
+    }
+
+    pub fn resource(mut self, kind: &str, id: impl ToString) -> Self {
+        self.resource = Some((kind.to_string(), id.to_string()));
+        self
+    }
+
+    pub fn client(mut self, ctx: &ClientContext) -> Self {
+        self.client = Some(ctx.clone());
+        self
+    }
+
+    pub fn meta(mut self, key: &str, value: impl Serialize) -> Self {
+        if let (serde_json::Value::Object(map), Ok(v)) = (&mut self.metadata, serde_json::to_value(value)) {
+            map.insert(key.to_string(), v);
+        }
+        self
+    }
+}
+
+/// An authenticated API request, as the guard saw it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub user_id: Uuid,
+    pub username: String,
+    pub method: String,
+    /// The route template, e.g. `GET /admin/users/{id}` is the action.
+    pub route: String,
+    pub path: String,
+    pub resource: Option<(String, String)>,
+    pub status: u16,
+    pub duration_ms: u64,
+    pub client: ClientContext,
+    pub at: DateTime<Utc>,
+}
+
+/// The first break `portcullis audit verify` found, or how much it checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub chains: usize,
+    pub records: u64,
+    /// None when every chain is intact.
+    pub broken: Option<BrokenLink>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenLink {
+    pub chain: String,
+    pub seq: i64,
+    pub reason: String,
+}
+
+impl Portcullis {
+    fn trail(&self) -> &AuditTrail {
+        &self.inner().audit
+    }
+
+    /// Stamps and chains `event`; None when auditing is off. Store writes take the
+    /// result and append it inside their own transaction.
+    pub(crate) fn audit_record(&self, event: AuditEvent) -> Option<AuditFields> {
+        let trail = self.trail();
+        if !trail.enabled {
+            return None;
+        }
+        let client = event.client.unwrap_or_default();
+        Some(
+            AuditFields {
+                chain: trail.chain(),
+                kind: "event".into(),
+                action: event.action,
+                user_id: event.actor.as_ref().map(|(id, _)| id.to_string()),
+                username: event.actor.and_then(|(_, name)| name),
+                resource_type: event.resource.as_ref().map(|(t, _)| t.clone()),
+                resource_id: event.resource.map(|(_, id)| id),
+                ip: client.ip,
+                user_agent: client.user_agent,
+                request_id: client.request_id,
+                metadata: event.metadata.to_string(),
+                ..AuditFields::default()
+            }
+            .stamped(Utc::now()),
+        )
+    }
+
+    /// Records an event that changes nothing else (a failed login, or a custom event
+    /// of a service embedding Portcullis).
+    pub async fn log_event(&self, event: AuditEvent) -> AppResult<()> {
+        match self.audit_record(event) {
+            Some(record) => self.store().append_audit(&record.chain.clone(), &[record]).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Queues an authenticated request's record; never waits. A full buffer drops it
+    /// and counts the drop.
+    pub fn audit_request(&self, r: RequestRecord) {
+        let trail = self.trail();
+        if !trail.enabled {
+            return;
+        }
+        let fields = AuditFields {
+            // The chain is chosen when the batch is written.
+            kind: "request".into(),
+            action: r.route,
+            user_id: Some(r.user_id.to_string()),
+            username: Some(r.username),
+            resource_type: r.resource.as_ref().map(|(t, _)| t.clone()),
+            resource_id: r.resource.map(|(_, id)| id),
+            ip: r.client.ip,
+            user_agent: r.client.user_agent,
+            method: Some(r.method),
+            path: Some(r.path),
+            status: Some(i32::from(r.status)),
+            duration_ms: Some(r.duration_ms.min(i32::MAX as u64) as i32),
+            request_id: r.client.request_id,
+            metadata: "{}".into(),
+            ..AuditFields::default()
+        }
+        .stamped(r.at);
+        if trail.requests.try_send(fields).is_err() {
+            metrics::counter!("portcullis_audit_requests_dropped_total").increment(1);
+        }
+    }
+
+    /// Writes queued request records, in batches; returns how many.
+    pub async fn flush_audit_requests(&self) -> AppResult<usize> {
+        let mut written = 0;
+        loop {
+            let batch: Vec<AuditFields> = self.trail().pending.try_iter().take(BATCH).collect();
+            if batch.is_empty() {
+                return Ok(written);
+            }
+            self.store().append_audit(&self.trail().chain(), &batch).await?;
+            written += batch.len();
+        }
+    }
+
+    /// Records matching `filter`, newest first.
+    pub async fn audit_log(&self, filter: &AuditFilter, limit: i64, offset: i64) -> AppResult<Vec<AuditRow>> {
+        self.store().audit_records(filter, false, limit, offset).await
+    }
+
+    /// Records matching `filter`, oldest first (export and tail read forward by id).
+    pub async fn audit_log_forward(&self, filter: &AuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
+        self.store().audit_records(filter, true, limit, 0).await
+    }
+
+    /// Walks every chain from its base and reports the first record whose position,
+    /// link or hash does not hold, or a chain whose head does not match its last record.
+    pub async fn verify_audit(&self) -> AppResult<VerifyReport> {
+        let chains = self.store().audit_chains().await?;
+        let mut records = 0u64;
+        let broken = |chain: &str, seq: i64, reason: &str| BrokenLink {
+            chain: chain.to_string(),
+            seq,
+            reason: reason.to_string(),
+        };
+        for chain in &chains {
+            let (mut seq, mut hash) = (chain.base_seq, chain.base_hash.clone());
+            loop {
+                let rows = self.store().audit_chain_rows(&chain.chain, seq, 1000).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    let fault = if row.seq != seq + 1 {
+                        Some(format!("record {} is missing", seq + 1))
+                    } else if row.prev_hash != hash {
+                        Some("link to the previous record does not match".to_string())
+                    } else if super::super::store::audit::link_hash(&hash, row.seq, &row.fields) != row.hash {
+                        Some("record was altered".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = fault {
+                        return Ok(VerifyReport {
+                            chains: chains.len(),
+                            records,
+                            broken: Some(broken(&chain.chain, seq + 1, &reason)),
+                        });
+                    }
+                    seq = row.seq;
+                    hash = row.hash;
+                    records += 1;
+                }
+            }
+            if seq != chain.seq || hash != chain.head {
+                return Ok(VerifyReport {
+                    chains: chains.len(),
+                    records,
+                    broken: Some(broken(&chain.chain, seq + 1, "records after this point were removed")),
+                });
+            }
+        }
+        Ok(VerifyReport {
+            chains: chains.len(),
+            records,
+            broken: None,
+        })
+    }
+
+    /// Drops records past the retention period (`AUDIT_RETENTION_DAYS`, 0 keeps all).
+    pub(crate) async fn purge_audit(&self, now: DateTime<Utc>) -> AppResult<u64> {
+        match self.config().audit_retention {
+            Some(keep) => {
+                let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
+                self.store().purge_audit(now - keep).await
+            }
+            None => Ok(0),
+        }
+    }
+}

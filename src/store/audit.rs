@@ -1,0 +1,336 @@
+//! The audit trail: hash-chained records, appended inside the transaction of the
+//! change they describe (`audit_tx!`) or in batches (request records), read back
+//! with filters, and walked for verification.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Store, on_pool};
+use crate::error::AppResult;
+
+/// What a record says; the part the link hash covers (with its chain position).
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuditFields {
+    pub chain: String,
+    pub at: DateTime<Utc>,
+    /// `event` (a security event) or `request` (an authenticated API request).
+    pub kind: String,
+    pub action: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<i32>,
+    pub duration_ms: Option<i32>,
+    pub request_id: Option<String>,
+    /// A JSON object, as text.
+    pub metadata: String,
+}
+
+impl AuditFields {
+    /// Timestamps are kept to the microsecond, as PostgreSQL stores them, so the hash
+    /// computed on write is the one recomputed on read.
+    pub fn stamped(mut self, at: DateTime<Utc>) -> Self {
+        self.at = at.trunc_subsecs(6);
+        self
+    }
+
+    /// This record with its actor filled in, when the caller could not know it (the
+    /// owner of a presented refresh token, a user registering themselves).
+    pub fn for_user(&self, user_id: uuid::Uuid, username: Option<&str>) -> Self {
+        let mut r = self.clone();
+        if r.user_id.is_none() {
+            r.user_id = Some(user_id.to_string());
+            r.username = username.map(str::to_string);
+        }
+        r
+    }
+
+    /// This record, about a resource only the store knows at write time.
+    pub fn on(mut self, resource_type: &str, resource_id: impl ToString) -> Self {
+        self.resource_type = Some(resource_type.to_string());
+        self.resource_id = Some(resource_id.to_string());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuditRow {
+    pub id: i64,
+    pub seq: i64,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub fields: AuditFields,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditChainRow {
+    pub chain: String,
+    pub seq: i64,
+    pub head: String,
+    pub base_seq: i64,
+    pub base_hash: String,
+}
+
+/// The hash linking a record at `seq` to its predecessor's hash `prev`.
+pub fn link_hash(prev: &str, seq: i64, f: &AuditFields) -> String {
+    let canonical = serde_json::json!([
+        prev,
+        f.chain,
+        seq,
+        f.at.timestamp_micros(),
+        f.kind,
+        f.action,
+        f.user_id,
+        f.username,
+        f.resource_type,
+        f.resource_id,
+        f.ip,
+        f.user_agent,
+        f.method,
+        f.path,
+        f.status,
+        f.duration_ms,
+        f.request_id,
+        f.metadata,
+    ]);
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Takes the next `$2` positions of a chain (creating it on first use), returning the
+/// last of them and the head before; the row lock it takes orders writers of a chain.
+pub(crate) const BUMP_CHAIN: &str = "INSERT INTO audit_chains (chain, seq, head) VALUES ($1, $2, '') \
+     ON CONFLICT (chain) DO UPDATE SET seq = audit_chains.seq + $2 RETURNING seq, head";
+const INSERT_MANY: &str = "INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) ";
+pub(crate) const SET_HEAD: &str = "UPDATE audit_chains SET head = $2 WHERE chain = $1";
+pub(crate) const INSERT: &str = "INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+const COLUMNS: &str = "id, chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash";
+const CHAINS: &str = "SELECT chain, seq, head, base_seq, base_hash FROM audit_chains ORDER BY chain";
+const CHAIN_ROWS: &str = "SELECT id, chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash \
+     FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+const LAST_EXPIRED: &str = "SELECT seq, hash FROM audit_log WHERE chain = $1 AND at < $2 ORDER BY seq DESC LIMIT 1";
+const SET_BASE: &str = "UPDATE audit_chains SET base_seq = $2, base_hash = $3 WHERE chain = $1";
+const DELETE_THROUGH: &str = "DELETE FROM audit_log WHERE chain = $1 AND seq <= $2";
+
+/// Appends `$record` (an `Option<&AuditFields>`, None when auditing is off) to its
+/// chain inside the open transaction `$tx`, so the record commits or rolls back with
+/// the change it describes.
+macro_rules! audit_tx {
+    ($tx:expr, $record:expr) => {
+        if let Some(r) = $record {
+            let (seq, prev): (i64, String) = sqlx::query_as($crate::store::audit::BUMP_CHAIN)
+                .bind(&r.chain)
+                .bind(1i64)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let hash = $crate::store::audit::link_hash(&prev, seq, r);
+            sqlx::query($crate::store::audit::SET_HEAD)
+                .bind(&r.chain)
+                .bind(&hash)
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query($crate::store::audit::INSERT)
+                .bind(&r.chain)
+                .bind(seq)
+                .bind(r.at)
+                .bind(&r.kind)
+                .bind(&r.action)
+                .bind(&r.user_id)
+                .bind(&r.username)
+                .bind(&r.resource_type)
+                .bind(&r.resource_id)
+                .bind(&r.ip)
+                .bind(&r.user_agent)
+                .bind(&r.method)
+                .bind(&r.path)
+                .bind(r.status)
+                .bind(r.duration_ms)
+                .bind(&r.request_id)
+                .bind(&r.metadata)
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+pub(crate) use audit_tx;
+
+/// Which records to read; empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub actions: Vec<String>,
+    pub kind: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub status: Option<i32>,
+    pub ip: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Newest-first paging: only records with a smaller id (a cursor).
+    pub before_id: Option<i64>,
+    /// Oldest-first reading (export, tail): only records with a larger id.
+    pub after_id: Option<i64>,
+}
+
+/// Builds the SELECT for `$filter` on `$qb` (a QueryBuilder of the pool's backend).
+macro_rules! push_filter {
+    ($qb:expr, $f:expr) => {{
+        let f = $f;
+        let qb = $qb;
+        qb.push(" WHERE 1 = 1");
+        for (column, value) in [
+            ("user_id", &f.user_id),
+            ("username", &f.username),
+            ("kind", &f.kind),
+            ("resource_type", &f.resource_type),
+            ("resource_id", &f.resource_id),
+            ("ip", &f.ip),
+        ] {
+            if let Some(v) = value {
+                qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if !f.actions.is_empty() {
+            qb.push(" AND action IN (");
+            let mut list = qb.separated(", ");
+            for a in &f.actions {
+                list.push_bind(a.clone());
+            }
+            qb.push(")");
+        }
+        if let Some(s) = f.status {
+            qb.push(" AND status = ").push_bind(s);
+        }
+        if let Some(t) = f.since {
+            qb.push(" AND at >= ").push_bind(t);
+        }
+        if let Some(t) = f.until {
+            qb.push(" AND at < ").push_bind(t);
+        }
+        if let Some(id) = f.before_id {
+            qb.push(" AND id < ").push_bind(id);
+        }
+        if let Some(id) = f.after_id {
+            qb.push(" AND id > ").push_bind(id);
+        }
+    }};
+}
+
+impl Store {
+    /// Appends `records` to `chain` in one transaction (request batches, standalone
+    /// events): one move of the chain head for the whole batch, one multi-row insert.
+    pub async fn append_audit(&self, chain: &str, records: &[AuditFields]) -> AppResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let (last, mut prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
+                .bind(chain)
+                .bind(records.len() as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+            let first = last - records.len() as i64 + 1;
+            let mut linked = Vec::with_capacity(records.len());
+            for (i, r) in records.iter().enumerate() {
+                let mut r = r.clone();
+                r.chain = chain.to_string();
+                let seq = first + i as i64;
+                let hash = link_hash(&prev, seq, &r);
+                linked.push((seq, r, std::mem::replace(&mut prev, hash.clone()), hash));
+            }
+            sqlx::query(SET_HEAD).bind(chain).bind(&prev).execute(&mut *tx).await?;
+            let mut qb = sqlx::QueryBuilder::new(INSERT_MANY);
+            qb.push_values(&linked, |mut b, (seq, r, prev, hash)| {
+                b.push_bind(&r.chain)
+                    .push_bind(*seq)
+                    .push_bind(r.at)
+                    .push_bind(&r.kind)
+                    .push_bind(&r.action)
+                    .push_bind(&r.user_id)
+                    .push_bind(&r.username)
+                    .push_bind(&r.resource_type)
+                    .push_bind(&r.resource_id)
+                    .push_bind(&r.ip)
+                    .push_bind(&r.user_agent)
+                    .push_bind(&r.method)
+                    .push_bind(&r.path)
+                    .push_bind(r.status)
+                    .push_bind(r.duration_ms)
+                    .push_bind(&r.request_id)
+                    .push_bind(&r.metadata)
+                    .push_bind(prev)
+                    .push_bind(hash);
+            });
+            qb.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records matching `filter`, newest first (or oldest first with `ascending`).
+    pub async fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        ascending: bool,
+        limit: i64,
+        offset: i64,
+    ) -> AppResult<Vec<AuditRow>> {
+        let order = if ascending {
+            " ORDER BY id ASC"
+        } else {
+            " ORDER BY id DESC"
+        };
+        Ok(on_pool!(self, pool => {
+            let mut qb = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_log"));
+            push_filter!(&mut qb, filter);
+            qb.push(order).push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+            qb.build_query_as::<AuditRow>().fetch_all(pool).await?
+        }))
+    }
+
+    pub async fn audit_chains(&self) -> AppResult<Vec<AuditChainRow>> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, AuditChainRow>(CHAINS).fetch_all(pool).await)?)
+    }
+
+    /// Up to `limit` records of `chain` after position `after_seq`, in chain order.
+    pub async fn audit_chain_rows(&self, chain: &str, after_seq: i64, limit: i64) -> AppResult<Vec<AuditRow>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, AuditRow>(CHAIN_ROWS).bind(chain).bind(after_seq).bind(limit).fetch_all(pool).await)?,
+        )
+    }
+
+    /// Deletes records older than `before`, chain by chain, moving each chain's base
+    /// to the last deleted record so verification still starts from a known hash.
+    pub async fn purge_audit(&self, before: DateTime<Utc>) -> AppResult<u64> {
+        let mut purged = 0;
+        for chain in self.audit_chains().await? {
+            purged += on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let last: Option<(i64, String)> = sqlx::query_as(LAST_EXPIRED).bind(&chain.chain).bind(before).fetch_optional(&mut *tx).await?;
+                let n = match last {
+                    Some((seq, hash)) => {
+                        sqlx::query(SET_BASE).bind(&chain.chain).bind(seq).bind(&hash).execute(&mut *tx).await?;
+                        sqlx::query(DELETE_THROUGH).bind(&chain.chain).bind(seq).execute(&mut *tx).await?.rows_affected()
+                    }
+                    None => 0,
+                };
+                tx.commit().await?;
+                n
+            });
+        }
+        Ok(purged)
+    }
+}
