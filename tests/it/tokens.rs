@@ -337,44 +337,46 @@ async fn rotated_out_keys_leave_the_jwks_once_their_tokens_expire() {
         ("JWT_LEEWAY_SECONDS", "0"),
         ("PORTCULLIS_KEY_RELOAD_SECONDS", "1"),
     ];
-    let (s, _db) = TestServer::start_with(Backend::Sqlite, &settings).await;
-    let t = s.user("ephemeral").await;
-    let old_kid = jwt_part(&t.access, 0)["kid"].as_str().unwrap().to_string();
-    s.service.keys().rotate().await.unwrap();
-    let rotated = std::time::Instant::now();
-    let published = |s: &TestServer| {
-        let url = s.url("/.well-known/jwks.json");
-        let client = s.client.clone();
-        async move {
-            let jwks: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-            jwks["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k["kid"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(backend, &settings).await;
+        let t = s.user("ephemeral").await;
+        let old_kid = jwt_part(&t.access, 0)["kid"].as_str().unwrap().to_string();
+        s.service.keys().rotate().await.unwrap();
+        let rotated = std::time::Instant::now();
+        let published = |s: &TestServer| {
+            let url = s.url("/.well-known/jwks.json");
+            let client = s.client.clone();
+            async move {
+                let jwks: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+                jwks["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kid"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(published(&s).await.len(), 2);
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        loop {
+            if !s.published_kids().await.contains(&old_kid) {
+                break;
+            }
+            assert!(
+                rotated.elapsed() < std::time::Duration::from_secs(30),
+                "old key never left the JWKS"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-    };
-    assert_eq!(published(&s).await.len(), 2);
-    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
-    loop {
-        if !s.published_kids().await.contains(&old_kid) {
-            break;
-        }
+        // Grace = token lifetime (10 s) + leeway (0) + reload interval (1 s).
         assert!(
-            rotated.elapsed() < std::time::Duration::from_secs(30),
-            "old key never left the JWKS"
+            rotated.elapsed() >= std::time::Duration::from_secs(9),
+            "removed after {:?}",
+            rotated.elapsed()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        expect_invalid_token(s.get_auth("/auth/me", &t.access).await).await;
+        let fresh = s.login_as("ephemeral", PASSWORD).await;
+        assert_ne!(jwt_part(&fresh.access, 0)["kid"], old_kid.as_str());
+        s.stop().await;
     }
-    // Grace = token lifetime (10 s) + leeway (0) + reload interval (1 s).
-    assert!(
-        rotated.elapsed() >= std::time::Duration::from_secs(9),
-        "removed after {:?}",
-        rotated.elapsed()
-    );
-    expect_invalid_token(s.get_auth("/auth/me", &t.access).await).await;
-    let fresh = s.login_as("ephemeral", PASSWORD).await;
-    assert_ne!(jwt_part(&fresh.access, 0)["kid"], old_kid.as_str());
-    s.stop().await;
 }
