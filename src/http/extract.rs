@@ -199,22 +199,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ClientIp>().map(|c| c.0.to_string());
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
+        Ok(client_context(&parts.extensions, &parts.headers))
+    }
+}
+
+/// The request's client context, for handlers (the extractor above) and for the
+/// guard's audit records alike.
+pub fn client_context(extensions: &axum::http::Extensions, headers: &axum::http::HeaderMap) -> ClientContext {
+    let header = |name: &str, max: usize| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(512).collect());
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(128).collect());
-        Ok(ClientContext {
-            ip,
-            user_agent,
-            request_id,
-        })
+            .map(|s| s.chars().take(max).collect::<String>())
+    };
+    ClientContext {
+        ip: extensions.get::<ClientIp>().map(|c| c.0.to_string()),
+        user_agent: header("user-agent", 512),
+        request_id: header("x-request-id", 128),
     }
 }
 

@@ -20,10 +20,10 @@ use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use super::client_ip::ClientIp;
+use super::extract::client_context;
 use super::{Access, Caller, presented_credential};
 use crate::domain::audit::RequestRecord;
-use crate::domain::{ClientContext, Portcullis, Principal};
+use crate::domain::{Portcullis, Principal};
 use crate::error::AppError;
 
 /// Enforces one [`Access`] rule before the wrapped service runs.
@@ -111,12 +111,6 @@ fn request_record(caller: &Principal, req: &Request) -> RequestRecord {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
     let path = req.uri().path().to_owned();
-    let header = |name: &str, max: usize| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(max).collect::<String>())
-    };
     RequestRecord {
         user_id: caller.user_id,
         username: caller.username.clone(),
@@ -126,11 +120,7 @@ fn request_record(caller: &Principal, req: &Request) -> RequestRecord {
         path,
         status: 0,
         duration_ms: 0,
-        client: ClientContext {
-            ip: req.extensions().get::<ClientIp>().map(|c| c.0.to_string()),
-            user_agent: header("user-agent", 512),
-            request_id: header("x-request-id", 128),
-        },
+        client: client_context(req.extensions(), req.headers()),
         at: chrono::Utc::now(),
     }
 }
