@@ -179,7 +179,7 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
         Command::Audit(cmd) => cli::audit::audit(cmd, Portcullis::open(config).await?, json).await,
         Command::Keys(KeysCommand::Rotate) => {
             let service = Portcullis::open(config).await?;
-            let kid = service.keys().rotate().await?;
+            let kid = service.rotate_signing_key(&portcullis::domain::Actor::system()).await?;
             println!("new signing key {kid}; the previous key verifies until its tokens expire");
             Ok(())
         }

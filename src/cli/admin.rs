@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal};
 
 use clap::{Args, Subcommand};
 use portcullis::Portcullis;
+use portcullis::domain::Actor;
 use portcullis::domain::accounts::Registration;
 use portcullis::domain::rbac::UserQuery;
 use portcullis::error::AppError;
@@ -208,7 +209,7 @@ pub async fn user(cmd: UserCommand, service: Portcullis, json_output: bool) -> C
                         superuser: c.superuser,
                         roles,
                     },
-                    None,
+                    &Actor::system(),
                 )
                 .await?;
             done(
@@ -219,18 +220,18 @@ pub async fn user(cmd: UserCommand, service: Portcullis, json_output: bool) -> C
         }
         UserCommand::Disable { username } => {
             let u = find_user(&service, &username).await?;
-            let u = service.set_user_active(u.id, false).await?;
+            let u = service.set_user_active(u.id, false, &Actor::system()).await?;
             done(json_output, user_json(&u), format!("disabled {}", u.username));
         }
         UserCommand::Enable { username } => {
             let u = find_user(&service, &username).await?;
-            let u = service.set_user_active(u.id, true).await?;
+            let u = service.set_user_active(u.id, true, &Actor::system()).await?;
             done(json_output, user_json(&u), format!("enabled {}", u.username));
         }
         UserCommand::SetPassword { username } => {
             let u = find_user(&service, &username).await?;
             let password = read_secret_line("new password: ")?;
-            service.set_password(u.id, &password).await?;
+            service.set_password(u.id, &password, &Actor::system()).await?;
             done(
                 json_output,
                 json!({"username": u.username, "password_set": true}),
@@ -239,7 +240,7 @@ pub async fn user(cmd: UserCommand, service: Portcullis, json_output: bool) -> C
         }
         UserCommand::GrantRole { username, role } => {
             let u = find_user(&service, &username).await?;
-            service.assign_role(u.id, &role, None).await?;
+            service.assign_role(u.id, &role, &Actor::system()).await?;
             done(
                 json_output,
                 json!({"username": u.username, "role": role, "granted": true}),
@@ -248,7 +249,7 @@ pub async fn user(cmd: UserCommand, service: Portcullis, json_output: bool) -> C
         }
         UserCommand::RevokeRole { username, role } => {
             let u = find_user(&service, &username).await?;
-            service.remove_role(u.id, &role).await?;
+            service.remove_role(u.id, &role, &Actor::system()).await?;
             done(
                 json_output,
                 json!({"username": u.username, "role": role, "revoked": true}),
@@ -280,7 +281,9 @@ pub async fn role(cmd: RoleCommand, service: Portcullis, json_output: bool) -> C
             description,
             permissions,
         } => {
-            let r = service.create_role(&name, &description, &permissions).await?;
+            let r = service
+                .create_role(&name, &description, &permissions, &Actor::system())
+                .await?;
             done(
                 json_output,
                 json!({"name": r.name, "description": r.description, "permissions": r.permissions}),
@@ -288,7 +291,7 @@ pub async fn role(cmd: RoleCommand, service: Portcullis, json_output: bool) -> C
             );
         }
         RoleCommand::Grant { role, permission } => {
-            service.grant_permission(&role, &permission).await?;
+            service.grant_permission(&role, &permission, &Actor::system()).await?;
             done(
                 json_output,
                 json!({"role": role, "permission": permission, "granted": true}),
@@ -296,7 +299,7 @@ pub async fn role(cmd: RoleCommand, service: Portcullis, json_output: bool) -> C
             );
         }
         RoleCommand::Revoke { role, permission } => {
-            service.revoke_permission(&role, &permission).await?;
+            service.revoke_permission(&role, &permission, &Actor::system()).await?;
             done(
                 json_output,
                 json!({"role": role, "permission": permission, "revoked": true}),

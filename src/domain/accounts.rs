@@ -3,7 +3,8 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{AuditEvent, Portcullis, Principal, validate};
+use super::rbac::UserChanges;
+use super::{Actor, AuditEvent, ClientContext, Portcullis, Principal, validate};
 use crate::error::{AppError, AppResult};
 use crate::store::{NewUser, UserRow};
 
@@ -153,38 +154,76 @@ impl Portcullis {
         }
     }
 
-    /// Updates full name and/or email.
+    /// Updates the caller's full name and/or email.
     pub async fn update_me(
         &self,
         caller: &Principal,
         full_name: Option<String>,
         email: Option<String>,
+        ctx: &ClientContext,
     ) -> AppResult<UserRow> {
-        let email = email.as_deref().map(validate::fold);
+        self.me(caller).await?;
+        let changes = UserChanges {
+            email,
+            full_name,
+            is_superuser: None,
+        };
+        let event = Actor::user(caller.user_id, &caller.username, ctx)
+            .event("USER_UPDATE")
+            .resource("user", caller.user_id)
+            .meta("fields", changes.fields());
+        self.change_profile(caller.user_id, changes, event)
+            .await?
+            .ok_or_else(|| AppError::InvalidToken("account is no longer active".into()))
+    }
+
+    /// Applies `changes` (validated; an empty full name clears it) as one change
+    /// recorded by `event`. None when there is no such user.
+    pub(crate) async fn change_profile(
+        &self,
+        id: Uuid,
+        mut changes: UserChanges,
+        event: AuditEvent,
+    ) -> AppResult<Option<UserRow>> {
+        changes.email = changes.email.as_deref().map(validate::fold);
         validate::all([
-            full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
-            email.as_deref().map(validate::email).unwrap_or(Ok(())),
+            changes.full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
+            changes.email.as_deref().map(validate::email).unwrap_or(Ok(())),
         ])?;
-        let current = self.me(caller).await?;
-        let full_name = match full_name {
+        let Some(current) = self.store().user_by_id(id).await? else {
+            return Ok(None);
+        };
+        let full_name = match changes.full_name {
             Some(n) if n.is_empty() => None,
             Some(n) => Some(n),
             None => current.full_name,
         };
-        let email = email.unwrap_or(current.email);
+        let email = changes.email.unwrap_or(current.email);
+        let record = self.audit_record(event);
         let user = self
-            .inner()
-            .store
-            .update_profile(caller.user_id, full_name.as_deref(), &email, Utc::now())
-            .await?
-            .ok_or_else(|| AppError::InvalidToken("account is no longer active".into()))?;
-        self.inner().credentials.forget_user(caller.user_id);
+            .store()
+            .update_user(
+                id,
+                full_name.as_deref(),
+                &email,
+                changes.is_superuser,
+                Utc::now(),
+                record.as_ref(),
+            )
+            .await?;
+        self.inner().credentials.forget_user(id);
         Ok(user)
     }
 
     /// Changes the caller's password after checking the current one, ending every
     /// other session of theirs.
-    pub async fn change_password(&self, caller: &Principal, current: &str, new: &str) -> AppResult<()> {
+    pub async fn change_password(
+        &self,
+        caller: &Principal,
+        current: &str,
+        new: &str,
+        ctx: &ClientContext,
+    ) -> AppResult<()> {
         let inner = self.inner();
         let user = self.me(caller).await?;
         // Guessing the current password with a stolen token counts like guessing at login.
@@ -204,8 +243,8 @@ impl Portcullis {
         let hash = inner.hasher.hash(new).await?;
         let now = Utc::now();
         let record = self.audit_record(
-            AuditEvent::new("PASSWORD_CHANGE")
-                .actor(user.id, &user.username)
+            Actor::user(user.id, &user.username, ctx)
+                .event("PASSWORD_CHANGE")
                 .resource("user", user.id),
         );
         let ended = inner
@@ -224,12 +263,15 @@ impl Portcullis {
     }
 
     /// Enables or disables an account; disabling ends all its sessions at once.
-    pub async fn set_user_active(&self, id: Uuid, active: bool) -> AppResult<UserRow> {
+    /// Recorded as USER_DISABLE or USER_ENABLE when the state changes.
+    pub async fn set_user_active(&self, id: Uuid, active: bool, by: &Actor) -> AppResult<UserRow> {
         let inner = self.inner();
         let now = Utc::now();
+        let action = if active { "USER_ENABLE" } else { "USER_DISABLE" };
+        let record = self.audit_record(by.event(action).resource("user", id));
         let (user, ended) = inner
             .store
-            .set_user_active(id, active, now, self.revocation_horizon(now))
+            .set_user_active(id, active, now, self.revocation_horizon(now), record.as_ref())
             .await?
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);

@@ -101,6 +101,43 @@ impl AuditEvent {
     }
 }
 
+/// Who makes an administrative change: a signed-in user (with the request's client
+/// context) or the operator at the CLI or an embedding service (no user).
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user: Option<(Uuid, String)>,
+    pub client: Option<ClientContext>,
+}
+
+impl Actor {
+    /// The operator: `portcullis admin ...` or a service calling the library.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    pub fn user(id: Uuid, username: &str, client: &ClientContext) -> Self {
+        Self {
+            user: Some((id, username.to_string())),
+            client: Some(client.clone()),
+        }
+    }
+
+    pub fn id(&self) -> Option<Uuid> {
+        self.user.as_ref().map(|(id, _)| *id)
+    }
+
+    /// An event this actor did.
+    pub fn event(&self, action: &str) -> AuditEvent {
+        let mut event = AuditEvent::new(action);
+        event.actor = self.user.clone().map(|(id, name)| (id, Some(name)));
+        event.client = self.client.clone();
+        if self.user.is_none() {
+            event = event.meta("via", "system");
+        }
+        event
+    }
+}
+
 /// An authenticated API request, as the guard saw it.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {

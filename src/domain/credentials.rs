@@ -18,8 +18,8 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::Portcullis;
 use super::authn::{Credential, Principal};
+use super::{Actor, AuditEvent, ClientContext, Portcullis};
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
 use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow, UserGrants, UserRow};
@@ -294,6 +294,7 @@ impl Portcullis {
         name: &str,
         permissions: Vec<String>,
         expires_at: Option<DateTime<Utc>>,
+        ctx: &ClientContext,
     ) -> AppResult<(ApiKeyRow, String)> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -320,7 +321,15 @@ impl Portcullis {
             last_used_at: None,
             revoked_at: None,
         };
-        self.store().insert_api_key(&row).await?;
+        let record = self.audit_record(
+            Actor::user(caller.user_id, &caller.username, ctx)
+                .event("APIKEY_CREATE")
+                .resource("api_key", &id)
+                .meta("name", name)
+                .meta("permissions", &permissions)
+                .meta("expires_at", expires_at),
+        );
+        self.store().insert_api_key(&row, record.as_ref()).await?;
         Ok((row, format!("{API_KEY_PREFIX}{id}_{secret}")))
     }
 
@@ -342,8 +351,13 @@ impl Portcullis {
 
     /// Revokes a key (only the owner's, when `owner` is given); every instance refuses
     /// it within the sync interval, this one at once.
-    pub async fn revoke_api_key(&self, id: &str, owner: Option<Uuid>) -> AppResult<()> {
-        if !self.store().revoke_api_key(id, owner, Utc::now()).await? {
+    pub async fn revoke_api_key(&self, id: &str, owner: Option<Uuid>, by: &Actor) -> AppResult<()> {
+        let record = self.audit_record(by.event("APIKEY_REVOKE").resource("api_key", id));
+        if !self
+            .store()
+            .revoke_api_key(id, owner, Utc::now(), record.as_ref())
+            .await?
+        {
             return Err(AppError::NotFound("no such active API key".into()));
         }
         self.inner().credentials.forget_key(id);
@@ -411,6 +425,7 @@ impl Portcullis {
         ttl_seconds: Option<u64>,
         max_uses: Option<u32>,
         purpose: &str,
+        ctx: &ClientContext,
     ) -> AppResult<(TemporaryTokenRow, String)> {
         let max_ttl = self.config().temporary_token_max_ttl.as_secs();
         let ttl = ttl_seconds.unwrap_or(max_ttl.min(3600));
@@ -446,7 +461,16 @@ impl Portcullis {
             expires_at: now + chrono::Duration::seconds(ttl as i64),
             revoked_at: None,
         };
-        self.store().insert_temporary_token(&row).await?;
+        let record = self.audit_record(
+            Actor::user(caller.user_id, &caller.username, ctx)
+                .event("TEMP_TOKEN_CREATE")
+                .resource("temporary_token", &row.id)
+                .meta("purpose", purpose)
+                .meta("permissions", &permissions)
+                .meta("max_uses", max_uses)
+                .meta("expires_at", row.expires_at),
+        );
+        self.store().insert_temporary_token(&row, record.as_ref()).await?;
         Ok((row, token))
     }
 
@@ -547,7 +571,7 @@ impl Portcullis {
 
     /// RFC 7009: revokes whatever credential is presented (possession is the proof).
     /// Unknown or invalid tokens are ignored, so the answer reveals nothing.
-    pub async fn revoke_credential(&self, token: &str) -> AppResult<()> {
+    pub async fn revoke_credential(&self, token: &str, ctx: &ClientContext) -> AppResult<()> {
         let now = Utc::now();
         if let Some((id, secret)) = parse_api_key(token) {
             if let Some(row) = self.store().api_key(id).await? {
@@ -555,18 +579,27 @@ impl Portcullis {
                     .as_slice()
                     .ct_eq(row.secret_hash.as_slice())
                     .into();
-                if matches && self.store().revoke_api_key(id, None, now).await? {
+                // Holding the key proves ownership: the owner is the actor.
+                let record = self.audit_record(
+                    AuditEvent::new("APIKEY_REVOKE")
+                        .actor_id(Some(row.user_id))
+                        .client(ctx)
+                        .resource("api_key", id)
+                        .meta("via", "revocation_endpoint"),
+                );
+                if matches && self.store().revoke_api_key(id, None, now, record.as_ref()).await? {
                     self.inner().credentials.forget_key(id);
                 }
             }
         } else if token.starts_with(TEMPORARY_PREFIX) {
             self.store().revoke_temporary_token(&tokens::digest(token), now).await?;
         } else if tokens::looks_like_token(token) {
-            self.logout(token, &super::ClientContext::default()).await?;
+            self.logout(token, ctx).await?;
         } else if let Ok(p) = self.authenticate_token(token).await
             && let Some(sid) = p.session_id
         {
-            self.end_session(p.user_id, sid).await.or_else(|e| match e {
+            let by = Actor::user(p.user_id, &p.username, ctx);
+            self.end_session(p.user_id, sid, &by).await.or_else(|e| match e {
                 AppError::NotFound(_) => Ok(()),
                 other => Err(other),
             })?;

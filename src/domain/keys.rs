@@ -14,7 +14,7 @@ use crate::config::{Config, SigningAlgorithm};
 use crate::crypto::jwt::{self, KeyRing, SigningKey, TokenRules};
 use crate::crypto::secretbox::MasterKey;
 use crate::error::AppResult;
-use crate::store::{SigningKeyRow, Store};
+use crate::store::{AuditFields, SigningKeyRow, Store};
 
 const SEAL_CONTEXT: &str = "portcullis:signing_key";
 const MIN_RELOAD_GAP: Duration = Duration::from_secs(1);
@@ -62,7 +62,7 @@ impl KeyManager {
             ),
         };
         if !manager.algorithm.is_symmetric() && manager.store.active_signing_key_count().await? == 0 {
-            manager.rotate_with(manager.algorithm).await?;
+            manager.rotate_with(manager.algorithm, None).await?;
         }
         let ring = manager.build_ring().await?;
         manager.ring = RwLock::new(Arc::new(ring));
@@ -141,7 +141,8 @@ impl KeyManager {
 
     /// Generates and stores a new signing key with `algorithm`, retiring the others,
     /// and loads it. Returns its kid.
-    pub async fn rotate_with(&self, algorithm: SigningAlgorithm) -> anyhow::Result<String> {
+    /// `audit` is the rotation's record, completed here with the new kid.
+    pub async fn rotate_with(&self, algorithm: SigningAlgorithm, audit: Option<AuditFields>) -> anyhow::Result<String> {
         let generated = jwt::generate(algorithm)?;
         let row = SigningKeyRow {
             kid: generated.kid.clone(),
@@ -152,22 +153,41 @@ impl KeyManager {
             retired_at: None,
         };
         self.store
-            .add_signing_key(&row)
+            .add_signing_key(&row, audit.map(|a| a.on("signing_key", &generated.kid)).as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(generated.kid)
     }
 
-    pub async fn rotate(&self) -> AppResult<String> {
+    /// Rotates to a new key; use `Portcullis::rotate_signing_key`, which audits it.
+    pub(crate) async fn rotate(&self, audit: Option<AuditFields>) -> AppResult<String> {
         let kid = self
-            .rotate_with(self.algorithm)
+            .rotate_with(self.algorithm, audit)
             .await
             .map_err(crate::error::AppError::Internal)?;
         self.reload().await.map_err(crate::error::AppError::Internal)?;
         Ok(kid)
     }
 
+    pub fn is_symmetric(&self) -> bool {
+        self.algorithm.is_symmetric()
+    }
+
     pub fn grace_after(&self, retired_at: DateTime<Utc>) -> DateTime<Utc> {
         retired_at + self.grace
+    }
+}
+
+impl super::Portcullis {
+    /// Rotates to a new signing key, recorded as SIGNING_KEY_ROTATE with the new kid.
+    /// Tokens signed with the old key stay valid until they expire.
+    pub async fn rotate_signing_key(&self, by: &super::Actor) -> AppResult<String> {
+        if self.keys().is_symmetric() {
+            return Err(crate::error::AppError::Conflict(
+                "JWT_ALGORITHM is HS256: the key is JWT_SECRET; change it in configuration".into(),
+            ));
+        }
+        let record = self.audit_record(by.event("SIGNING_KEY_ROTATE"));
+        self.keys().rotate(record).await
     }
 }

@@ -25,7 +25,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secretbox::MasterKey;
 use crate::store::Store;
 
-pub use audit::AuditEvent;
+pub use audit::{Actor, AuditEvent};
 pub use authn::{Credential, Principal, TokenCache};
 pub use sessions::{ClientContext, TokenPair};
 

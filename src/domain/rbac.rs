@@ -10,7 +10,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::accounts::Registration;
-use super::{AuditEvent, Portcullis, validate};
+use super::{Actor, Portcullis, validate};
 use crate::error::{AppError, AppResult};
 use crate::store::{PermissionRow, RoleRow, UserPage, UserRow, UserSort};
 
@@ -39,6 +39,20 @@ pub struct UserChanges {
     pub email: Option<String>,
     pub full_name: Option<String>,
     pub is_superuser: Option<bool>,
+}
+
+impl UserChanges {
+    /// The fields given, for the audit record (never their values).
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("email", self.email.is_some()),
+            ("full_name", self.full_name.is_some()),
+            ("is_superuser", self.is_superuser.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, given)| given.then_some(f))
+        .collect()
+    }
 }
 
 /// Listing parameters for users.
@@ -93,30 +107,49 @@ impl Portcullis {
             .any(|p| p == permission))
     }
 
-    pub async fn assign_role(&self, user_id: Uuid, role: &str, assigned_by: Option<Uuid>) -> AppResult<()> {
-        self.store().assign_role(user_id, role, assigned_by, Utc::now()).await?;
+    /// Gives a user a role (idempotent: assigning a held role changes and records nothing).
+    pub async fn assign_role(&self, user_id: Uuid, role: &str, by: &Actor) -> AppResult<()> {
+        let record = self.audit_record(by.event("ROLE_ASSIGN").resource("user", user_id).meta("role", role));
+        self.store()
+            .assign_role(user_id, role, by.id(), Utc::now(), record.as_ref())
+            .await?;
         self.inner().credentials.forget_user(user_id);
         Ok(())
     }
 
     /// 404 when the user did not hold the role; 409 for the last administrator.
-    pub async fn remove_role(&self, user_id: Uuid, role: &str) -> AppResult<()> {
+    pub async fn remove_role(&self, user_id: Uuid, role: &str, by: &Actor) -> AppResult<()> {
         self.user(user_id).await?;
-        if !self.store().remove_role(user_id, role).await? {
+        let record = self.audit_record(by.event("ROLE_REMOVE").resource("user", user_id).meta("role", role));
+        if !self.store().remove_role(user_id, role, record.as_ref()).await? {
             return Err(AppError::NotFound(format!("the user does not have role {role}")));
         }
         self.inner().credentials.forget_user(user_id);
         Ok(())
     }
 
-    pub async fn grant_permission(&self, role: &str, permission: &str) -> AppResult<()> {
-        self.store().grant_permission(role, permission).await?;
+    pub async fn grant_permission(&self, role: &str, permission: &str, by: &Actor) -> AppResult<()> {
+        let record = self.audit_record(
+            by.event("PERMISSION_GRANT")
+                .resource("role", role)
+                .meta("permission", permission),
+        );
+        self.store().grant_permission(role, permission, record.as_ref()).await?;
         self.inner().credentials.forget_all_users();
         Ok(())
     }
 
-    pub async fn revoke_permission(&self, role: &str, permission: &str) -> AppResult<()> {
-        if !self.store().revoke_permission(role, permission).await? {
+    pub async fn revoke_permission(&self, role: &str, permission: &str, by: &Actor) -> AppResult<()> {
+        let record = self.audit_record(
+            by.event("PERMISSION_REVOKE")
+                .resource("role", role)
+                .meta("permission", permission),
+        );
+        if !self
+            .store()
+            .revoke_permission(role, permission, record.as_ref())
+            .await?
+        {
             return Err(AppError::NotFound(format!(
                 "role {role} does not have permission {permission}"
             )));
@@ -136,11 +169,22 @@ impl Portcullis {
             .ok_or_else(|| AppError::NotFound(format!("no role {name}")))
     }
 
-    pub async fn create_role(&self, name: &str, description: &str, permissions: &[String]) -> AppResult<RoleRow> {
+    pub async fn create_role(
+        &self,
+        name: &str,
+        description: &str,
+        permissions: &[String],
+        by: &Actor,
+    ) -> AppResult<RoleRow> {
         check_name("name", name)?;
         validate::all([validate::text("description", description, validate::DESCRIPTION_MAX)])?;
+        let record = self.audit_record(
+            by.event("ROLE_CREATE")
+                .resource("role", name)
+                .meta("permissions", permissions),
+        );
         self.store()
-            .create_role(name, description, permissions, Utc::now())
+            .create_role(name, description, permissions, Utc::now(), record.as_ref())
             .await?;
         self.role(name).await
     }
@@ -150,19 +194,30 @@ impl Portcullis {
         name: &str,
         description: Option<&str>,
         permissions: Option<&[String]>,
+        by: &Actor,
     ) -> AppResult<RoleRow> {
         validate::all([description
             .map(|d| validate::text("description", d, validate::DESCRIPTION_MAX))
             .unwrap_or(Ok(()))])?;
-        if !self.store().update_role(name, description, permissions).await? {
+        let mut event = by.event("ROLE_UPDATE").resource("role", name);
+        if let Some(p) = permissions {
+            event = event.meta("permissions", p);
+        }
+        let record = self.audit_record(event);
+        if !self
+            .store()
+            .update_role(name, description, permissions, record.as_ref())
+            .await?
+        {
             return Err(AppError::NotFound(format!("no role {name}")));
         }
         self.inner().credentials.forget_all_users();
         self.role(name).await
     }
 
-    pub async fn delete_role(&self, name: &str) -> AppResult<()> {
-        if !self.store().delete_role(name).await? {
+    pub async fn delete_role(&self, name: &str, by: &Actor) -> AppResult<()> {
+        let record = self.audit_record(by.event("ROLE_DELETE").resource("role", name));
+        if !self.store().delete_role(name, record.as_ref()).await? {
             return Err(AppError::NotFound(format!("no role {name}")));
         }
         self.inner().credentials.forget_all_users();
@@ -173,11 +228,14 @@ impl Portcullis {
         self.store().list_permissions().await
     }
 
-    pub async fn create_permission(&self, name: &str, description: &str) -> AppResult<PermissionRow> {
+    pub async fn create_permission(&self, name: &str, description: &str, by: &Actor) -> AppResult<PermissionRow> {
         check_name("name", name)?;
         validate::all([validate::text("description", description, validate::DESCRIPTION_MAX)])?;
         let now = Utc::now();
-        self.store().create_permission(name, description, now).await?;
+        let record = self.audit_record(by.event("PERMISSION_CREATE").resource("permission", name));
+        self.store()
+            .create_permission(name, description, now, record.as_ref())
+            .await?;
         self.inner().credentials.forget_all_users();
         Ok(PermissionRow {
             name: name.to_string(),
@@ -187,8 +245,9 @@ impl Portcullis {
     }
 
     /// Deletes a permission and removes it from every role.
-    pub async fn delete_permission(&self, name: &str) -> AppResult<()> {
-        if !self.store().delete_permission(name).await? {
+    pub async fn delete_permission(&self, name: &str, by: &Actor) -> AppResult<()> {
+        let record = self.audit_record(by.event("PERMISSION_DELETE").resource("permission", name));
+        if !self.store().delete_permission(name, record.as_ref()).await? {
             return Err(AppError::NotFound(format!("no permission {name}")));
         }
         self.inner().credentials.forget_all_users();
@@ -205,7 +264,7 @@ impl Portcullis {
     }
 
     /// Creates a user on an administrator's behalf, with roles.
-    pub async fn create_user(&self, registration: Registration, created_by: Option<Uuid>) -> AppResult<UserRow> {
+    pub async fn create_user(&self, registration: Registration, by: &Actor) -> AppResult<UserRow> {
         let roles = registration.roles.clone();
         for role in &roles {
             self.store()
@@ -219,49 +278,39 @@ impl Portcullis {
                     roles: Vec::new(),
                     ..registration
                 },
-                AuditEvent::new("USER_CREATE").actor_id(created_by),
+                by.event("USER_CREATE"),
             )
             .await?;
         for role in roles {
-            self.assign_role(user.id, &role, created_by).await?;
+            self.assign_role(user.id, &role, by).await?;
         }
         Ok(user)
     }
 
-    pub async fn update_user(&self, id: Uuid, mut changes: UserChanges) -> AppResult<UserRow> {
-        let user = self.user(id).await?;
-        changes.email = changes.email.as_deref().map(validate::fold);
-        validate::all([
-            changes.email.as_deref().map(validate::email).unwrap_or(Ok(())),
-            changes.full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
-        ])?;
-        let now = Utc::now();
-        if changes.email.is_some() || changes.full_name.is_some() {
-            let full_name = match changes.full_name {
-                Some(n) if n.is_empty() => None,
-                Some(n) => Some(n),
-                None => user.full_name.clone(),
-            };
-            let email = changes.email.unwrap_or(user.email.clone());
-            self.store()
-                .update_profile(id, full_name.as_deref(), &email, now)
-                .await?;
-            self.inner().credentials.forget_user(id);
-        }
-        if let Some(su) = changes.is_superuser {
-            self.store().set_superuser(id, su, now).await?;
-            self.inner().credentials.forget_user(id);
-        }
-        self.user(id).await
+    /// Changes a user's profile and superuser flag in one transaction, recorded as
+    /// one USER_UPDATE naming the fields given (never their values).
+    pub async fn update_user(&self, id: Uuid, changes: UserChanges, by: &Actor) -> AppResult<UserRow> {
+        let event = by
+            .event("USER_UPDATE")
+            .resource("user", id)
+            .meta("fields", changes.fields());
+        self.change_profile(id, changes, event)
+            .await?
+            .ok_or_else(|| AppError::NotFound("user not found".into()))
     }
 
     /// Deletes a user and ends their sessions; 409 for the last administrator.
-    pub async fn delete_user(&self, id: Uuid) -> AppResult<()> {
+    pub async fn delete_user(&self, id: Uuid, by: &Actor) -> AppResult<()> {
         let user = self.user(id).await?;
         let now = Utc::now();
+        let record = self.audit_record(
+            by.event("USER_DELETE")
+                .resource("user", id)
+                .meta("username", &user.username),
+        );
         let ended = self
             .store()
-            .delete_user(id, now, self.revocation_horizon(now))
+            .delete_user(id, now, self.revocation_horizon(now), record.as_ref())
             .await?
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);
@@ -271,7 +320,7 @@ impl Portcullis {
     }
 
     /// Sets a user's password (policy-checked) and ends their sessions.
-    pub async fn set_password(&self, id: Uuid, password: &str) -> AppResult<()> {
+    pub async fn set_password(&self, id: Uuid, password: &str, by: &Actor) -> AppResult<()> {
         let user = self.user(id).await?;
         validate::all([self
             .inner()
@@ -279,9 +328,10 @@ impl Portcullis {
             .check("password", password, &user.username, &user.email)])?;
         let hash = self.inner().hasher.hash(password).await?;
         let now = Utc::now();
+        let record = self.audit_record(by.event("PASSWORD_RESET").resource("user", id));
         let ended = self
             .store()
-            .admin_set_password(id, &hash, now, self.revocation_horizon(now))
+            .admin_set_password(id, &hash, now, self.revocation_horizon(now), record.as_ref())
             .await?
             .ok_or_else(|| AppError::NotFound("user not found".into()))?;
         self.forget_sessions(&ended, now);
@@ -289,9 +339,10 @@ impl Portcullis {
     }
 
     /// Lifts the login lock on the user's username and email.
-    pub async fn unlock_user(&self, id: Uuid) -> AppResult<()> {
+    pub async fn unlock_user(&self, id: Uuid, by: &Actor) -> AppResult<()> {
         let user = self.user(id).await?;
-        self.clear_lockout(&user).await
+        self.clear_lockout(&user).await?;
+        self.log_event(by.event("USER_UNLOCK").resource("user", id)).await
     }
 }
 

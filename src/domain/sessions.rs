@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{AuditEvent, Portcullis, validate};
+use super::{Actor, AuditEvent, Portcullis, validate};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
@@ -288,8 +288,14 @@ impl Portcullis {
     }
 
     /// Ends one of the user's own sessions; 404 when there is no such live session.
-    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> AppResult<()> {
+    /// Ends one of the user's sessions, recorded as a LOGOUT of it.
+    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid, by: &Actor) -> AppResult<()> {
         let now = Utc::now();
+        let mut event = by.event("LOGOUT").resource("session", session_id);
+        if event.actor.is_none() {
+            event = event.actor_id(Some(user_id));
+        }
+        let record = self.audit_record(event);
         let ended = self
             .inner()
             .store
@@ -299,6 +305,7 @@ impl Portcullis {
                 "revoked_by_user",
                 now,
                 self.revocation_horizon(now),
+                record.as_ref(),
             )
             .await?;
         if !ended {

@@ -14,9 +14,9 @@ use super::auth::UserOut;
 use super::extract::{ValidJson, ValidQuery};
 use super::me::{SessionOut, session_out};
 use crate::app::AppState;
+use crate::domain::Actor;
 use crate::domain::accounts::Registration;
 use crate::domain::rbac::{UserChanges, UserQuery};
-use crate::domain::{AuditEvent, ClientContext};
 use crate::error::{AppError, AppResult};
 use crate::store::{PermissionRow, RoleRow, UserSort};
 
@@ -109,6 +109,7 @@ pub struct CreateUserRequest {
 pub async fn create_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    by: Actor,
     ValidJson(req): ValidJson<CreateUserRequest>,
 ) -> AppResult<(StatusCode, Json<UserDetailOut>)> {
     if req.is_superuser && !caller.is_superuser {
@@ -126,7 +127,7 @@ pub async fn create_user(
                 superuser: req.is_superuser,
                 roles: req.roles,
             },
-            Some(caller.user_id),
+            &by,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(detail(&state, user.id).await?)))
@@ -169,6 +170,7 @@ pub struct UpdateUserRequest {
 pub async fn update_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    by: Actor,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<UpdateUserRequest>,
 ) -> AppResult<Json<UserDetailOut>> {
@@ -187,22 +189,31 @@ pub async fn update_user(
                 full_name: req.full_name,
                 is_superuser: req.is_superuser,
             },
+            &by,
         )
         .await?;
     Ok(Json(detail(&state, id).await?))
 }
 
-pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
-    state.service.delete_user(parse_id(&id)?).await?;
+pub async fn delete_user(State(state): State<AppState>, by: Actor, Path(id): Path<String>) -> AppResult<StatusCode> {
+    state.service.delete_user(parse_id(&id)?, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn disable_user(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<UserOut>> {
-    Ok(Json(state.service.set_user_active(parse_id(&id)?, false).await?.into()))
+pub async fn disable_user(
+    State(state): State<AppState>,
+    by: Actor,
+    Path(id): Path<String>,
+) -> AppResult<Json<UserOut>> {
+    Ok(Json(
+        state.service.set_user_active(parse_id(&id)?, false, &by).await?.into(),
+    ))
 }
 
-pub async fn enable_user(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<UserOut>> {
-    Ok(Json(state.service.set_user_active(parse_id(&id)?, true).await?.into()))
+pub async fn enable_user(State(state): State<AppState>, by: Actor, Path(id): Path<String>) -> AppResult<Json<UserOut>> {
+    Ok(Json(
+        state.service.set_user_active(parse_id(&id)?, true, &by).await?.into(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -212,15 +223,16 @@ pub struct SetPasswordRequest {
 
 pub async fn set_password(
     State(state): State<AppState>,
+    by: Actor,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<SetPasswordRequest>,
 ) -> AppResult<StatusCode> {
-    state.service.set_password(parse_id(&id)?, &req.password).await?;
+    state.service.set_password(parse_id(&id)?, &req.password, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn unlock_user(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
-    state.service.unlock_user(parse_id(&id)?).await?;
+pub async fn unlock_user(State(state): State<AppState>, by: Actor, Path(id): Path<String>) -> AppResult<StatusCode> {
+    state.service.unlock_user(parse_id(&id)?, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -238,15 +250,12 @@ pub struct RevokedOut {
 
 pub async fn revoke_user_sessions(
     State(state): State<AppState>,
-    ctx: ClientContext,
-    Caller(caller): Caller,
+    by: Actor,
     Path(id): Path<String>,
 ) -> AppResult<Json<RevokedOut>> {
     let id = parse_id(&id)?;
     state.service.user(id).await?;
-    let event = AuditEvent::new("SESSIONS_REVOKE")
-        .actor(caller.user_id, &caller.username)
-        .client(&ctx);
+    let event = by.event("SESSIONS_REVOKE");
     let revoked = state
         .service
         .end_user_sessions(id, None, "revoked_by_admin", event)
@@ -275,22 +284,20 @@ pub struct RoleRef {
 
 pub async fn assign_role(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    by: Actor,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<RoleRef>,
 ) -> AppResult<StatusCode> {
-    state
-        .service
-        .assign_role(parse_id(&id)?, &req.role, Some(caller.user_id))
-        .await?;
+    state.service.assign_role(parse_id(&id)?, &req.role, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn remove_role(
     State(state): State<AppState>,
+    by: Actor,
     Path((id, role)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    state.service.remove_role(parse_id(&id)?, &role).await?;
+    state.service.remove_role(parse_id(&id)?, &role, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -334,11 +341,12 @@ pub struct CreateRoleRequest {
 
 pub async fn create_role(
     State(state): State<AppState>,
+    by: Actor,
     ValidJson(req): ValidJson<CreateRoleRequest>,
 ) -> AppResult<(StatusCode, Json<RoleOut>)> {
     let role = state
         .service
-        .create_role(&req.name, &req.description, &req.permissions)
+        .create_role(&req.name, &req.description, &req.permissions, &by)
         .await?;
     Ok((StatusCode::CREATED, Json(role.into())))
 }
@@ -354,18 +362,19 @@ pub struct UpdateRoleRequest {
 
 pub async fn update_role(
     State(state): State<AppState>,
+    by: Actor,
     Path(name): Path<String>,
     ValidJson(req): ValidJson<UpdateRoleRequest>,
 ) -> AppResult<Json<RoleOut>> {
     let role = state
         .service
-        .update_role(&name, req.description.as_deref(), req.permissions.as_deref())
+        .update_role(&name, req.description.as_deref(), req.permissions.as_deref(), &by)
         .await?;
     Ok(Json(role.into()))
 }
 
-pub async fn delete_role(State(state): State<AppState>, Path(name): Path<String>) -> AppResult<StatusCode> {
-    state.service.delete_role(&name).await?;
+pub async fn delete_role(State(state): State<AppState>, by: Actor, Path(name): Path<String>) -> AppResult<StatusCode> {
+    state.service.delete_role(&name, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -376,18 +385,20 @@ pub struct PermissionRef {
 
 pub async fn grant_permission(
     State(state): State<AppState>,
+    by: Actor,
     Path(name): Path<String>,
     ValidJson(req): ValidJson<PermissionRef>,
 ) -> AppResult<StatusCode> {
-    state.service.grant_permission(&name, &req.permission).await?;
+    state.service.grant_permission(&name, &req.permission, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn revoke_permission(
     State(state): State<AppState>,
+    by: Actor,
     Path((name, permission)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    state.service.revoke_permission(&name, &permission).await?;
+    state.service.revoke_permission(&name, &permission, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -429,14 +440,22 @@ pub struct CreatePermissionRequest {
 
 pub async fn create_permission(
     State(state): State<AppState>,
+    by: Actor,
     ValidJson(req): ValidJson<CreatePermissionRequest>,
 ) -> AppResult<(StatusCode, Json<PermissionOut>)> {
-    let p = state.service.create_permission(&req.name, &req.description).await?;
+    let p = state
+        .service
+        .create_permission(&req.name, &req.description, &by)
+        .await?;
     Ok((StatusCode::CREATED, Json(p.into())))
 }
 
-pub async fn delete_permission(State(state): State<AppState>, Path(name): Path<String>) -> AppResult<StatusCode> {
-    state.service.delete_permission(&name).await?;
+pub async fn delete_permission(
+    State(state): State<AppState>,
+    by: Actor,
+    Path(name): Path<String>,
+) -> AppResult<StatusCode> {
+    state.service.delete_permission(&name, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -465,4 +484,16 @@ pub async fn check(Caller(caller): Caller, ValidJson(req): ValidJson<CheckReques
         allowed: caller.has_permission(&req.permission),
         permission: req.permission,
     })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedOut {
+    /// The `kid` new tokens carry.
+    pub kid: String,
+}
+
+pub async fn rotate_signing_key(State(state): State<AppState>, by: Actor) -> AppResult<Json<RotatedOut>> {
+    Ok(Json(RotatedOut {
+        kid: state.service.rotate_signing_key(&by).await?,
+    }))
 }

@@ -16,8 +16,8 @@ use super::Caller;
 use super::auth::OAuthError;
 use super::extract::{UrlForm, ValidJson, ValidQuery};
 use crate::app::AppState;
-use crate::domain::Principal;
 use crate::domain::credentials::Introspection;
+use crate::domain::{Actor, ClientContext, Principal};
 use crate::error::{AppError, AppResult};
 use crate::store::ApiKeyRow;
 
@@ -70,11 +70,12 @@ pub struct NewApiKeyOut {
 pub async fn create_api_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    ctx: ClientContext,
     ValidJson(req): ValidJson<CreateApiKeyRequest>,
 ) -> AppResult<(StatusCode, Json<NewApiKeyOut>)> {
     let (row, key) = state
         .service
-        .create_api_key(&caller, &req.name, req.permissions, req.expires_at)
+        .create_api_key(&caller, &req.name, req.permissions, req.expires_at, &ctx)
         .await?;
     Ok((StatusCode::CREATED, Json(NewApiKeyOut { info: row.into(), key })))
 }
@@ -105,9 +106,10 @@ pub async fn get_my_api_key(
 pub async fn revoke_my_api_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    by: Actor,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    state.service.revoke_api_key(&id, Some(caller.user_id)).await?;
+    state.service.revoke_api_key(&id, Some(caller.user_id), &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -142,8 +144,12 @@ pub async fn list_all_api_keys(
     ))
 }
 
-pub async fn revoke_any_api_key(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<StatusCode> {
-    state.service.revoke_api_key(&id, None).await?;
+pub async fn revoke_any_api_key(
+    State(state): State<AppState>,
+    by: Actor,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    state.service.revoke_api_key(&id, None, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,11 +181,19 @@ pub struct TemporaryTokenOut {
 pub async fn create_temporary_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    ctx: ClientContext,
     ValidJson(req): ValidJson<CreateTemporaryTokenRequest>,
 ) -> AppResult<(StatusCode, Json<TemporaryTokenOut>)> {
     let (row, token) = state
         .service
-        .create_temporary_token(&caller, req.permissions, req.ttl_seconds, req.max_uses, &req.purpose)
+        .create_temporary_token(
+            &caller,
+            req.permissions,
+            req.ttl_seconds,
+            req.max_uses,
+            &req.purpose,
+            &ctx,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -336,9 +350,10 @@ pub async fn introspect(
 
 pub async fn revoke(
     State(state): State<AppState>,
+    ctx: ClientContext,
     form: Result<UrlForm<TokenForm>, FormRejection>,
 ) -> Result<StatusCode, OAuthError> {
     let token = token_from(form)?;
-    state.service.revoke_credential(&token).await?;
+    state.service.revoke_credential(&token, &ctx).await?;
     Ok(StatusCode::OK)
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::client_ip::ClientIp;
-use crate::domain::ClientContext;
+use crate::domain::{Actor, ClientContext};
 use crate::error::{AppError, FieldError};
 
 /// JSON body; malformed JSON is 400, wrong types or missing fields 422 naming the
@@ -200,6 +200,24 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(client_context(&parts.extensions, &parts.headers))
+    }
+}
+
+/// The signed-in caller as the actor of an administrative change. Only on guarded
+/// routes: elsewhere there is no caller and the request is refused as unauthenticated.
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let caller = parts
+            .extensions
+            .get::<super::Caller>()
+            .ok_or(AppError::MissingCredentials)?;
+        Ok(Actor::user(
+            caller.0.user_id,
+            &caller.0.username,
+            &client_context(&parts.extensions, &parts.headers),
+        ))
     }
 }
 

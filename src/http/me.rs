@@ -12,6 +12,7 @@ use super::Caller;
 use super::auth::UserOut;
 use super::extract::ValidJson;
 use crate::app::AppState;
+use crate::domain::{Actor, ClientContext};
 use crate::error::{AppError, AppResult};
 
 /// The caller's account plus what their token grants.
@@ -47,10 +48,15 @@ pub struct UpdateMeRequest {
 pub async fn patch_me(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    ctx: ClientContext,
     ValidJson(req): ValidJson<UpdateMeRequest>,
 ) -> AppResult<Json<UserOut>> {
     Ok(Json(
-        state.service.update_me(&caller, req.full_name, req.email).await?.into(),
+        state
+            .service
+            .update_me(&caller, req.full_name, req.email, &ctx)
+            .await?
+            .into(),
     ))
 }
 
@@ -63,11 +69,12 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    ctx: ClientContext,
     ValidJson(req): ValidJson<ChangePasswordRequest>,
 ) -> AppResult<StatusCode> {
     state
         .service
-        .change_password(&caller, &req.current_password, &req.new_password)
+        .change_password(&caller, &req.current_password, &req.new_password, &ctx)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -112,9 +119,10 @@ pub async fn list_sessions(State(state): State<AppState>, Caller(caller): Caller
 pub async fn delete_session(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    by: Actor,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     let id = Uuid::parse_str(&id).map_err(|_| AppError::validation("id", "is not a session id"))?;
-    state.service.end_session(caller.user_id, id).await?;
+    state.service.end_session(caller.user_id, id, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }

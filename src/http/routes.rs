@@ -282,6 +282,18 @@ pub fn table() -> Vec<Route> {
         .empty(204),
         Route::new(
             M::POST,
+            "/admin/keys/rotate",
+            Permission("keys:manage"),
+            admin::rotate_signing_key,
+        )
+        .doc(
+            "admin: keys",
+            "Start signing with a new key; the old one verifies until its tokens expire",
+        )
+        .returns::<admin::RotatedOut>(200)
+        .empty(409),
+        Route::new(
+            M::POST,
             "/admin/users/{id}/unlock",
             Permission("users:manage"),
             admin::unlock_user,

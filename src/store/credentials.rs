@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, on_pool};
+use super::audit::audit_tx;
+use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -76,18 +77,22 @@ const PEEK_TEMP: &str = "SELECT id, token_hash, user_id, permissions, purpose, m
 const REVOKE_TEMP: &str = "UPDATE temporary_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL";
 
 impl Store {
-    pub async fn insert_api_key(&self, k: &ApiKeyRow) -> AppResult<()> {
-        on_pool!(self, pool => sqlx::query(INSERT_KEY)
-            .bind(&k.id)
-            .bind(k.user_id)
-            .bind(&k.name)
-            .bind(&k.secret_hash)
-            .bind(&k.permissions)
-            .bind(k.created_at)
-            .bind(k.expires_at)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
+    pub async fn insert_api_key(&self, k: &ApiKeyRow, audit: Option<&AuditFields>) -> AppResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INSERT_KEY)
+                .bind(&k.id)
+                .bind(k.user_id)
+                .bind(&k.name)
+                .bind(&k.secret_hash)
+                .bind(&k.permissions)
+                .bind(k.created_at)
+                .bind(k.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            audit_tx!(tx, audit);
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -107,7 +112,13 @@ impl Store {
 
     /// Revokes a key (only the owner's, when `owner` is given) and tells the other
     /// instances, in one transaction. False when there was no such live key.
-    pub async fn revoke_api_key(&self, id: &str, owner: Option<Uuid>, now: DateTime<Utc>) -> AppResult<bool> {
+    pub async fn revoke_api_key(
+        &self,
+        id: &str,
+        owner: Option<Uuid>,
+        now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<bool> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = match owner {
@@ -118,6 +129,7 @@ impl Store {
                 > 0;
             if changed {
                 record_event!(tx, "api_key", id, now);
+                audit_tx!(tx, audit);
             }
             tx.commit().await?;
             changed
@@ -139,19 +151,23 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_temporary_token(&self, t: &TemporaryTokenRow) -> AppResult<()> {
-        on_pool!(self, pool => sqlx::query(INSERT_TEMP)
-            .bind(&t.id)
-            .bind(&t.token_hash)
-            .bind(t.user_id)
-            .bind(&t.permissions)
-            .bind(&t.purpose)
-            .bind(t.max_uses)
-            .bind(t.created_at)
-            .bind(t.expires_at)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
+    pub async fn insert_temporary_token(&self, t: &TemporaryTokenRow, audit: Option<&AuditFields>) -> AppResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INSERT_TEMP)
+                .bind(&t.id)
+                .bind(&t.token_hash)
+                .bind(t.user_id)
+                .bind(&t.permissions)
+                .bind(&t.purpose)
+                .bind(t.max_uses)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            audit_tx!(tx, audit);
+            tx.commit().await?;
+        });
         Ok(())
     }
 

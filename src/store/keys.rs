@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, on_pool};
+use super::audit::audit_tx;
+use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -31,7 +32,7 @@ impl Store {
 
     /// Adds a key that becomes the one new tokens are signed with; every other key is
     /// retired at `now` and kept only for verification.
-    pub async fn add_signing_key(&self, key: &SigningKeyRow) -> AppResult<()> {
+    pub async fn add_signing_key(&self, key: &SigningKeyRow, audit: Option<&AuditFields>) -> AppResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(INSERT_KEY)
@@ -43,6 +44,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(RETIRE_OTHERS).bind(&key.kid).bind(key.created_at).execute(&mut *tx).await?;
+            audit_tx!(tx, audit);
             tx.commit().await?;
         });
         Ok(())

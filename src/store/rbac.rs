@@ -8,8 +8,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::audit_tx;
 use super::credentials::record_event;
-use super::{Store, UserRow, conflict_on_unique};
+use super::{AuditFields, Store, UserRow, conflict_on_unique};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -75,7 +76,9 @@ const UNASSIGN: &str = "DELETE FROM user_roles WHERE user_id = $1 AND role_name 
 const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
-const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1";
+const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4 WHERE id = $1";
+// Only a real change counts (and is audited): disabling a disabled user changes nothing.
+const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND is_active <> $2";
 const ADMIN_SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
 const SELECT_USER: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
@@ -127,7 +130,6 @@ macro_rules! abort {
         return Err($err);
     }};
 }
-pub(crate) use abort;
 
 fn like_pattern(q: &str) -> String {
     let escaped = q
@@ -183,6 +185,7 @@ impl Store {
         description: &str,
         permissions: &[String],
         now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<()> {
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -202,6 +205,7 @@ impl Store {
                 }
                 sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
             }
+            audit_tx!(tx, audit);
             tx.commit().await?;
         });
         Ok(())
@@ -214,6 +218,7 @@ impl Store {
         name: &str,
         description: Option<&str>,
         permissions: Option<&[String]>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
         Ok(super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -233,6 +238,7 @@ impl Store {
                         sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
                     }
                 }
+                audit_tx!(tx, audit);
                 tx.commit().await?;
             }
             exists
@@ -240,17 +246,18 @@ impl Store {
     }
 
     /// Deletes a role (and its assignments); 409 when that leaves no administrator.
-    pub async fn delete_role(&self, name: &str) -> AppResult<bool> {
+    pub async fn delete_role(&self, name: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
         Ok(admin_tx!(self, tx, before => {
             let deleted = sqlx::query(DELETE_ROLE).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "grants", "*", Utc::now());
+            audit_tx!(tx, audit.filter(|_| deleted));
             commit_if_admin_remains!(tx, before, format!("cannot delete role {name}"));
             deleted
         }))
     }
 
     /// Grants a permission to a role (idempotent).
-    pub async fn grant_permission(&self, role: &str, permission: &str) -> AppResult<()> {
+    pub async fn grant_permission(&self, role: &str, permission: &str, audit: Option<&AuditFields>) -> AppResult<()> {
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let role_exists: bool = sqlx::query_scalar(ROLE_EXISTS).bind(role).fetch_one(&mut *tx).await?;
@@ -261,19 +268,26 @@ impl Store {
             if !known {
                 abort!(tx, AppError::NotFound(format!("no permission {permission}")));
             }
-            sqlx::query(GRANT).bind(role).bind(permission).execute(&mut *tx).await?;
+            let granted = sqlx::query(GRANT).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "grants", "*", Utc::now());
+            audit_tx!(tx, audit.filter(|_| granted));
             tx.commit().await?;
         });
         Ok(())
     }
 
     /// Revokes a permission from a role; false when the role did not have it.
-    pub async fn revoke_permission(&self, role: &str, permission: &str) -> AppResult<bool> {
+    pub async fn revoke_permission(
+        &self,
+        role: &str,
+        permission: &str,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<bool> {
         Ok(super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let revoked = sqlx::query(REVOKE).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "grants", "*", Utc::now());
+            audit_tx!(tx, audit.filter(|_| revoked));
             tx.commit().await?;
             revoked
         }))
@@ -284,7 +298,13 @@ impl Store {
     }
 
     /// Creates a permission; superusers' grants now include it.
-    pub async fn create_permission(&self, name: &str, description: &str, now: DateTime<Utc>) -> AppResult<()> {
+    pub async fn create_permission(
+        &self,
+        name: &str,
+        description: &str,
+        now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<()> {
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(INSERT_PERMISSION)
@@ -297,17 +317,19 @@ impl Store {
                 abort!(tx, conflict_on_unique(e, "a permission with that name exists"));
             }
             record_event!(tx, "grants", "*", now);
+            audit_tx!(tx, audit);
             tx.commit().await?;
         });
         Ok(())
     }
 
     /// Deletes a permission, removing it from every role.
-    pub async fn delete_permission(&self, name: &str) -> AppResult<bool> {
+    pub async fn delete_permission(&self, name: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
         Ok(super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query(DELETE_PERMISSION).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "grants", "*", Utc::now());
+            audit_tx!(tx, audit.filter(|_| deleted));
             tx.commit().await?;
             deleted
         }))
@@ -320,6 +342,7 @@ impl Store {
         role: &str,
         assigned_by: Option<Uuid>,
         now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<()> {
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -331,29 +354,51 @@ impl Store {
             if !role_exists {
                 abort!(tx, AppError::NotFound(format!("no role {role}")));
             }
-            sqlx::query(ASSIGN).bind(user_id).bind(role).bind(assigned_by).bind(now).execute(&mut *tx).await?;
+            let assigned = sqlx::query(ASSIGN).bind(user_id).bind(role).bind(assigned_by).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "user", user_id.to_string(), now);
+            audit_tx!(tx, audit.filter(|_| assigned));
             tx.commit().await?;
         });
         Ok(())
     }
 
     /// Takes a role from a user; 409 when that demotes the last administrator.
-    pub async fn remove_role(&self, user_id: Uuid, role: &str) -> AppResult<bool> {
+    pub async fn remove_role(&self, user_id: Uuid, role: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
         Ok(admin_tx!(self, tx, before => {
             let removed = sqlx::query(UNASSIGN).bind(user_id).bind(role).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "user", user_id.to_string(), Utc::now());
+            audit_tx!(tx, audit.filter(|_| removed));
             commit_if_admin_remains!(tx, before, "cannot remove the role");
             removed
         }))
     }
 
-    pub async fn set_superuser(&self, user_id: Uuid, superuser: bool, now: DateTime<Utc>) -> AppResult<bool> {
+    /// Sets a user's profile (full name and email) and, when given, superuser flag, in
+    /// one transaction: 409 for a taken email or when that demotes the last
+    /// administrator. None when there is no such user.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        full_name: Option<&str>,
+        email: &str,
+        superuser: Option<bool>,
+        now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<Option<UserRow>> {
         Ok(admin_tx!(self, tx, before => {
-            let changed = sqlx::query(SET_SUPERUSER).bind(user_id).bind(superuser).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "user", user_id.to_string(), now);
+            let updated = sqlx::query(UPDATE_PROFILE).bind(id).bind(full_name).bind(email).bind(now).execute(&mut *tx).await;
+            let found = match updated {
+                Ok(r) => r.rows_affected() > 0,
+                Err(e) => abort!(tx, conflict_on_unique(e, "email is already registered")),
+            };
+            if let Some(su) = superuser {
+                sqlx::query(SET_SUPERUSER).bind(id).bind(su).bind(now).execute(&mut *tx).await?;
+            }
+            record_event!(tx, "user", id.to_string(), now);
+            audit_tx!(tx, audit.filter(|_| found));
+            let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
             commit_if_admin_remains!(tx, before, "cannot remove superuser");
-            changed
+            user
         }))
     }
 
@@ -366,10 +411,12 @@ impl Store {
         active: bool,
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
         Ok(admin_tx!(self, tx, before => {
-            sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?;
+            let changed = sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "user", id.to_string(), now);
+            audit_tx!(tx, audit.filter(|_| changed));
             let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
             let ended = match (&user, active) {
                 (Some(_), false) => super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_disabled", now, revocation_expires),
@@ -387,11 +434,13 @@ impl Store {
         id: Uuid,
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<Option<Vec<Uuid>>> {
         Ok(admin_tx!(self, tx, before => {
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_deleted", now, revocation_expires);
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
             record_event!(tx, "user", id.to_string(), now);
+            audit_tx!(tx, audit.filter(|_| deleted));
             commit_if_admin_remains!(tx, before, "cannot delete this user");
             deleted.then_some(ended)
         }))
@@ -405,11 +454,13 @@ impl Store {
         hash: &str,
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<Option<Vec<Uuid>>> {
         Ok(super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(ADMIN_SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "password_reset", now, revocation_expires);
+            audit_tx!(tx, audit.filter(|_| changed));
             tx.commit().await?;
             changed.then_some(ended)
         }))

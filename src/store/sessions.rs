@@ -304,6 +304,7 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
         revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -316,6 +317,7 @@ impl Store {
                 .await?;
             if owner.is_some() {
                 sqlx::query(INSERT_REVOCATION).bind(session_id.to_string()).bind(now).bind(revocation_expires).execute(&mut *tx).await?;
+                audit_tx!(tx, audit);
             }
             tx.commit().await?;
             owner.is_some()

@@ -44,7 +44,6 @@ const SELECT_BY_ID: &str = "SELECT id, username, email, full_name, password_hash
 const SELECT_BY_LOGIN: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1";
 const INSERT_USER: &str = "INSERT INTO users (id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7, $8) RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
 const INSERT_USER_ROLE: &str = "INSERT INTO user_roles (user_id, role_name, assigned_by, assigned_at) VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING";
-const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4 WHERE id = $1 RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
 const UPDATE_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
@@ -124,32 +123,6 @@ impl Store {
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_LOGIN).bind(login).fetch_optional(pool).await)?,
         )
-    }
-
-    pub async fn update_profile(
-        &self,
-        id: Uuid,
-        full_name: Option<&str>,
-        email: &str,
-        now: DateTime<Utc>,
-    ) -> AppResult<Option<UserRow>> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let updated = sqlx::query_as::<_, UserRow>(UPDATE_PROFILE)
-                .bind(id)
-                .bind(full_name)
-                .bind(email)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await;
-            let user = match updated {
-                Ok(user) => user,
-                Err(e) => super::rbac::abort!(tx, conflict_on_unique(e, "email is already registered")),
-            };
-            super::credentials::record_event!(tx, "user", id.to_string(), now);
-            tx.commit().await?;
-            user
-        }))
     }
 
     /// Replaces a hash with an equivalent one at current parameters (after a legacy

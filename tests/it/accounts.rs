@@ -1,5 +1,6 @@
 //! Registration, login, profile and password rules, on both backends.
 
+use portcullis::domain::Actor;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -196,14 +197,14 @@ async fn login_by_username_or_email_and_uniform_failures() {
 
         // Disabled users cannot log in or refresh, and their tokens stop working at once.
         let id = uuid::Uuid::parse_str(jwt_part(&by_name.access, 1)["sub"].as_str().unwrap()).unwrap();
-        s.service.set_user_active(id, false).await.unwrap();
+        s.service.set_user_active(id, false, &Actor::system()).await.unwrap();
         let res = s
             .post_json("/auth/login", &json!({"username": "alice", "password": PASSWORD}))
             .await;
         assert_eq!(expect_problem(res, 401).await, wrong);
         expect_problem(s.refresh(&by_name.refresh).await, 401).await;
         expect_invalid_token(s.get_auth("/auth/me", &by_name.access).await).await;
-        s.service.set_user_active(id, true).await.unwrap();
+        s.service.set_user_active(id, true, &Actor::system()).await.unwrap();
         s.login_as("alice", PASSWORD).await;
         s.stop().await;
     }

@@ -482,3 +482,278 @@ async fn auditing_can_be_turned_off() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "", "nothing recorded");
 }
+
+/// Sends `method path` with `token` and an optional JSON body; the status and body.
+async fn call(s: &TestServer, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = s.client.request(method, s.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
+    use reqwest::Method as M;
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let a = admin.access.as_str();
+        let admin_id = sub(&admin);
+        let carol_id = s.register("carol").await["user_id"].as_str().unwrap().to_string();
+        let carol_path = format!("/admin/users/{carol_id}");
+        let steps: Vec<(M, String, Option<Value>, u16)> = vec![
+            (
+                M::POST,
+                "/admin/permissions".into(),
+                Some(json!({"name": "reports:share"})),
+                201,
+            ),
+            (
+                M::POST,
+                "/admin/permissions".into(),
+                Some(json!({"name": "reports:share"})),
+                409,
+            ),
+            (
+                M::POST,
+                "/admin/roles".into(),
+                Some(json!({"name": "auditor", "permissions": ["audit:read"]})),
+                201,
+            ),
+            (M::POST, "/admin/roles".into(), Some(json!({"name": "auditor"})), 409),
+            (
+                M::POST,
+                "/admin/roles".into(),
+                Some(json!({"name": "ghost", "permissions": ["no:such"]})),
+                422,
+            ),
+            (
+                M::PATCH,
+                "/admin/roles/auditor".into(),
+                Some(json!({"description": "reads the trail"})),
+                200,
+            ),
+            (
+                M::PATCH,
+                "/admin/roles/nobody".into(),
+                Some(json!({"description": "x"})),
+                404,
+            ),
+            (
+                M::POST,
+                "/admin/roles/auditor/permissions".into(),
+                Some(json!({"permission": "reports:share"})),
+                204,
+            ),
+            // Granting a held permission changes nothing and records nothing.
+            (
+                M::POST,
+                "/admin/roles/auditor/permissions".into(),
+                Some(json!({"permission": "reports:share"})),
+                204,
+            ),
+            (
+                M::DELETE,
+                "/admin/roles/auditor/permissions/reports:share".into(),
+                None,
+                204,
+            ),
+            (
+                M::DELETE,
+                "/admin/roles/auditor/permissions/reports:share".into(),
+                None,
+                404,
+            ),
+            (
+                M::POST,
+                format!("{carol_path}/roles"),
+                Some(json!({"role": "auditor"})),
+                204,
+            ),
+            (
+                M::POST,
+                format!("{carol_path}/roles"),
+                Some(json!({"role": "auditor"})),
+                204,
+            ),
+            (
+                M::POST,
+                format!("{carol_path}/roles"),
+                Some(json!({"role": "nope"})),
+                404,
+            ),
+            (M::DELETE, format!("{carol_path}/roles/auditor"), None, 204),
+            (M::DELETE, format!("{carol_path}/roles/auditor"), None, 404),
+            (M::PATCH, carol_path.clone(), Some(json!({"full_name": "Carol C"})), 200),
+            (
+                M::PATCH,
+                carol_path.clone(),
+                Some(json!({"email": "not an email"})),
+                422,
+            ),
+            (M::POST, format!("{carol_path}/disable"), None, 200),
+            (M::POST, format!("{carol_path}/disable"), None, 200),
+            (M::POST, format!("{carol_path}/enable"), None, 200),
+            (
+                M::PUT,
+                format!("{carol_path}/password"),
+                Some(json!({"password": "a brand new passphrase 7"})),
+                204,
+            ),
+            (
+                M::PUT,
+                format!("{carol_path}/password"),
+                Some(json!({"password": "short"})),
+                422,
+            ),
+            (M::POST, format!("{carol_path}/unlock"), None, 204),
+            (M::POST, "/admin/keys/rotate".into(), None, 200),
+            (M::DELETE, format!("/admin/users/{admin_id}"), None, 409),
+            (M::DELETE, "/admin/roles/auditor".into(), None, 204),
+            (M::DELETE, "/admin/roles/auditor".into(), None, 404),
+            (M::DELETE, "/admin/permissions/reports:share".into(), None, 204),
+        ];
+        let mut kid = String::new();
+        let (status, _) = call(
+            &s,
+            reqwest::Method::POST,
+            "/admin/keys/rotate",
+            &s.user("dave").await.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "rotation needs keys:manage");
+        for (method, path, body, want) in steps {
+            let (status, out) = call(&s, method.clone(), &path, a, body).await;
+            assert_eq!(status, want, "{method} {path}: {out}");
+            if path == "/admin/keys/rotate" {
+                kid = out["kid"].as_str().unwrap().to_string();
+            }
+        }
+
+        assert!(s.published_kids().await.contains(&kid), "the new key is published");
+
+        // The user's own changes name the user.
+        let carol = s.login_as("carol", "a brand new passphrase 7").await;
+        let c = carol.access.as_str();
+        let (status, _) = call(&s, M::PATCH, "/auth/me", c, Some(json!({"full_name": "Carol"}))).await;
+        assert_eq!(status, 200);
+        let (status, key) = call(&s, M::POST, "/auth/api-keys", c, Some(json!({"name": "ci"}))).await;
+        assert_eq!(status, 201);
+        let key_id = key["id"].as_str().unwrap().to_string();
+        let (status, _) = call(&s, M::DELETE, &format!("/auth/api-keys/{key_id}"), c, None).await;
+        assert_eq!(status, 204);
+        let (status, _) = call(&s, M::DELETE, &format!("/auth/api-keys/{key_id}"), c, None).await;
+        assert_eq!(status, 404);
+        let (status, temp) = call(
+            &s,
+            M::POST,
+            "/auth/temporary-tokens",
+            c,
+            Some(json!({"purpose": "export", "max_uses": 1})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let sid = jwt_part(c, 1)["sid"].as_str().unwrap().to_string();
+        let (status, _) = call(&s, M::DELETE, &format!("/auth/sessions/{sid}"), c, None).await;
+        assert_eq!(status, 204);
+        let (status, _) = call(&s, M::DELETE, &carol_path, a, None).await;
+        assert_eq!(status, 204);
+
+        let events = records(&s, a, "kind=event").await;
+        let by_admin: Vec<Value> = events
+            .iter()
+            // Beyond its own bootstrap and logins.
+            .filter(|r| r["user_id"] == admin_id.as_str() && r["resource_id"] != admin_id.as_str())
+            .filter(|r| !r["action"].as_str().unwrap().starts_with("LOGIN"))
+            .cloned()
+            .collect();
+        let counts = count_by_action(&by_admin);
+        let expected = [
+            ("PERMISSION_CREATE", 1),
+            ("ROLE_CREATE", 1),
+            ("ROLE_UPDATE", 1),
+            ("PERMISSION_GRANT", 1),
+            ("PERMISSION_REVOKE", 1),
+            ("ROLE_ASSIGN", 1),
+            ("ROLE_REMOVE", 1),
+            ("USER_UPDATE", 1),
+            ("USER_DISABLE", 1),
+            ("USER_ENABLE", 1),
+            ("PASSWORD_RESET", 1),
+            ("USER_UNLOCK", 1),
+            ("SIGNING_KEY_ROTATE", 1),
+            ("ROLE_DELETE", 1),
+            ("PERMISSION_DELETE", 1),
+            ("USER_DELETE", 1),
+        ];
+        for (action, n) in expected {
+            assert_eq!(counts.get(action).copied().unwrap_or(0), n, "{action}: {counts:?}");
+        }
+        assert_eq!(counts.len(), expected.len(), "{counts:?}");
+        let one = |action: &str| {
+            let r = by_admin.iter().find(|r| r["action"] == action).unwrap().clone();
+            assert_eq!(r["username"], "admin", "{action}");
+            assert_eq!(r["ip"], "127.0.0.1", "{action}");
+            let meta: Value = serde_json::from_str(r["metadata"].as_str().unwrap()).unwrap();
+            (r["resource_type"].clone(), r["resource_id"].clone(), meta)
+        };
+        for (action, kind, id) in [
+            ("ROLE_CREATE", "role", "auditor"),
+            ("ROLE_UPDATE", "role", "auditor"),
+            ("ROLE_DELETE", "role", "auditor"),
+            ("PERMISSION_GRANT", "role", "auditor"),
+            ("PERMISSION_CREATE", "permission", "reports:share"),
+            ("ROLE_ASSIGN", "user", carol_id.as_str()),
+            ("ROLE_REMOVE", "user", carol_id.as_str()),
+            ("USER_UPDATE", "user", carol_id.as_str()),
+            ("USER_DISABLE", "user", carol_id.as_str()),
+            ("PASSWORD_RESET", "user", carol_id.as_str()),
+            ("USER_DELETE", "user", carol_id.as_str()),
+            ("SIGNING_KEY_ROTATE", "signing_key", kid.as_str()),
+        ] {
+            let (t, i, _) = one(action);
+            assert_eq!((t.as_str(), i.as_str()), (Some(kind), Some(id)), "{action}");
+        }
+        assert_eq!(one("ROLE_ASSIGN").2["role"], "auditor");
+        assert_eq!(one("PERMISSION_REVOKE").2["permission"], "reports:share");
+        assert_eq!(one("USER_UPDATE").2["fields"], json!(["full_name"]));
+
+        let by_carol: Vec<Value> = events
+            .iter()
+            .filter(|r| r["user_id"] == carol_id.as_str())
+            .cloned()
+            .collect();
+        let counts = count_by_action(&by_carol);
+        for (action, n) in [
+            ("USER_UPDATE", 1),
+            ("APIKEY_CREATE", 1),
+            ("APIKEY_REVOKE", 1),
+            ("TEMP_TOKEN_CREATE", 1),
+            ("LOGOUT", 1),
+        ] {
+            assert_eq!(counts.get(action).copied().unwrap_or(0), n, "{action}: {counts:?}");
+        }
+        let find = |action: &str| by_carol.iter().find(|r| r["action"] == action).unwrap();
+        assert_eq!(find("APIKEY_CREATE")["resource_id"], key_id.as_str());
+        assert_eq!(find("APIKEY_REVOKE")["resource_id"], key_id.as_str());
+        assert_eq!(find("TEMP_TOKEN_CREATE")["resource_id"], temp["id"]);
+        assert_eq!(find("LOGOUT")["resource_id"], sid.as_str());
+        assert_eq!(find("USER_UPDATE")["username"], "carol");
+
+        // The CLI is the operator: no user, marked as such.
+        let (code, _, err) = run_binary(
+            binary_on(&_db).args(["role", "create", "cli-made", "--description", "from the shell"]),
+            "",
+        );
+        assert_eq!(code, 0, "{err}");
+        let cli = records(&s, a, "action=ROLE_CREATE&resource_id=cli-made").await;
+        assert_eq!(cli.len(), 1);
+        assert!(cli[0]["user_id"].is_null());
+        assert!(cli[0]["metadata"].as_str().unwrap().contains("\"via\":\"system\""));
+        s.stop().await;
+    }
+}

@@ -1,6 +1,7 @@
 //! API keys, temporary tokens, forward auth, introspection and revocation, on both
 //! backends, and revocation reaching another instance within a second.
 
+use portcullis::domain::Actor;
 use std::time::Duration;
 
 use reqwest::Method as M;
@@ -44,7 +45,7 @@ impl TestServer {
     async fn user_with_role(&self, name: &str, role: &str) -> Tokens {
         self.register(name).await;
         let id = self.service.store().user_by_login(name).await.unwrap().unwrap().id;
-        self.service.assign_role(id, role, None).await.unwrap();
+        self.service.assign_role(id, role, &Actor::system()).await.unwrap();
         self.login_as(name, PASSWORD).await
     }
 }
@@ -113,12 +114,21 @@ async fn api_keys_are_scoped_revocable_and_stored_hashed() {
         expect_problem(res, 403).await;
 
         // Intersection with the owner's current permissions, effective at once.
-        s.service.remove_role(sub(&owner), "analyst").await.unwrap();
+        s.service
+            .remove_role(sub(&owner), "analyst", &Actor::system())
+            .await
+            .unwrap();
         expect_problem(s.verify(&key, Some("projects:read")).await, 403).await;
-        s.service.assign_role(sub(&owner), "viewer", None).await.unwrap();
+        s.service
+            .assign_role(sub(&owner), "viewer", &Actor::system())
+            .await
+            .unwrap();
         assert_eq!(s.verify(&key, Some("projects:read")).await.status(), 200);
         expect_problem(s.verify(&key, Some("projects:create")).await, 403).await;
-        s.service.grant_permission("viewer", "projects:create").await.unwrap();
+        s.service
+            .grant_permission("viewer", "projects:create", &Actor::system())
+            .await
+            .unwrap();
         assert_eq!(
             s.verify(&key, Some("projects:create")).await.status(),
             200,
@@ -126,9 +136,15 @@ async fn api_keys_are_scoped_revocable_and_stored_hashed() {
         );
 
         // A disabled owner disables their keys.
-        s.service.set_user_active(sub(&owner), false).await.unwrap();
+        s.service
+            .set_user_active(sub(&owner), false, &Actor::system())
+            .await
+            .unwrap();
         expect_invalid_token(s.verify(&key, None).await).await;
-        s.service.set_user_active(sub(&owner), true).await.unwrap();
+        s.service
+            .set_user_active(sub(&owner), true, &Actor::system())
+            .await
+            .unwrap();
         assert_eq!(s.verify(&key, None).await.status(), 200);
         expect_invalid_token(s.get_auth("/auth/me", &owner.access).await).await;
         let owner = s.login_as("keyholder", PASSWORD).await;
@@ -568,7 +584,7 @@ async fn revocation_reaches_other_instances_within_a_second() {
         "warm b's cache"
     );
     a.service
-        .revoke_api_key(k1["id"].as_str().unwrap(), None)
+        .revoke_api_key(k1["id"].as_str().unwrap(), None, &Actor::system())
         .await
         .unwrap();
     refused_within(&b, key1, bound).await;
@@ -577,9 +593,15 @@ async fn revocation_reaches_other_instances_within_a_second() {
     let k2 = new_key("two").await;
     let key2 = k2["key"].as_str().unwrap().to_string();
     assert_eq!(b.verify(&key2, Some("projects:read")).await.status(), 200);
-    a.service.remove_role(sub(&owner), "analyst").await.unwrap();
+    a.service
+        .remove_role(sub(&owner), "analyst", &Actor::system())
+        .await
+        .unwrap();
     refused_within(&b, key2.clone(), bound).await;
-    a.service.assign_role(sub(&owner), "analyst", None).await.unwrap();
+    a.service
+        .assign_role(sub(&owner), "analyst", &Actor::system())
+        .await
+        .unwrap();
 
     // A disabled owner: keys and sessions refused everywhere.
     within(bound, "re-granted role not seen", || async {
@@ -588,7 +610,10 @@ async fn revocation_reaches_other_instances_within_a_second() {
     .await;
     let session = a.login_as("roaming", PASSWORD).await;
     assert_eq!(b.verify(&session.access, Some("projects:read")).await.status(), 200);
-    a.service.set_user_active(sub(&owner), false).await.unwrap();
+    a.service
+        .set_user_active(sub(&owner), false, &Actor::system())
+        .await
+        .unwrap();
     refused_within(&b, key2, bound).await;
     refused_within(&b, session.access.clone(), bound).await;
     b.stop().await;

@@ -3,6 +3,7 @@
 
 use axum::Router;
 use axum::routing::{get, post};
+use portcullis::domain::Actor;
 use portcullis::http::{Caller, require_authenticated, require_permission, require_role};
 use serde_json::{Value, json};
 
@@ -586,10 +587,12 @@ async fn rust_service_api() {
         let id = uuid::Uuid::parse_str(&user_id(&u)).unwrap();
         let svc = &s.service;
         assert!(!svc.has_permission(id, "projects:delete").await.unwrap());
-        svc.assign_role(id, "analyst", None).await.unwrap();
+        svc.assign_role(id, "analyst", &Actor::system()).await.unwrap();
         assert!(svc.has_permission(id, "projects:create").await.unwrap());
         assert!(!svc.has_permission(id, "projects:delete").await.unwrap());
-        svc.grant_permission("analyst", "projects:delete").await.unwrap();
+        svc.grant_permission("analyst", "projects:delete", &Actor::system())
+            .await
+            .unwrap();
         assert!(svc.has_permission(id, "projects:delete").await.unwrap());
         assert!(
             svc.get_user_permissions(id)
@@ -597,8 +600,8 @@ async fn rust_service_api() {
                 .unwrap()
                 .contains(&"projects:delete".to_string())
         );
-        assert!(svc.assign_role(id, "no-such-role", None).await.is_err());
-        svc.set_user_active(id, false).await.unwrap();
+        assert!(svc.assign_role(id, "no-such-role", &Actor::system()).await.is_err());
+        svc.set_user_active(id, false, &Actor::system()).await.unwrap();
         assert!(
             !svc.has_permission(id, "projects:create").await.unwrap(),
             "disabled users hold nothing"

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis::crypto::jwt::AccessClaims;
+use portcullis::domain::Actor;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -218,7 +219,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_publishes_both_keys() {
         let old_kid = jwt_part(&before.access, 0)["kid"].as_str().unwrap().to_string();
         // A second instance on the same database, which learns the new key by itself.
         let other = TestServer::on(&db, &[]).await;
-        let new_kid = s.service.keys().rotate().await.unwrap();
+        let new_kid = s.service.rotate_signing_key(&Actor::system()).await.unwrap();
         assert_ne!(new_kid, old_kid);
         let jwks = s.jwks().await;
         let kids: Vec<&str> = jwks["keys"]
@@ -341,7 +342,7 @@ async fn rotated_out_keys_leave_the_jwks_once_their_tokens_expire() {
         let (s, _db) = TestServer::start_with(backend, &settings).await;
         let t = s.user("ephemeral").await;
         let old_kid = jwt_part(&t.access, 0)["kid"].as_str().unwrap().to_string();
-        s.service.keys().rotate().await.unwrap();
+        s.service.rotate_signing_key(&Actor::system()).await.unwrap();
         let rotated = std::time::Instant::now();
         let published = |s: &TestServer| {
             let url = s.url("/.well-known/jwks.json");
