@@ -147,7 +147,14 @@ impl Server {
     }
 
     /// Stops the server by PID (SIGTERM) and waits for it.
-    fn stop(mut self) {
+    fn stop(self) {
+        // Drop does it.
+    }
+}
+
+/// A panicking scenario must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -277,7 +284,6 @@ async fn refresh_chains(
     connections: usize,
     seconds: f64,
 ) -> (Stats, Vec<String>, bool) {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let presented: Arc<Mutex<HashSet<String>>> = Arc::default();
     let duplicate = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut starts = Vec::new();
@@ -289,6 +295,9 @@ async fn refresh_chains(
                 .to_string(),
         );
     }
+    // The window starts after the logins: 64 argon2id logins take about as long as
+    // a whole scenario, and would otherwise leave no time to refresh at all.
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mut token in starts {
@@ -521,6 +530,7 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     rows.push(refresh);
     if full {
         let distinct: Arc<Vec<String>> = Arc::new(issued.iter().map(|t| format!("Bearer {t}")).collect());
+        assert!(!distinct.is_empty(), "the refresh scenario issued no access token");
         notes.push(format!(
             "{} distinct access tokens in rotation for the distinct-token scenario (verified-token cache: 10,000)",
             distinct.len()
