@@ -131,7 +131,11 @@ pub fn router(service: Portcullis) -> Router {
     let mut app: Router<AppState> = Router::new();
     for route in table {
         let Some(handler) = route.handler else { continue };
-        let mut guarded = handler.layer(http::guard::RequireAccess::new(&state.service, route.access.clone()));
+        let mut guard = http::guard::RequireAccess::new(&state.service, route.access.clone());
+        if route.step_up {
+            guard = guard.with_step_up();
+        }
+        let mut guarded = handler.layer(guard);
         if let Some(limiter) = limiter.as_ref().filter(|_| limited.contains(route.path)) {
             guarded = guarded.layer(middleware::from_fn_with_state(limiter.clone(), http::ratelimit::limit));
         }

@@ -171,6 +171,19 @@ pub struct Config {
     pub audit_retention: Option<Duration>,
     /// Request records that may wait to be written; beyond this they are dropped.
     pub audit_buffer: usize,
+    pub mfa: MfaSettings,
+}
+
+/// Multi-factor policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaSettings {
+    /// Holders of these roles (superusers count as holding `admin`) must enrol before
+    /// their login yields anything but a token for enrolment.
+    pub required_roles: Vec<String>,
+    /// How recent a second factor sensitive admin routes demand; None turns step-up off.
+    pub step_up_max_age: Option<Duration>,
+    /// The issuer authenticator apps show next to the account.
+    pub issuer: String,
 }
 
 /// Per-account lockout after consecutive failed logins: `threshold` failures lock the
@@ -569,11 +582,28 @@ impl Config {
         let hsts = (hsts_max_age > 0).then(|| format!("max-age={hsts_max_age}{hsts_subdomains}"));
 
         let audit_retention_days = s.number(&["AUDIT_RETENTION_DAYS"], 365u64, 0, 36_500)?;
+        let step_up = s.number(&["MFA_STEP_UP_MAX_AGE_SECONDS"], 900u64, 0, 86_400)?;
+        let mfa = MfaSettings {
+            // `none` turns the requirement off (an empty value means the default).
+            required_roles: split_list(&s.string(&["MFA_REQUIRED_ROLES"], "admin"))
+                .filter(|r| !r.eq_ignore_ascii_case("none"))
+                .map(str::to_string)
+                .collect(),
+            step_up_max_age: (step_up > 0).then(|| Duration::from_secs(step_up)),
+            issuer: s.string(&["MFA_TOTP_ISSUER"], "Portcullis"),
+        };
+        if mfa.issuer.is_empty() || mfa.issuer.len() > 100 || mfa.issuer.chars().any(char::is_control) {
+            return Err(ConfigError {
+                var: "MFA_TOTP_ISSUER".into(),
+                message: "must be 1-100 characters without control characters".into(),
+            });
+        }
 
         Ok(Config {
             audit_enabled: s.flag(&["ENABLE_AUDIT_LOGGING", "AUDIT_ENABLED"], true)?,
             audit_retention: (audit_retention_days > 0).then(|| Duration::from_secs(86_400 * audit_retention_days)),
             audit_buffer: s.number(&["AUDIT_BUFFER"], 10_000usize, 1, 10_000_000)?,
+            mfa,
             bind,
             database,
             database_max_connections: s.number(&["DATABASE_MAX_CONNECTIONS"], 10u32, 1, 1000)?,

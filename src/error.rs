@@ -34,6 +34,13 @@ pub enum AppError {
     InvalidToken(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The caller holds a role that requires MFA and has not enrolled: only the
+    /// enrolment routes are open to them.
+    #[error("multi-factor enrolment is required before anything else: enrol at /auth/mfa/totp/enroll")]
+    MfaEnrollmentRequired,
+    /// RFC 9470 step-up: a second factor within `max_age` seconds is required.
+    #[error("this action needs a second factor used within the last {max_age} seconds: log in again with MFA")]
+    StepUpRequired { max_age: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -69,7 +76,8 @@ impl AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials(_) | Self::MissingCredentials | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
+            Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -90,6 +98,8 @@ impl AppError {
             Self::MissingCredentials => "authentication-required",
             Self::InvalidToken(_) => "invalid-token",
             Self::Forbidden(_) => "forbidden",
+            Self::MfaEnrollmentRequired => "mfa-enrollment-required",
+            Self::StepUpRequired { .. } => "insufficient-user-authentication",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -153,6 +163,14 @@ impl IntoResponse for AppError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            Self::StepUpRequired { max_age } => {
+                let challenge = format!(
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"A recent second factor is required\", acr_values=\"mfa\", max_age={max_age}"
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
             Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -142,7 +142,38 @@ pub async fn login(server: String, username: Option<String>, password_stdin: boo
     if !res.status().is_success() {
         return Err(server_error(res).await);
     }
-    let body: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
+    let mut body: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
+    if body["mfa_enrollment_required"] == true {
+        return Err(fail(
+            "this account must enrol in multi-factor authentication first: log in over the API \
+             and follow the README's \"Multi-factor authentication\" section",
+        ));
+    }
+    if body["mfa_required"] == true {
+        // The next line of stdin (or the terminal): six digits, or a recovery code.
+        let code = if password_stdin {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_string()
+        } else {
+            read_secret_line("authenticator code (or recovery code): ")?
+        };
+        let field = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            "code"
+        } else {
+            "recovery_code"
+        };
+        let res = client()?
+            .post(format!("{server}/auth/mfa/verify"))
+            .json(&json!({"mfa_token": body["mfa_token"], field: code}))
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
+        if !res.status().is_success() {
+            return Err(server_error(res).await);
+        }
+        body = res.json().await.map_err(|e| fail(e.to_string()))?;
+    }
     save(&credentials_from(&server, &username, &body)?)?;
     eprintln!("logged in to {server} as {username}");
     Ok(())

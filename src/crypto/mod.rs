@@ -5,3 +5,4 @@ pub mod jwt;
 pub mod password;
 pub mod secretbox;
 pub mod tokens;
+pub mod totp;

@@ -30,6 +30,8 @@ pub enum Credential {
     ApiKey(String),
     /// With the token's id.
     Temporary(String),
+    /// A token of a user who must enrol in MFA: good for the enrolment routes only.
+    MfaEnrollment,
 }
 
 impl Credential {
@@ -39,6 +41,7 @@ impl Credential {
             Credential::Jwt => "jwt",
             Credential::ApiKey(_) => "api_key",
             Credential::Temporary(_) => "temporary",
+            Credential::MfaEnrollment => "mfa_enrollment",
         }
     }
 }
@@ -130,6 +133,9 @@ impl Portcullis {
             self.authenticate_api_key(credential).await
         } else if credential.starts_with(super::credentials::TEMPORARY_PREFIX) {
             self.authenticate_temporary_token(credential).await
+        } else if credential.starts_with(super::mfa::ENROLLMENT_TOKEN_PREFIX) {
+            // Valid or not, it opens nothing here: only the enrolment routes take it.
+            Err(AppError::MfaEnrollmentRequired)
         } else {
             self.authenticate_token(credential).await
         }

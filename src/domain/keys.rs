@@ -169,6 +169,11 @@ impl KeyManager {
         Ok(kid)
     }
 
+    /// The master key, for other secrets sealed at rest (TOTP).
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     pub fn is_symmetric(&self) -> bool {
         self.algorithm.is_symmetric()
     }

@@ -9,6 +9,7 @@ pub mod authn;
 pub mod credentials;
 pub mod keys;
 pub mod lockout;
+pub mod mfa;
 pub mod rbac;
 pub mod revocation;
 pub mod routemap;
@@ -183,6 +184,7 @@ impl Portcullis {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_audit(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.purge_mfa_tickets(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::mfa::LoginOutcome;
 use super::{Actor, AuditEvent, Portcullis, validate};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
@@ -50,7 +51,10 @@ impl Portcullis {
     ///
     /// Consecutive failures lock the login name (known or not) for a growing time;
     /// while locked, attempts get 429 without the password being checked.
-    pub async fn login(&self, login: &str, password: &str, ctx: &ClientContext) -> AppResult<TokenPair> {
+    ///
+    /// A user with a second factor gets an MFA challenge instead of tokens, and one
+    /// whose role demands MFA but has none a token for enrolment only (see `mfa`).
+    pub async fn login(&self, login: &str, password: &str, ctx: &ClientContext) -> AppResult<LoginOutcome> {
         let inner = self.inner();
         let login = validate::fold(login);
         // A name no account can have is not looked up (nor sent to the database). An
@@ -105,7 +109,7 @@ impl Portcullis {
                 .await?;
         }
         metrics::counter!("portcullis_logins_total", "result" => "success").increment(1);
-        self.start_session(&user, &["pwd"], ctx).await
+        self.after_first_factor(&user, &["pwd"], ctx).await
     }
 
     /// Starts a session for an already authenticated user (password, later social

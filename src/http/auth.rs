@@ -14,6 +14,7 @@ use super::Caller;
 use super::extract::{UrlForm, ValidJson};
 use crate::app::AppState;
 use crate::domain::accounts::Registration;
+use crate::domain::mfa::LoginOutcome;
 use crate::domain::{AuditEvent, ClientContext, TokenPair};
 use crate::error::{AppError, AppResult};
 use crate::store::UserRow;
@@ -86,7 +87,7 @@ pub async fn login(
     State(state): State<AppState>,
     ctx: ClientContext,
     ValidJson(req): ValidJson<LoginRequest>,
-) -> AppResult<Json<TokenPair>> {
+) -> AppResult<Json<LoginOutcome>> {
     let login = req
         .username
         .or(req.email)
@@ -220,7 +221,7 @@ pub async fn token(
     State(state): State<AppState>,
     ctx: ClientContext,
     form: Result<UrlForm<TokenRequest>, FormRejection>,
-) -> Result<Json<TokenPair>, OAuthError> {
+) -> Result<Json<LoginOutcome>, OAuthError> {
     let UrlForm(req) = form.map_err(|rej| {
         OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -248,7 +249,7 @@ pub async fn token(
         }
         Some("refresh_token") => {
             let token = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;
-            Ok(Json(state.service.refresh(&token, &ctx).await?))
+            Ok(Json(LoginOutcome::Tokens(state.service.refresh(&token, &ctx).await?)))
         }
         Some(other) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,

@@ -23,6 +23,7 @@ use tower::{Layer, Service};
 use super::extract::client_context;
 use super::{Access, Caller, presented_credential};
 use crate::domain::audit::RequestRecord;
+use crate::domain::mfa::ENROLLMENT_TOKEN_PREFIX;
 use crate::domain::{Portcullis, Principal};
 use crate::error::AppError;
 
@@ -31,6 +32,7 @@ use crate::error::AppError;
 pub struct RequireAccess {
     service: Portcullis,
     access: Access,
+    step_up: bool,
 }
 
 impl RequireAccess {
@@ -38,7 +40,14 @@ impl RequireAccess {
         Self {
             service: service.clone(),
             access,
+            step_up: false,
         }
+    }
+
+    /// Also demand a recent second factor (see `Portcullis::check_recent_mfa`).
+    pub fn with_step_up(mut self) -> Self {
+        self.step_up = true;
+        self
     }
 }
 
@@ -66,6 +75,7 @@ impl<S> Layer<S> for RequireAccess {
             inner,
             service: self.service.clone(),
             access: self.access.clone(),
+            step_up: self.step_up,
         }
     }
 }
@@ -75,6 +85,7 @@ pub struct RequireAccessService<S> {
     inner: S,
     service: Portcullis,
     access: Access,
+    step_up: bool,
 }
 
 /// Authenticates the request's bearer token and checks `access`; on success the
@@ -83,6 +94,15 @@ pub async fn authorize(service: &Portcullis, access: &Access, req: &mut Request)
     authenticate(service, access, req)
         .await?
         .map_or(Ok(()), |caller| access.check(&caller))
+}
+
+/// `access`, then step-up when asked for.
+fn check(service: &Portcullis, access: &Access, step_up: bool, caller: &Principal) -> Result<(), AppError> {
+    access.check(caller)?;
+    if step_up {
+        service.check_recent_mfa(caller)?;
+    }
+    Ok(())
 }
 
 /// The caller, attached to the request, when the route is not public; 401 without
@@ -96,6 +116,9 @@ async fn authenticate(
         return Ok(None);
     }
     let principal = match presented_credential(req.headers())? {
+        Some(token) if *access == Access::Enrolling && token.starts_with(ENROLLMENT_TOKEN_PREFIX) => {
+            service.authenticate_enrollment(token).await?
+        }
         Some(token) => service.authenticate(token).await?,
         None => return Err(AppError::MissingCredentials),
     };
@@ -156,6 +179,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let service = self.service.clone();
         let access = self.access.clone();
+        let step_up = self.step_up;
         Box::pin(async move {
             let started = std::time::Instant::now();
             let caller = match authenticate(&service, &access, &mut req).await {
@@ -164,7 +188,7 @@ where
             };
             // Every authenticated request is audited, refused (403) ones included.
             let record = caller.as_ref().map(|c| request_record(c, &req));
-            let response = match caller.as_ref().map(|c| access.check(c)) {
+            let response = match caller.as_ref().map(|c| check(&service, &access, step_up, c)) {
                 Some(Err(e)) => e.into_response(),
                 _ => inner.call(req).await.into_response(),
             };

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod guard;
 pub mod me;
 pub mod meta;
+pub mod mfa;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
@@ -28,7 +29,7 @@ pub use guard::{require_authenticated, require_permission, require_role};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::domain::Principal;
+use crate::domain::{Credential, Principal};
 use crate::error::AppError;
 
 /// Who may call a route.
@@ -42,13 +43,19 @@ pub enum Access {
     Permission(&'static str),
     /// A valid access token carrying this role.
     Role(&'static str),
+    /// Any valid access token, or the enrolment-only token of a user who must enrol
+    /// in MFA: the MFA enrolment routes.
+    Enrolling,
 }
 
 impl Access {
     /// Whether an authenticated caller passes; Public and Authenticated always do.
     pub fn check(&self, caller: &Principal) -> Result<(), AppError> {
+        if caller.credential == Credential::MfaEnrollment && *self != Access::Enrolling {
+            return Err(AppError::MfaEnrollmentRequired);
+        }
         match self {
-            Access::Public | Access::Authenticated => Ok(()),
+            Access::Public | Access::Authenticated | Access::Enrolling => Ok(()),
             Access::Permission(p) if caller.has_permission(p) => Ok(()),
             Access::Permission(p) => Err(AppError::Forbidden(format!("missing permission {p}"))),
             Access::Role(r) if caller.has_role(r) => Ok(()),
@@ -62,6 +69,7 @@ impl Access {
             Access::Authenticated => "authenticated".into(),
             Access::Permission(p) => format!("permission {p}"),
             Access::Role(r) => format!("role {r}"),
+            Access::Enrolling => "authenticated, or a token for MFA enrolment only".into(),
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct Route {
     pub mounted: bool,
     /// Under the per-IP limit by default (`RATE_LIMIT_ROUTES` can change the set).
     pub rate_limited: bool,
+    /// Demands a recent second factor (RFC 9470 step-up) on top of `access`.
+    pub step_up: bool,
     pub(crate) handler: Option<MethodRouter<AppState>>,
 }
 
@@ -126,6 +136,7 @@ impl Route {
             schemas: Vec::new(),
             mounted: true,
             rate_limited: false,
+            step_up: false,
             handler: None,
         }
     }
@@ -135,6 +146,14 @@ impl Route {
     pub fn rate_limited(mut self) -> Self {
         self.rate_limited = true;
         self.responses.push((429, None));
+        self
+    }
+
+    /// A sensitive action: the caller must have used a TOTP code within
+    /// `MFA_STEP_UP_MAX_AGE_SECONDS`, else 401 `insufficient_user_authentication`.
+    pub fn step_up(mut self) -> Self {
+        self.step_up = true;
+        self.responses.push((401, None));
         self
     }
 

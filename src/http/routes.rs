@@ -5,10 +5,11 @@ use std::collections::HashSet;
 
 use axum::http::Method;
 
-use super::Access::{Authenticated, Permission, Public};
-use super::{Route, admin, audit, auth, credentials, me, meta};
+use super::Access::{Authenticated, Enrolling, Permission, Public};
+use super::{Route, admin, audit, auth, credentials, me, meta, mfa};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
+use crate::domain::mfa::LoginOutcome;
 
 /// The paths under the per-IP rate limit: `RATE_LIMIT_ROUTES` when set (each must be a
 /// declared path), else the routes the table marks.
@@ -73,13 +74,13 @@ pub fn table() -> Vec<Route> {
             .rate_limited()
             .doc("auth", "Log in with username (or email) and password")
             .json::<auth::LoginRequest>()
-            .returns::<TokenPair>(200)
+            .returns::<LoginOutcome>(200)
             .empty(401),
         Route::new(M::POST, "/auth/token", Public, auth::token)
             .rate_limited()
             .doc("auth", "OAuth2 token endpoint (grant_type password or refresh_token)")
             .form::<auth::TokenRequest>()
-            .returns::<TokenPair>(200)
+            .returns::<LoginOutcome>(200)
             .returns::<auth::OAuthErrorBody>(400),
         Route::new(M::POST, "/auth/refresh", Public, auth::refresh)
             .rate_limited()
@@ -108,6 +109,46 @@ pub fn table() -> Vec<Route> {
             .doc("me", "Change password; ends the caller's other sessions")
             .json::<me::ChangePasswordRequest>()
             .empty(204),
+        // Multi-factor authentication.
+        Route::new(M::POST, "/auth/mfa/verify", Public, mfa::verify)
+            .rate_limited()
+            .doc(
+                "mfa",
+                "Second step of a login: mfa_token and a TOTP or recovery code -> tokens",
+            )
+            .json::<mfa::VerifyRequest>()
+            .returns::<TokenPair>(200)
+            .empty(401),
+        Route::new(M::GET, "/auth/mfa", Enrolling, mfa::status)
+            .doc("mfa", "The caller's second factors and recovery codes left")
+            .returns::<crate::domain::mfa::MfaStatus>(200),
+        Route::new(M::POST, "/auth/mfa/totp/enroll", Enrolling, mfa::enroll)
+            .doc("mfa", "Start TOTP enrolment: secret, otpauth URI and QR codes")
+            .returns::<crate::domain::mfa::TotpEnrollment>(200)
+            .empty(409),
+        Route::new(M::POST, "/auth/mfa/totp/confirm", Enrolling, mfa::confirm)
+            .rate_limited()
+            .doc(
+                "mfa",
+                "Confirm enrolment with a current code -> recovery codes, shown once",
+            )
+            .json::<mfa::ConfirmRequest>()
+            .returns::<mfa::RecoveryCodesOut>(200)
+            .empty(422),
+        Route::new(M::DELETE, "/auth/mfa/totp", Authenticated, mfa::disable)
+            .rate_limited()
+            .doc("mfa", "Remove TOTP: needs the password and a code or recovery code")
+            .json::<mfa::DisableRequest>()
+            .empty(204),
+        Route::new(
+            M::POST,
+            "/auth/mfa/recovery-codes",
+            Authenticated,
+            mfa::regenerate_recovery_codes,
+        )
+        .doc("mfa", "New recovery codes; the old ones stop working")
+        .returns::<mfa::RecoveryCodesOut>(200)
+        .empty(409),
         Route::new(M::GET, "/auth/sessions", Authenticated, me::list_sessions)
             .doc("me", "The caller's active sessions")
             .returns::<me::SessionOut>(200),
@@ -277,15 +318,27 @@ pub fn table() -> Vec<Route> {
             Permission("users:manage"),
             admin::set_password,
         )
+        .step_up()
         .doc("admin: users", "Set a user's password and end their sessions")
         .json::<admin::SetPasswordRequest>()
         .empty(204),
+        Route::new(
+            M::DELETE,
+            "/admin/users/{id}/mfa",
+            Permission("users:manage"),
+            mfa::admin_reset,
+        )
+        .step_up()
+        .doc("admin: users", "Remove a user's second factor and recovery codes")
+        .empty(204)
+        .empty(404),
         Route::new(
             M::POST,
             "/admin/keys/rotate",
             Permission("keys:manage"),
             admin::rotate_signing_key,
         )
+        .step_up()
         .doc(
             "admin: keys",
             "Start signing with a new key; the old one verifies until its tokens expire",
@@ -330,6 +383,7 @@ pub fn table() -> Vec<Route> {
             Permission("users:manage"),
             admin::assign_role,
         )
+        .step_up()
         .doc("admin: users", "Assign a role")
         .json::<admin::RoleRef>()
         .empty(204)
@@ -340,6 +394,7 @@ pub fn table() -> Vec<Route> {
             Permission("users:manage"),
             admin::remove_role,
         )
+        .step_up()
         .doc("admin: users", "Remove a role (not from the last administrator)")
         .empty(204)
         .empty(409),
@@ -348,6 +403,7 @@ pub fn table() -> Vec<Route> {
             .doc("admin: roles", "Roles with their permissions")
             .returns::<admin::RoleOut>(200),
         Route::new(M::POST, "/admin/roles", Permission("roles:manage"), admin::create_role)
+            .step_up()
             .doc("admin: roles", "Create a role")
             .json::<admin::CreateRoleRequest>()
             .returns::<admin::RoleOut>(201)
@@ -362,6 +418,7 @@ pub fn table() -> Vec<Route> {
             Permission("roles:manage"),
             admin::update_role,
         )
+        .step_up()
         .doc("admin: roles", "Change description or replace permissions")
         .json::<admin::UpdateRoleRequest>()
         .returns::<admin::RoleOut>(200),
@@ -371,6 +428,7 @@ pub fn table() -> Vec<Route> {
             Permission("roles:manage"),
             admin::delete_role,
         )
+        .step_up()
         .doc(
             "admin: roles",
             "Delete a role (not while it would leave no administrator)",
@@ -383,6 +441,7 @@ pub fn table() -> Vec<Route> {
             Permission("roles:manage"),
             admin::grant_permission,
         )
+        .step_up()
         .doc("admin: roles", "Grant a permission to a role")
         .json::<admin::PermissionRef>()
         .empty(204)
@@ -393,6 +452,7 @@ pub fn table() -> Vec<Route> {
             Permission("roles:manage"),
             admin::revoke_permission,
         )
+        .step_up()
         .doc("admin: roles", "Revoke a permission from a role")
         .empty(204)
         .empty(404),

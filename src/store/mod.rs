@@ -8,6 +8,7 @@
 pub(crate) mod audit;
 pub(crate) mod credentials;
 mod keys;
+mod mfa;
 pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;
@@ -27,6 +28,7 @@ use crate::error::{AppError, AppResult};
 pub use audit::{AuditChainRow, AuditFields, AuditFilter, AuditRow};
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
+pub use mfa::{MfaTicketRow, TotpRow};
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;
 pub use sessions::{NewSession, RotateOutcome, RotatedSession, SessionRow};

@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod credentials;
 mod hostile_tokens;
+mod mfa;
 mod rbac;
 mod service;
 mod sessions;

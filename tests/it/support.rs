@@ -170,6 +170,9 @@ pub fn base_settings(db: &TestDb) -> Vec<(String, String)> {
         ("DATABASE_MAX_CONNECTIONS", "5"),
         // Every test client is 127.0.0.1; the abuse tests turn the limit back on.
         ("RATE_LIMIT_PER_IP_PER_MINUTE", "0"),
+        // The admin of most tests has no second factor; the MFA tests turn these on.
+        ("MFA_REQUIRED_ROLES", "none"),
+        ("MFA_STEP_UP_MAX_AGE_SECONDS", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
