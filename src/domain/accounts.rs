@@ -84,6 +84,7 @@ impl Portcullis {
                     password_hash: hash,
                     is_superuser: r.superuser,
                     roles: r.roles,
+                    identity: None,
                 },
                 Utc::now(),
                 self.audit_record(event).as_ref(),

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod keys;
 pub mod lockout;
 pub mod mfa;
+pub mod oauth;
 pub mod rbac;
 pub mod revocation;
 pub mod routemap;
@@ -46,6 +47,7 @@ pub(crate) struct Inner {
     pub credentials: credentials::CredentialCache,
     pub policy: validate::PasswordPolicy,
     pub audit: audit::AuditTrail,
+    pub oauth: oauth::OAuthClients,
 }
 
 /// How the master key was obtained, so start-up can warn about a generated one.
@@ -99,9 +101,11 @@ impl Portcullis {
             min_score: config.password_min_score,
         };
         let audit = audit::AuditTrail::new(config.audit_enabled, config.audit_buffer);
+        let oauth = oauth::OAuthClients::new(&config.oauth)?;
         let service = Self {
             inner: Arc::new(Inner {
                 audit,
+                oauth,
                 token_cache: TokenCache::new(config.token_cache_capacity),
                 credentials: credentials::CredentialCache::new(config.token_cache_capacity),
                 config: Arc::new(config),
@@ -185,6 +189,7 @@ impl Portcullis {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_audit(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_mfa_tickets(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.purge_oauth_states(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

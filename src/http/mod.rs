@@ -15,6 +15,7 @@ pub mod guard;
 pub mod me;
 pub mod meta;
 pub mod mfa;
+pub mod oauth;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

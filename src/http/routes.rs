@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::http::Method;
 
 use super::Access::{Authenticated, Enrolling, Permission, Public};
-use super::{Route, admin, audit, auth, credentials, me, meta, mfa};
+use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 use crate::domain::mfa::LoginOutcome;
@@ -109,6 +109,56 @@ pub fn table() -> Vec<Route> {
             .doc("me", "Change password; ends the caller's other sessions")
             .json::<me::ChangePasswordRequest>()
             .empty(204),
+        // Sign-in with upstream identity providers.
+        Route::new(M::POST, "/auth/oauth/login", Public, oauth::token_login)
+            .rate_limited()
+            .doc(
+                "oauth",
+                "Exchange a provider's ID token or access token for Portcullis tokens",
+            )
+            .json::<oauth::OAuthLoginRequest>()
+            .returns::<LoginOutcome>(200)
+            .empty(400)
+            .empty(401)
+            .empty(409)
+            .empty(502),
+        Route::new(M::GET, "/auth/oauth/{provider}/authorize", Public, oauth::authorize)
+            .rate_limited()
+            .doc(
+                "oauth",
+                "Start the redirect flow: 302 to the provider (state, nonce, PKCE S256)",
+            )
+            .empty(302)
+            .empty(400),
+        Route::new(M::GET, "/auth/oauth/{provider}/callback", Public, oauth::callback)
+            .rate_limited()
+            .doc("oauth", "The provider returns here; 302 back to the app with tokens")
+            .empty(302)
+            .empty(400)
+            .empty(401),
+        Route::new(M::GET, "/auth/me/identities", Authenticated, oauth::list_identities)
+            .doc("oauth", "The caller's linked provider identities")
+            .returns::<crate::domain::oauth::IdentityOut>(200),
+        Route::new(
+            M::DELETE,
+            "/auth/me/identities/{provider}",
+            Authenticated,
+            oauth::unlink_identity,
+        )
+        .doc("oauth", "Unlink a provider (never the last way to sign in)")
+        .empty(204)
+        .empty(409),
+        Route::new(
+            M::GET,
+            "/auth/me/identities/{provider}/token",
+            Authenticated,
+            oauth::upstream_token,
+        )
+        .doc(
+            "oauth",
+            "A current access token of the provider, refreshed upstream when expired",
+        )
+        .returns::<crate::domain::oauth::UpstreamTokenOut>(200),
         // Multi-factor authentication.
         Route::new(M::POST, "/auth/mfa/verify", Public, mfa::verify)
             .rate_limited()

@@ -130,6 +130,7 @@ macro_rules! abort {
         return Err($err);
     }};
 }
+pub(crate) use abort;
 
 fn like_pattern(q: &str) -> String {
     let escaped = q

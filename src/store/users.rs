@@ -30,6 +30,9 @@ pub struct NewUser {
     pub is_superuser: bool,
     /// Roles given at creation, e.g. `admin` for the bootstrap account.
     pub roles: Vec<String>,
+    /// The upstream identity the account is created for (first social sign-in); its
+    /// `user_id` is set on insert.
+    pub identity: Option<super::IdentityRow>,
 }
 
 /// A user's roles and effective permissions, as carried in access tokens.
@@ -83,6 +86,10 @@ impl Store {
                     .await?;
                 for role in &new.roles {
                     sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
+                }
+                if let Some(identity) = &new.identity {
+                    let identity = super::IdentityRow { user_id: id, ..identity.clone() };
+                    super::oauth::insert_identity_tx!(tx, &identity)?;
                 }
                 let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
                 audit_tx!(tx, record.as_ref());

@@ -9,6 +9,8 @@ mod cli;
 mod credentials;
 mod hostile_tokens;
 mod mfa;
+mod oauth;
+mod oidc_provider;
 mod rbac;
 mod service;
 mod sessions;

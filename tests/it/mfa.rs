@@ -53,7 +53,7 @@ async fn login(s: &TestServer, username: &str, password: &str) -> (u16, Value) {
 }
 
 /// Enrols and confirms TOTP for the holder of `token`; the secret and recovery codes.
-async fn enrol(s: &TestServer, token: &str) -> (Vec<u8>, Vec<String>) {
+pub(crate) async fn enrol(s: &TestServer, token: &str) -> (Vec<u8>, Vec<String>) {
     let (status, e, _) = call(s, M::POST, "/auth/mfa/totp/enroll", Some(token), None).await;
     assert_eq!(status, 200, "{e}");
     let secret = totp::from_base32(e["secret"].as_str().unwrap()).unwrap();

@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod oauth;
+pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
+
 /// A setting that could not be used, named as the operator wrote it.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -172,6 +175,7 @@ pub struct Config {
     /// Request records that may wait to be written; beyond this they are dropped.
     pub audit_buffer: usize,
     pub mfa: MfaSettings,
+    pub oauth: OAuthSettings,
 }
 
 /// Multi-factor policy.
@@ -604,6 +608,7 @@ impl Config {
             audit_retention: (audit_retention_days > 0).then(|| Duration::from_secs(86_400 * audit_retention_days)),
             audit_buffer: s.number(&["AUDIT_BUFFER"], 10_000usize, 1, 10_000_000)?,
             mfa,
+            oauth: oauth::settings(s)?,
             bind,
             database,
             database_max_connections: s.number(&["DATABASE_MAX_CONNECTIONS"], 10u32, 1, 1000)?,

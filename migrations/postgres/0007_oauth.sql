@@ -1,0 +1,30 @@
+-- Sign-in with upstream identity providers. An identity (provider, subject) belongs to
+-- one user, and a user has at most one identity per provider. The provider's own
+-- access and refresh tokens are sealed under the master key.
+CREATE TABLE oauth_identities (
+    provider         TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    user_id          UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email            TEXT,
+    created_at       TIMESTAMPTZ NOT NULL,
+    last_login_at    TIMESTAMPTZ NOT NULL,
+    access_token     BYTEA,
+    refresh_token    BYTEA,
+    token_expires_at TIMESTAMPTZ,
+    PRIMARY KEY (provider, subject)
+);
+CREATE UNIQUE INDEX oauth_identities_user_provider ON oauth_identities (user_id, provider);
+
+-- One redirect flow in progress: found by the SHA-256 of its `state`, used once, within
+-- ten minutes.
+CREATE TABLE oauth_states (
+    state_hash    BYTEA PRIMARY KEY,
+    provider      TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    redirect_uri  TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    expires_at    TIMESTAMPTZ NOT NULL,
+    used_at       TIMESTAMPTZ
+);
+CREATE INDEX oauth_states_expires ON oauth_states (expires_at);

@@ -1,0 +1,212 @@
+//! Upstream identity providers: the built-in `google`, `microsoft` and `okta`, and any
+//! number of generic OpenID Connect providers (`OAUTH_OIDC_<NAME>_ISSUER`, ...).
+//!
+//! A provider is configured when its client id is set. Each built-in provider's
+//! issuer (the base of its discovery document) and every endpoint can be overridden,
+//! so tests and private deployments can point them anywhere.
+
+use std::time::Duration;
+
+use super::{ConfigError, Sources, split_list};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    Google,
+    Microsoft,
+    Okta,
+    Generic,
+}
+
+/// Endpoints that replace what discovery says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointOverrides {
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    pub userinfo: Option<String>,
+    pub jwks_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// As in routes: `google`, `microsoft`, `okta`, or a generic provider's lower-case NAME.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Where `/.well-known/openid-configuration` lives, and what ID tokens' `iss` is
+    /// (Microsoft's multi-tenant `{tenantid}` placeholder is filled from `tid`).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub endpoints: EndpointOverrides,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    pub providers: Vec<ProviderSettings>,
+    /// App URLs the redirect flow may return to (exact match).
+    pub redirect_uris: Vec<String>,
+    /// First sign-in with a provider creates an account.
+    pub allow_signup: bool,
+    /// An existing account is linked by email when the provider says it is verified.
+    pub link_verified_email: bool,
+    /// Okta domains a token exchange may name per request (`okta_domain`).
+    pub okta_domains: Vec<String>,
+    /// Bound on every call to a provider.
+    pub http_timeout: Duration,
+    /// Set: the redirect flow hands tokens over in this HttpOnly cookie instead of
+    /// the URL fragment.
+    pub cookie_name: Option<String>,
+}
+
+impl OAuthSettings {
+    pub fn provider(&self, name: &str) -> Option<&ProviderSettings> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+fn https_url(var: &str, value: &str) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(value.trim_end_matches('/').to_string())
+    } else {
+        Err(ConfigError::new(var, format!("expected an http(s) URL, got {value:?}")))
+    }
+}
+
+fn provider(
+    s: &Sources,
+    prefix: &str,
+    name: &str,
+    kind: ProviderKind,
+    default_issuer: Option<String>,
+) -> Result<Option<ProviderSettings>, ConfigError> {
+    let var = |suffix: &str| format!("{prefix}_{suffix}");
+    let get = |suffix: &str| s.get(&[var(suffix).as_str()]).map(|(_, v)| v.to_string());
+    let Some(client_id) = get("CLIENT_ID") else {
+        return Ok(None);
+    };
+    let issuer = match get("ISSUER").or(default_issuer) {
+        Some(i) => https_url(&var("ISSUER"), &i)?,
+        None => {
+            return Err(ConfigError::new(
+                &var("ISSUER"),
+                format!("{name}: the issuer URL is required"),
+            ));
+        }
+    };
+    let endpoint = |suffix: &str| -> Result<Option<String>, ConfigError> {
+        get(suffix).map(|u| https_url(&var(suffix), &u)).transpose()
+    };
+    let scopes: Vec<String> = get("SCOPES")
+        .map(|v| split_list(&v.replace(' ', ",")).map(str::to_string).collect())
+        .unwrap_or_else(|| ["openid", "email", "profile"].map(String::from).to_vec());
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new(&var("SCOPES"), "must include openid"));
+    }
+    Ok(Some(ProviderSettings {
+        name: name.to_string(),
+        kind,
+        issuer,
+        client_id,
+        client_secret: get("CLIENT_SECRET"),
+        scopes,
+        endpoints: EndpointOverrides {
+            authorization: endpoint("AUTHORIZATION_ENDPOINT")?,
+            token: endpoint("TOKEN_ENDPOINT")?,
+            userinfo: endpoint("USERINFO_ENDPOINT")?,
+            jwks_uri: endpoint("JWKS_URI")?,
+        },
+    }))
+}
+
+pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
+    let mut providers = Vec::new();
+    providers.extend(provider(
+        s,
+        "OAUTH_GOOGLE",
+        "google",
+        ProviderKind::Google,
+        Some("https://accounts.google.com".into()),
+    )?);
+    let tenant = s.string(&["OAUTH_MICROSOFT_TENANT"], "common");
+    if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) {
+        return Err(ConfigError::new(
+            "OAUTH_MICROSOFT_TENANT",
+            "expected a tenant id or name",
+        ));
+    }
+    providers.extend(provider(
+        s,
+        "OAUTH_MICROSOFT",
+        "microsoft",
+        ProviderKind::Microsoft,
+        Some(format!("https://login.microsoftonline.com/{tenant}/v2.0")),
+    )?);
+    let okta_domain = s.get(&["OAUTH_OKTA_DOMAIN"]).map(|(_, v)| v.to_string());
+    providers.extend(provider(
+        s,
+        "OAUTH_OKTA",
+        "okta",
+        ProviderKind::Okta,
+        okta_domain.as_ref().map(|d| format!("https://{d}")),
+    )?);
+    // Generic providers: every OAUTH_OIDC_<NAME>_ISSUER names one.
+    let mut names: Vec<String> = s
+        .values
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("OAUTH_OIDC_")?
+                .strip_suffix("_ISSUER")
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    for upper in names {
+        let name = upper.to_ascii_lowercase();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::new(
+                &format!("OAUTH_OIDC_{upper}_ISSUER"),
+                "the provider name must be letters, digits or _",
+            ));
+        }
+        if ["google", "microsoft", "okta"].contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                &format!("OAUTH_OIDC_{upper}_ISSUER"),
+                format!("{name} is a built-in provider; configure it with OAUTH_{upper}_*"),
+            ));
+        }
+        match provider(s, &format!("OAUTH_OIDC_{upper}"), &name, ProviderKind::Generic, None)? {
+            Some(p) => providers.push(p),
+            None => {
+                return Err(ConfigError::new(
+                    &format!("OAUTH_OIDC_{upper}_CLIENT_ID"),
+                    format!("provider {name} has an issuer but no client id"),
+                ));
+            }
+        }
+    }
+    let redirect_uris = split_list(&s.string(&["OAUTH_REDIRECT_URIS"], ""))
+        .map(|u| https_url("OAUTH_REDIRECT_URIS", u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let okta_domains: Vec<String> = split_list(&s.string(&["OAUTH_OKTA_ALLOWED_DOMAINS"], ""))
+        .map(|d| d.to_ascii_lowercase())
+        .chain(okta_domain.map(|d| d.to_ascii_lowercase()))
+        .collect();
+    let cookie_name = s.get(&["OAUTH_TOKEN_COOKIE"]).map(|(_, v)| v.to_string());
+    if let Some(c) = &cookie_name
+        && !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch))
+    {
+        return Err(ConfigError::new(
+            "OAUTH_TOKEN_COOKIE",
+            "expected a cookie name (letters, digits, - and _)",
+        ));
+    }
+    Ok(OAuthSettings {
+        providers,
+        redirect_uris,
+        allow_signup: s.flag(&["OAUTH_ALLOW_SIGNUP"], true)?,
+        link_verified_email: s.flag(&["OAUTH_LINK_VERIFIED_EMAIL"], false)?,
+        okta_domains,
+        http_timeout: Duration::from_millis(s.number(&["OAUTH_HTTP_TIMEOUT_MS"], 5_000u64, 100, 60_000)?),
+        cookie_name,
+    })
+}

@@ -1,0 +1,197 @@
+//! Upstream identities linked to users, and redirect flows in progress.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::audit::audit_tx;
+use super::{AuditFields, Store, on_pool};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdentityRow {
+    pub provider: String,
+    pub subject: String,
+    pub user_id: Uuid,
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: DateTime<Utc>,
+    /// Sealed under the master key.
+    pub access_token: Option<Vec<u8>>,
+    /// Sealed under the master key.
+    pub refresh_token: Option<Vec<u8>>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OAuthStateRow {
+    pub state_hash: Vec<u8>,
+    pub provider: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub redirect_uri: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// Why a `state` was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRefusal {
+    Unknown,
+    Reused,
+    Expired,
+}
+
+const GET_IDENTITY: &str = "SELECT provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE provider = $1 AND subject = $2";
+const IDENTITIES_OF: &str = "SELECT provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 ORDER BY provider";
+const IDENTITY_OF: &str = "SELECT provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 AND provider = $2";
+pub(crate) const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)";
+const SIGNED_IN: &str = "UPDATE oauth_identities SET last_login_at = $3, email = $4, access_token = $5, refresh_token = COALESCE($6, refresh_token), token_expires_at = $7 WHERE provider = $1 AND subject = $2";
+const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh_token = COALESCE($4, refresh_token), token_expires_at = $5 WHERE provider = $1 AND subject = $2";
+const COUNT_IDENTITIES: &str = "SELECT COUNT(*) FROM oauth_identities WHERE user_id = $1";
+const HAS_PASSWORD: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash IS NOT NULL";
+const DELETE_IDENTITY: &str = "DELETE FROM oauth_identities WHERE user_id = $1 AND provider = $2";
+const INSERT_STATE: &str = "INSERT INTO oauth_states (state_hash, provider, nonce, pkce_verifier, redirect_uri, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const TAKE_STATE: &str = "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING state_hash, provider, nonce, pkce_verifier, redirect_uri, created_at, expires_at, used_at";
+const PEEK_STATE: &str = "SELECT state_hash, provider, nonce, pkce_verifier, redirect_uri, created_at, expires_at, used_at FROM oauth_states WHERE state_hash = $1";
+const PURGE_STATES: &str = "DELETE FROM oauth_states WHERE expires_at < $1";
+
+/// Inside a transaction: links `$identity` (an `IdentityRow`) to its user.
+macro_rules! insert_identity_tx {
+    ($tx:ident, $identity:expr) => {{
+        let i = $identity;
+        sqlx::query($crate::store::oauth::INSERT_IDENTITY)
+            .bind(&i.provider)
+            .bind(&i.subject)
+            .bind(i.user_id)
+            .bind(&i.email)
+            .bind(i.created_at)
+            .bind(&i.access_token)
+            .bind(&i.refresh_token)
+            .bind(i.token_expires_at)
+            .execute(&mut *$tx)
+            .await
+    }};
+}
+pub(crate) use insert_identity_tx;
+
+impl Store {
+    pub async fn identity(&self, provider: &str, subject: &str) -> AppResult<Option<IdentityRow>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, IdentityRow>(GET_IDENTITY).bind(provider).bind(subject).fetch_optional(pool).await)?,
+        )
+    }
+
+    pub async fn identities_of(&self, user_id: Uuid) -> AppResult<Vec<IdentityRow>> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, IdentityRow>(IDENTITIES_OF).bind(user_id).fetch_all(pool).await)?)
+    }
+
+    pub async fn identity_of(&self, user_id: Uuid, provider: &str) -> AppResult<Option<IdentityRow>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, IdentityRow>(IDENTITY_OF).bind(user_id).bind(provider).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// Links an identity to an existing user; 409 when the identity, or another of
+    /// this provider for the user, is already linked.
+    pub async fn link_identity(&self, identity: &IdentityRow, audit: Option<&AuditFields>) -> AppResult<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if let Err(e) = insert_identity_tx!(tx, identity) {
+                tx.rollback().await?;
+                return Err(super::conflict_on_unique(e, "this account is already linked to an identity of that provider"));
+            }
+            audit_tx!(tx, audit);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records a sign-in: when, the email the provider now asserts, its fresh tokens.
+    pub async fn identity_signed_in(&self, identity: &IdentityRow, now: DateTime<Utc>) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query(SIGNED_IN)
+            .bind(&identity.provider)
+            .bind(&identity.subject)
+            .bind(now)
+            .bind(&identity.email)
+            .bind(&identity.access_token)
+            .bind(&identity.refresh_token)
+            .bind(identity.token_expires_at)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn set_identity_tokens(
+        &self,
+        provider: &str,
+        subject: &str,
+        access: &[u8],
+        refresh: Option<&[u8]>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query(SET_TOKENS).bind(provider).bind(subject).bind(access).bind(refresh).bind(expires_at).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Unlinks the user's identity of `provider`: false when there is none, 409 when
+    /// it is their last way to sign in (no password, no other identity).
+    pub async fn unlink_identity(&self, user_id: Uuid, provider: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let identities: i64 = sqlx::query_scalar(COUNT_IDENTITIES).bind(user_id).fetch_one(&mut *tx).await?;
+            let password: i64 = sqlx::query_scalar(HAS_PASSWORD).bind(user_id).fetch_one(&mut *tx).await?;
+            let removed = sqlx::query(DELETE_IDENTITY).bind(user_id).bind(provider).execute(&mut *tx).await?.rows_affected() > 0;
+            if removed && identities <= 1 && password == 0 {
+                super::rbac::abort!(tx, AppError::Conflict(
+                    "this is your last way to sign in: set a password or link another provider first".into(),
+                ));
+            }
+            audit_tx!(tx, audit.filter(|_| removed));
+            tx.commit().await?;
+            removed
+        }))
+    }
+
+    pub async fn insert_oauth_state(&self, s: &OAuthStateRow) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query(INSERT_STATE)
+            .bind(&s.state_hash)
+            .bind(&s.provider)
+            .bind(&s.nonce)
+            .bind(&s.pkce_verifier)
+            .bind(&s.redirect_uri)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Spends a state once; why not, when it cannot be spent.
+    pub async fn take_oauth_state(
+        &self,
+        hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> AppResult<Result<OAuthStateRow, StateRefusal>> {
+        let taken: Option<OAuthStateRow> =
+            on_pool!(self, pool => sqlx::query_as(TAKE_STATE).bind(hash).bind(now).fetch_optional(pool).await)?;
+        if let Some(row) = taken {
+            return Ok(Ok(row));
+        }
+        let seen: Option<OAuthStateRow> =
+            on_pool!(self, pool => sqlx::query_as(PEEK_STATE).bind(hash).fetch_optional(pool).await)?;
+        Ok(Err(match seen {
+            None => StateRefusal::Unknown,
+            Some(s) if s.used_at.is_some() => StateRefusal::Reused,
+            Some(_) => StateRefusal::Expired,
+        }))
+    }
+
+    pub async fn purge_oauth_states(&self, before: DateTime<Utc>) -> AppResult<u64> {
+        Ok(
+            on_pool!(self, pool => sqlx::query(PURGE_STATES).bind(before).execute(pool).await.map(|r| r.rows_affected()))?,
+        )
+    }
+}

@@ -1,0 +1,494 @@
+//! Sign-in with upstream providers against the fake provider: the token exchange and
+//! the redirect flow for a generic provider and each built-in one, every way an ID
+//! token or a state can be wrong, a provider that is down or slow, linking rules,
+//! unlinking, and the kept upstream tokens; on both backends.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::oidc_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider, Mode, Person};
+use crate::support::*;
+
+const APP: &str = "https://app.example.com/signed-in";
+
+fn provider_settings(prefix: &str, p: &FakeProvider) -> Vec<(String, String)> {
+    vec![
+        (format!("{prefix}_ISSUER"), p.issuer()),
+        (format!("{prefix}_CLIENT_ID"), CLIENT_ID.into()),
+        (format!("{prefix}_CLIENT_SECRET"), CLIENT_SECRET.into()),
+    ]
+}
+
+async fn exchange(s: &TestServer, body: Value) -> (u16, Value) {
+    let res = s.post_json("/auth/oauth/login", &body).await;
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Follows the redirect flow like a browser would, up to the callback; returns the
+/// callback's answer.
+async fn redirect_flow(s: &TestServer, provider: &str) -> reqwest::Response {
+    let (state, code) = authorize(s, provider).await;
+    callback(s, provider, &format!("code={code}&state={state}")).await
+}
+
+/// Authorize at Portcullis and at the provider: the state and code the provider
+/// hands back.
+async fn authorize(s: &TestServer, provider: &str) -> (String, String) {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_redirects
+        .get(s.url(&format!("/auth/oauth/{provider}/authorize?redirect_uri={APP}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let to_provider = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to_provider.contains("code_challenge_method=S256") && to_provider.contains("nonce="),
+        "{to_provider}"
+    );
+    let res = no_redirects.get(&to_provider).send().await.unwrap();
+    assert_eq!(res.status(), 303, "the provider sends the browser back");
+    let back = url_params(res.headers()["location"].to_str().unwrap());
+    (back["state"].clone(), back["code"].clone())
+}
+
+async fn callback(s: &TestServer, provider: &str, query: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(s.url(&format!("/auth/oauth/{provider}/callback?{query}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn url_params(url: &str) -> std::collections::HashMap<String, String> {
+    let tail = url.split_once(['?', '#']).map(|(_, t)| t).unwrap_or_default();
+    tail.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The tokens an app finds in the fragment of the final redirect.
+fn tokens_in_fragment(res: &reqwest::Response) -> std::collections::HashMap<String, String> {
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with(&format!("{APP}#")), "{location}");
+    url_params(location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_and_built_in_providers_sign_in_both_ways() {
+    for backend in backends().await {
+        let acme = FakeProvider::start(None).await;
+        let google = FakeProvider::start(None).await;
+        let microsoft = FakeProvider::start(Some("9188040d-6c67-4c5b-b112-36a304b66dad")).await;
+        let okta = FakeProvider::start(None).await;
+        let mut settings = provider_settings("OAUTH_OIDC_ACME", &acme);
+        settings.extend(provider_settings("OAUTH_GOOGLE", &google));
+        settings.extend(provider_settings("OAUTH_MICROSOFT", &microsoft));
+        settings.extend(provider_settings("OAUTH_OKTA", &okta));
+        settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
+        let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, _db) = TestServer::start_with(backend, &extra).await;
+
+        for (name, p) in [
+            ("acme", &acme),
+            ("google", &google),
+            ("microsoft", &microsoft),
+            ("okta", &okta),
+        ] {
+            // Token exchange with an ID token: first sign-in creates the account.
+            let person = Person::new(&format!("{name}-sub-1"), &format!("{name}.user@example.com"));
+            let (code, body) = exchange(
+                &s,
+                json!({"provider": name, "id_token": p.id_token(&person, None, false, |_| {})}),
+            )
+            .await;
+            assert_eq!(code, 200, "{name}: {body}");
+            let access = body["access_token"].as_str().unwrap().to_string();
+            let claims = jwt_part(&access, 1);
+            assert_eq!(claims["amr"], json!(["fed"]), "{name}");
+            let me: Value = s.get_auth("/auth/me", &access).await.json().await.unwrap();
+            assert_eq!(me["email"], format!("{name}.user@example.com"));
+            assert_eq!(me["username"], format!("{name}.user"));
+
+            // With an access token (userinfo): the same account.
+            let (code, body) = exchange(
+                &s,
+                json!({"provider": name, "access_token": p.access_token_for(&person)}),
+            )
+            .await;
+            assert_eq!(code, 200, "{name}: {body}");
+            assert_eq!(
+                jwt_part(body["access_token"].as_str().unwrap(), 1)["sub"],
+                claims["sub"]
+            );
+
+            // The redirect flow: the same account, tokens in the fragment.
+            p.sign_in_as(person.clone());
+            let res = redirect_flow(&s, name).await;
+            let fragment = tokens_in_fragment(&res);
+            assert_eq!(fragment["token_type"], "bearer");
+            assert_eq!(jwt_part(&fragment["access_token"], 1)["sub"], claims["sub"], "{name}");
+            assert!(fragment["refresh_token"].len() > 20);
+
+            let identities: Value = s.get_auth("/auth/me/identities", &access).await.json().await.unwrap();
+            assert_eq!(identities.as_array().unwrap().len(), 1);
+            assert_eq!(identities[0]["provider"], name);
+            assert_eq!(identities[0]["subject"], person.sub.as_str());
+        }
+
+        // A second person of the same name gets a de-duplicated username.
+        let twin = Person::new("acme-sub-2", "ACME.user@other.example.com");
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": acme.id_token(&twin, None, false, |_| {})}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let me: Value = s
+            .get_auth("/auth/me", body["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["username"], "acme.user2");
+
+        // An unconfigured provider is named in a 400.
+        let (code, body) = exchange(&s, json!({"provider": "github", "access_token": "x"})).await;
+        assert_eq!(code, 400);
+        assert!(body["detail"].as_str().unwrap().contains("github"));
+        let res = s
+            .get_auth(
+                "/auth/oauth/github/authorize?redirect_uri=https://app.example.com/signed-in",
+                "",
+            )
+            .await;
+        assert_eq!(res.status(), 400);
+        // A redirect target off the allow-list is refused.
+        let res = s
+            .get_auth("/auth/oauth/acme/authorize?redirect_uri=https://evil.example.com/", "")
+            .await;
+        assert_eq!(res.status(), 422);
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_states_and_providers_are_refused() {
+    for backend in backends().await {
+        let acme = FakeProvider::start(None).await;
+        let mut settings = provider_settings("OAUTH_OIDC_ACME", &acme);
+        settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
+        settings.push(("OAUTH_HTTP_TIMEOUT_MS".into(), "500".into()));
+        let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, db) = TestServer::start_with(backend, &extra).await;
+        let person = Person::new("bad-1", "bad@example.com");
+        let now = chrono::Utc::now().timestamp();
+
+        // ID tokens: forged, for another client, expired, another issuer, wrong nonce.
+        let cases: Vec<(&str, String, Option<&str>, &str)> = vec![
+            ("forged", acme.id_token(&person, None, true, |_| {}), None, "signature"),
+            (
+                "audience",
+                acme.id_token(&person, None, false, |c| c["aud"] = json!("someone-else")),
+                None,
+                "another client",
+            ),
+            (
+                "expired",
+                acme.id_token(&person, None, false, |c| c["exp"] = json!(now - 3600)),
+                None,
+                "expired",
+            ),
+            (
+                "issuer",
+                acme.id_token(&person, None, false, |c| c["iss"] = json!("https://evil.example.com")),
+                None,
+                "issuer",
+            ),
+            (
+                "nonce",
+                acme.id_token(&person, Some("n-1"), false, |_| {}),
+                Some("n-2"),
+                "nonce",
+            ),
+            ("garbage", "not.a.jwt".to_string(), None, "malformed"),
+        ];
+        for (case, token, nonce, says) in cases {
+            let (code, body) = exchange(&s, json!({"provider": "acme", "id_token": token, "nonce": nonce})).await;
+            assert_eq!(code, 401, "{case}: {body}");
+            assert!(body["detail"].as_str().unwrap().contains(says), "{case}: {body}");
+        }
+        let (code, _) = exchange(
+            &s,
+            json!({"provider": "acme", "access_token": "unknown-to-the-provider"}),
+        )
+        .await;
+        assert_eq!(code, 401);
+        let (code, _) = exchange(&s, json!({"provider": "acme"})).await;
+        assert_eq!(code, 422);
+
+        // State: missing, unknown, reused, expired; PKCE verifier mismatch.
+        assert_eq!(callback(&s, "acme", "code=x").await.status(), 400);
+        assert_eq!(callback(&s, "acme", "code=x&state=nonsense").await.status(), 400);
+        let (state, code) = authorize(&s, "acme").await;
+        let first = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        assert_eq!(first.status(), 302);
+        let again = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        assert_eq!(again.status(), 400);
+        assert!(again.text().await.unwrap().contains("already used"));
+        let (state, code) = authorize(&s, "acme").await;
+        execute_sql(
+            &db,
+            "UPDATE oauth_states SET expires_at = '2000-01-01T00:00:00+00:00' WHERE used_at IS NULL",
+        )
+        .await;
+        let late = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        assert_eq!(late.status(), 400);
+        assert!(late.text().await.unwrap().contains("expired"));
+        let (state, code) = authorize(&s, "acme").await;
+        execute_sql(
+            &db,
+            "UPDATE oauth_states SET pkce_verifier = 'not-the-verifier' WHERE used_at IS NULL",
+        )
+        .await;
+        let res = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        assert_eq!(res.status(), 401, "the provider refuses the wrong verifier");
+
+        // The provider down, or slower than the bound: 502, never a hang.
+        acme.set_mode(Mode::Down);
+        let token = acme.access_token_for(&person);
+        let (code, body) = exchange(&s, json!({"provider": "acme", "access_token": token})).await;
+        assert_eq!(code, 502, "{body}");
+        acme.set_mode(Mode::Slow(Duration::from_secs(3)));
+        let started = Instant::now();
+        let (code, _) = exchange(&s, json!({"provider": "acme", "access_token": token})).await;
+        assert_eq!(code, 502);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "bounded by OAUTH_HTTP_TIMEOUT_MS"
+        );
+        acme.set_mode(Mode::Normal);
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_unlinking_and_upstream_tokens() {
+    for backend in backends().await {
+        let acme = FakeProvider::start(None).await;
+        let mut settings = provider_settings("OAUTH_OIDC_ACME", &acme);
+        settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
+        let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, db) = TestServer::start_with(backend, &extra).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+
+        // An existing account is not taken over by an unverified email, nor (by
+        // default) by a verified one.
+        let erin = s.user("erin").await;
+        let mut claimant = Person::new("erin-upstream", "erin@example.com");
+        claimant.email_verified = false;
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": acme.id_token(&claimant, None, false, |_| {})}),
+        )
+        .await;
+        assert_eq!(code, 409, "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not assert the email is verified")
+        );
+        claimant.email_verified = true;
+        let (code, _) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": acme.id_token(&claimant, None, false, |_| {})}),
+        )
+        .await;
+        assert_eq!(code, 409);
+        s.stop().await;
+
+        // Allowed by configuration, a verified email links the existing account.
+        let mut extra2 = extra.clone();
+        extra2.push(("OAUTH_LINK_VERIFIED_EMAIL", "true"));
+        let s = TestServer::on(&db, &extra2).await;
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": acme.id_token(&claimant, None, false, |_| {})}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            jwt_part(body["access_token"].as_str().unwrap(), 1)["sub"],
+            jwt_part(&erin.access, 1)["sub"]
+        );
+        // Erin has a password too, so unlinking is fine.
+        let res = s
+            .client
+            .delete(s.url("/auth/me/identities/acme"))
+            .bearer_auth(&erin.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+
+        // An account made by the provider has no password: its only identity stays.
+        let frank = Person::new("frank-upstream", "frank@example.com");
+        acme.sign_in_as(frank.clone());
+        let res = redirect_flow(&s, "acme").await;
+        let fragment = tokens_in_fragment(&res);
+        let access = fragment["access_token"].clone();
+        let res = s
+            .client
+            .delete(s.url("/auth/me/identities/acme"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 409);
+        // Password login to it fails like any wrong password.
+        let res = s
+            .post_json(
+                "/auth/login",
+                &json!({"username": "frank", "password": "anything at all"}),
+            )
+            .await;
+        assert_eq!(res.status(), 401);
+
+        // The provider's own token is kept sealed, and refreshed upstream once expired.
+        let got: Value = s
+            .get_auth("/auth/me/identities/acme/token", &access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let first = got["access_token"].as_str().unwrap().to_string();
+        assert!(!first.is_empty());
+        execute_sql(&db, "UPDATE oauth_identities SET token_expires_at = '2000-01-01T00:00:00+00:00' WHERE subject = 'frank-upstream'").await;
+        let got: Value = s
+            .get_auth("/auth/me/identities/acme/token", &access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let second = got["access_token"].as_str().unwrap().to_string();
+        assert_ne!(first, second, "refreshed upstream");
+
+        // A second factor applies to provider sign-ins as to passwords.
+        crate::mfa::enrol(&s, &access).await;
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": acme.id_token(&frank, None, false, |_| {})}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["mfa_required"], true, "{body}");
+        assert!(body.get("access_token").is_none());
+
+        // Okta domains per request only from the allow-list, and only for okta.
+        let (code, _) = exchange(
+            &s,
+            json!({"provider": "acme", "access_token": "x", "okta_domain": "acme.okta.com"}),
+        )
+        .await;
+        assert_eq!(code, 422);
+
+        // Audited: link, unlink, logins.
+        let events: Value = s
+            .get_auth(
+                "/audit/logs?action=OAUTH_LINK,OAUTH_UNLINK,OAUTH_LOGIN&limit=100",
+                &admin.access,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let actions: Vec<&str> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions.iter().filter(|a| **a == "OAUTH_LINK").count(), 1, "{actions:?}");
+        assert_eq!(
+            actions.iter().filter(|a| **a == "OAUTH_UNLINK").count(),
+            1,
+            "{actions:?}"
+        );
+        // Erin's, Frank's, and Frank's again (then asked for his second factor).
+        assert_eq!(
+            actions.iter().filter(|a| **a == "OAUTH_LOGIN").count(),
+            3,
+            "{actions:?}"
+        );
+        let trail = s
+            .get_auth("/audit/logs/export?since=2000-01-01T00:00:00Z", &admin.access)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !trail.contains(&first) && !trail.contains(&second),
+            "no upstream token in the trail"
+        );
+        s.stop().await;
+
+        // With OAUTH_TOKEN_COOKIE the tokens come back in HttpOnly cookies instead.
+        let mut extra3 = extra.clone();
+        extra3.push(("OAUTH_TOKEN_COOKIE", "pcx_session"));
+        let s = TestServer::on(&db, &extra3).await;
+        acme.sign_in_as(Person::new("grace-upstream", "grace@example.com"));
+        let res = redirect_flow(&s, "acme").await;
+        assert_eq!(res.status(), 302);
+        assert_eq!(res.headers()["location"], APP, "no fragment");
+        let cookies: Vec<&str> = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        for c in &cookies {
+            assert!(
+                c.contains("HttpOnly") && c.contains("Secure") && c.contains("SameSite=Lax"),
+                "{c}"
+            );
+        }
+        let access = cookies[0]
+            .strip_prefix("pcx_session=")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        assert_eq!(s.get_auth("/auth/me", access).await.status(), 200);
+        s.stop().await;
+    }
+}

@@ -1,0 +1,327 @@
+//! A fake OpenID provider inside the test process, over real HTTP: discovery, a JWKS
+//! with a real RSA key, authorize (code + PKCE S256), token (code and refresh grants),
+//! userinfo. Tests choose who signs in next and can make it fail, stall or lie.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const CLIENT_ID: &str = "portcullis-test-client";
+pub const CLIENT_SECRET: &str = "fake-provider-client-secret";
+
+/// Who the provider says signs in.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub sub: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: String,
+}
+
+impl Person {
+    pub fn new(sub: &str, email: &str) -> Self {
+        Self {
+            sub: sub.into(),
+            email: email.into(),
+            email_verified: true,
+            name: "Test Person".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Every endpoint answers 500.
+    Down,
+    /// Every endpoint waits this long first.
+    Slow(Duration),
+}
+
+struct Grant {
+    person: Person,
+    nonce: Option<String>,
+    challenge: String,
+    redirect_uri: String,
+}
+
+struct Inner {
+    issuer: String,
+    /// Set for a Microsoft-style multi-tenant issuer: tokens carry `tid`.
+    tenant: Option<String>,
+    key: EncodingKey,
+    kid: String,
+    jwk: Value,
+    other_key: EncodingKey,
+    next: Mutex<Person>,
+    mode: Mutex<Mode>,
+    grants: Mutex<HashMap<String, Grant>>,
+    access: Mutex<HashMap<String, Person>>,
+    refresh: Mutex<HashMap<String, Person>>,
+}
+
+#[derive(Clone)]
+pub struct FakeProvider {
+    inner: Arc<Inner>,
+    pub base: String,
+}
+
+fn random() -> String {
+    portcullis::crypto::tokens::random_token()
+}
+
+impl FakeProvider {
+    pub async fn start(tenant: Option<&str>) -> Self {
+        let key = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
+        let other = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let issuer = match tenant {
+            Some(_) => format!("{base}/{{tenantid}}/v2.0"),
+            None => base.clone(),
+        };
+        let mut jwk = key.public_jwk.clone();
+        jwk["kid"] = json!(key.kid);
+        let inner = Arc::new(Inner {
+            issuer,
+            tenant: tenant.map(str::to_string),
+            key: EncodingKey::from_rsa_der(&key.private_der),
+            kid: key.kid.clone(),
+            jwk,
+            other_key: EncodingKey::from_rsa_der(&other.private_der),
+            next: Mutex::new(Person::new("subject-1", "person@example.com")),
+            mode: Mutex::new(Mode::Normal),
+            grants: Mutex::default(),
+            access: Mutex::default(),
+            refresh: Mutex::default(),
+        });
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { inner, base }
+    }
+
+    /// The issuer to configure (Microsoft-style: with the `{tenantid}` placeholder
+    /// replaced by `common`, as Portcullis's default tenant setting does).
+    pub fn issuer(&self) -> String {
+        match &self.inner.tenant {
+            Some(_) => format!("{}/common/v2.0", self.base),
+            None => self.base.clone(),
+        }
+    }
+
+    pub fn sign_in_as(&self, person: Person) {
+        *self.inner.next.lock().unwrap() = person;
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.inner.mode.lock().unwrap() = mode;
+    }
+
+    /// An access token the userinfo endpoint knows (the implicit-client case).
+    pub fn access_token_for(&self, person: &Person) -> String {
+        let t = random();
+        self.inner.access.lock().unwrap().insert(t.clone(), person.clone());
+        t
+    }
+
+    /// An ID token for `person`, with `change` applied to its claims; `forged` signs
+    /// it with a key the JWKS does not hold (under the published kid).
+    pub fn id_token(
+        &self,
+        person: &Person,
+        nonce: Option<&str>,
+        forged: bool,
+        change: impl FnOnce(&mut Value),
+    ) -> String {
+        let mut claims = self.inner.claims(person, nonce);
+        change(&mut claims);
+        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.inner.kid.clone());
+        let key = if forged { &self.inner.other_key } else { &self.inner.key };
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+}
+
+impl Inner {
+    fn token_issuer(&self) -> String {
+        match &self.tenant {
+            Some(tid) => self.issuer.replace("{tenantid}", tid),
+            None => self.issuer.clone(),
+        }
+    }
+
+    fn claims(&self, p: &Person, nonce: Option<&str>) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        let mut c = json!({
+            "iss": self.token_issuer(),
+            "aud": CLIENT_ID,
+            "sub": p.sub,
+            "email": p.email,
+            "email_verified": p.email_verified,
+            "name": p.name,
+            "iat": now,
+            "exp": now + 300,
+        });
+        if let Some(n) = nonce {
+            c["nonce"] = json!(n);
+        }
+        if let Some(tid) = &self.tenant {
+            c["tid"] = json!(tid);
+        }
+        c
+    }
+
+    async fn gate(&self) -> Option<Response> {
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            Mode::Normal => None,
+            Mode::Down => Some((StatusCode::INTERNAL_SERVER_ERROR, "down").into_response()),
+            Mode::Slow(d) => {
+                tokio::time::sleep(d).await;
+                None
+            }
+        }
+    }
+}
+
+async fn discovery(State(s): State<Arc<Inner>>) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    let base = s.issuer.split("/{tenantid}").next().unwrap_or_default().to_string();
+    Json(json!({
+        "issuer": s.issuer,
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/token"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "jwks_uri": format!("{base}/jwks"),
+    }))
+    .into_response()
+}
+
+async fn jwks(State(s): State<Arc<Inner>>) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    Json(json!({"keys": [s.jwk]})).into_response()
+}
+
+async fn authorize(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    let ok = q.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+        && q.get("response_type").map(String::as_str) == Some("code")
+        && q.get("code_challenge_method").map(String::as_str) == Some("S256")
+        && q.contains_key("state")
+        && q.get("scope").is_some_and(|s| s.split(' ').any(|x| x == "openid"));
+    if !ok {
+        return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
+    }
+    let code = random();
+    let redirect_uri = q["redirect_uri"].clone();
+    s.grants.lock().unwrap().insert(
+        code.clone(),
+        Grant {
+            person: s.next.lock().unwrap().clone(),
+            nonce: q.get("nonce").cloned(),
+            challenge: q["code_challenge"].clone(),
+            redirect_uri: redirect_uri.clone(),
+        },
+    );
+    Redirect::to(&format!("{redirect_uri}?code={code}&state={}", q["state"])).into_response()
+}
+
+fn oauth_error(error: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response()
+}
+
+async fn token(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String>>) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    if f.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
+    {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+    }
+    let (person, nonce) = match f.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let Some(grant) = f.get("code").and_then(|c| s.grants.lock().unwrap().remove(c)) else {
+                return oauth_error("invalid_grant");
+            };
+            let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+            let challenge =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+            if challenge != grant.challenge || f.get("redirect_uri") != Some(&grant.redirect_uri) {
+                return oauth_error("invalid_grant");
+            }
+            (grant.person, grant.nonce)
+        }
+        Some("refresh_token") => match f
+            .get("refresh_token")
+            .and_then(|t| s.refresh.lock().unwrap().get(t).cloned())
+        {
+            Some(p) => (p, None),
+            None => return oauth_error("invalid_grant"),
+        },
+        _ => return oauth_error("unsupported_grant_type"),
+    };
+    let access = random();
+    let refresh = random();
+    s.access.lock().unwrap().insert(access.clone(), person.clone());
+    s.refresh.lock().unwrap().insert(refresh.clone(), person.clone());
+    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(s.kid.clone());
+    let id_token = jsonwebtoken::encode(&header, &s.claims(&person, nonce.as_deref()), &s.key).unwrap();
+    Json(json!({
+        "access_token": access,
+        "refresh_token": refresh,
+        "id_token": id_token,
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    }))
+    .into_response()
+}
+
+async fn userinfo(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    match s.access.lock().unwrap().get(token) {
+        Some(p) => Json(json!({
+            "sub": p.sub,
+            "email": p.email,
+            "email_verified": p.email_verified,
+            "name": p.name,
+        }))
+        .into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
