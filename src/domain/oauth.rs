@@ -32,7 +32,7 @@ const STATE_TTL_SECONDS: i64 = 600;
 /// How long discovery documents are trusted before being fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 /// JWKS are fetched again for an unknown kid, but not more often than this.
-const JWKS_REFETCH_GAP: Duration = Duration::from_secs(5);
+const JWKS_REFETCH_GAP: Duration = Duration::from_secs(1);
 /// Clock skew allowed on upstream ID tokens.
 const LEEWAY_SECONDS: u64 = 60;
 

@@ -111,6 +111,15 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
         let okta = FakeProvider::start(None).await;
         let mut settings = provider_settings("OAUTH_OIDC_ACME", &acme);
         settings.extend(provider_settings("OAUTH_GOOGLE", &google));
+        // Every endpoint given: no discovery at all for this one.
+        for (suffix, path) in [
+            ("AUTHORIZATION_ENDPOINT", "/authorize"),
+            ("TOKEN_ENDPOINT", "/token"),
+            ("USERINFO_ENDPOINT", "/userinfo"),
+            ("JWKS_URI", "/jwks"),
+        ] {
+            settings.push((format!("OAUTH_GOOGLE_{suffix}"), format!("{}{path}", google.base)));
+        }
         settings.extend(provider_settings("OAUTH_MICROSOFT", &microsoft));
         settings.extend(provider_settings("OAUTH_OKTA", &okta));
         settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
@@ -163,6 +172,18 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
             assert_eq!(identities[0]["provider"], name);
             assert_eq!(identities[0]["subject"], person.sub.as_str());
         }
+
+        // The provider rotates its key: the JWKS is fetched again for the new kid.
+        acme.rotate_key();
+        // (Unknown kids refetch the JWKS at most once a second.)
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let person = Person::new("acme-sub-1", "acme.user@example.com");
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": acme.id_token(&person, None, false, |_| {})}),
+        )
+        .await;
+        assert_eq!(code, 200, "after rotation: {body}");
 
         // A second person of the same name gets a de-duplicated username.
         let twin = Person::new("acme-sub-2", "ACME.user@other.example.com");

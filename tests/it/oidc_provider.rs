@@ -60,9 +60,8 @@ struct Inner {
     issuer: String,
     /// Set for a Microsoft-style multi-tenant issuer: tokens carry `tid`.
     tenant: Option<String>,
-    key: EncodingKey,
-    kid: String,
-    jwk: Value,
+    /// The signing key: (key, kid, public JWK); replaced by `rotate_key`.
+    signing: Mutex<(EncodingKey, String, Value)>,
     other_key: EncodingKey,
     next: Mutex<Person>,
     mode: Mutex<Mode>,
@@ -97,9 +96,7 @@ impl FakeProvider {
         let inner = Arc::new(Inner {
             issuer,
             tenant: tenant.map(str::to_string),
-            key: EncodingKey::from_rsa_der(&key.private_der),
-            kid: key.kid.clone(),
-            jwk,
+            signing: Mutex::new((EncodingKey::from_rsa_der(&key.private_der), key.kid.clone(), jwk)),
             other_key: EncodingKey::from_rsa_der(&other.private_der),
             next: Mutex::new(Person::new("subject-1", "person@example.com")),
             mode: Mutex::new(Mode::Normal),
@@ -130,6 +127,14 @@ impl FakeProvider {
         }
     }
 
+    /// A new signing key under a new kid; the JWKS publishes only the new one.
+    pub fn rotate_key(&self) {
+        let key = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
+        let mut jwk = key.public_jwk.clone();
+        jwk["kid"] = json!(key.kid);
+        *self.inner.signing.lock().unwrap() = (EncodingKey::from_rsa_der(&key.private_der), key.kid, jwk);
+    }
+
     pub fn sign_in_as(&self, person: Person) {
         *self.inner.next.lock().unwrap() = person;
     }
@@ -156,14 +161,20 @@ impl FakeProvider {
     ) -> String {
         let mut claims = self.inner.claims(person, nonce);
         change(&mut claims);
-        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(self.inner.kid.clone());
-        let key = if forged { &self.inner.other_key } else { &self.inner.key };
-        jsonwebtoken::encode(&header, &claims, key).unwrap()
+        self.inner.sign(&claims, forged)
     }
 }
 
 impl Inner {
+    /// Signs with the current key, or (`forged`) with a key the JWKS does not hold.
+    fn sign(&self, claims: &Value, forged: bool) -> String {
+        let signing = self.signing.lock().unwrap();
+        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(signing.1.clone());
+        let key = if forged { &self.other_key } else { &signing.0 };
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
     fn token_issuer(&self) -> String {
         match &self.tenant {
             Some(tid) => self.issuer.replace("{tenantid}", tid),
@@ -224,7 +235,8 @@ async fn jwks(State(s): State<Arc<Inner>>) -> Response {
     if let Some(r) = s.gate().await {
         return r;
     }
-    Json(json!({"keys": [s.jwk]})).into_response()
+    let jwk = s.signing.lock().unwrap().2.clone();
+    Json(json!({"keys": [jwk]})).into_response()
 }
 
 async fn authorize(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -292,9 +304,7 @@ async fn token(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String
     let refresh = random();
     s.access.lock().unwrap().insert(access.clone(), person.clone());
     s.refresh.lock().unwrap().insert(refresh.clone(), person.clone());
-    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some(s.kid.clone());
-    let id_token = jsonwebtoken::encode(&header, &s.claims(&person, nonce.as_deref()), &s.key).unwrap();
+    let id_token = s.sign(&s.claims(&person, nonce.as_deref()), false);
     Json(json!({
         "access_token": access,
         "refresh_token": refresh,
