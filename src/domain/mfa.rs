@@ -140,30 +140,35 @@ fn unix(now: DateTime<Utc>) -> u64 {
 }
 
 impl Portcullis {
-    fn seal_totp(&self, secret: &[u8]) -> AppResult<Vec<u8>> {
+    /// Sealed for this user only: a sealed secret copied onto another row won't open.
+    fn seal_totp(&self, user_id: Uuid, secret: &[u8]) -> AppResult<Vec<u8>> {
         self.keys()
             .master()
-            .seal(secret, SEAL_CONTEXT)
+            .seal(secret, &format!("{SEAL_CONTEXT}:{user_id}"))
             .map_err(AppError::Internal)
     }
 
-    fn open_totp(&self, sealed: &[u8]) -> AppResult<Vec<u8>> {
+    fn open_totp(&self, user_id: Uuid, sealed: &[u8]) -> AppResult<Vec<u8>> {
         self.keys()
             .master()
-            .open(sealed, SEAL_CONTEXT)
+            .open(sealed, &format!("{SEAL_CONTEXT}:{user_id}"))
             .map_err(AppError::Internal)
     }
 
     /// Whether the user's roles demand MFA (superusers count as holding `admin`).
     pub async fn mfa_required_for(&self, user: &UserRow) -> AppResult<bool> {
+        self.mfa_required(user.id, user.is_superuser).await
+    }
+
+    pub(crate) async fn mfa_required(&self, user_id: Uuid, is_superuser: bool) -> AppResult<bool> {
         let required = &self.config().mfa.required_roles;
         if required.is_empty() {
             return Ok(false);
         }
-        if user.is_superuser && required.iter().any(|r| r == "admin") {
+        if is_superuser && required.iter().any(|r| r == "admin") {
             return Ok(true);
         }
-        let grants = self.store().user_grants(user).await?;
+        let grants = self.grants_for(user_id, is_superuser).await?;
         Ok(grants.roles.iter().any(|r| required.contains(r)))
     }
 
@@ -241,7 +246,7 @@ impl Portcullis {
                 let Some(row) = self.store().totp(user.id).await?.filter(|t| t.confirmed_at.is_some()) else {
                     return Ok(Err("no_factor"));
                 };
-                let secret = self.open_totp(&row.secret)?;
+                let secret = self.open_totp(user.id, &row.secret)?;
                 match totp::check(&secret, code, unix(now)).and_then(|s| i64::try_from(s).ok()) {
                     None => Ok(Err("bad_code")),
                     Some(step) if step <= row.last_step => Ok(Err("replayed_code")),
@@ -275,9 +280,10 @@ impl Portcullis {
         }
         let hash = tokens::digest(mfa_token);
         let now = Utc::now();
-        let ticket = match self.store().mfa_ticket(&hash, "verify").await? {
-            Some(t) if t.used_at.is_none() && t.expires_at > now && t.failures < MAX_CODE_FAILURES => t,
-            _ => return Err(rejected()),
+        // Each attempt is counted before the code is looked at, in one statement, so
+        // parallel guesses on one token cannot exceed the limit.
+        let Some(ticket) = self.store().attempt_mfa_ticket(&hash, now, MAX_CODE_FAILURES).await? else {
+            return Err(rejected());
         };
         let user = match self.store().user_by_id(ticket.user_id).await? {
             Some(u) if u.is_active => u,
@@ -293,20 +299,20 @@ impl Portcullis {
         let method = match self.check_second_factor(&user, factor).await? {
             Ok(method) => method,
             Err(reason) => {
-                let failures = self.store().fail_mfa_ticket(&hash).await?;
                 self.log_event(
                     event("MFA_FAILURE")
                         .meta("reason", reason)
-                        .meta("token_burned", failures >= MAX_CODE_FAILURES),
+                        .meta("token_burned", ticket.failures >= MAX_CODE_FAILURES),
                 )
                 .await?;
                 return Err(rejected());
             }
         };
-        if !self.store().spend_mfa_ticket(&hash, now, MAX_CODE_FAILURES).await? {
+        if !self.store().spend_mfa_ticket(&hash, now).await? {
             return Err(rejected());
         }
-        self.login_succeeded(&user.username).await?;
+        // The sign-in is complete: every count on the account's names starts over.
+        self.clear_lockout(&user).await?;
         if method == "rc" {
             let left = self.store().recovery_codes_left(user.id).await?;
             self.log_event(event("MFA_RECOVERY_CODE_USED").meta("recovery_codes_left", left))
@@ -319,11 +325,32 @@ impl Portcullis {
     }
 
     /// Starts (or restarts) TOTP enrolment: a new secret, pending until confirmed.
-    pub async fn enroll_totp(&self, caller: &Principal, ctx: &ClientContext) -> AppResult<TotpEnrollment> {
+    ///
+    /// With a session token the password is asked again (a stolen token alone must not
+    /// put someone else's authenticator on the account); the enrolment-only token has
+    /// just proven it.
+    pub async fn enroll_totp(
+        &self,
+        caller: &Principal,
+        password: Option<&str>,
+        ctx: &ClientContext,
+    ) -> AppResult<TotpEnrollment> {
         require_person(caller)?;
         let user = self.user(caller.user_id).await?;
+        if caller.credential == Credential::Jwt && user.password_hash.is_some() {
+            self.begin_login_attempt(&user.username).await?;
+            let verified = self
+                .inner()
+                .hasher
+                .verify(password.unwrap_or_default(), user.password_hash.as_deref())
+                .await?;
+            if !verified.ok {
+                return Err(AppError::validation("password", "is incorrect"));
+            }
+            self.login_succeeded(&user.username).await?;
+        }
         let secret = totp::new_secret();
-        let sealed = self.seal_totp(&secret)?;
+        let sealed = self.seal_totp(user.id, &secret)?;
         let record = self.audit_record(
             Actor::user(user.id, &user.username, ctx)
                 .event("MFA_ENROLL")
@@ -366,9 +393,17 @@ impl Portcullis {
             }
         };
         self.begin_login_attempt(&user.username).await?;
-        let secret = self.open_totp(&row.secret)?;
+        let secret = self.open_totp(user.id, &row.secret)?;
         let now = Utc::now();
         let Some(step) = totp::check(&secret, code, unix(now)).and_then(|s| i64::try_from(s).ok()) else {
+            self.log_event(
+                Actor::user(user.id, &user.username, ctx)
+                    .event("MFA_FAILURE")
+                    .resource("user", user.id)
+                    .meta("reason", "bad_code")
+                    .meta("step", "confirm"),
+            )
+            .await?;
             return Err(AppError::validation(
                 "code",
                 "is not the current code of the enrolled secret",
@@ -391,6 +426,14 @@ impl Portcullis {
                 "the enrolment changed meanwhile; enrol again".into(),
             ));
         }
+        // Sessions begun without the factor end; this one goes on.
+        self.end_user_sessions(
+            user.id,
+            caller.session_id,
+            "mfa_enabled",
+            Actor::user(user.id, &user.username, ctx).event("SESSIONS_REVOKE"),
+        )
+        .await?;
         Ok(codes)
     }
 
@@ -405,15 +448,27 @@ impl Portcullis {
         require_person(caller)?;
         let user = self.me(caller).await?;
         self.begin_login_attempt(&user.username).await?;
-        let verified = self
-            .inner()
-            .hasher
-            .verify(password, user.password_hash.as_deref())
-            .await?;
-        if !verified.ok {
-            return Err(AppError::validation("password", "is incorrect"));
+        let failed = |reason: &str| {
+            Actor::user(user.id, &user.username, ctx)
+                .event("MFA_FAILURE")
+                .resource("user", user.id)
+                .meta("reason", reason)
+                .meta("step", "disable")
+        };
+        // An account made by a provider sign-in has no password: the code alone.
+        if user.password_hash.is_some() {
+            let verified = self
+                .inner()
+                .hasher
+                .verify(password, user.password_hash.as_deref())
+                .await?;
+            if !verified.ok {
+                self.log_event(failed("bad_password")).await?;
+                return Err(AppError::validation("password", "is incorrect"));
+            }
         }
-        if self.check_second_factor(&user, factor).await?.is_err() {
+        if let Err(reason) = self.check_second_factor(&user, factor).await? {
+            self.log_event(failed(reason)).await?;
             return Err(AppError::validation("code", "is not a valid code or recovery code"));
         }
         self.login_succeeded(&user.username).await?;
@@ -429,9 +484,29 @@ impl Portcullis {
     }
 
     /// New recovery codes; the old set stops working.
-    pub async fn regenerate_recovery_codes(&self, caller: &Principal, ctx: &ClientContext) -> AppResult<Vec<String>> {
+    /// New recovery codes, for a current code or recovery code: a stolen session token
+    /// alone must not mint codes that bypass the authenticator.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        caller: &Principal,
+        factor: SecondFactor<'_>,
+        ctx: &ClientContext,
+    ) -> AppResult<Vec<String>> {
         require_person(caller)?;
         let user = self.user(caller.user_id).await?;
+        self.begin_login_attempt(&user.username).await?;
+        if let Err(reason) = self.check_second_factor(&user, factor).await? {
+            self.log_event(
+                Actor::user(user.id, &user.username, ctx)
+                    .event("MFA_FAILURE")
+                    .resource("user", user.id)
+                    .meta("reason", reason)
+                    .meta("step", "regenerate"),
+            )
+            .await?;
+            return Err(AppError::validation("code", "is not a valid code or recovery code"));
+        }
+        self.login_succeeded(&user.username).await?;
         let codes = new_recovery_codes();
         let hashes: Vec<[u8; 32]> = codes.iter().filter_map(|c| recovery_hash(c)).collect();
         let record = self.audit_record(

@@ -100,7 +100,6 @@ impl Portcullis {
         let Some(user) = user else {
             return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
         };
-        self.login_succeeded(&login).await?;
         if verified.needs_rehash {
             let upgraded = inner.hasher.hash(password).await?;
             inner
@@ -109,7 +108,14 @@ impl Portcullis {
                 .await?;
         }
         metrics::counter!("portcullis_logins_total", "result" => "success").increment(1);
-        self.after_first_factor(&user, &["pwd"], ctx).await
+        let outcome = self.after_first_factor(&user, &["pwd"], ctx).await?;
+        // With a second factor still due, the count of attempts goes on: the code
+        // attempts add to it, and only a verified code clears it. Otherwise a password
+        // login would reset the count between rounds of guessed codes.
+        if !matches!(outcome, LoginOutcome::MfaRequired(_)) {
+            self.login_succeeded(&login).await?;
+        }
+        Ok(outcome)
     }
 
     /// Starts a session for an already authenticated user (password, later social
@@ -216,6 +222,15 @@ impl Portcullis {
             RotateOutcome::Rotated(session) => {
                 metrics::counter!("portcullis_token_refreshes_total").increment(1);
                 let amr: Vec<String> = serde_json::from_str(&session.amr).unwrap_or_default();
+                // A role that demands MFA, granted after this session began (or before
+                // the policy), is not carried into new tokens without a second factor.
+                if !amr.iter().any(|m| m == "otp" || m == "rc")
+                    && self.mfa_required(session.user_id, session.is_superuser).await?
+                {
+                    let by = Actor::user(session.user_id, &session.username, ctx);
+                    self.end_session(session.user_id, session.session_id, &by).await?;
+                    return Err(AppError::MfaEnrollmentRequired);
+                }
                 let subject = Subject {
                     id: session.user_id,
                     username: &session.username,

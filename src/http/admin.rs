@@ -221,13 +221,30 @@ pub struct SetPasswordRequest {
     pub password: String,
 }
 
+/// Only a superuser may take over a superuser's sign-in (password, second factor).
+pub(super) async fn guard_superuser_target(
+    state: &AppState,
+    caller: &crate::domain::Principal,
+    id: Uuid,
+) -> AppResult<()> {
+    if state.service.user(id).await?.is_superuser && !caller.is_superuser {
+        return Err(AppError::Forbidden(
+            "only a superuser can reset a superuser's password or second factor".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn set_password(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     by: Actor,
     Path(id): Path<String>,
     ValidJson(req): ValidJson<SetPasswordRequest>,
 ) -> AppResult<StatusCode> {
-    state.service.set_password(parse_id(&id)?, &req.password, &by).await?;
+    let id = parse_id(&id)?;
+    guard_superuser_target(&state, &caller, id).await?;
+    state.service.set_password(id, &req.password, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

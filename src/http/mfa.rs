@@ -36,12 +36,25 @@ impl FactorFields {
     }
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EnrollRequest {
+    /// Required with a session token when the account has a password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
 pub async fn enroll(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ctx: ClientContext,
+    ValidJson(req): ValidJson<EnrollRequest>,
 ) -> AppResult<Json<TotpEnrollment>> {
-    Ok(Json(state.service.enroll_totp(&caller, &ctx).await?))
+    Ok(Json(
+        state
+            .service
+            .enroll_totp(&caller, req.password.as_deref(), &ctx)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,9 +103,13 @@ pub async fn regenerate_recovery_codes(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ctx: ClientContext,
+    ValidJson(req): ValidJson<FactorFields>,
 ) -> AppResult<Json<RecoveryCodesOut>> {
     Ok(Json(RecoveryCodesOut {
-        recovery_codes: state.service.regenerate_recovery_codes(&caller, &ctx).await?,
+        recovery_codes: state
+            .service
+            .regenerate_recovery_codes(&caller, req.factor()?, &ctx)
+            .await?,
     }))
 }
 
@@ -120,8 +137,14 @@ pub async fn verify(
     ))
 }
 
-pub async fn admin_reset(State(state): State<AppState>, by: Actor, Path(id): Path<String>) -> AppResult<StatusCode> {
+pub async fn admin_reset(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    by: Actor,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::validation("id", "is not a user id"))?;
+    super::admin::guard_superuser_target(&state, &caller, id).await?;
     state.service.reset_mfa(id, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -173,7 +173,9 @@ pub fn table() -> Vec<Route> {
             .doc("mfa", "The caller's second factors and recovery codes left")
             .returns::<crate::domain::mfa::MfaStatus>(200),
         Route::new(M::POST, "/auth/mfa/totp/enroll", Enrolling, mfa::enroll)
+            .rate_limited()
             .doc("mfa", "Start TOTP enrolment: secret, otpauth URI and QR codes")
+            .json::<mfa::EnrollRequest>()
             .returns::<crate::domain::mfa::TotpEnrollment>(200)
             .empty(409),
         Route::new(M::POST, "/auth/mfa/totp/confirm", Enrolling, mfa::confirm)
@@ -196,7 +198,12 @@ pub fn table() -> Vec<Route> {
             Authenticated,
             mfa::regenerate_recovery_codes,
         )
-        .doc("mfa", "New recovery codes; the old ones stop working")
+        .rate_limited()
+        .doc(
+            "mfa",
+            "New recovery codes for a current code; the old ones stop working",
+        )
+        .json::<mfa::FactorFields>()
         .returns::<mfa::RecoveryCodesOut>(200)
         .empty(409),
         Route::new(M::GET, "/auth/sessions", Authenticated, me::list_sessions)
@@ -315,6 +322,7 @@ pub fn table() -> Vec<Route> {
             .doc("admin: users", "List or search users (q, sort, limit, offset)")
             .returns::<admin::UserPageOut>(200),
         Route::new(M::POST, "/admin/users", Permission("users:manage"), admin::create_user)
+            .step_up()
             .doc("admin: users", "Create a user, optionally with roles")
             .json::<admin::CreateUserRequest>()
             .returns::<admin::UserDetailOut>(201)
@@ -329,6 +337,7 @@ pub fn table() -> Vec<Route> {
             Permission("users:manage"),
             admin::update_user,
         )
+        .step_up()
         .doc("admin: users", "Change email, full name or superuser (superusers only)")
         .json::<admin::UpdateUserRequest>()
         .returns::<admin::UserDetailOut>(200)
@@ -339,6 +348,7 @@ pub fn table() -> Vec<Route> {
             Permission("users:manage"),
             admin::delete_user,
         )
+        .step_up()
         .doc("admin: users", "Delete a user (not the last administrator)")
         .empty(204)
         .empty(409),
@@ -520,6 +530,7 @@ pub fn table() -> Vec<Route> {
             Permission("roles:manage"),
             admin::create_permission,
         )
+        .step_up()
         .doc("admin: roles", "Create a permission")
         .json::<admin::CreatePermissionRequest>()
         .returns::<admin::PermissionOut>(201)
@@ -530,6 +541,7 @@ pub fn table() -> Vec<Route> {
             Permission("roles:manage"),
             admin::delete_permission,
         )
+        .step_up()
         .doc("admin: roles", "Delete a permission, removing it from every role")
         .empty(204)
         .empty(404),

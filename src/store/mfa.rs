@@ -46,15 +46,17 @@ const USE_STEP: &str =
 const CONFIRMED: &str = "SELECT COUNT(*) FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL";
 const DELETE_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1";
 const DELETE_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
-const DELETE_USER_TICKETS: &str = "DELETE FROM mfa_tickets WHERE user_id = $1";
+/// Open MFA tickets of a user; they die with a password change or reset too.
+pub(crate) const DELETE_USER_TICKETS: &str = "DELETE FROM mfa_tickets WHERE user_id = $1";
 const INSERT_CODE: &str = "INSERT INTO mfa_recovery_codes (code_hash, user_id, created_at) VALUES ($1, $2, $3)";
 const USE_CODE: &str =
     "UPDATE mfa_recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL";
 const CODES_LEFT: &str = "SELECT COUNT(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL";
 const INSERT_TICKET: &str = "INSERT INTO mfa_tickets (token_hash, user_id, purpose, amr, failures, created_at, expires_at) VALUES ($1, $2, $3, $4, 0, $5, $6)";
 const GET_TICKET: &str = "SELECT token_hash, user_id, purpose, amr, failures, created_at, expires_at, used_at FROM mfa_tickets WHERE token_hash = $1 AND purpose = $2";
-const FAIL_TICKET: &str = "UPDATE mfa_tickets SET failures = failures + 1 WHERE token_hash = $1 RETURNING failures";
-const SPEND_TICKET: &str = "UPDATE mfa_tickets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND failures < $3";
+const ATTEMPT_TICKET: &str = "UPDATE mfa_tickets SET failures = failures + 1 WHERE token_hash = $1 AND purpose = 'verify' AND used_at IS NULL AND expires_at > $2 AND failures < $3 RETURNING token_hash, user_id, purpose, amr, failures, created_at, expires_at, used_at";
+const SPEND_TICKET: &str =
+    "UPDATE mfa_tickets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
 const PURGE_TICKETS: &str = "DELETE FROM mfa_tickets WHERE expires_at < $1";
 
 /// Inside a transaction: the user's recovery codes become `$hashes`.
@@ -111,6 +113,8 @@ impl Store {
             let confirmed = sqlx::query(CONFIRM_TOTP).bind(user_id).bind(now).bind(step).bind(sealed).execute(&mut *tx).await?.rows_affected() > 0;
             if confirmed {
                 replace_codes_tx!(tx, user_id, code_hashes, now);
+                // The enrolment-only token has done its job.
+                sqlx::query(DELETE_USER_TICKETS).bind(user_id).execute(&mut *tx).await?;
                 audit_tx!(tx, audit);
             }
             tx.commit().await?;
@@ -195,19 +199,24 @@ impl Store {
         )
     }
 
-    /// Counts a wrong code against a ticket; returns its failures so far.
-    pub async fn fail_mfa_ticket(&self, hash: &[u8]) -> AppResult<i32> {
+    /// Counts an attempt on an `mfa_token` ticket, atomically: None when it is
+    /// unknown, spent, expired or already had `max_attempts`; else the ticket, with
+    /// this attempt counted.
+    pub async fn attempt_mfa_ticket(
+        &self,
+        hash: &[u8],
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> AppResult<Option<MfaTicketRow>> {
         Ok(
-            on_pool!(self, pool => sqlx::query_scalar::<_, i32>(FAIL_TICKET).bind(hash).fetch_optional(pool).await)?
-                .unwrap_or(i32::MAX),
+            on_pool!(self, pool => sqlx::query_as::<_, MfaTicketRow>(ATTEMPT_TICKET).bind(hash).bind(now).bind(max_attempts).fetch_optional(pool).await)?,
         )
     }
 
-    /// Spends a ticket once: false when already spent, expired or burned by
-    /// `max_failures` wrong codes.
-    pub async fn spend_mfa_ticket(&self, hash: &[u8], now: DateTime<Utc>, max_failures: i32) -> AppResult<bool> {
+    /// Spends a ticket once: false when already spent or expired.
+    pub async fn spend_mfa_ticket(&self, hash: &[u8], now: DateTime<Utc>) -> AppResult<bool> {
         Ok(
-            on_pool!(self, pool => sqlx::query(SPEND_TICKET).bind(hash).bind(now).bind(max_failures).execute(pool).await?.rows_affected() > 0),
+            on_pool!(self, pool => sqlx::query(SPEND_TICKET).bind(hash).bind(now).execute(pool).await?.rows_affected() > 0),
         )
     }
 

@@ -8,7 +8,7 @@
 pub(crate) mod audit;
 pub(crate) mod credentials;
 mod keys;
-mod mfa;
+pub(crate) mod mfa;
 pub(crate) mod oauth;
 pub(crate) mod rbac;
 mod revocations;

@@ -461,6 +461,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(ADMIN_SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "password_reset", now, revocation_expires);
+            sqlx::query(super::mfa::DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
             audit_tx!(tx, audit.filter(|_| changed));
             tx.commit().await?;
             changed.then_some(ended)

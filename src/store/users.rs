@@ -180,6 +180,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?;
             let ended = super::sessions::revoke_user_sessions_tx!(tx, id, keep_session, "password_changed", now, revocation_expires);
+            sqlx::query(super::mfa::DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
             audit_tx!(tx, audit);
             tx.commit().await?;
             ended

@@ -54,7 +54,14 @@ async fn login(s: &TestServer, username: &str, password: &str) -> (u16, Value) {
 
 /// Enrols and confirms TOTP for the holder of `token`; the secret and recovery codes.
 pub(crate) async fn enrol(s: &TestServer, token: &str) -> (Vec<u8>, Vec<String>) {
-    let (status, e, _) = call(s, M::POST, "/auth/mfa/totp/enroll", Some(token), None).await;
+    let (status, e, _) = call(
+        s,
+        M::POST,
+        "/auth/mfa/totp/enroll",
+        Some(token),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 200, "{e}");
     let secret = totp::from_base32(e["secret"].as_str().unwrap()).unwrap();
     let code = totp::code_at(&secret, now()).unwrap();
@@ -125,7 +132,24 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
         assert_eq!(status["required"], false);
 
         // Enrolment: secret, URI and both QR codes; pending until confirmed.
-        let (code, e, _) = call(&s, M::POST, "/auth/mfa/totp/enroll", Some(a), None).await;
+        // A session token alone is not enough to enrol: the password too.
+        let (code, _, _) = call(
+            &s,
+            M::POST,
+            "/auth/mfa/totp/enroll",
+            Some(a),
+            Some(json!({"password": "wrong"})),
+        )
+        .await;
+        assert_eq!(code, 422);
+        let (code, e, _) = call(
+            &s,
+            M::POST,
+            "/auth/mfa/totp/enroll",
+            Some(a),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
         assert_eq!(code, 200, "{e}");
         let uri = e["otpauth_uri"].as_str().unwrap();
         assert!(uri.starts_with("otpauth://totp/Portcullis:alice?"), "{uri}");
@@ -177,7 +201,14 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
             (st["totp"].as_str(), st["recovery_codes_left"].as_i64()),
             (Some("enabled"), Some(10))
         );
-        let (code, _, _) = call(&s, M::POST, "/auth/mfa/totp/enroll", Some(a), None).await;
+        let (code, _, _) = call(
+            &s,
+            M::POST,
+            "/auth/mfa/totp/enroll",
+            Some(a),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
         assert_eq!(code, 409, "a confirmed factor is not replaced");
 
         // Login: a challenge, then tokens with amr pwd+otp.
@@ -226,7 +257,16 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
         assert_eq!(st["recovery_codes_left"], 9, "the burned token spent no code");
 
         // Regenerating invalidates the old set.
-        let (code, fresh, _) = call(&s, M::POST, "/auth/mfa/recovery-codes", Some(a), None).await;
+        let (code, _, _) = call(&s, M::POST, "/auth/mfa/recovery-codes", Some(a), Some(json!({}))).await;
+        assert_eq!(code, 422, "regenerating needs a current code");
+        let (code, fresh, _) = call(
+            &s,
+            M::POST,
+            "/auth/mfa/recovery-codes",
+            Some(a),
+            Some(json!({"recovery_code": codes[2]})),
+        )
+        .await;
         assert_eq!(code, 200);
         let fresh: Vec<String> = serde_json::from_value(fresh["recovery_codes"].clone()).unwrap();
         let token = challenge(&s, "alice").await;
@@ -340,23 +380,29 @@ async fn wrong_codes_count_toward_the_lockout() {
     let (s, _db) = TestServer::start_with(Backend::Sqlite, &[("LOGIN_LOCKOUT_THRESHOLD", "3")]).await;
     let bob = s.user("bob").await;
     let (secret, _) = enrol(&s, &bob.access).await;
-    let token = challenge(&s, "bob").await;
     let wrong = if next_code(&secret) == "000000" {
         "111111"
     } else {
         "000000"
     };
-    for _ in 0..3 {
-        assert_eq!(verify(&s, &token, json!({"code": wrong})).await.0, 401);
-    }
+    // A right password does not reset the count while the code is still due, so
+    // logging in again between rounds of guesses gains nothing: login (1), a wrong
+    // code (2), login again (3), and the name is locked.
+    let token = challenge(&s, "bob").await;
+    assert_eq!(verify(&s, &token, json!({"code": wrong})).await.0, 401);
+    let token = challenge(&s, "bob").await;
     let res = s
         .post_json(
             "/auth/mfa/verify",
             &json!({"mfa_token": token, "code": next_code(&secret)}),
         )
         .await;
-    assert_eq!(res.status(), 429, "the name is locked after three wrong codes");
+    assert_eq!(res.status(), 429, "locked after three attempts without a right code");
     assert!(res.headers().get("retry-after").is_some());
+    let res = s
+        .post_json("/auth/login", &json!({"username": "bob", "password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), 429);
     s.stop().await;
 }
 
@@ -457,6 +503,20 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         assert_eq!(resets.len(), 1);
         assert_eq!(resets[0]["resource_id"], carol_id.as_str());
         assert_eq!(count(&events, "MFA_ENROLLMENT_REQUIRED"), 1);
+
+        // A role that demands MFA, granted to a session without a second factor, is
+        // not carried into refreshed tokens: that session ends.
+        let dan = s.user("dan").await;
+        let dan_id = jwt_part(&dan.access, 1)["sub"].as_str().unwrap().parse().unwrap();
+        s.service
+            .assign_role(dan_id, "admin", &portcullis::domain::Actor::system())
+            .await
+            .unwrap();
+        let res = s.refresh(&dan.refresh).await;
+        assert_eq!(res.status(), 403);
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:portcullis:problem:mfa-enrollment-required");
+        assert_eq!(s.refresh(&dan.refresh).await.status(), 401, "the session has ended");
         s.stop().await;
     }
 }
