@@ -28,3 +28,8 @@ CREATE TABLE oauth_states (
     used_at       TIMESTAMPTZ
 );
 CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
+
+-- Whether the account's email was proven: set when a provider that asserts it created
+-- the account, cleared when the email changes. Only such accounts may be linked to a
+-- provider identity by email (a self-registered address was never proven).
+ALTER TABLE users ADD COLUMN email_verified BOOLEAN NOT NULL DEFAULT FALSE;

@@ -85,6 +85,7 @@ impl Portcullis {
                     is_superuser: r.superuser,
                     roles: r.roles,
                     identity: None,
+                    email_verified: false,
                 },
                 Utc::now(),
                 self.audit_record(event).as_ref(),

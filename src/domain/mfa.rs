@@ -126,7 +126,7 @@ fn recovery_hash(code: &str) -> Option<[u8; 32]> {
 
 /// Factors are managed by the person, from a login (or an enrolment token), never
 /// with an API key or temporary token.
-fn require_person(caller: &Principal) -> AppResult<()> {
+pub fn require_person(caller: &Principal) -> AppResult<()> {
     match caller.credential {
         Credential::Jwt | Credential::MfaEnrollment => Ok(()),
         _ => Err(AppError::Forbidden(

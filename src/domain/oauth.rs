@@ -441,13 +441,18 @@ impl Portcullis {
         }
         let settings = &self.config().oauth;
         let existing = match &who.email {
-            Some(email) => self.store().user_by_login(email).await?.filter(|u| u.email == *email),
+            Some(email) => self.store().user_by_email(email).await?,
             None => None,
         };
         if let Some(user) = existing {
-            if !(who.email_verified && settings.link_verified_email) {
+            // Both sides must have proven the address: the provider says so, and the
+            // account got it from a provider that said so. A self-registered address
+            // was never proven, and linking into it would hand the account to
+            // whoever registered it.
+            let proven = who.email_verified && self.store().email_verified(user.id).await?;
+            if !(proven && settings.link_verified_email) {
                 return Err(AppError::Conflict(format!(
-                    "an account with this email exists; sign in to it and link {provider} from there{}",
+                    "an account with this email already exists and is not linked to {provider}{}",
                     if who.email_verified {
                         ""
                     } else {
@@ -495,6 +500,7 @@ impl Portcullis {
                     is_superuser: false,
                     roles: Vec::new(),
                     identity: Some(identity),
+                    email_verified: who.email_verified,
                 },
                 now,
                 record.as_ref(),

@@ -76,7 +76,8 @@ const UNASSIGN: &str = "DELETE FROM user_roles WHERE user_id = $1 AND role_name 
 const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
-const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4 WHERE id = $1";
+// A changed email is no longer a proven one.
+const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4, email_verified = CASE WHEN lower(email) = lower($3) THEN email_verified ELSE FALSE END WHERE id = $1";
 // Only a real change counts (and is audited): disabling a disabled user changes nothing.
 const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND is_active <> $2";
 const ADMIN_SET_PASSWORD: &str =

@@ -33,6 +33,8 @@ pub struct NewUser {
     /// The upstream identity the account is created for (first social sign-in); its
     /// `user_id` is set on insert.
     pub identity: Option<super::IdentityRow>,
+    /// The email was proven (a provider asserted it).
+    pub email_verified: bool,
 }
 
 /// A user's roles and effective permissions, as carried in access tokens.
@@ -54,6 +56,9 @@ const SELECT_ROLES: &str = "SELECT role_name FROM user_roles WHERE user_id = $1 
 const SELECT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM user_roles ur JOIN role_permissions rp ON rp.role_name = ur.role_name WHERE ur.user_id = $1 ORDER BY rp.permission_name";
 const SELECT_ALL_PERMISSIONS: &str = "SELECT name FROM permissions ORDER BY name";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
+const SELECT_BY_EMAIL: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE lower(email) = lower($1)";
+const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = TRUE WHERE id = $1";
+const EMAIL_VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND email_verified";
 const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
 
 impl Store {
@@ -87,6 +92,9 @@ impl Store {
                 for role in &new.roles {
                     sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
                 }
+                if new.email_verified {
+                    sqlx::query(SET_EMAIL_VERIFIED).bind(id).execute(&mut *tx).await?;
+                }
                 if let Some(identity) = &new.identity {
                     let identity = super::IdentityRow { user_id: id, ..identity.clone() };
                     super::oauth::insert_identity_tx!(tx, &identity)?;
@@ -119,6 +127,17 @@ impl Store {
             }
             other => other,
         }
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> AppResult<Option<UserRow>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_EMAIL).bind(email).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// Whether the user's email was proven (see `NewUser::email_verified`).
+    pub async fn email_verified(&self, id: Uuid) -> AppResult<bool> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>(EMAIL_VERIFIED).bind(id).fetch_one(pool).await)? > 0)
     }
 
     pub async fn user_by_id(&self, id: Uuid) -> AppResult<Option<UserRow>> {

@@ -325,22 +325,21 @@ async fn bad_tokens_states_and_providers_are_refused() {
 async fn linking_unlinking_and_upstream_tokens() {
     for backend in backends().await {
         let acme = FakeProvider::start(None).await;
+        let beta = FakeProvider::start(None).await;
         let mut settings = provider_settings("OAUTH_OIDC_ACME", &acme);
+        settings.extend(provider_settings("OAUTH_OIDC_BETA", &beta));
         settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
         let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (s, db) = TestServer::start_with(backend, &extra).await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
 
-        // An existing account is not taken over by an unverified email, nor (by
-        // default) by a verified one.
-        let erin = s.user("erin").await;
-        let mut claimant = Person::new("erin-upstream", "erin@example.com");
+        // An existing account is not linked by an unverified email, nor (by default)
+        // by a verified one.
+        s.user("erin").await;
+        let mut claimant = Person::new("erin-upstream", "Erin@Example.com");
         claimant.email_verified = false;
-        let (code, body) = exchange(
-            &s,
-            json!({"provider": "acme", "id_token": acme.id_token(&claimant, None, false, |_| {})}),
-        )
-        .await;
+        let token = acme.id_token(&claimant, None, false, |_| {});
+        let (code, body) = exchange(&s, json!({"provider": "acme", "id_token": token})).await;
         assert_eq!(code, 409, "{body}");
         assert!(
             body["detail"]
@@ -349,37 +348,80 @@ async fn linking_unlinking_and_upstream_tokens() {
                 .contains("not assert the email is verified")
         );
         claimant.email_verified = true;
-        let (code, _) = exchange(
-            &s,
-            json!({"provider": "acme", "id_token": acme.id_token(&claimant, None, false, |_| {})}),
-        )
-        .await;
-        assert_eq!(code, 409);
+        let token = acme.id_token(&claimant, None, false, |_| {});
+        assert_eq!(
+            exchange(&s, json!({"provider": "acme", "id_token": token})).await.0,
+            409
+        );
         s.stop().await;
 
-        // Allowed by configuration, a verified email links the existing account.
+        // Linking by email allowed: still never into a self-registered address (it
+        // was never proven; whoever registered it would get the account).
         let mut extra2 = extra.clone();
         extra2.push(("OAUTH_LINK_VERIFIED_EMAIL", "true"));
         let s = TestServer::on(&db, &extra2).await;
-        let (code, body) = exchange(
-            &s,
-            json!({"provider": "acme", "id_token": acme.id_token(&claimant, None, false, |_| {})}),
-        )
-        .await;
-        assert_eq!(code, 200, "{body}");
+        let token = acme.id_token(&claimant, None, false, |_| {});
         assert_eq!(
-            jwt_part(body["access_token"].as_str().unwrap(), 1)["sub"],
-            jwt_part(&erin.access, 1)["sub"]
+            exchange(&s, json!({"provider": "acme", "id_token": token})).await.0,
+            409
         );
-        // Erin has a password too, so unlinking is fine.
+        // An account a provider made from a verified email is linked by another
+        // provider asserting the same verified email (whatever its case).
+        let henry = Person::new("henry-at-acme", "henry@example.com");
+        let token = acme.id_token(&henry, None, false, |_| {});
+        let (code, first) = exchange(&s, json!({"provider": "acme", "id_token": token})).await;
+        assert_eq!(code, 200, "{first}");
+        let henry_beta = Person::new("henry-at-beta", "HENRY@example.com");
+        let token = beta.id_token(&henry_beta, None, false, |_| {});
+        let (code, second) = exchange(&s, json!({"provider": "beta", "id_token": token})).await;
+        assert_eq!(code, 200, "{second}");
+        let henry_access = second["access_token"].as_str().unwrap().to_string();
+        assert_eq!(
+            jwt_part(&henry_access, 1)["sub"],
+            jwt_part(first["access_token"].as_str().unwrap(), 1)["sub"]
+        );
+        let ids: Value = s
+            .get_auth("/auth/me/identities", &henry_access)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ids.as_array().unwrap().len(), 2);
+        // One of two identities may go; the last may not (no password either).
+        let unlink = |provider: &'static str, token: String| {
+            let s = &s;
+            async move {
+                s.client
+                    .delete(s.url(&format!("/auth/me/identities/{provider}")))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(unlink("beta", henry_access.clone()).await, 204);
+        assert_eq!(unlink("acme", henry_access.clone()).await, 409);
+        // Not with an API key: a provider's identity belongs to a person's session.
+        let key: Value = s
+            .client
+            .post(s.url("/auth/api-keys"))
+            .bearer_auth(&henry_access)
+            .json(&json!({"name": "k"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let res = s
             .client
-            .delete(s.url("/auth/me/identities/acme"))
-            .bearer_auth(&erin.access)
+            .get(s.url("/auth/me/identities/acme/token"))
+            .header("x-api-key", key["key"].as_str().unwrap())
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 204);
+        assert_eq!(res.status(), 403);
 
         // An account made by the provider has no password: its only identity stays.
         let frank = Person::new("frank-upstream", "frank@example.com");
@@ -464,10 +506,10 @@ async fn linking_unlinking_and_upstream_tokens() {
             1,
             "{actions:?}"
         );
-        // Erin's, Frank's, and Frank's again (then asked for his second factor).
+        // Henry's two, Frank's, and Frank's again (then asked for his second factor).
         assert_eq!(
             actions.iter().filter(|a| **a == "OAUTH_LOGIN").count(),
-            3,
+            4,
             "{actions:?}"
         );
         let trail = s
