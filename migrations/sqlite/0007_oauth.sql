@@ -16,13 +16,15 @@ CREATE TABLE oauth_identities (
 CREATE UNIQUE INDEX oauth_identities_user_provider ON oauth_identities (user_id, provider);
 
 -- One redirect flow in progress: found by the SHA-256 of its `state`, used once, within
--- ten minutes.
+-- ten minutes, and only by the browser that started it (the SHA-256 of a value in
+-- that browser's cookie).
 CREATE TABLE oauth_states (
     state_hash    BLOB PRIMARY KEY,
     provider      TEXT NOT NULL,
     nonce         TEXT NOT NULL,
     pkce_verifier TEXT NOT NULL,
     redirect_uri  TEXT NOT NULL,
+    browser_hash  BLOB NOT NULL,
     created_at    TEXT NOT NULL,
     expires_at    TEXT NOT NULL,
     used_at       TEXT

@@ -567,8 +567,10 @@ impl Portcullis {
         self.upstream_login(&p.name, who, tokens, ctx).await
     }
 
-    /// `GET /auth/oauth/{provider}/authorize`: where to send the browser.
-    pub async fn oauth_authorize_url(&self, provider: &str, redirect_uri: &str) -> AppResult<String> {
+    /// `GET /auth/oauth/{provider}/authorize`: where to send the browser, and a value
+    /// for a cookie in that browser (the callback must come back with it, so a
+    /// callback link made by someone else signs no one in: login CSRF).
+    pub async fn oauth_authorize_url(&self, provider: &str, redirect_uri: &str) -> AppResult<(String, String)> {
         let p = self.provider(provider, None)?;
         if !self.config().oauth.redirect_uris.iter().any(|u| u == redirect_uri) {
             return Err(AppError::validation(
@@ -584,6 +586,7 @@ impl Portcullis {
         let state = tokens::random_token();
         let nonce = tokens::random_token();
         let verifier = tokens::random_token();
+        let browser = tokens::random_token();
         let now = Utc::now();
         self.store()
             .insert_oauth_state(&OAuthStateRow {
@@ -592,6 +595,7 @@ impl Portcullis {
                 nonce: nonce.clone(),
                 pkce_verifier: verifier.clone(),
                 redirect_uri: redirect_uri.to_string(),
+                browser_hash: tokens::digest(&browser).to_vec(),
                 created_at: now,
                 expires_at: now + chrono::Duration::seconds(STATE_TTL_SECONDS),
                 used_at: None,
@@ -601,7 +605,7 @@ impl Portcullis {
         let scope = p.scopes.join(" ");
         let challenge = pkce_challenge(&verifier);
         let separator = if endpoint.contains('?') { '&' } else { '?' };
-        Ok(format!(
+        let url = format!(
             "{endpoint}{separator}{}",
             query(&[
                 ("response_type", "code"),
@@ -613,7 +617,8 @@ impl Portcullis {
                 ("code_challenge", &challenge),
                 ("code_challenge_method", "S256"),
             ])
-        ))
+        );
+        Ok((url, browser))
     }
 
     /// The callback URL Portcullis gives providers.
@@ -682,6 +687,7 @@ impl Portcullis {
         code: Option<&str>,
         state: Option<&str>,
         error: Option<&str>,
+        browser: Option<&str>,
         ctx: &ClientContext,
     ) -> AppResult<CallbackResult> {
         let state = state
@@ -699,6 +705,17 @@ impl Portcullis {
         };
         if row.provider != provider {
             return Err(AppError::BadRequest("state belongs to another provider".into()));
+        }
+        let same_browser = browser.is_some_and(|b| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                &tokens::digest(b)[..],
+                &row.browser_hash[..],
+            ))
+        });
+        if !same_browser {
+            return Err(AppError::BadRequest(
+                "this sign-in was started in another browser (its cookie is missing)".into(),
+            ));
         }
         if let Some(e) = error {
             return Err(AppError::InvalidCredentials(format!(

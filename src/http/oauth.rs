@@ -74,9 +74,27 @@ pub async fn authorize(
     Path(provider): Path<String>,
     ValidQuery(p): ValidQuery<AuthorizeParams>,
 ) -> AppResult<Response> {
-    Ok(found(
-        &state.service.oauth_authorize_url(&provider, &p.redirect_uri).await?,
-    ))
+    let (url, browser) = state.service.oauth_authorize_url(&provider, &p.redirect_uri).await?;
+    let mut res = found(&url);
+    if let Some(c) = cookie(BROWSER_COOKIE, &browser, 600, "/") {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(res)
+}
+
+/// The cookie that ties a redirect flow to the browser that started it.
+const BROWSER_COOKIE: &str = "__Host-portcullis-oauth";
+
+/// The value of cookie `name` in the request, if any.
+fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -118,6 +136,7 @@ pub async fn callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     ctx: ClientContext,
+    headers: axum::http::HeaderMap,
     ValidQuery(p): ValidQuery<CallbackParams>,
 ) -> AppResult<Response> {
     let result = state
@@ -127,12 +146,13 @@ pub async fn callback(
             p.code.as_deref(),
             p.state.as_deref(),
             p.error.as_deref(),
+            cookie_value(&headers, BROWSER_COOKIE),
             &ctx,
         )
         .await?;
     let target = result.redirect_uri;
     let cookie_name = state.service.config().oauth.cookie_name.clone();
-    Ok(match result.outcome {
+    let mut res = match result.outcome {
         LoginOutcome::Tokens(pair) => match cookie_name {
             Some(name) => {
                 let mut res = found(&target);
@@ -174,7 +194,12 @@ pub async fn callback(
                 ("access_token", e.access_token)
             ])
         )),
-    })
+    };
+    // The flow is over: its browser cookie goes.
+    if let Some(c) = cookie(BROWSER_COOKIE, "", 0, "/") {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(res)
 }
 
 pub async fn list_identities(

@@ -29,6 +29,8 @@ pub struct OAuthStateRow {
     pub nonce: String,
     pub pkce_verifier: String,
     pub redirect_uri: String,
+    /// SHA-256 of the value in the starting browser's cookie.
+    pub browser_hash: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
@@ -51,9 +53,9 @@ const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh
 const COUNT_IDENTITIES: &str = "SELECT COUNT(*) FROM oauth_identities WHERE user_id = $1";
 const HAS_PASSWORD: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash IS NOT NULL";
 const DELETE_IDENTITY: &str = "DELETE FROM oauth_identities WHERE user_id = $1 AND provider = $2";
-const INSERT_STATE: &str = "INSERT INTO oauth_states (state_hash, provider, nonce, pkce_verifier, redirect_uri, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const TAKE_STATE: &str = "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING state_hash, provider, nonce, pkce_verifier, redirect_uri, created_at, expires_at, used_at";
-const PEEK_STATE: &str = "SELECT state_hash, provider, nonce, pkce_verifier, redirect_uri, created_at, expires_at, used_at FROM oauth_states WHERE state_hash = $1";
+const INSERT_STATE: &str = "INSERT INTO oauth_states (state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const TAKE_STATE: &str = "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at";
+const PEEK_STATE: &str = "SELECT state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at FROM oauth_states WHERE state_hash = $1";
 const PURGE_STATES: &str = "DELETE FROM oauth_states WHERE expires_at < $1";
 
 /// Inside a transaction: links `$identity` (an `IdentityRow`) to its user.
@@ -161,6 +163,7 @@ impl Store {
             .bind(&s.nonce)
             .bind(&s.pkce_verifier)
             .bind(&s.redirect_uri)
+            .bind(&s.browser_hash)
             .bind(s.created_at)
             .bind(s.expires_at)
             .execute(pool)

@@ -28,13 +28,13 @@ async fn exchange(s: &TestServer, body: Value) -> (u16, Value) {
 /// Follows the redirect flow like a browser would, up to the callback; returns the
 /// callback's answer.
 async fn redirect_flow(s: &TestServer, provider: &str) -> reqwest::Response {
-    let (state, code) = authorize(s, provider).await;
-    callback(s, provider, &format!("code={code}&state={state}")).await
+    let (state, code, browser) = authorize(s, provider).await;
+    callback(s, provider, &format!("code={code}&state={state}"), Some(&browser)).await
 }
 
 /// Authorize at Portcullis and at the provider: the state and code the provider
-/// hands back.
-async fn authorize(s: &TestServer, provider: &str) -> (String, String) {
+/// hands back, and the browser cookie Portcullis set.
+async fn authorize(s: &TestServer, provider: &str) -> (String, String, String) {
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -45,6 +45,12 @@ async fn authorize(s: &TestServer, provider: &str) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(res.status(), 302);
+    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+    let browser = set_cookie.split(';').next().unwrap().to_string();
     let to_provider = res.headers()["location"].to_str().unwrap().to_string();
     assert!(
         to_provider.contains("code_challenge_method=S256") && to_provider.contains("nonce="),
@@ -53,18 +59,20 @@ async fn authorize(s: &TestServer, provider: &str) -> (String, String) {
     let res = no_redirects.get(&to_provider).send().await.unwrap();
     assert_eq!(res.status(), 303, "the provider sends the browser back");
     let back = url_params(res.headers()["location"].to_str().unwrap());
-    (back["state"].clone(), back["code"].clone())
+    (back["state"].clone(), back["code"].clone(), browser)
 }
 
-async fn callback(s: &TestServer, provider: &str, query: &str) -> reqwest::Response {
-    reqwest::Client::builder()
+/// The provider's redirect back, from a browser holding `cookie` (`name=value`).
+async fn callback(s: &TestServer, provider: &str, query: &str, cookie: Option<&str>) -> reqwest::Response {
+    let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap()
-        .get(s.url(&format!("/auth/oauth/{provider}/callback?{query}")))
-        .send()
-        .await
-        .unwrap()
+        .unwrap();
+    let mut req = client.get(s.url(&format!("/auth/oauth/{provider}/callback?{query}")));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.send().await.unwrap()
 }
 
 fn url_params(url: &str) -> std::collections::HashMap<String, String> {
@@ -276,32 +284,62 @@ async fn bad_tokens_states_and_providers_are_refused() {
         let (code, _) = exchange(&s, json!({"provider": "acme"})).await;
         assert_eq!(code, 422);
 
-        // State: missing, unknown, reused, expired; PKCE verifier mismatch.
-        assert_eq!(callback(&s, "acme", "code=x").await.status(), 400);
-        assert_eq!(callback(&s, "acme", "code=x&state=nonsense").await.status(), 400);
-        let (state, code) = authorize(&s, "acme").await;
-        let first = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        // State: missing, unknown, reused, expired, from another browser, for another
+        // provider; PKCE verifier mismatch; the provider's own refusal.
+        assert_eq!(callback(&s, "acme", "code=x", None).await.status(), 400);
+        assert_eq!(callback(&s, "acme", "code=x&state=nonsense", None).await.status(), 400);
+        let (state, code, browser) = authorize(&s, "acme").await;
+        let query = format!("code={code}&state={state}");
+        let first = callback(&s, "acme", &query, Some(&browser)).await;
         assert_eq!(first.status(), 302);
-        let again = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        let again = callback(&s, "acme", &query, Some(&browser)).await;
         assert_eq!(again.status(), 400);
         assert!(again.text().await.unwrap().contains("already used"));
-        let (state, code) = authorize(&s, "acme").await;
+        let (state, code, _) = authorize(&s, "acme").await;
+        // A callback link made by someone else (login CSRF) lacks this browser's cookie.
+        let foreign = callback(
+            &s,
+            "acme",
+            &format!("code={code}&state={state}"),
+            Some("__Host-portcullis-oauth=someone-elses"),
+        )
+        .await;
+        assert_eq!(foreign.status(), 400);
+        assert!(foreign.text().await.unwrap().contains("another browser"));
+        let (state, code, browser) = authorize(&s, "acme").await;
+        let other = callback(&s, "beta", &format!("code={code}&state={state}"), Some(&browser)).await;
+        assert_eq!(other.status(), 400, "state of another provider");
+        let (state, _, browser) = authorize(&s, "acme").await;
+        let declined = callback(
+            &s,
+            "acme",
+            &format!("error=access_denied&state={state}"),
+            Some(&browser),
+        )
+        .await;
+        assert_eq!(declined.status(), 401);
+        let (state, code, browser) = authorize(&s, "acme").await;
         execute_sql(
             &db,
             "UPDATE oauth_states SET expires_at = '2000-01-01T00:00:00+00:00' WHERE used_at IS NULL",
         )
         .await;
-        let late = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        let late = callback(&s, "acme", &format!("code={code}&state={state}"), Some(&browser)).await;
         assert_eq!(late.status(), 400);
         assert!(late.text().await.unwrap().contains("expired"));
-        let (state, code) = authorize(&s, "acme").await;
+        let (state, code, browser) = authorize(&s, "acme").await;
         execute_sql(
             &db,
             "UPDATE oauth_states SET pkce_verifier = 'not-the-verifier' WHERE used_at IS NULL",
         )
         .await;
-        let res = callback(&s, "acme", &format!("code={code}&state={state}")).await;
+        let res = callback(&s, "acme", &format!("code={code}&state={state}"), Some(&browser)).await;
         assert_eq!(res.status(), 401, "the provider refuses the wrong verifier");
+        // A wrong nonce in the ID token the provider returns is refused too.
+        acme.set_nonce_override(Some("not-the-nonce"));
+        let res = redirect_flow(&s, "acme").await;
+        assert_eq!(res.status(), 401, "nonce mismatch in the callback");
+        acme.set_nonce_override(None);
 
         // The provider down, or slower than the bound: 502, never a hang.
         acme.set_mode(Mode::Down);
@@ -537,6 +575,7 @@ async fn linking_unlinking_and_upstream_tokens() {
             .get_all("set-cookie")
             .iter()
             .map(|v| v.to_str().unwrap())
+            .filter(|c| c.starts_with("pcx_session"))
             .collect();
         assert_eq!(cookies.len(), 2, "{cookies:?}");
         for c in &cookies {

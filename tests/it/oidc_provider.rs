@@ -65,6 +65,8 @@ struct Inner {
     other_key: EncodingKey,
     next: Mutex<Person>,
     mode: Mutex<Mode>,
+    /// Set: the ID tokens of the code grant carry this nonce instead of the asked one.
+    nonce_override: Mutex<Option<String>>,
     grants: Mutex<HashMap<String, Grant>>,
     access: Mutex<HashMap<String, Person>>,
     refresh: Mutex<HashMap<String, Person>>,
@@ -100,6 +102,7 @@ impl FakeProvider {
             other_key: EncodingKey::from_rsa_der(&other.private_der),
             next: Mutex::new(Person::new("subject-1", "person@example.com")),
             mode: Mutex::new(Mode::Normal),
+            nonce_override: Mutex::default(),
             grants: Mutex::default(),
             access: Mutex::default(),
             refresh: Mutex::default(),
@@ -137,6 +140,10 @@ impl FakeProvider {
 
     pub fn sign_in_as(&self, person: Person) {
         *self.inner.next.lock().unwrap() = person;
+    }
+
+    pub fn set_nonce_override(&self, nonce: Option<&str>) {
+        *self.inner.nonce_override.lock().unwrap() = nonce.map(str::to_string);
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -289,7 +296,8 @@ async fn token(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String
             if challenge != grant.challenge || f.get("redirect_uri") != Some(&grant.redirect_uri) {
                 return oauth_error("invalid_grant");
             }
-            (grant.person, grant.nonce)
+            let nonce = s.nonce_override.lock().unwrap().clone().or(grant.nonce);
+            (grant.person, nonce)
         }
         Some("refresh_token") => match f
             .get("refresh_token")
