@@ -64,11 +64,23 @@ impl OAuthSettings {
     }
 }
 
+/// An https URL; plain http only to this machine (client secrets and tokens travel
+/// on these connections).
 fn https_url(var: &str, value: &str) -> Result<String, ConfigError> {
-    if value.starts_with("https://") || value.starts_with("http://") {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| {
+            value
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        });
+    if value.starts_with("https://") || loopback {
         Ok(value.trim_end_matches('/').to_string())
     } else {
-        Err(ConfigError::new(var, format!("expected an http(s) URL, got {value:?}")))
+        Err(ConfigError::new(
+            var,
+            format!("expected an https URL (http only for 127.0.0.1 or localhost), got {value:?}"),
+        ))
     }
 }
 
@@ -209,4 +221,86 @@ pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
         http_timeout: Duration::from_millis(s.number(&["OAUTH_HTTP_TIMEOUT_MS"], 5_000u64, 100, 60_000)?),
         cookie_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<OAuthSettings, ConfigError> {
+        settings(&Sources::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn providers_from_settings() {
+        let s = parse(&[
+            ("OAUTH_GOOGLE_CLIENT_ID", "g"),
+            ("OAUTH_MICROSOFT_CLIENT_ID", "m"),
+            ("OAUTH_OKTA_CLIENT_ID", "o"),
+            ("OAUTH_OKTA_DOMAIN", "Acme.okta.com"),
+            ("OAUTH_OIDC_KEYCLOAK_ISSUER", "https://sso.example.com/realms/main/"),
+            ("OAUTH_OIDC_KEYCLOAK_CLIENT_ID", "k"),
+            ("OAUTH_OIDC_KEYCLOAK_SCOPES", "openid email"),
+            (
+                "OAUTH_REDIRECT_URIS",
+                "https://app.example.com/done, http://localhost:3000/cb",
+            ),
+        ])
+        .unwrap();
+        let names: Vec<&str> = s.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["google", "microsoft", "okta", "keycloak"]);
+        assert_eq!(s.provider("google").unwrap().issuer, "https://accounts.google.com");
+        assert_eq!(
+            s.provider("microsoft").unwrap().issuer,
+            "https://login.microsoftonline.com/common/v2.0"
+        );
+        assert_eq!(
+            s.provider("keycloak").unwrap().issuer,
+            "https://sso.example.com/realms/main"
+        );
+        assert_eq!(s.provider("keycloak").unwrap().scopes, ["openid", "email"]);
+        assert_eq!(s.okta_domains, ["acme.okta.com"]);
+        assert_eq!(s.redirect_uris.len(), 2);
+        assert!(!s.link_verified_email && s.allow_signup);
+        assert!(
+            parse(&[]).unwrap().providers.is_empty(),
+            "nothing configured, nothing on"
+        );
+    }
+
+    #[test]
+    fn bad_provider_settings_name_the_variable() {
+        for (pairs, var) in [
+            (
+                vec![("OAUTH_OIDC_X_ISSUER", "https://x.example.com")],
+                "OAUTH_OIDC_X_CLIENT_ID",
+            ),
+            (
+                vec![
+                    ("OAUTH_OIDC_GOOGLE_ISSUER", "https://x"),
+                    ("OAUTH_OIDC_GOOGLE_CLIENT_ID", "c"),
+                ],
+                "OAUTH_OIDC_GOOGLE_ISSUER",
+            ),
+            (
+                vec![
+                    ("OAUTH_GOOGLE_CLIENT_ID", "g"),
+                    ("OAUTH_GOOGLE_TOKEN_ENDPOINT", "http://evil.example.com/t"),
+                ],
+                "OAUTH_GOOGLE_TOKEN_ENDPOINT",
+            ),
+            (
+                vec![("OAUTH_GOOGLE_CLIENT_ID", "g"), ("OAUTH_GOOGLE_SCOPES", "email")],
+                "OAUTH_GOOGLE_SCOPES",
+            ),
+            (vec![("OAUTH_OKTA_CLIENT_ID", "o")], "OAUTH_OKTA_ISSUER"),
+            (
+                vec![("OAUTH_REDIRECT_URIS", "javascript:alert(1)")],
+                "OAUTH_REDIRECT_URIS",
+            ),
+        ] {
+            let err = parse(&pairs).unwrap_err();
+            assert_eq!(err.var, var, "{pairs:?}");
+        }
+    }
 }

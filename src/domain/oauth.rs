@@ -101,11 +101,35 @@ fn truthy(v: &Value) -> bool {
     v.as_bool().unwrap_or_else(|| v.as_str() == Some("true"))
 }
 
+/// The most of a provider's answer that is read: discovery documents, key sets and
+/// token answers are a few KiB.
+const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
+
+/// A provider's JSON answer, read up to `MAX_UPSTREAM_BODY`; anything not JSON is
+/// Null, and a broken connection or an oversized answer a 502.
+async fn read_json(mut res: reqwest::Response, what: &str) -> AppResult<Value> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| upstream(what, e.without_url()))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_UPSTREAM_BODY {
+            return Err(upstream(what, "the answer is too large"));
+        }
+    }
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 fn upstream_user(claims: &Value) -> AppResult<UpstreamUser> {
-    let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+    // Text from the provider goes into the database: no control characters.
+    let text = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.chars().any(char::is_control))
+            .map(str::to_string)
+    };
     let subject = text("sub")
         .filter(|s| !s.is_empty() && s.len() <= 255)
-        .ok_or_else(|| rejected("it names no subject"))?;
+        .ok_or_else(|| rejected("it names no usable subject"))?;
     Ok(UpstreamUser {
         subject,
         email: text("email").map(|e| validate::fold(&e)),
@@ -220,8 +244,7 @@ impl Portcullis {
         }
         let res = req.send().await.map_err(|e| upstream(what, e.without_url()))?;
         let status = res.status().as_u16();
-        let body = res.json::<Value>().await.unwrap_or(Value::Null);
-        Ok((status, body))
+        Ok((status, read_json(res, what).await?))
     }
 
     /// Discovery plus overrides, cached per issuer.
@@ -263,7 +286,10 @@ impl Portcullis {
 
     async fn jwks(&self, uri: &str, refresh: bool) -> AppResult<Arc<Value>> {
         let cached = self.oauth().jwks.lock().ok().and_then(|m| m.get(uri).cloned());
+        // Keys are trusted for an hour at most (a provider may retire one), and
+        // fetched again for an unknown kid, but not more than once a second.
         if let Some((at, keys)) = &cached
+            && at.elapsed() < METADATA_TTL
             && (!refresh || at.elapsed() < JWKS_REFETCH_GAP)
         {
             return Ok(keys.clone());
@@ -330,11 +356,20 @@ impl Portcullis {
             })?
             .claims;
         let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
-        let expected = match claims.get("tid").and_then(Value::as_str) {
-            Some(tid) => meta.issuer.replace("{tenantid}", tid),
-            None => meta.issuer.clone(),
+        // Microsoft's multi-tenant issuer names the tenant with a placeholder; the
+        // signed `tid` fills it (a GUID, nothing else).
+        let tid = claims
+            .get("tid")
+            .and_then(Value::as_str)
+            .filter(|t| t.len() == 36 && t.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        let expected = match (&p.kind, tid) {
+            (ProviderKind::Microsoft, Some(tid)) => meta.issuer.replace("{tenantid}", tid),
+            _ => meta.issuer.clone(),
         };
-        if iss != expected {
+        // Google documents both forms of its issuer.
+        let google_bare =
+            p.kind == ProviderKind::Google && expected == "https://accounts.google.com" && iss == "accounts.google.com";
+        if iss != expected && !google_bare {
             return Err(rejected("the ID token is from another issuer"));
         }
         if let Some(expected) = nonce
@@ -651,7 +686,7 @@ impl Portcullis {
             .await
             .map_err(|e| upstream("the token request", e.without_url()))?;
         let status = res.status().as_u16();
-        let body = res.json::<Value>().await.unwrap_or(Value::Null);
+        let body = read_json(res, "the token request").await?;
         match status {
             200 => Ok(body),
             400 | 401 => Err(rejected(&format!(
@@ -794,9 +829,11 @@ impl Portcullis {
             .identity_of(user_id, provider)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no {provider} identity is linked")))?;
-        let fresh = identity
-            .token_expires_at
-            .is_none_or(|e| e > Utc::now() + chrono::Duration::seconds(30));
+        // An unknown expiry counts as expired when there is a refresh token to use.
+        let fresh = match identity.token_expires_at {
+            Some(e) => e > Utc::now() + chrono::Duration::seconds(30),
+            None => identity.refresh_token.is_none(),
+        };
         if let (Some(sealed), true) = (&identity.access_token, fresh) {
             return Ok(UpstreamTokenOut {
                 provider: identity.provider,
@@ -818,7 +855,12 @@ impl Portcullis {
                 &meta,
                 &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The provider's refusal is not this session's failure.
+                AppError::InvalidCredentials(m) => AppError::BadGateway(m),
+                other => other,
+            })?;
         let tokens = Self::upstream_tokens(&body);
         let access = tokens
             .access_token
