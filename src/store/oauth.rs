@@ -148,7 +148,7 @@ impl Store {
             let removed = sqlx::query(DELETE_IDENTITY).bind(user_id).bind(provider).execute(&mut *tx).await?.rows_affected() > 0;
             if removed && identities <= 1 && password == 0 {
                 super::rbac::abort!(tx, AppError::Conflict(
-                    "this is your last way to sign in: set a password or link another provider first".into(),
+                    "this is your last way to sign in to this account".into(),
                 ));
             }
             audit_tx!(tx, audit.filter(|_| removed));
