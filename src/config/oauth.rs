@@ -49,7 +49,8 @@ pub struct OAuthSettings {
     pub allow_signup: bool,
     /// An existing account is linked by email when the provider says it is verified.
     pub link_verified_email: bool,
-    /// Okta domains a token exchange may name per request (`okta_domain`).
+    /// Okta domains (issuer `https://<domain>`) or full issuer URLs (a custom
+    /// authorization server) a token exchange may name per request (`okta_domain`).
     pub okta_domains: Vec<String>,
     /// Bound on every call to a provider.
     pub http_timeout: Duration,
@@ -200,9 +201,16 @@ pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
         .map(|u| https_url("OAUTH_REDIRECT_URIS", u))
         .collect::<Result<Vec<_>, _>>()?;
     let okta_domains: Vec<String> = split_list(&s.string(&["OAUTH_OKTA_ALLOWED_DOMAINS"], ""))
-        .map(|d| d.to_ascii_lowercase())
-        .chain(okta_domain.map(|d| d.to_ascii_lowercase()))
-        .collect();
+        .map(str::to_string)
+        .chain(okta_domain)
+        .map(|d| {
+            if d.contains("://") {
+                https_url("OAUTH_OKTA_ALLOWED_DOMAINS", &d)
+            } else {
+                Ok(d.to_ascii_lowercase())
+            }
+        })
+        .collect::<Result<_, _>>()?;
     let cookie_name = s.get(&["OAUTH_TOKEN_COOKIE"]).map(|(_, v)| v.to_string());
     if let Some(c) = &cookie_name
         && !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch))

@@ -222,17 +222,26 @@ impl Portcullis {
             ))
         })?;
         if let Some(domain) = okta_domain {
-            let domain = domain.to_ascii_lowercase();
             if p.kind != ProviderKind::Okta {
                 return Err(AppError::validation("okta_domain", "applies to provider okta only"));
             }
-            if !settings.okta_domains.contains(&domain) {
+            // Only listed domains or issuers: never fetch from a place a request names.
+            let wanted = if domain.contains("://") {
+                domain.trim_end_matches('/').to_string()
+            } else {
+                domain.to_ascii_lowercase()
+            };
+            if !settings.okta_domains.contains(&wanted) {
                 return Err(AppError::validation(
                     "okta_domain",
                     "is not one of OAUTH_OKTA_ALLOWED_DOMAINS",
                 ));
             }
-            p.issuer = format!("https://{domain}");
+            p.issuer = if wanted.contains("://") {
+                wanted
+            } else {
+                format!("https://{wanted}")
+            };
         }
         Ok(p)
     }

@@ -130,9 +130,31 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
         }
         settings.extend(provider_settings("OAUTH_MICROSOFT", &microsoft));
         settings.extend(provider_settings("OAUTH_OKTA", &okta));
+        // A second Okta organisation, allowed per request by its issuer URL.
+        let okta2 = FakeProvider::start(None).await;
+        settings.push(("OAUTH_OKTA_ALLOWED_DOMAINS".into(), okta2.issuer()));
         settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
         let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (s, _db) = TestServer::start_with(backend, &extra).await;
+
+        let person = Person::new("okta2-sub", "okta2.user@example.com");
+        let token = okta2.id_token(&person, None, false, |_| {});
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "okta", "id_token": token, "okta_domain": okta2.issuer()}),
+        )
+        .await;
+        assert_eq!(code, 200, "per-request Okta organisation: {body}");
+        let token = okta2.id_token(&person, None, false, |_| {});
+        let (code, _) = exchange(
+            &s,
+            json!({"provider": "okta", "id_token": token, "okta_domain": "evil.example.com"}),
+        )
+        .await;
+        assert_eq!(code, 422, "only listed organisations");
+        let token = okta2.id_token(&person, None, false, |_| {});
+        let (code, _) = exchange(&s, json!({"provider": "okta", "id_token": token})).await;
+        assert_eq!(code, 401, "not the configured organisation's token");
 
         for (name, p) in [
             ("acme", &acme),
