@@ -6,6 +6,9 @@ CREATE TABLE oauth_identities (
     subject          TEXT NOT NULL,
     user_id          UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     email            TEXT,
+    -- The issuer it signed in with (an Okta organisation named per request, say):
+    -- where its upstream tokens are refreshed.
+    issuer           TEXT,
     created_at       TIMESTAMPTZ NOT NULL,
     last_login_at    TIMESTAMPTZ NOT NULL,
     access_token     BYTEA,

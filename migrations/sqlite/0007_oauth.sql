@@ -6,6 +6,9 @@ CREATE TABLE oauth_identities (
     subject          TEXT NOT NULL,
     user_id          BLOB NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     email            TEXT,
+    -- The issuer it signed in with (an Okta organisation named per request, say):
+    -- where its upstream tokens are refreshed.
+    issuer           TEXT,
     created_at       TEXT NOT NULL,
     last_login_at    TEXT NOT NULL,
     access_token     BLOB,

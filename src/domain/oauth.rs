@@ -158,6 +158,15 @@ fn key_in(jwks: &Value, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey
         })
 }
 
+/// The issuer of an Okta organisation named by domain (`acme.okta.com`) or by issuer URL.
+fn okta_issuer(domain: &str) -> String {
+    if domain.contains("://") {
+        domain.trim_end_matches('/').to_string()
+    } else {
+        format!("https://{}", domain.to_ascii_lowercase())
+    }
+}
+
 /// PKCE S256: the challenge of a verifier.
 pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
@@ -226,22 +235,14 @@ impl Portcullis {
                 return Err(AppError::validation("okta_domain", "applies to provider okta only"));
             }
             // Only listed domains or issuers: never fetch from a place a request names.
-            let wanted = if domain.contains("://") {
-                domain.trim_end_matches('/').to_string()
-            } else {
-                domain.to_ascii_lowercase()
-            };
-            if !settings.okta_domains.contains(&wanted) {
+            let wanted = okta_issuer(domain);
+            if !settings.okta_domains.iter().any(|d| okta_issuer(d) == wanted) {
                 return Err(AppError::validation(
                     "okta_domain",
                     "is not one of OAUTH_OKTA_ALLOWED_DOMAINS",
                 ));
             }
-            p.issuer = if wanted.contains("://") {
-                wanted
-            } else {
-                format!("https://{wanted}")
-            };
+            p.issuer = wanted;
         }
         Ok(p)
     }
@@ -462,17 +463,19 @@ impl Portcullis {
     /// verified email (when allowed), or created (when sign-up is allowed).
     async fn resolve_account(
         &self,
-        provider: &str,
+        p: &ProviderSettings,
         who: &UpstreamUser,
         tokens: &UpstreamTokens,
         ctx: &ClientContext,
     ) -> AppResult<UserRow> {
+        let (provider, issuer) = (p.name.as_str(), p.issuer.as_str());
         let now = Utc::now();
         let identity = IdentityRow {
             provider: provider.to_string(),
             subject: who.subject.clone(),
             user_id: Uuid::nil(),
             email: who.email.clone(),
+            issuer: Some(issuer.to_string()),
             created_at: now,
             last_login_at: now,
             access_token: self.seal_upstream(tokens.access_token.as_deref())?,
@@ -556,12 +559,13 @@ impl Portcullis {
     /// for a password.
     async fn upstream_login(
         &self,
-        provider: &str,
+        p: &ProviderSettings,
         who: UpstreamUser,
         tokens: UpstreamTokens,
         ctx: &ClientContext,
     ) -> AppResult<LoginOutcome> {
-        let user = self.resolve_account(provider, &who, &tokens, ctx).await?;
+        let provider = p.name.as_str();
+        let user = self.resolve_account(p, &who, &tokens, ctx).await?;
         if !user.is_active {
             return Err(AppError::InvalidCredentials("this account is disabled".into()));
         }
@@ -608,7 +612,7 @@ impl Portcullis {
             ),
             (None, None) => return Err(AppError::validation("id_token", "give an id_token or an access_token")),
         };
-        self.upstream_login(&p.name, who, tokens, ctx).await
+        self.upstream_login(&p, who, tokens, ctx).await
     }
 
     /// `GET /auth/oauth/{provider}/authorize`: where to send the browser, and a value
@@ -791,7 +795,7 @@ impl Portcullis {
             .ok_or_else(|| upstream("the token request", "no id_token"))?;
         let claims = self.verify_id_token(&p, &meta, id_token, Some(&row.nonce)).await?;
         let outcome = self
-            .upstream_login(&p.name, upstream_user(&claims)?, Self::upstream_tokens(&body), ctx)
+            .upstream_login(&p, upstream_user(&claims)?, Self::upstream_tokens(&body), ctx)
             .await?;
         Ok(CallbackResult {
             redirect_uri: row.redirect_uri,
@@ -856,7 +860,15 @@ impl Portcullis {
             )
         })?;
         let refresh = self.open_upstream(sealed_refresh)?;
-        let p = self.provider(provider, None)?;
+        // Refreshed where it signed in: an Okta organisation named per request, say
+        // (still only while that organisation is allowed).
+        let configured = self.provider(provider, None)?;
+        let p = match identity.issuer.as_deref() {
+            Some(issuer) if configured.kind == ProviderKind::Okta && issuer != configured.issuer => {
+                self.provider(provider, Some(issuer))?
+            }
+            _ => configured,
+        };
         let meta = self.metadata(&p).await?;
         let body = self
             .token_request(

@@ -13,6 +13,8 @@ pub struct IdentityRow {
     pub subject: String,
     pub user_id: Uuid,
     pub email: Option<String>,
+    /// The issuer the identity signed in with.
+    pub issuer: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_login_at: DateTime<Utc>,
     /// Sealed under the master key.
@@ -44,10 +46,10 @@ pub enum StateRefusal {
     Expired,
 }
 
-const GET_IDENTITY: &str = "SELECT provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE provider = $1 AND subject = $2";
-const IDENTITIES_OF: &str = "SELECT provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 ORDER BY provider";
-const IDENTITY_OF: &str = "SELECT provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 AND provider = $2";
-pub(crate) const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)";
+const GET_IDENTITY: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE provider = $1 AND subject = $2";
+const IDENTITIES_OF: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 ORDER BY provider";
+const IDENTITY_OF: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 AND provider = $2";
+pub(crate) const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at, issuer) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)";
 // Tokens are replaced only by new ones: a sign-in with an ID token alone keeps them.
 const SIGNED_IN: &str = "UPDATE oauth_identities SET last_login_at = $3, email = $4, access_token = COALESCE($5, access_token), refresh_token = COALESCE($6, refresh_token), token_expires_at = CASE WHEN $5 IS NULL THEN token_expires_at ELSE $7 END WHERE provider = $1 AND subject = $2";
 const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh_token = COALESCE($4, refresh_token), token_expires_at = $5 WHERE provider = $1 AND subject = $2";
@@ -72,6 +74,7 @@ macro_rules! insert_identity_tx {
             .bind(&i.access_token)
             .bind(&i.refresh_token)
             .bind(i.token_expires_at)
+            .bind(&i.issuer)
             .execute(&mut *$tx)
             .await
     }};
