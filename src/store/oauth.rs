@@ -53,6 +53,9 @@ pub(crate) const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider
 // Tokens are replaced only by new ones: a sign-in with an ID token alone keeps them.
 const SIGNED_IN: &str = "UPDATE oauth_identities SET last_login_at = $3, email = $4, access_token = COALESCE($5, access_token), refresh_token = COALESCE($6, refresh_token), token_expires_at = CASE WHEN $5 IS NULL THEN token_expires_at ELSE $7 END WHERE provider = $1 AND subject = $2";
 const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh_token = COALESCE($4, refresh_token), token_expires_at = $5 WHERE provider = $1 AND subject = $2";
+// Takes the user's row lock (PostgreSQL) or the write lock (SQLite) first, so two
+// unlinks of one user run one after the other and the second counts what is left.
+const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1";
 const COUNT_IDENTITIES: &str = "SELECT COUNT(*) FROM oauth_identities WHERE user_id = $1";
 const HAS_PASSWORD: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash IS NOT NULL";
 const DELETE_IDENTITY: &str = "DELETE FROM oauth_identities WHERE user_id = $1 AND provider = $2";
@@ -146,6 +149,7 @@ impl Store {
     pub async fn unlink_identity(&self, user_id: Uuid, provider: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
         Ok(on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(LOCK_USER).bind(user_id).execute(&mut *tx).await?;
             let identities: i64 = sqlx::query_scalar(COUNT_IDENTITIES).bind(user_id).fetch_one(&mut *tx).await?;
             let password: i64 = sqlx::query_scalar(HAS_PASSWORD).bind(user_id).fetch_one(&mut *tx).await?;
             let removed = sqlx::query(DELETE_IDENTITY).bind(user_id).bind(provider).execute(&mut *tx).await?.rows_affected() > 0;
