@@ -593,6 +593,11 @@ impl Portcullis {
             }
         } else if token.starts_with(TEMPORARY_PREFIX) {
             self.store().revoke_temporary_token(&tokens::digest(token), now).await?;
+        } else if token.starts_with(super::mfa::MFA_TOKEN_PREFIX)
+            || token.starts_with(super::mfa::ENROLLMENT_TOKEN_PREFIX)
+        {
+            // An MFA challenge or enrolment-only token: it simply stops working.
+            self.store().delete_mfa_ticket(&tokens::digest(token)).await?;
         } else if tokens::looks_like_token(token) {
             self.logout(token, ctx).await?;
         } else if let Ok(p) = self.authenticate_token(token).await

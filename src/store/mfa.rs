@@ -57,6 +57,7 @@ const GET_TICKET: &str = "SELECT token_hash, user_id, purpose, amr, failures, cr
 const ATTEMPT_TICKET: &str = "UPDATE mfa_tickets SET failures = failures + 1 WHERE token_hash = $1 AND purpose = 'verify' AND used_at IS NULL AND expires_at > $2 AND failures < $3 RETURNING token_hash, user_id, purpose, amr, failures, created_at, expires_at, used_at";
 const SPEND_TICKET: &str =
     "UPDATE mfa_tickets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+const DELETE_TICKET: &str = "DELETE FROM mfa_tickets WHERE token_hash = $1";
 const PURGE_TICKETS: &str = "DELETE FROM mfa_tickets WHERE expires_at < $1";
 
 /// Inside a transaction: the user's recovery codes become `$hashes`.
@@ -218,6 +219,11 @@ impl Store {
         Ok(
             on_pool!(self, pool => sqlx::query(SPEND_TICKET).bind(hash).bind(now).execute(pool).await?.rows_affected() > 0),
         )
+    }
+
+    pub async fn delete_mfa_ticket(&self, hash: &[u8]) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query(DELETE_TICKET).bind(hash).execute(pool).await.map(|_| ()))?;
+        Ok(())
     }
 
     pub async fn purge_mfa_tickets(&self, before: DateTime<Utc>) -> AppResult<u64> {

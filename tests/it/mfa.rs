@@ -426,6 +426,18 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
                 "{path}"
             );
         }
+        // RFC 7009 revocation works on it too (a second one, revoked).
+        let (_, spare) = login(&s, "admin", ADMIN_PASSWORD).await;
+        let spare = spare["access_token"].as_str().unwrap().to_string();
+        let res = s
+            .client
+            .post(s.url("/auth/revoke"))
+            .form(&[("token", spare.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(call(&s, M::GET, "/auth/mfa", Some(&spare), None).await.0, 401);
         let (code, st, _) = call(&s, M::GET, "/auth/mfa", Some(&restricted), None).await;
         assert_eq!((code, st["required"].as_bool()), (200, Some(true)));
         let (secret, codes) = enrol(&s, &restricted).await;
@@ -502,7 +514,7 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         let resets: Vec<&Value> = events.iter().filter(|e| e["action"] == "MFA_RESET").collect();
         assert_eq!(resets.len(), 1);
         assert_eq!(resets[0]["resource_id"], carol_id.as_str());
-        assert_eq!(count(&events, "MFA_ENROLLMENT_REQUIRED"), 1);
+        assert_eq!(count(&events, "MFA_ENROLLMENT_REQUIRED"), 2);
 
         // A role that demands MFA, granted to a session without a second factor, is
         // not carried into refreshed tokens: that session ends.
