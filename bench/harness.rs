@@ -30,6 +30,15 @@ const ADMIN_PASSWORD: &str = "Gatekeeper-Bench-Secret-9f3k";
 struct Settings {
     seconds: f64,
     connections: usize,
+    /// `BENCH_ONLY`: the scenario groups to run (health, me, verify, refresh,
+    /// distinct, login, flood, register, audit-off, startup); None runs them all.
+    only: Option<Vec<String>>,
+}
+
+impl Settings {
+    fn wants(&self, group: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|g| g == group))
+    }
 }
 
 /// One scenario's outcome.
@@ -483,19 +492,23 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     let bearer = format!("Bearer {access}");
     let tag = |n: &str| format!("{n} [{label}]");
 
-    let health = load(tag("GET /health"), addr, conns, secs, 200, |_, _| {
-        request("GET", "/health", &[], None)
-    })
-    .await;
-    rows.push(health);
-    let b = bearer.clone();
-    rows.push(
-        load(tag("GET /auth/me (JWT)"), addr, conns, secs, 200, move |_, _| {
-            request("GET", "/auth/me", &[("authorization", &b)], None)
+    if s.wants("health") {
+        let health = load(tag("GET /health"), addr, conns, secs, 200, |_, _| {
+            request("GET", "/health", &[], None)
         })
-        .await,
-    );
-    if full {
+        .await;
+        rows.push(health);
+    }
+    if s.wants("me") {
+        let b = bearer.clone();
+        rows.push(
+            load(tag("GET /auth/me (JWT)"), addr, conns, secs, 200, move |_, _| {
+                request("GET", "/auth/me", &[("authorization", &b)], None)
+            })
+            .await,
+        );
+    }
+    if full && s.wants("verify") {
         let b = bearer.clone();
         rows.push(
             load(tag("GET /auth/verify (JWT)"), addr, conns, secs, 200, move |_, _| {
@@ -525,10 +538,14 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
             .await,
         );
     }
-    let (refresh, issued, duplicate) =
-        refresh_chains(&tag("POST /auth/refresh (rotation)"), addr, &users, conns, secs).await;
-    rows.push(refresh);
-    if full {
+    let (mut issued, mut duplicate) = (Vec::new(), false);
+    if s.wants("refresh") || (full && s.wants("distinct")) {
+        let (refresh, access, twice) =
+            refresh_chains(&tag("POST /auth/refresh (rotation)"), addr, &users, conns, secs).await;
+        rows.push(refresh);
+        (issued, duplicate) = (access, twice);
+    }
+    if full && s.wants("distinct") {
         let distinct: Arc<Vec<String>> = Arc::new(issued.iter().map(|t| format!("Bearer {t}")).collect());
         assert!(!distinct.is_empty(), "the refresh scenario issued no access token");
         notes.push(format!(
@@ -558,18 +575,20 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     }
     let u = Arc::new(users.clone());
     let lu = u.clone();
-    rows.push(
-        load(tag("POST /auth/login"), addr, conns, secs, 200, move |c, _| {
-            request(
-                "POST",
-                "/auth/login",
-                &[],
-                Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})),
-            )
-        })
-        .await,
-    );
-    if full {
+    if s.wants("login") {
+        rows.push(
+            load(tag("POST /auth/login"), addr, conns, secs, 200, move |c, _| {
+                request(
+                    "POST",
+                    "/auth/login",
+                    &[],
+                    Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})),
+                )
+            })
+            .await,
+        );
+    }
+    if full && s.wants("flood") {
         // Token-check latency with and without a login flood (8 checking connections).
         let b = bearer.clone();
         rows.push(
@@ -607,6 +626,8 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
             .await,
         );
         rows.push(flood.await.unwrap());
+    }
+    if full && s.wants("register") {
         let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let run = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
         rows.push(
@@ -710,6 +731,10 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(if smoke { 0.15 } else { 5.0 }),
         connections: if smoke { 8 } else { 64 },
+        only: std::env::var("BENCH_ONLY")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.split(',').map(|g| g.trim().to_string()).collect()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -732,7 +757,7 @@ fn main() {
     ));
     server.stop();
     // Start-up to ready on the existing database.
-    let mut starts: Vec<Duration> = (0..3)
+    let mut starts: Vec<Duration> = (0..if settings.wants("startup") { 3 } else { 1 })
         .map(|_| {
             let (s, t) = Server::start(&sqlite, dir.path(), smoke, &[]);
             s.stop();
@@ -740,28 +765,29 @@ fn main() {
         })
         .collect();
     starts.sort();
-    let startup = starts[1];
-
-    // The cost of auditing every authenticated request: the same check, audit off.
-    let (quiet_server, _) = Server::start(&sqlite, dir.path(), smoke, &[("ENABLE_AUDIT_LOGGING", "false")]);
-    let audit_off = rt.block_on(async {
-        let users = seed_users(quiet_server.addr, "noaudit", 1).await;
-        let tokens = login(quiet_server.addr, &users[0], PASSWORD).await;
-        let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
-        load(
-            "GET /auth/me (JWT), audit off [sqlite]".into(),
-            quiet_server.addr,
-            settings.connections,
-            settings.seconds,
-            200,
-            move |_, _| request("GET", "/auth/me", &[("authorization", &bearer)], None),
-        )
-        .await
-    });
-    quiet_server.stop();
+    let startup = starts[starts.len() / 2];
 
     let mut rows = run.rows;
-    rows.push(audit_off);
+    // The cost of auditing every authenticated request: the same check, audit off.
+    if settings.wants("audit-off") {
+        let (quiet_server, _) = Server::start(&sqlite, dir.path(), smoke, &[("ENABLE_AUDIT_LOGGING", "false")]);
+        let audit_off = rt.block_on(async {
+            let users = seed_users(quiet_server.addr, "noaudit", 1).await;
+            let tokens = login(quiet_server.addr, &users[0], PASSWORD).await;
+            let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+            load(
+                "GET /auth/me (JWT), audit off [sqlite]".into(),
+                quiet_server.addr,
+                settings.connections,
+                settings.seconds,
+                200,
+                move |_, _| request("GET", "/auth/me", &[("authorization", &bearer)], None),
+            )
+            .await
+        });
+        quiet_server.stop();
+        rows.push(audit_off);
+    }
     let mut notes = run.notes;
     let mut duplicate = run.duplicate_rotation;
     if let Ok(url) = std::env::var("DATABASE_URL")
@@ -962,6 +988,10 @@ fn main() {
     println!("{out}");
 
     let errors: usize = rows.iter().map(|r| r.errors).sum();
+    if settings.only.is_some() {
+        println!("BENCH_ONLY run: BENCHMARKS.md and the chart are left as they were");
+        return;
+    }
     if smoke {
         assert_eq!(errors, 0, "smoke run had errors");
         assert!(rows.iter().all(|r| r.requests > 0), "a scenario made no request");
