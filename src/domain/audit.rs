@@ -19,12 +19,14 @@ use crate::error::AppResult;
 use crate::store::{AuditFields, AuditFilter, AuditRow};
 
 /// Chains per instance.
-const CHAINS: usize = 4;
+const CHAINS: usize = 8;
 /// Request records written per batch.
 const BATCH: usize = 500;
 
 pub struct AuditTrail {
     enabled: bool,
+    /// This instance's prefix of its chains' names.
+    instance: String,
     chains: Vec<String>,
     next: AtomicUsize,
     requests: flume::Sender<AuditFields>,
@@ -38,10 +40,17 @@ impl AuditTrail {
         Self {
             enabled,
             chains: (0..CHAINS).map(|i| format!("{}-{i}", &instance[..12])).collect(),
+            instance: instance[..12].to_string(),
             next: AtomicUsize::new(0),
             requests,
             pending,
         }
+    }
+
+    /// A chain of this instance for one writer alone (named `<instance>-<name>`), so
+    /// that writer never waits on another for the chain's head.
+    pub(crate) fn own_chain(&self, name: &str) -> String {
+        format!("{}-{name}", self.instance)
     }
 
     fn chain(&self) -> String {
@@ -206,7 +215,7 @@ impl Portcullis {
     /// of a service embedding Portcullis).
     pub async fn log_event(&self, event: AuditEvent) -> AppResult<()> {
         match self.audit_record(event) {
-            Some(record) => self.store().append_audit(&record.chain.clone(), &[record]).await,
+            Some(record) => self.store().append_audit(&record.chain.clone(), vec![record]).await,
             None => Ok(()),
         }
     }
@@ -250,8 +259,8 @@ impl Portcullis {
             if batch.is_empty() {
                 return Ok(written);
             }
-            self.store().append_audit(&self.trail().chain(), &batch).await?;
             written += batch.len();
+            self.store().append_audit(&self.trail().chain(), batch).await?;
         }
     }
 

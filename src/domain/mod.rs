@@ -48,6 +48,7 @@ pub(crate) struct Inner {
     pub policy: validate::PasswordPolicy,
     pub audit: audit::AuditTrail,
     pub oauth: oauth::OAuthClients,
+    pub rotations: sessions::RotationQueue,
 }
 
 /// How the master key was obtained, so start-up can warn about a generated one.
@@ -102,8 +103,15 @@ impl Portcullis {
         };
         let audit = audit::AuditTrail::new(config.audit_enabled, config.audit_buffer);
         let oauth = oauth::OAuthClients::new(&config.oauth)?;
+        // SQLite has one writer; PostgreSQL takes a few batches at once.
+        let writers = match &store {
+            Store::Sqlite(_) => 1,
+            Store::Postgres(_) => (config.database_max_connections as usize / 3).clamp(1, 8),
+        };
+        let rotations = sessions::RotationQueue::start(store.clone(), writers, |w| audit.own_chain(&format!("r{w}")));
         let service = Self {
             inner: Arc::new(Inner {
+                rotations,
                 audit,
                 oauth,
                 token_cache: TokenCache::new(config.token_cache_capacity),

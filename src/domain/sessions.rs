@@ -9,7 +9,7 @@ use super::{Actor, AuditEvent, Portcullis, validate};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
-use crate::store::{NewSession, RotateOutcome, SessionRow, UserRow};
+use crate::store::{NewSession, RotateOutcome, RotationJob, SessionRow, Store, UserRow};
 
 /// The single answer for every failed login: it must not tell which part was wrong.
 pub const LOGIN_FAILED: &str = "invalid username or password";
@@ -194,7 +194,9 @@ impl Portcullis {
     }
 
     /// Spends a refresh token for a new pair. Presenting a token that was already
-    /// rotated ends its whole session (someone else holds a copy).
+    /// rotated ends its whole session (someone else holds a copy). The rotation
+    /// itself is queued and written in a batch with those arriving meanwhile (see
+    /// `RotationQueue`).
     pub async fn refresh(&self, refresh_token: &str, ctx: &ClientContext) -> AppResult<TokenPair> {
         let rejected = || AppError::InvalidCredentials(REFRESH_FAILED.into());
         if !tokens::looks_like_token(refresh_token) {
@@ -208,15 +210,15 @@ impl Portcullis {
             .audit_record(AuditEvent::new("TOKEN_REFRESH").client(ctx))
             .zip(self.audit_record(AuditEvent::new("REFRESH_REUSE_DETECTED").client(ctx)));
         let outcome = inner
-            .store
-            .rotate_refresh(
-                &tokens::digest(refresh_token),
-                &tokens::digest(&successor),
+            .rotations
+            .rotate(RotationJob {
+                presented_hash: tokens::digest(refresh_token).to_vec(),
+                successor_hash: tokens::digest(&successor).to_vec(),
                 now,
-                expires,
-                self.revocation_horizon(now),
-                records.as_ref().map(|(a, b)| (a, b)),
-            )
+                expires_at: expires,
+                revocation_expires: self.revocation_horizon(now),
+                audit: records,
+            })
             .await?;
         match outcome {
             RotateOutcome::Rotated(session) => {
@@ -332,5 +334,67 @@ impl Portcullis {
         }
         self.forget_sessions(&[session_id], now);
         Ok(())
+    }
+}
+
+/// Most rotations written in one transaction.
+const ROTATION_BATCH: usize = 64;
+
+type RotationReply = tokio::sync::oneshot::Sender<Result<RotateOutcome, ()>>;
+
+/// Refresh rotations, written in batches by a few writer tasks.
+///
+/// A rotation is a short transaction whose cost is mostly its commit (on SQLite,
+/// writing the touched pages to the WAL) and its hand-offs to the database, and a
+/// login-heavy service sees many at once. Each writer takes every rotation queued
+/// while its previous batch committed and writes them in one transaction, on an
+/// audit chain of its own. The writers run as their own tasks, so a client that
+/// disconnects mid-rotation cannot cancel a transaction half-way.
+pub(crate) struct RotationQueue {
+    jobs: flume::Sender<(RotationJob, RotationReply)>,
+}
+
+impl RotationQueue {
+    /// Starts `writers` writer tasks; they stop when the queue is dropped.
+    pub(crate) fn start(store: Store, writers: usize, chain: impl Fn(usize) -> String) -> Self {
+        let (jobs, queued) = flume::bounded::<(RotationJob, RotationReply)>(4096);
+        for w in 0..writers.max(1) {
+            let (store, queued, chain) = (store.clone(), queued.clone(), chain(w));
+            tokio::spawn(async move {
+                while let Ok(first) = queued.recv_async().await {
+                    let (mut batch, mut replies) = (Vec::new(), Vec::new());
+                    for (mut job, reply) in std::iter::once(first).chain(queued.try_iter().take(ROTATION_BATCH - 1)) {
+                        if let Some((rotated, reused)) = &mut job.audit {
+                            rotated.chain.clone_from(&chain);
+                            reused.chain.clone_from(&chain);
+                        }
+                        batch.push(job);
+                        replies.push(reply);
+                    }
+                    match store.rotate_refresh_batch(&batch).await {
+                        Ok(outcomes) => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, rotations = batch.len(), "refresh rotation batch failed");
+                            for reply in replies {
+                                let _ = reply.send(Err(()));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Self { jobs }
+    }
+
+    /// Queues one rotation and waits for its batch to commit.
+    async fn rotate(&self, job: RotationJob) -> AppResult<RotateOutcome> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let stopped = || AppError::internal(anyhow::anyhow!("refresh rotation failed"));
+        self.jobs.send_async((job, reply)).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?.map_err(|()| stopped())
     }
 }

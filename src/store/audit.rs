@@ -79,30 +79,49 @@ pub struct AuditChainRow {
     pub base_hash: String,
 }
 
-/// The hash linking a record at `seq` to its predecessor's hash `prev`.
+/// The hash linking a record at `seq` to its predecessor's hash `prev`: SHA-256 of
+/// the compact JSON array of the link and every field, in lower-case hex.
+///
+/// The array is written element by element into one buffer (no `Value` tree: this
+/// runs for every audited request), byte for byte what `serde_json::json!` printed.
 pub fn link_hash(prev: &str, seq: i64, f: &AuditFields) -> String {
-    let canonical = serde_json::json!([
-        prev,
-        f.chain,
-        seq,
-        f.at.timestamp_micros(),
-        f.kind,
-        f.action,
-        f.user_id,
-        f.username,
-        f.resource_type,
-        f.resource_id,
-        f.ip,
-        f.user_agent,
-        f.method,
-        f.path,
-        f.status,
-        f.duration_ms,
-        f.request_id,
-        f.metadata,
-    ]);
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+        buf.push(if buf.is_empty() { b'[' } else { b',' });
+        // Writing strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, value);
+    }
+    let mut buf = Vec::with_capacity(512);
+    put(&mut buf, prev);
+    put(&mut buf, &f.chain);
+    put(&mut buf, &seq);
+    put(&mut buf, &f.at.timestamp_micros());
+    put(&mut buf, &f.kind);
+    put(&mut buf, &f.action);
+    for text in [
+        &f.user_id,
+        &f.username,
+        &f.resource_type,
+        &f.resource_id,
+        &f.ip,
+        &f.user_agent,
+        &f.method,
+        &f.path,
+    ] {
+        put(&mut buf, text);
+    }
+    put(&mut buf, &f.status);
+    put(&mut buf, &f.duration_ms);
+    put(&mut buf, &f.request_id);
+    put(&mut buf, &f.metadata);
+    buf.push(b']');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(&buf);
+    let mut hex = String::with_capacity(64);
+    for b in digest.iter() {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 /// Takes the next `$2` positions of a chain (creating it on first use), returning the
@@ -231,22 +250,24 @@ macro_rules! push_filter {
 impl Store {
     /// Appends `records` to `chain` in one transaction (request batches, standalone
     /// events): one move of the chain head for the whole batch, one multi-row insert.
-    pub async fn append_audit(&self, chain: &str, records: &[AuditFields]) -> AppResult<()> {
+    pub async fn append_audit(&self, chain: &str, records: Vec<AuditFields>) -> AppResult<()> {
         if records.is_empty() {
             return Ok(());
         }
+        let count = records.len() as i64;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let (last, mut prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
                 .bind(chain)
-                .bind(records.len() as i64)
+                .bind(count)
                 .fetch_one(&mut *tx)
                 .await?;
-            let first = last - records.len() as i64 + 1;
+            let first = last - count + 1;
             let mut linked = Vec::with_capacity(records.len());
-            for (i, r) in records.iter().enumerate() {
-                let mut r = r.clone();
-                r.chain = chain.to_string();
+            for (i, mut r) in records.into_iter().enumerate() {
+                if r.chain != chain {
+                    r.chain = chain.to_string();
+                }
                 let seq = first + i as i64;
                 let hash = link_hash(&prev, seq, &r);
                 linked.push((seq, r, std::mem::replace(&mut prev, hash.clone()), hash));
@@ -332,5 +353,55 @@ impl Store {
             });
         }
         Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records written before the hash was computed without a `Value` tree must still
+    /// verify: the canonical text is the same, byte for byte.
+    #[test]
+    fn link_hash_matches_the_json_array_it_always_hashed() {
+        let f = AuditFields {
+            chain: "abc-0".into(),
+            kind: "request".into(),
+            action: "GET /auth/me".into(),
+            user_id: Some("u\"1\\".into()),
+            username: Some("zoë\u{1}".into()),
+            ip: Some("127.0.0.1".into()),
+            status: Some(200),
+            duration_ms: None,
+            metadata: "{\"via\":\"system\"}".into(),
+            ..AuditFields::default()
+        }
+        .stamped(Utc::now());
+        let canonical = serde_json::json!([
+            "prev",
+            f.chain,
+            7,
+            f.at.timestamp_micros(),
+            f.kind,
+            f.action,
+            f.user_id,
+            f.username,
+            f.resource_type,
+            f.resource_id,
+            f.ip,
+            f.user_agent,
+            f.method,
+            f.path,
+            f.status,
+            f.duration_ms,
+            f.request_id,
+            f.metadata,
+        ]);
+        let expected: String = Sha256::digest(canonical.to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(link_hash("prev", 7, &f), expected);
+        assert_ne!(link_hash("prev", 8, &f), expected);
     }
 }

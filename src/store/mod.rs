@@ -33,7 +33,7 @@ pub use mfa::{MfaTicketRow, TotpRow};
 pub use oauth::{IdentityRow, OAuthStateRow, StateRefusal};
 pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
 pub use revocations::RevocationRow;
-pub use sessions::{NewSession, RotateOutcome, RotatedSession, SessionRow};
+pub use sessions::{NewSession, RotateOutcome, RotatedSession, RotationJob, SessionRow};
 pub use throttle::{Attempt, ThrottleRow};
 pub use users::{NewUser, UserGrants, UserRow};
 

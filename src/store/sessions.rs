@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
+use super::audit::{BUMP_CHAIN, audit_tx, link_hash};
 use super::{AuditFields, Store, begin_write, on_pool};
 use crate::error::AppResult;
 
@@ -46,6 +46,20 @@ pub struct RotatedSession {
     pub created_at: DateTime<Utc>,
 }
 
+/// One presented refresh token to rotate (see `Store::rotate_refresh_batch`).
+#[derive(Debug, Clone)]
+pub struct RotationJob {
+    pub presented_hash: Vec<u8>,
+    pub successor_hash: Vec<u8>,
+    pub now: DateTime<Utc>,
+    /// The successor's (and the session's) new expiry.
+    pub expires_at: DateTime<Utc>,
+    /// How long a revocation record of a reused family is kept.
+    pub revocation_expires: DateTime<Utc>,
+    /// The records for a rotation and for a detected reuse.
+    pub audit: Option<(AuditFields, AuditFields)>,
+}
+
 /// What presenting a refresh token led to.
 #[derive(Debug)]
 pub enum RotateOutcome {
@@ -60,13 +74,8 @@ pub enum RotateOutcome {
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)";
 const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)";
-const MARK_REFRESH_USED: &str =
-    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL RETURNING session_id, expires_at";
 const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
 const SELECT_SESSION: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE id = $1";
-const TOUCH_SESSION: &str = "UPDATE sessions SET last_refreshed_at = $2, expires_at = $3 WHERE id = $1";
-/// The session and the few facts about its user a rotation needs, in one round-trip.
-const SESSION_SUBJECT: &str = "SELECT s.user_id, s.amr, s.created_at, s.revoked_at, u.username, u.is_superuser, u.is_active FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 pub(crate) const REVOKE_SESSION: &str =
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
 const REVOKE_USER_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING user_id";
@@ -74,6 +83,98 @@ pub(crate) const REVOKE_USER_SESSIONS: &str = "UPDATE sessions SET revoked_at = 
 pub(crate) const INSERT_REVOCATION: &str =
     "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ('session', $1, $2, $3)";
 const LIST_ACTIVE: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC";
+
+/// What a rotation needs to know of a presented refresh token, read in one go.
+#[derive(Debug, sqlx::FromRow)]
+struct RotationLookup {
+    session_id: Uuid,
+    used: bool,
+    expires_at: DateTime<Utc>,
+    user_id: Uuid,
+    amr: String,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    username: String,
+    is_superuser: bool,
+    is_active: bool,
+    /// The audit chain's position and head, when the chain has a row yet.
+    chain_seq: Option<i64>,
+    chain_head: Option<String>,
+}
+
+/// `$1` the presented token's hash, `$2` the audit chain. Runs under `BEGIN
+/// IMMEDIATE`, so nothing changes between this read and the write.
+const ROTATION_LOOKUP_SQLITE: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
+     u.username, u.is_superuser, u.is_active, c.seq AS chain_seq, c.head AS chain_head \
+     FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
+     LEFT JOIN audit_chains c ON c.chain = $2 WHERE r.token_hash = $1";
+/// As above, locking the token's row (a concurrent rotation of the same token waits,
+/// then sees it used) and the chain's head (the next position is ours).
+const ROTATION_LOOKUP_POSTGRES: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
+     u.username, u.is_superuser, u.is_active, c.seq AS chain_seq, c.head AS chain_head \
+     FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
+     LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
+     WHERE r.token_hash = $1 FOR UPDATE OF r";
+/// The rotation's writes: `$1` now, `$2` the spent token, `$3` its successor, `$4` the
+/// session, `$5` the new expiry; audited, also the record (`$6`-`$24`, in `INSERT`'s
+/// order) and the chain's new head. SQLite runs several statements in one call;
+/// PostgreSQL runs them as one statement of data-modifying CTEs.
+const ROTATION_WRITE_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
+     INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5); \
+     UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4";
+const ROTATION_WRITE_AUDITED_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
+     INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5); \
+     UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4; \
+     UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6; \
+     INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
+     VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+const ROTATION_WRITE_POSTGRES: &str = "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2), \
+     successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5)) \
+     UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4";
+const ROTATION_WRITE_AUDITED_POSTGRES: &str = "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2), \
+     successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5)), \
+     touched AS (UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4), \
+     head AS (UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6) \
+     INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
+     VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next 19
+/// parameters of `q`, in the column order of `store::audit::INSERT`.
+fn bind_audit_record<'q, DB>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    r: AuditFields,
+    seq: i64,
+    prev: String,
+    hash: String,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(r.chain)
+        .bind(seq)
+        .bind(r.at)
+        .bind(r.kind)
+        .bind(r.action)
+        .bind(r.user_id)
+        .bind(r.username)
+        .bind(r.resource_type)
+        .bind(r.resource_id)
+        .bind(r.ip)
+        .bind(r.user_agent)
+        .bind(r.method)
+        .bind(r.path)
+        .bind(r.status)
+        .bind(r.duration_ms)
+        .bind(r.request_id)
+        .bind(r.metadata)
+        .bind(prev)
+        .bind(hash)
+}
 
 /// Ends every live session of a user (but `keep`) inside an open transaction and
 /// records their revocations; evaluates to the ended ids.
@@ -150,126 +251,124 @@ impl Store {
         Ok(())
     }
 
-    /// Atomically spends a refresh token and stores its successor. Of two concurrent
-    /// callers with the same token exactly one gets `Rotated`: the update that marks it
-    /// used is conditional on it being unused, and the loser sees a reused token.
-    /// `audit` holds the records for a rotation and for a detected reuse; the session
-    /// and its owner are filled in here.
-    pub async fn rotate_refresh(
-        &self,
-        presented_hash: &[u8],
-        successor_hash: &[u8],
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<(&AuditFields, &AuditFields)>,
-    ) -> AppResult<RotateOutcome> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let spent: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(MARK_REFRESH_USED)
-                    .bind(presented_hash)
-                    .bind(now)
+    /// Atomically spends refresh tokens and stores their successors, all `jobs` in one
+    /// transaction (a batch shares one commit: on SQLite the commit, not the
+    /// statements, is most of a rotation's cost). Of two callers with the same token
+    /// exactly one gets `Rotated`: SQLite's write lock (`BEGIN IMMEDIATE`) or
+    /// PostgreSQL's row lock on the token orders them, and the second sees a reused
+    /// token. The audit records of a job get the session and its owner filled in here.
+    ///
+    /// Each statement is a round trip (a thread hand-off on SQLite, a socket on
+    /// PostgreSQL), so a rotation takes two: one read of the token, its session, its
+    /// owner and the audit chain's head (locked), and one write of everything.
+    pub async fn rotate_refresh_batch(&self, jobs: &[RotationJob]) -> AppResult<Vec<RotateOutcome>> {
+        macro_rules! rotate_one {
+            ($tx:ident, $job:expr, $lookup:expr, $write:expr, $write_audited:expr) => {{
+                let job: &RotationJob = $job;
+                let now = job.now;
+                let audit = job.audit.as_ref();
+                let chain = audit.map(|(rotated, _)| rotated.chain.as_str()).unwrap_or("");
+                let found: Option<RotationLookup> = sqlx::query_as($lookup)
+                    .bind(&job.presented_hash)
+                    .bind(chain)
                     .fetch_optional(&mut *$tx)
                     .await?;
-                match spent {
-                    None => {
-                        let family: Option<Uuid> = sqlx::query_scalar(FIND_REFRESH)
-                            .bind(presented_hash)
-                            .fetch_optional(&mut *$tx)
-                            .await?;
-                        match family {
-                            None => {
-                                $tx.rollback().await?;
-                                RotateOutcome::Rejected
-                            }
-                            Some(session_id) => {
-                                let owner = revoke_session_tx!(
-                                    $tx,
-                                    session_id,
-                                    "refresh_token_reused",
-                                    now,
-                                    revocation_expires
-                                );
-                                let record = owner.zip(audit).map(|(user_id, (_, reused))| {
-                                    reused.for_user(user_id, None).on("session", session_id)
-                                });
-                                audit_tx!($tx, record.as_ref());
-                                $tx.commit().await?;
-                                match owner {
-                                    Some(user_id) => RotateOutcome::Reused { session_id, user_id },
-                                    // Already ended: reuse of a dead family changes nothing.
-                                    None => RotateOutcome::Rejected,
-                                }
-                            }
-                        }
-                    }
-                    Some((session_id, token_expires)) => {
-                        type Subject = (
-                            Uuid,
-                            String,
-                            DateTime<Utc>,
-                            Option<DateTime<Utc>>,
-                            String,
-                            bool,
-                            bool,
+                match found {
+                    None => RotateOutcome::Rejected,
+                    Some(t) if t.used => {
+                        let owner = revoke_session_tx!(
+                            $tx,
+                            t.session_id,
+                            "refresh_token_reused",
+                            now,
+                            job.revocation_expires
                         );
-                        let subject: Option<Subject> = sqlx::query_as(SESSION_SUBJECT)
-                            .bind(session_id)
-                            .fetch_optional(&mut *$tx)
-                            .await?;
-                        match subject {
-                            Some((user_id, amr, created_at, None, username, is_superuser, true))
-                                if token_expires > now =>
-                            {
-                                sqlx::query(INSERT_REFRESH)
-                                    .bind(successor_hash)
-                                    .bind(session_id)
-                                    .bind(now)
-                                    .bind(expires_at)
-                                    .execute(&mut *$tx)
-                                    .await?;
-                                sqlx::query(TOUCH_SESSION)
-                                    .bind(session_id)
-                                    .bind(now)
-                                    .bind(expires_at)
-                                    .execute(&mut *$tx)
-                                    .await?;
-                                let record = audit.map(|(rotated, _)| {
-                                    rotated
-                                        .for_user(user_id, Some(&username))
-                                        .on("session", session_id)
-                                });
-                                audit_tx!($tx, record.as_ref());
-                                $tx.commit().await?;
-                                RotateOutcome::Rotated(RotatedSession {
-                                    session_id,
-                                    user_id,
-                                    username,
-                                    is_superuser,
-                                    amr,
-                                    created_at,
-                                })
-                            }
-                            // Undo the "used" mark, explicitly (see `abort!` in rbac.rs).
-                            _ => {
-                                $tx.rollback().await?;
-                                RotateOutcome::Rejected
-                            }
+                        let record = owner
+                            .zip(audit)
+                            .map(|(user_id, (_, reused))| reused.for_user(user_id, None).on("session", t.session_id));
+                        audit_tx!($tx, record.as_ref());
+                        match owner {
+                            Some(user_id) => RotateOutcome::Reused {
+                                session_id: t.session_id,
+                                user_id,
+                            },
+                            // Already ended: reuse of a dead family changes nothing.
+                            None => RotateOutcome::Rejected,
                         }
                     }
+                    Some(t) if t.revoked_at.is_none() && t.is_active && t.expires_at > now => {
+                        let write = sqlx::query(if audit.is_some() { $write_audited } else { $write })
+                            .bind(now)
+                            .bind(&job.presented_hash)
+                            .bind(&job.successor_hash)
+                            .bind(t.session_id)
+                            .bind(job.expires_at);
+                        let write = match audit {
+                            Some((rotated, _)) => {
+                                // The chain's first record: create its row (and lock it).
+                                let (seq, prev) = match (t.chain_seq, t.chain_head) {
+                                    (Some(seq), Some(head)) => (seq, head),
+                                    _ => {
+                                        sqlx::query_as(BUMP_CHAIN)
+                                            .bind(chain)
+                                            .bind(0i64)
+                                            .fetch_one(&mut *$tx)
+                                            .await?
+                                    }
+                                };
+                                let record = rotated
+                                    .for_user(t.user_id, Some(&t.username))
+                                    .on("session", t.session_id);
+                                let hash = link_hash(&prev, seq + 1, &record);
+                                bind_audit_record(write, record, seq + 1, prev, hash)
+                            }
+                            None => write,
+                        };
+                        write.execute(&mut *$tx).await?;
+                        RotateOutcome::Rotated(RotatedSession {
+                            session_id: t.session_id,
+                            user_id: t.user_id,
+                            username: t.username,
+                            is_superuser: t.is_superuser,
+                            amr: t.amr,
+                            created_at: t.created_at,
+                        })
+                    }
+                    // Expired, or of an ended session or a disabled user: nothing changes.
+                    Some(_) => RotateOutcome::Rejected,
                 }
             }};
         }
-        Ok(match self {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        match self {
             Store::Sqlite(pool) => {
                 let mut tx = begin_write!(sqlite, pool);
-                body!(tx)
+                for job in jobs {
+                    outcomes.push(rotate_one!(
+                        tx,
+                        job,
+                        ROTATION_LOOKUP_SQLITE,
+                        ROTATION_WRITE_SQLITE,
+                        ROTATION_WRITE_AUDITED_SQLITE
+                    ));
+                }
+                tx.commit().await?;
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                body!(tx)
+                for job in jobs {
+                    outcomes.push(rotate_one!(
+                        tx,
+                        job,
+                        ROTATION_LOOKUP_POSTGRES,
+                        ROTATION_WRITE_POSTGRES,
+                        ROTATION_WRITE_AUDITED_POSTGRES
+                    ));
+                }
+                tx.commit().await?;
             }
-        })
+        }
+        Ok(outcomes)
     }
 
     /// Ends the session a refresh token belongs to (logout). Any token of the family

@@ -453,7 +453,8 @@ async fn no_secrets_in_the_trail_and_tampering_is_detected() {
         // Delete one from the middle of a chain, then the tail of another.
         execute_sql(
             &db,
-            "DELETE FROM audit_log WHERE id = (SELECT id FROM audit_log WHERE seq = 2 ORDER BY id LIMIT 1)",
+            "DELETE FROM audit_log WHERE id = (SELECT a.id FROM audit_log a WHERE a.seq = 2 \
+             AND EXISTS (SELECT 1 FROM audit_log b WHERE b.chain = a.chain AND b.seq = 3) ORDER BY a.id LIMIT 1)",
         )
         .await;
         let (code, _, err) = verify();
