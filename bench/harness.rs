@@ -546,7 +546,9 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
         (issued, duplicate) = (access, twice);
     }
     if full && s.wants("distinct") {
-        let distinct: Arc<Vec<String>> = Arc::new(issued.iter().map(|t| format!("Bearer {t}")).collect());
+        // The "e.g. 10,000 in rotation": the newest ones the refresh scenario issued.
+        let skip = issued.len().saturating_sub(10_000);
+        let distinct: Arc<Vec<String>> = Arc::new(issued.iter().skip(skip).map(|t| format!("Bearer {t}")).collect());
         assert!(!distinct.is_empty(), "the refresh scenario issued no access token");
         notes.push(format!(
             "{} distinct access tokens in rotation for the distinct-token scenario (verified-token cache: 10,000)",

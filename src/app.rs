@@ -261,9 +261,6 @@ fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::time::sleep(interval).await;
             let now = chrono::Utc::now();
-            if let Err(e) = service.flush_audit_requests().await {
-                tracing::warn!(error = %e, "writing audit records failed");
-            }
             match service.sync_revocations(since - overlap).await {
                 Ok(_) => since = now,
                 Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
@@ -299,11 +296,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = spawn_background(service.clone());
+    let (stop_audit, stopped) = tokio::sync::watch::channel(false);
+    let audit_writer = {
+        let service = service.clone();
+        tokio::spawn(async move { service.write_audit_requests(stopped).await })
+    };
     let app = router(service.clone());
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     background.abort();
+    let _ = stop_audit.send(true);
+    let _ = audit_writer.await;
     if let Err(e) = service.flush_audit_requests().await {
         tracing::warn!(error = %e, "writing audit records failed");
     }

@@ -21,7 +21,7 @@ use crate::store::{AuditFields, AuditFilter, AuditRow};
 /// Chains per instance.
 const CHAINS: usize = 8;
 /// Request records written per batch.
-const BATCH: usize = 500;
+const BATCH: usize = 256;
 
 pub struct AuditTrail {
     enabled: bool,
@@ -248,6 +248,31 @@ impl Portcullis {
         .stamped(r.at);
         if trail.requests.try_send(fields).is_err() {
             metrics::counter!("portcullis_audit_requests_dropped_total").increment(1);
+        }
+    }
+
+    /// Writes request records as they arrive until `stop` changes: each batch is
+    /// whatever queued while the previous one was written (up to `BATCH`), so the
+    /// buffer stays nearly empty and memory flat under load. Stops only between
+    /// batches, so none is cut off half-written; `flush_audit_requests` writes the rest.
+    pub async fn write_audit_requests(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let pending = &self.trail().pending;
+        loop {
+            let first = tokio::select! {
+                next = pending.recv_async() => match next {
+                    Ok(record) => record,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
+            let batch: Vec<AuditFields> = std::iter::once(first)
+                .chain(pending.try_iter().take(BATCH - 1))
+                .collect();
+            let n = batch.len();
+            if let Err(e) = self.store().append_audit(&self.trail().chain(), batch).await {
+                metrics::counter!("portcullis_audit_requests_dropped_total").increment(n as u64);
+                tracing::warn!(error = %e, records = n, "writing audit records failed; they are dropped");
+            }
         }
     }
 

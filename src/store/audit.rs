@@ -247,6 +247,23 @@ macro_rules! push_filter {
     }};
 }
 
+/// Most rows in one multi-row INSERT.
+const MAX_INSERT_ROWS: usize = 64;
+
+/// `rows` split into runs whose lengths are powers of two (at most `MAX_INSERT_ROWS`):
+/// each length is one statement text, so a handful of prepared statements serve every
+/// batch size instead of one large statement per size filling the statement cache.
+fn insert_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    while !rows.is_empty() {
+        let n = MAX_INSERT_ROWS.min(1 << rows.len().ilog2());
+        let (head, rest) = rows.split_at(n);
+        chunks.push(head);
+        rows = rest;
+    }
+    chunks
+}
+
 impl Store {
     /// Appends `records` to `chain` in one transaction (request batches, standalone
     /// events): one move of the chain head for the whole batch, one multi-row insert.
@@ -273,29 +290,31 @@ impl Store {
                 linked.push((seq, r, std::mem::replace(&mut prev, hash.clone()), hash));
             }
             sqlx::query(SET_HEAD).bind(chain).bind(&prev).execute(&mut *tx).await?;
-            let mut qb = sqlx::QueryBuilder::new(INSERT_MANY);
-            qb.push_values(&linked, |mut b, (seq, r, prev, hash)| {
-                b.push_bind(&r.chain)
-                    .push_bind(*seq)
-                    .push_bind(r.at)
-                    .push_bind(&r.kind)
-                    .push_bind(&r.action)
-                    .push_bind(&r.user_id)
-                    .push_bind(&r.username)
-                    .push_bind(&r.resource_type)
-                    .push_bind(&r.resource_id)
-                    .push_bind(&r.ip)
-                    .push_bind(&r.user_agent)
-                    .push_bind(&r.method)
-                    .push_bind(&r.path)
-                    .push_bind(r.status)
-                    .push_bind(r.duration_ms)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.metadata)
-                    .push_bind(prev)
-                    .push_bind(hash);
-            });
-            qb.build().execute(&mut *tx).await?;
+            for rows in insert_chunks(&linked) {
+                let mut qb = sqlx::QueryBuilder::new(INSERT_MANY);
+                qb.push_values(rows, |mut b, (seq, r, prev, hash)| {
+                    b.push_bind(&r.chain)
+                        .push_bind(*seq)
+                        .push_bind(r.at)
+                        .push_bind(&r.kind)
+                        .push_bind(&r.action)
+                        .push_bind(&r.user_id)
+                        .push_bind(&r.username)
+                        .push_bind(&r.resource_type)
+                        .push_bind(&r.resource_id)
+                        .push_bind(&r.ip)
+                        .push_bind(&r.user_agent)
+                        .push_bind(&r.method)
+                        .push_bind(&r.path)
+                        .push_bind(r.status)
+                        .push_bind(r.duration_ms)
+                        .push_bind(&r.request_id)
+                        .push_bind(&r.metadata)
+                        .push_bind(prev)
+                        .push_bind(hash);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -359,6 +378,15 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserts_are_chunked_in_powers_of_two() {
+        let rows: Vec<usize> = (0..203).collect();
+        let sizes: Vec<usize> = insert_chunks(&rows).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![64, 64, 64, 8, 2, 1]);
+        assert_eq!(insert_chunks(&rows).concat(), rows);
+        assert!(insert_chunks::<usize>(&[]).is_empty());
+    }
 
     /// Records written before the hash was computed without a `Value` tree must still
     /// verify: the canonical text is the same, byte for byte.

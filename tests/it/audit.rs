@@ -428,6 +428,19 @@ async fn no_secrets_in_the_trail_and_tampering_is_detected() {
         ] {
             assert!(!dump.contains(secret), "a secret is in the audit trail");
         }
+        // A chain of three, so that one record can be cut from its middle below.
+        let filler = portcullis::store::AuditFields {
+            kind: "event".into(),
+            action: "TEST_FILLER".into(),
+            metadata: "{}".into(),
+            ..Default::default()
+        }
+        .stamped(chrono::Utc::now());
+        s.service
+            .store()
+            .append_audit("tamper-test", vec![filler.clone(), filler.clone(), filler])
+            .await
+            .unwrap();
         s.stop().await;
 
         let verify = || run_binary(binary_on(&db).args(["audit", "verify"]), "");
@@ -451,12 +464,13 @@ async fn no_secrets_in_the_trail_and_tampering_is_detected() {
         .await;
         assert_eq!(verify().0, 0);
         // Delete one from the middle of a chain, then the tail of another.
-        execute_sql(
+        let deleted = execute_sql(
             &db,
-            "DELETE FROM audit_log WHERE id = (SELECT a.id FROM audit_log a WHERE a.seq = 2 \
-             AND EXISTS (SELECT 1 FROM audit_log b WHERE b.chain = a.chain AND b.seq = 3) ORDER BY a.id LIMIT 1)",
+            "DELETE FROM audit_log WHERE seq = 2 AND chain = \
+             (SELECT chain FROM audit_log GROUP BY chain ORDER BY COUNT(*) DESC LIMIT 1)",
         )
         .await;
+        assert_eq!(deleted, 1);
         let (code, _, err) = verify();
         assert_eq!(code, 5);
         assert!(err.contains("record 2 is missing"), "{err}");
