@@ -819,6 +819,13 @@ fn main() {
         .collect();
     starts.sort();
     let startup = starts[starts.len() / 2];
+    // Idle again, on the existing database: the steady state of a restarted instance,
+    // without the first start's migrations, key generation and admin bootstrap.
+    let restart_idle_kib = {
+        let (s, _) = Server::start(&sqlite, dir.path(), smoke, &[]);
+        std::thread::sleep(Duration::from_secs(if smoke { 0 } else { 4 }));
+        s.status_kib("VmRSS:")
+    };
 
     let mut rows = run.rows;
     // The cost of auditing every authenticated request: the same check, audit off.
@@ -980,10 +987,11 @@ fn main() {
             ),
         ),
         (
-            "RSS idle / peak".into(),
+            "RSS idle after first start / idle after restart / peak".into(),
             format!(
-                "{:.1} MB / {:.1} MB",
+                "{:.1} MB / {:.1} MB / {:.1} MB",
                 idle_kib as f64 / 1024.0,
+                restart_idle_kib as f64 / 1024.0,
                 peak_kib as f64 / 1024.0
             ),
         ),
@@ -1044,7 +1052,7 @@ fn main() {
         ),
         (
             "peak RSS < 50 MB, idle < 20 MB",
-            check(peak_kib < 50 * 1024 && idle_kib < 20 * 1024),
+            check(peak_kib < 50 * 1024 && idle_kib.max(restart_idle_kib) < 20 * 1024),
         ),
         (
             "start-up < 200 ms on an existing SQLite database",
