@@ -134,7 +134,9 @@ impl Portcullis {
         } else if credential.starts_with(super::credentials::TEMPORARY_PREFIX) {
             self.authenticate_temporary_token(credential).await
         } else if credential.starts_with(super::mfa::ENROLLMENT_TOKEN_PREFIX) {
-            // Valid or not, it opens nothing here: only the enrolment routes take it.
+            // A live one opens nothing here (only the enrolment routes take it); an
+            // expired, used or forged one is as invalid as any other bad token (401).
+            self.authenticate_enrollment(credential).await?;
             Err(AppError::MfaEnrollmentRequired)
         } else {
             self.authenticate_token(credential).await

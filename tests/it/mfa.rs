@@ -438,6 +438,10 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
             .unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(call(&s, M::GET, "/auth/mfa", Some(&spare), None).await.0, 401);
+        // Revoked or forged, it is simply invalid on every other route too.
+        assert_eq!(call(&s, M::GET, "/auth/me", Some(&spare), None).await.0, 401);
+        let forged = "pce_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
+        assert_eq!(call(&s, M::GET, "/auth/verify", Some(&forged), None).await.0, 401);
         let (code, st, _) = call(&s, M::GET, "/auth/mfa", Some(&restricted), None).await;
         assert_eq!((code, st["required"].as_bool()), (200, Some(true)));
         let (secret, codes) = enrol(&s, &restricted).await;
