@@ -265,9 +265,7 @@ impl Portcullis {
                 },
                 _ = stop.changed() => return,
             };
-            let batch: Vec<AuditFields> = std::iter::once(first)
-                .chain(pending.try_iter().take(BATCH - 1))
-                .collect();
+            let batch: Vec<AuditFields> = super::with_queued(first, pending, BATCH).collect();
             let n = batch.len();
             if let Err(e) = self.store().append_audit(&self.trail().chain(), batch).await {
                 metrics::counter!("portcullis_audit_requests_dropped_total").increment(n as u64);

@@ -59,6 +59,12 @@ pub enum MasterKeySource {
     GeneratedFile,
 }
 
+/// `first` and whatever is already queued behind it, at most `max` in all: the batch a
+/// writer task takes after waking for one item (request audit records, rotations).
+pub(crate) fn with_queued<T>(first: T, queued: &flume::Receiver<T>, max: usize) -> impl Iterator<Item = T> + '_ {
+    std::iter::once(first).chain(queued.try_iter().take(max.saturating_sub(1)))
+}
+
 /// Loads the master key from config, or from (or into) the key file.
 pub fn load_master_key(config: &Config) -> anyhow::Result<(MasterKey, MasterKeySource)> {
     match &config.master_key {

@@ -363,7 +363,7 @@ impl RotationQueue {
             tokio::spawn(async move {
                 while let Ok(first) = queued.recv_async().await {
                     let (mut batch, mut replies) = (Vec::new(), Vec::new());
-                    for (mut job, reply) in std::iter::once(first).chain(queued.try_iter().take(ROTATION_BATCH - 1)) {
+                    for (mut job, reply) in super::with_queued(first, &queued, ROTATION_BATCH) {
                         if let Some((rotated, reused)) = &mut job.audit {
                             rotated.chain.clone_from(&chain);
                             reused.chain.clone_from(&chain);

@@ -140,6 +140,45 @@ const LAST_EXPIRED: &str = "SELECT seq, hash FROM audit_log WHERE chain = $1 AND
 const SET_BASE: &str = "UPDATE audit_chains SET base_seq = $2, base_hash = $3 WHERE chain = $1";
 const DELETE_THROUGH: &str = "DELETE FROM audit_log WHERE chain = $1 AND seq <= $2";
 
+/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next 19
+/// parameters of `q`, in the column order of `INSERT` (the one place that order is
+/// spelt out for single records: events in their transaction, rotations).
+pub(crate) fn bind_audit_record<'q, DB>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    r: AuditFields,
+    seq: i64,
+    prev: String,
+    hash: String,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(r.chain)
+        .bind(seq)
+        .bind(r.at)
+        .bind(r.kind)
+        .bind(r.action)
+        .bind(r.user_id)
+        .bind(r.username)
+        .bind(r.resource_type)
+        .bind(r.resource_id)
+        .bind(r.ip)
+        .bind(r.user_agent)
+        .bind(r.method)
+        .bind(r.path)
+        .bind(r.status)
+        .bind(r.duration_ms)
+        .bind(r.request_id)
+        .bind(r.metadata)
+        .bind(prev)
+        .bind(hash)
+}
+
 /// Appends `$record` (an `Option<&AuditFields>`, None when auditing is off) to its
 /// chain inside the open transaction `$tx`, so the record commits or rolls back with
 /// the change it describes.
@@ -157,28 +196,15 @@ macro_rules! audit_tx {
                 .bind(&hash)
                 .execute(&mut *$tx)
                 .await?;
-            sqlx::query($crate::store::audit::INSERT)
-                .bind(&r.chain)
-                .bind(seq)
-                .bind(r.at)
-                .bind(&r.kind)
-                .bind(&r.action)
-                .bind(&r.user_id)
-                .bind(&r.username)
-                .bind(&r.resource_type)
-                .bind(&r.resource_id)
-                .bind(&r.ip)
-                .bind(&r.user_agent)
-                .bind(&r.method)
-                .bind(&r.path)
-                .bind(r.status)
-                .bind(r.duration_ms)
-                .bind(&r.request_id)
-                .bind(&r.metadata)
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut *$tx)
-                .await?;
+            $crate::store::audit::bind_audit_record(
+                sqlx::query($crate::store::audit::INSERT),
+                r.clone(),
+                seq,
+                prev,
+                hash,
+            )
+            .execute(&mut *$tx)
+            .await?;
         }
     };
 }

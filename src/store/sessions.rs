@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::{BUMP_CHAIN, audit_tx, link_hash};
+use super::audit::{BUMP_CHAIN, audit_tx, bind_audit_record, link_hash};
 use super::{AuditFields, Store, begin_write, on_pool};
 use crate::error::AppResult;
 
@@ -137,44 +137,6 @@ const ROTATION_WRITE_AUDITED_POSTGRES: &str = "WITH spent AS (UPDATE refresh_tok
      head AS (UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6) \
      INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
      VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
-
-/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next 19
-/// parameters of `q`, in the column order of `store::audit::INSERT`.
-fn bind_audit_record<'q, DB>(
-    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    r: AuditFields,
-    seq: i64,
-    prev: String,
-    hash: String,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
-where
-    DB: sqlx::Database,
-    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<i32>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    q.bind(r.chain)
-        .bind(seq)
-        .bind(r.at)
-        .bind(r.kind)
-        .bind(r.action)
-        .bind(r.user_id)
-        .bind(r.username)
-        .bind(r.resource_type)
-        .bind(r.resource_id)
-        .bind(r.ip)
-        .bind(r.user_agent)
-        .bind(r.method)
-        .bind(r.path)
-        .bind(r.status)
-        .bind(r.duration_ms)
-        .bind(r.request_id)
-        .bind(r.metadata)
-        .bind(prev)
-        .bind(hash)
-}
 
 /// Ends every live session of a user (but `keep`) inside an open transaction and
 /// records their revocations; evaluates to the ended ids.
