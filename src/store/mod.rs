@@ -9,6 +9,7 @@ pub(crate) mod audit;
 pub(crate) mod credentials;
 mod keys;
 pub(crate) mod mfa;
+mod nodelay;
 pub(crate) mod oauth;
 pub(crate) mod rbac;
 mod revocations;
@@ -99,6 +100,12 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
+                    .after_connect(|_, _| {
+                        Box::pin(async {
+                            nodelay::disable_nagle_everywhere();
+                            Ok(())
+                        })
+                    })
                     .connect_with(opts)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
