@@ -124,14 +124,43 @@ pub fn link_hash(prev: &str, seq: i64, f: &AuditFields) -> String {
     hex
 }
 
+/// The stored columns of a record, in the order every insert binds them.
+macro_rules! audit_columns {
+    () => {
+        "chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash"
+    };
+}
+pub(crate) use audit_columns;
+
+/// The tail of a PostgreSQL statement appending `AuditArrays` (`$1`-`$19`) to chain
+/// `$21` and moving it to position `$22` and head `$20`; see `APPEND_ARRAYS_POSTGRES`.
+macro_rules! append_audit_arrays_postgres {
+    () => {
+        concat!(
+            "moved_head AS (UPDATE audit_chains SET seq = $22, head = $20 WHERE chain = $21) INSERT INTO audit_log (",
+            $crate::store::audit::audit_columns!(),
+            ") SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int4[], \
+             $15::int4[], $16::text[], $17::text[], $18::text[], $19::text[])"
+        )
+    };
+}
+pub(crate) use append_audit_arrays_postgres;
+
 /// Takes the next `$2` positions of a chain (creating it on first use), returning the
 /// last of them and the head before; the row lock it takes orders writers of a chain.
 pub(crate) const BUMP_CHAIN: &str = "INSERT INTO audit_chains (chain, seq, head) VALUES ($1, $2, '') \
      ON CONFLICT (chain) DO UPDATE SET seq = audit_chains.seq + $2 RETURNING seq, head";
-const INSERT_MANY: &str = "INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) ";
+const INSERT_MANY: &str = concat!("INSERT INTO audit_log (", audit_columns!(), ") ");
 pub(crate) const SET_HEAD: &str = "UPDATE audit_chains SET head = $2 WHERE chain = $1";
-pub(crate) const INSERT: &str = "INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+pub(crate) const INSERT: &str = concat!(
+    "INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+);
+/// PostgreSQL: `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at
+/// position `$22` with head `$20`.
+const APPEND_ARRAYS_POSTGRES: &str = concat!("WITH ", append_audit_arrays_postgres!());
 const COLUMNS: &str = "id, chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash";
 const CHAINS: &str = "SELECT chain, seq, head, base_seq, base_hash FROM audit_chains ORDER BY chain";
 const CHAIN_ROWS: &str = "SELECT id, chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash \
@@ -273,6 +302,150 @@ macro_rules! push_filter {
     }};
 }
 
+/// A record placed on its chain: its position, its predecessor's hash and its own.
+pub(crate) struct Linked {
+    pub seq: i64,
+    pub record: AuditFields,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// Places `records` on `chain` from position `first`, after a record whose hash is
+/// `prev`; returns them with the chain's new head.
+pub(crate) fn link_records(
+    chain: &str,
+    first: i64,
+    mut prev: String,
+    records: impl IntoIterator<Item = AuditFields>,
+) -> (Vec<Linked>, String) {
+    let linked = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut record)| {
+            if record.chain != chain {
+                record.chain = chain.to_string();
+            }
+            let seq = first + i as i64;
+            let hash = link_hash(&prev, seq, &record);
+            let prev = std::mem::replace(&mut prev, hash.clone());
+            Linked {
+                seq,
+                record,
+                prev,
+                hash,
+            }
+        })
+        .collect();
+    (linked, prev)
+}
+
+/// Records as one array per column, so that PostgreSQL inserts any number of them
+/// with one statement through `unnest` (`APPEND_ARRAYS_POSTGRES`), one plan for every
+/// batch size.
+#[derive(Default)]
+pub(crate) struct AuditArrays {
+    chain: Vec<String>,
+    seq: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    kind: Vec<String>,
+    action: Vec<String>,
+    user_id: Vec<Option<String>>,
+    username: Vec<Option<String>>,
+    resource_type: Vec<Option<String>>,
+    resource_id: Vec<Option<String>>,
+    ip: Vec<Option<String>>,
+    user_agent: Vec<Option<String>>,
+    method: Vec<Option<String>>,
+    path: Vec<Option<String>>,
+    status: Vec<Option<i32>>,
+    duration_ms: Vec<Option<i32>>,
+    request_id: Vec<Option<String>>,
+    metadata: Vec<String>,
+    prev_hash: Vec<String>,
+    hash: Vec<String>,
+}
+
+impl From<Vec<Linked>> for AuditArrays {
+    fn from(linked: Vec<Linked>) -> Self {
+        let mut a = AuditArrays::default();
+        for Linked {
+            seq,
+            record,
+            prev,
+            hash,
+        } in linked
+        {
+            // Spelt out in full, so that a new field cannot be left out of the arrays.
+            let AuditFields {
+                chain,
+                at,
+                kind,
+                action,
+                user_id,
+                username,
+                resource_type,
+                resource_id,
+                ip,
+                user_agent,
+                method,
+                path,
+                status,
+                duration_ms,
+                request_id,
+                metadata,
+            } = record;
+            a.chain.push(chain);
+            a.seq.push(seq);
+            a.at.push(at);
+            a.kind.push(kind);
+            a.action.push(action);
+            a.user_id.push(user_id);
+            a.username.push(username);
+            a.resource_type.push(resource_type);
+            a.resource_id.push(resource_id);
+            a.ip.push(ip);
+            a.user_agent.push(user_agent);
+            a.method.push(method);
+            a.path.push(path);
+            a.status.push(status);
+            a.duration_ms.push(duration_ms);
+            a.request_id.push(request_id);
+            a.metadata.push(metadata);
+            a.prev_hash.push(prev);
+            a.hash.push(hash);
+        }
+        a
+    }
+}
+
+impl AuditArrays {
+    /// Binds the arrays as the next 19 parameters of `q`, in `audit_columns!` order.
+    pub(crate) fn bind(
+        self,
+        q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.chain)
+            .bind(self.seq)
+            .bind(self.at)
+            .bind(self.kind)
+            .bind(self.action)
+            .bind(self.user_id)
+            .bind(self.username)
+            .bind(self.resource_type)
+            .bind(self.resource_id)
+            .bind(self.ip)
+            .bind(self.user_agent)
+            .bind(self.method)
+            .bind(self.path)
+            .bind(self.status)
+            .bind(self.duration_ms)
+            .bind(self.request_id)
+            .bind(self.metadata)
+            .bind(self.prev_hash)
+            .bind(self.hash)
+    }
+}
+
 /// Most rows in one multi-row INSERT.
 const MAX_INSERT_ROWS: usize = 64;
 
@@ -290,6 +463,64 @@ fn insert_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     chunks
 }
 
+/// How each backend stores records already placed on their chain (which now ends at
+/// position `last` with hash `head`).
+trait WriteLinked {
+    async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, last: i64) -> AppResult<()>;
+}
+
+/// SQLite: multi-row inserts in power-of-two runs, then the chain's head.
+impl WriteLinked for sqlx::SqliteConnection {
+    async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, _last: i64) -> AppResult<()> {
+        sqlx::query(SET_HEAD)
+            .bind(chain)
+            .bind(&head)
+            .execute(&mut *self)
+            .await?;
+        for rows in insert_chunks(&linked) {
+            let mut qb = sqlx::QueryBuilder::new(INSERT_MANY);
+            qb.push_values(rows, |mut b, l| {
+                let r = &l.record;
+                b.push_bind(&r.chain)
+                    .push_bind(l.seq)
+                    .push_bind(r.at)
+                    .push_bind(&r.kind)
+                    .push_bind(&r.action)
+                    .push_bind(&r.user_id)
+                    .push_bind(&r.username)
+                    .push_bind(&r.resource_type)
+                    .push_bind(&r.resource_id)
+                    .push_bind(&r.ip)
+                    .push_bind(&r.user_agent)
+                    .push_bind(&r.method)
+                    .push_bind(&r.path)
+                    .push_bind(r.status)
+                    .push_bind(r.duration_ms)
+                    .push_bind(&r.request_id)
+                    .push_bind(&r.metadata)
+                    .push_bind(&l.prev)
+                    .push_bind(&l.hash);
+            });
+            qb.build().execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL: one statement for any number of records, the head moved in it.
+impl WriteLinked for sqlx::PgConnection {
+    async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, last: i64) -> AppResult<()> {
+        AuditArrays::from(linked)
+            .bind(sqlx::query(APPEND_ARRAYS_POSTGRES))
+            .bind(head)
+            .bind(chain)
+            .bind(last)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Appends `records` to `chain` in one transaction (request batches, standalone
     /// events): one move of the chain head for the whole batch, one multi-row insert.
@@ -300,47 +531,13 @@ impl Store {
         let count = records.len() as i64;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let (last, mut prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
+            let (last, prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
                 .bind(chain)
                 .bind(count)
                 .fetch_one(&mut *tx)
                 .await?;
-            let first = last - count + 1;
-            let mut linked = Vec::with_capacity(records.len());
-            for (i, mut r) in records.into_iter().enumerate() {
-                if r.chain != chain {
-                    r.chain = chain.to_string();
-                }
-                let seq = first + i as i64;
-                let hash = link_hash(&prev, seq, &r);
-                linked.push((seq, r, std::mem::replace(&mut prev, hash.clone()), hash));
-            }
-            sqlx::query(SET_HEAD).bind(chain).bind(&prev).execute(&mut *tx).await?;
-            for rows in insert_chunks(&linked) {
-                let mut qb = sqlx::QueryBuilder::new(INSERT_MANY);
-                qb.push_values(rows, |mut b, (seq, r, prev, hash)| {
-                    b.push_bind(&r.chain)
-                        .push_bind(*seq)
-                        .push_bind(r.at)
-                        .push_bind(&r.kind)
-                        .push_bind(&r.action)
-                        .push_bind(&r.user_id)
-                        .push_bind(&r.username)
-                        .push_bind(&r.resource_type)
-                        .push_bind(&r.resource_id)
-                        .push_bind(&r.ip)
-                        .push_bind(&r.user_agent)
-                        .push_bind(&r.method)
-                        .push_bind(&r.path)
-                        .push_bind(r.status)
-                        .push_bind(r.duration_ms)
-                        .push_bind(&r.request_id)
-                        .push_bind(&r.metadata)
-                        .push_bind(prev)
-                        .push_bind(hash);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
+            let (linked, head) = link_records(chain, last - count + 1, prev, records);
+            tx.write_linked(chain, linked, head, last).await?;
             tx.commit().await?;
         });
         Ok(())

@@ -3,10 +3,14 @@
 //! Every state change that ends a session also writes a row to `revocations` in the
 //! same transaction, so no instance can miss it and no ended session lacks its record.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::{BUMP_CHAIN, audit_tx, bind_audit_record, link_hash};
+use super::audit::{
+    AuditArrays, BUMP_CHAIN, append_audit_arrays_postgres, audit_tx, bind_audit_record, link_hash, link_records,
+};
 use super::{AuditFields, Store, begin_write, on_pool};
 use crate::error::AppResult;
 
@@ -102,6 +106,19 @@ struct RotationLookup {
     chain_head: Option<String>,
 }
 
+impl From<RotationLookup> for RotatedSession {
+    fn from(t: RotationLookup) -> Self {
+        RotatedSession {
+            session_id: t.session_id,
+            user_id: t.user_id,
+            username: t.username,
+            is_superuser: t.is_superuser,
+            amr: t.amr,
+            created_at: t.created_at,
+        }
+    }
+}
+
 /// `$1` the presented token's hash, `$2` the audit chain. Runs under `BEGIN
 /// IMMEDIATE`, so nothing changes between this read and the write.
 const ROTATION_LOOKUP_SQLITE: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
@@ -137,6 +154,172 @@ const ROTATION_WRITE_AUDITED_POSTGRES: &str = "WITH spent AS (UPDATE refresh_tok
      head AS (UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6) \
      INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
      VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+/// Rotation transactions on PostgreSQL plan every join as index lookups. The batch
+/// statements join arrays of unknown length (estimated at 10 rows) to tables that were
+/// small when their plans were cached and grow by a row per rotation; left to itself
+/// the planner hashes the arrays and scans the whole table, once per batch, and
+/// nothing replans before autovacuum's next ANALYZE.
+const ROTATION_BEGIN_POSTGRES: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// `$1` every presented token's hash, in batch order (`i` counts from 1), `$2` the
+/// audit chain. Rows are locked in token order, so two batches holding some of the
+/// same tokens (one token presented twice at once) wait for each other instead of
+/// deadlocking; the chain's head is locked and read on the same trip.
+const ROTATION_BATCH_LOOKUP_POSTGRES: &str = "SELECT p.i, r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, \
+     s.revoked_at, u.username, u.is_superuser, u.is_active, c.seq AS chain_seq, c.head AS chain_head \
+     FROM unnest($1::bytea[]) WITH ORDINALITY AS p(token_hash, i) \
+     JOIN refresh_tokens r ON r.token_hash = p.token_hash JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
+     LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
+     ORDER BY p.token_hash FOR UPDATE OF r";
+/// The writes of many rotations, one array element each: `$1` now, `$2` the spent
+/// token, `$3` its successor, `$4` the session, `$5` the new expiry.
+const ROTATION_BATCH_WRITE_POSTGRES: &str = "WITH j AS (SELECT * FROM unnest($1::timestamptz[], $2::bytea[], $3::bytea[], $4::uuid[], $5::timestamptz[]) \
+     AS j(now, spent, successor, session_id, expires_at)), \
+     spent AS (UPDATE refresh_tokens r SET used_at = j.now FROM j WHERE r.token_hash = j.spent), \
+     successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) SELECT successor, session_id, now, expires_at FROM j) \
+     UPDATE sessions s SET last_refreshed_at = j.now, expires_at = j.expires_at FROM j WHERE s.id = j.session_id";
+/// As above with the arrays at `$23`-`$27`, and the rotations' records as
+/// `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at position `$22`
+/// with head `$20`.
+const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
+    "WITH j AS (SELECT * FROM unnest($23::timestamptz[], $24::bytea[], $25::bytea[], $26::uuid[], $27::timestamptz[]) \
+     AS j(now, spent, successor, session_id, expires_at)), \
+     spent AS (UPDATE refresh_tokens r SET used_at = j.now FROM j WHERE r.token_hash = j.spent), \
+     successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) SELECT successor, session_id, now, expires_at FROM j), \
+     touched AS (UPDATE sessions s SET last_refreshed_at = j.now, expires_at = j.expires_at FROM j WHERE s.id = j.session_id), ",
+    append_audit_arrays_postgres!()
+);
+
+#[derive(sqlx::FromRow)]
+struct BatchLookup {
+    /// The job's position in the batch, from 1.
+    i: i64,
+    #[sqlx(flatten)]
+    found: RotationLookup,
+}
+
+/// Writes a batch of rotations on PostgreSQL with three statements in all (look up
+/// and lock every token, take the chain positions, write everything) instead of two
+/// per rotation: PostgreSQL's cost here is per statement, not per row.
+///
+/// Only the common case goes this way: distinct tokens, each either current (of
+/// distinct sessions) or refused, with one audit chain. A batch that holds a spent
+/// token (reuse ends a session), or one token twice, returns None and is written one
+/// rotation at a time, in order, in the same transaction, so the outcome never
+/// depends on which way it went.
+async fn rotate_together_postgres(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[RotationJob],
+) -> AppResult<Option<Vec<RotateOutcome>>> {
+    if jobs.len() < 2 {
+        return Ok(None);
+    }
+    let chain = jobs[0].audit.as_ref().map(|(rotated, _)| rotated.chain.as_str());
+    let mut presented = HashSet::with_capacity(jobs.len());
+    for job in jobs {
+        let same_chain = job.audit.as_ref().map(|(rotated, _)| rotated.chain.as_str()) == chain;
+        if !same_chain || !presented.insert(job.presented_hash.as_slice()) {
+            return Ok(None);
+        }
+    }
+    let hashes: Vec<&[u8]> = jobs.iter().map(|j| j.presented_hash.as_slice()).collect();
+    let found: Vec<BatchLookup> = sqlx::query_as(ROTATION_BATCH_LOOKUP_POSTGRES)
+        .bind(hashes)
+        .bind(chain.unwrap_or(""))
+        .fetch_all(&mut *tx)
+        .await?;
+    // Where the chain stands (every row carries it); None until its first record.
+    let chain_at = found
+        .first()
+        .and_then(|row| row.found.chain_seq.zip(row.found.chain_head.clone()));
+    let mut lookups: Vec<Option<RotationLookup>> = jobs.iter().map(|_| None).collect();
+    for row in found {
+        match usize::try_from(row.i - 1).ok().and_then(|i| lookups.get_mut(i)) {
+            Some(slot) => *slot = Some(row.found),
+            None => return Ok(None),
+        }
+    }
+    let n = jobs.len();
+    let mut sessions = HashSet::with_capacity(n);
+    let mut rotates = vec![false; n];
+    let (mut now, mut spent, mut successor, mut session, mut expires, mut records) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((job, found), rotates) in jobs.iter().zip(&lookups).zip(&mut rotates) {
+        match found {
+            Some(t) if t.used => return Ok(None),
+            Some(t) if t.revoked_at.is_none() && t.is_active && t.expires_at > job.now => {
+                if !sessions.insert(t.session_id) {
+                    return Ok(None);
+                }
+                *rotates = true;
+                now.push(job.now);
+                spent.push(job.presented_hash.as_slice());
+                successor.push(job.successor_hash.as_slice());
+                session.push(t.session_id);
+                expires.push(job.expires_at);
+                if let Some((rotated, _)) = &job.audit {
+                    records.push(
+                        rotated
+                            .for_user(t.user_id, Some(&t.username))
+                            .on("session", t.session_id),
+                    );
+                }
+            }
+            // Unknown, expired, or of an ended session or a disabled user.
+            _ => {}
+        }
+    }
+    if !session.is_empty() {
+        let write = match chain {
+            Some(chain) => {
+                let (seq, prev) = match chain_at {
+                    Some(at) => at,
+                    // The chain's first records: create its row (and lock it).
+                    None => {
+                        sqlx::query_as(BUMP_CHAIN)
+                            .bind(chain)
+                            .bind(0i64)
+                            .fetch_one(&mut *tx)
+                            .await?
+                    }
+                };
+                let last = seq + records.len() as i64;
+                let (linked, head) = link_records(chain, seq + 1, prev, records);
+                AuditArrays::from(linked)
+                    .bind(sqlx::query(ROTATION_BATCH_WRITE_AUDITED_POSTGRES))
+                    .bind(head)
+                    .bind(chain)
+                    .bind(last)
+            }
+            None => sqlx::query(ROTATION_BATCH_WRITE_POSTGRES),
+        };
+        write
+            .bind(now)
+            .bind(spent)
+            .bind(successor)
+            .bind(session)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let outcomes = lookups
+        .into_iter()
+        .zip(rotates)
+        .map(|(found, rotated)| match found {
+            Some(t) if rotated => RotateOutcome::Rotated(t.into()),
+            _ => RotateOutcome::Rejected,
+        })
+        .collect();
+    Ok(Some(outcomes))
+}
 
 /// Ends every live session of a user (but `keep`) inside an open transaction and
 /// records their revocations; evaluates to the ended ids.
@@ -258,7 +441,7 @@ impl Store {
                             None => RotateOutcome::Rejected,
                         }
                     }
-                    Some(t) if t.revoked_at.is_none() && t.is_active && t.expires_at > now => {
+                    Some(mut t) if t.revoked_at.is_none() && t.is_active && t.expires_at > now => {
                         let write = sqlx::query(if audit.is_some() { $write_audited } else { $write })
                             .bind(now)
                             .bind(&job.presented_hash)
@@ -268,7 +451,7 @@ impl Store {
                         let write = match audit {
                             Some((rotated, _)) => {
                                 // The chain's first record: create its row (and lock it).
-                                let (seq, prev) = match (t.chain_seq, t.chain_head) {
+                                let (seq, prev) = match (t.chain_seq, t.chain_head.take()) {
                                     (Some(seq), Some(head)) => (seq, head),
                                     _ => {
                                         sqlx::query_as(BUMP_CHAIN)
@@ -287,14 +470,7 @@ impl Store {
                             None => write,
                         };
                         write.execute(&mut *$tx).await?;
-                        RotateOutcome::Rotated(RotatedSession {
-                            session_id: t.session_id,
-                            user_id: t.user_id,
-                            username: t.username,
-                            is_superuser: t.is_superuser,
-                            amr: t.amr,
-                            created_at: t.created_at,
-                        })
+                        RotateOutcome::Rotated(t.into())
                     }
                     // Expired, or of an ended session or a disabled user: nothing changes.
                     Some(_) => RotateOutcome::Rejected,
@@ -317,15 +493,20 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for job in jobs {
-                    outcomes.push(rotate_one!(
-                        tx,
-                        job,
-                        ROTATION_LOOKUP_POSTGRES,
-                        ROTATION_WRITE_POSTGRES,
-                        ROTATION_WRITE_AUDITED_POSTGRES
-                    ));
+                let mut tx = pool.begin_with(ROTATION_BEGIN_POSTGRES).await?;
+                match rotate_together_postgres(&mut tx, jobs).await? {
+                    Some(together) => outcomes = together,
+                    None => {
+                        for job in jobs {
+                            outcomes.push(rotate_one!(
+                                tx,
+                                job,
+                                ROTATION_LOOKUP_POSTGRES,
+                                ROTATION_WRITE_POSTGRES,
+                                ROTATION_WRITE_AUDITED_POSTGRES
+                            ));
+                        }
+                    }
                 }
                 tx.commit().await?;
             }

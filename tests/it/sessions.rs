@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use portcullis::store::{AuditFields, RotateOutcome, RotationJob};
+
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,6 +131,122 @@ async fn concurrent_rotations_of_many_sessions_all_land_once_each() {
         .await;
         assert_eq!(recorded, 36, "{backend:?}");
         s.stop().await;
+        let (code, out, err) = run_binary(binary_on(&db).args(["audit", "verify"]), "");
+        assert_eq!(code, 0, "{backend:?}: {out}{err}");
+    }
+}
+
+/// A rotation for `token` on `chain`, with a fresh successor (returned beside it).
+fn rotation(token: &str, chain: &str) -> (RotationJob, String) {
+    use portcullis::crypto::tokens::{digest, random_token};
+    let now = chrono::Utc::now();
+    let record = |action: &str| {
+        AuditFields {
+            chain: chain.into(),
+            kind: "event".into(),
+            action: action.into(),
+            metadata: "{}".into(),
+            ..Default::default()
+        }
+        .stamped(now)
+    };
+    let successor = random_token();
+    let job = RotationJob {
+        presented_hash: digest(token).to_vec(),
+        successor_hash: digest(&successor).to_vec(),
+        now,
+        expires_at: now + chrono::Duration::days(1),
+        revocation_expires: now + chrono::Duration::days(1),
+        audit: Some((record("TOKEN_REFRESH"), record("REFRESH_REUSE_DETECTED"))),
+    };
+    (job, successor)
+}
+
+fn outcome_name(o: &RotateOutcome) -> &'static str {
+    match o {
+        RotateOutcome::Rotated(_) => "rotated",
+        RotateOutcome::Reused { .. } => "reused",
+        RotateOutcome::Rejected => "rejected",
+    }
+}
+
+/// Batches are written together where they can be (on PostgreSQL, a few statements
+/// for the whole batch) and one by one where order matters; either way each
+/// rotation's outcome, its writes and its audit record are those of writing the
+/// rotations one at a time, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_rotations_ends_as_if_written_one_by_one() {
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let store = s.service.store();
+        let chain = "batch-test";
+        let mut users = Vec::new();
+        for i in 0..6 {
+            users.push(s.user(&format!("batcher{i}")).await);
+        }
+        // User 3's session has ended; user 5's first token is spent.
+        let res = s
+            .post_json("/auth/logout", &json!({"refresh_token": users[3].refresh}))
+            .await;
+        assert!(res.status().is_success(), "{backend:?}");
+        let u5_current = Tokens::from(s.refresh(&users[5].refresh).await.json::<Value>().await.unwrap());
+
+        // Distinct tokens, current or refused: written together.
+        let presented = [
+            users[0].refresh.clone(),
+            "never-issued-never-issued-never-issued-0000".to_string(),
+            users[1].refresh.clone(),
+            users[3].refresh.clone(),
+            users[2].refresh.clone(),
+        ];
+        let (jobs, successors): (Vec<_>, Vec<_>) = presented.iter().map(|t| rotation(t, chain)).unzip();
+        let outcomes = store.rotate_refresh_batch(&jobs).await.unwrap();
+        let names: Vec<_> = outcomes.iter().map(outcome_name).collect();
+        assert_eq!(
+            names,
+            ["rotated", "rejected", "rotated", "rejected", "rotated"],
+            "{backend:?}"
+        );
+        match &outcomes[2] {
+            RotateOutcome::Rotated(r) => assert_eq!(r.username, "batcher1"),
+            other => panic!("{other:?}"),
+        }
+        // The successors are live, the presented tokens spent: presenting one again
+        // is a reuse and ends its session, successor included.
+        let u1_next = Tokens::from(s.refresh(&successors[2]).await.json::<Value>().await.unwrap());
+        assert_eq!(
+            jwt_part(&u1_next.access, 1)["sub"],
+            jwt_part(&users[1].access, 1)["sub"]
+        );
+        expect_problem(s.refresh(&users[0].refresh).await, 401).await;
+        expect_problem(s.refresh(&successors[0]).await, 401).await;
+        expect_problem(s.refresh(&successors[3]).await, 401).await;
+
+        // One token twice in a batch: the first rotates it, the second is a reuse.
+        let (twice, _) = rotation(&successors[4], chain);
+        let outcomes = store.rotate_refresh_batch(&[twice.clone(), twice]).await.unwrap();
+        let names: Vec<_> = outcomes.iter().map(outcome_name).collect();
+        assert_eq!(names, ["rotated", "reused"], "{backend:?}");
+
+        // A spent token beside a current one: the reuse ends only its own session.
+        let (jobs, successors): (Vec<_>, Vec<_>) = [&users[4].refresh, &users[5].refresh]
+            .iter()
+            .map(|t| rotation(t, chain))
+            .unzip();
+        let outcomes = store.rotate_refresh_batch(&jobs).await.unwrap();
+        let names: Vec<_> = outcomes.iter().map(outcome_name).collect();
+        assert_eq!(names, ["rotated", "reused"], "{backend:?}");
+        expect_problem(s.refresh(&u5_current.refresh).await, 401).await;
+        assert_eq!(s.refresh(&successors[0]).await.status(), 200, "{backend:?}");
+
+        s.stop().await;
+        // Every rotation and reuse above left one record on the test chain, linked.
+        let recorded = execute_sql(
+            &db,
+            "UPDATE audit_log SET action = action WHERE chain = 'batch-test' AND action IN ('TOKEN_REFRESH', 'REFRESH_REUSE_DETECTED')",
+        )
+        .await;
+        assert_eq!(recorded, 3 + 2 + 2, "{backend:?}");
         let (code, out, err) = run_binary(binary_on(&db).args(["audit", "verify"]), "");
         assert_eq!(code, 0, "{backend:?}: {out}{err}");
     }
