@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::audit::{
-    AuditArrays, BUMP_CHAIN, append_audit_arrays_postgres, audit_tx, bind_audit_record, link_hash, link_records,
+    AuditArrays, BUMP_CHAIN, append_audit_arrays_postgres, audit_columns, audit_tx, bind_audit_record, link_hash,
+    link_records,
 };
 use super::{AuditFields, Store, begin_write, on_pool};
 use crate::error::AppResult;
@@ -139,21 +140,27 @@ const ROTATION_LOOKUP_POSTGRES: &str = "SELECT r.session_id, r.used_at IS NOT NU
 const ROTATION_WRITE_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
      INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5); \
      UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4";
-const ROTATION_WRITE_AUDITED_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
+const ROTATION_WRITE_AUDITED_SQLITE: &str = concat!(
+    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
      INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5); \
      UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4; \
      UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6; \
-     INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
-     VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+     INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+);
 const ROTATION_WRITE_POSTGRES: &str = "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2), \
      successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5)) \
      UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4";
-const ROTATION_WRITE_AUDITED_POSTGRES: &str = "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2), \
+const ROTATION_WRITE_AUDITED_POSTGRES: &str = concat!(
+    "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2), \
      successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5)), \
      touched AS (UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4), \
      head AS (UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6) \
-     INSERT INTO audit_log (chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash) \
-     VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+     INSERT INTO audit_log (",
+    audit_columns!(),
+    ") VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+);
 
 /// Rotation transactions on PostgreSQL plan every join as index lookups. The batch
 /// statements join arrays of unknown length (estimated at 10 rows) to tables that were
