@@ -9,27 +9,29 @@ use sha2::{Digest, Sha256};
 use super::{Store, on_pool};
 use crate::error::AppResult;
 
-/// What a record says; the part the link hash covers (with its chain position).
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct AuditFields {
-    pub chain: String,
-    pub at: DateTime<Utc>,
-    /// `event` (a security event) or `request` (an authenticated API request).
-    pub kind: String,
-    pub action: String,
-    pub user_id: Option<String>,
-    pub username: Option<String>,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub status: Option<i32>,
-    pub duration_ms: Option<i32>,
-    pub request_id: Option<String>,
-    /// A JSON object, as text.
-    pub metadata: String,
+row_struct! {
+    /// What a record says; the part the link hash covers (with its chain position).
+    #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+    pub struct AuditFields {
+        pub chain: String,
+        pub at: DateTime<Utc>,
+        /// `event` (a security event) or `request` (an authenticated API request).
+        pub kind: String,
+        pub action: String,
+        pub user_id: Option<String>,
+        pub username: Option<String>,
+        pub resource_type: Option<String>,
+        pub resource_id: Option<String>,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub method: Option<String>,
+        pub path: Option<String>,
+        pub status: Option<i32>,
+        pub duration_ms: Option<i32>,
+        pub request_id: Option<String>,
+        /// A JSON object, as text.
+        pub metadata: String,
+    }
 }
 
 impl AuditFields {
@@ -59,24 +61,43 @@ impl AuditFields {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: i64,
     pub seq: i64,
-    #[sqlx(flatten)]
     #[serde(flatten)]
     pub fields: AuditFields,
     pub prev_hash: String,
     pub hash: String,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AuditChainRow {
-    pub chain: String,
-    pub seq: i64,
-    pub head: String,
-    pub base_seq: i64,
-    pub base_hash: String,
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for AuditRow
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    AuditFields: sqlx::FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            seq: row.try_get("seq")?,
+            fields: AuditFields::from_row(row)?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+}
+
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct AuditChainRow {
+        pub chain: String,
+        pub seq: i64,
+        pub head: String,
+        pub base_seq: i64,
+        pub base_hash: String,
+    }
 }
 
 /// The hash linking a record at `seq` to its predecessor's hash `prev`: SHA-256 of

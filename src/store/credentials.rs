@@ -8,33 +8,37 @@ use super::audit::audit_tx;
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ApiKeyRow {
-    pub id: String,
-    pub user_id: Uuid,
-    pub name: String,
-    pub secret_hash: Vec<u8>,
-    /// JSON array.
-    pub permissions: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct ApiKeyRow {
+        pub id: String,
+        pub user_id: Uuid,
+        pub name: String,
+        pub secret_hash: Vec<u8>,
+        /// JSON array.
+        pub permissions: String,
+        pub created_at: DateTime<Utc>,
+        pub expires_at: Option<DateTime<Utc>>,
+        pub last_used_at: Option<DateTime<Utc>>,
+        pub revoked_at: Option<DateTime<Utc>>,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TemporaryTokenRow {
-    pub id: String,
-    pub token_hash: Vec<u8>,
-    pub user_id: Uuid,
-    /// JSON array.
-    pub permissions: String,
-    pub purpose: String,
-    pub max_uses: Option<i32>,
-    pub uses: i32,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct TemporaryTokenRow {
+        pub id: String,
+        pub token_hash: Vec<u8>,
+        pub user_id: Uuid,
+        /// JSON array.
+        pub permissions: String,
+        pub purpose: String,
+        pub max_uses: Option<i32>,
+        pub uses: i32,
+        pub created_at: DateTime<Utc>,
+        pub expires_at: DateTime<Utc>,
+        pub revoked_at: Option<DateTime<Utc>>,
+    }
 }
 
 /// How long an invalidation event stays in the feed: long enough for every instance

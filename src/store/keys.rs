@@ -6,14 +6,16 @@ use super::audit::audit_tx;
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SigningKeyRow {
-    pub kid: String,
-    pub algorithm: String,
-    pub private_key: Vec<u8>,
-    pub public_jwk: String,
-    pub created_at: DateTime<Utc>,
-    pub retired_at: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct SigningKeyRow {
+        pub kid: String,
+        pub algorithm: String,
+        pub private_key: Vec<u8>,
+        pub public_jwk: String,
+        pub created_at: DateTime<Utc>,
+        pub retired_at: Option<DateTime<Utc>>,
+    }
 }
 
 const SELECT_KEYS: &str = "SELECT kid, algorithm, private_key, public_jwk, created_at, retired_at FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at";

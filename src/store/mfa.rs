@@ -8,30 +8,34 @@ use super::audit::audit_tx;
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TotpRow {
-    pub user_id: Uuid,
-    /// Sealed under the master key.
-    pub secret: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-    /// None while enrolment waits for its first code.
-    pub confirmed_at: Option<DateTime<Utc>>,
-    /// The last time step accepted; a code of this step or earlier is refused.
-    pub last_step: i64,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct TotpRow {
+        pub user_id: Uuid,
+        /// Sealed under the master key.
+        pub secret: Vec<u8>,
+        pub created_at: DateTime<Utc>,
+        /// None while enrolment waits for its first code.
+        pub confirmed_at: Option<DateTime<Utc>>,
+        /// The last time step accepted; a code of this step or earlier is refused.
+        pub last_step: i64,
+    }
 }
 
-/// A ticket: an `mfa_token` (purpose `verify`) or an enrolment-only token (`enroll`).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MfaTicketRow {
-    pub token_hash: Vec<u8>,
-    pub user_id: Uuid,
-    pub purpose: String,
-    /// The factors already proven, as JSON (`["pwd"]`).
-    pub amr: String,
-    pub failures: i32,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub used_at: Option<DateTime<Utc>>,
+row_struct! {
+    /// A ticket: an `mfa_token` (purpose `verify`) or an enrolment-only token (`enroll`).
+    #[derive(Debug, Clone)]
+    pub struct MfaTicketRow {
+        pub token_hash: Vec<u8>,
+        pub user_id: Uuid,
+        pub purpose: String,
+        /// The factors already proven, as JSON (`["pwd"]`).
+        pub amr: String,
+        pub failures: i32,
+        pub created_at: DateTime<Utc>,
+        pub expires_at: DateTime<Utc>,
+        pub used_at: Option<DateTime<Utc>>,
+    }
 }
 
 const SELECT_TOTP: &str =

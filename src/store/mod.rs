@@ -5,6 +5,10 @@
 //! once per backend so each is type-checked against its own driver. SQL lives only here
 //! and in `migrations/`.
 
+/// First, so that `row_struct!` is in scope in every module after it.
+#[macro_use]
+mod rows;
+
 pub(crate) mod audit;
 pub(crate) mod credentials;
 mod keys;
@@ -65,9 +69,6 @@ macro_rules! begin_write {
 }
 pub(crate) use begin_write;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
 impl Store {
     /// Opens the database, creating a SQLite file if it does not exist yet.
     pub async fn connect(target: &DatabaseTarget, max_connections: u32) -> anyhow::Result<Self> {
@@ -116,8 +117,8 @@ impl Store {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
-            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Self::Sqlite(pool) => rows::sqlite_migrations().run(pool).await?,
+            Self::Postgres(pool) => rows::postgres_migrations().run(pool).await?,
         }
         Ok(())
     }

@@ -7,35 +7,39 @@ use super::audit::audit_tx;
 use super::{AuditFields, Store, on_pool};
 use crate::error::{AppError, AppResult};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct IdentityRow {
-    pub provider: String,
-    pub subject: String,
-    pub user_id: Uuid,
-    pub email: Option<String>,
-    /// The issuer the identity signed in with.
-    pub issuer: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub last_login_at: DateTime<Utc>,
-    /// Sealed under the master key.
-    pub access_token: Option<Vec<u8>>,
-    /// Sealed under the master key.
-    pub refresh_token: Option<Vec<u8>>,
-    pub token_expires_at: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct IdentityRow {
+        pub provider: String,
+        pub subject: String,
+        pub user_id: Uuid,
+        pub email: Option<String>,
+        /// The issuer the identity signed in with.
+        pub issuer: Option<String>,
+        pub created_at: DateTime<Utc>,
+        pub last_login_at: DateTime<Utc>,
+        /// Sealed under the master key.
+        pub access_token: Option<Vec<u8>>,
+        /// Sealed under the master key.
+        pub refresh_token: Option<Vec<u8>>,
+        pub token_expires_at: Option<DateTime<Utc>>,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OAuthStateRow {
-    pub state_hash: Vec<u8>,
-    pub provider: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
-    pub redirect_uri: String,
-    /// SHA-256 of the value in the starting browser's cookie.
-    pub browser_hash: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub used_at: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct OAuthStateRow {
+        pub state_hash: Vec<u8>,
+        pub provider: String,
+        pub nonce: String,
+        pub pkce_verifier: String,
+        pub redirect_uri: String,
+        /// SHA-256 of the value in the starting browser's cookie.
+        pub browser_hash: Vec<u8>,
+        pub created_at: DateTime<Utc>,
+        pub expires_at: DateTime<Utc>,
+        pub used_at: Option<DateTime<Utc>>,
+    }
 }
 
 /// Why a `state` was not accepted.

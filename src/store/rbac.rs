@@ -13,11 +13,13 @@ use super::credentials::record_event;
 use super::{AuditFields, Store, UserRow, conflict_on_unique};
 use crate::error::{AppError, AppResult};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PermissionRow {
-    pub name: String,
-    pub description: String,
-    pub created_at: DateTime<Utc>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct PermissionRow {
+        pub name: String,
+        pub description: String,
+        pub created_at: DateTime<Utc>,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -28,11 +30,12 @@ pub struct RoleRow {
     pub permissions: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct RoleHead {
-    name: String,
-    description: String,
-    created_at: DateTime<Utc>,
+row_struct! {
+    struct RoleHead {
+        name: String,
+        description: String,
+        created_at: DateTime<Utc>,
+    }
 }
 
 /// Sort orders the user listing accepts; each maps to a fixed ORDER BY.

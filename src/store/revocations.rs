@@ -6,13 +6,15 @@ use chrono::{DateTime, Utc};
 use super::{Store, on_pool};
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RevocationRow {
-    /// Increasing per row; lets a follower skip rows it has already applied.
-    pub id: i64,
-    pub kind: String,
-    pub subject: String,
-    pub expires_at: DateTime<Utc>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct RevocationRow {
+        /// Increasing per row; lets a follower skip rows it has already applied.
+        pub id: i64,
+        pub kind: String,
+        pub subject: String,
+        pub expires_at: DateTime<Utc>,
+    }
 }
 
 const LIVE: &str = "SELECT id, kind, subject, expires_at FROM revocations WHERE expires_at > $1";

@@ -15,18 +15,20 @@ use super::audit::{
 use super::{AuditFields, Store, begin_write, on_pool};
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRow {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub amr: String,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub last_refreshed_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub revoked_reason: Option<String>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct SessionRow {
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub amr: String,
+        pub user_agent: Option<String>,
+        pub ip: Option<String>,
+        pub created_at: DateTime<Utc>,
+        pub last_refreshed_at: DateTime<Utc>,
+        pub expires_at: DateTime<Utc>,
+        pub revoked_at: Option<DateTime<Utc>>,
+        pub revoked_reason: Option<String>,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,22 +91,24 @@ pub(crate) const INSERT_REVOCATION: &str =
     "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ('session', $1, $2, $3)";
 const LIST_ACTIVE: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC";
 
-/// What a rotation needs to know of a presented refresh token, read in one go.
-#[derive(Debug, sqlx::FromRow)]
-struct RotationLookup {
-    session_id: Uuid,
-    used: bool,
-    expires_at: DateTime<Utc>,
-    user_id: Uuid,
-    amr: String,
-    created_at: DateTime<Utc>,
-    revoked_at: Option<DateTime<Utc>>,
-    username: String,
-    is_superuser: bool,
-    is_active: bool,
-    /// The audit chain's position and head, when the chain has a row yet.
-    chain_seq: Option<i64>,
-    chain_head: Option<String>,
+row_struct! {
+    /// What a rotation needs to know of a presented refresh token, read in one go.
+    #[derive(Debug)]
+    struct RotationLookup {
+        session_id: Uuid,
+        used: bool,
+        expires_at: DateTime<Utc>,
+        user_id: Uuid,
+        amr: String,
+        created_at: DateTime<Utc>,
+        revoked_at: Option<DateTime<Utc>>,
+        username: String,
+        is_superuser: bool,
+        is_active: bool,
+        /// The audit chain's position and head, when the chain has a row yet.
+        chain_seq: Option<i64>,
+        chain_head: Option<String>,
+    }
 }
 
 impl From<RotationLookup> for RotatedSession {
@@ -199,12 +203,21 @@ const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
     append_audit_arrays_postgres!()
 );
 
-#[derive(sqlx::FromRow)]
+/// A row of the batch lookup (PostgreSQL only).
 struct BatchLookup {
     /// The job's position in the batch, from 1.
     i: i64,
-    #[sqlx(flatten)]
     found: RotationLookup,
+}
+
+impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for BatchLookup {
+    fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            i: row.try_get("i")?,
+            found: RotationLookup::from_row(row)?,
+        })
+    }
 }
 
 /// Writes a batch of rotations on PostgreSQL with three statements in all (look up

@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 use super::{Store, on_pool};
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ThrottleRow {
-    pub failures: i32,
-    pub locked_until: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct ThrottleRow {
+        pub failures: i32,
+        pub locked_until: Option<DateTime<Utc>>,
+    }
 }
 
 /// What a login attempt may do.

@@ -7,18 +7,20 @@ use super::audit::audit_tx;
 use super::{AuditFields, Store, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct UserRow {
-    pub id: Uuid,
-    pub username: String,
-    pub email: String,
-    pub full_name: Option<String>,
-    pub password_hash: Option<String>,
-    pub is_superuser: bool,
-    pub is_active: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub password_changed_at: Option<DateTime<Utc>>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct UserRow {
+        pub id: Uuid,
+        pub username: String,
+        pub email: String,
+        pub full_name: Option<String>,
+        pub password_hash: Option<String>,
+        pub is_superuser: bool,
+        pub is_active: bool,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        pub password_changed_at: Option<DateTime<Utc>>,
+    }
 }
 
 #[derive(Debug, Clone)]
