@@ -297,8 +297,10 @@ impl Portcullis {
         self.store().audit_records(filter, true, limit, 0).await
     }
 
-    /// Walks every chain from its base and reports the first record whose position,
-    /// link or hash does not hold, or a chain whose head does not match its last record.
+    /// Walks every chain from its base to its head as read first (so records written
+    /// meanwhile do not look like a broken chain) and reports the first record whose
+    /// position, link or hash does not hold, or a chain whose head does not match its
+    /// last record.
     pub async fn verify_audit(&self) -> AppResult<VerifyReport> {
         let chains = self.store().audit_chains().await?;
         let mut records = 0u64;
@@ -309,12 +311,16 @@ impl Portcullis {
         };
         for chain in &chains {
             let (mut seq, mut hash) = (chain.base_seq, chain.base_hash.clone());
-            loop {
+            // Up to the head read above: records appended since are checked next time.
+            'chain: while seq < chain.seq {
                 let rows = self.store().audit_chain_rows(&chain.chain, seq, 1000).await?;
                 if rows.is_empty() {
                     break;
                 }
                 for row in rows {
+                    if row.seq > chain.seq {
+                        break 'chain;
+                    }
                     let fault = if row.seq != seq + 1 {
                         Some(format!("record {} is missing", seq + 1))
                     } else if row.prev_hash != hash {
