@@ -216,10 +216,15 @@ impl Portcullis {
         );
         self.store().insert_mfa_ticket(&ticket, record.as_ref()).await?;
         Ok(if enrolled {
+            // A recovery code is offered only while one is left.
+            let mut methods = vec!["totp"];
+            if self.store().recovery_codes_left(user.id).await? > 0 {
+                methods.push("recovery_code");
+            }
             LoginOutcome::MfaRequired(MfaChallenge {
                 mfa_required: true,
                 mfa_token: token,
-                methods: vec!["totp", "recovery_code"],
+                methods,
                 expires_in: ttl as u64,
             })
         } else {

@@ -375,6 +375,24 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
     }
 }
 
+/// The challenge offers recovery codes only while one is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spent_recovery_codes_are_no_longer_offered() {
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &[("LOGIN_LOCKOUT_THRESHOLD", "50")]).await;
+    let bob = s.user("bob").await;
+    let (_, codes) = enrol(&s, &bob.access).await;
+    for code in &codes {
+        let token = challenge(&s, "bob").await;
+        assert_eq!(verify(&s, &token, json!({"recovery_code": code})).await.0, 200);
+    }
+    let (status, body) = login(&s, "bob", PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["methods"], json!(["totp"]));
+    let token = body["mfa_token"].as_str().unwrap();
+    assert_eq!(verify(&s, token, json!({"recovery_code": codes[0]})).await.0, 401);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_codes_count_toward_the_lockout() {
     let (s, _db) = TestServer::start_with(Backend::Sqlite, &[("LOGIN_LOCKOUT_THRESHOLD", "3")]).await;
