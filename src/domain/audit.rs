@@ -213,7 +213,21 @@ impl Portcullis {
 
     /// Records an event that changes nothing else (a failed login, or a custom event
     /// of a service embedding Portcullis).
+    ///
+    /// A NUL character in the action or resource is refused (422) on every backend:
+    /// PostgreSQL's text cannot hold it. (The HTTP API refuses every control
+    /// character there; metadata is JSON text, in which NUL is escaped.)
     pub async fn log_event(&self, event: AuditEvent) -> AppResult<()> {
+        let resource = event.resource.as_ref();
+        for (field, text) in [
+            ("action", Some(&event.action)),
+            ("resource_type", resource.map(|(kind, _)| kind)),
+            ("resource_id", resource.map(|(_, id)| id)),
+        ] {
+            if text.is_some_and(|t| t.contains('\0')) {
+                return Err(crate::error::AppError::validation(field, "must not contain NUL"));
+            }
+        }
         match self.audit_record(event) {
             Some(record) => self.store().append_audit(&record.chain.clone(), vec![record]).await,
             None => Ok(()),

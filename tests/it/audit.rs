@@ -279,6 +279,15 @@ async fn filters_paging_cursor_export_and_custom_events() {
             )
             .await
             .unwrap();
+        let refused = s
+            .service
+            .log_event(AuditEvent::new("NUL_INSIDE").resource("thing", "a\0b"))
+            .await;
+        assert!(
+            matches!(refused, Err(portcullis::error::AppError::Validation(_))),
+            "{refused:?}"
+        );
+        assert_eq!(records(&s, &admin.access, "action=NUL_INSIDE").await.len(), 0);
         let odd = records(&s, &admin.access, "action=AWKWARD_TEXT").await;
         assert_eq!(odd.len(), 1);
         assert_eq!(odd[0]["resource_id"], awkward);
