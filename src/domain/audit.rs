@@ -22,6 +22,12 @@ use crate::store::{AuditFields, AuditFilter, AuditRow};
 const CHAINS: usize = 8;
 /// Request records written per batch.
 const BATCH: usize = 256;
+/// How many times the writer yields to the runtime before taking a batch that is not
+/// full. On SQLite a record costs far less in a full batch (each commit rewrites every
+/// page it touched: 28 µs of CPU a record in batches of 16, 9 µs in batches of 256,
+/// one user); in the benchmark these yields took the average batch from 103-188 to
+/// 197-240 records. A fixed wait did as well but dropped records once under load.
+const FILL_YIELDS: usize = 4;
 
 pub struct AuditTrail {
     enabled: bool,
@@ -266,9 +272,10 @@ impl Portcullis {
     }
 
     /// Writes request records as they arrive until `stop` changes: each batch is
-    /// whatever queued while the previous one was written (up to `BATCH`), so the
-    /// buffer stays nearly empty and memory flat under load. Stops only between
-    /// batches, so none is cut off half-written; `flush_audit_requests` writes the rest.
+    /// whatever queued while the previous one was written and while the writer yielded
+    /// (up to `BATCH`), so the buffer stays nearly empty and memory flat under load.
+    /// Stops only between batches, so none is cut off half-written;
+    /// `flush_audit_requests` writes the rest.
     pub async fn write_audit_requests(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let pending = &self.trail().pending;
         loop {
@@ -279,6 +286,14 @@ impl Portcullis {
                 },
                 _ = stop.changed() => return,
             };
+            // Let requests that are ready run first and queue their records: bigger
+            // batches, and no timer that could hold the writer back under load.
+            for _ in 0..FILL_YIELDS {
+                if pending.len() + 1 >= BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
             let batch: Vec<AuditFields> = super::with_queued(first, pending, BATCH).collect();
             let n = batch.len();
             if let Err(e) = self.store().append_audit(&self.trail().chain(), batch).await {
