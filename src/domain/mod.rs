@@ -109,11 +109,7 @@ impl Portcullis {
         };
         let audit = audit::AuditTrail::new(config.audit_enabled, config.audit_buffer);
         let oauth = oauth::OAuthClients::new(&config.oauth)?;
-        // One rotation writer on either backend: batches then grow with the load, and
-        // a batch costs PostgreSQL about the same few round trips whatever its size.
-        // Measured on PostgreSQL (BENCHMARKS.md): one writer 4,753 rotations/s at 145 µs
-        // of server CPU each, two 4,321/s at 175 µs, three 4,353/s at 177 µs.
-        let rotations = sessions::RotationQueue::start(store.clone(), 1, |w| audit.own_chain(&format!("r{w}")));
+        let rotations = sessions::RotationQueue::start(store.clone(), audit.own_chain("r0"));
         let service = Self {
             inner: Arc::new(Inner {
                 rotations,
