@@ -182,10 +182,13 @@ pub(crate) const INSERT: &str = concat!(
 /// PostgreSQL: `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at
 /// position `$22` with head `$20`.
 const APPEND_ARRAYS_POSTGRES: &str = concat!("WITH ", append_audit_arrays_postgres!());
-const COLUMNS: &str = "id, chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash";
+const COLUMNS: &str = concat!("id, ", audit_columns!());
 const CHAINS: &str = "SELECT chain, seq, head, base_seq, base_hash FROM audit_chains ORDER BY chain";
-const CHAIN_ROWS: &str = "SELECT id, chain, seq, at, kind, action, user_id, username, resource_type, resource_id, ip, user_agent, method, path, status, duration_ms, request_id, metadata, prev_hash, hash \
-     FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+const CHAIN_ROWS: &str = concat!(
+    "SELECT id, ",
+    audit_columns!(),
+    " FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+);
 const LAST_EXPIRED: &str = "SELECT seq, hash FROM audit_log WHERE chain = $1 AND at < $2 ORDER BY seq DESC LIMIT 1";
 const SET_BASE: &str = "UPDATE audit_chains SET base_seq = $2, base_hash = $3 WHERE chain = $1";
 const DELETE_THROUGH: &str = "DELETE FROM audit_log WHERE chain = $1 AND seq <= $2";

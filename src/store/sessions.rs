@@ -184,22 +184,39 @@ const ROTATION_BATCH_LOOKUP_POSTGRES: &str = "SELECT p.i, r.session_id, r.used_a
      JOIN refresh_tokens r ON r.token_hash = p.token_hash JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
      ORDER BY p.token_hash FOR UPDATE OF r";
-/// The writes of many rotations, one array element each: `$1` now, `$2` the spent
-/// token, `$3` its successor, `$4` the session, `$5` the new expiry.
-const ROTATION_BATCH_WRITE_POSTGRES: &str = "WITH j AS (SELECT * FROM unnest($1::timestamptz[], $2::bytea[], $3::bytea[], $4::uuid[], $5::timestamptz[]) \
-     AS j(now, spent, successor, session_id, expires_at)), \
-     spent AS (UPDATE refresh_tokens r SET used_at = j.now FROM j WHERE r.token_hash = j.spent), \
-     successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) SELECT successor, session_id, now, expires_at FROM j) \
-     UPDATE sessions s SET last_refreshed_at = j.now, expires_at = j.expires_at FROM j WHERE s.id = j.session_id";
+/// The writes of many rotations, one array element each, from the arrays at the
+/// given parameters: now, the spent token, its successor, the session, the new expiry.
+/// Ends in a CTE, so a statement goes on with `SELECT` or more CTEs.
+macro_rules! rotation_batch_writes_postgres {
+    ($now:literal, $spent:literal, $successor:literal, $session:literal, $expires:literal) => {
+        concat!(
+            "WITH j AS (SELECT * FROM unnest(",
+            $now,
+            "::timestamptz[], ",
+            $spent,
+            "::bytea[], ",
+            $successor,
+            "::bytea[], ",
+            $session,
+            "::uuid[], ",
+            $expires,
+            "::timestamptz[]) AS j(now, spent, successor, session_id, expires_at)), \
+             spent AS (UPDATE refresh_tokens r SET used_at = j.now FROM j WHERE r.token_hash = j.spent), \
+             successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) SELECT successor, session_id, now, expires_at FROM j), \
+             touched AS (UPDATE sessions s SET last_refreshed_at = j.now, expires_at = j.expires_at FROM j WHERE s.id = j.session_id)"
+        )
+    };
+}
+const ROTATION_BATCH_WRITE_POSTGRES: &str = concat!(
+    rotation_batch_writes_postgres!("$1", "$2", "$3", "$4", "$5"),
+    " SELECT 1"
+);
 /// As above with the arrays at `$23`-`$27`, and the rotations' records as
 /// `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at position `$22`
 /// with head `$20`.
 const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
-    "WITH j AS (SELECT * FROM unnest($23::timestamptz[], $24::bytea[], $25::bytea[], $26::uuid[], $27::timestamptz[]) \
-     AS j(now, spent, successor, session_id, expires_at)), \
-     spent AS (UPDATE refresh_tokens r SET used_at = j.now FROM j WHERE r.token_hash = j.spent), \
-     successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) SELECT successor, session_id, now, expires_at FROM j), \
-     touched AS (UPDATE sessions s SET last_refreshed_at = j.now, expires_at = j.expires_at FROM j WHERE s.id = j.session_id), ",
+    rotation_batch_writes_postgres!("$23", "$24", "$25", "$26", "$27"),
+    ", ",
     append_audit_arrays_postgres!()
 );
 

@@ -222,6 +222,19 @@ async fn a_batch_of_rotations_ends_as_if_written_one_by_one() {
         expect_problem(s.refresh(&successors[0]).await, 401).await;
         expect_problem(s.refresh(&successors[3]).await, 401).await;
 
+        // With auditing off (jobs without records): written together all the same.
+        let plain = [s.user("plain0").await, s.user("plain1").await];
+        let (mut unaudited, next): (Vec<_>, Vec<_>) = plain.iter().map(|t| rotation(&t.refresh, chain)).unzip();
+        for job in &mut unaudited {
+            job.audit = None;
+        }
+        let outcomes = store.rotate_refresh_batch(&unaudited).await.unwrap();
+        let names: Vec<_> = outcomes.iter().map(outcome_name).collect();
+        assert_eq!(names, ["rotated", "rotated"], "{backend:?}");
+        assert_eq!(s.refresh(&next[1]).await.status(), 200, "{backend:?}");
+        expect_problem(s.refresh(&plain[0].refresh).await, 401).await;
+        expect_problem(s.refresh(&next[0]).await, 401).await;
+
         // One token twice in a batch: the first rotates it, the second is a reuse.
         let (twice, _) = rotation(&successors[4], chain);
         let outcomes = store.rotate_refresh_batch(&[twice.clone(), twice]).await.unwrap();
