@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -64,23 +64,22 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Counts and times every request by route template (never by raw path, which could
-/// carry ids or tokens).
-async fn record_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
-    let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("portcullis_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone())
-        .increment(1);
-    metrics::histogram!("portcullis_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
-        .record(start.elapsed().as_secs_f64());
-    res
+/// Request ids: random (version 4) UUIDs drawn from the thread's CSPRNG.
+/// tower-http's `MakeRequestUuid` asks the kernel (`getrandom`) for each one, a
+/// system call on every request.
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut bytes = [0u8; 16];
+        rand::fill(&mut bytes);
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// No route takes a NUL in its path or query; refusing it here means no handler can
@@ -167,7 +166,7 @@ pub fn router(service: Portcullis) -> Router {
     app.merge(swagger)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(http::request_metrics::record))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
         .layer(tower::util::option_layer(cors_layer(&config.cors)))
@@ -180,7 +179,7 @@ pub fn router(service: Portcullis) -> Router {
                 ]))
                 .map_request(move |req: Request| http::client_ip::attach(&trusted_proxies, req))
                 .layer(middleware::from_fn(refuse_nul_in_uri))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::custom(panic_response))

@@ -18,6 +18,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod openapi;
 pub mod ratelimit;
+pub mod request_metrics;
 pub mod routes;
 
 use std::sync::Arc;

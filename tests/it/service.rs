@@ -72,6 +72,9 @@ async fn metadata_routes_answer() {
         s.refresh(&t.refresh).await;
         s.post_json("/auth/login", &json!({"username": "metered", "password": "wrong"}))
             .await;
+        // A method a client made up is counted, but not under a label of its own.
+        let brew = reqwest::Method::from_bytes(b"BREWCOFFEE").unwrap();
+        s.client.request(brew, s.url("/health")).send().await.unwrap();
         let metrics = s
             .client
             .get(s.url("/metrics"))
@@ -93,6 +96,7 @@ async fn metadata_routes_answer() {
             assert!(metrics.contains(needle), "metrics lack {needle}");
         }
         assert!(!metrics.contains("metered") && !metrics.contains(&t.refresh));
+        assert!(metrics.contains("method=\"OTHER\"") && !metrics.contains("BREWCOFFEE"));
         s.stop().await;
     }
 }
@@ -237,7 +241,11 @@ async fn request_ids_are_kept_or_generated() {
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-me-123");
     let res = s.client.get(s.url("/health")).send().await.unwrap();
-    assert!(uuid::Uuid::parse_str(res.headers()["x-request-id"].to_str().unwrap()).is_ok());
+    let id = |res: &reqwest::Response| uuid::Uuid::parse_str(res.headers()["x-request-id"].to_str().unwrap()).unwrap();
+    let first = id(&res);
+    assert_eq!(first.get_version(), Some(uuid::Version::Random));
+    let again = s.client.get(s.url("/health")).send().await.unwrap();
+    assert_ne!(id(&again), first, "each request gets an id of its own");
     for h in ["x-content-type-options", "referrer-policy", "x-frame-options"] {
         assert!(res.headers().contains_key(h), "{h}");
     }
