@@ -172,7 +172,6 @@ pub(crate) use append_audit_arrays_postgres;
 /// last of them and the head before; the row lock it takes orders writers of a chain.
 pub(crate) const BUMP_CHAIN: &str = "INSERT INTO audit_chains (chain, seq, head) VALUES ($1, $2, '') \
      ON CONFLICT (chain) DO UPDATE SET seq = audit_chains.seq + $2 RETURNING seq, head";
-const INSERT_MANY: &str = concat!("INSERT INTO audit_log (", audit_columns!(), ") ");
 pub(crate) const SET_HEAD: &str = "UPDATE audit_chains SET head = $2 WHERE chain = $1";
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO audit_log (",
@@ -470,33 +469,14 @@ impl AuditArrays {
     }
 }
 
-/// Most rows in one multi-row INSERT: a whole request batch (19 parameters a row,
-/// 4,864 in all, far below SQLite's limit of 32,766). Each statement is a round trip
-/// to sqlx's worker thread; one statement of 256 rows instead of four of 64 took
-/// appending a record from 9.2 to 7.8 µs of CPU (one user), 18.7 to 17.3 (100 users).
-const MAX_INSERT_ROWS: usize = 256;
-
-/// `rows` split into runs whose lengths are powers of two (at most `MAX_INSERT_ROWS`):
-/// each length is one statement text, so a handful of prepared statements serve every
-/// batch size instead of one large statement per size filling the statement cache.
-fn insert_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    while !rows.is_empty() {
-        let n = MAX_INSERT_ROWS.min(1 << rows.len().ilog2());
-        let (head, rest) = rows.split_at(n);
-        chunks.push(head);
-        rows = rest;
-    }
-    chunks
-}
-
 /// How each backend stores records already placed on their chain (which now ends at
 /// position `last` with hash `head`).
 trait WriteLinked {
     async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, last: i64) -> AppResult<()>;
 }
 
-/// SQLite: multi-row inserts in power-of-two runs, then the chain's head.
+/// SQLite: the chain's head, then the records through SQLite's C API
+/// (`sqlite_append`).
 impl WriteLinked for sqlx::SqliteConnection {
     async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, _last: i64) -> AppResult<()> {
         sqlx::query(SET_HEAD)
@@ -504,33 +484,7 @@ impl WriteLinked for sqlx::SqliteConnection {
             .bind(&head)
             .execute(&mut *self)
             .await?;
-        for rows in insert_chunks(&linked) {
-            let mut qb = sqlx::QueryBuilder::new(INSERT_MANY);
-            qb.push_values(rows, |mut b, l| {
-                let r = &l.record;
-                b.push_bind(&r.chain)
-                    .push_bind(l.seq)
-                    .push_bind(r.at)
-                    .push_bind(&r.kind)
-                    .push_bind(&r.action)
-                    .push_bind(&r.user_id)
-                    .push_bind(&r.username)
-                    .push_bind(&r.resource_type)
-                    .push_bind(&r.resource_id)
-                    .push_bind(&r.ip)
-                    .push_bind(&r.user_agent)
-                    .push_bind(&r.method)
-                    .push_bind(&r.path)
-                    .push_bind(r.status)
-                    .push_bind(r.duration_ms)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.metadata)
-                    .push_bind(&l.prev)
-                    .push_bind(&l.hash);
-            });
-            qb.build().execute(&mut *self).await?;
-        }
-        Ok(())
+        super::sqlite_append::insert_linked(self, &linked).await
     }
 }
 
@@ -628,15 +582,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inserts_are_chunked_in_powers_of_two() {
-        let rows: Vec<usize> = (0..715).collect();
-        let sizes: Vec<usize> = insert_chunks(&rows).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![256, 256, 128, 64, 8, 2, 1]);
-        assert_eq!(insert_chunks(&rows).concat(), rows);
-        assert!(insert_chunks::<usize>(&[]).is_empty());
-    }
 
     /// Records written before the hash was computed without a `Value` tree must still
     /// verify: the canonical text is the same, byte for byte.

@@ -18,6 +18,7 @@ pub(crate) mod oauth;
 pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;
+mod sqlite_append;
 pub(crate) mod throttle;
 mod users;
 
