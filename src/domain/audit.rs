@@ -240,6 +240,11 @@ impl Portcullis {
         }
     }
 
+    /// Whether requests are audited: when not, callers need not build their records.
+    pub fn audits_requests(&self) -> bool {
+        self.trail().enabled
+    }
+
     /// Queues an authenticated request's record; never waits. A full buffer drops it
     /// and counts the drop.
     pub fn audit_request(&self, r: RequestRecord) {

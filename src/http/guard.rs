@@ -187,7 +187,10 @@ where
                 Err(e) => return Ok(e.into_response()),
             };
             // Every authenticated request is audited, refused (403) ones included.
-            let record = caller.as_ref().map(|c| request_record(c, &req));
+            let record = caller
+                .as_ref()
+                .filter(|_| service.audits_requests())
+                .map(|c| request_record(c, &req));
             let response = match caller.as_ref().map(|c| check(&service, &access, step_up, c)) {
                 Some(Err(e)) => e.into_response(),
                 _ => inner.call(req).await.into_response(),
