@@ -601,6 +601,9 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
             distinct.len()
         ));
         let d = distinct.clone();
+        let misses = || metric_total(addr, "portcullis_token_cache_lookups_total{result=\"miss\"}");
+        let lookups = || metric_total(addr, "portcullis_token_cache_lookups_total");
+        let (misses_before, lookups_before) = (misses(), lookups());
         rows.push(
             load(
                 tag("GET /auth/verify (distinct JWTs)"),
@@ -620,6 +623,10 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
             )
             .await,
         );
+        notes.push(format!(
+            "verified-token cache misses during the distinct-token scenario: {:.1} % of lookups",
+            100.0 * (misses() - misses_before) / (lookups() - lookups_before).max(1.0)
+        ));
     }
     let u = Arc::new(users.clone());
     let lu = u.clone();

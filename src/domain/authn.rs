@@ -104,8 +104,14 @@ impl TokenCache {
         }
     }
 
+    /// The principal of an already verified token, counting hits and misses in
+    /// `portcullis_token_cache_lookups_total{result}` (a gateway's hit rate decides
+    /// how often it pays a signature check).
     fn get(&self, token: &str) -> Option<Arc<Principal>> {
-        self.cache.as_ref()?.get(token)
+        let found = self.cache.as_ref()?.get(token);
+        let (hit, miss) = lookup_counters();
+        if found.is_some() { hit } else { miss }.increment(1);
+        found
     }
 
     fn insert(&self, token: &str, principal: Arc<Principal>) {
@@ -119,6 +125,19 @@ impl TokenCache {
             c.remove(token);
         }
     }
+}
+
+/// The cache's hit and miss counters, looked up once: this runs on every token check.
+fn lookup_counters() -> &'static (metrics::Counter, metrics::Counter) {
+    static COUNTERS: std::sync::OnceLock<(metrics::Counter, metrics::Counter)> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        // The recorder must exist before the handles are taken, or they count nowhere.
+        let _ = crate::app::metrics_handle();
+        (
+            metrics::counter!("portcullis_token_cache_lookups_total", "result" => "hit"),
+            metrics::counter!("portcullis_token_cache_lookups_total", "result" => "miss"),
+        )
+    })
 }
 
 fn invalid(e: TokenError) -> AppError {

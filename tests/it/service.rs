@@ -72,6 +72,10 @@ async fn metadata_routes_answer() {
         s.refresh(&t.refresh).await;
         s.post_json("/auth/login", &json!({"username": "metered", "password": "wrong"}))
             .await;
+        // A token's first check misses the verified-token cache, the next one hits.
+        for _ in 0..2 {
+            assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        }
         // A method a client made up is counted, but not under a label of its own.
         let brew = reqwest::Method::from_bytes(b"BREWCOFFEE").unwrap();
         s.client.request(brew, s.url("/health")).send().await.unwrap();
@@ -92,6 +96,8 @@ async fn metadata_routes_answer() {
             "portcullis_logins_total{result=\"failure\"}",
             "portcullis_token_refreshes_total",
             "portcullis_db_pool_connections",
+            "portcullis_token_cache_lookups_total{result=\"hit\"}",
+            "portcullis_token_cache_lookups_total{result=\"miss\"}",
         ] {
             assert!(metrics.contains(needle), "metrics lack {needle}");
         }
