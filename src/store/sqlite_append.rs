@@ -52,36 +52,30 @@ impl Statement {
         Ok(Self { db, raw })
     }
 
-    /// Binds `text` to parameter `i` without copying: SQLite reads it in place until
-    /// the statement is stepped and reset, so it must outlive both.
-    fn text(&self, i: c_int, text: Option<&str>) -> AppResult<()> {
-        let rc = match text {
-            // SAFETY: the pointer and length describe `text`, which the caller keeps
-            // alive until `step` (see `insert`); the statement belongs to `self`.
-            Some(t) => unsafe {
-                let len = c_int::try_from(t.len()).map_err(|_| internal("audit value too long"))?;
-                ffi::sqlite3_bind_text(self.raw.as_ptr(), i, t.as_ptr().cast(), len, ffi::SQLITE_STATIC())
-            },
-            // SAFETY: binding NULL to a parameter of our own statement.
-            None => unsafe { ffi::sqlite3_bind_null(self.raw.as_ptr(), i) },
-        };
-        check(self.db, rc)
-    }
-
-    fn int(&self, i: c_int, value: Option<i64>) -> AppResult<()> {
-        // SAFETY: binding a number or NULL to a parameter of our own statement.
-        let rc = unsafe {
-            match value {
-                Some(v) => ffi::sqlite3_bind_int64(self.raw.as_ptr(), i, v),
-                None => ffi::sqlite3_bind_null(self.raw.as_ptr(), i),
-            }
-        };
-        check(self.db, rc)
-    }
-
-    /// Runs the insert once and makes the statement ready for the next record.
-    fn step(&self) -> AppResult<()> {
-        // SAFETY: every parameter is bound to memory that is alive (see `insert`).
+    /// Binds `values` to parameters 1, 2, ... without copying them, runs the insert
+    /// once and resets the statement for the next record. Taking every value and
+    /// stepping in one call keeps the borrowed text alive for as long as SQLite reads
+    /// it (`SQLITE_STATIC`), so no caller can free it too early.
+    fn run(&self, values: &[Value<'_>]) -> AppResult<()> {
+        for (i, value) in values.iter().enumerate() {
+            let i = c_int::try_from(i + 1).map_err(|_| internal("too many parameters"))?;
+            let stmt = self.raw.as_ptr();
+            // SAFETY: binding to a parameter of our own statement; text pointers and
+            // lengths describe `values`, borrowed until this function returns, after
+            // the step and reset below end SQLite's reads of them.
+            let rc = unsafe {
+                match *value {
+                    Value::Text(Some(t)) => {
+                        let len = c_int::try_from(t.len()).map_err(|_| internal("audit value too long"))?;
+                        ffi::sqlite3_bind_text(stmt, i, t.as_ptr().cast(), len, ffi::SQLITE_STATIC())
+                    }
+                    Value::Int(Some(v)) => ffi::sqlite3_bind_int64(stmt, i, v),
+                    Value::Text(None) | Value::Int(None) => ffi::sqlite3_bind_null(stmt, i),
+                }
+            };
+            check(self.db, rc)?;
+        }
+        // SAFETY: every parameter is bound to memory alive for this call.
         let rc = unsafe { ffi::sqlite3_step(self.raw.as_ptr()) };
         // SAFETY: resetting our own statement; it also ends its reads of the values.
         unsafe { ffi::sqlite3_reset(self.raw.as_ptr()) };
@@ -91,6 +85,12 @@ impl Statement {
             check(self.db, rc)
         }
     }
+}
+
+/// One bound value: text or an integer, NULL when absent.
+enum Value<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
 }
 
 impl Drop for Statement {
@@ -110,27 +110,29 @@ unsafe fn insert(db: NonNull<ffi::sqlite3>, rows: &[Linked]) -> AppResult<()> {
         // The text sqlx writes for a `DateTime<Utc>`, so that range filters compare
         // like with like whichever path wrote a record.
         let at = r.at.to_rfc3339_opts(SecondsFormat::AutoSi, false);
-        // `audit_columns!` order; every bound value lives until `step` below.
-        stmt.text(1, Some(&r.chain))?;
-        stmt.int(2, Some(l.seq))?;
-        stmt.text(3, Some(&at))?;
-        stmt.text(4, Some(&r.kind))?;
-        stmt.text(5, Some(&r.action))?;
-        stmt.text(6, r.user_id.as_deref())?;
-        stmt.text(7, r.username.as_deref())?;
-        stmt.text(8, r.resource_type.as_deref())?;
-        stmt.text(9, r.resource_id.as_deref())?;
-        stmt.text(10, r.ip.as_deref())?;
-        stmt.text(11, r.user_agent.as_deref())?;
-        stmt.text(12, r.method.as_deref())?;
-        stmt.text(13, r.path.as_deref())?;
-        stmt.int(14, r.status.map(i64::from))?;
-        stmt.int(15, r.duration_ms.map(i64::from))?;
-        stmt.text(16, r.request_id.as_deref())?;
-        stmt.text(17, Some(&r.metadata))?;
-        stmt.text(18, Some(&l.prev))?;
-        stmt.text(19, Some(&l.hash))?;
-        stmt.step()?;
+        use Value::{Int, Text};
+        // `audit_columns!` order.
+        stmt.run(&[
+            Text(Some(&r.chain)),
+            Int(Some(l.seq)),
+            Text(Some(&at)),
+            Text(Some(&r.kind)),
+            Text(Some(&r.action)),
+            Text(r.user_id.as_deref()),
+            Text(r.username.as_deref()),
+            Text(r.resource_type.as_deref()),
+            Text(r.resource_id.as_deref()),
+            Text(r.ip.as_deref()),
+            Text(r.user_agent.as_deref()),
+            Text(r.method.as_deref()),
+            Text(r.path.as_deref()),
+            Int(r.status.map(i64::from)),
+            Int(r.duration_ms.map(i64::from)),
+            Text(r.request_id.as_deref()),
+            Text(Some(&r.metadata)),
+            Text(Some(&l.prev)),
+            Text(Some(&l.hash)),
+        ])?;
     }
     Ok(())
 }
