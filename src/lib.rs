@@ -14,4 +14,5 @@ pub mod store;
 
 pub use domain::Portcullis;
 pub mod app;
+pub mod cli;
 pub mod http;

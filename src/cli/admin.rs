@@ -6,13 +6,13 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use crate::Portcullis;
+use crate::domain::Actor;
+use crate::domain::accounts::Registration;
+use crate::domain::rbac::UserQuery;
+use crate::error::AppError;
+use crate::store::UserRow;
 use clap::{Args, Subcommand};
-use portcullis::Portcullis;
-use portcullis::domain::Actor;
-use portcullis::domain::accounts::Registration;
-use portcullis::domain::rbac::UserQuery;
-use portcullis::error::AppError;
-use portcullis::store::UserRow;
 use serde_json::json;
 
 /// A command failure with the exit code it maps to.
@@ -136,7 +136,7 @@ pub fn read_secret_line(prompt: &str) -> std::io::Result<String> {
 async fn find_user(service: &Portcullis, username: &str) -> Result<UserRow, CliError> {
     service
         .store()
-        .user_by_login(&portcullis::domain::validate::fold(username))
+        .user_by_login(&crate::domain::validate::fold(username))
         .await?
         .ok_or_else(|| CliError {
             code: 3,

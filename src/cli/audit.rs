@@ -1,10 +1,10 @@
 //! `portcullis audit`: read, export and verify the audit trail in the configured
 //! database.
 
+use crate::Portcullis;
+use crate::store::{AuditFilter, AuditRow};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use portcullis::Portcullis;
-use portcullis::store::{AuditFilter, AuditRow};
 
 use super::admin::{CliError, CliResult};
 

@@ -1,5 +1,223 @@
-//! Subcommands of the `portcullis` binary that are more than a call or two.
+//! The `portcullis` command: run the service, administer its database, and call a
+//! running service from the shell. It lives in the library, not in `main.rs`, so the
+//! generic code it instantiates (the runtime, clap, serde) is compiled once, beside
+//! the service's own, instead of a second time for the binary.
 
 pub mod admin;
 pub mod audit;
 pub mod remote;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::Portcullis;
+use crate::config::{Config, LogFormat, Sources};
+use admin::{CliError, RoleCommand, UserCommand};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Self-hosted authentication and authorization service"
+)]
+struct Cli {
+    /// TOML configuration file (also PORTCULLIS_CONFIG). Environment variables win.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// JSON output, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (creates and migrates the database, bootstraps an admin).
+    Serve {
+        /// Address to listen on (also PORTCULLIS_BIND).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users in the configured database.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage roles in the configured database.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Manage JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read, export and verify the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Log in to a running Portcullis and keep the tokens for `token` and `whoami`.
+    Login {
+        /// The service's URL, including any base path (e.g. https://auth.example.com/api/v1).
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print a valid access token, refreshing it first when it is about to expire.
+    Token,
+    /// Show who the stored tokens belong to.
+    Whoami,
+    /// End the stored session on the server and delete the tokens.
+    Logout,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; the previous one keeps verifying until its tokens expire.
+    Rotate,
+}
+
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn exit_with(e: CliError) -> ExitCode {
+    eprintln!("portcullis: {}", e.message);
+    ExitCode::from(e.code)
+}
+
+/// glibc raises its mmap threshold after freeing a large block, so freed argon2 work
+/// areas (19 MiB each) would stay in the heap and in RSS. A fixed threshold keeps
+/// large blocks mmap-backed (returned to the OS when freed), and two arenas stop each
+/// thread from growing a heap of its own.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called once before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// The `portcullis` command line, parsed from the process arguments.
+pub fn main() -> ExitCode {
+    tune_allocator();
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run_cli()),
+        Err(e) => exit_with(CliError {
+            code: 1,
+            message: format!("cannot start the runtime: {e}"),
+        }),
+    }
+}
+
+async fn run_cli() -> ExitCode {
+    let cli = Cli::parse();
+    // Remote commands need no server-side configuration.
+    let remote = match &cli.command {
+        Command::Login {
+            server,
+            username,
+            password_stdin,
+        } => Some(remote::login(server.clone(), username.clone(), *password_stdin).await),
+        Command::Token => Some(remote::token().await),
+        Command::Whoami => Some(remote::whoami(cli.json).await),
+        Command::Logout => Some(remote::logout().await),
+        _ => None,
+    };
+    if let Some(result) = remote {
+        return result.map(|_| ExitCode::SUCCESS).unwrap_or_else(exit_with);
+    }
+
+    let mut sources = match Sources::from_environment(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            return exit_with(CliError {
+                code: 1,
+                message: format!("configuration error: {e}"),
+            });
+        }
+    };
+    if let Command::Serve { bind: Some(bind) } = &cli.command {
+        sources.set("PORTCULLIS_BIND", bind.clone());
+    }
+    let config = match Config::from_sources(&sources).and_then(|c| crate::app::check_settings(&c).map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            return exit_with(CliError {
+                code: 1,
+                message: format!("configuration error: {e}"),
+            });
+        }
+    };
+    init_tracing(config.log_format);
+    match run(cli.command, config, cli.json).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit_with(e),
+    }
+}
+
+async fn run(command: Command, config: Config, json: bool) -> Result<(), CliError> {
+    match command {
+        Command::Serve { .. } => Ok(serve(config).await?),
+        Command::Migrate => {
+            let store = crate::store::Store::connect(&config.database, 1).await?;
+            store.migrate().await?;
+            eprintln!("migrations applied ({})", store.backend_name());
+            Ok(())
+        }
+        Command::User(cmd) => admin::user(cmd, Portcullis::open(config).await?, json).await,
+        Command::Role(cmd) => admin::role(cmd, Portcullis::open(config).await?, json).await,
+        Command::Audit(cmd) => audit::audit(cmd, Portcullis::open(config).await?, json).await,
+        Command::Keys(KeysCommand::Rotate) => {
+            let service = Portcullis::open(config).await?;
+            let kid = service.rotate_signing_key(&crate::domain::Actor::system()).await?;
+            println!("new signing key {kid}; the previous key verifies until its tokens expire");
+            Ok(())
+        }
+        Command::Login { .. } | Command::Token | Command::Whoami | Command::Logout => unreachable!("handled before"),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let bind = config.bind;
+    let service = Portcullis::open(config).await?;
+    if let Some(admin) = service.bootstrap_admin().await? {
+        match admin.password {
+            Some(password) => eprintln!(
+                "\n  Created superuser '{}' with one-time password: {password}\n  It is shown only now: log in and change it (POST /auth/me/password).\n",
+                admin.username
+            ),
+            None => eprintln!(
+                "\n  Created superuser '{}' with the password from PORTCULLIS_ADMIN_PASSWORD.\n",
+                admin.username
+            ),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        backend = service.store().backend_name(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "portcullis is ready"
+    );
+    crate::app::serve(service, listener, crate::app::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
