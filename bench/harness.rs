@@ -25,7 +25,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
-const ADMIN_PASSWORD: &str = "Gatekeeper-Bench-Secret-9f3k";
 
 struct Settings {
     seconds: f64,
@@ -149,7 +148,6 @@ impl Server {
         cmd.current_dir(dir)
             .env("DATABASE_URL", db_url)
             .env("PORTCULLIS_BIND", addr.to_string())
-            .env("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("PORTCULLIS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
             .env("RUST_LOG", "warn")
             // One client address drives the whole load: the per-IP limit would

@@ -103,9 +103,17 @@ impl Portcullis {
             return Ok(None);
         }
         let config = &inner.config;
-        let (password, generated) = match &config.admin_password {
-            Some(p) => (p.clone(), false),
-            None => (crate::crypto::tokens::random_token()[..24].to_string(), true),
+        // A generated password (144 random bits) is hashed here rather than put
+        // through the strength policy, which has nothing to say about it and would
+        // build zxcvbn's dictionaries (4 MB, kept for the process's life) on every
+        // first start. A configured one is checked like any other.
+        let (password, password_hash, generated) = match &config.admin_password {
+            Some(p) => (Some(p.clone()), None, None),
+            None => {
+                let p = crate::crypto::tokens::random_token()[..24].to_string();
+                let hash = inner.hasher.hash(&p).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                (None, Some(hash), Some(p))
+            }
         };
         let result = self
             .register_audited(
@@ -113,8 +121,8 @@ impl Portcullis {
                     username: config.admin_username.clone(),
                     email: config.admin_email.clone(),
                     full_name: Some("Administrator".into()),
-                    password: Some(password.clone()),
-                    password_hash: None,
+                    password,
+                    password_hash,
                     superuser: true,
                     roles: vec!["admin".into()],
                 },
@@ -124,7 +132,7 @@ impl Portcullis {
         match result {
             Ok(user) => Ok(Some(BootstrapAdmin {
                 username: user.username,
-                password: generated.then_some(password),
+                password: generated,
             })),
             // Another instance sharing the database bootstrapped it first.
             Err(AppError::Conflict(_)) => Ok(None),
