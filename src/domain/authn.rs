@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::Portcullis;
 use crate::crypto::jwt::{AccessClaims, KeyRing, TokenError};
+use crate::crypto::tokens::digest;
 use crate::error::{AppError, AppResult};
 
 /// Longest token considered at all; real ones are well under 2 KiB.
@@ -60,8 +61,18 @@ pub struct Principal {
     pub credential: Credential,
     /// Unix seconds, when the credential expires on its own.
     pub expires_at: Option<i64>,
-    /// The verified claims, for JWTs.
-    pub claims: Option<AccessClaims>,
+    /// What else a verified JWT said, for introspection and step-up.
+    pub token: Option<TokenFacts>,
+}
+
+/// The claims of a verified access token that the principal does not already hold.
+/// `iss` and `aud` are left out: verification requires them to equal the
+/// configured ones, so every cached principal would repeat the same two strings.
+#[derive(Debug, Clone)]
+pub struct TokenFacts {
+    pub jti: String,
+    pub iat: i64,
+    pub auth_time: Option<i64>,
 }
 
 impl Principal {
@@ -74,27 +85,35 @@ impl Principal {
         self.roles.iter().any(|r| r == role)
     }
 
+    /// Moves the claims' strings into the principal (it is cached for the token's
+    /// life, so nothing is held twice).
     fn from_claims(claims: AccessClaims) -> Result<Self, TokenError> {
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::InvalidClaims)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::InvalidClaims)?;
         Ok(Self {
             user_id,
             session_id: Some(session_id),
-            username: claims.preferred_username.clone(),
-            roles: claims.roles.clone(),
-            permissions: claims.permissions.clone(),
-            amr: claims.amr.clone(),
+            username: claims.preferred_username,
+            roles: claims.roles,
+            permissions: claims.permissions,
+            amr: claims.amr,
             is_superuser: claims.superuser,
             credential: Credential::Jwt,
             expires_at: Some(claims.exp),
-            claims: Some(claims),
+            token: Some(TokenFacts {
+                jti: claims.jti,
+                iat: claims.iat,
+                auth_time: claims.auth_time,
+            }),
         })
     }
 }
 
-/// Verified tokens, bounded in entries.
+/// Verified tokens, bounded in entries, keyed by the SHA-256 of the whole token:
+/// equal digests mean equal tokens (finding two tokens with one digest is as hard
+/// as breaking SHA-256), and 32 bytes stand in for a token of 600 or more.
 pub struct TokenCache {
-    cache: Option<Cache<String, Arc<Principal>>>,
+    cache: Option<Cache<[u8; 32], Arc<Principal>>>,
 }
 
 impl TokenCache {
@@ -107,22 +126,22 @@ impl TokenCache {
     /// The principal of an already verified token, counting hits and misses in
     /// `portcullis_token_cache_lookups_total{result}` (a gateway's hit rate decides
     /// how often it pays a signature check).
-    fn get(&self, token: &str) -> Option<Arc<Principal>> {
-        let found = self.cache.as_ref()?.get(token);
+    fn get(&self, key: &[u8; 32]) -> Option<Arc<Principal>> {
+        let found = self.cache.as_ref()?.get(key);
         let (hit, miss) = lookup_counters();
         if found.is_some() { hit } else { miss }.increment(1);
         found
     }
 
-    fn insert(&self, token: &str, principal: Arc<Principal>) {
+    fn insert(&self, key: [u8; 32], principal: Arc<Principal>) {
         if let Some(c) = &self.cache {
-            c.insert(token.to_owned(), principal);
+            c.insert(key, principal);
         }
     }
 
-    fn remove(&self, token: &str) {
+    fn remove(&self, key: &[u8; 32]) {
         if let Some(c) = &self.cache {
-            c.remove(token);
+            c.remove(key);
         }
     }
 }
@@ -171,18 +190,20 @@ impl Portcullis {
             p.session_id
                 .is_some_and(|sid| inner.revocations.is_session_revoked(&sid))
         };
-        if let Some(p) = inner.token_cache.get(token) {
+        // Never cached, so refused before being hashed for the lookup.
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(invalid(TokenError::Malformed));
+        }
+        let key = digest(token);
+        if let Some(p) = inner.token_cache.get(&key) {
             if p.expires_at.is_some_and(|exp| now > exp + leeway) {
-                inner.token_cache.remove(token);
+                inner.token_cache.remove(&key);
                 return Err(invalid(TokenError::Expired));
             }
             if revoked(&p) {
                 return Err(AppError::InvalidToken("session has ended".into()));
             }
             return Ok(p);
-        }
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(invalid(TokenError::Malformed));
         }
         let claims = match inner.keys.ring().verify(token) {
             Err(TokenError::UnknownKid) => {
@@ -198,7 +219,7 @@ impl Portcullis {
         if revoked(&principal) {
             return Err(AppError::InvalidToken("session has ended".into()));
         }
-        inner.token_cache.insert(token, principal.clone());
+        inner.token_cache.insert(key, principal.clone());
         Ok(principal)
     }
 }

@@ -395,7 +395,7 @@ impl Portcullis {
                         is_superuser: false,
                         credential: Credential::ApiKey(row.id.clone()),
                         expires_at: row.expires_at.map(|e| e.timestamp()),
-                        claims: None,
+                        token: None,
                     }),
                     owner_epoch,
                     global_epoch,
@@ -497,7 +497,7 @@ impl Portcullis {
             is_superuser: false,
             credential: Credential::Temporary(row.id),
             expires_at: Some(row.expires_at.timestamp()),
-            claims: None,
+            token: None,
         }))
     }
 
@@ -555,12 +555,13 @@ impl Portcullis {
         }
         Ok(match self.authenticate_token(token).await {
             Ok(p) => {
-                let c = p.claims.clone();
+                let config = self.config();
                 Introspection {
-                    iat: c.as_ref().map(|c| c.iat),
-                    iss: c.as_ref().map(|c| c.iss.clone()),
-                    aud: c.as_ref().map(|c| c.aud.clone()),
-                    jti: c.as_ref().map(|c| c.jti.clone()),
+                    iat: p.token.as_ref().map(|t| t.iat),
+                    // Verification required both to equal the configured values.
+                    iss: Some(config.jwt_issuer.clone()),
+                    aud: Some(config.jwt_audience.clone()),
+                    jti: p.token.as_ref().map(|t| t.jti.clone()),
                     sid: p.session_id.map(|s| s.to_string()),
                     ..Introspection::of(&p, "access_token")
                 }

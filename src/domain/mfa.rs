@@ -582,7 +582,7 @@ impl Portcullis {
             is_superuser: false,
             credential: Credential::MfaEnrollment,
             expires_at: Some(ticket.expires_at.timestamp()),
-            claims: None,
+            token: None,
         }))
     }
 
@@ -592,7 +592,7 @@ impl Portcullis {
         let Some(max_age) = self.config().mfa.step_up_max_age else {
             return Ok(());
         };
-        let auth_time = caller.claims.as_ref().and_then(|c| c.auth_time);
+        let auth_time = caller.token.as_ref().and_then(|t| t.auth_time);
         let recent = auth_time.is_some_and(|t| Utc::now().timestamp() - t <= max_age.as_secs() as i64);
         if recent && caller.amr.iter().any(|m| m == "otp") {
             Ok(())

@@ -186,6 +186,9 @@ async fn forged_and_stale_tokens_are_refused() {
             ("garbage", "not.a.jwt".into()),
             ("huge", format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2])),
         ];
+        // The genuine token is in the verified-token cache now: none of the forgeries
+        // built from it may be answered from there.
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
         for (name, token) in forged {
             let res = s.get_auth("/auth/me", &token).await;
             let status = res.status();
