@@ -24,6 +24,10 @@ pub struct EndpointOverrides {
     pub token: Option<String>,
     pub userinfo: Option<String>,
     pub jwks_uri: Option<String>,
+    /// RFC 7662 token introspection, which says whom an access token was issued to.
+    pub introspection: Option<String>,
+    /// Google's tokeninfo, its stand-in for introspection.
+    pub tokeninfo: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +131,8 @@ fn provider(
             token: endpoint("TOKEN_ENDPOINT")?,
             userinfo: endpoint("USERINFO_ENDPOINT")?,
             jwks_uri: endpoint("JWKS_URI")?,
+            introspection: endpoint("INTROSPECTION_ENDPOINT")?,
+            tokeninfo: endpoint("TOKENINFO_ENDPOINT")?,
         },
     }))
 }

@@ -35,6 +35,9 @@ const METADATA_TTL: Duration = Duration::from_secs(3600);
 const JWKS_REFETCH_GAP: Duration = Duration::from_secs(1);
 /// Clock skew allowed on upstream ID tokens.
 const LEEWAY_SECONDS: u64 = 60;
+/// Where Google says whom an access token was issued to (it has no RFC 7662
+/// introspection).
+const GOOGLE_TOKENINFO: &str = "https://oauth2.googleapis.com/tokeninfo";
 
 /// A provider's endpoints, from discovery and configuration.
 #[derive(Debug, Clone)]
@@ -44,6 +47,7 @@ pub struct ProviderMeta {
     pub token_endpoint: Option<String>,
     pub userinfo_endpoint: Option<String>,
     pub jwks_uri: Option<String>,
+    pub introspection_endpoint: Option<String>,
 }
 
 /// Who the provider says the user is.
@@ -287,6 +291,7 @@ impl Portcullis {
             token_endpoint: o.token.clone().or_else(|| found("token_endpoint")),
             userinfo_endpoint: o.userinfo.clone().or_else(|| found("userinfo_endpoint")),
             jwks_uri: o.jwks_uri.clone().or_else(|| found("jwks_uri")),
+            introspection_endpoint: o.introspection.clone().or_else(|| found("introspection_endpoint")),
         });
         if let Ok(mut cache) = self.oauth().metadata.lock() {
             cache.insert(p.issuer.clone(), (Instant::now(), meta.clone()));
@@ -388,6 +393,93 @@ impl Portcullis {
             return Err(rejected("the ID token's nonce does not match this sign-in"));
         }
         Ok(claims)
+    }
+
+    /// Confirms with the provider that `access_token` was issued to this service's
+    /// client. Userinfo answers for any token the provider issued, so without this
+    /// an app the user once signed in to with the same provider could replay the
+    /// token it was given and sign in here as that user. Google is asked at
+    /// tokeninfo; any other provider at its RFC 7662 introspection endpoint, and one
+    /// without such an endpoint accepts ID tokens only.
+    async fn confirm_issued_to_us(
+        &self,
+        p: &ProviderSettings,
+        meta: &ProviderMeta,
+        access_token: &str,
+    ) -> AppResult<()> {
+        let ours = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s == &p.client_id,
+            Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(p.client_id.as_str())),
+            _ => false,
+        };
+        let info = if p.kind == ProviderKind::Google {
+            let base = p.endpoints.tokeninfo.as_deref().unwrap_or(GOOGLE_TOKENINFO);
+            let url = reqwest::Url::parse_with_params(base, &[("access_token", access_token)])
+                .map_err(|e| upstream("tokeninfo", e))?;
+            let res = self
+                .oauth()
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| upstream("tokeninfo", e.without_url()))?;
+            match res.status().as_u16() {
+                200 => read_json(res, "tokeninfo").await?,
+                400 | 401 => return Err(rejected("the provider does not accept the access token")),
+                status => return Err(upstream("tokeninfo", format!("status {status}"))),
+            }
+        } else {
+            let url = meta.introspection_endpoint.as_deref().ok_or_else(|| {
+                AppError::BadRequest(
+                    "this provider has no token introspection endpoint to confirm that an access token was \
+                     issued to this service: send an id_token"
+                        .into(),
+                )
+            })?;
+            let (status, info) = self
+                .post_as_client(
+                    p,
+                    url,
+                    "introspection",
+                    &[("token", access_token), ("token_type_hint", "access_token")],
+                )
+                .await?;
+            match status {
+                200 if info.get("active").and_then(Value::as_bool) == Some(true) => info,
+                200 => return Err(rejected("the provider says the access token is not active")),
+                status => return Err(upstream("introspection", format!("status {status}"))),
+            }
+        };
+        if ours(info.get("client_id")) || ours(info.get("aud")) || ours(info.get("azp")) {
+            Ok(())
+        } else {
+            Err(rejected("the access token was issued to another application"))
+        }
+    }
+
+    /// A form POST authenticated as this service's client (`client_secret_post`).
+    async fn post_as_client(
+        &self,
+        p: &ProviderSettings,
+        url: &str,
+        what: &str,
+        form: &[(&str, &str)],
+    ) -> AppResult<(u16, Value)> {
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        fields.push(("client_id", &p.client_id));
+        if let Some(secret) = &p.client_secret {
+            fields.push(("client_secret", secret));
+        }
+        let res = self
+            .oauth()
+            .http
+            .post(url)
+            .form(&fields)
+            .send()
+            .await
+            .map_err(|e| upstream(what, e.without_url()))?;
+        let status = res.status().as_u16();
+        Ok((status, read_json(res, what).await?))
     }
 
     /// Asks the provider's userinfo endpoint who holds `access_token`.
@@ -580,7 +672,8 @@ impl Portcullis {
     }
 
     /// `POST /auth/oauth/login`: an app that did the provider login itself hands over
-    /// an ID token (verified locally) or an access token (checked at userinfo).
+    /// an ID token (verified locally) or an access token (confirmed as ours, then
+    /// read at userinfo).
     pub async fn oauth_token_login(
         &self,
         provider: &str,
@@ -604,7 +697,10 @@ impl Portcullis {
                 )
             }
             (None, Some(access)) => (
-                upstream_user(&self.userinfo(&meta, access).await?)?,
+                {
+                    self.confirm_issued_to_us(&p, &meta, access).await?;
+                    upstream_user(&self.userinfo(&meta, access).await?)?
+                },
                 UpstreamTokens {
                     access_token: Some(access.to_string()),
                     ..Default::default()
@@ -685,21 +781,7 @@ impl Portcullis {
             .token_endpoint
             .as_deref()
             .ok_or_else(|| upstream("discovery", "no token_endpoint"))?;
-        let mut fields: Vec<(&str, &str)> = form.to_vec();
-        fields.push(("client_id", &p.client_id));
-        if let Some(secret) = &p.client_secret {
-            fields.push(("client_secret", secret));
-        }
-        let res = self
-            .oauth()
-            .http
-            .post(url)
-            .form(&fields)
-            .send()
-            .await
-            .map_err(|e| upstream("the token request", e.without_url()))?;
-        let status = res.status().as_u16();
-        let body = read_json(res, "the token request").await?;
+        let (status, body) = self.post_as_client(p, url, "the token request", form).await?;
         match status {
             200 => Ok(body),
             400 | 401 => Err(rejected(&format!(

@@ -22,7 +22,8 @@ pub struct OAuthLoginRequest {
     /// An ID token from the provider (verified locally), or
     #[serde(default)]
     pub id_token: Option<String>,
-    /// an access token (checked at the provider's userinfo endpoint).
+    /// an access token (confirmed as issued to this service by the provider's
+    /// introspection, or Google's tokeninfo, then read at its userinfo endpoint).
     #[serde(default)]
     pub access_token: Option<String>,
     /// The nonce the app sent with its authorization request, when it used one.

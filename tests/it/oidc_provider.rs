@@ -1,6 +1,7 @@
 //! A fake OpenID provider inside the test process, over real HTTP: discovery, a JWKS
 //! with a real RSA key, authorize (code + PKCE S256), token (code and refresh grants),
-//! userinfo. Tests choose who signs in next and can make it fail, stall or lie.
+//! userinfo, RFC 7662 introspection and Google-style tokeninfo. Tests choose who signs
+//! in next and can make it fail, stall or lie.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -68,7 +69,10 @@ struct Inner {
     /// Set: the ID tokens of the code grant carry this nonce instead of the asked one.
     nonce_override: Mutex<Option<String>>,
     grants: Mutex<HashMap<String, Grant>>,
-    access: Mutex<HashMap<String, Person>>,
+    /// Access tokens: whose, and the client they were issued to.
+    access: Mutex<HashMap<String, (Person, String)>>,
+    /// Discovery advertises the introspection endpoint.
+    introspection: bool,
     refresh: Mutex<HashMap<String, Person>>,
 }
 
@@ -84,6 +88,15 @@ fn random() -> String {
 
 impl FakeProvider {
     pub async fn start(tenant: Option<&str>) -> Self {
+        Self::start_with(tenant, true).await
+    }
+
+    /// A provider whose discovery document names no introspection endpoint.
+    pub async fn start_without_introspection() -> Self {
+        Self::start_with(None, false).await
+    }
+
+    async fn start_with(tenant: Option<&str>, introspection: bool) -> Self {
         let key = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
         let other = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -105,6 +118,7 @@ impl FakeProvider {
             nonce_override: Mutex::default(),
             grants: Mutex::default(),
             access: Mutex::default(),
+            introspection,
             refresh: Mutex::default(),
         });
         let app = Router::new()
@@ -114,6 +128,8 @@ impl FakeProvider {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
+            .route("/introspect", post(introspect))
+            .route("/tokeninfo", get(tokeninfo))
             .with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -150,10 +166,19 @@ impl FakeProvider {
         *self.inner.mode.lock().unwrap() = mode;
     }
 
-    /// An access token the userinfo endpoint knows (the implicit-client case).
+    /// An access token issued to Portcullis's client (the implicit-client case).
     pub fn access_token_for(&self, person: &Person) -> String {
+        self.access_token_for_client(person, CLIENT_ID)
+    }
+
+    /// An access token issued to another application of the same provider.
+    pub fn access_token_for_client(&self, person: &Person, client_id: &str) -> String {
         let t = random();
-        self.inner.access.lock().unwrap().insert(t.clone(), person.clone());
+        self.inner
+            .access
+            .lock()
+            .unwrap()
+            .insert(t.clone(), (person.clone(), client_id.to_string()));
         t
     }
 
@@ -228,14 +253,17 @@ async fn discovery(State(s): State<Arc<Inner>>) -> Response {
         return r;
     }
     let base = s.issuer.split("/{tenantid}").next().unwrap_or_default().to_string();
-    Json(json!({
+    let mut doc = json!({
         "issuer": s.issuer,
         "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/token"),
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/jwks"),
-    }))
-    .into_response()
+    });
+    if s.introspection {
+        doc["introspection_endpoint"] = json!(format!("{base}/introspect"));
+    }
+    Json(doc).into_response()
 }
 
 async fn jwks(State(s): State<Arc<Inner>>) -> Response {
@@ -272,6 +300,14 @@ async fn authorize(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, 
     Redirect::to(&format!("{redirect_uri}?code={code}&state={}", q["state"])).into_response()
 }
 
+/// The client authentication of the token and introspection endpoints
+/// (`client_secret_post`): only Portcullis's registered client.
+fn refuse_unknown_client(f: &HashMap<String, String>) -> Option<Response> {
+    let known = f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+        && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+    (!known).then(|| (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response())
+}
+
 fn oauth_error(error: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response()
 }
@@ -280,10 +316,8 @@ async fn token(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String
     if let Some(r) = s.gate().await {
         return r;
     }
-    if f.get("client_id").map(String::as_str) != Some(CLIENT_ID)
-        || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
-    {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+    if let Some(refused) = refuse_unknown_client(&f) {
+        return refused;
     }
     let (person, nonce) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
@@ -310,7 +344,10 @@ async fn token(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String
     };
     let access = random();
     let refresh = random();
-    s.access.lock().unwrap().insert(access.clone(), person.clone());
+    s.access
+        .lock()
+        .unwrap()
+        .insert(access.clone(), (person.clone(), CLIENT_ID.to_string()));
     s.refresh.lock().unwrap().insert(refresh.clone(), person.clone());
     let id_token = s.sign(&s.claims(&person, nonce.as_deref()), false);
     Json(json!({
@@ -333,7 +370,7 @@ async fn userinfo(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     match s.access.lock().unwrap().get(token) {
-        Some(p) => Json(json!({
+        Some((p, _)) => Json(json!({
             "sub": p.sub,
             "email": p.email,
             "email_verified": p.email_verified,
@@ -341,5 +378,51 @@ async fn userinfo(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
         }))
         .into_response(),
         None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// RFC 7662: only for this provider's registered client; says whom a token was
+/// issued to (`client_id`), with an `aud` naming the provider's API as Okta's do.
+async fn introspect(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String>>) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    if let Some(refused) = refuse_unknown_client(&f) {
+        return refused;
+    }
+    let token = f.get("token").map(String::as_str).unwrap_or_default();
+    match s.access.lock().unwrap().get(token) {
+        Some((p, client)) => Json(json!({
+            "active": true,
+            "client_id": client,
+            "sub": p.sub,
+            "aud": "api://default",
+            "token_type": "Bearer",
+        }))
+        .into_response(),
+        None => Json(json!({"active": false})).into_response(),
+    }
+}
+
+/// Google's tokeninfo: `aud` and `azp` are the client the token was issued to.
+async fn tokeninfo(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = s.gate().await {
+        return r;
+    }
+    let token = q.get("access_token").map(String::as_str).unwrap_or_default();
+    match s.access.lock().unwrap().get(token) {
+        Some((p, client)) => Json(json!({
+            "aud": client,
+            "azp": client,
+            "sub": p.sub,
+            "email": p.email,
+            "expires_in": 3599,
+        }))
+        .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error_description": "Invalid Value"})),
+        )
+            .into_response(),
     }
 }
