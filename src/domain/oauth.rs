@@ -407,12 +407,11 @@ impl Portcullis {
         meta: &ProviderMeta,
         access_token: &str,
     ) -> AppResult<()> {
-        let ours = |v: Option<&Value>| match v {
-            Some(Value::String(s)) => s == &p.client_id,
-            Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(p.client_id.as_str())),
-            _ => false,
-        };
-        let info = if p.kind == ProviderKind::Google {
+        // The field naming the client the token was issued to: RFC 7662's
+        // `client_id`; Google's `azp` (its `aud` when `azp` is absent). Never the
+        // audience of an introspection answer, which names the API the token is for
+        // and may list this client beside the one holding the token.
+        let (info, holder) = if p.kind == ProviderKind::Google {
             let base = p.endpoints.tokeninfo.as_deref().unwrap_or(GOOGLE_TOKENINFO);
             let url = reqwest::Url::parse_with_params(base, &[("access_token", access_token)])
                 .map_err(|e| upstream("tokeninfo", e))?;
@@ -423,11 +422,13 @@ impl Portcullis {
                 .send()
                 .await
                 .map_err(|e| upstream("tokeninfo", e.without_url()))?;
-            match res.status().as_u16() {
+            let info = match res.status().as_u16() {
                 200 => read_json(res, "tokeninfo").await?,
                 400 | 401 => return Err(rejected("the provider does not accept the access token")),
                 status => return Err(upstream("tokeninfo", format!("status {status}"))),
-            }
+            };
+            let holder = if info.get("azp").is_some() { "azp" } else { "aud" };
+            (info, holder)
         } else {
             let url = meta.introspection_endpoint.as_deref().ok_or_else(|| {
                 AppError::BadRequest(
@@ -444,13 +445,18 @@ impl Portcullis {
                     &[("token", access_token), ("token_type_hint", "access_token")],
                 )
                 .await?;
-            match status {
-                200 if info.get("active").and_then(Value::as_bool) == Some(true) => info,
-                200 => return Err(rejected("the provider says the access token is not active")),
-                status => return Err(upstream("introspection", format!("status {status}"))),
+            if status != 200 {
+                return Err(upstream("introspection", format!("status {status}")));
             }
+            if info.is_object() && info.get("active").and_then(Value::as_bool) != Some(true) {
+                return Err(rejected("the provider says the access token is not active"));
+            }
+            (info, "client_id")
         };
-        if ours(info.get("client_id")) || ours(info.get("aud")) || ours(info.get("azp")) {
+        if !info.is_object() {
+            return Err(upstream("the access token check", "the answer is not a JSON object"));
+        }
+        if info.get(holder).and_then(Value::as_str) == Some(p.client_id.as_str()) {
             Ok(())
         } else {
             Err(rejected("the access token was issued to another application"))

@@ -71,7 +71,8 @@ struct Inner {
     grants: Mutex<HashMap<String, Grant>>,
     /// Access tokens: whose, and the client they were issued to.
     access: Mutex<HashMap<String, (Person, String)>>,
-    /// Discovery advertises the introspection endpoint.
+    /// Discovery advertises the introspection endpoint (not for a Microsoft-style
+    /// provider: Microsoft's identity platform has none).
     introspection: bool,
     refresh: Mutex<HashMap<String, Person>>,
 }
@@ -88,15 +89,6 @@ fn random() -> String {
 
 impl FakeProvider {
     pub async fn start(tenant: Option<&str>) -> Self {
-        Self::start_with(tenant, true).await
-    }
-
-    /// A provider whose discovery document names no introspection endpoint.
-    pub async fn start_without_introspection() -> Self {
-        Self::start_with(None, false).await
-    }
-
-    async fn start_with(tenant: Option<&str>, introspection: bool) -> Self {
         let key = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
         let other = portcullis::crypto::jwt::generate(portcullis::config::SigningAlgorithm::Rs256).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,7 +110,7 @@ impl FakeProvider {
             nonce_override: Mutex::default(),
             grants: Mutex::default(),
             access: Mutex::default(),
-            introspection,
+            introspection: tenant.is_none(),
             refresh: Mutex::default(),
         });
         let app = Router::new()
@@ -382,7 +374,8 @@ async fn userinfo(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
 }
 
 /// RFC 7662: only for this provider's registered client; says whom a token was
-/// issued to (`client_id`), with an `aud` naming the provider's API as Okta's do.
+/// issued to (`client_id`). Its `aud` lists Portcullis's client beside the API,
+/// whoever holds the token, as Keycloak's do when a token carries a client's roles.
 async fn introspect(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, String>>) -> Response {
     if let Some(r) = s.gate().await {
         return r;
@@ -396,7 +389,7 @@ async fn introspect(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, S
             "active": true,
             "client_id": client,
             "sub": p.sub,
-            "aud": "api://default",
+            "aud": [CLIENT_ID, "api://default"],
             "token_type": "Bearer",
         }))
         .into_response(),
@@ -404,7 +397,8 @@ async fn introspect(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, S
     }
 }
 
-/// Google's tokeninfo: `aud` and `azp` are the client the token was issued to.
+/// Google's tokeninfo: `azp` is the client the token was issued to; `aud` names
+/// Portcullis's client whatever `azp` says, so only `azp` may decide.
 async fn tokeninfo(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Some(r) = s.gate().await {
         return r;
@@ -412,7 +406,7 @@ async fn tokeninfo(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, 
     let token = q.get("access_token").map(String::as_str).unwrap_or_default();
     match s.access.lock().unwrap().get(token) {
         Some((p, client)) => Json(json!({
-            "aud": client,
+            "aud": CLIENT_ID,
             "azp": client,
             "sub": p.sub,
             "email": p.email,
