@@ -407,28 +407,12 @@ impl Portcullis {
         meta: &ProviderMeta,
         access_token: &str,
     ) -> AppResult<()> {
-        // The field naming the client the token was issued to: RFC 7662's
-        // `client_id`; Google's `azp` (its `aud` when `azp` is absent). Never the
-        // audience of an introspection answer, which names the API the token is for
-        // and may list this client beside the one holding the token.
-        let (info, holder) = if p.kind == ProviderKind::Google {
+        let google = p.kind == ProviderKind::Google;
+        let (what, (status, info)) = if google {
             let base = p.endpoints.tokeninfo.as_deref().unwrap_or(GOOGLE_TOKENINFO);
             let url = reqwest::Url::parse_with_params(base, &[("access_token", access_token)])
                 .map_err(|e| upstream("tokeninfo", e))?;
-            let res = self
-                .oauth()
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| upstream("tokeninfo", e.without_url()))?;
-            let info = match res.status().as_u16() {
-                200 => read_json(res, "tokeninfo").await?,
-                400 | 401 => return Err(rejected("the provider does not accept the access token")),
-                status => return Err(upstream("tokeninfo", format!("status {status}"))),
-            };
-            let holder = if info.get("azp").is_some() { "azp" } else { "aud" };
-            (info, holder)
+            ("tokeninfo", self.get_json(url.as_str(), "tokeninfo", None).await?)
         } else {
             let url = meta.introspection_endpoint.as_deref().ok_or_else(|| {
                 AppError::BadRequest(
@@ -437,25 +421,36 @@ impl Portcullis {
                         .into(),
                 )
             })?;
-            let (status, info) = self
-                .post_as_client(
-                    p,
-                    url,
-                    "introspection",
-                    &[("token", access_token), ("token_type_hint", "access_token")],
-                )
-                .await?;
-            if status != 200 {
-                return Err(upstream("introspection", format!("status {status}")));
-            }
-            if info.is_object() && info.get("active").and_then(Value::as_bool) != Some(true) {
+            let form = [("token", access_token), ("token_type_hint", "access_token")];
+            (
+                "introspection",
+                self.post_as_client(p, url, "introspection", &form).await?,
+            )
+        };
+        match status {
+            200 => {}
+            // Google's answer for a token it does not know; for introspection such a
+            // token is `active: false`, and a 400 or 401 means our client was refused.
+            400 | 401 if google => return Err(rejected("the provider does not accept the access token")),
+            status => return Err(upstream(what, format!("status {status}"))),
+        }
+        if !info.is_object() {
+            return Err(upstream(what, "the answer is not a JSON object"));
+        }
+        // The field naming the client the token was issued to: RFC 7662's
+        // `client_id`; Google's `azp` (its `aud` when `azp` is absent). Never the
+        // audience of an introspection answer, which names the API the token is for
+        // and may list this client beside the one holding the token.
+        let holder = if !google {
+            if info.get("active").and_then(Value::as_bool) != Some(true) {
                 return Err(rejected("the provider says the access token is not active"));
             }
-            (info, "client_id")
+            "client_id"
+        } else if info.get("azp").is_some() {
+            "azp"
+        } else {
+            "aud"
         };
-        if !info.is_object() {
-            return Err(upstream("the access token check", "the answer is not a JSON object"));
-        }
         if info.get(holder).and_then(Value::as_str) == Some(p.client_id.as_str()) {
             Ok(())
         } else {
