@@ -261,16 +261,65 @@ async fn send(sender: &mut Sender, req: Request<Body>) -> (u16, Bytes, u32) {
     }
 }
 
+/// Makes request `i` of connection `c`.
+type MakeRequest = Arc<dyn Fn(usize, u64) -> Request<Body> + Send + Sync>;
+
 /// Runs `connections` keep-alive connections for `seconds`, each sending requests
 /// made by `make(connection, i)`; a status other than `ok` is an error.
 async fn load<F>(name: String, addr: SocketAddr, connections: usize, seconds: f64, ok: u16, make: F) -> Stats
 where
     F: Fn(usize, u64) -> Request<Body> + Send + Sync + 'static,
 {
-    let make = Arc::new(make);
+    let cpu = ServerCpu::now();
+    let (latencies, errors, elapsed) = drive(addr, connections, seconds, ok, Arc::new(make)).await;
+    Stats::from(&name, latencies, errors, elapsed).with_cpu(cpu)
+}
+
+/// Runs each of `scenarios` (name, expected status, request) for `seconds` in all, in
+/// `rounds` turns (a, b, c, a, b, c, ...), so that the ratios between them, which are
+/// the figures judged, do not depend on which one ran while the machine's neighbours
+/// were busier.
+async fn interleaved(
+    addr: SocketAddr,
+    connections: usize,
+    seconds: f64,
+    rounds: u32,
+    scenarios: Vec<(String, u16, MakeRequest)>,
+) -> Vec<Stats> {
+    let mut runs: Vec<(Vec<u32>, usize, f64, f64)> = vec![(Vec::new(), 0, 0.0, 0.0); scenarios.len()];
+    for _ in 0..rounds {
+        for ((_, ok, make), run) in scenarios.iter().zip(runs.iter_mut()) {
+            let cpu = ServerCpu::now();
+            let (latencies, errors, elapsed) =
+                drive(addr, connections, seconds / f64::from(rounds), *ok, make.clone()).await;
+            run.0.extend(latencies);
+            run.1 += errors;
+            run.2 += elapsed;
+            run.3 += cpu.elapsed();
+        }
+    }
+    scenarios
+        .iter()
+        .zip(runs)
+        .map(|((name, _, _), (latencies, errors, elapsed, cpu_s))| {
+            let mut stats = Stats::from(name, latencies, errors, elapsed);
+            stats.cpu_us = (stats.requests > 0 && cpu_s > 0.0).then(|| cpu_s * 1e6 / stats.requests as f64);
+            stats
+        })
+        .collect()
+}
+
+/// One load window: the latencies of the requests answered with `ok`, the number of
+/// errors, and the window's length in seconds.
+async fn drive(
+    addr: SocketAddr,
+    connections: usize,
+    seconds: f64,
+    ok: u16,
+    make: MakeRequest,
+) -> (Vec<u32>, usize, f64) {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
-    let cpu = ServerCpu::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
         let make = make.clone();
@@ -298,7 +347,7 @@ where
         all.extend(lat);
         errors += e;
     }
-    Stats::from(&name, all, errors, started.elapsed().as_secs_f64()).with_cpu(cpu)
+    (all, errors, started.elapsed().as_secs_f64())
 }
 
 async fn json_call(
@@ -536,30 +585,30 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     let bearer = format!("Bearer {access}");
     let tag = |n: &str| format!("{n} [{label}]");
 
+    // The framework's ceiling and the token checks, interleaved (see `interleaved`).
+    let mut checks: Vec<(String, u16, MakeRequest)> = Vec::new();
     if s.wants("health") {
-        let health = load(tag("GET /health"), addr, conns, secs, 200, |_, _| {
-            request("GET", "/health", &[], None)
-        })
-        .await;
-        rows.push(health);
+        checks.push((
+            tag("GET /health"),
+            200,
+            Arc::new(|_, _| request("GET", "/health", &[], None)),
+        ));
     }
     if s.wants("me") {
         let b = bearer.clone();
-        rows.push(
-            load(tag("GET /auth/me (JWT)"), addr, conns, secs, 200, move |_, _| {
-                request("GET", "/auth/me", &[("authorization", &b)], None)
-            })
-            .await,
-        );
+        checks.push((
+            tag("GET /auth/me (JWT)"),
+            200,
+            Arc::new(move |_, _| request("GET", "/auth/me", &[("authorization", &b)], None)),
+        ));
     }
     if full && s.wants("verify") {
         let b = bearer.clone();
-        rows.push(
-            load(tag("GET /auth/verify (JWT)"), addr, conns, secs, 200, move |_, _| {
-                request("GET", "/auth/verify", &[("authorization", &b)], None)
-            })
-            .await,
-        );
+        checks.push((
+            tag("GET /auth/verify (JWT)"),
+            200,
+            Arc::new(move |_, _| request("GET", "/auth/verify", &[("authorization", &b)], None)),
+        ));
         let (status, key) = json_call(
             addr,
             "POST",
@@ -570,18 +619,13 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
         .await;
         assert_eq!(status, 201, "{key}");
         let key = key["key"].as_str().unwrap().to_string();
-        rows.push(
-            load(
-                tag("GET /auth/verify (API key)"),
-                addr,
-                conns,
-                secs,
-                200,
-                move |_, _| request("GET", "/auth/verify", &[("x-api-key", &key)], None),
-            )
-            .await,
-        );
+        checks.push((
+            tag("GET /auth/verify (API key)"),
+            200,
+            Arc::new(move |_, _| request("GET", "/auth/verify", &[("x-api-key", &key)], None)),
+        ));
     }
+    rows.extend(interleaved(addr, conns, secs, 3, checks).await);
     let (mut issued, mut duplicate) = (Vec::new(), false);
     if s.wants("refresh") || (full && s.wants("distinct")) {
         let (refresh, access, twice) =
