@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "correct horse battery staple";
 
 struct Settings {
+    smoke: bool,
     seconds: f64,
     connections: usize,
     /// `BENCH_ONLY`: the scenario groups to run (health, me, verify, refresh,
@@ -309,6 +310,34 @@ async fn interleaved(
         .collect()
 }
 
+/// Runs one scenario for `seconds` in all, in `rounds` turns, taking a measurement of
+/// the single-core cost it is compared with (in the harness's own process, the
+/// server idle) before each turn; returns the scenario and the median measurement.
+/// The machine's speed drifts, and a bound measured minutes away from the scenario
+/// moved the ratio by a tenth.
+async fn beside_reference(
+    addr: SocketAddr,
+    (name, connections, seconds, ok): (String, usize, f64, u16),
+    rounds: u32,
+    make: MakeRequest,
+    mut reference: impl FnMut() -> f64,
+) -> (Stats, f64) {
+    let (mut all, mut errors, mut elapsed, mut measured) = (Vec::new(), 0, 0.0, Vec::new());
+    let cpu = ServerCpu::now();
+    for _ in 0..rounds {
+        measured.push(reference());
+        let (latencies, e, s) = drive(addr, connections, seconds / f64::from(rounds), ok, make.clone()).await;
+        all.extend(latencies);
+        errors += e;
+        elapsed += s;
+    }
+    // The server idles while the harness measures, so its CPU over the whole span
+    // still belongs to these requests.
+    let stats = Stats::from(&name, all, errors, elapsed).with_cpu(cpu);
+    measured.sort_by(f64::total_cmp);
+    (stats, measured[measured.len() / 2])
+}
+
 /// One load window: the latencies of the requests answered with `ok`, the number of
 /// errors, and the window's length in seconds.
 async fn drive(
@@ -480,10 +509,11 @@ fn hash_params(smoke: bool) -> portcullis::config::HashParams {
     }
 }
 
-fn argon2_hash_seconds(smoke: bool) -> f64 {
+/// Median time of `n` argon2id hashes on one core.
+fn argon2_hash_seconds(smoke: bool, n: usize) -> f64 {
     let params = hash_params(smoke);
     let mut memory = Vec::new();
-    let mut times: Vec<f64> = (0..if smoke { 3 } else { 9 })
+    let mut times: Vec<f64> = (0..n)
         .map(|_| {
             let t = Instant::now();
             portcullis::crypto::password::hash_with(PASSWORD, params, &mut memory).unwrap();
@@ -571,6 +601,12 @@ struct Run {
     rows: Vec<Stats>,
     notes: Vec<String>,
     duplicate_rotation: bool,
+    /// Median single-core argon2id hash time, measured between the login turns.
+    hash_s: Option<f64>,
+    /// Median ES256 verification time, measured between the distinct-token turns.
+    verify_s: Option<f64>,
+    /// Hashes a second with every core hashing, measured right after the login turns.
+    parallel_rate: Option<f64>,
 }
 
 /// Every scenario against one server.
@@ -627,6 +663,7 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     }
     rows.extend(interleaved(addr, conns, secs, 3, checks).await);
     let (mut issued, mut duplicate) = (Vec::new(), false);
+    let (mut hash_s, mut verify_s, mut parallel_rate) = (None, None, None);
     if s.wants("refresh") || (full && s.wants("distinct")) {
         let (refresh, access, twice) =
             refresh_chains(&tag("POST /auth/refresh (rotation)"), addr, &users, conns, secs).await;
@@ -652,20 +689,19 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
         let misses = || metric_total(addr, "portcullis_token_cache_lookups_total{result=\"miss\"}");
         let lookups = || metric_total(addr, "portcullis_token_cache_lookups_total");
         let (misses_before, lookups_before) = (misses(), lookups());
-        rows.push(
-            load(
-                tag("GET /auth/verify (distinct JWTs)"),
-                addr,
-                conns,
-                secs,
-                200,
-                move |_, _| {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % d.len();
-                    request("GET", "/auth/verify", &[("authorization", &d[i])], None)
-                },
-            )
-            .await,
-        );
+        let (stats, verify) = beside_reference(
+            addr,
+            (tag("GET /auth/verify (distinct JWTs)"), conns, secs, 200),
+            3,
+            Arc::new(move |_, _| {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % d.len();
+                request("GET", "/auth/verify", &[("authorization", &d[i])], None)
+            }),
+            es256_verify_seconds,
+        )
+        .await;
+        rows.push(stats);
+        verify_s = Some(verify);
         notes.push(format!(
             "verified-token cache misses during the distinct-token scenario: {:.1} % of lookups",
             100.0 * (misses() - misses_before) / (lookups() - lookups_before).max(1.0)
@@ -674,17 +710,24 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     let u = Arc::new(users.clone());
     let lu = u.clone();
     if s.wants("login") {
-        rows.push(
-            load(tag("POST /auth/login"), addr, conns, secs, 200, move |c, _| {
+        let (stats, hash) = beside_reference(
+            addr,
+            (tag("POST /auth/login"), conns, secs, 200),
+            3,
+            Arc::new(move |c, _| {
                 request(
                     "POST",
                     "/auth/login",
                     &[],
                     Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})),
                 )
-            })
-            .await,
-        );
+            }),
+            || argon2_hash_seconds(s.smoke, 3),
+        )
+        .await;
+        rows.push(stats);
+        hash_s = Some(hash);
+        parallel_rate = full.then(|| argon2_parallel_rate(s.smoke));
     }
     if full && s.wants("flood") {
         // Token-check latency with and without a login flood (8 checking connections).
@@ -751,6 +794,9 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
         rows,
         notes,
         duplicate_rotation: duplicate,
+        hash_s,
+        verify_s,
+        parallel_rate,
     }
 }
 
@@ -829,6 +875,7 @@ fn metric_total(addr: SocketAddr, name: &str) -> f64 {
 fn main() {
     let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v != "0");
     let settings = Settings {
+        smoke,
         seconds: std::env::var("BENCH_SECONDS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -849,17 +896,17 @@ fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as f64;
 
     let (server, first_start) = Server::start(&sqlite, dir.path(), smoke, &[]);
-    // The server settles for a few seconds before its idle memory is read (its
-    // hashing threads keep their work areas for 3 s after the admin bootstrap); the
-    // harness measures the single-core costs meanwhile, in its own process.
-    let settling = Instant::now();
-    let hash_s = argon2_hash_seconds(smoke);
-    let parallel_rate = argon2_parallel_rate(smoke);
-    let verify_s = es256_verify_seconds();
-    std::thread::sleep(Duration::from_secs(if smoke { 0 } else { 4 }).saturating_sub(settling.elapsed()));
+    // Idle once settled: its hashing threads keep their work areas for 3 s after the
+    // admin bootstrap.
+    std::thread::sleep(Duration::from_secs(if smoke { 0 } else { 4 }));
     let idle_kib = server.status_kib("VmRSS:");
     let addr = server.addr;
     let mut run = rt.block_on(scenarios(addr, "sqlite", &settings, true));
+    // The single-core costs the ratios divide by, measured beside their scenarios;
+    // on their own when `BENCH_ONLY` left those out.
+    let hash_s = run.hash_s.unwrap_or_else(|| argon2_hash_seconds(smoke, 9));
+    let verify_s = run.verify_s.unwrap_or_else(es256_verify_seconds);
+    let parallel_rate = run.parallel_rate.unwrap_or_else(|| argon2_parallel_rate(smoke));
     let peak_kib = server.status_kib("VmHWM:");
     run.notes.push(format!(
         "audit records of requests dropped (buffer full) during the SQLite run: {}",
