@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 use uuid::Uuid;
 
 use super::mfa::LoginOutcome;
@@ -98,6 +98,18 @@ fn upstream(what: &str, e: impl std::fmt::Display) -> AppError {
 
 fn rejected(why: &str) -> AppError {
     AppError::InvalidCredentials(format!("the provider's token was not accepted: {why}"))
+}
+
+/// OpenID Connect's `at_hash` of `access_token` for an ID token signed with `alg`:
+/// the left half of the token's hash under the signature's hash function, base64url
+/// (Core 3.1.3.6; SHA-512 for Ed25519).
+fn at_hash(alg: Algorithm, access_token: &str) -> String {
+    let digest = match alg {
+        Algorithm::RS384 | Algorithm::ES384 | Algorithm::PS384 => Sha384::digest(access_token).to_vec(),
+        Algorithm::RS512 | Algorithm::PS512 | Algorithm::EdDSA => Sha512::digest(access_token).to_vec(),
+        _ => Sha256::digest(access_token).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
 }
 
 /// An ID token's or userinfo's `email_verified`, which some providers send as a string.
@@ -458,6 +470,46 @@ impl Portcullis {
         }
     }
 
+    /// An access token handed over beside an ID token becomes the identity's kept
+    /// upstream token (`/auth/me/identities/{provider}/token` hands it to services),
+    /// so it must belong with that ID token: its hash must be the ID token's
+    /// `at_hash` when the provider put one there; otherwise the provider must confirm
+    /// it was issued to this service, as for an access token sent alone. (Not that it
+    /// is the same person's: introspection's `sub` is not the ID token's `sub` at
+    /// every provider; Okta's names the user's login.)
+    async fn confirm_pair(
+        &self,
+        p: &ProviderSettings,
+        meta: &ProviderMeta,
+        id_token: &str,
+        claims: &Value,
+        access_token: &str,
+    ) -> AppResult<()> {
+        if let Some(expected) = claims.get("at_hash") {
+            // The ID token's signature verified, so its header decodes.
+            let alg = jsonwebtoken::decode_header(id_token)
+                .map_err(|_| rejected("the ID token is malformed"))?
+                .alg;
+            let matches = expected.as_str().is_some_and(|e| {
+                use subtle::ConstantTimeEq;
+                bool::from(e.as_bytes().ct_eq(at_hash(alg, access_token).as_bytes()))
+            });
+            return if matches {
+                Ok(())
+            } else {
+                Err(rejected("the access token does not belong to the ID token (at_hash)"))
+            };
+        }
+        if p.kind != ProviderKind::Google && meta.introspection_endpoint.is_none() {
+            return Err(AppError::BadRequest(
+                "the ID token carries no at_hash for the access token and this provider has no token \
+                 introspection endpoint to confirm it: send the id_token without the access_token"
+                    .into(),
+            ));
+        }
+        self.confirm_issued_to_us(p, meta, access_token).await
+    }
+
     /// A form POST authenticated as this service's client (`client_secret_post`).
     async fn post_as_client(
         &self,
@@ -689,6 +741,9 @@ impl Portcullis {
         let (who, tokens) = match (id_token, access_token) {
             (Some(id), _) => {
                 let claims = self.verify_id_token(&p, &meta, id, nonce).await?;
+                if let Some(access) = access_token {
+                    self.confirm_pair(&p, &meta, id, &claims, access).await?;
+                }
                 (
                     upstream_user(&claims)?,
                     UpstreamTokens {
@@ -1002,6 +1057,24 @@ mod tests {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWlOEjXk"),
             "5-c_OToCF782GUMP9y6MmvmI58jyu9I3K2zrM_aphnI"
+        );
+    }
+
+    #[test]
+    fn at_hash_is_the_left_half_of_the_algorithms_hash() {
+        let token = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        // OpenID Connect Core's example (`response_type=id_token token`); the SHA-384
+        // and SHA-512 forms computed independently with Python's hashlib.
+        assert_eq!(at_hash(Algorithm::RS256, token), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(at_hash(Algorithm::ES256, token), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(at_hash(Algorithm::ES384, token), "jtAeDp945y1dDqU3nkIVGNZP1HjH_MFs");
+        assert_eq!(
+            at_hash(Algorithm::RS512, token),
+            "q7nS86GgvvFaZkzALLWqJYaJIKw2wCDAVfCAsm5CrBM"
+        );
+        assert_eq!(
+            at_hash(Algorithm::EdDSA, token),
+            "q7nS86GgvvFaZkzALLWqJYaJIKw2wCDAVfCAsm5CrBM"
         );
     }
 

@@ -207,6 +207,62 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
                 );
             }
 
+            // An access token beside the ID token is kept as the upstream token, so it
+            // must belong with it: the ID token's at_hash when it has one, else the
+            // provider's word (Microsoft's cannot give one).
+            let kept = |access: String| {
+                let s = &s;
+                async move {
+                    let got: Value = s
+                        .get_auth(&format!("/auth/me/identities/{name}/token"), &access)
+                        .await
+                        .json()
+                        .await
+                        .unwrap();
+                    got["access_token"].as_str().unwrap_or_default().to_string()
+                }
+            };
+            let upstream = p.access_token_for(&person);
+            let id = p.id_token(&person, None, false, |c| {
+                c["at_hash"] = json!(FakeProvider::at_hash(&upstream))
+            });
+            let (code, body) = exchange(&s, json!({"provider": name, "id_token": id, "access_token": upstream})).await;
+            assert_eq!(code, 200, "{name}: {body}");
+            let ours = body["access_token"].as_str().unwrap().to_string();
+            assert_eq!(kept(ours.clone()).await, upstream, "{name}");
+            let other = p.access_token_for(&person);
+            let (code, body) = exchange(&s, json!({"provider": name, "id_token": id, "access_token": other})).await;
+            assert_eq!(code, 401, "{name}: {body}");
+            assert!(body["detail"].as_str().unwrap().contains("at_hash"), "{name}: {body}");
+            assert_eq!(
+                kept(ours.clone()).await,
+                upstream,
+                "{name}: a refused pair keeps nothing"
+            );
+            let bare = p.id_token(&person, None, false, |_| {});
+            let (code, body) = exchange(&s, json!({"provider": name, "id_token": bare, "access_token": other})).await;
+            if name == "microsoft" {
+                assert_eq!(code, 400, "{body}");
+                assert!(body["detail"].as_str().unwrap().contains("at_hash"), "{body}");
+                assert_eq!(
+                    kept(ours.clone()).await,
+                    upstream,
+                    "{name}: a refused pair keeps nothing"
+                );
+            } else {
+                assert_eq!(code, 200, "{name}: {body}");
+                assert_eq!(kept(ours.clone()).await, other, "{name}");
+                let foreign = p.access_token_for_client(&person, "another-app-of-the-provider");
+                let (code, body) =
+                    exchange(&s, json!({"provider": name, "id_token": bare, "access_token": foreign})).await;
+                assert_eq!(code, 401, "{name}: {body}");
+                assert!(
+                    body["detail"].as_str().unwrap().contains("another application"),
+                    "{name}: {body}"
+                );
+                assert_eq!(kept(ours.clone()).await, other, "{name}: a refused pair keeps nothing");
+            }
+
             // The redirect flow: the same account, tokens in the fragment.
             p.sign_in_as(person.clone());
             let res = redirect_flow(&s, name).await;

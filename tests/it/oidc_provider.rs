@@ -174,6 +174,13 @@ impl FakeProvider {
         t
     }
 
+    /// The `at_hash` an ID token of this provider (RS256) carries for `access_token`.
+    pub fn at_hash(access_token: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(access_token.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    }
+
     /// An ID token for `person`, with `change` applied to its claims; `forged` signs
     /// it with a key the JWKS does not hold (under the published kid).
     pub fn id_token(
