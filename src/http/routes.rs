@@ -266,7 +266,7 @@ pub fn table() -> Vec<Route> {
                 "gateway",
                 "Forward auth: any credential; optional permission, route map on X-Forwarded-*/X-Original-*",
             )
-            .returns::<credentials::VerifyOut>(200),
+            .returns::<credentials::VerifyOut<'static>>(200),
         Route::new(
             M::POST,
             "/auth/introspect",
@@ -555,7 +555,7 @@ pub fn table() -> Vec<Route> {
             credentials::verify_prefixed,
         )
         .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
-        .returns::<credentials::VerifyOut>(200)
+        .returns::<credentials::VerifyOut<'static>>(200)
     }));
     table
 }

@@ -357,6 +357,14 @@ async fn verify_applies_the_route_map_for_every_gateway_style() {
             assert_eq!(ok.headers()["x-auth-roles"], "viewer");
             assert_eq!(ok.headers()["x-auth-credential"], "jwt");
             assert_eq!(ok.headers()["x-auth-user-id"], sub(&viewer).to_string().as_str());
+            let body: Value = ok.json().await.unwrap();
+            assert_eq!(body["user_id"], sub(&viewer).to_string().as_str());
+            assert_eq!(body["username"], "looker");
+            assert_eq!(
+                (&body["roles"], &body["credential"]),
+                (&json!(["viewer"]), &json!("jwt"))
+            );
+            assert!(body["permissions"].as_array().is_some_and(|p| !p.is_empty()), "{body}");
             let p = expect_problem(
                 forwarded(&viewer.access, "POST", "/projects", style).await.unwrap(),
                 403,
