@@ -25,6 +25,13 @@ async fn exchange(s: &TestServer, body: Value) -> (u16, Value) {
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
+/// Exchanges `request` and expects a refusal with `status` whose problem says `why`.
+async fn refused(s: &TestServer, request: Value, status: u16, why: &str) {
+    let (code, body) = exchange(s, request.clone()).await;
+    assert_eq!(code, status, "{request} -> {body}");
+    assert!(body["detail"].as_str().unwrap().contains(why), "{request} -> {body}");
+}
+
 /// Follows the redirect flow like a browser would, up to the callback; returns the
 /// callback's answer.
 async fn redirect_flow(s: &TestServer, provider: &str) -> reqwest::Response {
@@ -181,15 +188,11 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
             // With an access token (introspection, or Google's tokeninfo, then
             // userinfo): the same account. Microsoft has no introspection, so it takes
             // ID tokens only, even for a token issued to us.
-            let (code, body) = exchange(
-                &s,
-                json!({"provider": name, "access_token": p.access_token_for(&person)}),
-            )
-            .await;
+            let own = json!({"provider": name, "access_token": p.access_token_for(&person)});
             if name == "microsoft" {
-                assert_eq!(code, 400, "{body}");
-                assert!(body["detail"].as_str().unwrap().contains("id_token"), "{body}");
+                refused(&s, own, 400, "id_token").await;
             } else {
+                let (code, body) = exchange(&s, own).await;
                 assert_eq!(code, 200, "{name}: {body}");
                 assert_eq!(
                     jwt_part(body["access_token"].as_str().unwrap(), 1)["sub"],
@@ -199,68 +202,51 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
                 // userinfo would answer for, and whose audience names us too) signs no
                 // one in.
                 let foreign = p.access_token_for_client(&person, "another-app-of-the-provider");
-                let (code, body) = exchange(&s, json!({"provider": name, "access_token": foreign})).await;
-                assert_eq!(code, 401, "{name}: {body}");
-                assert!(
-                    body["detail"].as_str().unwrap().contains("another application"),
-                    "{name}: {body}"
-                );
+                refused(
+                    &s,
+                    json!({"provider": name, "access_token": foreign}),
+                    401,
+                    "another application",
+                )
+                .await;
             }
 
             // An access token beside the ID token is kept as the upstream token, so it
             // must belong with it: the ID token's at_hash when it has one, else the
             // provider's word (Microsoft's cannot give one).
-            let kept = |access: String| {
-                let s = &s;
-                async move {
-                    let got: Value = s
-                        .get_auth(&format!("/auth/me/identities/{name}/token"), &access)
-                        .await
-                        .json()
-                        .await
-                        .unwrap();
-                    got["access_token"].as_str().unwrap_or_default().to_string()
-                }
-            };
             let upstream = p.access_token_for(&person);
             let id = p.id_token(&person, None, false, |c| {
                 c["at_hash"] = json!(FakeProvider::at_hash(&upstream))
             });
-            let (code, body) = exchange(&s, json!({"provider": name, "id_token": id, "access_token": upstream})).await;
+            let pair = |id: &str, access: &str| json!({"provider": name, "id_token": id, "access_token": access});
+            let (code, body) = exchange(&s, pair(&id, &upstream)).await;
             assert_eq!(code, 200, "{name}: {body}");
             let ours = body["access_token"].as_str().unwrap().to_string();
-            assert_eq!(kept(ours.clone()).await, upstream, "{name}");
+            // The upstream token kept for this identity.
+            let kept = || async {
+                let got: Value = s
+                    .get_auth(&format!("/auth/me/identities/{name}/token"), &ours)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                got["access_token"].as_str().unwrap_or_default().to_string()
+            };
+            assert_eq!(kept().await, upstream, "{name}");
             let other = p.access_token_for(&person);
-            let (code, body) = exchange(&s, json!({"provider": name, "id_token": id, "access_token": other})).await;
-            assert_eq!(code, 401, "{name}: {body}");
-            assert!(body["detail"].as_str().unwrap().contains("at_hash"), "{name}: {body}");
-            assert_eq!(
-                kept(ours.clone()).await,
-                upstream,
-                "{name}: a refused pair keeps nothing"
-            );
+            refused(&s, pair(&id, &other), 401, "at_hash").await;
+            assert_eq!(kept().await, upstream, "{name}: a refused pair keeps nothing");
             let bare = p.id_token(&person, None, false, |_| {});
-            let (code, body) = exchange(&s, json!({"provider": name, "id_token": bare, "access_token": other})).await;
             if name == "microsoft" {
-                assert_eq!(code, 400, "{body}");
-                assert!(body["detail"].as_str().unwrap().contains("at_hash"), "{body}");
-                assert_eq!(
-                    kept(ours.clone()).await,
-                    upstream,
-                    "{name}: a refused pair keeps nothing"
-                );
+                refused(&s, pair(&bare, &other), 400, "at_hash").await;
+                assert_eq!(kept().await, upstream, "{name}: a refused pair keeps nothing");
             } else {
+                let (code, body) = exchange(&s, pair(&bare, &other)).await;
                 assert_eq!(code, 200, "{name}: {body}");
-                assert_eq!(kept(ours.clone()).await, other, "{name}");
+                assert_eq!(kept().await, other, "{name}");
                 let foreign = p.access_token_for_client(&person, "another-app-of-the-provider");
-                let (code, body) =
-                    exchange(&s, json!({"provider": name, "id_token": bare, "access_token": foreign})).await;
-                assert_eq!(code, 401, "{name}: {body}");
-                assert!(
-                    body["detail"].as_str().unwrap().contains("another application"),
-                    "{name}: {body}"
-                );
-                assert_eq!(kept(ours.clone()).await, other, "{name}: a refused pair keeps nothing");
+                refused(&s, pair(&bare, &foreign), 401, "another application").await;
+                assert_eq!(kept().await, other, "{name}: a refused pair keeps nothing");
             }
 
             // The redirect flow: the same account, tokens in the fragment.
