@@ -80,8 +80,12 @@ impl Stats {
     }
 
     /// Attributes `cpu` (server CPU spent since the window opened) to these requests.
-    fn with_cpu(mut self, cpu: ServerCpu) -> Self {
-        let spent = cpu.elapsed();
+    fn with_cpu(self, cpu: ServerCpu) -> Self {
+        self.with_cpu_seconds(cpu.elapsed())
+    }
+
+    /// Attributes `spent` seconds of server CPU to these requests.
+    fn with_cpu_seconds(mut self, spent: f64) -> Self {
         self.cpu_us = (self.requests > 0 && spent > 0.0).then(|| spent * 1e6 / self.requests as f64);
         self
     }
@@ -279,17 +283,21 @@ where
 /// Runs each of `scenarios` (name, expected status, request) for `seconds` in all, in
 /// `rounds` turns (a, b, c, a, b, c, ...), so that the ratios between them, which are
 /// the figures judged, do not depend on which one ran while the machine's neighbours
-/// were busier.
+/// were busier. `before_turn` runs before each turn, the server idle: where a
+/// scenario is divided by a single-core cost, that cost is measured there, beside it
+/// (a bound measured minutes away moved a ratio by a tenth).
 async fn interleaved(
     addr: SocketAddr,
     connections: usize,
     seconds: f64,
     rounds: u32,
     scenarios: Vec<(String, u16, MakeRequest)>,
+    mut before_turn: impl FnMut(),
 ) -> Vec<Stats> {
     let mut runs: Vec<(Vec<u32>, usize, f64, f64)> = vec![(Vec::new(), 0, 0.0, 0.0); scenarios.len()];
     for _ in 0..rounds {
         for ((_, ok, make), run) in scenarios.iter().zip(runs.iter_mut()) {
+            before_turn();
             let cpu = ServerCpu::now();
             let (latencies, errors, elapsed) =
                 drive(addr, connections, seconds / f64::from(rounds), *ok, make.clone()).await;
@@ -303,39 +311,9 @@ async fn interleaved(
         .iter()
         .zip(runs)
         .map(|((name, _, _), (latencies, errors, elapsed, cpu_s))| {
-            let mut stats = Stats::from(name, latencies, errors, elapsed);
-            stats.cpu_us = (stats.requests > 0 && cpu_s > 0.0).then(|| cpu_s * 1e6 / stats.requests as f64);
-            stats
+            Stats::from(name, latencies, errors, elapsed).with_cpu_seconds(cpu_s)
         })
         .collect()
-}
-
-/// Runs one scenario for `seconds` in all, in `rounds` turns, taking a measurement of
-/// the single-core cost it is compared with (in the harness's own process, the
-/// server idle) before each turn; returns the scenario and the median measurement.
-/// The machine's speed drifts, and a bound measured minutes away from the scenario
-/// moved the ratio by a tenth.
-async fn beside_reference(
-    addr: SocketAddr,
-    (name, connections, seconds, ok): (String, usize, f64, u16),
-    rounds: u32,
-    make: MakeRequest,
-    mut reference: impl FnMut() -> f64,
-) -> (Stats, f64) {
-    let (mut all, mut errors, mut elapsed, mut measured) = (Vec::new(), 0, 0.0, Vec::new());
-    let cpu = ServerCpu::now();
-    for _ in 0..rounds {
-        measured.push(reference());
-        let (latencies, e, s) = drive(addr, connections, seconds / f64::from(rounds), ok, make.clone()).await;
-        all.extend(latencies);
-        errors += e;
-        elapsed += s;
-    }
-    // The server idles while the harness measures, so its CPU over the whole span
-    // still belongs to these requests.
-    let stats = Stats::from(&name, all, errors, elapsed).with_cpu(cpu);
-    measured.sort_by(f64::total_cmp);
-    (stats, measured[measured.len() / 2])
 }
 
 /// One load window: the latencies of the requests answered with `ok`, the number of
@@ -513,15 +491,20 @@ fn hash_params(smoke: bool) -> portcullis::config::HashParams {
 fn argon2_hash_seconds(smoke: bool, n: usize) -> f64 {
     let params = hash_params(smoke);
     let mut memory = Vec::new();
-    let mut times: Vec<f64> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            portcullis::crypto::password::hash_with(PASSWORD, params, &mut memory).unwrap();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    times[times.len() / 2]
+    median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                portcullis::crypto::password::hash_with(PASSWORD, params, &mut memory).unwrap();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Hashes per second with every core hashing at once (memory bandwidth is shared,
@@ -661,7 +644,7 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
             Arc::new(move |_, _| request("GET", "/auth/verify", &[("x-api-key", &key)], None)),
         ));
     }
-    rows.extend(interleaved(addr, conns, secs, 3, checks).await);
+    rows.extend(interleaved(addr, conns, secs, 3, checks, || {}).await);
     let (mut issued, mut duplicate) = (Vec::new(), false);
     let (mut hash_s, mut verify_s, mut parallel_rate) = (None, None, None);
     if s.wants("refresh") || (full && s.wants("distinct")) {
@@ -689,19 +672,19 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
         let misses = || metric_total(addr, "portcullis_token_cache_lookups_total{result=\"miss\"}");
         let lookups = || metric_total(addr, "portcullis_token_cache_lookups_total");
         let (misses_before, lookups_before) = (misses(), lookups());
-        let (stats, verify) = beside_reference(
-            addr,
-            (tag("GET /auth/verify (distinct JWTs)"), conns, secs, 200),
-            3,
-            Arc::new(move |_, _| {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % d.len();
-                request("GET", "/auth/verify", &[("authorization", &d[i])], None)
-            }),
-            es256_verify_seconds,
-        )
-        .await;
-        rows.push(stats);
-        verify_s = Some(verify);
+        let mut verifications = Vec::new();
+        let make: MakeRequest = Arc::new(move |_, _| {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % d.len();
+            request("GET", "/auth/verify", &[("authorization", &d[i])], None)
+        });
+        let distinct = vec![(tag("GET /auth/verify (distinct JWTs)"), 200, make)];
+        rows.extend(
+            interleaved(addr, conns, secs, 3, distinct, || {
+                verifications.push(es256_verify_seconds())
+            })
+            .await,
+        );
+        verify_s = Some(median(verifications));
         notes.push(format!(
             "verified-token cache misses during the distinct-token scenario: {:.1} % of lookups",
             100.0 * (misses() - misses_before) / (lookups() - lookups_before).max(1.0)
@@ -710,23 +693,23 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
     let u = Arc::new(users.clone());
     let lu = u.clone();
     if s.wants("login") {
-        let (stats, hash) = beside_reference(
-            addr,
-            (tag("POST /auth/login"), conns, secs, 200),
-            3,
-            Arc::new(move |c, _| {
-                request(
-                    "POST",
-                    "/auth/login",
-                    &[],
-                    Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})),
-                )
-            }),
-            || argon2_hash_seconds(s.smoke, 3),
-        )
-        .await;
-        rows.push(stats);
-        hash_s = Some(hash);
+        let mut hashes = Vec::new();
+        let make: MakeRequest = Arc::new(move |c, _| {
+            request(
+                "POST",
+                "/auth/login",
+                &[],
+                Some(json!({"username": lu[c % lu.len()], "password": PASSWORD})),
+            )
+        });
+        let login = vec![(tag("POST /auth/login"), 200, make)];
+        rows.extend(
+            interleaved(addr, conns, secs, 3, login, || {
+                hashes.push(argon2_hash_seconds(s.smoke, 3))
+            })
+            .await,
+        );
+        hash_s = Some(median(hashes));
         parallel_rate = full.then(|| argon2_parallel_rate(s.smoke));
     }
     if full && s.wants("flood") {
