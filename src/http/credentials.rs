@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -323,13 +323,13 @@ pub async fn verify(
 pub async fn verify_prefixed(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    method: Method,
-    headers: HeaderMap,
     Path(path): Path<String>,
+    // As `verify`: the request itself, not copies of its method and headers.
+    req: Request,
 ) -> AppResult<Response> {
-    let explicit = header(&headers, &["x-required-permission"]);
+    let explicit = header(req.headers(), &["x-required-permission"]);
     let path = format!("/{path}");
-    decide(&state, &caller, explicit, Some((method.as_str(), &path)))
+    decide(&state, &caller, explicit, Some((req.method().as_str(), &path)))
 }
 
 /// RFC 7662 / RFC 7009 request body.
