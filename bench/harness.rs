@@ -31,7 +31,8 @@ struct Settings {
     seconds: f64,
     connections: usize,
     /// `BENCH_ONLY`: the scenario groups to run (health, me, verify, refresh,
-    /// distinct, login, flood, register, audit-off, startup); None runs them all.
+    /// distinct, login, flood, register, audit-off, startup, audit-append); None runs
+    /// them all.
     only: Option<Vec<String>>,
 }
 
@@ -486,6 +487,71 @@ fn hash_params(smoke: bool) -> portcullis::config::HashParams {
     }
 }
 
+/// CPU time of the harness process, user and system.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// CPU a request record costs to append through the store to a fresh SQLite database,
+/// in batches of 200 as the server's writer makes them under load, with `users` users'
+/// records interleaved, and indexed by user as the writer does: median of three runs
+/// of 100,000 records.
+async fn audit_append_cpu_us(dir: &Path, users: usize, smoke: bool) -> f64 {
+    use portcullis::config::DatabaseTarget;
+    use portcullis::store::{AUDIT_BY_USER_RUN, AuditFields, Store};
+    let batches = if smoke { 5 } else { 500 };
+    let owners: Vec<String> = (0..users).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut runs = Vec::new();
+    for run in 0..3 {
+        let path = dir.join(format!("append-{users}-{run}.db"));
+        let store = Store::connect(&DatabaseTarget::Sqlite(path), 1).await.unwrap();
+        store.migrate().await.unwrap();
+        let start = process_cpu_seconds();
+        let mut unindexed = 0;
+        for b in 0..batches {
+            let now = chrono::Utc::now();
+            let batch = (0..200)
+                .map(|i| {
+                    AuditFields {
+                        chain: "bench".into(),
+                        kind: "request".into(),
+                        action: "GET /auth/me".into(),
+                        user_id: Some(owners[(b * 200 + i) % users].clone()),
+                        username: Some("alice".into()),
+                        resource_type: Some("me".into()),
+                        ip: Some("127.0.0.1".into()),
+                        user_agent: Some("portcullis-bench".into()),
+                        method: Some("GET".into()),
+                        path: Some("/auth/me".into()),
+                        status: Some(200),
+                        duration_ms: Some(0),
+                        request_id: Some(uuid::Uuid::now_v7().to_string()),
+                        metadata: "{}".into(),
+                        ..AuditFields::default()
+                    }
+                    .stamped(now)
+                })
+                .collect();
+            store.append_audit("bench", batch).await.unwrap();
+            unindexed += 200;
+            if unindexed >= AUDIT_BY_USER_RUN {
+                unindexed = 0;
+                store.index_audit_by_user(AUDIT_BY_USER_RUN).await.unwrap();
+            }
+        }
+        runs.push((process_cpu_seconds() - start) / (batches * 200) as f64 * 1e6);
+        store.close().await;
+    }
+    median(runs)
+}
+
 /// Median time of `n` argon2id hashes on one core, with a reused work area as the
 /// server does.
 fn argon2_hash_seconds(smoke: bool, n: usize) -> f64 {
@@ -935,6 +1001,14 @@ fn main() {
         quiet_server.stop();
         rows.push(audit_off);
     }
+    // What a request record costs the SQLite store as more users are active, without
+    // the server and load generator around it.
+    let audit_append: Option<Vec<(usize, f64)>> = settings.wants("audit-append").then(|| {
+        [1, 64, 1000]
+            .into_iter()
+            .map(|users| (users, rt.block_on(audit_append_cpu_us(dir.path(), users, smoke))))
+            .collect()
+    });
     let mut notes = run.notes;
     let mut duplicate = run.duplicate_rotation;
     if let Ok(url) = std::env::var("DATABASE_URL")
@@ -1077,6 +1151,16 @@ fn main() {
                 startup.as_secs_f64() * 1000.0,
                 first_start.as_secs_f64() * 1000.0
             ),
+        ),
+        (
+            "request audit records appended to SQLite in batches of 200, CPU a record".into(),
+            audit_append.map_or("–".to_string(), |costs| {
+                costs
+                    .iter()
+                    .map(|(users, us)| format!("{us:.1} µs ({users} {})", if *users == 1 { "user" } else { "users" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
         ),
         (
             "refresh tokens presented twice".into(),

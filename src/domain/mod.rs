@@ -184,7 +184,8 @@ impl Portcullis {
         self.inner.credentials.apply(&fresh);
     }
 
-    /// Drops revocations that no longer matter, in memory and in the store.
+    /// The minutely upkeep: drops revocations, throttles, audit records, MFA tickets and
+    /// OAuth states that no longer matter, and indexes new audit records by user.
     pub async fn purge_expired(&self) -> anyhow::Result<()> {
         let now = Utc::now();
         self.inner.revocations.purge(now);
@@ -196,6 +197,7 @@ impl Portcullis {
         self.purge_login_throttle(now)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.index_audit_by_user().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_audit(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_mfa_tickets(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_oauth_states(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -65,6 +65,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     5 "audit" "0005_audit.sql",
     6 "mfa" "0006_mfa.sql",
     7 "oauth" "0007_oauth.sql",
+    8 "audit by user" "0008_audit_by_user.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

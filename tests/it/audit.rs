@@ -836,3 +836,152 @@ async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
         s.stop().await;
     }
 }
+
+/// A user filter finds the user's records whether they are already indexed by user
+/// (SQLite fills that index in runs behind the writer) or not yet, in order, across
+/// pages and with other filters; retention leaves nothing of a purged record behind.
+#[tokio::test]
+async fn user_filter_reads_indexed_and_unindexed_records_alike() {
+    use portcullis::config::DatabaseTarget;
+    use portcullis::store::{AuditFields, AuditFilter, Store};
+
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        let target = match db.url.strip_prefix("sqlite://") {
+            Some(path) => DatabaseTarget::Sqlite(path.into()),
+            None => DatabaseTarget::Postgres(db.url.clone()),
+        };
+        let store = Store::connect(&target, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let old = chrono::Utc::now() - chrono::Duration::days(30);
+        let record = |user: Option<&str>, action: &str, at| {
+            AuditFields {
+                chain: "test".into(),
+                kind: "request".into(),
+                action: action.into(),
+                user_id: user.map(str::to_string),
+                metadata: "{}".into(),
+                ..AuditFields::default()
+            }
+            .stamped(at)
+        };
+        let users = [Some("alice"), Some("bob"), None];
+        let batch = |n: usize, at| -> Vec<AuditFields> {
+            (0..n)
+                .map(|i| record(users[i % 3], if i % 2 == 0 { "GET /a" } else { "GET /b" }, at))
+                .collect()
+        };
+        let alice = |filter: AuditFilter| AuditFilter {
+            user_id: Some("alice".into()),
+            ..filter
+        };
+        // Every way of reading alice's records must agree with reading them all.
+        let check = |store: &Store, stage: &'static str| {
+            let store = store.clone();
+            async move {
+                let all = store
+                    .audit_records(&AuditFilter::default(), false, 1000, 0)
+                    .await
+                    .unwrap();
+                let mine: Vec<i64> = all
+                    .iter()
+                    .filter(|r| r.fields.user_id.as_deref() == Some("alice"))
+                    .map(|r| r.id)
+                    .collect();
+                let ids = |rows: Vec<portcullis::store::AuditRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+                let newest = ids(store
+                    .audit_records(&alice(AuditFilter::default()), false, 1000, 0)
+                    .await
+                    .unwrap());
+                assert_eq!(newest, mine, "{stage}: newest first");
+                let oldest = ids(store
+                    .audit_records(&alice(AuditFilter::default()), true, 1000, 0)
+                    .await
+                    .unwrap());
+                assert_eq!(
+                    oldest,
+                    mine.iter().rev().copied().collect::<Vec<_>>(),
+                    "{stage}: oldest first"
+                );
+                for (limit, offset) in [(3, 0), (3, 2), (4, 5), (10, 9)] {
+                    let page = ids(store
+                        .audit_records(&alice(AuditFilter::default()), false, limit, offset)
+                        .await
+                        .unwrap());
+                    let want: Vec<i64> = mine
+                        .iter()
+                        .skip(offset as usize)
+                        .take(limit as usize)
+                        .copied()
+                        .collect();
+                    assert_eq!(page, want, "{stage}: limit {limit} offset {offset}");
+                }
+                let cursor = mine[mine.len() / 2];
+                let before = ids(store
+                    .audit_records(
+                        &alice(AuditFilter {
+                            before_id: Some(cursor),
+                            ..AuditFilter::default()
+                        }),
+                        false,
+                        1000,
+                        0,
+                    )
+                    .await
+                    .unwrap());
+                assert_eq!(
+                    before,
+                    mine.iter().filter(|id| **id < cursor).copied().collect::<Vec<_>>(),
+                    "{stage}: cursor"
+                );
+                let with_action = store
+                    .audit_records(
+                        &alice(AuditFilter {
+                            actions: vec!["GET /a".into()],
+                            ..AuditFilter::default()
+                        }),
+                        false,
+                        1000,
+                        0,
+                    )
+                    .await
+                    .unwrap();
+                let want: Vec<i64> = all
+                    .iter()
+                    .filter(|r| r.fields.user_id.as_deref() == Some("alice") && r.fields.action == "GET /a")
+                    .map(|r| r.id)
+                    .collect();
+                assert!(!want.is_empty(), "{stage}");
+                assert_eq!(ids(with_action), want, "{stage}: with an action");
+                mine.len()
+            }
+        };
+
+        store.append_audit("test", batch(12, old)).await.unwrap();
+        assert_eq!(check(&store, "nothing indexed").await, 4);
+        let sqlite = matches!(backend, Backend::Sqlite);
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 8 } else { 0 });
+        // Below the run length nothing moves; what follows is read unindexed.
+        store.append_audit("test", batch(9, chrono::Utc::now())).await.unwrap();
+        assert_eq!(store.index_audit_by_user(100).await.unwrap(), 0);
+        assert_eq!(check(&store, "part indexed").await, 7);
+
+        // Retention removes the old records and, on SQLite, their index entries.
+        let purged = store
+            .purge_audit(chrono::Utc::now() - chrono::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(purged, 12);
+        assert_eq!(check(&store, "after the purge").await, 3);
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 6 } else { 0 });
+        assert_eq!(check(&store, "all indexed").await, 3);
+        if sqlite {
+            let dangling = execute_sql(
+                &db,
+                "DELETE FROM audit_by_user WHERE record NOT IN (SELECT id FROM audit_log)",
+            )
+            .await;
+            assert_eq!(dangling, 0);
+        }
+    }
+}
