@@ -211,11 +211,6 @@ const SQLITE_BY_USER_RUN: &str = "INSERT INTO audit_by_user (owner, record) \
 const SQLITE_BY_USER_MARK: &str = "UPDATE audit_by_user_mark SET last_id = $1";
 const SQLITE_BY_USER_PURGE: &str = "DELETE FROM audit_by_user WHERE (owner, record) IN \
      (SELECT user_id, id FROM audit_log WHERE chain = $1 AND seq <= $2 AND user_id IS NOT NULL)";
-const SQLITE_BY_USER_INDEXED: &str = concat!(
-    "SELECT id, ",
-    audit_columns!(),
-    " FROM audit_by_user CROSS JOIN audit_log ON audit_log.id = record"
-);
 const SQLITE_PAST_MARK: &str = " AND id > (SELECT last_id FROM audit_by_user_mark)";
 
 /// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next 19
@@ -564,30 +559,7 @@ impl Store {
             " ORDER BY id DESC"
         };
         if let (Store::Sqlite(pool), Some(owner)) = (self, &filter.user_id) {
-            // The user's records in `audit_by_user`, and those past its mark, each read
-            // in order up to the page's end, in one snapshot so that a run moving the
-            // mark in between can neither hide nor repeat a record.
-            let wanted = limit.saturating_add(offset);
-            let mut tx = pool.begin().await?;
-            let mut qb = sqlx::QueryBuilder::new(SQLITE_BY_USER_INDEXED);
-            push_filter!(&mut qb, filter);
-            qb.push(" AND owner = ").push_bind(owner.clone());
-            qb.push(if ascending {
-                " ORDER BY record ASC"
-            } else {
-                " ORDER BY record DESC"
-            });
-            qb.push(" LIMIT ").push_bind(wanted);
-            let mut rows = qb.build_query_as::<AuditRow>().fetch_all(&mut *tx).await?;
-            let mut qb = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_log"));
-            push_filter!(&mut qb, filter);
-            qb.push(SQLITE_PAST_MARK).push(order).push(" LIMIT ").push_bind(wanted);
-            rows.extend(qb.build_query_as::<AuditRow>().fetch_all(&mut *tx).await?);
-            tx.commit().await?;
-            rows.sort_by_key(|r| if ascending { r.id } else { -r.id });
-            let skip = usize::try_from(offset).unwrap_or(0);
-            let take = usize::try_from(limit).unwrap_or(0);
-            return Ok(rows.into_iter().skip(skip).take(take).collect());
+            return sqlite_user_records(pool, owner, filter, ascending, limit, offset).await;
         }
         Ok(on_pool!(self, pool => {
             let mut qb = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_log"));
@@ -658,6 +630,78 @@ impl Store {
         tx.commit().await?;
         Ok(added)
     }
+}
+
+/// SQLite, a user filter. The user's records indexed in `audit_by_user` all have
+/// smaller ids than those past the mark, so a page is the first part's rows, then the
+/// second's: each part is read with LIMIT and OFFSET in SQL (never more than a page in
+/// memory, whatever the offset), both in one snapshot so that a run moving the mark in
+/// between can neither hide nor repeat a record.
+async fn sqlite_user_records(
+    pool: &sqlx::SqlitePool,
+    owner: &str,
+    filter: &AuditFilter,
+    ascending: bool,
+    limit: i64,
+    offset: i64,
+) -> AppResult<Vec<AuditRow>> {
+    let part = |indexed: bool, count: bool| {
+        let select = if count {
+            "SELECT COUNT(*)".to_string()
+        } else {
+            format!("SELECT {COLUMNS}")
+        };
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if indexed {
+            format!("{select} FROM audit_by_user CROSS JOIN audit_log ON audit_log.id = record")
+        } else {
+            format!("{select} FROM audit_log")
+        });
+        push_filter!(&mut qb, filter);
+        if indexed {
+            qb.push(" AND owner = ").push_bind(owner.to_string());
+        } else {
+            qb.push(SQLITE_PAST_MARK);
+        }
+        if !count {
+            let key = if indexed { "record" } else { "id" };
+            qb.push(format!(" ORDER BY {key} {}", if ascending { "ASC" } else { "DESC" }));
+        }
+        qb
+    };
+    let page = |indexed: bool, limit: i64, offset: i64| {
+        let mut qb = part(indexed, false);
+        qb.push(" LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset.max(0));
+        qb
+    };
+    // Oldest first, the indexed part comes first; newest first, the part past the mark.
+    let first_indexed = ascending;
+    let mut tx = pool.begin().await?;
+    let mut rows = page(first_indexed, limit, offset)
+        .build_query_as::<AuditRow>()
+        .fetch_all(&mut *tx)
+        .await?;
+    let got = rows.len() as i64;
+    if got < limit {
+        // The first part ended inside this page (it held `offset + got` records), or
+        // before it: then how many it held decides how far into the second to start.
+        let first_total = if got > 0 {
+            offset + got
+        } else {
+            let (n,): (i64,) = part(first_indexed, true).build_query_as().fetch_one(&mut *tx).await?;
+            n
+        };
+        rows.extend(
+            page(!first_indexed, limit - got, offset - first_total)
+                .build_query_as::<AuditRow>()
+                .fetch_all(&mut *tx)
+                .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok(rows)
 }
 
 #[cfg(test)]

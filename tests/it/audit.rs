@@ -903,18 +903,19 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
                     mine.iter().rev().copied().collect::<Vec<_>>(),
                     "{stage}: oldest first"
                 );
-                for (limit, offset) in [(3, 0), (3, 2), (4, 5), (10, 9)] {
-                    let page = ids(store
-                        .audit_records(&alice(AuditFilter::default()), false, limit, offset)
-                        .await
-                        .unwrap());
-                    let want: Vec<i64> = mine
-                        .iter()
-                        .skip(offset as usize)
-                        .take(limit as usize)
-                        .copied()
-                        .collect();
-                    assert_eq!(page, want, "{stage}: limit {limit} offset {offset}");
+                let ascending: Vec<i64> = mine.iter().rev().copied().collect();
+                for (limit, offset) in [(3, 0), (3, 2), (4, 5), (2, 3), (10, 9)] {
+                    for (older_first, all) in [(false, &mine), (true, &ascending)] {
+                        let page = ids(store
+                            .audit_records(&alice(AuditFilter::default()), older_first, limit, offset)
+                            .await
+                            .unwrap());
+                        let want: Vec<i64> = all.iter().skip(offset as usize).take(limit as usize).copied().collect();
+                        assert_eq!(
+                            page, want,
+                            "{stage}: limit {limit} offset {offset} oldest first {older_first}"
+                        );
+                    }
                 }
                 let cursor = mine[mine.len() / 2];
                 let before = ids(store
