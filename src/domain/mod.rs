@@ -197,10 +197,11 @@ impl Portcullis {
         self.purge_login_throttle(now)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.index_audit_by_user().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_audit(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_mfa_tickets(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_oauth_states(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Last, so that a failure here (SQLite busy, say) holds back none of the purges.
+        self.index_audit_by_user().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

@@ -935,6 +935,27 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
                     mine.iter().filter(|id| **id < cursor).copied().collect::<Vec<_>>(),
                     "{stage}: cursor"
                 );
+                let after = ids(store
+                    .audit_records(
+                        &alice(AuditFilter {
+                            after_id: Some(cursor),
+                            ..AuditFilter::default()
+                        }),
+                        true,
+                        1000,
+                        0,
+                    )
+                    .await
+                    .unwrap());
+                assert_eq!(
+                    after,
+                    mine.iter()
+                        .rev()
+                        .filter(|id| **id > cursor)
+                        .copied()
+                        .collect::<Vec<_>>(),
+                    "{stage}: forward cursor"
+                );
                 let with_action = store
                     .audit_records(
                         &alice(AuditFilter {
@@ -958,24 +979,26 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
             }
         };
 
-        store.append_audit("test", batch(12, old)).await.unwrap();
-        assert_eq!(check(&store, "nothing indexed").await, 4);
+        // Each batch ends on one of alice's records, so the mark lands on one: a filter
+        // that took the mark's own record from both parts, or from neither, would show.
+        store.append_audit("test", batch(13, old)).await.unwrap();
+        assert_eq!(check(&store, "nothing indexed").await, 5);
         let sqlite = matches!(backend, Backend::Sqlite);
-        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 8 } else { 0 });
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 9 } else { 0 });
         // Below the run length nothing moves; what follows is read unindexed.
-        store.append_audit("test", batch(9, chrono::Utc::now())).await.unwrap();
+        store.append_audit("test", batch(10, chrono::Utc::now())).await.unwrap();
         assert_eq!(store.index_audit_by_user(100).await.unwrap(), 0);
-        assert_eq!(check(&store, "part indexed").await, 7);
+        assert_eq!(check(&store, "part indexed").await, 9);
 
         // Retention removes the old records and, on SQLite, their index entries.
         let purged = store
             .purge_audit(chrono::Utc::now() - chrono::Duration::days(1))
             .await
             .unwrap();
-        assert_eq!(purged, 12);
-        assert_eq!(check(&store, "after the purge").await, 3);
-        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 6 } else { 0 });
-        assert_eq!(check(&store, "all indexed").await, 3);
+        assert_eq!(purged, 13);
+        assert_eq!(check(&store, "after the purge").await, 4);
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 7 } else { 0 });
+        assert_eq!(check(&store, "all indexed").await, 4);
         if sqlite {
             let dangling = execute_sql(
                 &db,
