@@ -508,7 +508,7 @@ fn process_cpu_seconds() -> f64 {
 /// of 100,000 records.
 async fn audit_append_cpu_us(dir: &Path, users: usize, smoke: bool) -> f64 {
     use portcullis::config::DatabaseTarget;
-    use portcullis::store::{AUDIT_BY_USER_RUN, AuditFields, Store};
+    use portcullis::store::{AuditByUserRuns, AuditFields, Store};
     let batches = if smoke { 5 } else { 500 };
     let owners: Vec<String> = (0..users).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let mut runs = Vec::new();
@@ -517,7 +517,7 @@ async fn audit_append_cpu_us(dir: &Path, users: usize, smoke: bool) -> f64 {
         let store = Store::connect(&DatabaseTarget::Sqlite(path), 1).await.unwrap();
         store.migrate().await.unwrap();
         let start = process_cpu_seconds();
-        let mut unindexed = 0;
+        let mut runs_by_user = AuditByUserRuns::default();
         for b in 0..batches {
             let now = chrono::Utc::now();
             let batch = (0..200)
@@ -543,11 +543,7 @@ async fn audit_append_cpu_us(dir: &Path, users: usize, smoke: bool) -> f64 {
                 })
                 .collect();
             store.append_audit("bench", batch).await.unwrap();
-            unindexed += 200;
-            if unindexed >= AUDIT_BY_USER_RUN {
-                unindexed = 0;
-                store.index_audit_by_user(AUDIT_BY_USER_RUN).await.unwrap();
-            }
+            runs_by_user.appended(&store, 200).await.unwrap();
         }
         runs.push((process_cpu_seconds() - start) / (batches * 200) as f64 * 1e6);
         store.close().await;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{ClientContext, Portcullis};
 use crate::error::AppResult;
-use crate::store::{AUDIT_BY_USER_RUN, AuditFields, AuditFilter, AuditRow};
+use crate::store::{AuditByUserRuns, AuditFields, AuditFilter, AuditRow};
 
 /// Chains per instance.
 const CHAINS: usize = 8;
@@ -283,10 +283,7 @@ impl Portcullis {
     /// `flush_audit_requests` writes the rest.
     pub async fn write_audit_requests(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let pending = &self.trail().pending;
-        // Written since the last run that indexed records by user: counted here rather
-        // than asked of the store after every batch. Records written elsewhere (events)
-        // join the next run, or the minutely upkeep's.
-        let mut unindexed: i64 = 0;
+        let mut runs = AuditByUserRuns::default();
         loop {
             let first = tokio::select! {
                 next = pending.recv_async() => match next {
@@ -310,12 +307,8 @@ impl Portcullis {
                 tracing::warn!(error = %e, records = n, "writing audit records failed; they are dropped");
                 continue;
             }
-            unindexed += n as i64;
-            if unindexed >= AUDIT_BY_USER_RUN {
-                unindexed = 0;
-                if let Err(e) = self.store().index_audit_by_user(AUDIT_BY_USER_RUN).await {
-                    tracing::warn!(error = %e, "indexing audit records by user failed; the next run retries");
-                }
+            if let Err(e) = runs.appended(self.store(), n).await {
+                tracing::warn!(error = %e, "indexing audit records by user failed; the next run retries");
             }
         }
     }
@@ -401,12 +394,6 @@ impl Portcullis {
             records,
             broken: None,
         })
-    }
-
-    /// Indexes every record not yet indexed by user (SQLite), however few: the writer
-    /// waits for a long run, and an idle instance would otherwise never reach one.
-    pub(crate) async fn index_audit_by_user(&self) -> AppResult<u64> {
-        self.store().index_audit_by_user(1).await
     }
 
     /// Drops records past the retention period (`AUDIT_RETENTION_DAYS`, 0 keeps all).

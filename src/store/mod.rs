@@ -32,7 +32,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseTarget;
 use crate::error::{AppError, AppResult};
 
-pub use audit::{AUDIT_BY_USER_RUN, AuditChainRow, AuditFields, AuditFilter, AuditRow};
+pub use audit::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditFields, AuditFilter, AuditRow};
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
 pub use mfa::{MfaTicketRow, TotpRow};

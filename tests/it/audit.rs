@@ -918,44 +918,31 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
                     }
                 }
                 let cursor = mine[mine.len() / 2];
-                let before = ids(store
-                    .audit_records(
-                        &alice(AuditFilter {
-                            before_id: Some(cursor),
-                            ..AuditFilter::default()
-                        }),
-                        false,
-                        1000,
-                        0,
-                    )
-                    .await
-                    .unwrap());
-                assert_eq!(
-                    before,
-                    mine.iter().filter(|id| **id < cursor).copied().collect::<Vec<_>>(),
-                    "{stage}: cursor"
-                );
-                let after = ids(store
-                    .audit_records(
-                        &alice(AuditFilter {
+                // A cursor reads on from one record: back from it newest first (paging),
+                // on from it oldest first (export and tail).
+                for (older_first, all) in [(false, &mine), (true, &ascending)] {
+                    let cursor_filter = if older_first {
+                        AuditFilter {
                             after_id: Some(cursor),
                             ..AuditFilter::default()
-                        }),
-                        true,
-                        1000,
-                        0,
-                    )
-                    .await
-                    .unwrap());
-                assert_eq!(
-                    after,
-                    mine.iter()
-                        .rev()
-                        .filter(|id| **id > cursor)
+                        }
+                    } else {
+                        AuditFilter {
+                            before_id: Some(cursor),
+                            ..AuditFilter::default()
+                        }
+                    };
+                    let read = ids(store
+                        .audit_records(&alice(cursor_filter), older_first, 1000, 0)
+                        .await
+                        .unwrap());
+                    let want: Vec<i64> = all
+                        .iter()
+                        .filter(|id| if older_first { **id > cursor } else { **id < cursor })
                         .copied()
-                        .collect::<Vec<_>>(),
-                    "{stage}: forward cursor"
-                );
+                        .collect();
+                    assert_eq!(read, want, "{stage}: cursor, oldest first {older_first}");
+                }
                 let with_action = store
                     .audit_records(
                         &alice(AuditFilter {
