@@ -843,7 +843,7 @@ async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
 #[tokio::test]
 async fn user_filter_reads_indexed_and_unindexed_records_alike() {
     use portcullis::config::DatabaseTarget;
-    use portcullis::store::{AuditFields, AuditFilter, Store};
+    use portcullis::store::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditFields, AuditFilter, Store};
 
     for backend in backends().await {
         let db = TestDb::new(backend).await;
@@ -994,5 +994,84 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
             .await;
             assert_eq!(dangling, 0);
         }
+
+        // Retention that purges every record, those past the mark too: nothing is left
+        // to index, and the records that follow (ids are never reused) are indexed from
+        // the mark on.
+        store.append_audit("test", batch(4, old)).await.unwrap();
+        let purged = store
+            .purge_audit(chrono::Utc::now() - chrono::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(purged, 14, "the chain is purged up to its newest expired record");
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), 0);
+        store.append_audit("test", batch(4, chrono::Utc::now())).await.unwrap();
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 3 } else { 0 });
+        assert_eq!(check(&store, "after purging everything").await, 2);
+
+        // The writer's policy: batches are counted, and a run is indexed once
+        // AUDIT_BY_USER_RUN records have gathered, not before.
+        let mut runs = AuditByUserRuns::default();
+        let batches = AUDIT_BY_USER_RUN as usize / 256;
+        for n in 1..=batches {
+            store
+                .append_audit("test", batch(256, chrono::Utc::now()))
+                .await
+                .unwrap();
+            let indexed = runs.appended(&store, 256).await.unwrap();
+            // 171 of every 256 records have a user (the third has none).
+            let want = if sqlite && n == batches {
+                171 * batches as u64
+            } else {
+                0
+            };
+            assert_eq!(indexed, want, "after batch {n}");
+        }
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), 0, "nothing left behind");
     }
+}
+
+/// The minutely upkeep indexes by user whatever the writer left past the mark, however
+/// little: an idle instance would never gather the writer's run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upkeep_indexes_request_records_by_user() {
+    use portcullis::store::AuditFilter;
+
+    let (s, db) = TestServer::start(Backend::Sqlite).await;
+    let t = s.user("carol").await;
+    for _ in 0..3 {
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    }
+    s.service.flush_audit_requests().await.unwrap();
+    let carol = AuditFilter {
+        user_id: Some(sub(&t)),
+        ..AuditFilter::default()
+    };
+    let store = s.service.store();
+    let requests = |rows: &[portcullis::store::AuditRow]| rows.iter().filter(|r| r.fields.kind == "request").count();
+    within(Duration::from_secs(5), "carol's request records written", || async {
+        requests(&store.audit_records(&carol, false, 100, 0).await.unwrap()) == 3
+    })
+    .await;
+    // 1 when records wait past the mark (the statement changes nothing either way).
+    let past_mark = || {
+        execute_sql(
+            &db,
+            "UPDATE audit_by_user_mark SET last_id = last_id \
+             WHERE last_id < (SELECT MAX(id) FROM audit_log)",
+        )
+    };
+    assert_eq!(past_mark().await, 1, "the writer has not indexed so few");
+    s.service.purge_expired().await.unwrap();
+    assert_eq!(past_mark().await, 0, "the upkeep indexed them");
+    let mine = store.audit_records(&carol, false, 100, 0).await.unwrap();
+    assert_eq!(requests(&mine), 3);
+    let delete_carols = format!("DELETE FROM audit_by_user WHERE owner = '{}'", sub(&t));
+    let entries = execute_sql(&db, Box::leak(delete_carols.into_boxed_str())).await;
+    assert_eq!(
+        entries as usize,
+        mine.len(),
+        "every one of carol's records is in the index"
+    );
+    s.stop().await;
 }
