@@ -264,7 +264,19 @@ impl Portcullis {
     }
 
     async fn get_json(&self, url: &str, what: &str, bearer: Option<&str>) -> AppResult<(u16, Value)> {
-        let mut req = self.oauth().http.get(url);
+        self.call_json(reqwest::Method::GET, url, what, bearer).await
+    }
+
+    /// A provider's JSON answer; a token goes only in the Authorization header, never in
+    /// the URL, where proxies and the provider's access logs would keep it.
+    async fn call_json(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        what: &str,
+        bearer: Option<&str>,
+    ) -> AppResult<(u16, Value)> {
+        let mut req = self.oauth().http.request(method, url);
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
@@ -422,10 +434,12 @@ impl Portcullis {
     ) -> AppResult<()> {
         let google = p.kind == ProviderKind::Google;
         let (what, (status, info)) = if google {
-            let base = p.endpoints.tokeninfo.as_deref().unwrap_or(GOOGLE_TOKENINFO);
-            let url = reqwest::Url::parse_with_params(base, &[("access_token", access_token)])
-                .map_err(|e| upstream("tokeninfo", e))?;
-            ("tokeninfo", self.get_json(url.as_str(), "tokeninfo", None).await?)
+            // POSTed with the token as a bearer, as Google's own client libraries ask it.
+            let url = p.endpoints.tokeninfo.as_deref().unwrap_or(GOOGLE_TOKENINFO);
+            let answer = self
+                .call_json(reqwest::Method::POST, url, "tokeninfo", Some(access_token))
+                .await?;
+            ("tokeninfo", answer)
         } else {
             let url = meta.introspection_endpoint.as_deref().ok_or_else(|| {
                 AppError::BadRequest(

@@ -121,7 +121,7 @@ impl FakeProvider {
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
             .route("/introspect", post(introspect))
-            .route("/tokeninfo", get(tokeninfo))
+            .route("/tokeninfo", post(tokeninfo))
             .with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -405,12 +405,25 @@ async fn introspect(State(s): State<Arc<Inner>>, Form(f): Form<HashMap<String, S
 }
 
 /// Google's tokeninfo: `azp` is the client the token was issued to; `aud` names
-/// Portcullis's client whatever `azp` says, so only `azp` may decide.
-async fn tokeninfo(State(s): State<Arc<Inner>>, Query(q): Query<HashMap<String, String>>) -> Response {
+/// Portcullis's client whatever `azp` says, so only `azp` may decide. Asked by POST
+/// with the token as a bearer; a token in the query string is refused, so a client
+/// that puts it in the URL (where logs keep it) fails here.
+async fn tokeninfo(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(r) = s.gate().await {
         return r;
     }
-    let token = q.get("access_token").map(String::as_str).unwrap_or_default();
+    if !q.is_empty() {
+        return StatusCode::UNPROCESSABLE_ENTITY.into_response();
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
     match s.access.lock().unwrap().get(token) {
         Some((p, client)) => Json(json!({
             "aud": CLIENT_ID,
