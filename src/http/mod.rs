@@ -104,11 +104,18 @@ pub struct Route {
     pub(crate) handler: Option<MethodRouter<AppState>>,
 }
 
-fn schema_of<T: ToSchema>() -> (String, serde_json::Value) {
+/// `T`'s name, and its schema with every schema it refers to (a field's type, an enum's
+/// variants), so the document's references all resolve.
+fn schema_of<T: ToSchema>() -> (String, Vec<(String, serde_json::Value)>) {
     // A schema that does not serialize becomes an empty (any) schema rather than null,
     // so the document stays valid.
-    let value = serde_json::to_value(T::schema()).unwrap_or_else(|_| serde_json::json!({}));
-    (T::name().into_owned(), value)
+    let value = |s| serde_json::to_value(s).unwrap_or_else(|_| serde_json::json!({}));
+    let name = T::name().into_owned();
+    let mut referred = Vec::new();
+    T::schemas(&mut referred);
+    let mut all = vec![(name.clone(), value(T::schema()))];
+    all.extend(referred.into_iter().map(|(n, s)| (n, value(s))));
+    (name, all)
 }
 
 impl Route {
@@ -166,23 +173,23 @@ impl Route {
     }
 
     pub fn json<T: ToSchema>(mut self) -> Self {
-        let (name, schema) = schema_of::<T>();
-        self.body = Some((BodyKind::Json, name.clone()));
-        self.schemas.push((name, schema));
+        let (name, schemas) = schema_of::<T>();
+        self.body = Some((BodyKind::Json, name));
+        self.schemas.extend(schemas);
         self
     }
 
     pub fn form<T: ToSchema>(mut self) -> Self {
-        let (name, schema) = schema_of::<T>();
-        self.body = Some((BodyKind::Form, name.clone()));
-        self.schemas.push((name, schema));
+        let (name, schemas) = schema_of::<T>();
+        self.body = Some((BodyKind::Form, name));
+        self.schemas.extend(schemas);
         self
     }
 
     pub fn returns<T: ToSchema>(mut self, status: u16) -> Self {
-        let (name, schema) = schema_of::<T>();
-        self.responses.push((status, Some(name.clone())));
-        self.schemas.push((name, schema));
+        let (name, schemas) = schema_of::<T>();
+        self.responses.push((status, Some(name)));
+        self.schemas.extend(schemas);
         self
     }
 

@@ -72,13 +72,19 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
         op.insert("responses".into(), Value::Object(responses));
         let params: Vec<Value> = path_params(r.path)
             .into_iter()
-            .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|(p, rest)| {
+                let mut param = json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } });
+                if rest {
+                    param["description"] = json!("The rest of the path, slashes included.");
+                }
+                param
+            })
             .collect();
         if !params.is_empty() {
             op.insert("parameters".into(), json!(params));
         }
         paths
-            .entry(config.path(r.path))
+            .entry(config.path(&template(r.path)))
             .or_default()
             .insert(r.method.as_str().to_ascii_lowercase(), Value::Object(op));
     }
@@ -100,10 +106,17 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
     })
 }
 
-fn path_params(path: &str) -> Vec<&str> {
+/// A route's path as an OpenAPI path template: the router's catch-all `{*rest}` is
+/// `{rest}` there (OpenAPI has no syntax of its own for it).
+pub fn template(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
+/// The path's parameters, each with whether it takes the rest of the path.
+fn path_params(path: &str) -> Vec<(&str, bool)> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .filter(|s| !s.starts_with('*'))
+        .map(|s| s.strip_prefix('*').map_or((s, false), |rest| (rest, true)))
         .collect()
 }
 
