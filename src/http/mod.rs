@@ -91,8 +91,11 @@ pub struct Route {
     pub summary: &'static str,
     pub tag: &'static str,
     pub body: Option<(BodyKind, String)>,
-    /// (status, schema name or None for an empty or non-JSON body).
-    pub responses: Vec<(u16, Option<String>)>,
+    /// The query string's fields, from the handler's query type: (name, required,
+    /// schema).
+    pub query: Vec<(String, bool, serde_json::Value)>,
+    /// (status, the JSON body's schema, or None for an empty or non-JSON body).
+    pub responses: Vec<(u16, Option<serde_json::Value>)>,
     /// Schemas this route's docs refer to, by name.
     pub schemas: Vec<(String, serde_json::Value)>,
     /// Served by a mounted router (Swagger UI) rather than `handler`.
@@ -102,6 +105,11 @@ pub struct Route {
     /// Demands a recent second factor (RFC 9470 step-up) on top of `access`.
     pub step_up: bool,
     pub(crate) handler: Option<MethodRouter<AppState>>,
+}
+
+/// A reference to the document's schema `name`.
+pub(crate) fn schema_ref(name: &str) -> serde_json::Value {
+    serde_json::json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 /// `T`'s name, and its schema with every schema it refers to (a field's type, an enum's
@@ -143,6 +151,7 @@ impl Route {
             body: None,
             responses: Vec::new(),
             schemas: Vec::new(),
+            query: Vec::new(),
             mounted: true,
             rate_limited: false,
             step_up: false,
@@ -186,9 +195,35 @@ impl Route {
         self
     }
 
+    /// The query string the handler reads as `T` (a struct of named fields), so the
+    /// document lists its parameters.
+    pub fn query<T: ToSchema>(mut self) -> Self {
+        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(fields) = schema["properties"].as_object() {
+            for (name, field) in fields {
+                self.query
+                    .push((name.clone(), required.contains(&name.as_str()), field.clone()));
+            }
+        }
+        self
+    }
+
     pub fn returns<T: ToSchema>(mut self, status: u16) -> Self {
         let (name, schemas) = schema_of::<T>();
-        self.responses.push((status, Some(name)));
+        self.responses.push((status, Some(schema_ref(&name))));
+        self.schemas.extend(schemas);
+        self
+    }
+
+    /// Answers with a JSON array of `T`.
+    pub fn returns_list<T: ToSchema>(mut self, status: u16) -> Self {
+        let (name, schemas) = schema_of::<T>();
+        let list = serde_json::json!({ "type": "array", "items": schema_ref(&name) });
+        self.responses.push((status, Some(list)));
         self.schemas.extend(schemas);
         self
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Access, BodyKind, Route};
+use super::{Access, BodyKind, Route, schema_ref};
 use crate::config::Config;
 
 /// OpenAPI refers to schemas as `#/components/schemas/Name`; utoipa emits refs that way.
@@ -38,23 +38,32 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
             };
             op.insert(
                 "requestBody".into(),
-                json!({"required": true, "content": { media: { "schema": { "$ref": format!("#/components/schemas/{name}") } } }}),
+                json!({"required": true, "content": { media: { "schema": schema_ref(name) } }}),
             );
         }
         let mut responses = serde_json::Map::new();
         for (status, schema) in &r.responses {
             let mut resp = json!({ "description": reason(*status) });
-            if let Some(name) = schema {
-                resp["content"] =
-                    json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } });
+            if let Some(schema) = schema {
+                resp["content"] = json!({ "application/json": { "schema": schema } });
             }
             responses.insert(status.to_string(), resp);
         }
-        let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
-        if r.body.is_some() {
+        let problem = json!({ "application/problem+json": { "schema": schema_ref("Problem") } });
+        if r.body.is_some() || !r.query.is_empty() {
             responses.insert(
                 "422".into(),
                 json!({ "description": "Invalid input", "content": problem }),
+            );
+        }
+        if r.body.is_some() {
+            responses.insert(
+                "400".into(),
+                json!({ "description": "A body that does not parse", "content": problem }),
+            );
+            responses.insert(
+                "415".into(),
+                json!({ "description": "A body of another media type", "content": problem }),
             );
         }
         if r.access != Access::Public {
@@ -70,7 +79,7 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
             );
         }
         op.insert("responses".into(), Value::Object(responses));
-        let params: Vec<Value> = path_params(r.path)
+        let mut params: Vec<Value> = path_params(r.path)
             .into_iter()
             .map(|(p, rest)| {
                 let mut param = json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } });
@@ -80,6 +89,15 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
                 param
             })
             .collect();
+        params.extend(r.query.iter().map(|(name, required, field)| {
+            let mut schema = field.clone();
+            let description = schema.as_object_mut().and_then(|f| f.remove("description"));
+            let mut param = json!({ "name": name, "in": "query", "required": required, "schema": schema });
+            if let Some(d) = description {
+                param["description"] = d;
+            }
+            param
+        }));
         if !params.is_empty() {
             op.insert("parameters".into(), json!(params));
         }

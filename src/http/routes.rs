@@ -128,17 +128,19 @@ pub fn table() -> Vec<Route> {
                 "oauth",
                 "Start the redirect flow: 302 to the provider (state, nonce, PKCE S256)",
             )
+            .query::<oauth::AuthorizeParams>()
             .empty(302)
             .empty(400),
         Route::new(M::GET, "/auth/oauth/{provider}/callback", Public, oauth::callback)
             .rate_limited()
             .doc("oauth", "The provider returns here; 302 back to the app with tokens")
+            .query::<oauth::CallbackParams>()
             .empty(302)
             .empty(400)
             .empty(401),
         Route::new(M::GET, "/auth/me/identities", Authenticated, oauth::list_identities)
             .doc("oauth", "The caller's linked provider identities")
-            .returns::<crate::domain::oauth::IdentityOut>(200),
+            .returns_list::<crate::domain::oauth::IdentityOut>(200),
         Route::new(
             M::DELETE,
             "/auth/me/identities/{provider}",
@@ -208,7 +210,7 @@ pub fn table() -> Vec<Route> {
         .empty(409),
         Route::new(M::GET, "/auth/sessions", Authenticated, me::list_sessions)
             .doc("me", "The caller's active sessions")
-            .returns::<me::SessionOut>(200),
+            .returns_list::<me::SessionOut>(200),
         Route::new(M::DELETE, "/auth/sessions/{id}", Authenticated, me::delete_session)
             .doc("me", "End one of the caller's sessions")
             .empty(204)
@@ -230,7 +232,7 @@ pub fn table() -> Vec<Route> {
             .returns::<credentials::NewApiKeyOut>(201),
         Route::new(M::GET, "/auth/api-keys", Authenticated, credentials::list_my_api_keys)
             .doc("credentials", "The caller's API keys (never their secrets)")
-            .returns::<credentials::ApiKeyOut>(200),
+            .returns_list::<credentials::ApiKeyOut>(200),
         Route::new(
             M::GET,
             "/auth/api-keys/{id}",
@@ -266,6 +268,7 @@ pub fn table() -> Vec<Route> {
                 "gateway",
                 "Forward auth: any credential; optional permission, route map on X-Forwarded-*/X-Original-*",
             )
+            .query::<credentials::VerifyParams>()
             .returns::<credentials::VerifyOut<'static>>(200),
         Route::new(
             M::POST,
@@ -293,7 +296,8 @@ pub fn table() -> Vec<Route> {
             credentials::list_all_api_keys,
         )
         .doc("admin: credentials", "Every user's API keys")
-        .returns::<credentials::ApiKeyOut>(200),
+        .query::<credentials::PageParams>()
+        .returns_list::<credentials::ApiKeyOut>(200),
         Route::new(
             M::DELETE,
             "/admin/api-keys/{id}",
@@ -310,9 +314,11 @@ pub fn table() -> Vec<Route> {
                 "audit",
                 "Audit records, newest first; filters, limit/offset and a cursor",
             )
+            .query::<audit::AuditQuery>()
             .returns::<audit::AuditPageOut>(200),
         Route::new(M::GET, "/audit/logs/export", Permission("audit:read"), audit::export)
             .doc("audit", "Matching audit records as NDJSON, oldest first, streamed")
+            .query::<audit::AuditQuery>()
             .empty(200),
         Route::new(M::POST, "/audit/events", Permission("audit:write"), audit::record)
             .doc("audit", "Record a custom audit event")
@@ -320,6 +326,7 @@ pub fn table() -> Vec<Route> {
             .empty(201),
         Route::new(M::GET, "/admin/users", Permission("users:read"), admin::list_users)
             .doc("admin: users", "List or search users (q, sort, limit, offset)")
+            .query::<admin::ListUsersParams>()
             .returns::<admin::UserPageOut>(200),
         Route::new(M::POST, "/admin/users", Permission("users:manage"), admin::create_user)
             .step_up()
@@ -420,7 +427,7 @@ pub fn table() -> Vec<Route> {
             admin::user_sessions,
         )
         .doc("admin: users", "A user's active sessions")
-        .returns::<me::SessionOut>(200),
+        .returns_list::<me::SessionOut>(200),
         Route::new(
             M::POST,
             "/admin/users/{id}/sessions/revoke",
@@ -461,7 +468,7 @@ pub fn table() -> Vec<Route> {
         // Administration of roles and permissions.
         Route::new(M::GET, "/admin/roles", Permission("users:read"), admin::list_roles)
             .doc("admin: roles", "Roles with their permissions")
-            .returns::<admin::RoleOut>(200),
+            .returns_list::<admin::RoleOut>(200),
         Route::new(M::POST, "/admin/roles", Permission("roles:manage"), admin::create_role)
             .step_up()
             .doc("admin: roles", "Create a role")
@@ -523,7 +530,7 @@ pub fn table() -> Vec<Route> {
             admin::list_permissions,
         )
         .doc("admin: roles", "Every permission")
-        .returns::<admin::PermissionOut>(200),
+        .returns_list::<admin::PermissionOut>(200),
         Route::new(
             M::POST,
             "/admin/permissions",

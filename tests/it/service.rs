@@ -107,6 +107,18 @@ async fn metadata_routes_answer() {
     }
 }
 
+/// The served OpenAPI document.
+async fn openapi(s: &TestServer) -> Value {
+    s.client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// What a client generator needs of the document: every `$ref` names a schema in
 /// `components`, and every `{name}` in a path is declared as that operation's path
 /// parameter (none left undeclared, none declared that the path lacks).
@@ -153,21 +165,67 @@ fn assert_self_contained(doc: &Value) {
     }
 }
 
+/// Every GET without path parameters answers an administrator with what its
+/// document declares: an array where it says array, an object where it says object,
+/// and the fields it marks as required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_match_the_documented_shapes() {
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+    let doc = openapi(&s).await;
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => schema.clone(),
+        }
+    };
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(schema) = item["get"]["responses"]["200"]["content"]["application/json"].get("schema") else {
+            continue;
+        };
+        if path.contains('{') {
+            continue;
+        }
+        let res = s.get_auth(path, &admin.access).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        let body: Value = res.json().await.unwrap();
+        let schema = resolve(schema);
+        let (value, item_schema) = match schema["type"].as_str() {
+            Some("array") => {
+                let items = body
+                    .as_array()
+                    .unwrap_or_else(|| panic!("GET {path}: not an array: {body}"));
+                match items.first() {
+                    Some(first) => (first.clone(), resolve(&schema["items"])),
+                    None => continue,
+                }
+            }
+            _ => (body.clone(), schema),
+        };
+        if item_schema["type"] == "object" || item_schema.get("properties").is_some() {
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("GET {path}: not an object: {value}"));
+            for field in item_schema["required"].as_array().into_iter().flatten() {
+                let field = field.as_str().unwrap();
+                assert!(object.contains_key(field), "GET {path}: no {field} in {value}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} answers checked");
+    s.stop().await;
+}
+
 /// Every route is declared with a rule, the OpenAPI document lists exactly the
 /// declared routes, and every non-public route refuses anonymous callers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_declared_and_guarded() {
     let (s, _db) = TestServer::start(Backend::Sqlite).await;
     let table = portcullis::http::routes::table();
-    let doc: Value = s
-        .client
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&s).await;
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -183,6 +241,27 @@ async fn every_route_is_declared_and_guarded() {
     declared.sort();
     assert_eq!(documented, declared);
     assert_self_contained(&doc);
+    // Query strings are documented from the handlers' query types.
+    let query = |path: &str| -> Vec<(String, bool)> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .map(|p| (p["name"].as_str().unwrap().to_string(), p["required"] == true))
+            .collect()
+    };
+    assert_eq!(
+        query("/auth/oauth/{provider}/authorize"),
+        [("redirect_uri".to_string(), true)]
+    );
+    let audit = query("/audit/logs");
+    for name in ["user_id", "action", "since", "until", "limit", "cursor"] {
+        assert!(audit.contains(&(name.to_string(), false)), "{name} in {audit:?}");
+    }
+    assert_eq!(audit, query("/audit/logs/export"));
+    assert!(query("/admin/users").contains(&("q".to_string(), false)));
+    assert_eq!(query("/auth/verify"), [("permission".to_string(), false)]);
     assert_eq!(
         doc["components"]["securitySchemes"]["oauth2"]["flows"]["password"]["tokenUrl"],
         "/auth/token"
@@ -253,15 +332,7 @@ async fn base_path_prefixes_every_route() {
         .await
         .unwrap();
     expect_problem(res, 404).await;
-    let doc: Value = s
-        .client
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&s).await;
     assert!(doc["paths"].get("/api/v1/auth/login").is_some());
     assert_eq!(s.client.get(s.url("/docs/")).send().await.unwrap().status(), 200);
     let disco: Value = s
