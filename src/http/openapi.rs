@@ -17,6 +17,10 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
         serde_json::to_value(<crate::error::Problem as utoipa::PartialSchema>::schema()).unwrap_or_default(),
     );
     schemas.insert(
+        "OAuthErrorBody".into(),
+        serde_json::to_value(<super::auth::OAuthErrorBody as utoipa::PartialSchema>::schema()).unwrap_or_default(),
+    );
+    schemas.insert(
         "FieldError".into(),
         serde_json::to_value(<crate::error::FieldError as utoipa::PartialSchema>::schema()).unwrap_or_default(),
     );
@@ -50,21 +54,32 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
             responses.insert(status.to_string(), resp);
         }
         let problem = json!({ "application/problem+json": { "schema": schema_ref("Problem") } });
-        if r.body.is_some() || !r.query.is_empty() {
-            responses.insert(
-                "422".into(),
-                json!({ "description": "Invalid input", "content": problem }),
-            );
+        let mut answer = |status: &str, description: &str, content: &Value| {
+            responses.insert(status.into(), json!({ "description": description, "content": content }));
+        };
+        match &r.body {
+            Some((BodyKind::Json, _)) => {
+                answer("400", "A body that does not parse", &problem);
+                answer("415", "A body of another media type", &problem);
+                answer("422", "Invalid input", &problem);
+            }
+            // The OAuth endpoints answer every refusal in OAuth's own format.
+            Some((BodyKind::Form, _)) => answer(
+                "400",
+                "Refused, in OAuth's error format (RFC 6749 section 5.2)",
+                &json!({ "application/json": { "schema": schema_ref("OAuthErrorBody") } }),
+            ),
+            None if !r.query.is_empty() => {
+                answer("400", "A query string that does not decode", &problem);
+                answer("422", "Invalid input", &problem);
+            }
+            None => {}
         }
-        if r.body.is_some() {
-            responses.insert(
-                "400".into(),
-                json!({ "description": "A body that does not parse", "content": problem }),
-            );
-            responses.insert(
-                "415".into(),
-                json!({ "description": "A body of another media type", "content": problem }),
-            );
+        if path_params(r.path).iter().any(|(_, rest)| !rest) {
+            answer("404", "Nothing by that name", &problem);
+            responses
+                .entry("422")
+                .or_insert_with(|| json!({ "description": "Invalid input", "content": problem }));
         }
         if r.access != Access::Public {
             responses.insert(

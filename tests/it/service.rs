@@ -219,6 +219,58 @@ async fn answers_match_the_documented_shapes() {
     s.stop().await;
 }
 
+/// What a route answers an administrator is in its document, in the documented media
+/// type: with an empty body, with a body of another media type, and with an unknown
+/// name or a malformed id in its path (concrete_path makes up both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_documented() {
+    use portcullis::http::{BodyKind, openapi::template};
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+    let doc = openapi(&s).await;
+    let mut checked = 0;
+    for r in portcullis::http::routes::table().iter().filter(|r| !r.mounted) {
+        // These end the administrator's own sessions.
+        if r.path.starts_with("/auth/logout") {
+            continue;
+        }
+        let documented = &doc["paths"][template(r.path)][r.method.as_str().to_ascii_lowercase()]["responses"];
+        let path = concrete_path(r.path).replace("/x/", "/no-such-name/");
+        let empty = s
+            .client
+            .request(r.method.clone(), s.url(&path))
+            .bearer_auth(&admin.access);
+        let mut attempts = vec![match r.body {
+            Some((BodyKind::Form, _)) => empty.try_clone().unwrap().form(&[("unknown", "field")]),
+            _ => empty.try_clone().unwrap().json(&json!({})),
+        }];
+        if r.body.is_some() {
+            attempts.push(empty.header("content-type", "text/plain").body("not the media type"));
+        }
+        for attempt in attempts {
+            let res = attempt.send().await.unwrap();
+            let status = res.status().as_u16().to_string();
+            let answer = &documented[&status];
+            assert!(
+                answer.is_object(),
+                "{} {path} answered {status}, documented {documented}",
+                r.method
+            );
+            if let Some(media) = answer["content"].as_object().and_then(|c| c.keys().next()) {
+                let got = res.headers()["content-type"].to_str().unwrap();
+                assert!(
+                    got.starts_with(media.as_str()),
+                    "{} {path} {status}: {got}, documented {media}",
+                    r.method
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 90, "{checked} answers checked");
+    s.stop().await;
+}
+
 /// Every route is declared with a rule, the OpenAPI document lists exactly the
 /// declared routes, and every non-public route refuses anonymous callers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
