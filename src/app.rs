@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -43,25 +43,6 @@ impl AsRef<Limits> for AppState {
     fn as_ref(&self) -> &Limits {
         &self.limits
     }
-}
-
-/// The process-wide Prometheus recorder (the `metrics` facade allows one).
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ])
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Fails only when another recorder is installed; then ours stays empty.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
 }
 
 /// Request ids: random (version 4) UUIDs drawn from the thread's CSPRNG.
@@ -112,7 +93,7 @@ pub fn router(service: Portcullis) -> Router {
     let openapi = serde_json::to_vec(&http::openapi::document(&table, &config)).unwrap_or_default();
     let state = AppState {
         service,
-        metrics: metrics_handle(),
+        metrics: crate::recorder::metrics_handle(),
         openapi: openapi.into(),
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
@@ -270,7 +251,7 @@ fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
             // second grew the heap by tens of MB a minute when this ran once a minute.
             if last_upkeep.elapsed() >= Duration::from_secs(1) {
                 last_upkeep = Instant::now();
-                metrics_handle().run_upkeep();
+                crate::recorder::metrics_handle().run_upkeep();
             }
             if last_usage_flush.elapsed() >= Duration::from_secs(5) {
                 last_usage_flush = Instant::now();

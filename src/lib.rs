@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod recorder;
 pub mod store;
 
 pub use domain::Portcullis;

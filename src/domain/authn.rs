@@ -151,7 +151,7 @@ fn lookup_counters() -> &'static (metrics::Counter, metrics::Counter) {
     static COUNTERS: std::sync::OnceLock<(metrics::Counter, metrics::Counter)> = std::sync::OnceLock::new();
     COUNTERS.get_or_init(|| {
         // The recorder must exist before the handles are taken, or they count nowhere.
-        let _ = crate::app::metrics_handle();
+        let _ = crate::recorder::metrics_handle();
         (
             metrics::counter!("portcullis_token_cache_lookups_total", "result" => "hit"),
             metrics::counter!("portcullis_token_cache_lookups_total", "result" => "miss"),
