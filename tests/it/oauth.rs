@@ -695,3 +695,63 @@ async fn linking_unlinking_and_upstream_tokens() {
         s.stop().await;
     }
 }
+
+/// What `/auth/me/identities/okta/token` answers the holder of `access`.
+async fn okta_upstream_token(s: &TestServer, access: &str) -> (u16, Value) {
+    let res = s.get_auth("/auth/me/identities/okta/token", access).await;
+    let status = res.status().as_u16();
+    (status, res.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+/// A provider token is refreshed at the Okta organisation that issued it, even after
+/// the configured organisation has moved, while that one stays allowed; once it is no
+/// longer allowed, the refresh is refused rather than sent to another organisation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_tokens_refresh_where_they_were_issued() {
+    for backend in backends().await {
+        let first = FakeProvider::start(None).await;
+        let second = FakeProvider::start(None).await;
+        let settings = |configured: &FakeProvider, allowed: Option<&FakeProvider>| {
+            let mut v = provider_settings("OAUTH_OKTA", configured);
+            v.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
+            if let Some(a) = allowed {
+                v.push(("OAUTH_OKTA_ALLOWED_DOMAINS".into(), a.issuer()));
+            }
+            v
+        };
+        let expire = "UPDATE oauth_identities SET token_expires_at = '2000-01-01T00:00:00+00:00' \
+                      WHERE subject = 'gina-at-okta'";
+
+        let at_first = settings(&first, None);
+        let extra: Vec<(&str, &str)> = at_first.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, db) = TestServer::start_with(backend, &extra).await;
+        first.sign_in_as(Person::new("gina-at-okta", "gina@example.com"));
+        let access = tokens_in_fragment(&redirect_flow(&s, "okta").await)["access_token"].clone();
+        let (status, issued) = okta_upstream_token(&s, &access).await;
+        assert_eq!(status, 200, "{issued}");
+        s.stop().await;
+
+        // The organisation moves; the first stays allowed per request.
+        let moved = settings(&second, Some(&first));
+        let extra: Vec<(&str, &str)> = moved.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let s = TestServer::on(&db, &extra).await;
+        execute_sql(&db, expire).await;
+        let (status, refreshed) = okta_upstream_token(&s, &access).await;
+        assert_eq!(status, 200, "refreshed at the first organisation: {refreshed}");
+        assert_ne!(refreshed["access_token"], issued["access_token"]);
+        s.stop().await;
+
+        // The first organisation no longer allowed: refused, nothing sent elsewhere.
+        let only_second = settings(&second, None);
+        let extra: Vec<(&str, &str)> = only_second.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let s = TestServer::on(&db, &extra).await;
+        execute_sql(&db, expire).await;
+        let (status, body) = okta_upstream_token(&s, &access).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("OAUTH_OKTA_ALLOWED_DOMAINS"),
+            "{body}"
+        );
+        s.stop().await;
+    }
+}
