@@ -34,6 +34,43 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The path a backend serves for the request target `raw`: the query dropped,
+/// percent-escapes decoded, empty and `.` segments dropped, `..` removing the segment
+/// before it. None when the result is not UTF-8, holds a control character, or climbs
+/// above the root: no rule could be trusted to match such a path as the backend reads
+/// it.
+pub fn normalize(raw: &str) -> Option<String> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut rest = path.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = tail.get(..2)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let decoded = String::from_utf8(bytes).ok()?;
+    if decoded.chars().any(char::is_control) {
+        return None;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    Some(format!("/{}", segments.join("/")))
+}
+
 impl RouteRule {
     fn matches(&self, method: &str, path: &str) -> bool {
         if self.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method)) {
@@ -130,6 +167,27 @@ mod tests {
         assert_eq!(m.permission_for("DELETE", "/projects/7/x"), None);
         assert_eq!(m.permission_for("PATCH", "/admin/users"), Some("users:manage"));
         assert_eq!(m.permission_for("PATCH", "/admin"), None);
+    }
+
+    #[test]
+    fn paths_are_matched_as_the_backend_reads_them() {
+        let m = RouteMap::parse("* /admin/** users:manage; GET /projects/** projects:read").unwrap();
+        let required = |raw: &str| normalize(raw).and_then(|p| m.permission_for("GET", &p).map(str::to_string));
+        for disguised in [
+            "/%61dmin/users",
+            "/ADMIN/../admin/users",
+            "//admin//users",
+            "/./admin/users",
+            "/projects/..%2Fadmin/users",
+            "/projects/%2e%2e/admin/users?x=1",
+        ] {
+            assert_eq!(required(disguised).as_deref(), Some("users:manage"), "{disguised}");
+        }
+        assert_eq!(normalize("/a/b?c=%zz#f").as_deref(), Some("/a/b"));
+        assert_eq!(normalize("/"), Some("/".into()));
+        for bad in ["/%zz", "/%4", "/%ff", "/a%00b", "/..", "/a/../../b"] {
+            assert_eq!(normalize(bad), None, "{bad}");
+        }
     }
 
     #[test]

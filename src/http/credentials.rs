@@ -228,44 +228,69 @@ pub struct VerifyOut<'a> {
     pub permissions: &'a [String],
 }
 
-fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
-    names
-        .iter()
-        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+/// A header's value; None when absent, empty or not text.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
 }
 
-/// Decides a forward-auth request: an explicit permission wins, else the route map
-/// for the original method and path, else the configured default.
+/// The request a gateway asks about: Traefik sends `X-Forwarded-Method`/`-Uri`, nginx
+/// the `X-Original-*` its configuration sets. Each passes the client's own headers
+/// through, so a client can add the family its gateway does not set; when both are
+/// present they must agree, or the check fails.
+fn original_request(headers: &HeaderMap) -> AppResult<Option<(&str, &str)>> {
+    let one = |forwarded: &str, original: &str, same: fn(&str, &str) -> bool| match (
+        header(headers, forwarded),
+        header(headers, original),
+    ) {
+        (Some(a), Some(b)) if !same(a, b) => Err(AppError::Forbidden(format!(
+            "{forwarded} and {original} name different requests"
+        ))),
+        (a, b) => Ok(a.or(b)),
+    };
+    let method = one("x-forwarded-method", "x-original-method", |a, b| {
+        a.eq_ignore_ascii_case(b)
+    })?;
+    let uri = one("x-forwarded-uri", "x-original-uri", |a, b| a == b)?;
+    Ok(uri.map(|u| (method.unwrap_or("GET"), u)))
+}
+
+/// Decides a forward-auth request. The route map, applied to the original method and
+/// path as the backend will read them, names the permission; `VERIFY_DEFAULT=deny`
+/// refuses what no rule (nor the gateway's `?permission=`) covers. A permission the
+/// request names itself (`X-Required-Permission`, `?permission=`) is required as well,
+/// never instead: a client can add that header to what its gateway forwards.
 fn decide(
     state: &AppState,
     caller: &Principal,
-    explicit: Option<&str>,
+    named: Option<&str>,
+    from_gateway: Option<&str>,
     original: Option<(&str, &str)>,
 ) -> AppResult<Response> {
     let config = state.service.config();
-    let required = match explicit {
-        Some(p) => Some(p.to_string()),
-        None => match original {
-            Some((method, path)) if !config.verify_routes.is_empty() => {
-                match config.verify_routes.permission_for(method, path) {
-                    Some(p) => Some(p.to_string()),
-                    None if config.verify_default_allow => None,
-                    None => {
-                        return Err(AppError::Forbidden(format!(
-                            "no route rule allows {method} {}",
-                            path.split('?').next().unwrap_or_default()
-                        )));
-                    }
-                }
+    let mapped = match original {
+        Some((method, uri)) => {
+            let path = crate::domain::routemap::normalize(uri)
+                .ok_or_else(|| AppError::Forbidden("the original path does not decode to a plain path".into()))?;
+            match config.verify_routes.permission_for(method, &path) {
+                Some(p) => Some(p),
+                None if config.verify_default_allow || from_gateway.is_some() => None,
+                None => return Err(AppError::Forbidden(format!("no route rule allows {method} {path}"))),
             }
-            _ => None,
-        },
+        }
+        None if config.verify_default_allow || from_gateway.is_some() => None,
+        None => {
+            return Err(AppError::Forbidden(
+                "no route rule applies: the gateway sent neither X-Forwarded-Uri nor X-Original-URI".into(),
+            ));
+        }
     };
-    if let Some(p) = &required
-        && !caller.has_permission(p)
-    {
-        return Err(AppError::Forbidden(format!("missing permission {p}")));
+    for p in [named, from_gateway, mapped].into_iter().flatten() {
+        if !caller.has_permission(p) {
+            return Err(AppError::Forbidden(format!("missing permission {p}")));
+        }
     }
     let join =
         |items: &[String]| HeaderValue::from_str(&items.join(",")).unwrap_or_else(|_| HeaderValue::from_static(""));
@@ -305,17 +330,14 @@ pub async fn verify(
     req: Request,
 ) -> AppResult<Response> {
     let headers = req.headers();
-    let explicit = header(headers, &["x-required-permission"])
-        .map(str::to_string)
-        .or(q.permission);
-    let method = header(headers, &["x-forwarded-method", "x-original-method"]);
-    let uri = header(headers, &["x-forwarded-uri", "x-original-uri"]);
-    let original = match (method, uri) {
-        (Some(m), Some(u)) => Some((m, u)),
-        (None, Some(u)) => Some(("GET", u)),
-        _ => None,
-    };
-    decide(&state, &caller, explicit.as_deref(), original)
+    let original = original_request(headers)?;
+    decide(
+        &state,
+        &caller,
+        header(headers, "x-required-permission"),
+        q.permission.as_deref(),
+        original,
+    )
 }
 
 /// Forward auth for Envoy's HTTP ext_authz with `path_prefix: /auth/verify`: the
@@ -323,13 +345,15 @@ pub async fn verify(
 pub async fn verify_prefixed(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(path): Path<String>,
-    // As `verify`: the request itself, not copies of its method and headers.
+    // As `verify`: the request itself, not copies of its method and headers. The path
+    // is read as sent (the route's own parameter comes percent-decoded, and decoding
+    // twice is not what the backend does).
     req: Request,
 ) -> AppResult<Response> {
-    let explicit = header(req.headers(), &["x-required-permission"]);
-    let path = format!("/{path}");
-    decide(&state, &caller, explicit, Some((req.method().as_str(), &path)))
+    let named = header(req.headers(), "x-required-permission");
+    let sent = req.uri().path();
+    let path = sent.split_once("/auth/verify").map_or(sent, |(_, rest)| rest);
+    decide(&state, &caller, named, None, Some((req.method().as_str(), path)))
 }
 
 /// RFC 7662 / RFC 7009 request body.

@@ -409,7 +409,8 @@ async fn verify_applies_the_route_map_for_every_gateway_style() {
             envoy(&analyst.access, M::POST, "/projects").await.unwrap().status(),
             200
         );
-        // An explicit requirement wins over the map; no credential is 401.
+        // A permission the gateway names in the query needs no route rule; no credential
+        // is 401.
         let res = s
             .client
             .get(s.url("/auth/verify?permission=runs:create"))
@@ -421,6 +422,84 @@ async fn verify_applies_the_route_map_for_every_gateway_style() {
         expect_problem(s.verify(&viewer.access, Some("runs:create")).await, 403).await;
         expect_problem(s.client.get(s.url("/auth/verify")).send().await.unwrap(), 401).await;
         expect_invalid_token(s.verify("pct_notarealtokennotarealtokennotarealtokenxx", None).await).await;
+        s.stop().await;
+    }
+}
+
+/// What a client adds to the request its gateway forwards cannot pick the check: a
+/// named permission only adds to the route map's, the two header families must agree,
+/// an empty header hides nothing, and paths are matched as the backend decodes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_requests_cannot_choose_their_own_check() {
+    let routes = "GET /projects/** projects:read; DELETE /projects/{id} projects:delete; * /admin/** users:manage";
+    for default in ["allow", "deny"] {
+        let settings = [("VERIFY_ROUTES", routes), ("VERIFY_DEFAULT", default)];
+        let (s, _db) = TestServer::start_with(Backend::Sqlite, &settings).await;
+        let viewer = s.user_with_role("looker", "viewer").await;
+        let check = |headers: &[(&str, &str)]| {
+            let mut req = s.client.get(s.url("/auth/verify")).bearer_auth(&viewer.access);
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            req.send()
+        };
+        let status = |res: reqwest::Response| res.status().as_u16();
+        // The baseline: the viewer may read projects, not delete them.
+        let read = [("x-original-method", "GET"), ("x-original-uri", "/projects/7")];
+        assert_eq!(status(check(&read).await.unwrap()), 200, "{default}");
+        let delete = [("x-original-method", "DELETE"), ("x-original-uri", "/projects/7")];
+        assert_eq!(status(check(&delete).await.unwrap()), 403, "{default}");
+        // Naming a permission the viewer holds does not replace the map's.
+        let named = [delete[0], delete[1], ("x-required-permission", "projects:read")];
+        assert_eq!(status(check(&named).await.unwrap()), 403, "{default}: named");
+        // Behind nginx (X-Original-*), the client's own X-Forwarded-* are refused.
+        let mixed = [
+            delete[0],
+            delete[1],
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/projects/7"),
+        ];
+        let p = expect_problem(check(&mixed).await.unwrap(), 403).await;
+        assert!(p["detail"].as_str().unwrap().contains("different requests"), "{p}");
+        // An empty header hides nothing.
+        let hidden = [("x-forwarded-uri", ""), ("x-original-uri", "/admin/users")];
+        assert_eq!(status(check(&hidden).await.unwrap()), 403, "{default}: empty");
+        // Encoded, doubled or dotted paths are the paths the backend serves.
+        for disguised in [
+            "/%61dmin/users",
+            "//admin/users",
+            "/projects/../admin/users",
+            "/projects/%2e%2e/admin",
+        ] {
+            let res = check(&[("x-original-uri", disguised)]).await.unwrap();
+            assert_eq!(status(res), 403, "{default}: {disguised}");
+            let envoy = s
+                .client
+                .get(s.url(&format!("/auth/verify{disguised}")))
+                .bearer_auth(&viewer.access)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(status(envoy), 403, "{default}: envoy {disguised}");
+        }
+        let p = expect_problem(check(&[("x-original-uri", "/a/%ff")]).await.unwrap(), 403).await;
+        assert!(p["detail"].as_str().unwrap().contains("does not decode"), "{p}");
+        // No original request: allowed by default, refused under deny unless the
+        // gateway names the permission in the query.
+        let bare = check(&[("x-required-permission", "projects:read")]).await.unwrap();
+        assert_eq!(
+            status(bare),
+            if default == "allow" { 200 } else { 403 },
+            "{default}: bare"
+        );
+        let res = s
+            .client
+            .get(s.url("/auth/verify?permission=projects:read"))
+            .bearer_auth(&viewer.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(res), 200, "{default}: the gateway's ?permission=");
         s.stop().await;
     }
 }
