@@ -382,6 +382,7 @@ impl Portcullis {
         v.set_audience(&[p.client_id.as_str()]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = LEEWAY_SECONDS;
+        v.validate_nbf = true;
         // The issuer is checked below: multi-tenant issuers carry a placeholder.
         v.validate_aud = true;
         let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
@@ -389,6 +390,7 @@ impl Portcullis {
                 use jsonwebtoken::errors::ErrorKind as K;
                 rejected(match e.kind() {
                     K::ExpiredSignature => "the ID token has expired",
+                    K::ImmatureSignature => "the ID token is not yet valid",
                     K::InvalidAudience => "the ID token is for another client",
                     K::InvalidSignature => "the ID token's signature does not verify",
                     _ => "the ID token is invalid",
@@ -411,6 +413,18 @@ impl Portcullis {
             p.kind == ProviderKind::Google && expected == "https://accounts.google.com" && iss == "accounts.google.com";
         if iss != expected && !google_bare {
             return Err(rejected("the ID token is from another issuer"));
+        }
+        // Audience checks pass when this client is any one of several audiences; then
+        // the token must have been issued to this client (`azp`, OIDC Core 3.1.3.7), or
+        // another client listed beside it could replay its own users' tokens here. With
+        // this client the only audience, `azp` may name another of the provider's
+        // clients (Google's mobile apps asking for a token for their server).
+        if claims.get("aud").and_then(Value::as_array).is_some_and(|a| a.len() > 1)
+            && claims.get("azp").and_then(Value::as_str) != Some(p.client_id.as_str())
+        {
+            return Err(rejected(
+                "the ID token names several audiences and was issued to another client (azp)",
+            ));
         }
         if let Some(expected) = nonce
             && claims.get("nonce").and_then(Value::as_str) != Some(expected)
@@ -636,7 +650,11 @@ impl Portcullis {
             return self.user(linked.user_id).await;
         }
         let settings = &self.config().oauth;
-        let existing = match &who.email {
+        // Only a plain ASCII address is looked up: PostgreSQL's lower() folds some
+        // non-ASCII letters onto ASCII ones (U+0130 to `i` under C.UTF-8), so a
+        // look-alike address at a domain an attacker owns would find the account of the
+        // address it imitates.
+        let existing = match who.email.as_deref().filter(|e| validate::email(e).is_ok()) {
             Some(email) => self.store().user_by_email(email).await?,
             None => None,
         };
@@ -740,6 +758,16 @@ impl Portcullis {
         okta_domain: Option<&str>,
         ctx: &ClientContext,
     ) -> AppResult<LoginOutcome> {
+        // It goes to the provider in an Authorization header; one that cannot is the
+        // caller's mistake, not the provider's failure.
+        if let Some(t) = access_token
+            && (t.is_empty() || t.len() > 8192 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(AppError::validation(
+                "access_token",
+                "is not a bearer token (visible ASCII, at most 8 KiB)",
+            ));
+        }
         let p = self.provider(provider, okta_domain)?;
         let meta = self.metadata(&p).await?;
         let (who, tokens) = match (id_token, access_token) {

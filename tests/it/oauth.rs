@@ -360,11 +360,52 @@ async fn bad_tokens_states_and_providers_are_refused() {
                 "nonce",
             ),
             ("garbage", "not.a.jwt".to_string(), None, "malformed"),
+            (
+                "shared audience",
+                acme.id_token(&person, None, false, |c| {
+                    c["aud"] = json!([CLIENT_ID, "another-client"]);
+                    c["azp"] = json!("another-client");
+                }),
+                None,
+                "azp",
+            ),
+            (
+                "several audiences, no azp",
+                acme.id_token(&person, None, false, |c| {
+                    c["aud"] = json!([CLIENT_ID, "another-client"])
+                }),
+                None,
+                "azp",
+            ),
+            (
+                "not yet valid",
+                acme.id_token(&person, None, false, |c| c["nbf"] = json!(now + 3600)),
+                None,
+                "not yet valid",
+            ),
         ];
         for (case, token, nonce, says) in cases {
             let (code, body) = exchange(&s, json!({"provider": "acme", "id_token": token, "nonce": nonce})).await;
             assert_eq!(code, 401, "{case}: {body}");
             assert!(body["detail"].as_str().unwrap().contains(says), "{case}: {body}");
+        }
+        // Issued to this client among others, or to another of the provider's clients
+        // for this one (a mobile app asking for its server): accepted.
+        for (case, token) in [
+            (
+                "azp ours",
+                acme.id_token(&person, None, false, |c| {
+                    c["aud"] = json!([CLIENT_ID, "another-client"]);
+                    c["azp"] = json!(CLIENT_ID);
+                }),
+            ),
+            (
+                "cross-client",
+                acme.id_token(&person, None, false, |c| c["azp"] = json!("the-mobile-app")),
+            ),
+        ] {
+            let (code, body) = exchange(&s, json!({"provider": "acme", "id_token": token})).await;
+            assert_eq!(code, 200, "{case}: {body}");
         }
         let (code, _) = exchange(
             &s,
@@ -372,6 +413,9 @@ async fn bad_tokens_states_and_providers_are_refused() {
         )
         .await;
         assert_eq!(code, 401);
+        // A token that cannot go in a header is the caller's mistake, not the provider's.
+        let (code, body) = exchange(&s, json!({"provider": "acme", "access_token": "a\nb"})).await;
+        assert_eq!(code, 422, "{body}");
         let (code, _) = exchange(&s, json!({"provider": "acme"})).await;
         assert_eq!(code, 422);
 
@@ -500,6 +544,18 @@ async fn linking_unlinking_and_upstream_tokens() {
         let token = acme.id_token(&henry, None, false, |_| {});
         let (code, first) = exchange(&s, json!({"provider": "acme", "id_token": token})).await;
         assert_eq!(code, 200, "{first}");
+        // A look-alike address never finds the account it imitates (PostgreSQL's
+        // lower() folds U+0130 onto `i`): it is no usable address at all.
+        let iris = Person::new("iris-at-acme", "iris@example.com");
+        let token = acme.id_token(&iris, None, false, |_| {});
+        assert_eq!(
+            exchange(&s, json!({"provider": "acme", "id_token": token})).await.0,
+            200
+        );
+        let mallory = Person::new("mallory-at-beta", "\u{130}ris@example.com");
+        let token = beta.id_token(&mallory, None, false, |_| {});
+        let (code, body) = exchange(&s, json!({"provider": "beta", "id_token": token})).await;
+        assert_eq!(code, 422, "{body}");
         let henry_beta = Person::new("henry-at-beta", "HENRY@example.com");
         let token = beta.id_token(&henry_beta, None, false, |_| {});
         let (code, second) = exchange(&s, json!({"provider": "beta", "id_token": token})).await;
@@ -645,10 +701,11 @@ async fn linking_unlinking_and_upstream_tokens() {
             1,
             "{actions:?}"
         );
-        // Henry's two, Frank's, and Frank's again (then asked for his second factor).
+        // Iris's, Henry's two, Frank's, and Frank's again (then asked for his second
+        // factor).
         assert_eq!(
             actions.iter().filter(|a| **a == "OAUTH_LOGIN").count(),
-            4,
+            5,
             "{actions:?}"
         );
         let trail = s
