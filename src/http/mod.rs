@@ -41,6 +41,10 @@ pub enum Access {
     Public,
     /// Any valid access token.
     Authenticated,
+    /// A login session's access token, not an API key or temporary token: the
+    /// account's own settings, sessions and credentials, which a narrow credential made
+    /// for a script or a link must not reach.
+    Person,
     /// A valid access token carrying this permission.
     Permission(&'static str),
     /// A valid access token carrying this role.
@@ -58,6 +62,10 @@ impl Access {
         }
         match self {
             Access::Public | Access::Authenticated | Access::Enrolling => Ok(()),
+            Access::Person if caller.credential == Credential::Jwt => Ok(()),
+            Access::Person => Err(AppError::Forbidden(
+                "this is done from a login session, not with an API key or temporary token".into(),
+            )),
             Access::Permission(p) if caller.has_permission(p) => Ok(()),
             Access::Permission(p) => Err(AppError::Forbidden(format!("missing permission {p}"))),
             Access::Role(r) if caller.has_role(r) => Ok(()),
@@ -69,6 +77,7 @@ impl Access {
         match self {
             Access::Public => "public".into(),
             Access::Authenticated => "authenticated".into(),
+            Access::Person => "a login session (not an API key or temporary token)".into(),
             Access::Permission(p) => format!("permission {p}"),
             Access::Role(r) => format!("role {r}"),
             Access::Enrolling => "authenticated, or a token for MFA enrolment only".into(),

@@ -11,7 +11,7 @@ use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
 use crate::app::AppState;
 use crate::domain::ClientContext;
-use crate::domain::mfa::{LoginOutcome, require_person};
+use crate::domain::mfa::LoginOutcome;
 use crate::domain::oauth::{IdentityOut, UpstreamTokenOut};
 use crate::error::AppResult;
 
@@ -207,7 +207,6 @@ pub async fn list_identities(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> AppResult<Json<Vec<IdentityOut>>> {
-    require_person(&caller)?;
     Ok(Json(state.service.identities(caller.user_id).await?))
 }
 
@@ -217,7 +216,6 @@ pub async fn unlink_identity(
     ctx: ClientContext,
     Path(provider): Path<String>,
 ) -> AppResult<StatusCode> {
-    require_person(&caller)?;
     let user = state.service.me(&caller).await?;
     state.service.unlink_identity(&user, &provider, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -228,8 +226,6 @@ pub async fn upstream_token(
     Caller(caller): Caller,
     Path(provider): Path<String>,
 ) -> AppResult<Json<UpstreamTokenOut>> {
-    // The provider's token is the person's: not for API keys or temporary tokens.
-    require_person(&caller)?;
     Ok(Json(
         state.service.upstream_access_token(caller.user_id, &provider).await?,
     ))

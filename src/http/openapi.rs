@@ -87,7 +87,7 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
                 json!({ "description": "Missing or invalid token", "content": problem }),
             );
         }
-        if matches!(r.access, Access::Permission(_) | Access::Role(_)) {
+        if matches!(r.access, Access::Permission(_) | Access::Role(_) | Access::Person) {
             responses.insert(
                 "403".into(),
                 json!({ "description": "Missing permission", "content": problem }),

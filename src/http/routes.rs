@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use axum::http::Method;
 
-use super::Access::{Authenticated, Enrolling, Permission, Public};
+use super::Access::{Authenticated, Enrolling, Permission, Person, Public};
 use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
@@ -92,19 +92,19 @@ pub fn table() -> Vec<Route> {
             .doc("auth", "End the session a refresh token belongs to")
             .json::<auth::RefreshRequest>()
             .empty(204),
-        Route::new(M::POST, "/auth/logout-all", Authenticated, auth::logout_all)
+        Route::new(M::POST, "/auth/logout-all", Person, auth::logout_all)
             .doc("auth", "End every session of the caller")
             .empty(204),
         // The caller's own account.
         Route::new(M::GET, "/auth/me", Authenticated, me::get_me)
             .doc("me", "The caller's account and grants")
             .returns::<me::MeOut>(200),
-        Route::new(M::PATCH, "/auth/me", Authenticated, me::patch_me)
+        Route::new(M::PATCH, "/auth/me", Person, me::patch_me)
             .doc("me", "Update full name or email")
             .json::<me::UpdateMeRequest>()
             .returns::<auth::UserOut>(200)
             .empty(409),
-        Route::new(M::POST, "/auth/me/password", Authenticated, me::change_password)
+        Route::new(M::POST, "/auth/me/password", Person, me::change_password)
             .rate_limited()
             .doc("me", "Change password; ends the caller's other sessions")
             .json::<me::ChangePasswordRequest>()
@@ -138,13 +138,13 @@ pub fn table() -> Vec<Route> {
             .empty(302)
             .empty(400)
             .empty(401),
-        Route::new(M::GET, "/auth/me/identities", Authenticated, oauth::list_identities)
+        Route::new(M::GET, "/auth/me/identities", Person, oauth::list_identities)
             .doc("oauth", "The caller's linked provider identities")
             .returns_list::<crate::domain::oauth::IdentityOut>(200),
         Route::new(
             M::DELETE,
             "/auth/me/identities/{provider}",
-            Authenticated,
+            Person,
             oauth::unlink_identity,
         )
         .doc("oauth", "Unlink a provider (never the last way to sign in)")
@@ -153,7 +153,7 @@ pub fn table() -> Vec<Route> {
         Route::new(
             M::GET,
             "/auth/me/identities/{provider}/token",
-            Authenticated,
+            Person,
             oauth::upstream_token,
         )
         .doc(
@@ -208,10 +208,10 @@ pub fn table() -> Vec<Route> {
         .json::<mfa::FactorFields>()
         .returns::<mfa::RecoveryCodesOut>(200)
         .empty(409),
-        Route::new(M::GET, "/auth/sessions", Authenticated, me::list_sessions)
+        Route::new(M::GET, "/auth/sessions", Person, me::list_sessions)
             .doc("me", "The caller's active sessions")
             .returns_list::<me::SessionOut>(200),
-        Route::new(M::DELETE, "/auth/sessions/{id}", Authenticated, me::delete_session)
+        Route::new(M::DELETE, "/auth/sessions/{id}", Person, me::delete_session)
             .doc("me", "End one of the caller's sessions")
             .empty(204)
             .empty(404),
@@ -223,38 +223,28 @@ pub fn table() -> Vec<Route> {
             .json::<admin::CheckRequest>()
             .returns::<admin::CheckOut>(200),
         // Credentials for services and scripts, and the checks gateways call.
-        Route::new(M::POST, "/auth/api-keys", Authenticated, credentials::create_api_key)
+        Route::new(M::POST, "/auth/api-keys", Person, credentials::create_api_key)
             .doc(
                 "credentials",
                 "Create an API key (shown once) with a subset of the caller's permissions",
             )
             .json::<credentials::CreateApiKeyRequest>()
             .returns::<credentials::NewApiKeyOut>(201),
-        Route::new(M::GET, "/auth/api-keys", Authenticated, credentials::list_my_api_keys)
+        Route::new(M::GET, "/auth/api-keys", Person, credentials::list_my_api_keys)
             .doc("credentials", "The caller's API keys (never their secrets)")
             .returns_list::<credentials::ApiKeyOut>(200),
-        Route::new(
-            M::GET,
-            "/auth/api-keys/{id}",
-            Authenticated,
-            credentials::get_my_api_key,
-        )
-        .doc("credentials", "One of the caller's API keys")
-        .returns::<credentials::ApiKeyOut>(200)
-        .empty(404),
-        Route::new(
-            M::DELETE,
-            "/auth/api-keys/{id}",
-            Authenticated,
-            credentials::revoke_my_api_key,
-        )
-        .doc("credentials", "Revoke one of the caller's API keys")
-        .empty(204)
-        .empty(404),
+        Route::new(M::GET, "/auth/api-keys/{id}", Person, credentials::get_my_api_key)
+            .doc("credentials", "One of the caller's API keys")
+            .returns::<credentials::ApiKeyOut>(200)
+            .empty(404),
+        Route::new(M::DELETE, "/auth/api-keys/{id}", Person, credentials::revoke_my_api_key)
+            .doc("credentials", "Revoke one of the caller's API keys")
+            .empty(204)
+            .empty(404),
         Route::new(
             M::POST,
             "/auth/temporary-tokens",
-            Authenticated,
+            Person,
             credentials::create_temporary_token,
         )
         .doc(

@@ -33,6 +33,20 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A temporary token `t`'s owner creates with `body`: the answer's JSON.
+    async fn create_temporary(&self, t: &Tokens, body: Value) -> Value {
+        self.client
+            .post(self.url("/auth/temporary-tokens"))
+            .bearer_auth(&t.access)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn verify(&self, credential: &str, permission: Option<&str>) -> reqwest::Response {
         let mut req = self.client.get(self.url("/auth/verify")).bearer_auth(credential);
         if let Some(p) = permission {
@@ -570,17 +584,12 @@ async fn introspection_and_revocation_cover_every_credential() {
         assert_eq!(info["scope"], "projects:read");
         assert!(info["client_id"].is_string());
 
-        let temp: Value = s
-            .client
-            .post(s.url("/auth/temporary-tokens"))
-            .bearer_auth(&user.access)
-            .json(&json!({"permissions": ["reports:read"], "max_uses": 1, "purpose": "introspect me"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let temp = s
+            .create_temporary(
+                &user,
+                json!({"permissions": ["reports:read"], "max_uses": 1, "purpose": "introspect me"}),
+            )
+            .await;
         let temp = temp["token"].as_str().unwrap().to_string();
         for _ in 0..2 {
             let info: Value = introspect(&admin.access, &temp).await.unwrap().json().await.unwrap();
@@ -713,4 +722,85 @@ async fn revocation_reaches_other_instances_within_a_second() {
     refused_within(&b, session.access.clone(), bound).await;
     b.stop().await;
     a.stop().await;
+}
+
+/// An API key or temporary token, however narrow, acts for its owner only where the
+/// route allows such credentials: it never changes the account, its sessions or its
+/// credentials (the routes declared `Person`), though it may read who it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrow_credentials_cannot_manage_the_account() {
+    use portcullis::http::Access;
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let owner = s.user_with_role("scripted", "viewer").await;
+    let key: Value = s
+        .create_key(&owner, json!({"name": "ci", "permissions": []}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let temporary = s
+        .create_temporary(&owner, json!({"permissions": [], "purpose": "a link"}))
+        .await;
+    let table = portcullis::http::routes::table();
+    let person: Vec<String> = table
+        .iter()
+        .filter(|r| r.access == Access::Person)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    for route in [
+        "PATCH /auth/me",
+        "POST /auth/me/password",
+        "POST /auth/logout-all",
+        "GET /auth/sessions",
+        "DELETE /auth/sessions/{id}",
+        "POST /auth/api-keys",
+        "GET /auth/api-keys",
+        "GET /auth/api-keys/{id}",
+        "DELETE /auth/api-keys/{id}",
+        "POST /auth/temporary-tokens",
+        "GET /auth/me/identities",
+    ] {
+        assert!(
+            person.contains(&route.to_string()),
+            "{route} is not limited to login sessions"
+        );
+    }
+    let credentials = [
+        ("x-api-key", key["key"].as_str().unwrap().to_string()),
+        (
+            "authorization",
+            format!("Bearer {}", temporary["token"].as_str().unwrap()),
+        ),
+    ];
+    for (header, value) in &credentials {
+        let me = s
+            .client
+            .get(s.url("/auth/me"))
+            .header(*header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200, "{header}");
+        for r in table.iter().filter(|r| r.access == Access::Person) {
+            let res = s
+                .client
+                .request(r.method.clone(), s.url(&concrete_path(r.path)))
+                .header(*header, value)
+                .json(&json!({"full_name": "Changed", "email": "changed@example.com"}))
+                .send()
+                .await
+                .unwrap();
+            let p = expect_problem(res, 403).await;
+            assert!(
+                p["detail"].as_str().unwrap().contains("login session"),
+                "{} {}: {p}",
+                r.method,
+                r.path
+            );
+        }
+    }
+    // Nothing changed: the owner's login session still works and kept its name.
+    let me: Value = s.get_auth("/auth/me", &owner.access).await.json().await.unwrap();
+    assert_ne!(me["full_name"], "Changed");
+    s.stop().await;
 }
