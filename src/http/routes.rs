@@ -259,7 +259,8 @@ pub fn table() -> Vec<Route> {
                 "Forward auth: any credential; optional permission, route map on X-Forwarded-*/X-Original-*",
             )
             .query::<credentials::VerifyParams>()
-            .returns::<credentials::VerifyOut<'static>>(200),
+            .returns::<credentials::VerifyOut<'static>>(200)
+            .empty(403),
         Route::new(
             M::POST,
             "/auth/introspect",
@@ -553,6 +554,7 @@ pub fn table() -> Vec<Route> {
         )
         .doc("gateway", "Forward auth for Envoy ext_authz (path_prefix /auth/verify)")
         .returns::<credentials::VerifyOut<'static>>(200)
+        .empty(403)
     }));
     table
 }

@@ -268,6 +268,20 @@ async fn answers_are_documented() {
         }
     }
     assert!(checked > 90, "{checked} answers checked");
+    // A gateway check refused (here: an original path that does not decode).
+    for (path, header) in [("/auth/verify", Some("/%ff")), ("/auth/verify/%ff", None)] {
+        let mut req = s.client.get(s.url(path)).bearer_auth(&admin.access);
+        if let Some(uri) = header {
+            req = req.header("x-original-uri", uri);
+        }
+        let status = req.send().await.unwrap().status().as_u16().to_string();
+        let documented =
+            &doc["paths"][template(if header.is_some() { path } else { "/auth/verify/{*path}" })]["get"]["responses"];
+        assert!(
+            documented[&status].is_object(),
+            "GET {path} answered {status}, documented {documented}"
+        );
+    }
     s.stop().await;
 }
 
