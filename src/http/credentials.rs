@@ -270,17 +270,18 @@ fn decide(
     original: Option<(&str, &str)>,
 ) -> AppResult<Response> {
     let config = state.service.config();
+    let unmatched_allowed = config.verify_default_allow || from_gateway.is_some();
     let mapped = match original {
         Some((method, uri)) => {
             let path = crate::domain::routemap::normalize(uri)
                 .ok_or_else(|| AppError::Forbidden("the original path does not decode to a plain path".into()))?;
-            match config.verify_routes.permission_for(method, &path) {
-                Some(p) => Some(p),
-                None if config.verify_default_allow || from_gateway.is_some() => None,
-                None => return Err(AppError::Forbidden(format!("no route rule allows {method} {path}"))),
+            let mapped = config.verify_routes.permission_for(method, &path);
+            if mapped.is_none() && !unmatched_allowed {
+                return Err(AppError::Forbidden(format!("no route rule allows {method} {path}")));
             }
+            mapped
         }
-        None if config.verify_default_allow || from_gateway.is_some() => None,
+        None if unmatched_allowed => None,
         None => {
             return Err(AppError::Forbidden(
                 "no route rule applies: the gateway sent neither X-Forwarded-Uri nor X-Original-URI".into(),

@@ -123,7 +123,7 @@ pub(crate) fn schema_ref(name: &str) -> serde_json::Value {
 
 /// `T`'s name, and its schema with every schema it refers to (a field's type, an enum's
 /// variants), so the document's references all resolve.
-fn schema_of<T: ToSchema>() -> (String, Vec<(String, serde_json::Value)>) {
+pub(crate) fn schema_of<T: ToSchema>() -> (String, Vec<(String, serde_json::Value)>) {
     // A schema that does not serialize becomes an empty (any) schema rather than null,
     // so the document stays valid.
     let value = |s| serde_json::to_value(s).unwrap_or_else(|_| serde_json::json!({}));

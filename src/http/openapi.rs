@@ -5,25 +5,21 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Access, BodyKind, Route, schema_ref};
+use super::{Access, BodyKind, Route, schema_of, schema_ref};
 use crate::config::Config;
 
 /// OpenAPI refers to schemas as `#/components/schemas/Name`; utoipa emits refs that way.
 pub fn document(routes: &[Route], config: &Config) -> Value {
     let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
-    let mut schemas = serde_json::Map::new();
-    schemas.insert(
-        "Problem".into(),
-        serde_json::to_value(<crate::error::Problem as utoipa::PartialSchema>::schema()).unwrap_or_default(),
-    );
-    schemas.insert(
-        "OAuthErrorBody".into(),
-        serde_json::to_value(<super::auth::OAuthErrorBody as utoipa::PartialSchema>::schema()).unwrap_or_default(),
-    );
-    schemas.insert(
-        "FieldError".into(),
-        serde_json::to_value(<crate::error::FieldError as utoipa::PartialSchema>::schema()).unwrap_or_default(),
-    );
+    // The error bodies every route may answer with (and FieldError, which Problem
+    // refers to).
+    let mut schemas: serde_json::Map<String, Value> = [
+        schema_of::<crate::error::Problem>().1,
+        schema_of::<super::auth::OAuthErrorBody>().1,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for r in routes.iter().filter(|r| !r.mounted) {
         for (name, schema) in &r.schemas {
             schemas.insert(name.clone(), schema.clone());
@@ -54,44 +50,42 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
             responses.insert(status.to_string(), resp);
         }
         let problem = json!({ "application/problem+json": { "schema": schema_ref("Problem") } });
-        let mut answer = |status: &str, description: &str, content: &Value| {
-            responses.insert(status.into(), json!({ "description": description, "content": content }));
-        };
+        let answer = |description: &str, content: &Value| json!({ "description": description, "content": content });
+        let mut refusals: Vec<(&str, Value)> = Vec::new();
         match &r.body {
-            Some((BodyKind::Json, _)) => {
-                answer("400", "A body that does not parse", &problem);
-                answer("415", "A body of another media type", &problem);
-                answer("422", "Invalid input", &problem);
-            }
+            Some((BodyKind::Json, _)) => refusals.extend([
+                ("400", answer("A body that does not parse", &problem)),
+                ("415", answer("A body of another media type", &problem)),
+                ("422", answer("Invalid input", &problem)),
+            ]),
             // The OAuth endpoints answer every refusal in OAuth's own format.
-            Some((BodyKind::Form, _)) => answer(
+            Some((BodyKind::Form, _)) => refusals.push((
                 "400",
-                "Refused, in OAuth's error format (RFC 6749 section 5.2)",
-                &json!({ "application/json": { "schema": schema_ref("OAuthErrorBody") } }),
-            ),
-            None if !r.query.is_empty() => {
-                answer("400", "A query string that does not decode", &problem);
-                answer("422", "Invalid input", &problem);
-            }
+                answer(
+                    "Refused, in OAuth's error format (RFC 6749 section 5.2)",
+                    &json!({ "application/json": { "schema": schema_ref("OAuthErrorBody") } }),
+                ),
+            )),
+            None if !r.query.is_empty() => refusals.extend([
+                ("400", answer("A query string that does not decode", &problem)),
+                ("422", answer("Invalid input", &problem)),
+            ]),
             None => {}
         }
         if path_params(r.path).iter().any(|(_, rest)| !rest) {
-            answer("404", "Nothing by that name", &problem);
-            responses
-                .entry("422")
-                .or_insert_with(|| json!({ "description": "Invalid input", "content": problem }));
+            refusals.push(("404", answer("Nothing by that name", &problem)));
+            if !refusals.iter().any(|(status, _)| *status == "422") {
+                refusals.push(("422", answer("Invalid input", &problem)));
+            }
         }
         if r.access != Access::Public {
-            responses.insert(
-                "401".into(),
-                json!({ "description": "Missing or invalid token", "content": problem }),
-            );
+            refusals.push(("401", answer("Missing or invalid token", &problem)));
         }
         if matches!(r.access, Access::Permission(_) | Access::Role(_) | Access::Person) {
-            responses.insert(
-                "403".into(),
-                json!({ "description": "Missing permission", "content": problem }),
-            );
+            refusals.push(("403", answer("Missing permission", &problem)));
+        }
+        for (status, refusal) in refusals {
+            responses.insert(status.into(), refusal);
         }
         op.insert("responses".into(), Value::Object(responses));
         let mut params: Vec<Value> = path_params(r.path)
