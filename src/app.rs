@@ -1,5 +1,5 @@
-//! Application assembly: state, router and middleware, background tasks, serving with
-//! graceful shutdown.
+//! Application assembly: the middleware around the routes (`http::router`), the
+//! background tasks that keep an instance current, and serving with graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -24,26 +22,6 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use crate::domain::Portcullis;
 use crate::error::AppError;
 use crate::http;
-
-/// Request limits the extractors need.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub service: Portcullis,
-    pub metrics: PrometheusHandle,
-    pub openapi: Bytes,
-    pub limits: Limits,
-}
-
-impl AsRef<Limits> for AppState {
-    fn as_ref(&self) -> &Limits {
-        &self.limits
-    }
-}
 
 /// Request ids: random (version 4) UUIDs drawn from the thread's CSPRNG.
 /// tower-http's `MakeRequestUuid` asks the kernel (`getrandom`) for each one, a
@@ -74,59 +52,15 @@ async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn not_found() -> AppError {
-    AppError::NotFound("no such route".into())
-}
-
-async fn method_not_allowed() -> AppError {
-    AppError::MethodNotAllowed
-}
-
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
-/// Builds the complete application for a service.
+/// Builds the complete application for a service: the routes of the table inside the
+/// middleware every request passes through.
 pub fn router(service: Portcullis) -> Router {
     let config = service.config().clone();
-    let table = http::routes::table();
-    let openapi = serde_json::to_vec(&http::openapi::document(&table, &config)).unwrap_or_default();
-    let state = AppState {
-        service,
-        metrics: crate::recorder::metrics_handle(),
-        openapi: openapi.into(),
-        limits: Limits {
-            max_body_bytes: config.max_body_bytes,
-        },
-    };
-
-    // Checked at start-up (`check_settings`); an embedding caller that skipped it gets
-    // the table's defaults rather than no limit.
-    let limited = http::routes::rate_limited_paths(&table, &config.rate_limit).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "ignoring RATE_LIMIT_ROUTES");
-        table.iter().filter(|r| r.rate_limited).map(|r| r.path).collect()
-    });
-    let limiter = http::ratelimit::IpRateLimiter::new(&config.rate_limit);
-
-    let mut app: Router<AppState> = Router::new();
-    for route in table {
-        let Some(handler) = route.handler else { continue };
-        let mut guard = http::guard::RequireAccess::new(&state.service, route.access.clone());
-        if route.step_up {
-            guard = guard.with_step_up();
-        }
-        let mut guarded = handler.layer(guard);
-        if let Some(limiter) = limiter.as_ref().filter(|_| limited.contains(route.path)) {
-            guarded = guarded.layer(middleware::from_fn_with_state(limiter.clone(), http::ratelimit::limit));
-        }
-        app = app.route(&config.path(route.path), guarded);
-    }
-    let swagger = utoipa_swagger_ui::SwaggerUi::new(config.path("/docs")).config(
-        utoipa_swagger_ui::Config::new([config.path("/openapi.json")])
-            .validator_url("none")
-            .persist_authorization(true),
-    );
-
+    let app = http::router::routes(service);
     let request_id = HeaderName::from_static("x-request-id");
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {
@@ -144,56 +78,43 @@ pub fn router(service: Portcullis) -> Router {
         nets: config.trusted_proxies.clone(),
         header: config.trusted_proxy_header,
     });
-    app.merge(swagger)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(http::request_metrics::record))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .with_state(state)
-        .layer(tower::util::option_layer(cors_layer(&config.cors)))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([
-                    header::AUTHORIZATION,
-                    header::COOKIE,
-                    HeaderName::from_static("x-api-key"),
-                ]))
-                .map_request(move |req: Request| http::client_ip::attach(&trusted_proxies, req))
-                .layer(middleware::from_fn(refuse_nul_in_uri))
-                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
-                .layer(trace)
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(CatchPanicLayer::custom(panic_response))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
-                .option_layer(
-                    config
-                        .hsts
-                        .as_deref()
-                        .and_then(|v| HeaderValue::from_str(v).ok())
-                        .map(|v| SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, v)),
-                ),
-        )
-}
-
-/// Settings that can only be checked against the route table; start-up calls this so
-/// a bad value stops the service with one line.
-pub fn check_settings(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
-    http::routes::rate_limited_paths(&http::routes::table(), &config.rate_limit).map(|_| ())
+    app.layer(tower::util::option_layer(cors_layer(&config.cors))).layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+                HeaderName::from_static("x-api-key"),
+            ]))
+            .map_request(move |req: Request| http::client_ip::attach(&trusted_proxies, req))
+            .layer(middleware::from_fn(refuse_nul_in_uri))
+            .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .option_layer(
+                config
+                    .hsts
+                    .as_deref()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                    .map(|v| SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, v)),
+            ),
+    )
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all (browsers

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::config::SigningAlgorithm;
 use crate::crypto::jwt::{KeyRing, SigningKey, TokenRules, generate};
 use crate::crypto::tokens;
-use crate::domain::{credentials, routemap, validate};
+use crate::domain::{authn, credentials, routemap, validate};
 use crate::http::{self, admin, auth, client_ip, extract, me};
 
 /// One ES256 and one HS256 key, made once per process.
@@ -61,9 +61,7 @@ pub fn credential(data: &[u8]) {
     let _ = ring().verify(text);
     let _ = credentials::parse_api_key(text);
     let _ = tokens::looks_like_token(text);
-    let _ = text
-        .strip_prefix(credentials::TEMPORARY_PREFIX)
-        .map(tokens::looks_like_token);
+    let _ = text.strip_prefix(authn::TEMPORARY_PREFIX).map(tokens::looks_like_token);
     if let Ok(map) = routemap::RouteMap::parse("GET /api/{id}/* api:read; * /admin/** admin") {
         let (method, path) = text.split_once(' ').unwrap_or(("GET", text));
         let _ = map.permission_for(method, path);

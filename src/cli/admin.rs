@@ -9,7 +9,7 @@ use std::io::{BufRead, IsTerminal};
 use crate::Portcullis;
 use crate::domain::Actor;
 use crate::domain::accounts::Registration;
-use crate::domain::rbac::UserQuery;
+use crate::domain::accounts::UserQuery;
 use crate::error::AppError;
 use crate::store::UserRow;
 use clap::{Args, Subcommand};

@@ -154,7 +154,7 @@ async fn run_cli() -> ExitCode {
     if let Command::Serve { bind: Some(bind) } = &cli.command {
         sources.set("PORTCULLIS_BIND", bind.clone());
     }
-    let config = match Config::from_sources(&sources).and_then(|c| crate::app::check_settings(&c).map(|_| c)) {
+    let config = match Config::from_sources(&sources).and_then(|c| crate::http::router::check_settings(&c).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
             return exit_with(CliError {

@@ -1,5 +1,8 @@
-//! Checking credentials: the hot path.
+//! Checking credentials: the hot path, and the one home of the credential kinds.
 //!
+//! Every token Portcullis hands out says what it is by its prefix (see [`TokenKind`]);
+//! [`Portcullis::authenticate_for`] is the single place that turns a presented token
+//! into a caller for an access rule, the enrolment-only token's rule included.
 //! Three kinds are accepted wherever authentication is required: access tokens
 //! (JWTs), API keys (`pcx_<id>_<secret>`) and temporary tokens (`pct_<secret>`).
 //! A JWT seen before is answered from a bounded cache keyed by the whole token
@@ -22,6 +25,90 @@ use crate::error::{AppError, AppResult};
 
 /// Longest token considered at all; real ones are well under 2 KiB.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Prefix of API keys: `pcx_<id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "pcx_";
+/// Prefix of temporary tokens: `pct_<secret>`.
+pub const TEMPORARY_PREFIX: &str = "pct_";
+/// Prefix of the `mfa_token` a password login returns when a second factor is due.
+pub const MFA_TOKEN_PREFIX: &str = "pcm_";
+/// Prefix of the token that can reach only the enrolment routes.
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "pce_";
+
+/// What a presented token is, by its prefix. Access tokens (JWTs) and refresh tokens
+/// have none; which of those a token is, only its verification can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    ApiKey,
+    Temporary,
+    MfaChallenge,
+    Enrollment,
+    Unprefixed,
+}
+
+impl TokenKind {
+    pub fn of(token: &str) -> Self {
+        [
+            (API_KEY_PREFIX, Self::ApiKey),
+            (TEMPORARY_PREFIX, Self::Temporary),
+            (MFA_TOKEN_PREFIX, Self::MfaChallenge),
+            (ENROLLMENT_TOKEN_PREFIX, Self::Enrollment),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| token.starts_with(prefix))
+        .map_or(Self::Unprefixed, |(_, kind)| kind)
+    }
+}
+
+/// Who may call a route (or any other guarded operation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// Any valid access token.
+    Authenticated,
+    /// A login session's access token, not an API key or temporary token: the
+    /// account's own settings, sessions and credentials, which a narrow credential made
+    /// for a script or a link must not reach.
+    Person,
+    /// A valid access token carrying this permission.
+    Permission(&'static str),
+    /// A valid access token carrying this role.
+    Role(&'static str),
+    /// Any valid access token, or the enrolment-only token of a user who must enrol
+    /// in MFA: the MFA enrolment routes.
+    Enrolling,
+}
+
+impl Access {
+    /// Whether an authenticated caller passes; Public and Authenticated always do.
+    /// An enrolment-only caller exists only where `authenticate_for` admitted one, i.e.
+    /// under `Enrolling`.
+    pub fn check(&self, caller: &Principal) -> Result<(), AppError> {
+        match self {
+            Access::Public | Access::Authenticated | Access::Enrolling => Ok(()),
+            Access::Person if caller.credential == Credential::Jwt => Ok(()),
+            Access::Person => Err(AppError::Forbidden(
+                "this is done from a login session, not with an API key or temporary token".into(),
+            )),
+            Access::Permission(p) if caller.has_permission(p) => Ok(()),
+            Access::Permission(p) => Err(AppError::Forbidden(format!("missing permission {p}"))),
+            Access::Role(r) if caller.has_role(r) => Ok(()),
+            Access::Role(r) => Err(AppError::Forbidden(format!("missing role {r}"))),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Access::Public => "public".into(),
+            Access::Authenticated => "authenticated".into(),
+            Access::Person => "a login session (not an API key or temporary token)".into(),
+            Access::Permission(p) => format!("permission {p}"),
+            Access::Role(r) => format!("role {r}"),
+            Access::Enrolling => "authenticated, or a token for MFA enrolment only".into(),
+        }
+    }
+}
 
 /// Which kind of credential authenticated a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,20 +251,26 @@ fn invalid(e: TokenError) -> AppError {
 }
 
 impl Portcullis {
-    /// Authenticates any credential: an API key or temporary token by its prefix,
-    /// anything else as an access token.
+    /// Authenticates any credential for a route open to every authenticated caller.
     pub async fn authenticate(&self, credential: &str) -> AppResult<Arc<Principal>> {
-        if credential.starts_with(super::credentials::API_KEY_PREFIX) {
-            self.authenticate_api_key(credential).await
-        } else if credential.starts_with(super::credentials::TEMPORARY_PREFIX) {
-            self.authenticate_temporary_token(credential).await
-        } else if credential.starts_with(super::mfa::ENROLLMENT_TOKEN_PREFIX) {
-            // A live one opens nothing here (only the enrolment routes take it); an
-            // expired, used or forged one is as invalid as any other bad token (401).
-            self.authenticate_enrollment(credential).await?;
-            Err(AppError::MfaEnrollmentRequired)
-        } else {
-            self.authenticate_token(credential).await
+        self.authenticate_for(credential, &Access::Authenticated).await
+    }
+
+    /// Authenticates a presented credential for `access`, by its kind: an API key or
+    /// temporary token by its prefix, anything unprefixed as an access token. The
+    /// enrolment-only token is decided here and nowhere else: under `Enrolling` it is
+    /// the caller; elsewhere a live one is 403 (enrol first) and a dead one as invalid
+    /// as any other bad token (401). `access` itself is checked by `Access::check`.
+    pub async fn authenticate_for(&self, credential: &str, access: &Access) -> AppResult<Arc<Principal>> {
+        match TokenKind::of(credential) {
+            TokenKind::ApiKey => self.authenticate_api_key(credential).await,
+            TokenKind::Temporary => self.authenticate_temporary_token(credential).await,
+            TokenKind::Enrollment if *access == Access::Enrolling => self.authenticate_enrollment(credential).await,
+            TokenKind::Enrollment => {
+                self.authenticate_enrollment(credential).await?;
+                Err(AppError::MfaEnrollmentRequired)
+            }
+            TokenKind::MfaChallenge | TokenKind::Unprefixed => self.authenticate_token(credential).await,
         }
     }
 

@@ -18,14 +18,12 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::authn::{Credential, Principal};
+use super::authn::{API_KEY_PREFIX, Credential, Principal, TEMPORARY_PREFIX, TokenKind};
 use super::{Actor, AuditEvent, ClientContext, Portcullis};
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
 use crate::store::{ApiKeyRow, RevocationRow, TemporaryTokenRow, UserGrants, UserRow};
 
-pub const API_KEY_PREFIX: &str = "pcx_";
-pub const TEMPORARY_PREFIX: &str = "pct_";
 const KEY_ID_LEN: usize = 16;
 
 /// A verified key, valid while the epochs it was built under still hold.
@@ -526,7 +524,7 @@ impl Portcullis {
                 Err(_) => inactive,
             });
         }
-        if token.starts_with(TEMPORARY_PREFIX) {
+        if TokenKind::of(token) == TokenKind::Temporary {
             let Some(row) = self.store().peek_temporary_token(&tokens::digest(token)).await? else {
                 return Ok(inactive);
             };
@@ -592,11 +590,9 @@ impl Portcullis {
                     self.inner().credentials.forget_key(id);
                 }
             }
-        } else if token.starts_with(TEMPORARY_PREFIX) {
+        } else if TokenKind::of(token) == TokenKind::Temporary {
             self.store().revoke_temporary_token(&tokens::digest(token), now).await?;
-        } else if token.starts_with(super::mfa::MFA_TOKEN_PREFIX)
-            || token.starts_with(super::mfa::ENROLLMENT_TOKEN_PREFIX)
-        {
+        } else if matches!(TokenKind::of(token), TokenKind::MfaChallenge | TokenKind::Enrollment) {
             // An MFA challenge or enrolment-only token: it simply stops working.
             self.store().delete_mfa_ticket(&tokens::digest(token)).await?;
         } else if tokens::looks_like_token(token) {

@@ -15,19 +15,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::authn::{Credential, Principal};
+use super::authn::{Credential, ENROLLMENT_TOKEN_PREFIX, MFA_TOKEN_PREFIX, Principal};
 use super::{Actor, ClientContext, Portcullis, TokenPair};
 use crate::crypto::{tokens, totp};
 use crate::error::{AppError, AppResult};
-use crate::store::{MfaTicketRow, UserRow};
+use crate::store::UserRow;
 
-/// Prefix of the `mfa_token` a password login returns when a second factor is due.
-pub const MFA_TOKEN_PREFIX: &str = "pcm_";
-/// Prefix of the token that can reach only the enrolment routes.
-pub const ENROLLMENT_TOKEN_PREFIX: &str = "pce_";
 const SEAL_CONTEXT: &str = "portcullis:totp";
-const TICKET_TTL_SECONDS: i64 = 300;
-const ENROLLMENT_TTL_SECONDS: i64 = 900;
 /// Wrong codes that burn an `mfa_token`.
 pub const MAX_CODE_FAILURES: i32 = 5;
 const RECOVERY_CODES: usize = 10;
@@ -60,37 +54,6 @@ pub struct MfaStatus {
     pub recovery_codes_left: i64,
     /// Whether the user's roles demand MFA (`MFA_REQUIRED_ROLES`).
     pub required: bool,
-}
-
-/// A password login that needs its second factor.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MfaChallenge {
-    /// Always true.
-    pub mfa_required: bool,
-    /// For `POST /auth/mfa/verify`; 5 minutes, single use.
-    pub mfa_token: String,
-    pub methods: Vec<&'static str>,
-    pub expires_in: u64,
-}
-
-/// A login of a user who must enrol first: a token for the enrolment routes only.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EnrollmentOnly {
-    /// Always true.
-    pub mfa_enrollment_required: bool,
-    pub access_token: String,
-    /// Always `bearer`.
-    pub token_type: &'static str,
-    pub expires_in: u64,
-}
-
-/// What a password login answers.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum LoginOutcome {
-    Tokens(TokenPair),
-    MfaRequired(MfaChallenge),
-    EnrollmentRequired(EnrollmentOnly),
 }
 
 /// Ten recovery codes: 16 base32 characters (80 bits) each, shown as `xxxx-xxxx-xxxx-xxxx`.
@@ -170,71 +133,6 @@ impl Portcullis {
         }
         let grants = self.grants_for(user_id, is_superuser).await?;
         Ok(grants.roles.iter().any(|r| required.contains(r)))
-    }
-
-    /// After a first factor: a session, an MFA challenge, or an enrolment-only token.
-    pub async fn after_first_factor(
-        &self,
-        user: &UserRow,
-        amr: &[&str],
-        ctx: &ClientContext,
-    ) -> AppResult<LoginOutcome> {
-        let enrolled = self
-            .store()
-            .totp(user.id)
-            .await?
-            .is_some_and(|t| t.confirmed_at.is_some());
-        let (purpose, prefix, ttl, action) = if enrolled {
-            ("verify", MFA_TOKEN_PREFIX, TICKET_TTL_SECONDS, "MFA_CHALLENGE")
-        } else if self.mfa_required_for(user).await? {
-            (
-                "enroll",
-                ENROLLMENT_TOKEN_PREFIX,
-                ENROLLMENT_TTL_SECONDS,
-                "MFA_ENROLLMENT_REQUIRED",
-            )
-        } else {
-            return Ok(LoginOutcome::Tokens(self.start_session(user, amr, ctx).await?));
-        };
-        let token = format!("{prefix}{}", tokens::random_token());
-        let now = Utc::now();
-        let ticket = MfaTicketRow {
-            token_hash: tokens::digest(&token).to_vec(),
-            user_id: user.id,
-            purpose: purpose.into(),
-            amr: serde_json::to_string(amr).map_err(AppError::internal)?,
-            failures: 0,
-            created_at: now,
-            expires_at: now + chrono::Duration::seconds(ttl),
-            used_at: None,
-        };
-        let record = self.audit_record(
-            Actor::user(user.id, &user.username, ctx)
-                .event(action)
-                .resource("user", user.id)
-                .meta("amr", amr),
-        );
-        self.store().insert_mfa_ticket(&ticket, record.as_ref()).await?;
-        Ok(if enrolled {
-            // A recovery code is offered only while one is left.
-            let mut methods = vec!["totp"];
-            if self.store().recovery_codes_left(user.id).await? > 0 {
-                methods.push("recovery_code");
-            }
-            LoginOutcome::MfaRequired(MfaChallenge {
-                mfa_required: true,
-                mfa_token: token,
-                methods,
-                expires_in: ttl as u64,
-            })
-        } else {
-            LoginOutcome::EnrollmentRequired(EnrollmentOnly {
-                mfa_enrollment_required: true,
-                access_token: token,
-                token_type: "bearer",
-                expires_in: ttl as u64,
-            })
-        })
     }
 
     /// Checks a second factor of `user`: a TOTP code of a step not used before, or an

@@ -9,6 +9,7 @@ pub mod authn;
 pub mod credentials;
 pub mod keys;
 pub mod lockout;
+pub mod login;
 pub mod mfa;
 pub mod oauth;
 pub mod rbac;

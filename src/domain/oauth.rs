@@ -20,7 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use uuid::Uuid;
 
-use super::mfa::LoginOutcome;
+use super::login::LoginOutcome;
 use super::{Actor, AuditEvent, ClientContext, Portcullis, validate};
 use crate::config::{OAuthSettings, ProviderKind, ProviderSettings};
 use crate::crypto::tokens;

@@ -1,4 +1,4 @@
-//! Authorization: roles, permissions, assignments and the admin operations on users.
+//! Authorization: roles, permissions, and their assignment to users.
 //!
 //! A user's effective permissions are the union of their roles' permissions; a
 //! superuser holds every permission, including ones created after their token was
@@ -9,10 +9,9 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::accounts::Registration;
 use super::{Actor, Portcullis, validate};
 use crate::error::{AppError, AppResult};
-use crate::store::{PermissionRow, RoleRow, UserPage, UserRow, UserSort};
+use crate::store::{PermissionRow, RoleRow};
 
 /// Role and permission names: lower-case ASCII letters, digits and `_ . : -`,
 /// starting with a letter (`projects:create`, `billing_access`, `analyst`).
@@ -30,50 +29,6 @@ pub fn check_name(field: &str, name: &str) -> AppResult<()> {
             field,
             "must be 1-100 lower-case ASCII letters, digits or _ . : -, starting with a letter",
         ))
-    }
-}
-
-/// What an administrator may change on a user in one request.
-#[derive(Debug, Default, Clone)]
-pub struct UserChanges {
-    pub email: Option<String>,
-    pub full_name: Option<String>,
-    pub is_superuser: Option<bool>,
-}
-
-impl UserChanges {
-    /// The fields given, for the audit record (never their values).
-    pub fn fields(&self) -> Vec<&'static str> {
-        [
-            ("email", self.email.is_some()),
-            ("full_name", self.full_name.is_some()),
-            ("is_superuser", self.is_superuser.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(f, given)| given.then_some(f))
-        .collect()
-    }
-}
-
-/// Listing parameters for users.
-#[derive(Debug, Clone)]
-pub struct UserQuery {
-    pub q: String,
-    pub sort: UserSort,
-    pub descending: bool,
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl Default for UserQuery {
-    fn default() -> Self {
-        Self {
-            q: String::new(),
-            sort: UserSort::CreatedAt,
-            descending: false,
-            limit: 50,
-            offset: 0,
-        }
     }
 }
 
@@ -252,97 +207,6 @@ impl Portcullis {
         }
         self.inner().credentials.forget_all_users();
         Ok(())
-    }
-
-    pub async fn list_users(&self, query: &UserQuery) -> AppResult<UserPage> {
-        if query.q.len() > 200 {
-            return Err(AppError::validation("q", "must be at most 200 characters"));
-        }
-        self.store()
-            .list_users(&query.q, query.sort, query.descending, query.limit, query.offset)
-            .await
-    }
-
-    /// Creates a user on an administrator's behalf, with roles.
-    pub async fn create_user(&self, registration: Registration, by: &Actor) -> AppResult<UserRow> {
-        let roles = registration.roles.clone();
-        for role in &roles {
-            self.store()
-                .role(role)
-                .await?
-                .ok_or_else(|| AppError::validation("roles", format!("unknown role {role}")))?;
-        }
-        let user = self
-            .register_audited(
-                Registration {
-                    roles: Vec::new(),
-                    ..registration
-                },
-                by.event("USER_CREATE"),
-            )
-            .await?;
-        for role in roles {
-            self.assign_role(user.id, &role, by).await?;
-        }
-        Ok(user)
-    }
-
-    /// Changes a user's profile and superuser flag in one transaction, recorded as
-    /// one USER_UPDATE naming the fields given (never their values).
-    pub async fn update_user(&self, id: Uuid, changes: UserChanges, by: &Actor) -> AppResult<UserRow> {
-        let event = by
-            .event("USER_UPDATE")
-            .resource("user", id)
-            .meta("fields", changes.fields());
-        self.change_profile(id, changes, event)
-            .await?
-            .ok_or_else(|| AppError::NotFound("user not found".into()))
-    }
-
-    /// Deletes a user and ends their sessions; 409 for the last administrator.
-    pub async fn delete_user(&self, id: Uuid, by: &Actor) -> AppResult<()> {
-        let user = self.user(id).await?;
-        let now = Utc::now();
-        let record = self.audit_record(
-            by.event("USER_DELETE")
-                .resource("user", id)
-                .meta("username", &user.username),
-        );
-        let ended = self
-            .store()
-            .delete_user(id, now, self.revocation_horizon(now), record.as_ref())
-            .await?
-            .ok_or_else(|| AppError::NotFound("user not found".into()))?;
-        self.forget_sessions(&ended, now);
-        self.inner().credentials.forget_user(id);
-        // A later account of the same name must not inherit a lock.
-        self.clear_lockout(&user).await
-    }
-
-    /// Sets a user's password (policy-checked) and ends their sessions.
-    pub async fn set_password(&self, id: Uuid, password: &str, by: &Actor) -> AppResult<()> {
-        let user = self.user(id).await?;
-        validate::all([self
-            .inner()
-            .policy
-            .check("password", password, &user.username, &user.email)])?;
-        let hash = self.inner().hasher.hash(password).await?;
-        let now = Utc::now();
-        let record = self.audit_record(by.event("PASSWORD_RESET").resource("user", id));
-        let ended = self
-            .store()
-            .admin_set_password(id, &hash, now, self.revocation_horizon(now), record.as_ref())
-            .await?
-            .ok_or_else(|| AppError::NotFound("user not found".into()))?;
-        self.forget_sessions(&ended, now);
-        self.clear_lockout(&user).await
-    }
-
-    /// Lifts the login lock on the user's username and email.
-    pub async fn unlock_user(&self, id: Uuid, by: &Actor) -> AppResult<()> {
-        let user = self.user(id).await?;
-        self.clear_lockout(&user).await?;
-        self.log_event(by.event("USER_UNLOCK").resource("user", id)).await
     }
 }
 

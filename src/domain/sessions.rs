@@ -1,18 +1,15 @@
-//! Login, refresh-token rotation, logout: the life of a session.
+//! Sessions: starting one, refresh-token rotation, logout, listing and ending them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::mfa::LoginOutcome;
-use super::{Actor, AuditEvent, Portcullis, validate};
+use super::{Actor, AuditEvent, Portcullis};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
 use crate::store::{NewSession, RotateOutcome, RotationJob, SessionRow, Store, UserRow};
 
-/// The single answer for every failed login: it must not tell which part was wrong.
-pub const LOGIN_FAILED: &str = "invalid username or password";
 const REFRESH_FAILED: &str = "refresh token is invalid, expired or revoked";
 
 /// Where a request came from, recorded on the session it starts.
@@ -43,81 +40,6 @@ pub struct TokenPair {
 }
 
 impl Portcullis {
-    /// Checks a username (or email) and password and starts a session.
-    ///
-    /// Unknown users are checked against a dummy hash, and disabled users and wrong
-    /// passwords get the very same answer, so neither the body nor the time tells
-    /// whether an account exists.
-    ///
-    /// Consecutive failures lock the login name (known or not) for a growing time;
-    /// while locked, attempts get 429 without the password being checked.
-    ///
-    /// A user with a second factor gets an MFA challenge instead of tokens, and one
-    /// whose role demands MFA but has none a token for enrolment only (see `mfa`).
-    pub async fn login(&self, login: &str, password: &str, ctx: &ClientContext) -> AppResult<LoginOutcome> {
-        let inner = self.inner();
-        let login = validate::fold(login);
-        // A name no account can have is not looked up (nor sent to the database). An
-        // over-long password still goes through the same steps, against the dummy hash.
-        let plausible = login.len() <= 254 && !login.chars().any(char::is_control);
-        let user = if plausible {
-            inner.store.user_by_login(&login).await?
-        } else {
-            None
-        };
-        // The attempted name is not recorded for unknown users: it may be a password
-        // typed into the wrong field.
-        let failure = |reason: &str| {
-            let event = AuditEvent::new("LOGIN_FAILURE").client(ctx).meta("reason", reason);
-            match &user {
-                Some(u) => event.actor(u.id, &u.username).resource("user", u.id),
-                None => event,
-            }
-        };
-        if let Err(e) = self.begin_login_attempt(&login).await {
-            if matches!(e, AppError::TooManyRequests { .. }) {
-                self.log_event(failure("locked")).await?;
-            }
-            return Err(e);
-        }
-        let too_long = password.chars().count() > inner.config.password_max_length;
-        let stored = user
-            .as_ref()
-            .and_then(|u| u.password_hash.as_deref())
-            .filter(|_| !too_long);
-        let verified = inner.hasher.verify(password, stored).await?;
-        let reason = match &user {
-            None => Some("unknown_user"),
-            Some(_) if !verified.ok || too_long => Some("bad_password"),
-            Some(u) if !u.is_active => Some("disabled"),
-            Some(_) => None,
-        };
-        if let Some(reason) = reason {
-            metrics::counter!("portcullis_logins_total", "result" => "failure").increment(1);
-            self.log_event(failure(reason)).await?;
-            return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
-        }
-        let Some(user) = user else {
-            return Err(AppError::InvalidCredentials(LOGIN_FAILED.into()));
-        };
-        if verified.needs_rehash {
-            let upgraded = inner.hasher.hash(password).await?;
-            inner
-                .store
-                .upgrade_password_hash(user.id, &upgraded, Utc::now())
-                .await?;
-        }
-        metrics::counter!("portcullis_logins_total", "result" => "success").increment(1);
-        let outcome = self.after_first_factor(&user, &["pwd"], ctx).await?;
-        // With a second factor still due, the count of attempts goes on: the code
-        // attempts add to it, and only a verified code clears it. Otherwise a password
-        // login would reset the count between rounds of guessed codes.
-        if !matches!(outcome, LoginOutcome::MfaRequired(_)) {
-            self.login_succeeded(&login).await?;
-        }
-        Ok(outcome)
-    }
-
     /// Starts a session for an already authenticated user (password, later social
     /// login or MFA) and returns its first token pair.
     pub async fn start_session(&self, user: &UserRow, amr: &[&str], ctx: &ClientContext) -> AppResult<TokenPair> {

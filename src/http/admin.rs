@@ -13,11 +13,11 @@ use super::Caller;
 use super::auth::UserOut;
 use super::extract::{ValidJson, ValidQuery};
 use super::me::{SessionOut, session_out};
-use crate::app::AppState;
 use crate::domain::Actor;
 use crate::domain::accounts::Registration;
-use crate::domain::rbac::{UserChanges, UserQuery};
+use crate::domain::accounts::{UserChanges, UserQuery};
 use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
 use crate::store::{PermissionRow, RoleRow, UserSort};
 
 fn parse_id(id: &str) -> AppResult<Uuid> {

@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 
 use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
-use crate::app::AppState;
 use crate::domain::{AuditEvent, ClientContext};
 use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
 use crate::store::{AuditFilter, AuditRow};
 
 /// Filters shared by the log and the export; absent ones do not filter.

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::Caller;
 use super::extract::{UrlForm, ValidJson};
-use crate::app::AppState;
 use crate::domain::accounts::Registration;
-use crate::domain::mfa::LoginOutcome;
+use crate::domain::login::LoginOutcome;
 use crate::domain::{AuditEvent, ClientContext, TokenPair};
 use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
 use crate::store::UserRow;
 
 #[derive(Debug, Deserialize, ToSchema)]

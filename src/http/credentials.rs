@@ -15,10 +15,10 @@ use uuid::Uuid;
 use super::Caller;
 use super::auth::OAuthError;
 use super::extract::{UrlForm, ValidJson, ValidQuery};
-use crate::app::AppState;
 use crate::domain::credentials::Introspection;
 use crate::domain::{Actor, ClientContext, Principal};
 use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
 use crate::store::ApiKeyRow;
 
 #[derive(Debug, Deserialize, ToSchema)]

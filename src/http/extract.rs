@@ -66,7 +66,7 @@ pub fn json_rejection(rej: JsonRejection, limit: usize) -> AppError {
 impl<S, T> FromRequest<S> for ValidJson<T>
 where
     T: DeserializeOwned,
-    S: Send + Sync + AsRef<crate::app::Limits>,
+    S: Send + Sync + AsRef<super::state::Limits>,
 {
     type Rejection = AppError;
 

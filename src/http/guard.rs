@@ -23,7 +23,6 @@ use tower::{Layer, Service};
 use super::extract::client_context;
 use super::{Access, Caller, presented_credential};
 use crate::domain::audit::RequestRecord;
-use crate::domain::mfa::ENROLLMENT_TOKEN_PREFIX;
 use crate::domain::{Portcullis, Principal};
 use crate::error::AppError;
 
@@ -116,10 +115,7 @@ async fn authenticate(
         return Ok(None);
     }
     let principal = match presented_credential(req.headers())? {
-        Some(token) if *access == Access::Enrolling && token.starts_with(ENROLLMENT_TOKEN_PREFIX) => {
-            service.authenticate_enrollment(token).await?
-        }
-        Some(token) => service.authenticate(token).await?,
+        Some(token) => service.authenticate_for(token, access).await?,
         None => return Err(AppError::MissingCredentials),
     };
     req.extensions_mut().insert(Caller(principal.clone()));

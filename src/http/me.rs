@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::Caller;
 use super::auth::UserOut;
 use super::extract::ValidJson;
-use crate::app::AppState;
 use crate::domain::{Actor, ClientContext};
 use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
 
 /// The caller's account plus what their token grants.
 #[derive(Debug, Serialize, ToSchema)]

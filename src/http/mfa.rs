@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 
 use super::Caller;
 use super::extract::ValidJson;
-use crate::app::AppState;
 use crate::domain::mfa::{MfaStatus, SecondFactor, TotpEnrollment};
 use crate::domain::{Actor, ClientContext, TokenPair};
 use crate::error::{AppError, AppResult};
+use crate::http::state::AppState;
 
 /// A second factor: exactly one of `code` (6 digits from the app) or `recovery_code`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -19,7 +19,9 @@ pub mod oauth;
 pub mod openapi;
 pub mod ratelimit;
 pub mod request_metrics;
+pub mod router;
 pub mod routes;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -30,60 +32,10 @@ use axum::routing::{MethodFilter, MethodRouter};
 pub use guard::{require_authenticated, require_permission, require_role};
 use utoipa::ToSchema;
 
-use crate::app::AppState;
-use crate::domain::{Credential, Principal};
+use crate::domain::Principal;
+pub use crate::domain::authn::Access;
 use crate::error::AppError;
-
-/// Who may call a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, without credentials.
-    Public,
-    /// Any valid access token.
-    Authenticated,
-    /// A login session's access token, not an API key or temporary token: the
-    /// account's own settings, sessions and credentials, which a narrow credential made
-    /// for a script or a link must not reach.
-    Person,
-    /// A valid access token carrying this permission.
-    Permission(&'static str),
-    /// A valid access token carrying this role.
-    Role(&'static str),
-    /// Any valid access token, or the enrolment-only token of a user who must enrol
-    /// in MFA: the MFA enrolment routes.
-    Enrolling,
-}
-
-impl Access {
-    /// Whether an authenticated caller passes; Public and Authenticated always do.
-    pub fn check(&self, caller: &Principal) -> Result<(), AppError> {
-        if caller.credential == Credential::MfaEnrollment && *self != Access::Enrolling {
-            return Err(AppError::MfaEnrollmentRequired);
-        }
-        match self {
-            Access::Public | Access::Authenticated | Access::Enrolling => Ok(()),
-            Access::Person if caller.credential == Credential::Jwt => Ok(()),
-            Access::Person => Err(AppError::Forbidden(
-                "this is done from a login session, not with an API key or temporary token".into(),
-            )),
-            Access::Permission(p) if caller.has_permission(p) => Ok(()),
-            Access::Permission(p) => Err(AppError::Forbidden(format!("missing permission {p}"))),
-            Access::Role(r) if caller.has_role(r) => Ok(()),
-            Access::Role(r) => Err(AppError::Forbidden(format!("missing role {r}"))),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Access::Public => "public".into(),
-            Access::Authenticated => "authenticated".into(),
-            Access::Person => "a login session (not an API key or temporary token)".into(),
-            Access::Permission(p) => format!("permission {p}"),
-            Access::Role(r) => format!("role {r}"),
-            Access::Enrolling => "authenticated, or a token for MFA enrolment only".into(),
-        }
-    }
-}
+use crate::http::state::AppState;
 
 /// How a route's request body is encoded, for the OpenAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

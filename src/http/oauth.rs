@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 
 use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
-use crate::app::AppState;
 use crate::domain::ClientContext;
-use crate::domain::mfa::LoginOutcome;
+use crate::domain::login::LoginOutcome;
 use crate::domain::oauth::{IdentityOut, UpstreamTokenOut};
 use crate::error::AppResult;
+use crate::http::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OAuthLoginRequest {

@@ -9,7 +9,7 @@ use super::Access::{Authenticated, Enrolling, Permission, Person, Public};
 use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
-use crate::domain::mfa::LoginOutcome;
+use crate::domain::login::LoginOutcome;
 
 /// The paths under the per-IP rate limit: `RATE_LIMIT_ROUTES` when set (each must be a
 /// declared path), else the routes the table marks.
@@ -298,7 +298,6 @@ pub fn table() -> Vec<Route> {
         .doc("admin: credentials", "Revoke anyone's API key")
         .empty(204)
         .empty(404),
-        // Administration of users.
         // The audit trail.
         Route::new(M::GET, "/audit/logs", Permission("audit:read"), audit::list)
             .doc(
@@ -315,6 +314,7 @@ pub fn table() -> Vec<Route> {
             .doc("audit", "Record a custom audit event")
             .json::<audit::AuditEventRequest>()
             .empty(201),
+        // Administration of users.
         Route::new(M::GET, "/admin/users", Permission("users:read"), admin::list_users)
             .doc("admin: users", "List or search users (q, sort, limit, offset)")
             .query::<admin::ListUsersParams>()

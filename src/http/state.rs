@@ -1,0 +1,28 @@
+//! What every handler can reach: the service, the metrics handle, the served OpenAPI
+//! document and the request limits the extractors enforce.
+
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::domain::Portcullis;
+
+/// Request limits the extractors need.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Portcullis,
+    pub metrics: PrometheusHandle,
+    /// Rendered once at start-up from the route table.
+    pub openapi: Bytes,
+    pub limits: Limits,
+}
+
+impl AsRef<Limits> for AppState {
+    fn as_ref(&self) -> &Limits {
+        &self.limits
+    }
+}
