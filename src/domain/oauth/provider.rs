@@ -96,9 +96,13 @@ fn truthy(v: &Value) -> bool {
     v.as_bool().unwrap_or_else(|| v.as_str() == Some("true"))
 }
 
-/// A provider's JSON answer, read up to `MAX_UPSTREAM_BODY`; anything not JSON is
-/// Null, and a broken connection or an oversized answer a 502.
-async fn read_json(mut res: reqwest::Response, what: &str) -> AppResult<Value> {
+/// Sends `req` to a provider: the status and the JSON answer, read up to
+/// `MAX_UPSTREAM_BODY`; anything not JSON is Null, and a broken connection or an
+/// oversized answer a 502. Every call upstream goes through here, so each gets the
+/// same bound and the same errors.
+async fn send(req: reqwest::RequestBuilder, what: &str) -> AppResult<(u16, Value)> {
+    let mut res = req.send().await.map_err(|e| upstream(what, e.without_url()))?;
+    let status = res.status().as_u16();
     let mut body = Vec::new();
     while let Some(chunk) = res.chunk().await.map_err(|e| upstream(what, e.without_url()))? {
         body.extend_from_slice(&chunk);
@@ -106,7 +110,12 @@ async fn read_json(mut res: reqwest::Response, what: &str) -> AppResult<Value> {
             return Err(upstream(what, "the answer is too large"));
         }
     }
-    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+/// The string at `key` in a provider's JSON object, when there is one.
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
 /// Who an ID token's claims or a userinfo answer say the user is.
@@ -133,10 +142,9 @@ pub fn upstream_user(claims: &Value) -> AppResult<UpstreamUser> {
 
 /// The provider's tokens in a token endpoint's answer.
 pub fn upstream_tokens(body: &Value) -> UpstreamTokens {
-    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     UpstreamTokens {
-        access_token: text("access_token"),
-        refresh_token: text("refresh_token"),
+        access_token: text(body, "access_token"),
+        refresh_token: text(body, "refresh_token"),
         expires_at: body
             .get("expires_in")
             .and_then(Value::as_i64)
@@ -147,7 +155,6 @@ pub fn upstream_tokens(body: &Value) -> UpstreamTokens {
 /// The verification key for `kid` in a JWKS document.
 fn key_in(jwks: &Value, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
     let keys = jwks.get("keys")?.as_array()?;
-    let text = |k: &Value, f: &str| k.get(f).and_then(Value::as_str).map(str::to_string);
     keys.iter()
         .filter(|k| kid.is_none() || text(k, "kid").as_deref() == kid)
         .filter(|k| text(k, "use").is_none_or(|u| u == "sig"))
@@ -213,9 +220,7 @@ impl OAuthClients {
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let res = req.send().await.map_err(|e| upstream(what, e.without_url()))?;
-        let status = res.status().as_u16();
-        Ok((status, read_json(res, what).await?))
+        send(req, what).await
     }
 
     /// Discovery plus overrides, cached per issuer.
@@ -236,7 +241,7 @@ impl OAuthClients {
                 (status, _) => return Err(upstream("discovery", format!("status {status}"))),
             }
         };
-        let found = |k: &str| discovered.get(k).and_then(Value::as_str).map(str::to_string);
+        let found = |k: &str| text(&discovered, k);
         let meta = Arc::new(ProviderMeta {
             issuer: found("issuer").unwrap_or_else(|| p.issuer.clone()),
             authorization_endpoint: o.authorization.clone().or_else(|| found("authorization_endpoint")),
@@ -469,15 +474,7 @@ impl OAuthClients {
         if let Some(secret) = &p.client_secret {
             fields.push(("client_secret", secret));
         }
-        let res = self
-            .http
-            .post(url)
-            .form(&fields)
-            .send()
-            .await
-            .map_err(|e| upstream(what, e.without_url()))?;
-        let status = res.status().as_u16();
-        Ok((status, read_json(res, what).await?))
+        send(self.http.post(url).form(&fields), what).await
     }
 
     /// Asks the provider's userinfo endpoint who holds `access_token`.
