@@ -11,7 +11,7 @@ use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
 use crate::domain::ClientContext;
 use crate::domain::login::LoginOutcome;
-use crate::domain::oauth::{IdentityOut, UpstreamTokenOut};
+use crate::domain::oauth::{IdentityOut, UpstreamTokenOut, url_query};
 use crate::error::AppResult;
 use crate::http::state::AppState;
 
@@ -108,24 +108,6 @@ pub struct CallbackParams {
     pub error: Option<String>,
 }
 
-/// `k=v&...` with form escaping, for the URL fragment handed back to the app.
-fn fragment(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let escaped: String = v
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            format!("{k}={escaped}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 fn cookie(name: &str, value: &str, max_age: u64, path: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{name}={value}; Max-Age={max_age}; Path={path}; HttpOnly; Secure; SameSite=Lax"
@@ -176,24 +158,21 @@ pub async fn callback(
             }
             None => found(&format!(
                 "{target}#{}",
-                fragment(&[
-                    ("access_token", pair.access_token),
-                    ("refresh_token", pair.refresh_token),
-                    ("token_type", "bearer".into()),
-                    ("expires_in", pair.expires_in.to_string()),
+                url_query(&[
+                    ("access_token", &pair.access_token),
+                    ("refresh_token", &pair.refresh_token),
+                    ("token_type", "bearer"),
+                    ("expires_in", &pair.expires_in.to_string()),
                 ])
             )),
         },
         LoginOutcome::MfaRequired(c) => found(&format!(
             "{target}#{}",
-            fragment(&[("mfa_required", "true".into()), ("mfa_token", c.mfa_token)])
+            url_query(&[("mfa_required", "true"), ("mfa_token", &c.mfa_token)])
         )),
         LoginOutcome::EnrollmentRequired(e) => found(&format!(
             "{target}#{}",
-            fragment(&[
-                ("mfa_enrollment_required", "true".into()),
-                ("access_token", e.access_token)
-            ])
+            url_query(&[("mfa_enrollment_required", "true"), ("access_token", &e.access_token)])
         )),
     };
     // The flow is over: its browser cookie goes.

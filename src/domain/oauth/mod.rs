@@ -40,22 +40,19 @@ fn okta_issuer(domain: &str) -> String {
     }
 }
 
-/// `value` with `%`-escapes for a URL query or fragment.
-fn escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// RFC 3986's unreserved characters; everything else is percent-encoded.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
-/// `k=v&...`, escaped, for the authorization request's URL.
-fn query(pairs: &[(&str, &str)]) -> String {
+/// `k=v&...` with every value percent-encoded: the authorization request's query, and
+/// the fragment the redirect flow hands tokens back in.
+pub fn url_query(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{k}={}", escape(v)))
+        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, UNRESERVED)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -216,7 +213,7 @@ impl Portcullis {
         let separator = if endpoint.contains('?') { '&' } else { '?' };
         let url = format!(
             "{endpoint}{separator}{}",
-            query(&[
+            url_query(&[
                 ("response_type", "code"),
                 ("client_id", &p.client_id),
                 ("redirect_uri", &callback),
@@ -327,7 +324,7 @@ mod tests {
     #[test]
     fn query_escaping() {
         assert_eq!(
-            query(&[("a", "x y"), ("b", "http://h/p?q=1")]),
+            url_query(&[("a", "x y"), ("b", "http://h/p?q=1")]),
             "a=x%20y&b=http%3A%2F%2Fh%2Fp%3Fq%3D1"
         );
     }
