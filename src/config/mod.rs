@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod names;
 mod oauth;
+pub mod routemap;
 pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
 
 /// A setting that could not be used, named as the operator wrote it.
@@ -152,7 +154,7 @@ pub struct Config {
     /// How often each instance pulls revocations written by other instances.
     pub sync_interval: Duration,
     /// Which permission `/auth/verify` requires for a proxied method and path.
-    pub verify_routes: crate::domain::routemap::RouteMap,
+    pub verify_routes: routemap::RouteMap,
     /// Whether `/auth/verify` lets through a request no route-map entry matches.
     pub verify_default_allow: bool,
     /// Longest lifetime a temporary token may be given.
@@ -635,7 +637,7 @@ impl Config {
             max_body_bytes: s.number(&["PORTCULLIS_MAX_BODY_BYTES"], 64 * 1024usize, 1024, 16 * 1024 * 1024)?,
             token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
             sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
-            verify_routes: crate::domain::routemap::RouteMap::parse(&s.string(&["VERIFY_ROUTES"], ""))
+            verify_routes: routemap::RouteMap::parse(&s.string(&["VERIFY_ROUTES"], ""))
                 .map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?,
             verify_default_allow: match s.string(&["VERIFY_DEFAULT"], "allow").to_ascii_lowercase().as_str() {
                 "allow" => true,
