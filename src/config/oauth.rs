@@ -170,8 +170,7 @@ pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
     )?);
     // Generic providers: every OAUTH_OIDC_<NAME>_ISSUER names one.
     let mut names: Vec<String> = s
-        .values
-        .keys()
+        .names()
         .filter_map(|k| {
             k.strip_prefix("OAUTH_OIDC_")?
                 .strip_suffix("_ISSUER")
