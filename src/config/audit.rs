@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use super::{ConfigError, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "ENABLE_AUDIT_LOGGING",
+    "AUDIT_ENABLED",
+    "AUDIT_RETENTION_DAYS",
+    "AUDIT_BUFFER",
+];
+
 /// The group's fields of [`super::Config`], documented there.
 pub(super) struct Audit {
     pub audit_enabled: bool,

@@ -5,6 +5,15 @@ use std::path::PathBuf;
 
 use super::{DatabaseTarget, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "PORTCULLIS_MASTER_KEY",
+    "PORTCULLIS_MASTER_KEY_FILE",
+    "PORTCULLIS_ADMIN_USERNAME",
+    "PORTCULLIS_ADMIN_EMAIL",
+    "PORTCULLIS_ADMIN_PASSWORD",
+];
+
 /// The group's fields of [`super::Config`], documented there.
 pub(super) struct Bootstrap {
     pub master_key: Option<String>,

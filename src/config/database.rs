@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use super::{ConfigError, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &["DATABASE_URL", "DATABASE_MAX_CONNECTIONS"];
+
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {

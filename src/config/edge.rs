@@ -4,6 +4,17 @@
 
 use super::{ConfigError, Sources, split_list};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "TRUSTED_PROXIES",
+    "TRUSTED_PROXY_HEADER",
+    "CORS_ALLOWED_ORIGINS",
+    "CORS_ORIGINS",
+    "CORS_ALLOW_CREDENTIALS",
+    "HSTS_MAX_AGE_SECONDS",
+    "HSTS_INCLUDE_SUBDOMAINS",
+];
+
 /// Which header trusted proxies record the client address in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ForwardingHeader {

@@ -4,6 +4,9 @@
 use super::routemap::RouteMap;
 use super::{ConfigError, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &["VERIFY_ROUTES", "VERIFY_DEFAULT"];
+
 /// The group's fields of [`super::Config`], documented there.
 pub(super) struct Gateway {
     pub verify_routes: RouteMap,

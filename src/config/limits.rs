@@ -5,6 +5,16 @@ use std::time::Duration;
 
 use super::{ConfigError, Sources, split_list};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "LOGIN_LOCKOUT_THRESHOLD",
+    "LOGIN_LOCKOUT_SECONDS",
+    "LOGIN_LOCKOUT_MAX_SECONDS",
+    "RATE_LIMIT_PER_IP_PER_MINUTE",
+    "RATE_LIMIT_BURST",
+    "RATE_LIMIT_ROUTES",
+];
+
 /// Per-account lockout after consecutive failed logins: `threshold` failures lock the
 /// account for `base`, each further failure doubles the lock up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

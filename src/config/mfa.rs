@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use super::{ConfigError, Sources, split_list};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &["MFA_REQUIRED_ROLES", "MFA_STEP_UP_MAX_AGE_SECONDS", "MFA_TOTP_ISSUER"];
+
 /// Multi-factor policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MfaSettings {

@@ -232,6 +232,26 @@ impl Config {
     }
 }
 
+/// Every setting name a group reads (aliases included), for refusing unknown keys in
+/// the TOML file; `key` is the one being checked, since generic OIDC providers' names
+/// are the operator's own.
+fn known_keys(key: &str) -> Vec<String> {
+    let fixed = [
+        server::KEYS,
+        database::KEYS,
+        tokens::KEYS,
+        passwords::KEYS,
+        bootstrap::KEYS,
+        limits::KEYS,
+        edge::KEYS,
+        audit::KEYS,
+        mfa::KEYS,
+        gateway::KEYS,
+    ];
+    let fixed = fixed.concat().into_iter().map(str::to_string);
+    fixed.chain(oauth::keys(key)).collect()
+}
+
 /// Items of a comma-separated list, trimmed, empty ones dropped.
 fn split_list(raw: &str) -> impl Iterator<Item = &str> {
     raw.split(',').map(str::trim).filter(|i| !i.is_empty())
@@ -373,5 +393,92 @@ mod tests {
         assert_eq!(c.jwt_issuer, "https://id.example");
         assert_eq!(c.jwt_audience, "b");
         assert_eq!(c.password_min_length, 12);
+    }
+
+    /// The known-key lists are written beside each group's reads; hold them together.
+    #[test]
+    fn every_setting_read_is_a_known_key() {
+        let everything = [
+            ("OAUTH_GOOGLE_CLIENT_ID", "g"),
+            ("OAUTH_MICROSOFT_CLIENT_ID", "m"),
+            ("OAUTH_OKTA_CLIENT_ID", "o"),
+            ("OAUTH_OKTA_DOMAIN", "acme.okta.com"),
+            ("OAUTH_OIDC_MY_IDP_ISSUER", "https://sso.example.com"),
+            ("OAUTH_OIDC_MY_IDP_CLIENT_ID", "k"),
+        ];
+        for pairs in [&[][..], &everything[..]] {
+            let s = Sources::from_pairs(pairs.iter().copied());
+            Config::from_sources(&s).unwrap();
+            let asked = s.asked.borrow();
+            assert_eq!(asked.contains("OAUTH_OIDC_MY_IDP_SCOPES"), !pairs.is_empty());
+            for name in asked.iter() {
+                assert!(known_keys(name).contains(name), "{name} is read but not a known key");
+            }
+        }
+    }
+
+    #[test]
+    fn every_known_key_is_accepted_in_the_toml_file() {
+        let flat: String = known_keys("")
+            .iter()
+            .map(|k| format!("{} = \"x\"\n", k.to_ascii_lowercase()))
+            .collect();
+        Sources::default().merge_toml_str(&flat).unwrap();
+        let mut s = Sources::default();
+        s.merge_toml_str(
+            "[jwt]\nissuer = \"https://id.example\"\n\
+             [oauth.oidc.my_idp]\nissuer = \"https://sso.example.com\"\nclient_id = \"k\"\n\
+             [[verify.routes]]\nmethod = \"GET\"\npath = \"/x\"\npermission = \"x:read\"\n",
+        )
+        .unwrap();
+        let c = Config::from_sources(&s).unwrap();
+        assert_eq!(c.jwt_issuer, "https://id.example");
+        assert_eq!(c.oauth.provider("my_idp").unwrap().client_id, "k");
+        assert_eq!(c.verify_routes.permission_for("GET", "/x"), Some("x:read"));
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_named_with_the_nearest_known_one() {
+        let refused = |text: &str| Sources::default().merge_toml_str(text).unwrap_err();
+        assert_eq!(
+            refused("acess_token_expire_minutes = 5\n"),
+            "unknown setting `acess_token_expire_minutes`; did you mean `access_token_expire_minutes`?"
+        );
+        assert_eq!(
+            refused("[jwt]\nisuer = \"https://id.example\"\n"),
+            "unknown setting `jwt.isuer`; did you mean `jwt.issuer`?"
+        );
+        assert_eq!(
+            refused("[oauth.oidc.corp]\nclient_idd = \"k\"\n"),
+            "unknown setting `oauth.oidc.corp.client_idd`; did you mean `oauth.oidc.corp.client_id`?"
+        );
+        assert_eq!(
+            refused("[password]\nminimum_length = 10\n"),
+            "unknown setting `password.minimum_length`; did you mean `password.min_length`?"
+        );
+        // A misspelt field would otherwise widen the rule to any method.
+        assert_eq!(
+            refused("[[verify.routes]]\nmethd = \"GET\"\npath = \"/x\"\npermission = \"x:read\"\n"),
+            "unknown setting `verify.routes.methd`; did you mean `verify.routes.method`?"
+        );
+        assert_eq!(refused("colour = \"red\"\n"), "unknown setting `colour`");
+        // The environment holds everything else too: its unknown names are not refused.
+        cfg(&[("COLOUR", "red"), ("ACESS_TOKEN_EXPIRE_MINUTES", "5")]).unwrap();
+    }
+
+    #[test]
+    fn a_toml_file_with_an_unknown_key_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, "jwt_audiense = \"a\"\n").unwrap();
+        let e = Sources::default().merge_toml_file(&path).unwrap_err();
+        assert_eq!(e.var, "PORTCULLIS_CONFIG");
+        assert_eq!(
+            e.message,
+            format!(
+                "{}: unknown setting `jwt_audiense`; did you mean `jwt_audience`?",
+                path.display()
+            )
+        );
     }
 }

@@ -3,6 +3,18 @@
 
 use super::{ConfigError, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "PASSWORD_MIN_LENGTH",
+    "PASSWORD_MAX_LENGTH",
+    "PASSWORD_MIN_SCORE",
+    "PASSWORD_HASH_MEMORY_KIB",
+    "PASSWORD_HASH_ITERATIONS",
+    "PASSWORD_HASH_PARALLELISM",
+    "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH_QUEUE",
+];
+
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashParams {

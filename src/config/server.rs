@@ -5,6 +5,16 @@ use std::net::SocketAddr;
 
 use super::{ConfigError, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "PORTCULLIS_BIND",
+    "PORTCULLIS_BASE_PATH",
+    "BASE_PATH",
+    "PORTCULLIS_PUBLIC_URL",
+    "PORTCULLIS_MAX_BODY_BYTES",
+    "PORTCULLIS_LOG_FORMAT",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,

@@ -2,17 +2,26 @@
 //! file, gathered into one flat map before anything is parsed.
 //!
 //! TOML keys are upper-cased and nested tables joined with `_`, so `[jwt] issuer = ".."`
-//! is `JWT_ISSUER`: one name per setting whichever source sets it.
+//! is `JWT_ISSUER`: one name per setting whichever source sets it. A key in the file
+//! that no setting reads is refused, naming it and the nearest known key, because a
+//! misspelt key would otherwise leave the default silently in force. The environment
+//! is not checked that way: it holds everything else the process was given too.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ConfigError;
 
+/// The fields of one `[[verify.routes]]` entry, in the order the route map reads them.
+const ROUTE_FIELDS: [&str; 3] = ["method", "path", "permission"];
+
 /// A flat, upper-cased view of every source, later sources winning.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     values: HashMap<String, String>,
+    /// Every name a setting asked for, so a test can hold the known keys to the reads.
+    #[cfg(test)]
+    pub(super) asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Sources {
@@ -58,36 +67,44 @@ impl Sources {
             .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
     }
 
+    /// Adds the file's settings; the error names the first key no setting reads.
     pub fn merge_toml_str(&mut self, text: &str) -> Result<(), String> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
-        self.flatten("", &table);
-        Ok(())
+        self.flatten("", "", &table)
     }
 
-    fn flatten(&mut self, prefix: &str, table: &toml::Table) {
+    /// `prefix` is the flat name of `table` (`OAUTH_OIDC_X`), `written` its dotted path
+    /// as in the file (`oauth.oidc.x`), for error messages.
+    fn flatten(&mut self, prefix: &str, written: &str, table: &toml::Table) -> Result<(), String> {
         for (k, v) in table {
-            let key = if prefix.is_empty() {
-                k.clone()
+            let (key, written) = if prefix.is_empty() {
+                (k.to_ascii_uppercase(), k.clone())
             } else {
-                format!("{prefix}_{k}")
+                (format!("{prefix}_{}", k.to_ascii_uppercase()), format!("{written}.{k}"))
             };
-            match v {
-                toml::Value::Table(t) => self.flatten(&key, t),
-                toml::Value::String(s) => self.set(&key, s.clone()),
+            if let toml::Value::Table(t) = v {
+                self.flatten(&key, &written, t)?;
+                continue;
+            }
+            check_known(&key, &written, super::known_keys(&key))?;
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
                 toml::Value::Array(items) if items.iter().all(|i| i.is_table()) && !items.is_empty() => {
                     // e.g. [[verify.routes]] method/path/permission -> "GET /x perm; ..."
-                    let entries: Vec<String> = items
-                        .iter()
-                        .filter_map(|i| i.as_table())
-                        .map(|t| {
-                            ["method", "path", "permission"]
-                                .iter()
-                                .map(|k| t.get(*k).and_then(|v| v.as_str()).unwrap_or("*"))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .collect();
-                    self.set(&key, entries.join("; "));
+                    let mut entries = Vec::with_capacity(items.len());
+                    for entry in items.iter().filter_map(|i| i.as_table()) {
+                        // Case-sensitive, unlike setting names: the entry is read by these exact keys.
+                        for field in entry.keys() {
+                            let fields = ROUTE_FIELDS.iter().map(|f| format!("{key}_{f}")).collect();
+                            check_known(&format!("{key}_{field}"), &format!("{written}.{field}"), fields)?;
+                        }
+                        let words: Vec<&str> = ROUTE_FIELDS
+                            .iter()
+                            .map(|f| entry.get(*f).and_then(|v| v.as_str()).unwrap_or("*"))
+                            .collect();
+                        entries.push(words.join(" "));
+                    }
+                    entries.join("; ")
                 }
                 toml::Value::Array(items) => {
                     let joined: Vec<String> = items
@@ -97,11 +114,13 @@ impl Sources {
                             other => other.to_string(),
                         })
                         .collect();
-                    self.set(&key, joined.join(","));
+                    joined.join(",")
                 }
-                other => self.set(&key, other.to_string()),
-            }
+                other => other.to_string(),
+            };
+            self.set(&key, value);
         }
+        Ok(())
     }
 
     /// The names every source set, upper-cased (for settings whose names carry a part
@@ -112,6 +131,8 @@ impl Sources {
 
     /// The first non-empty value among `names`, with the name it was found under.
     pub(super) fn get<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+        #[cfg(test)]
+        self.asked.borrow_mut().extend(names.iter().map(|n| n.to_string()));
         names.iter().find_map(|n| {
             self.values
                 .get(*n)
@@ -176,4 +197,35 @@ impl Sources {
             }
         }
     }
+}
+
+/// Refuses `key` (flat, upper-cased; `written` as in the file) unless it is among
+/// `known`, suggesting the nearest known key when one is close enough to be a typo.
+fn check_known(key: &str, written: &str, known: Vec<String>) -> Result<(), String> {
+    if known.iter().any(|k| k == key) {
+        return Ok(());
+    }
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .min()
+        // Beyond a third of the characters wrong, a suggestion is more noise than help.
+        .filter(|(distance, _)| distance * 3 <= key.len());
+    let suggestion = nearest
+        .map(|(_, k)| format!("; did you mean `{}`?", as_written(k, written)))
+        .unwrap_or_default();
+    Err(format!("unknown setting `{written}`{suggestion}"))
+}
+
+/// A known flat key (`JWT_ISSUER`) spelt the way the operator wrote the unknown one:
+/// in the same table when it belongs there (`jwt.issuer`), otherwise as a top-level key.
+fn as_written(known: &str, written: &str) -> String {
+    let lower = known.to_ascii_lowercase();
+    if let Some((table, _)) = written.rsplit_once('.') {
+        let flat_table = format!("{}_", table.replace('.', "_").to_ascii_lowercase());
+        if let Some(rest) = lower.strip_prefix(&flat_table) {
+            return format!("{table}.{rest}");
+        }
+    }
+    lower
 }

@@ -5,6 +5,25 @@ use std::time::Duration;
 
 use super::{ConfigError, Sources};
 
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "JWT_ALGORITHM",
+    "ALGORITHM",
+    "JWT_SECRET_KEY",
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "ACCESS_TOKEN_EXPIRE_MINUTES",
+    "JWT_EXPIRATION",
+    "REFRESH_TOKEN_EXPIRE_DAYS",
+    "JWT_LEEWAY_SECONDS",
+    "TEMPORARY_TOKEN_MAX_TTL_SECONDS",
+    "PORTCULLIS_KEY_RELOAD_SECONDS",
+    "TOKEN_CACHE_CAPACITY",
+    "PORTCULLIS_SYNC_INTERVAL_MS",
+];
+
 /// JWT signing algorithm family chosen for new keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlgorithm {
