@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 use axum::http::{HeaderMap, HeaderValue, header};
 use serde::de::DeserializeOwned;
 
-use crate::config::SigningAlgorithm;
+use crate::config::{SigningAlgorithm, routemap};
 use crate::crypto::jwt::{KeyRing, SigningKey, TokenRules, generate};
 use crate::crypto::tokens;
-use crate::domain::{authn, credentials, routemap, validate};
+use crate::domain::{authn, credentials, validate};
 use crate::http::{self, admin, auth, client_ip, extract, me};
 
 /// One ES256 and one HS256 key, made once per process.

@@ -9,6 +9,48 @@ use std::time::Duration;
 
 use super::{ConfigError, Sources, split_list};
 
+/// The settings every provider takes, after its `OAUTH_<NAME>_` prefix.
+const PROVIDER_KEYS: [&str; 10] = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "ISSUER",
+    "SCOPES",
+    "AUTHORIZATION_ENDPOINT",
+    "TOKEN_ENDPOINT",
+    "USERINFO_ENDPOINT",
+    "JWKS_URI",
+    "INTROSPECTION_ENDPOINT",
+    "TOKENINFO_ENDPOINT",
+];
+
+/// The group's settings that are not per provider.
+const KEYS: &[&str] = &[
+    "OAUTH_MICROSOFT_TENANT",
+    "OAUTH_OKTA_DOMAIN",
+    "OAUTH_OKTA_ALLOWED_DOMAINS",
+    "OAUTH_REDIRECT_URIS",
+    "OAUTH_ALLOW_SIGNUP",
+    "OAUTH_LINK_VERIFIED_EMAIL",
+    "OAUTH_HTTP_TIMEOUT_MS",
+    "OAUTH_TOKEN_COOKIE",
+];
+
+/// The group's known setting names, including those of any generic provider `key`
+/// could belong to: its NAME is the operator's, and may itself contain `_`, so every
+/// split of `key` after `OAUTH_OIDC_` counts.
+pub(super) fn keys(key: &str) -> Vec<String> {
+    let generic = key.strip_prefix("OAUTH_OIDC_").map(|rest| {
+        let splits = rest.match_indices('_').map(|(i, _)| &rest[..i]);
+        splits.chain([rest]).map(|name| format!("OAUTH_OIDC_{name}"))
+    });
+    let prefixes = ["OAUTH_GOOGLE", "OAUTH_MICROSOFT", "OAUTH_OKTA"]
+        .map(String::from)
+        .into_iter()
+        .chain(generic.into_iter().flatten());
+    let per_provider = prefixes.flat_map(|p| PROVIDER_KEYS.map(|k| format!("{p}_{k}")));
+    KEYS.iter().map(|k| k.to_string()).chain(per_provider).collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderKind {
     Google,
@@ -170,8 +212,7 @@ pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
     )?);
     // Generic providers: every OAUTH_OIDC_<NAME>_ISSUER names one.
     let mut names: Vec<String> = s
-        .values
-        .keys()
+        .names()
         .filter_map(|k| {
             k.strip_prefix("OAUTH_OIDC_")?
                 .strip_suffix("_ISSUER")

@@ -14,7 +14,6 @@ pub mod mfa;
 pub mod oauth;
 pub mod rbac;
 pub mod revocation;
-pub mod routemap;
 pub mod sessions;
 pub mod validate;
 

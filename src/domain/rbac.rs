@@ -10,25 +10,17 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{Actor, Portcullis, validate};
+use crate::config::names;
 use crate::error::{AppError, AppResult};
 use crate::store::{PermissionRow, RoleRow};
 
-/// Role and permission names: lower-case ASCII letters, digits and `_ . : -`,
-/// starting with a letter (`projects:create`, `billing_access`, `analyst`).
+/// Refuses a role or permission name that breaks the rule in [`names`], as a
+/// validation error on `field`.
 pub fn check_name(field: &str, name: &str) -> AppResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b));
-    if ok {
+    if names::is_valid_grant_name(name) {
         Ok(())
     } else {
-        Err(AppError::validation(
-            field,
-            "must be 1-100 lower-case ASCII letters, digits or _ . : -, starting with a letter",
-        ))
+        Err(AppError::validation(field, names::GRANT_NAME_RULE))
     }
 }
 

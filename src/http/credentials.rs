@@ -273,7 +273,7 @@ fn decide(
     let unmatched_allowed = config.verify_default_allow || from_gateway.is_some();
     let mapped = match original {
         Some((method, uri)) => {
-            let path = crate::domain::routemap::normalize(uri)
+            let path = crate::config::routemap::normalize(uri)
                 .ok_or_else(|| AppError::Forbidden("the original path does not decode to a plain path".into()))?;
             let mapped = config.verify_routes.permission_for(method, &path);
             if mapped.is_none() && !unmatched_allowed {

@@ -640,6 +640,27 @@ fn dotenv_and_toml_configure_the_binary() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("new signing key"));
 }
 
+/// A misspelt key in the TOML file stops start-up, naming the key and the one meant,
+/// instead of leaving the default silently in force.
+#[test]
+fn unknown_toml_keys_stop_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "").unwrap();
+    std::fs::write(dir.path().join("p.toml"), "[password]\nmin_lenght = 12\n").unwrap();
+    let out = binary()
+        .current_dir(dir.path())
+        .args(["--config", "p.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("p.toml: unknown setting `password.min_lenght`; did you mean `password.min_length`?"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("portcullis.db").exists());
+}
+
 /// Secrets at rest: the signing key is sealed under the master key (another key
 /// cannot open it), and neither passwords nor refresh tokens are in the database file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,7 +108,7 @@ impl RouteMap {
             if !pattern.starts_with('/') {
                 return Err(format!("entry {entry:?}: the pattern must start with /"));
             }
-            if super::rbac::check_name("permission", permission).is_err() {
+            if !super::names::is_valid_grant_name(permission) {
                 return Err(format!("entry {entry:?}: {permission:?} is not a permission name"));
             }
             let method = match method {

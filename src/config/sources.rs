@@ -1,0 +1,231 @@
+//! Where settings come from: the environment, a `.env` file and an optional TOML
+//! file, gathered into one flat map before anything is parsed.
+//!
+//! TOML keys are upper-cased and nested tables joined with `_`, so `[jwt] issuer = ".."`
+//! is `JWT_ISSUER`: one name per setting whichever source sets it. A key in the file
+//! that no setting reads is refused, naming it and the nearest known key, because a
+//! misspelt key would otherwise leave the default silently in force. The environment
+//! is not checked that way: it holds everything else the process was given too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::ConfigError;
+
+/// The fields of one `[[verify.routes]]` entry, in the order the route map reads them.
+const ROUTE_FIELDS: [&str; 3] = ["method", "path", "permission"];
+
+/// A flat, upper-cased view of every source, later sources winning.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    values: HashMap<String, String>,
+    /// Every name a setting asked for, so a test can hold the known keys to the reads.
+    #[cfg(test)]
+    pub(super) asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl Sources {
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let mut s = Self::default();
+        for (k, v) in pairs {
+            s.set(k.as_ref(), v.into());
+        }
+        s
+    }
+
+    pub fn set(&mut self, key: &str, value: String) {
+        self.values.insert(key.to_ascii_uppercase(), value);
+    }
+
+    /// Reads the process environment, after loading `.env` from the working directory
+    /// (without overriding variables already set) and the TOML file named by
+    /// `PORTCULLIS_CONFIG` or `config_file`.
+    pub fn from_environment(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        let mut s = Self::default();
+        let file = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            s.merge_toml_file(&path)?;
+        }
+        for (k, v) in std::env::vars() {
+            s.set(&k, v);
+        }
+        Ok(s)
+    }
+
+    pub fn merge_toml_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+        self.merge_toml_str(&text)
+            .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
+    }
+
+    /// Adds the file's settings; the error names the first key no setting reads.
+    pub fn merge_toml_str(&mut self, text: &str) -> Result<(), String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        self.flatten("", "", &table)
+    }
+
+    /// `prefix` is the flat name of `table` (`OAUTH_OIDC_X`), `written` its dotted path
+    /// as in the file (`oauth.oidc.x`), for error messages.
+    fn flatten(&mut self, prefix: &str, written: &str, table: &toml::Table) -> Result<(), String> {
+        for (k, v) in table {
+            let (key, written) = if prefix.is_empty() {
+                (k.to_ascii_uppercase(), k.clone())
+            } else {
+                (format!("{prefix}_{}", k.to_ascii_uppercase()), format!("{written}.{k}"))
+            };
+            if let toml::Value::Table(t) = v {
+                self.flatten(&key, &written, t)?;
+                continue;
+            }
+            check_known(&key, &written, super::known_keys(&key))?;
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Array(items) if items.iter().all(|i| i.is_table()) && !items.is_empty() => {
+                    // e.g. [[verify.routes]] method/path/permission -> "GET /x perm; ..."
+                    let mut entries = Vec::with_capacity(items.len());
+                    for entry in items.iter().filter_map(|i| i.as_table()) {
+                        // Case-sensitive, unlike setting names: the entry is read by these exact keys.
+                        for field in entry.keys() {
+                            let fields = ROUTE_FIELDS.iter().map(|f| format!("{key}_{f}")).collect();
+                            check_known(&format!("{key}_{field}"), &format!("{written}.{field}"), fields)?;
+                        }
+                        let words: Vec<&str> = ROUTE_FIELDS
+                            .iter()
+                            .map(|f| entry.get(*f).and_then(|v| v.as_str()).unwrap_or("*"))
+                            .collect();
+                        entries.push(words.join(" "));
+                    }
+                    entries.join("; ")
+                }
+                toml::Value::Array(items) => {
+                    let joined: Vec<String> = items
+                        .iter()
+                        .map(|i| match i {
+                            toml::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    joined.join(",")
+                }
+                other => other.to_string(),
+            };
+            self.set(&key, value);
+        }
+        Ok(())
+    }
+
+    /// The names every source set, upper-cased (for settings whose names carry a part
+    /// the operator chooses, like a generic OIDC provider's).
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// The first non-empty value among `names`, with the name it was found under.
+    pub(super) fn get<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+        #[cfg(test)]
+        self.asked.borrow_mut().extend(names.iter().map(|n| n.to_string()));
+        names.iter().find_map(|n| {
+            self.values
+                .get(*n)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| (*n, v))
+        })
+    }
+
+    pub(super) fn string(&self, names: &[&str], default: &str) -> String {
+        self.get(names)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    pub(super) fn flag(&self, names: &[&str], default: bool) -> Result<bool, ConfigError> {
+        match self.get(names) {
+            None => Ok(default),
+            Some((name, raw)) => match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::new(name, format!("expected true or false, got {raw:?}"))),
+            },
+        }
+    }
+
+    /// One of a few words (any case), each standing for a value.
+    pub(super) fn choice<T: Copy>(&self, name: &str, default: &str, options: &[(&str, T)]) -> Result<T, ConfigError> {
+        let raw = self.string(&[name], default).to_ascii_lowercase();
+        match options.iter().find(|(word, _)| *word == raw) {
+            Some((_, value)) => Ok(*value),
+            None => {
+                let words: Vec<&str> = options.iter().map(|(word, _)| *word).collect();
+                Err(ConfigError::new(
+                    name,
+                    format!("expected {}, got {raw:?}", words.join(" or ")),
+                ))
+            }
+        }
+    }
+
+    pub(super) fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        names: &[&str],
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(names) {
+            None => Ok(default),
+            Some((name, raw)) => {
+                let v: T = raw
+                    .parse()
+                    .map_err(|_| ConfigError::new(name, format!("expected a whole number, got {raw:?}")))?;
+                if v < min || v > max {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("must be between {min} and {max}, got {v}"),
+                    ));
+                }
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// Refuses `key` (flat, upper-cased; `written` as in the file) unless it is among
+/// `known`, suggesting the nearest known key when one is close enough to be a typo.
+fn check_known(key: &str, written: &str, known: Vec<String>) -> Result<(), String> {
+    if known.iter().any(|k| k == key) {
+        return Ok(());
+    }
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .min()
+        // Beyond a third of the characters wrong, a suggestion is more noise than help.
+        .filter(|(distance, _)| distance * 3 <= key.len());
+    let suggestion = nearest
+        .map(|(_, k)| format!("; did you mean `{}`?", as_written(k, written)))
+        .unwrap_or_default();
+    Err(format!("unknown setting `{written}`{suggestion}"))
+}
+
+/// A known flat key (`JWT_ISSUER`) spelt the way the operator wrote the unknown one:
+/// in the same table when it belongs there (`jwt.issuer`), otherwise as a top-level key.
+fn as_written(known: &str, written: &str) -> String {
+    let lower = known.to_ascii_lowercase();
+    if let Some((table, _)) = written.rsplit_once('.') {
+        let flat_table = format!("{}_", table.replace('.', "_").to_ascii_lowercase());
+        if let Some(rest) = lower.strip_prefix(&flat_table) {
+            return format!("{table}.{rest}");
+        }
+    }
+    lower
+}

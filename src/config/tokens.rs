@@ -1,0 +1,150 @@
+//! Tokens: how they are signed and for whom, how long they live, and how each
+//! instance keeps its view of keys and revocations fresh.
+
+use std::time::Duration;
+
+use super::{ConfigError, Sources};
+
+/// The names this group reads, aliases included: the TOML file may set only known ones.
+pub(super) const KEYS: &[&str] = &[
+    "JWT_ALGORITHM",
+    "ALGORITHM",
+    "JWT_SECRET_KEY",
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "ACCESS_TOKEN_EXPIRE_MINUTES",
+    "JWT_EXPIRATION",
+    "REFRESH_TOKEN_EXPIRE_DAYS",
+    "JWT_LEEWAY_SECONDS",
+    "TEMPORARY_TOKEN_MAX_TTL_SECONDS",
+    "PORTCULLIS_KEY_RELOAD_SECONDS",
+    "TOKEN_CACHE_CAPACITY",
+    "PORTCULLIS_SYNC_INTERVAL_MS",
+];
+
+/// JWT signing algorithm family chosen for new keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Es256,
+    Rs256,
+    EdDsa,
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl SigningAlgorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_uppercase().as_str() {
+            "ES256" => Self::Es256,
+            "RS256" => Self::Rs256,
+            "EDDSA" | "ED25519" => Self::EdDsa,
+            "HS256" => Self::Hs256,
+            "HS384" => Self::Hs384,
+            "HS512" => Self::Hs512,
+            _ => return None,
+        })
+    }
+
+    pub fn is_symmetric(self) -> bool {
+        matches!(self, Self::Hs256 | Self::Hs384 | Self::Hs512)
+    }
+
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as A;
+        match self {
+            Self::Es256 => A::ES256,
+            Self::Rs256 => A::RS256,
+            Self::EdDsa => A::EdDSA,
+            Self::Hs256 => A::HS256,
+            Self::Hs384 => A::HS384,
+            Self::Hs512 => A::HS512,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+            Self::EdDsa => "EdDSA",
+            Self::Hs256 => "HS256",
+            Self::Hs384 => "HS384",
+            Self::Hs512 => "HS512",
+        }
+    }
+}
+
+/// The group's fields of [`super::Config`], documented there.
+pub(super) struct Tokens {
+    pub jwt_algorithm: SigningAlgorithm,
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub jwt_leeway: Duration,
+    pub temporary_token_max_ttl: Duration,
+    pub key_reload_interval: Duration,
+    pub token_cache_capacity: usize,
+    pub sync_interval: Duration,
+}
+
+/// The issuer defaults to `public_url`, the address clients already know us by.
+pub(super) fn settings(s: &Sources, public_url: &str) -> Result<Tokens, ConfigError> {
+    let jwt_secret = s
+        .get(&["JWT_SECRET_KEY", "SECRET_KEY", "JWT_SECRET"])
+        .map(|(_, v)| v.to_string());
+    let jwt_algorithm = match s.get(&["JWT_ALGORITHM", "ALGORITHM"]) {
+        None => SigningAlgorithm::Es256,
+        Some((name, raw)) => SigningAlgorithm::parse(raw).ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("expected one of ES256, RS256, EdDSA, HS256, HS384, HS512, got {raw:?}"),
+            )
+        })?,
+    };
+    if jwt_algorithm.is_symmetric() {
+        match &jwt_secret {
+            None => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET_KEY",
+                    format!("required when JWT_ALGORITHM is {}", jwt_algorithm.name()),
+                ));
+            }
+            Some(secret) if secret.len() < 16 => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET_KEY",
+                    "too short: use at least 32 random characters",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+
+    // The replaced services' JWT_EXPIRATION counts seconds; ours counts minutes.
+    let access_token_ttl = match s.get(&["ACCESS_TOKEN_EXPIRE_MINUTES"]) {
+        Some(_) => Duration::from_secs(60 * s.number(&["ACCESS_TOKEN_EXPIRE_MINUTES"], 15u64, 1, 24 * 60)?),
+        None => Duration::from_secs(s.number(&["JWT_EXPIRATION"], 15 * 60u64, 10, 24 * 3600)?),
+    };
+
+    Ok(Tokens {
+        jwt_algorithm,
+        jwt_secret,
+        jwt_issuer: s.string(&["JWT_ISSUER"], public_url),
+        jwt_audience: s.string(&["JWT_AUDIENCE"], "portcullis"),
+        access_token_ttl,
+        refresh_token_ttl: Duration::from_secs(86_400 * s.number(&["REFRESH_TOKEN_EXPIRE_DAYS"], 7u64, 1, 365)?),
+        jwt_leeway: Duration::from_secs(s.number(&["JWT_LEEWAY_SECONDS"], 30u64, 0, 300)?),
+        temporary_token_max_ttl: Duration::from_secs(s.number(
+            &["TEMPORARY_TOKEN_MAX_TTL_SECONDS"],
+            3600u64,
+            1,
+            30 * 86_400,
+        )?),
+        key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
+        token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
+        sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
+    })
+}
