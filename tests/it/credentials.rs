@@ -528,10 +528,9 @@ async fn introspection_and_revocation_cover_every_credential() {
 /// instance queries the database to check a warm credential.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_reaches_other_instances_within_a_second() {
-    if !backends().await.contains(&Backend::Postgres) {
+    let Some((a, db)) = postgres_only().await else {
         return;
-    }
-    let (a, db) = TestServer::start(Backend::Postgres).await;
+    };
     let b = TestServer::on(&db, &[("PORTCULLIS_SYNC_INTERVAL_MS", "250")]).await;
     let owner = a.user_with_role("roaming", "analyst").await;
     let new_key = |name: &'static str| {

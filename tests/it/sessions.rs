@@ -405,10 +405,9 @@ async fn oauth2_token_endpoint_speaks_the_form_protocol() {
 /// although token checks never query the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_sessions_and_revocations() {
-    if !backends().await.contains(&Backend::Postgres) {
+    let Some((a, db)) = postgres_only().await else {
         return;
-    }
-    let (a, db) = TestServer::start(Backend::Postgres).await;
+    };
     let b = TestServer::on(&db, &[]).await;
     let t = a.user("roamer").await;
     assert_eq!(b.get_auth("/auth/me", &t.access).await.status, 200);

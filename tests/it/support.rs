@@ -59,6 +59,18 @@ pub async fn backends() -> Vec<Backend> {
     }
 }
 
+/// The prologue of a test that needs PostgreSQL itself (several instances on one
+/// database): a server on a fresh PostgreSQL database, or `None` where [`backends`]
+/// leaves PostgreSQL out, i.e. on a developer machine without it (CI fails there
+/// instead).
+pub async fn postgres_only() -> Option<(TestServer, TestDb)> {
+    if !backends().await.contains(&Backend::Postgres) {
+        eprintln!("warning: skipped, this test needs PostgreSQL");
+        return None;
+    }
+    Some(TestServer::start(Backend::Postgres).await)
+}
+
 /// A database of its own for one test: a SQLite file in a temp dir, or a PostgreSQL
 /// database named `pcx_test_<unix time>_<random>` that is dropped afterwards (and
 /// swept up by later runs if a run was killed).
