@@ -17,8 +17,8 @@ async fn register_validates_and_rejects_duplicates() {
                 &json!({"username": "johndoe", "email": "john@example.com", "password": "securepassword123", "full_name": "John Doe"}),
             )
             .await;
-        assert_eq!(res.status(), 201);
-        let user: Value = res.json().await.unwrap();
+        assert_eq!(res.status, 201);
+        let user: Value = res.json();
         assert!(uuid::Uuid::parse_str(user["user_id"].as_str().unwrap()).is_ok());
         assert_eq!(user["username"], "johndoe");
         assert_eq!(user["email"], "john@example.com");
@@ -34,7 +34,7 @@ async fn register_validates_and_rejects_duplicates() {
             )
             .await;
         assert!(
-            expect_problem(dup_name, 409).await["detail"]
+            expect_problem(dup_name, 409)["detail"]
                 .as_str()
                 .unwrap()
                 .contains("username")
@@ -46,7 +46,7 @@ async fn register_validates_and_rejects_duplicates() {
             )
             .await;
         assert!(
-            expect_problem(dup_mail, 409).await["detail"]
+            expect_problem(dup_mail, 409)["detail"]
                 .as_str()
                 .unwrap()
                 .contains("email")
@@ -101,7 +101,7 @@ async fn register_validates_and_rejects_duplicates() {
             ),
         ];
         for (body, field) in cases {
-            let p = expect_problem(s.post_json("/auth/register", &body).await, 422).await;
+            let p = expect_problem(s.post_json("/auth/register", &body).await, 422);
             assert_eq!(p["errors"][0]["field"], field, "{body} -> {p}");
             assert!(p["detail"].as_str().unwrap().contains(field));
         }
@@ -112,40 +112,18 @@ async fn register_validates_and_rejects_duplicates() {
             )
             .await,
             422,
-        )
-        .await;
+        );
         assert!(weak["detail"].as_str().unwrap().contains("guess"), "{weak}");
 
         // Malformed JSON, wrong content type, oversized body.
-        let res = s
-            .client
-            .post(s.url("/auth/register"))
-            .header("content-type", "application/json")
-            .body("{\"username\":")
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 400).await;
-        let res = s
-            .client
-            .post(s.url("/auth/register"))
-            .header("content-type", "text/plain")
-            .body("username=x")
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 415).await;
+        let raw = |content_type: &'static str, bytes: &'static [u8]| {
+            s.call(M::POST, "/auth/register", Anonymous, Raw(content_type, bytes))
+        };
+        expect_problem(raw("application/json", b"{\"username\":").await, 400);
+        expect_problem(raw("text/plain", b"username=x").await, 415);
         let huge = json!({"username": "big", "email": "big@example.com", "password": PASSWORD, "full_name": "x".repeat(70 * 1024)});
-        expect_problem(s.post_json("/auth/register", &huge).await, 413).await;
-        let res = s
-            .client
-            .post(s.url("/auth/register"))
-            .header("content-type", "application/json")
-            .body(vec![0xff, 0xfe, 0x00])
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 400).await;
+        expect_problem(s.post_json("/auth/register", &huge).await, 413);
+        expect_problem(raw("application/json", &[0xff, 0xfe, 0x00]).await, 400);
 
         // Only the admin and johndoe exist.
         assert_eq!(s.service.store().count_users().await.unwrap(), 2);
@@ -170,40 +148,25 @@ async fn login_by_username_or_email_and_uniform_failures() {
                 &json!({"email": "alice@example.com", "password": PASSWORD}),
             )
             .await;
-        assert_eq!(by_email_field.status(), 200);
+        assert_eq!(by_email_field.status, 200);
         // Token responses must not be cached.
-        assert_eq!(by_email_field.headers()["cache-control"], "no-store");
+        assert_eq!(by_email_field.headers["cache-control"], "no-store");
 
-        let wrong = s
-            .post_json(
-                "/auth/login",
-                &json!({"username": "alice", "password": "wrong password!"}),
-            )
-            .await;
-        let wrong = expect_problem(wrong, 401).await;
-        let unknown = s
-            .post_json(
-                "/auth/login",
-                &json!({"username": "nobody", "password": "wrong password!"}),
-            )
-            .await;
-        let unknown = expect_problem(unknown, 401).await;
+        let wrong = expect_problem(s.login("alice", "wrong password!").await, 401);
+        let unknown = expect_problem(s.login("nobody", "wrong password!").await, 401);
         assert_eq!(
             wrong, unknown,
             "unknown user and wrong password must be indistinguishable"
         );
         let missing = s.post_json("/auth/login", &json!({"password": "x"})).await;
-        expect_problem(missing, 422).await;
+        expect_problem(missing, 422);
 
         // Disabled users cannot log in or refresh, and their tokens stop working at once.
-        let id = uuid::Uuid::parse_str(jwt_part(&by_name.access, 1)["sub"].as_str().unwrap()).unwrap();
+        let id = by_name.user_id();
         s.service.set_user_active(id, false, &Actor::system()).await.unwrap();
-        let res = s
-            .post_json("/auth/login", &json!({"username": "alice", "password": PASSWORD}))
-            .await;
-        assert_eq!(expect_problem(res, 401).await, wrong);
-        expect_problem(s.refresh(&by_name.refresh).await, 401).await;
-        expect_invalid_token(s.get_auth("/auth/me", &by_name.access).await).await;
+        assert_eq!(expect_problem(s.login("alice", PASSWORD).await, 401), wrong);
+        expect_problem(s.refresh(&by_name.refresh).await, 401);
+        expect_invalid_token(s.get_auth("/auth/me", &by_name.access).await);
         s.service.set_user_active(id, true, &Actor::system()).await.unwrap();
         s.login_as("alice", PASSWORD).await;
         s.stop().await;
@@ -238,13 +201,8 @@ async fn unknown_user_and_wrong_password_take_similar_time() {
             let s = &s;
             async move {
                 let t = Instant::now();
-                let res = s
-                    .post_json(
-                        "/auth/login",
-                        &json!({"username": user, "password": "not the password"}),
-                    )
-                    .await;
-                assert_eq!(res.status(), 401);
+                let res = s.login(&user, "not the password").await;
+                assert_eq!(res.status, 401);
                 t.elapsed().as_secs_f64()
             }
         };
@@ -284,70 +242,37 @@ async fn profile_update_and_password_change() {
         let other_session = s.login_as("bob", PASSWORD).await;
         s.register("carol").await;
 
-        let me: Value = s.get_auth("/auth/me", &a.access).await.json().await.unwrap();
+        let me: Value = s.get_auth("/auth/me", &a.access).await.json();
         assert_eq!(me["username"], "bob");
         assert_eq!(me["roles"], json!([]));
 
-        let res = s
-            .client
-            .patch(s.url("/auth/me"))
-            .bearer_auth(&a.access)
-            .json(&json!({"full_name": "Bob B", "email": "bob@new.example.com"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let updated: Value = res.json().await.unwrap();
+        let update = |body: Value| s.call(M::PATCH, "/auth/me", Bearer(&a.access), Json(body));
+        let res = update(json!({"full_name": "Bob B", "email": "bob@new.example.com"})).await;
+        assert_eq!(res.status, 200);
+        let updated: Value = res.json();
         assert_eq!(updated["full_name"], "Bob B");
         assert_eq!(updated["email"], "bob@new.example.com");
-        let res = s
-            .client
-            .patch(s.url("/auth/me"))
-            .bearer_auth(&a.access)
-            .json(&json!({"email": "CAROL@example.com"}))
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 409).await;
-        let res = s
-            .client
-            .patch(s.url("/auth/me"))
-            .bearer_auth(&a.access)
-            .json(&json!({"email": "nope"}))
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 422).await;
-        let me: Value = s.get_auth("/auth/me", &a.access).await.json().await.unwrap();
+        expect_problem(update(json!({"email": "CAROL@example.com"})).await, 409);
+        expect_problem(update(json!({"email": "nope"})).await, 422);
+        let me: Value = s.get_auth("/auth/me", &a.access).await.json();
         assert_eq!(me["email"], "bob@new.example.com", "failed updates change nothing");
 
         let change = |current: &str, new: &str| {
-            s.client
-                .post(s.url("/auth/me/password"))
-                .bearer_auth(&a.access)
-                .json(&json!({"current_password": current, "new_password": new}))
-                .send()
+            let body = json!({"current_password": current, "new_password": new});
+            s.call(M::POST, "/auth/me/password", Bearer(&a.access), Json(body))
         };
-        let p = expect_problem(change("wrong", "a much better passphrase 42").await.unwrap(), 422).await;
+        let p = expect_problem(change("wrong", "a much better passphrase 42").await, 422);
         assert_eq!(p["errors"][0]["field"], "current_password");
-        let p = expect_problem(change(PASSWORD, "short").await.unwrap(), 422).await;
+        let p = expect_problem(change(PASSWORD, "short").await, 422);
         assert_eq!(p["errors"][0]["field"], "new_password");
-        assert_eq!(
-            change(PASSWORD, "a much better passphrase 42").await.unwrap().status(),
-            204
-        );
+        assert_eq!(change(PASSWORD, "a much better passphrase 42").await.status, 204);
 
         // The other session ended at once; this one lives on.
-        expect_invalid_token(s.get_auth("/auth/me", &other_session.access).await).await;
-        expect_problem(s.refresh(&other_session.refresh).await, 401).await;
-        assert_eq!(s.get_auth("/auth/me", &a.access).await.status(), 200);
-        assert_eq!(s.refresh(&a.refresh).await.status(), 200);
-        expect_problem(
-            s.post_json("/auth/login", &json!({"username": "bob", "password": PASSWORD}))
-                .await,
-            401,
-        )
-        .await;
+        expect_invalid_token(s.get_auth("/auth/me", &other_session.access).await);
+        expect_problem(s.refresh(&other_session.refresh).await, 401);
+        assert_eq!(s.get_auth("/auth/me", &a.access).await.status, 200);
+        assert_eq!(s.refresh(&a.refresh).await.status, 200);
+        expect_problem(s.login("bob", PASSWORD).await, 401);
         s.login_as("bob", "a much better passphrase 42").await;
         s.stop().await;
     }
@@ -378,12 +303,7 @@ async fn imported_passlib_hashes_log_in_and_are_rehashed() {
                 })
                 .await
                 .unwrap();
-            expect_problem(
-                s.post_json("/auth/login", &json!({"username": name, "password": "wrong"}))
-                    .await,
-                401,
-            )
-            .await;
+            expect_problem(s.login(name, "wrong").await, 401);
             s.login_as(name, password).await;
             let stored = s
                 .service

@@ -20,8 +20,8 @@ async fn records(s: &TestServer, token: &str, query: &str) -> Vec<Value> {
             path.push_str(&format!("&cursor={c}"));
         }
         let res = s.get_auth(&path, token).await;
-        assert_eq!(res.status(), 200, "{path}");
-        let page: Value = res.json().await.unwrap();
+        assert_eq!(res.status, 200, "{path}");
+        let page: Value = res.json();
         out.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_i64() {
             Some(c) => cursor = Some(c),
@@ -38,10 +38,6 @@ fn count_by_action(rows: &[Value]) -> HashMap<String, usize> {
     counts
 }
 
-fn sub(t: &Tokens) -> String {
-    jwt_part(&t.access, 1)["sub"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_events_are_recorded_once_with_actor_and_resource() {
     for backend in backends().await {
@@ -51,73 +47,40 @@ async fn security_events_are_recorded_once_with_actor_and_resource() {
         let alice_id = registered["user_id"].as_str().unwrap().to_string();
 
         // Failures first: none of them may leave a success behind.
-        let res = s
-            .post_json("/auth/login", &json!({"username": "alice", "password": "wrong"}))
-            .await;
-        assert_eq!(res.status(), 401);
-        let res = s
-            .post_json("/auth/login", &json!({"username": "nobody", "password": "wrong"}))
-            .await;
-        assert_eq!(res.status(), 401);
+        assert_eq!(s.login("alice", "wrong").await.status, 401);
+        assert_eq!(s.login("nobody", "wrong").await.status, 401);
         let dup = s
             .post_json(
                 "/auth/register",
                 &json!({"username": "alice", "email": "other@example.com", "password": PASSWORD}),
             )
             .await;
-        assert_eq!(dup.status(), 409);
+        assert_eq!(dup.status, 409);
 
         let first = s.login_as("alice", PASSWORD).await;
         let session = jwt_part(&first.access, 1)["sid"].as_str().unwrap().to_string();
-        let rotated = Tokens::from(s.refresh(&first.refresh).await.json::<Value>().await.unwrap());
-        assert_eq!(s.refresh(&first.refresh).await.status(), 401, "reuse");
+        let rotated = s.refresh(&first.refresh).await.tokens();
+        assert_eq!(s.refresh(&first.refresh).await.status, 401, "reuse");
         let _ = rotated;
         let second = s.login_as("alice", PASSWORD).await;
-        let wrong_change = s
-            .client
-            .post(s.url("/auth/me/password"))
-            .bearer_auth(&second.access)
-            .json(&json!({"current_password": "not it", "new_password": "another long passphrase 42"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(wrong_change.status(), 422);
-        let change = s
-            .client
-            .post(s.url("/auth/me/password"))
-            .bearer_auth(&second.access)
-            .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase 42"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(change.status(), 204);
+        let change = |current: &str| {
+            let body = json!({"current_password": current, "new_password": "another long passphrase 42"});
+            s.call(M::POST, "/auth/me/password", Bearer(&second.access), Json(body))
+        };
+        assert_eq!(change("not it").await.status, 422);
+        assert_eq!(change(PASSWORD).await.status, 204);
         let third = s.login_as("alice", "another long passphrase 42").await;
         let res = s
             .post_json("/auth/logout", &json!({"refresh_token": third.refresh}))
             .await;
-        assert_eq!(res.status(), 204);
+        assert_eq!(res.status, 204);
         let fourth = s.login_as("alice", "another long passphrase 42").await;
-        let res = s
-            .client
-            .post(s.url("/auth/logout-all"))
-            .bearer_auth(&fourth.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
-        let created = s
-            .client
-            .post(s.url("/admin/users"))
-            .bearer_auth(&admin.access)
-            .json(&json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
-        let bob_id = created.json::<Value>().await.unwrap()["user_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let res = s.call(M::POST, "/auth/logout-all", Bearer(&fourth.access), Empty).await;
+        assert_eq!(res.status, 204);
+        let bob = json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD});
+        let created = s.call(M::POST, "/admin/users", Bearer(&admin.access), Json(bob)).await;
+        assert_eq!(created.status, 201);
+        let bob_id = created.json()["user_id"].as_str().unwrap().to_string();
 
         let events = records(&s, &admin.access, "kind=event").await;
         let alice: Vec<Value> = events
@@ -170,24 +133,21 @@ async fn security_events_are_recorded_once_with_actor_and_resource() {
             .filter(|r| r["action"] == "USER_CREATE" && r["resource_id"] == bob_id.as_str())
             .collect();
         assert_eq!(creations.len(), 1);
-        assert_eq!(creations[0]["user_id"], sub(&admin).as_str());
+        assert_eq!(creations[0]["user_id"], admin.user_id().to_string().as_str());
 
         // Authenticated requests are recorded off the request path, refused ones too.
+        let probe = [("x-request-id", "audit-probe-1")];
         let res = s
-            .client
-            .get(s.url("/auth/me"))
-            .bearer_auth(&admin.access)
-            .header("x-request-id", "audit-probe-1")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+            .http
+            .call_with(M::GET, "/auth/me", Bearer(&admin.access), Empty, &probe)
+            .await;
+        assert_eq!(res.status, 200);
         let bob = s.login_as("bob", PASSWORD).await;
-        assert_eq!(s.get_auth("/admin/users", &bob.access).await.status(), 403);
+        assert_eq!(s.get_auth("/admin/users", &bob.access).await.status, 403);
         assert_eq!(
             s.get_auth(&format!("/admin/users/{alice_id}"), &admin.access)
                 .await
-                .status(),
+                .status,
             200
         );
         within(Duration::from_secs(10), "request records are written", || async {
@@ -227,16 +187,11 @@ async fn filters_paging_cursor_export_and_custom_events() {
         let (s, _db) = TestServer::start(backend).await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
         let post = |i: usize| {
-            let (client, url, token) = (s.client.clone(), s.url("/audit/events"), admin.access.clone());
+            let (s, token) = (&s, admin.access.as_str());
             async move {
-                let res = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({"action": "INVOICE_APPROVED", "resource_type": "invoice", "resource_id": format!("inv-{i}"), "metadata": {"i": i}}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 201);
+                let event = json!({"action": "INVOICE_APPROVED", "resource_type": "invoice", "resource_id": format!("inv-{i}"), "metadata": {"i": i}});
+                let res = s.call(M::POST, "/audit/events", Bearer(token), Json(event)).await;
+                assert_eq!(res.status, 201);
             }
         };
         for i in 0..25 {
@@ -296,15 +251,12 @@ async fn filters_paging_cursor_export_and_custom_events() {
         assert_eq!(meta["control"], control);
         let agent = "agent \"quoted\" \\ back\tslash";
         for _ in 0..20 {
+            let odd_agent = [("user-agent", agent)];
             let res = s
-                .client
-                .get(s.url("/auth/me"))
-                .bearer_auth(&admin.access)
-                .header("user-agent", agent)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
+                .http
+                .call_with(M::GET, "/auth/me", Bearer(&admin.access), Empty, &odd_agent)
+                .await;
+            assert_eq!(res.status, 200);
         }
         s.service.flush_audit_requests().await.unwrap();
         within(
@@ -342,9 +294,7 @@ async fn filters_paging_cursor_export_and_custom_events() {
         let page: Value = s
             .get_auth("/audit/logs?action=INVOICE_APPROVED&limit=5&offset=5", &admin.access)
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let paged: Vec<i64> = page["items"]
             .as_array()
             .unwrap()
@@ -362,7 +312,7 @@ async fn filters_paging_cursor_export_and_custom_events() {
             if let Some(c) = cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let page: Value = s.get_auth(&path, &admin.access).await.json().await.unwrap();
+            let page: Value = s.get_auth(&path, &admin.access).await.json();
             seen.extend(
                 page["items"]
                     .as_array()
@@ -388,37 +338,29 @@ async fn filters_paging_cursor_export_and_custom_events() {
         let res = s
             .get_auth("/audit/logs/export?action=INVOICE_APPROVED", &admin.access)
             .await;
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
-        let text = res.text().await.unwrap();
+        assert_eq!(res.status, 200);
+        assert_eq!(res.headers["content-type"], "application/x-ndjson");
+        let text = res.text;
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 25 + round);
         assert!(lines.windows(2).all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
 
         // Bad input and missing permissions.
         for bad in ["limit=0", "limit=1001", "offset=-1", "since=yesterday", "status=abc"] {
-            expect_problem(s.get_auth(&format!("/audit/logs?{bad}"), &admin.access).await, 422).await;
+            expect_problem(s.get_auth(&format!("/audit/logs?{bad}"), &admin.access).await, 422);
         }
-        let bad_action = s
-            .client
-            .post(s.url("/audit/events"))
-            .bearer_auth(&admin.access)
-            .json(&json!({"action": "lower case"}))
-            .send()
-            .await
-            .unwrap();
-        expect_problem(bad_action, 422).await;
-        let user = s.user("reader").await;
-        expect_problem(s.get_auth("/audit/logs", &user.access).await, 403).await;
+        let bad_action = json!({"action": "lower case"});
         let res = s
-            .client
-            .post(s.url("/audit/events"))
-            .bearer_auth(&user.access)
-            .json(&json!({"action": "FORGED"}))
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 403).await;
+            .call(M::POST, "/audit/events", Bearer(&admin.access), Json(bad_action))
+            .await;
+        expect_problem(res, 422);
+        let user = s.user("reader").await;
+        expect_problem(s.get_auth("/audit/logs", &user.access).await, 403);
+        let forged = json!({"action": "FORGED"});
+        let res = s
+            .call(M::POST, "/audit/events", Bearer(&user.access), Json(forged))
+            .await;
+        expect_problem(res, 403);
         s.stop().await;
     }
 }
@@ -429,48 +371,22 @@ async fn no_secrets_in_the_trail_and_tampering_is_detected() {
         let (s, db) = TestServer::start(backend).await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
         let t = s.user("carol").await;
-        let rotated = Tokens::from(s.refresh(&t.refresh).await.json::<Value>().await.unwrap());
-        let key: Value = s
-            .client
-            .post(s.url("/auth/api-keys"))
-            .bearer_auth(&rotated.access)
-            .json(&json!({"name": "ci"}))
-            .send()
+        let rotated = s.refresh(&t.refresh).await.tokens();
+        let key = s
+            .call(
+                M::POST,
+                "/auth/api-keys",
+                Bearer(&rotated.access),
+                Json(json!({"name": "ci"})),
+            )
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json();
         let api_key = key["key"].as_str().unwrap().to_string();
-        assert_eq!(
-            s.client
-                .get(s.url("/auth/me"))
-                .header("x-api-key", &api_key)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        let _ = s
-            .post_json(
-                "/auth/login",
-                &json!({"username": "carol", "password": "Typo-Secret-Password-77"}),
-            )
-            .await;
-        let _ = s
-            .post_json(
-                "/auth/login",
-                &json!({"username": "PasswordInTheWrongField-99", "password": "x"}),
-            )
-            .await;
+        assert_eq!(s.call(M::GET, "/auth/me", ApiKey(&api_key), Empty).await.status, 200);
+        let _ = s.login("carol", "Typo-Secret-Password-77").await;
+        let _ = s.login("PasswordInTheWrongField-99", "x").await;
         s.service.flush_audit_requests().await.unwrap();
-        let dump = s
-            .get_auth("/audit/logs/export", &admin.access)
-            .await
-            .text()
-            .await
-            .unwrap();
+        let dump = s.get_auth("/audit/logs/export", &admin.access).await.text;
         assert!(dump.lines().count() > 5, "{dump}");
         for secret in [
             PASSWORD,
@@ -554,7 +470,7 @@ async fn s_verify_tail_delete(db: &TestDb) {
 async fn auditing_can_be_turned_off() {
     let (s, db) = TestServer::start_with(Backend::Sqlite, &[("ENABLE_AUDIT_LOGGING", "false")]).await;
     let t = s.user("quiet").await;
-    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
     s.service.flush_audit_requests().await.unwrap();
     s.stop().await;
     let (code, out, err) = run_binary(binary_on(&db).args(["--json", "audit", "tail"]), "");
@@ -562,25 +478,13 @@ async fn auditing_can_be_turned_off() {
     assert_eq!(out.trim(), "", "nothing recorded");
 }
 
-/// Sends `method path` with `token` and an optional JSON body; the status and body.
-async fn call(s: &TestServer, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = s.client.request(method, s.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
-    use reqwest::Method as M;
     for backend in backends().await {
         let (s, _db) = TestServer::start(backend).await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
         let a = admin.access.as_str();
-        let admin_id = sub(&admin);
+        let admin_id = admin.user_id().to_string();
         let carol_id = s.register("carol").await["user_id"].as_str().unwrap().to_string();
         let carol_path = format!("/admin/users/{carol_id}");
         let steps: Vec<(M, String, Option<Value>, u16)> = vec![
@@ -696,20 +600,14 @@ async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
             (M::DELETE, "/admin/permissions/reports:share".into(), None, 204),
         ];
         let mut kid = String::new();
-        let (status, _) = call(
-            &s,
-            reqwest::Method::POST,
-            "/admin/keys/rotate",
-            &s.user("dave").await.access,
-            None,
-        )
-        .await;
-        assert_eq!(status, 403, "rotation needs keys:manage");
+        let dave = s.user("dave").await;
+        let res = s.call(M::POST, "/admin/keys/rotate", Bearer(&dave.access), Empty).await;
+        assert_eq!(res.status, 403, "rotation needs keys:manage");
         for (method, path, body, want) in steps {
-            let (status, out) = call(&s, method.clone(), &path, a, body).await;
-            assert_eq!(status, want, "{method} {path}: {out}");
+            let res = s.call(method.clone(), &path, Bearer(a), body.map_or(Empty, Json)).await;
+            assert_eq!(res.status, want, "{method} {path}: {}", res.body);
             if path == "/admin/keys/rotate" {
-                kid = out["kid"].as_str().unwrap().to_string();
+                kid = res.body["kid"].as_str().unwrap().to_string();
             }
         }
 
@@ -718,29 +616,32 @@ async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
         // The user's own changes name the user.
         let carol = s.login_as("carol", "a brand new passphrase 7").await;
         let c = carol.access.as_str();
-        let (status, _) = call(&s, M::PATCH, "/auth/me", c, Some(json!({"full_name": "Carol"}))).await;
-        assert_eq!(status, 200);
-        let (status, key) = call(&s, M::POST, "/auth/api-keys", c, Some(json!({"name": "ci"}))).await;
-        assert_eq!(status, 201);
-        let key_id = key["id"].as_str().unwrap().to_string();
-        let (status, _) = call(&s, M::DELETE, &format!("/auth/api-keys/{key_id}"), c, None).await;
-        assert_eq!(status, 204);
-        let (status, _) = call(&s, M::DELETE, &format!("/auth/api-keys/{key_id}"), c, None).await;
-        assert_eq!(status, 404);
-        let (status, temp) = call(
-            &s,
-            M::POST,
-            "/auth/temporary-tokens",
-            c,
-            Some(json!({"purpose": "export", "max_uses": 1})),
-        )
-        .await;
-        assert_eq!(status, 201);
+        let res = s
+            .call(M::PATCH, "/auth/me", Bearer(c), Json(json!({"full_name": "Carol"})))
+            .await;
+        assert_eq!(res.status, 200);
+        let key = s
+            .call(M::POST, "/auth/api-keys", Bearer(c), Json(json!({"name": "ci"})))
+            .await;
+        assert_eq!(key.status, 201);
+        let key_id = key.body["id"].as_str().unwrap().to_string();
+        let key_path = format!("/auth/api-keys/{key_id}");
+        assert_eq!(s.call(M::DELETE, &key_path, Bearer(c), Empty).await.status, 204);
+        assert_eq!(s.call(M::DELETE, &key_path, Bearer(c), Empty).await.status, 404);
+        let temp = s
+            .call(
+                M::POST,
+                "/auth/temporary-tokens",
+                Bearer(c),
+                Json(json!({"purpose": "export", "max_uses": 1})),
+            )
+            .await;
+        assert_eq!(temp.status, 201);
+        let temp = temp.body;
         let sid = jwt_part(c, 1)["sid"].as_str().unwrap().to_string();
-        let (status, _) = call(&s, M::DELETE, &format!("/auth/sessions/{sid}"), c, None).await;
-        assert_eq!(status, 204);
-        let (status, _) = call(&s, M::DELETE, &carol_path, a, None).await;
-        assert_eq!(status, 204);
+        let session_path = format!("/auth/sessions/{sid}");
+        assert_eq!(s.call(M::DELETE, &session_path, Bearer(c), Empty).await.status, 204);
+        assert_eq!(s.call(M::DELETE, &carol_path, Bearer(a), Empty).await.status, 204);
 
         let events = records(&s, a, "kind=event").await;
         let by_admin: Vec<Value> = events
@@ -1040,11 +941,11 @@ async fn upkeep_indexes_request_records_by_user() {
     let (s, db) = TestServer::start(Backend::Sqlite).await;
     let t = s.user("carol").await;
     for _ in 0..3 {
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
     }
     s.service.flush_audit_requests().await.unwrap();
     let carol = AuditFilter {
-        user_id: Some(sub(&t)),
+        user_id: Some(t.user_id().to_string()),
         ..AuditFilter::default()
     };
     let store = s.service.store();
@@ -1066,7 +967,7 @@ async fn upkeep_indexes_request_records_by_user() {
     assert_eq!(past_mark().await, 0, "the upkeep indexed them");
     let mine = store.audit_records(&carol, false, 100, 0).await.unwrap();
     assert_eq!(requests(&mine), 3);
-    let delete_carols = format!("DELETE FROM audit_by_user WHERE owner = '{}'", sub(&t));
+    let delete_carols = format!("DELETE FROM audit_by_user WHERE owner = '{}'", t.user_id());
     let entries = execute_sql(&db, Box::leak(delete_carols.into_boxed_str())).await;
     assert_eq!(
         entries as usize,

@@ -145,7 +145,7 @@ async fn remote_commands_log_in_refresh_and_log_out() {
     let login = [
         "login",
         "--server",
-        s.base.as_str(),
+        s.http.base.as_str(),
         "--username",
         "shell",
         "--password-stdin",
@@ -165,7 +165,7 @@ async fn remote_commands_log_in_refresh_and_log_out() {
     let (code, token, _) = remote(&creds, &["token"], "").await;
     assert_eq!(code, 0);
     let token = token.trim().to_string();
-    assert_eq!(s.get_auth("/auth/me", &token).await.status(), 200);
+    assert_eq!(s.get_auth("/auth/me", &token).await.status, 200);
     let (_, again, _) = remote(&creds, &["token"], "").await;
     assert_eq!(again.trim(), token, "not refreshed while still fresh");
     let (code, who, _) = remote(&creds, &["whoami"], "").await;
@@ -189,8 +189,8 @@ async fn remote_commands_log_in_refresh_and_log_out() {
     let (code, _, _) = remote(&creds, &["logout"], "").await;
     assert_eq!(code, 0);
     assert!(!creds.exists());
-    expect_problem(s.refresh(&current_refresh).await, 401).await;
-    expect_invalid_token(s.get_auth("/auth/me", fresh.trim()).await).await;
+    expect_problem(s.refresh(&current_refresh).await, 401);
+    expect_invalid_token(s.get_auth("/auth/me", fresh.trim()).await);
     let (code, _, err) = remote(&creds, &["token"], "").await;
     assert_eq!(code, 1);
     assert!(err.contains("not logged in"));

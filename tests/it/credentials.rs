@@ -4,55 +4,48 @@
 use portcullis::domain::Actor;
 use std::time::Duration;
 
-use reqwest::Method as M;
 use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn sub(t: &Tokens) -> uuid::Uuid {
-    uuid::Uuid::parse_str(jwt_part(&t.access, 1)["sub"].as_str().unwrap()).unwrap()
-}
-
 impl TestServer {
-    async fn with_key(&self, method: M, path: &str, key: &str) -> reqwest::Response {
-        self.client
-            .request(method, self.url(path))
-            .header("x-api-key", key)
-            .send()
+    async fn create_key(&self, t: &Tokens, body: Value) -> Reply {
+        self.call(M::POST, "/auth/api-keys", Bearer(&t.access), Json(body))
             .await
-            .unwrap()
-    }
-
-    async fn create_key(&self, t: &Tokens, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/auth/api-keys"))
-            .bearer_auth(&t.access)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
     }
 
     /// A temporary token `t`'s owner creates with `body`: the answer's JSON.
     async fn create_temporary(&self, t: &Tokens, body: Value) -> Value {
-        self.client
-            .post(self.url("/auth/temporary-tokens"))
-            .bearer_auth(&t.access)
-            .json(&body)
-            .send()
+        self.call(M::POST, "/auth/temporary-tokens", Bearer(&t.access), Json(body))
             .await
-            .unwrap()
             .json()
-            .await
-            .unwrap()
     }
 
-    async fn verify(&self, credential: &str, permission: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.get(self.url("/auth/verify")).bearer_auth(credential);
-        if let Some(p) = permission {
-            req = req.header("x-required-permission", p);
-        }
-        req.send().await.unwrap()
+    /// The gateway check of `credential`, presented as a bearer token, optionally for
+    /// a named permission.
+    async fn verify(&self, credential: &str, permission: Option<&str>) -> Reply {
+        let named: Vec<(&str, &str)> = permission.map(|p| ("x-required-permission", p)).into_iter().collect();
+        self.verify_with(credential, &named).await
+    }
+
+    /// The gateway check of `credential`, with what the gateway forwards in `headers`.
+    async fn verify_with(&self, credential: &str, headers: &[(&str, &str)]) -> Reply {
+        self.http
+            .call_with(M::GET, "/auth/verify", Bearer(credential), Empty, headers)
+            .await
+    }
+
+    /// RFC 7662: what the holder of `caller` learns of `token`.
+    async fn introspect(&self, caller: &str, token: &str) -> Reply {
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        self.call(M::POST, "/auth/introspect", Bearer(caller), Form(&form))
+            .await
+    }
+
+    /// RFC 7009: `token` revoked by presenting it.
+    async fn revoke(&self, token: &str) -> Reply {
+        self.call(M::POST, "/auth/revoke", Anonymous, Form(&[("token", token)]))
+            .await
     }
 
     /// A user holding `role`, logged in.
@@ -75,8 +68,8 @@ async fn api_keys_are_scoped_revocable_and_stored_hashed() {
                 json!({"name": "ci", "permissions": ["projects:read", "projects:create"]}),
             )
             .await;
-        assert_eq!(res.status(), 201);
-        let created: Value = res.json().await.unwrap();
+        assert_eq!(res.status, 201);
+        let created: Value = res.json();
         let key = created["key"].as_str().unwrap().to_string();
         let id = created["id"].as_str().unwrap().to_string();
         let (prefix, rest) = key.split_at(4);
@@ -99,147 +92,113 @@ async fn api_keys_are_scoped_revocable_and_stored_hashed() {
             (json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}), 422),
             (json!({"permissions": []}), 422),
         ] {
-            expect_problem(s.create_key(&owner, body).await, status).await;
+            expect_problem(s.create_key(&owner, body).await, status);
         }
-        let listed: Value = s.get_auth("/auth/api-keys", &owner.access).await.json().await.unwrap();
+        let listed: Value = s.get_auth("/auth/api-keys", &owner.access).await.json();
         assert_eq!(listed.as_array().unwrap().len(), 1);
         assert!(!listed.to_string().contains(secret), "listing never shows the secret");
 
         // Both headers work; the key acts as its owner with its own permissions.
-        let res = s.with_key(M::GET, "/auth/verify", &key).await;
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["x-auth-credential"], "api_key");
-        assert_eq!(res.headers()["x-auth-username"], "keyholder");
-        assert_eq!(res.headers()["x-auth-permissions"], "projects:read,projects:create");
-        assert_eq!(s.verify(&key, Some("projects:create")).await.status(), 200);
-        expect_problem(s.verify(&key, Some("runs:create")).await, 403).await;
-        let me: Value = s.with_key(M::GET, "/auth/me", &key).await.json().await.unwrap();
+        let res = s.call(M::GET, "/auth/verify", ApiKey(&key), Empty).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.headers["x-auth-credential"], "api_key");
+        assert_eq!(res.headers["x-auth-username"], "keyholder");
+        assert_eq!(res.headers["x-auth-permissions"], "projects:read,projects:create");
+        assert_eq!(s.verify(&key, Some("projects:create")).await.status, 200);
+        expect_problem(s.verify(&key, Some("runs:create")).await, 403);
+        let me: Value = s.call(M::GET, "/auth/me", ApiKey(&key), Empty).await.json();
         assert_eq!(me["username"], "keyholder");
         assert!(me["session_id"].is_null());
         // Keys cannot mint credentials.
         let res = s
-            .client
-            .post(s.url("/auth/api-keys"))
-            .header("x-api-key", &key)
-            .json(&json!({"name": "child"}))
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 403).await;
+            .call(M::POST, "/auth/api-keys", ApiKey(&key), Json(json!({"name": "child"})))
+            .await;
+        expect_problem(res, 403);
 
         // Intersection with the owner's current permissions, effective at once.
         s.service
-            .remove_role(sub(&owner), "analyst", &Actor::system())
+            .remove_role(owner.user_id(), "analyst", &Actor::system())
             .await
             .unwrap();
-        expect_problem(s.verify(&key, Some("projects:read")).await, 403).await;
+        expect_problem(s.verify(&key, Some("projects:read")).await, 403);
         s.service
-            .assign_role(sub(&owner), "viewer", &Actor::system())
+            .assign_role(owner.user_id(), "viewer", &Actor::system())
             .await
             .unwrap();
-        assert_eq!(s.verify(&key, Some("projects:read")).await.status(), 200);
-        expect_problem(s.verify(&key, Some("projects:create")).await, 403).await;
+        assert_eq!(s.verify(&key, Some("projects:read")).await.status, 200);
+        expect_problem(s.verify(&key, Some("projects:create")).await, 403);
         s.service
             .grant_permission("viewer", "projects:create", &Actor::system())
             .await
             .unwrap();
         assert_eq!(
-            s.verify(&key, Some("projects:create")).await.status(),
+            s.verify(&key, Some("projects:create")).await.status,
             200,
             "role changes reach keys"
         );
 
         // A disabled owner disables their keys.
         s.service
-            .set_user_active(sub(&owner), false, &Actor::system())
+            .set_user_active(owner.user_id(), false, &Actor::system())
             .await
             .unwrap();
-        expect_invalid_token(s.verify(&key, None).await).await;
+        expect_invalid_token(s.verify(&key, None).await);
         s.service
-            .set_user_active(sub(&owner), true, &Actor::system())
+            .set_user_active(owner.user_id(), true, &Actor::system())
             .await
             .unwrap();
-        assert_eq!(s.verify(&key, None).await.status(), 200);
-        expect_invalid_token(s.get_auth("/auth/me", &owner.access).await).await;
+        assert_eq!(s.verify(&key, None).await.status, 200);
+        expect_invalid_token(s.get_auth("/auth/me", &owner.access).await);
         let owner = s.login_as("keyholder", PASSWORD).await;
 
         // last_used_at is written in batches.
         s.service.flush_key_usage().await.unwrap();
-        let got: Value = s
-            .get_auth(&format!("/auth/api-keys/{id}"), &owner.access)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let got: Value = s.get_auth(&format!("/auth/api-keys/{id}"), &owner.access).await.json();
         assert!(got["last_used_at"].is_string(), "{got}");
 
         // Others cannot see or revoke it; the owner and admins can revoke.
         let other = s.user("stranger").await;
-        expect_problem(s.get_auth(&format!("/auth/api-keys/{id}"), &other.access).await, 404).await;
-        let res = s
-            .client
-            .delete(s.url(&format!("/auth/api-keys/{id}")))
-            .bearer_auth(&other.access)
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 404).await;
-        let res = s
-            .client
-            .delete(s.url(&format!("/auth/api-keys/{id}")))
-            .bearer_auth(&owner.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
-        expect_invalid_token(s.verify(&key, None).await).await;
-        let res = s
-            .client
-            .delete(s.url(&format!("/auth/api-keys/{id}")))
-            .bearer_auth(&owner.access)
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 404).await;
+        expect_problem(s.get_auth(&format!("/auth/api-keys/{id}"), &other.access).await, 404);
+        let key_path = format!("/auth/api-keys/{id}");
+        let by_other = s.call(M::DELETE, &key_path, Bearer(&other.access), Empty).await;
+        expect_problem(by_other, 404);
+        let delete = || s.call(M::DELETE, &key_path, Bearer(&owner.access), Empty);
+        assert_eq!(delete().await.status, 204);
+        expect_invalid_token(s.verify(&key, None).await);
+        expect_problem(delete().await, 404);
 
-        let second: Value = s
-            .create_key(&owner, json!({"name": "second"}))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let second: Value = s.create_key(&owner, json!({"name": "second"})).await.json();
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
-        let all: Value = s.get_auth("/admin/api-keys", &admin.access).await.json().await.unwrap();
+        let all: Value = s.get_auth("/admin/api-keys", &admin.access).await.json();
         assert_eq!(all.as_array().unwrap().len(), 2);
-        expect_problem(s.get_auth("/admin/api-keys", &owner.access).await, 403).await;
+        expect_problem(s.get_auth("/admin/api-keys", &owner.access).await, 403);
         let res = s
-            .client
-            .delete(s.url(&format!("/admin/api-keys/{}", second["id"].as_str().unwrap())))
-            .bearer_auth(&admin.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
-        expect_invalid_token(s.verify(second["key"].as_str().unwrap(), None).await).await;
+            .call(
+                M::DELETE,
+                &format!("/admin/api-keys/{}", second["id"].as_str().unwrap()),
+                Bearer(&admin.access),
+                Empty,
+            )
+            .await;
+        assert_eq!(res.status, 204);
+        expect_invalid_token(s.verify(second["key"].as_str().unwrap(), None).await);
 
         // Expiry, and malformed keys.
         let expiring = (Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
         let short: Value = s
             .create_key(&owner, json!({"name": "short", "expires_at": expiring}))
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let short_key = short["key"].as_str().unwrap().to_string();
-        assert_eq!(s.verify(&short_key, None).await.status(), 200);
+        assert_eq!(s.verify(&short_key, None).await.status, 200);
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        expect_invalid_token(s.verify(&short_key, None).await).await;
+        expect_invalid_token(s.verify(&short_key, None).await);
         for bad in [
             "pcx_",
             "pcx_0123456789abcdef_short",
             &format!("pcx_{kid}_{}", "A".repeat(43)),
         ] {
-            expect_invalid_token(s.verify(bad, None).await).await;
+            expect_invalid_token(s.verify(bad, None).await);
         }
         s.stop().await;
     }
@@ -253,26 +212,18 @@ async fn temporary_tokens_expire_and_count_their_uses() {
         let (s, db) = TestServer::start(backend).await;
         let other = TestServer::on(&db, &[("TEMPORARY_TOKEN_MAX_TTL_SECONDS", "600")]).await;
         let owner = s.user_with_role("linker", "viewer").await;
-        let create = |body: Value| {
-            s.client
-                .post(s.url("/auth/temporary-tokens"))
-                .bearer_auth(&owner.access)
-                .json(&body)
-                .send()
-        };
-        let res = create(json!({"permissions": ["reports:read"], "max_uses": 2, "purpose": "share a report"}))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        let t: Value = res.json().await.unwrap();
+        let create = |body: Value| s.call(M::POST, "/auth/temporary-tokens", Bearer(&owner.access), Json(body));
+        let res = create(json!({"permissions": ["reports:read"], "max_uses": 2, "purpose": "share a report"})).await;
+        assert_eq!(res.status, 201);
+        let t: Value = res.json();
         let token = t["token"].as_str().unwrap().to_string();
         assert!(token.starts_with("pct_") && token.len() == 47);
         assert_eq!(t["max_uses"], 2);
         let first = s.verify(&token, Some("reports:read")).await;
-        assert_eq!(first.status(), 200);
-        assert_eq!(first.headers()["x-auth-credential"], "temporary");
-        expect_problem(s.verify(&token, Some("projects:read")).await, 403).await;
-        expect_invalid_token(s.verify(&token, None).await).await;
+        assert_eq!(first.status, 200);
+        assert_eq!(first.headers["x-auth-credential"], "temporary");
+        expect_problem(s.verify(&token, Some("projects:read")).await, 403);
+        expect_invalid_token(s.verify(&token, None).await);
 
         for (body, status) in [
             (json!({"permissions": ["users:manage"], "purpose": "x"}), 403),
@@ -281,31 +232,21 @@ async fn temporary_tokens_expire_and_count_their_uses() {
             (json!({"permissions": [], "purpose": "x", "max_uses": 0}), 422),
             (json!({"permissions": [], "purpose": ""}), 422),
         ] {
-            expect_problem(create(body).await.unwrap(), status).await;
+            expect_problem(create(body).await, status);
         }
 
         // Single use, fired concurrently at two instances: exactly one gets through.
         for _ in 0..3 {
             let single: Value = create(json!({"permissions": [], "max_uses": 1, "purpose": "once"}))
                 .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json();
             let token = single["token"].as_str().unwrap().to_string();
             let mut tasks = Vec::new();
             for i in 0..8 {
                 let srv = if i % 2 == 0 { &s } else { &other };
-                let (client, url, token) = (srv.client.clone(), srv.url("/auth/verify"), token.clone());
+                let (http, token) = (srv.http.clone(), token.clone());
                 tasks.push(tokio::spawn(async move {
-                    client
-                        .get(url)
-                        .bearer_auth(token)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16()
+                    http.call(M::GET, "/auth/verify", Bearer(&token), Empty).await.status
                 }));
             }
             let mut ok = 0;
@@ -319,15 +260,23 @@ async fn temporary_tokens_expire_and_count_their_uses() {
 
         let brief: Value = create(json!({"permissions": [], "ttl_seconds": 1, "purpose": "brief"}))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json();
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        expect_invalid_token(s.verify(brief["token"].as_str().unwrap(), None).await).await;
+        expect_invalid_token(s.verify(brief["token"].as_str().unwrap(), None).await);
         other.stop().await;
         s.stop().await;
     }
+}
+
+/// The check of a request `style`'s gateway forwards, the original method and
+/// path in its headers.
+async fn forwarded(s: &TestServer, cred: &str, method: &str, uri: &str, style: &str) -> Reply {
+    let (mh, uh) = if style == "traefik" {
+        ("x-forwarded-method", "x-forwarded-uri")
+    } else {
+        ("x-original-method", "x-original-uri")
+    };
+    s.verify_with(cred, &[(mh, method), (uh, uri)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,96 +295,58 @@ async fn verify_applies_the_route_map_for_every_gateway_style() {
         let key: Value = s
             .create_key(&analyst, json!({"name": "gw", "permissions": ["projects:read"]}))
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let key = key["key"].as_str().unwrap().to_string();
-        let forwarded = |cred: &str, method: &str, uri: &str, style: &str| {
-            let (mh, uh) = if style == "traefik" {
-                ("x-forwarded-method", "x-forwarded-uri")
-            } else {
-                ("x-original-method", "x-original-uri")
-            };
-            s.client
-                .get(s.url("/auth/verify"))
-                .bearer_auth(cred)
-                .header(mh, method)
-                .header(uh, uri)
-                .send()
-        };
         for style in ["traefik", "nginx"] {
-            let ok = forwarded(&viewer.access, "GET", "/projects/42?expand=runs", style)
-                .await
-                .unwrap();
-            assert_eq!(ok.status(), 200, "{style}");
-            assert_eq!(ok.headers()["x-auth-roles"], "viewer");
-            assert_eq!(ok.headers()["x-auth-credential"], "jwt");
-            assert_eq!(ok.headers()["x-auth-user-id"], sub(&viewer).to_string().as_str());
-            let body: Value = ok.json().await.unwrap();
-            assert_eq!(body["user_id"], sub(&viewer).to_string().as_str());
+            let ok = forwarded(&s, &viewer.access, "GET", "/projects/42?expand=runs", style).await;
+            assert_eq!(ok.status, 200, "{style}");
+            assert_eq!(ok.headers["x-auth-roles"], "viewer");
+            assert_eq!(ok.headers["x-auth-credential"], "jwt");
+            assert_eq!(ok.headers["x-auth-user-id"], viewer.user_id().to_string().as_str());
+            let body: Value = ok.json();
+            assert_eq!(body["user_id"], viewer.user_id().to_string().as_str());
             assert_eq!(body["username"], "looker");
             assert_eq!(
                 (&body["roles"], &body["credential"]),
                 (&json!(["viewer"]), &json!("jwt"))
             );
             assert!(body["permissions"].as_array().is_some_and(|p| !p.is_empty()), "{body}");
-            let p = expect_problem(
-                forwarded(&viewer.access, "POST", "/projects", style).await.unwrap(),
-                403,
-            )
-            .await;
+            let p = expect_problem(forwarded(&s, &viewer.access, "POST", "/projects", style).await, 403);
             assert!(p["detail"].as_str().unwrap().contains("projects:create"));
             assert_eq!(
-                forwarded(&analyst.access, "POST", "/projects", style)
-                    .await
-                    .unwrap()
-                    .status(),
+                forwarded(&s, &analyst.access, "POST", "/projects", style).await.status,
                 200
             );
             expect_problem(
-                forwarded(&analyst.access, "DELETE", "/admin/users/1", style)
-                    .await
-                    .unwrap(),
+                forwarded(&s, &analyst.access, "DELETE", "/admin/users/1", style).await,
                 403,
-            )
-            .await;
-            expect_problem(
-                forwarded(&analyst.access, "GET", "/unmapped", style).await.unwrap(),
-                403,
-            )
-            .await;
-            assert_eq!(forwarded(&key, "GET", "/projects", style).await.unwrap().status(), 200);
-            expect_problem(forwarded(&key, "POST", "/projects", style).await.unwrap(), 403).await;
+            );
+            expect_problem(forwarded(&s, &analyst.access, "GET", "/unmapped", style).await, 403);
+            assert_eq!(forwarded(&s, &key, "GET", "/projects", style).await.status, 200);
+            expect_problem(forwarded(&s, &key, "POST", "/projects", style).await, 403);
         }
         // Envoy: the original method and path arrive under the prefix.
-        let envoy = |cred: &str, method: M, path: &str| {
-            s.client
-                .request(method, s.url(&format!("/auth/verify{path}")))
-                .bearer_auth(cred)
-                .send()
-        };
-        assert_eq!(
-            envoy(&viewer.access, M::GET, "/projects/7").await.unwrap().status(),
-            200
-        );
-        expect_problem(envoy(&viewer.access, M::POST, "/projects").await.unwrap(), 403).await;
-        assert_eq!(
-            envoy(&analyst.access, M::POST, "/projects").await.unwrap().status(),
-            200
-        );
+        let viewer_at = |method: M, path: &'static str| s.call(method, path, Bearer(&viewer.access), Empty);
+        assert_eq!(viewer_at(M::GET, "/auth/verify/projects/7").await.status, 200);
+        expect_problem(viewer_at(M::POST, "/auth/verify/projects").await, 403);
+        let res = s
+            .call(M::POST, "/auth/verify/projects", Bearer(&analyst.access), Empty)
+            .await;
+        assert_eq!(res.status, 200);
         // A permission the gateway names in the query needs no route rule; no credential
         // is 401.
         let res = s
-            .client
-            .get(s.url("/auth/verify?permission=runs:create"))
-            .bearer_auth(&analyst.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        expect_problem(s.verify(&viewer.access, Some("runs:create")).await, 403).await;
-        expect_problem(s.client.get(s.url("/auth/verify")).send().await.unwrap(), 401).await;
-        expect_invalid_token(s.verify("pct_notarealtokennotarealtokennotarealtokenxx", None).await).await;
+            .call(
+                M::GET,
+                "/auth/verify?permission=runs:create",
+                Bearer(&analyst.access),
+                Empty,
+            )
+            .await;
+        assert_eq!(res.status, 200);
+        expect_problem(s.verify(&viewer.access, Some("runs:create")).await, 403);
+        expect_problem(s.get("/auth/verify").await, 401);
+        expect_invalid_token(s.verify("pct_notarealtokennotarealtokennotarealtokenxx", None).await);
         s.stop().await;
     }
 }
@@ -450,22 +361,18 @@ async fn forwarded_requests_cannot_choose_their_own_check() {
         let settings = [("VERIFY_ROUTES", routes), ("VERIFY_DEFAULT", default)];
         let (s, _db) = TestServer::start_with(Backend::Sqlite, &settings).await;
         let viewer = s.user_with_role("looker", "viewer").await;
-        let check = |headers: &[(&str, &str)]| {
-            let mut req = s.client.get(s.url("/auth/verify")).bearer_auth(&viewer.access);
-            for (name, value) in headers {
-                req = req.header(*name, *value);
-            }
-            req.send()
-        };
-        let status = |res: reqwest::Response| res.status().as_u16();
         // The baseline: the viewer may read projects, not delete them.
         let read = [("x-original-method", "GET"), ("x-original-uri", "/projects/7")];
-        assert_eq!(status(check(&read).await.unwrap()), 200, "{default}");
+        assert_eq!(s.verify_with(&viewer.access, &read).await.status, 200, "{default}");
         let delete = [("x-original-method", "DELETE"), ("x-original-uri", "/projects/7")];
-        assert_eq!(status(check(&delete).await.unwrap()), 403, "{default}");
+        assert_eq!(s.verify_with(&viewer.access, &delete).await.status, 403, "{default}");
         // Naming a permission the viewer holds does not replace the map's.
         let named = [delete[0], delete[1], ("x-required-permission", "projects:read")];
-        assert_eq!(status(check(&named).await.unwrap()), 403, "{default}: named");
+        assert_eq!(
+            s.verify_with(&viewer.access, &named).await.status,
+            403,
+            "{default}: named"
+        );
         // Behind nginx (X-Original-*), the client's own X-Forwarded-* are refused.
         let mixed = [
             delete[0],
@@ -473,11 +380,15 @@ async fn forwarded_requests_cannot_choose_their_own_check() {
             ("x-forwarded-method", "GET"),
             ("x-forwarded-uri", "/projects/7"),
         ];
-        let p = expect_problem(check(&mixed).await.unwrap(), 403).await;
+        let p = expect_problem(s.verify_with(&viewer.access, &mixed).await, 403);
         assert!(p["detail"].as_str().unwrap().contains("different requests"), "{p}");
         // An empty header hides nothing.
         let hidden = [("x-forwarded-uri", ""), ("x-original-uri", "/admin/users")];
-        assert_eq!(status(check(&hidden).await.unwrap()), 403, "{default}: empty");
+        assert_eq!(
+            s.verify_with(&viewer.access, &hidden).await.status,
+            403,
+            "{default}: empty"
+        );
         // Encoded, doubled or dotted paths are the paths the backend serves.
         for disguised in [
             "/%61dmin/users",
@@ -485,35 +396,42 @@ async fn forwarded_requests_cannot_choose_their_own_check() {
             "/projects/../admin/users",
             "/projects/%2e%2e/admin",
         ] {
-            let res = check(&[("x-original-uri", disguised)]).await.unwrap();
-            assert_eq!(status(res), 403, "{default}: {disguised}");
+            let res = s.verify_with(&viewer.access, &[("x-original-uri", disguised)]).await;
+            assert_eq!(res.status, 403, "{default}: {disguised}");
             let envoy = s
-                .client
-                .get(s.url(&format!("/auth/verify{disguised}")))
-                .bearer_auth(&viewer.access)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(status(envoy), 403, "{default}: envoy {disguised}");
+                .call(
+                    M::GET,
+                    &format!("/auth/verify{disguised}"),
+                    Bearer(&viewer.access),
+                    Empty,
+                )
+                .await;
+            assert_eq!(envoy.status, 403, "{default}: envoy {disguised}");
         }
-        let p = expect_problem(check(&[("x-original-uri", "/a/%ff")]).await.unwrap(), 403).await;
+        let p = expect_problem(
+            s.verify_with(&viewer.access, &[("x-original-uri", "/a/%ff")]).await,
+            403,
+        );
         assert!(p["detail"].as_str().unwrap().contains("does not decode"), "{p}");
         // No original request: allowed by default, refused under deny unless the
         // gateway names the permission in the query.
-        let bare = check(&[("x-required-permission", "projects:read")]).await.unwrap();
+        let bare = s
+            .verify_with(&viewer.access, &[("x-required-permission", "projects:read")])
+            .await;
         assert_eq!(
-            status(bare),
+            bare.status,
             if default == "allow" { 200 } else { 403 },
             "{default}: bare"
         );
         let res = s
-            .client
-            .get(s.url("/auth/verify?permission=projects:read"))
-            .bearer_auth(&viewer.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(res), 200, "{default}: the gateway's ?permission=");
+            .call(
+                M::GET,
+                "/auth/verify?permission=projects:read",
+                Bearer(&viewer.access),
+                Empty,
+            )
+            .await;
+        assert_eq!(res.status, 200, "{default}: the gateway's ?permission=");
         s.stop().await;
     }
 }
@@ -524,27 +442,15 @@ async fn introspection_and_revocation_cover_every_credential() {
         let (s, _db) = TestServer::start(backend).await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
         let user = s.user_with_role("subject", "analyst").await;
-        let introspect = |caller: &str, token: &str| {
-            s.client
-                .post(s.url("/auth/introspect"))
-                .bearer_auth(caller)
-                .form(&[("token", token), ("token_type_hint", "access_token")])
-                .send()
-        };
-        expect_problem(introspect(&user.access, &user.access).await.unwrap(), 403).await;
+        expect_problem(s.introspect(&user.access, &user.access).await, 403);
         // The answer is the token's own claims, also when it comes from the
         // verified-token cache (the second time).
         let claims = jwt_part(&user.access, 1);
         for _ in 0..2 {
-            let info: Value = introspect(&admin.access, &user.access)
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let info: Value = s.introspect(&admin.access, &user.access).await.json();
             assert_eq!(info["active"], true);
             assert_eq!(info["token_type"], "access_token");
-            assert_eq!(info["sub"], sub(&user).to_string());
+            assert_eq!(info["sub"], user.user_id().to_string());
             assert_eq!(info["username"], "subject");
             assert!(info["scope"].as_str().unwrap().contains("projects:create"));
             for claim in ["iss", "aud", "jti", "iat", "exp", "sid"] {
@@ -552,12 +458,7 @@ async fn introspection_and_revocation_cover_every_credential() {
                 assert_eq!(info[claim], claims[claim], "{claim}");
             }
         }
-        let gone: Value = introspect(&admin.access, "garbage")
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let gone: Value = s.introspect(&admin.access, "garbage").await.json();
         assert_eq!(gone, json!({"active": false}));
 
         // A service's API key holding tokens:introspect may introspect.
@@ -567,18 +468,14 @@ async fn introspection_and_revocation_cover_every_credential() {
                 json!({"name": "resource-server", "permissions": ["tokens:introspect"]}),
             )
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let svc_key = svc["key"].as_str().unwrap().to_string();
         let key: Value = s
             .create_key(&user, json!({"name": "k", "permissions": ["projects:read"]}))
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let key = key["key"].as_str().unwrap().to_string();
-        let info: Value = introspect(&svc_key, &key).await.unwrap().json().await.unwrap();
+        let info: Value = s.introspect(&svc_key, &key).await.json();
         assert_eq!(info["active"], true);
         assert_eq!(info["token_type"], "api_key");
         assert_eq!(info["scope"], "projects:read");
@@ -592,47 +489,37 @@ async fn introspection_and_revocation_cover_every_credential() {
             .await;
         let temp = temp["token"].as_str().unwrap().to_string();
         for _ in 0..2 {
-            let info: Value = introspect(&admin.access, &temp).await.unwrap().json().await.unwrap();
+            let info: Value = s.introspect(&admin.access, &temp).await.json();
             assert_eq!(info["active"], true);
             assert_eq!(info["uses_left"], 1, "introspection does not spend uses");
             assert_eq!(info["purpose"], "introspect me");
         }
 
         // RFC 7009: each kind revoked by presenting it; unknown tokens are fine.
-        let revoke = |token: &str| s.client.post(s.url("/auth/revoke")).form(&[("token", token)]).send();
         for token in [key.as_str(), temp.as_str()] {
-            assert_eq!(revoke(token).await.unwrap().status(), 200);
-            let info: Value = introspect(&admin.access, token).await.unwrap().json().await.unwrap();
+            assert_eq!(s.revoke(token).await.status, 200);
+            let info: Value = s.introspect(&admin.access, token).await.json();
             assert_eq!(info["active"], false);
-            expect_invalid_token(s.verify(token, None).await).await;
+            expect_invalid_token(s.verify(token, None).await);
         }
-        assert_eq!(revoke(&user.refresh).await.unwrap().status(), 200);
-        expect_problem(s.refresh(&user.refresh).await, 401).await;
-        expect_invalid_token(s.get_auth("/auth/me", &user.access).await).await;
-        let info: Value = introspect(&admin.access, &user.access)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        assert_eq!(s.revoke(&user.refresh).await.status, 200);
+        expect_problem(s.refresh(&user.refresh).await, 401);
+        expect_invalid_token(s.get_auth("/auth/me", &user.access).await);
+        let info: Value = s.introspect(&admin.access, &user.access).await.json();
         assert_eq!(info["active"], false);
         let again = s.login_as("subject", PASSWORD).await;
         assert_eq!(
-            revoke(&again.access).await.unwrap().status(),
+            s.revoke(&again.access).await.status,
             200,
             "an access token ends its session"
         );
-        expect_invalid_token(s.get_auth("/auth/me", &again.access).await).await;
-        assert_eq!(revoke("whatever-this-is").await.unwrap().status(), 200);
+        expect_invalid_token(s.get_auth("/auth/me", &again.access).await);
+        assert_eq!(s.revoke("whatever-this-is").await.status, 200);
         let res = s
-            .client
-            .post(s.url("/auth/revoke"))
-            .form(&[("nothing", "here")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 400);
-        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_request");
+            .call(M::POST, "/auth/revoke", Anonymous, Form(&[("nothing", "here")]))
+            .await;
+        assert_eq!(res.status, 400);
+        assert_eq!(res.json()["error"], "invalid_request");
         s.stop().await;
     }
 }
@@ -641,10 +528,9 @@ async fn introspection_and_revocation_cover_every_credential() {
 /// instance queries the database to check a warm credential.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_reaches_other_instances_within_a_second() {
-    if !backends().await.contains(&Backend::Postgres) {
+    let Some((a, db)) = postgres_only().await else {
         return;
-    }
-    let (a, db) = TestServer::start(Backend::Postgres).await;
+    };
     let b = TestServer::on(&db, &[("PORTCULLIS_SYNC_INTERVAL_MS", "250")]).await;
     let owner = a.user_with_role("roaming", "analyst").await;
     let new_key = |name: &'static str| {
@@ -653,25 +539,24 @@ async fn revocation_reaches_other_instances_within_a_second() {
             let v: Value = a
                 .create_key(owner, json!({"name": name, "permissions": ["projects:read"]}))
                 .await
-                .json()
-                .await
-                .unwrap();
+                .json();
             v
         }
     };
     // Refused (401 or 403) by `srv` within the bound.
     let refused_within = |srv: &TestServer, credential: String, bound: Duration| {
-        let (client, url) = (srv.client.clone(), srv.url("/auth/verify?permission=projects:read"));
+        let http = srv.http.clone();
         async move {
             within(bound, "still accepted", || async {
-                let status = client
-                    .get(&url)
-                    .bearer_auth(&credential)
-                    .send()
+                let status = http
+                    .call(
+                        M::GET,
+                        "/auth/verify?permission=projects:read",
+                        Bearer(&credential),
+                        Empty,
+                    )
                     .await
-                    .unwrap()
-                    .status()
-                    .as_u16();
+                    .status;
                 status == 401 || status == 403
             })
             .await
@@ -683,7 +568,7 @@ async fn revocation_reaches_other_instances_within_a_second() {
     let k1 = new_key("one").await;
     let key1 = k1["key"].as_str().unwrap().to_string();
     assert_eq!(
-        b.verify(&key1, Some("projects:read")).await.status(),
+        b.verify(&key1, Some("projects:read")).await.status,
         200,
         "warm b's cache"
     );
@@ -696,26 +581,26 @@ async fn revocation_reaches_other_instances_within_a_second() {
     // A role taken away from the owner: the key's scope shrinks everywhere.
     let k2 = new_key("two").await;
     let key2 = k2["key"].as_str().unwrap().to_string();
-    assert_eq!(b.verify(&key2, Some("projects:read")).await.status(), 200);
+    assert_eq!(b.verify(&key2, Some("projects:read")).await.status, 200);
     a.service
-        .remove_role(sub(&owner), "analyst", &Actor::system())
+        .remove_role(owner.user_id(), "analyst", &Actor::system())
         .await
         .unwrap();
     refused_within(&b, key2.clone(), bound).await;
     a.service
-        .assign_role(sub(&owner), "analyst", &Actor::system())
+        .assign_role(owner.user_id(), "analyst", &Actor::system())
         .await
         .unwrap();
 
     // A disabled owner: keys and sessions refused everywhere.
     within(bound, "re-granted role not seen", || async {
-        b.verify(&key2, Some("projects:read")).await.status() == 200
+        b.verify(&key2, Some("projects:read")).await.status == 200
     })
     .await;
     let session = a.login_as("roaming", PASSWORD).await;
-    assert_eq!(b.verify(&session.access, Some("projects:read")).await.status(), 200);
+    assert_eq!(b.verify(&session.access, Some("projects:read")).await.status, 200);
     a.service
-        .set_user_active(sub(&owner), false, &Actor::system())
+        .set_user_active(owner.user_id(), false, &Actor::system())
         .await
         .unwrap();
     refused_within(&b, key2, bound).await;
@@ -735,9 +620,7 @@ async fn narrow_credentials_cannot_manage_the_account() {
     let key: Value = s
         .create_key(&owner, json!({"name": "ci", "permissions": []}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .json();
     let temporary = s
         .create_temporary(&owner, json!({"permissions": [], "purpose": "a link"}))
         .await;
@@ -766,31 +649,18 @@ async fn narrow_credentials_cannot_manage_the_account() {
         );
     }
     let credentials = [
-        ("x-api-key", key["key"].as_str().unwrap().to_string()),
-        (
-            "authorization",
-            format!("Bearer {}", temporary["token"].as_str().unwrap()),
-        ),
+        ("x-api-key", ApiKey(key["key"].as_str().unwrap())),
+        ("authorization", Bearer(temporary["token"].as_str().unwrap())),
     ];
-    for (header, value) in &credentials {
-        let me = s
-            .client
-            .get(s.url("/auth/me"))
-            .header(*header, value)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(me.status(), 200, "{header}");
+    for (header, credential) in credentials {
+        let me = s.call(M::GET, "/auth/me", credential, Empty).await;
+        assert_eq!(me.status, 200, "{header}");
         for r in table.iter().filter(|r| r.access == Access::Person) {
+            let body = json!({"full_name": "Changed", "email": "changed@example.com"});
             let res = s
-                .client
-                .request(r.method.clone(), s.url(&concrete_path(r.path)))
-                .header(*header, value)
-                .json(&json!({"full_name": "Changed", "email": "changed@example.com"}))
-                .send()
-                .await
-                .unwrap();
-            let p = expect_problem(res, 403).await;
+                .call(r.method.clone(), &concrete_path(r.path), credential, Json(body))
+                .await;
+            let p = expect_problem(res, 403);
             assert!(
                 p["detail"].as_str().unwrap().contains("login session"),
                 "{} {}: {p}",
@@ -800,7 +670,7 @@ async fn narrow_credentials_cannot_manage_the_account() {
         }
     }
     // Nothing changed: the owner's login session still works and kept its name.
-    let me: Value = s.get_auth("/auth/me", &owner.access).await.json().await.unwrap();
+    let me: Value = s.get_auth("/auth/me", &owner.access).await.json();
     assert_ne!(me["full_name"], "Changed");
     s.stop().await;
 }

@@ -6,31 +6,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use portcullis::crypto::totp;
-use reqwest::Method as M;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-/// Sends `method path` with an optional bearer token and JSON body.
-async fn call(
-    s: &TestServer,
-    method: M,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut req = s.client.request(method, s.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    (status, res.json().await.unwrap_or(Value::Null), headers)
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -45,36 +23,30 @@ fn next_code(secret: &[u8]) -> String {
     totp::code_at(secret, now() + totp::STEP).unwrap()
 }
 
-async fn login(s: &TestServer, username: &str, password: &str) -> (u16, Value) {
-    let res = s
-        .post_json("/auth/login", &json!({"username": username, "password": password}))
-        .await;
-    (res.status().as_u16(), res.json().await.unwrap())
+/// The first step of enrolling TOTP for the holder of `token`, who repeats
+/// `password`.
+async fn start_enrolment(s: &TestServer, token: &str, password: &str) -> Reply {
+    let body = json!({"password": password});
+    s.call(M::POST, "/auth/mfa/totp/enroll", Bearer(token), Json(body))
+        .await
 }
 
 /// Enrols and confirms TOTP for the holder of `token`; the secret and recovery codes.
 pub(crate) async fn enrol(s: &TestServer, token: &str) -> (Vec<u8>, Vec<String>) {
-    let (status, e, _) = call(
-        s,
-        M::POST,
-        "/auth/mfa/totp/enroll",
-        Some(token),
-        Some(json!({"password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(status, 200, "{e}");
-    let secret = totp::from_base32(e["secret"].as_str().unwrap()).unwrap();
+    let e = start_enrolment(s, token, PASSWORD).await;
+    assert_eq!(e.status, 200, "{}", e.body);
+    let secret = totp::from_base32(e.body["secret"].as_str().unwrap()).unwrap();
     let code = totp::code_at(&secret, now()).unwrap();
-    let (status, c, _) = call(
-        s,
-        M::POST,
-        "/auth/mfa/totp/confirm",
-        Some(token),
-        Some(json!({"code": code})),
-    )
-    .await;
-    assert_eq!(status, 200, "{c}");
-    let codes = c["recovery_codes"]
+    let c = s
+        .call(
+            M::POST,
+            "/auth/mfa/totp/confirm",
+            Bearer(token),
+            Json(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let codes = c.body["recovery_codes"]
         .as_array()
         .unwrap()
         .iter()
@@ -88,12 +60,12 @@ async fn verify(s: &TestServer, mfa_token: &str, factor: Value) -> (u16, Value) 
     let mut body = factor;
     body["mfa_token"] = json!(mfa_token);
     let res = s.post_json("/auth/mfa/verify", &body).await;
-    (res.status().as_u16(), res.json().await.unwrap())
+    (res.status, res.json())
 }
 
 async fn challenge(s: &TestServer, username: &str) -> String {
     let password = if username == "admin" { ADMIN_PASSWORD } else { PASSWORD };
-    let (status, body) = login(s, username, password).await;
+    let Reply { status, body, .. } = s.login(username, password).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["mfa_required"], true, "{body}");
     assert!(body.get("access_token").is_none(), "no tokens before the second factor");
@@ -102,16 +74,11 @@ async fn challenge(s: &TestServer, username: &str) -> String {
 }
 
 async fn events_of(s: &TestServer, admin: &str, user_id: &str) -> Vec<Value> {
-    let (status, page, _) = call(
-        s,
-        M::GET,
-        &format!("/audit/logs?kind=event&user_id={user_id}&limit=1000"),
-        Some(admin),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{page}");
-    page["items"].as_array().unwrap().clone()
+    let page = s
+        .get_auth(&format!("/audit/logs?kind=event&user_id={user_id}&limit=1000"), admin)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["items"].as_array().unwrap().clone()
 }
 
 fn count(events: &[Value], action: &str) -> usize {
@@ -124,33 +91,20 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
         let (s, db) = TestServer::start_with(backend, &[("LOGIN_LOCKOUT_THRESHOLD", "20")]).await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
         let alice = s.user("alice").await;
-        let alice_id = jwt_part(&alice.access, 1)["sub"].as_str().unwrap().to_string();
+        let alice_id = alice.user_id().to_string();
         let a = alice.access.as_str();
 
-        let (_, status, _) = call(&s, M::GET, "/auth/mfa", Some(a), None).await;
+        let status = s.get_auth("/auth/mfa", a).await.body;
         assert_eq!(status["totp"], "none");
         assert_eq!(status["required"], false);
 
         // Enrolment: secret, URI and both QR codes; pending until confirmed.
         // A session token alone is not enough to enrol: the password too.
-        let (code, _, _) = call(
-            &s,
-            M::POST,
-            "/auth/mfa/totp/enroll",
-            Some(a),
-            Some(json!({"password": "wrong"})),
-        )
-        .await;
+        let code = start_enrolment(&s, a, "wrong").await.status;
         assert_eq!(code, 422);
-        let (code, e, _) = call(
-            &s,
-            M::POST,
-            "/auth/mfa/totp/enroll",
-            Some(a),
-            Some(json!({"password": PASSWORD})),
-        )
-        .await;
-        assert_eq!(code, 200, "{e}");
+        let res = start_enrolment(&s, a, PASSWORD).await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        let e = res.body;
         let uri = e["otpauth_uri"].as_str().unwrap();
         assert!(uri.starts_with("otpauth://totp/Portcullis:alice?"), "{uri}");
         assert!(
@@ -167,48 +121,31 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
             )
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let (_, st, _) = call(&s, M::GET, "/auth/mfa", Some(a), None).await;
+        let st = s.get_auth("/auth/mfa", a).await.body;
         assert_eq!(st["totp"], "pending");
         // Not yet a factor: login still gives tokens.
-        let (_, body) = login(&s, "alice", PASSWORD).await;
+        let body = s.login("alice", PASSWORD).await.json();
         assert!(body["access_token"].is_string(), "{body}");
 
         let secret = totp::from_base32(e["secret"].as_str().unwrap()).unwrap();
         let right = totp::code_at(&secret, now()).unwrap();
         let wrong = if right == "123456" { "654321" } else { "123456" };
-        let (code, body, _) = call(
-            &s,
-            M::POST,
-            "/auth/mfa/totp/confirm",
-            Some(a),
-            Some(json!({"code": wrong})),
-        )
-        .await;
-        assert_eq!(code, 422, "{body}");
-        let (code, body, _) = call(
-            &s,
-            M::POST,
-            "/auth/mfa/totp/confirm",
-            Some(a),
-            Some(json!({"code": right})),
-        )
-        .await;
-        assert_eq!(code, 200, "{body}");
-        let codes: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
+        let confirm = |code: &str| {
+            let body = json!({"code": code});
+            s.call(M::POST, "/auth/mfa/totp/confirm", Bearer(a), Json(body))
+        };
+        let res = confirm(wrong).await;
+        assert_eq!(res.status, 422, "{}", res.body);
+        let res = confirm(&right).await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        let codes: Vec<String> = serde_json::from_value(res.body["recovery_codes"].clone()).unwrap();
         assert_eq!(codes.len(), 10);
-        let (_, st, _) = call(&s, M::GET, "/auth/mfa", Some(a), None).await;
+        let st = s.get_auth("/auth/mfa", a).await.body;
         assert_eq!(
             (st["totp"].as_str(), st["recovery_codes_left"].as_i64()),
             (Some("enabled"), Some(10))
         );
-        let (code, _, _) = call(
-            &s,
-            M::POST,
-            "/auth/mfa/totp/enroll",
-            Some(a),
-            Some(json!({"password": PASSWORD})),
-        )
-        .await;
+        let code = start_enrolment(&s, a, PASSWORD).await.status;
         assert_eq!(code, 409, "a confirmed factor is not replaced");
 
         // Login: a challenge, then tokens with amr pwd+otp.
@@ -224,7 +161,7 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
         assert_eq!(
             s.get_auth("/auth/me", pair["access_token"].as_str().unwrap())
                 .await
-                .status(),
+                .status,
             200
         );
         // The mfa_token is spent; the code is spent.
@@ -253,75 +190,74 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
             assert_eq!(verify(&s, &token, json!({"code": wrong})).await.0, 401);
         }
         assert_eq!(verify(&s, &token, json!({"recovery_code": codes[1]})).await.0, 401);
-        let (_, st, _) = call(&s, M::GET, "/auth/mfa", Some(a), None).await;
+        let st = s.get_auth("/auth/mfa", a).await.body;
         assert_eq!(st["recovery_codes_left"], 9, "the burned token spent no code");
 
         // Regenerating invalidates the old set.
-        let (code, _, _) = call(&s, M::POST, "/auth/mfa/recovery-codes", Some(a), Some(json!({}))).await;
+        let code = s
+            .call(M::POST, "/auth/mfa/recovery-codes", Bearer(a), Json(json!({})))
+            .await
+            .status;
         assert_eq!(code, 422, "regenerating needs a current code");
-        let (code, fresh, _) = call(
-            &s,
-            M::POST,
-            "/auth/mfa/recovery-codes",
-            Some(a),
-            Some(json!({"recovery_code": codes[2]})),
-        )
-        .await;
-        assert_eq!(code, 200);
-        let fresh: Vec<String> = serde_json::from_value(fresh["recovery_codes"].clone()).unwrap();
+        let res = s
+            .call(
+                M::POST,
+                "/auth/mfa/recovery-codes",
+                Bearer(a),
+                Json(json!({"recovery_code": codes[2]})),
+            )
+            .await;
+        assert_eq!(res.status, 200);
+        let fresh: Vec<String> = serde_json::from_value(res.body["recovery_codes"].clone()).unwrap();
         let token = challenge(&s, "alice").await;
         assert_eq!(verify(&s, &token, json!({"recovery_code": codes[1]})).await.0, 401);
         assert_eq!(verify(&s, &token, json!({"recovery_code": fresh[0]})).await.0, 200);
 
         // The password grant answers the same challenge.
-        let res = s
-            .client
-            .post(s.url("/auth/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let body: Value = res.json().await.unwrap();
+        let grant = [
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ];
+        let body = s.call(M::POST, "/auth/token", Anonymous, Form(&grant)).await.json();
         assert_eq!(body["mfa_required"], true, "{body}");
 
         // Removal needs the password and a code.
-        let (code, _, _) = call(
-            &s,
-            M::DELETE,
-            "/auth/mfa/totp",
-            Some(a),
-            Some(json!({"password": "wrong", "recovery_code": fresh[1]})),
-        )
-        .await;
+        let code = s
+            .call(
+                M::DELETE,
+                "/auth/mfa/totp",
+                Bearer(a),
+                Json(json!({"password": "wrong", "recovery_code": fresh[1]})),
+            )
+            .await
+            .status;
         assert_eq!(code, 422);
-        let (code, _, _) = call(
-            &s,
-            M::DELETE,
-            "/auth/mfa/totp",
-            Some(a),
-            Some(json!({"password": PASSWORD, "code": wrong})),
-        )
-        .await;
+        let code = s
+            .call(
+                M::DELETE,
+                "/auth/mfa/totp",
+                Bearer(a),
+                Json(json!({"password": PASSWORD, "code": wrong})),
+            )
+            .await
+            .status;
         assert_eq!(code, 422);
-        let (code, body, _) = call(
-            &s,
-            M::DELETE,
-            "/auth/mfa/totp",
-            Some(a),
-            Some(json!({"password": PASSWORD, "recovery_code": fresh[1]})),
-        )
-        .await;
-        assert_eq!(code, 204, "{body}");
-        let (_, st, _) = call(&s, M::GET, "/auth/mfa", Some(a), None).await;
+        let res = s
+            .call(
+                M::DELETE,
+                "/auth/mfa/totp",
+                Bearer(a),
+                Json(json!({"password": PASSWORD, "recovery_code": fresh[1]})),
+            )
+            .await;
+        assert_eq!(res.status, 204, "{}", res.body);
+        let st = s.get_auth("/auth/mfa", a).await.body;
         assert_eq!(
             (st["totp"].as_str(), st["recovery_codes_left"].as_i64()),
             (Some("none"), Some(0))
         );
-        let (_, body) = login(&s, "alice", PASSWORD).await;
+        let body = s.login("alice", PASSWORD).await.json();
         assert!(body["access_token"].is_string(), "{body}");
 
         // Every step is in the trail, and failures give their reason.
@@ -385,7 +321,7 @@ async fn spent_recovery_codes_are_no_longer_offered() {
         let token = challenge(&s, "bob").await;
         assert_eq!(verify(&s, &token, json!({"recovery_code": code})).await.0, 200);
     }
-    let (status, body) = login(&s, "bob", PASSWORD).await;
+    let Reply { status, body, .. } = s.login("bob", PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["methods"], json!(["totp"]));
     let token = body["mfa_token"].as_str().unwrap();
@@ -415,12 +351,10 @@ async fn wrong_codes_count_toward_the_lockout() {
             &json!({"mfa_token": token, "code": next_code(&secret)}),
         )
         .await;
-    assert_eq!(res.status(), 429, "locked after three attempts without a right code");
-    assert!(res.headers().get("retry-after").is_some());
-    let res = s
-        .post_json("/auth/login", &json!({"username": "bob", "password": PASSWORD}))
-        .await;
-    assert_eq!(res.status(), 429);
+    assert_eq!(res.status, 429, "locked after three attempts without a right code");
+    assert!(res.headers.get("retry-after").is_some());
+    let res = s.login("bob", PASSWORD).await;
+    assert_eq!(res.status, 429);
     s.stop().await;
 }
 
@@ -431,37 +365,33 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         let (s, db) = TestServer::start_with(backend, &policy).await;
 
         // The administrator has no factor yet: login yields an enrolment-only token.
-        let (code, body) = login(&s, "admin", ADMIN_PASSWORD).await;
-        assert_eq!(code, 200, "{body}");
+        let Reply { status, body, .. } = s.login("admin", ADMIN_PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
         assert_eq!(body["mfa_enrollment_required"], true, "{body}");
         assert!(body.get("refresh_token").is_none());
         let restricted = body["access_token"].as_str().unwrap().to_string();
         for path in ["/auth/me", "/admin/users", "/auth/verify"] {
-            let (code, problem, _) = call(&s, M::GET, path, Some(&restricted), None).await;
-            assert_eq!(code, 403, "{path}: {problem}");
+            let res = s.get_auth(path, &restricted).await;
+            assert_eq!(res.status, 403, "{path}: {}", res.body);
             assert_eq!(
-                problem["type"], "urn:portcullis:problem:mfa-enrollment-required",
+                res.body["type"], "urn:portcullis:problem:mfa-enrollment-required",
                 "{path}"
             );
         }
         // RFC 7009 revocation works on it too (a second one, revoked).
-        let (_, spare) = login(&s, "admin", ADMIN_PASSWORD).await;
+        let spare = s.login("admin", ADMIN_PASSWORD).await.json();
         let spare = spare["access_token"].as_str().unwrap().to_string();
         let res = s
-            .client
-            .post(s.url("/auth/revoke"))
-            .form(&[("token", spare.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(call(&s, M::GET, "/auth/mfa", Some(&spare), None).await.0, 401);
+            .call(M::POST, "/auth/revoke", Anonymous, Form(&[("token", spare.as_str())]))
+            .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(s.get_auth("/auth/mfa", &spare).await.status, 401);
         // Revoked or forged, it is simply invalid on every other route too.
-        assert_eq!(call(&s, M::GET, "/auth/me", Some(&spare), None).await.0, 401);
+        assert_eq!(s.get_auth("/auth/me", &spare).await.status, 401);
         let forged = "pce_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
-        assert_eq!(call(&s, M::GET, "/auth/verify", Some(&forged), None).await.0, 401);
-        let (code, st, _) = call(&s, M::GET, "/auth/mfa", Some(&restricted), None).await;
-        assert_eq!((code, st["required"].as_bool()), (200, Some(true)));
+        assert_eq!(s.get_auth("/auth/verify", &forged).await.status, 401);
+        let st = s.get_auth("/auth/mfa", &restricted).await;
+        assert_eq!((st.status, st.body["required"].as_bool()), (200, Some(true)));
         let (secret, codes) = enrol(&s, &restricted).await;
 
         // Now login asks for the code; an ordinary user is not asked.
@@ -470,37 +400,38 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         assert_eq!(code, 200, "{pair}");
         let fresh = pair["access_token"].as_str().unwrap().to_string();
         let carol = s.user("carol").await;
-        let carol_id = jwt_part(&carol.access, 1)["sub"].as_str().unwrap().to_string();
+        let carol_id = carol.user_id().to_string();
 
         // Sensitive routes want a recent TOTP code: this session has one.
-        let (code, body, _) = call(
-            &s,
-            M::POST,
-            "/admin/roles",
-            Some(&fresh),
-            Some(json!({"name": "auditor"})),
-        )
-        .await;
-        assert_eq!(code, 201, "{body}");
+        let res = s
+            .call(
+                M::POST,
+                "/admin/roles",
+                Bearer(&fresh),
+                Json(json!({"name": "auditor"})),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
         // A recovery-code session is not enough for them, though fine elsewhere.
         let token = challenge(&s, "admin").await;
         let (_, pair) = verify(&s, &token, json!({"recovery_code": codes[0]})).await;
         let rc = pair["access_token"].as_str().unwrap().to_string();
-        assert_eq!(s.get_auth("/admin/users", &rc).await.status(), 200);
-        let (code, problem, headers) =
-            call(&s, M::POST, "/admin/roles", Some(&rc), Some(json!({"name": "other"}))).await;
-        assert_eq!(code, 401, "{problem}");
+        assert_eq!(s.get_auth("/admin/users", &rc).await.status, 200);
+        let res = s
+            .call(M::POST, "/admin/roles", Bearer(&rc), Json(json!({"name": "other"})))
+            .await;
+        assert_eq!(res.status, 401, "{}", res.body);
         assert_eq!(
-            problem["type"],
+            res.body["type"],
             "urn:portcullis:problem:insufficient-user-authentication"
         );
-        let challenge_header = headers["www-authenticate"].to_str().unwrap();
+        let challenge_header = res.headers["www-authenticate"].to_str().unwrap();
         assert!(
             challenge_header.contains("error=\"insufficient_user_authentication\""),
             "{challenge_header}"
         );
         assert!(challenge_header.contains("max_age=600"), "{challenge_header}");
-        let (code, _, _) = call(&s, M::POST, "/admin/keys/rotate", Some(&rc), None).await;
+        let code = s.call(M::POST, "/admin/keys/rotate", Bearer(&rc), Empty).await.status;
         assert_eq!(code, 401);
 
         // An old second factor is not recent: another instance allowing one second.
@@ -510,24 +441,20 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        let (code, _, _) = call(
-            &strict,
-            M::POST,
-            "/admin/roles",
-            Some(&fresh),
-            Some(json!({"name": "late"})),
-        )
-        .await;
+        let code = strict
+            .call(M::POST, "/admin/roles", Bearer(&fresh), Json(json!({"name": "late"})))
+            .await
+            .status;
         assert_eq!(code, 401, "auth_time too old");
         strict.stop().await;
 
         // The administrator resets carol's factor (step-up applies), audited.
         enrol(&s, &carol.access).await;
         let reset = format!("/admin/users/{carol_id}/mfa");
-        assert_eq!(call(&s, M::DELETE, &reset, Some(&rc), None).await.0, 401);
-        assert_eq!(call(&s, M::DELETE, &reset, Some(&fresh), None).await.0, 204);
-        assert_eq!(call(&s, M::DELETE, &reset, Some(&fresh), None).await.0, 404);
-        let (_, body) = login(&s, "carol", PASSWORD).await;
+        assert_eq!(s.call(M::DELETE, &reset, Bearer(&rc), Empty).await.status, 401);
+        assert_eq!(s.call(M::DELETE, &reset, Bearer(&fresh), Empty).await.status, 204);
+        assert_eq!(s.call(M::DELETE, &reset, Bearer(&fresh), Empty).await.status, 404);
+        let body = s.login("carol", PASSWORD).await.json();
         assert!(
             body["access_token"].is_string(),
             "carol logs in without a factor: {body}"
@@ -541,16 +468,15 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         // A role that demands MFA, granted to a session without a second factor, is
         // not carried into refreshed tokens: that session ends.
         let dan = s.user("dan").await;
-        let dan_id = jwt_part(&dan.access, 1)["sub"].as_str().unwrap().parse().unwrap();
         s.service
-            .assign_role(dan_id, "admin", &portcullis::domain::Actor::system())
+            .assign_role(dan.user_id(), "admin", &portcullis::domain::Actor::system())
             .await
             .unwrap();
         let res = s.refresh(&dan.refresh).await;
-        assert_eq!(res.status(), 403);
-        let problem: Value = res.json().await.unwrap();
+        assert_eq!(res.status, 403);
+        let problem: Value = res.json();
         assert_eq!(problem["type"], "urn:portcullis:problem:mfa-enrollment-required");
-        assert_eq!(s.refresh(&dan.refresh).await.status(), 401, "the session has ended");
+        assert_eq!(s.refresh(&dan.refresh).await.status, 401, "the session has ended");
         s.stop().await;
     }
 }
@@ -567,7 +493,7 @@ async fn the_cli_login_asks_for_the_second_factor() {
         c.env("PORTCULLIS_CREDENTIALS_FILE", &creds).args([
             "login",
             "--server",
-            s.base.as_str(),
+            s.http.base.as_str(),
             "--username",
             "dave",
             "--password-stdin",

@@ -22,7 +22,7 @@ fn provider_settings(prefix: &str, p: &FakeProvider) -> Vec<(String, String)> {
 
 async fn exchange(s: &TestServer, body: Value) -> (u16, Value) {
     let res = s.post_json("/auth/oauth/login", &body).await;
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    (res.status, res.body)
 }
 
 /// Exchanges `request` and expects a refusal with `status` whose problem says `why`.
@@ -34,7 +34,7 @@ async fn refused(s: &TestServer, request: Value, status: u16, why: &str) {
 
 /// Follows the redirect flow like a browser would, up to the callback; returns the
 /// callback's answer.
-async fn redirect_flow(s: &TestServer, provider: &str) -> reqwest::Response {
+async fn redirect_flow(s: &TestServer, provider: &str) -> Reply {
     let (state, code, browser) = authorize(s, provider).await;
     callback(s, provider, &format!("code={code}&state={state}"), Some(&browser)).await
 }
@@ -42,44 +42,33 @@ async fn redirect_flow(s: &TestServer, provider: &str) -> reqwest::Response {
 /// Authorize at Portcullis and at the provider: the state and code the provider
 /// hands back, and the browser cookie Portcullis set.
 async fn authorize(s: &TestServer, provider: &str) -> (String, String, String) {
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = no_redirects
-        .get(s.url(&format!("/auth/oauth/{provider}/authorize?redirect_uri={APP}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 302);
-    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    let res = s
+        .get(&format!("/auth/oauth/{provider}/authorize?redirect_uri={APP}"))
+        .await;
+    assert_eq!(res.status, 302);
+    let set_cookie = res.headers["set-cookie"].to_str().unwrap().to_string();
     assert!(
         set_cookie.contains("HttpOnly") && set_cookie.contains("Secure"),
         "{set_cookie}"
     );
     let browser = set_cookie.split(';').next().unwrap().to_string();
-    let to_provider = res.headers()["location"].to_str().unwrap().to_string();
+    let to_provider = res.headers["location"].to_str().unwrap().to_string();
     assert!(
         to_provider.contains("code_challenge_method=S256") && to_provider.contains("nonce="),
         "{to_provider}"
     );
-    let res = no_redirects.get(&to_provider).send().await.unwrap();
+    // The provider is another server: by hand, with the same client (redirects off).
+    let res = s.http.client.get(&to_provider).send().await.unwrap();
     assert_eq!(res.status(), 303, "the provider sends the browser back");
     let back = url_params(res.headers()["location"].to_str().unwrap());
     (back["state"].clone(), back["code"].clone(), browser)
 }
 
 /// The provider's redirect back, from a browser holding `cookie` (`name=value`).
-async fn callback(s: &TestServer, provider: &str, query: &str, cookie: Option<&str>) -> reqwest::Response {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut req = client.get(s.url(&format!("/auth/oauth/{provider}/callback?{query}")));
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    req.send().await.unwrap()
+async fn callback(s: &TestServer, provider: &str, query: &str, cookie: Option<&str>) -> Reply {
+    let cookie: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    let path = format!("/auth/oauth/{provider}/callback?{query}");
+    s.http.call_with(M::GET, &path, Anonymous, Empty, &cookie).await
 }
 
 fn url_params(url: &str) -> std::collections::HashMap<String, String> {
@@ -110,9 +99,9 @@ fn percent_decode(v: &str) -> String {
 }
 
 /// The tokens an app finds in the fragment of the final redirect.
-fn tokens_in_fragment(res: &reqwest::Response) -> std::collections::HashMap<String, String> {
-    assert_eq!(res.status(), 302);
-    let location = res.headers()["location"].to_str().unwrap();
+fn tokens_in_fragment(res: &Reply) -> std::collections::HashMap<String, String> {
+    assert_eq!(res.status, 302);
+    let location = res.headers["location"].to_str().unwrap();
     assert!(location.starts_with(&format!("{APP}#")), "{location}");
     url_params(location)
 }
@@ -181,7 +170,7 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
             let access = body["access_token"].as_str().unwrap().to_string();
             let claims = jwt_part(&access, 1);
             assert_eq!(claims["amr"], json!(["fed"]), "{name}");
-            let me: Value = s.get_auth("/auth/me", &access).await.json().await.unwrap();
+            let me: Value = s.get_auth("/auth/me", &access).await.json();
             assert_eq!(me["email"], format!("{name}.user@example.com"));
             assert_eq!(me["username"], format!("{name}.user"));
 
@@ -227,9 +216,7 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
                 let got: Value = s
                     .get_auth(&format!("/auth/me/identities/{name}/token"), &ours)
                     .await
-                    .json()
-                    .await
-                    .unwrap();
+                    .json();
                 got["access_token"].as_str().unwrap_or_default().to_string()
             };
             assert_eq!(kept().await, upstream, "{name}");
@@ -257,7 +244,7 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
             assert_eq!(jwt_part(&fragment["access_token"], 1)["sub"], claims["sub"], "{name}");
             assert!(fragment["refresh_token"].len() > 20);
 
-            let identities: Value = s.get_auth("/auth/me/identities", &access).await.json().await.unwrap();
+            let identities: Value = s.get_auth("/auth/me/identities", &access).await.json();
             assert_eq!(identities.as_array().unwrap().len(), 1);
             assert_eq!(identities[0]["provider"], name);
             assert_eq!(identities[0]["subject"], person.sub.as_str());
@@ -295,9 +282,7 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
         let me: Value = s
             .get_auth("/auth/me", body["access_token"].as_str().unwrap())
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         assert_eq!(me["username"], "acme.user2");
 
         // An unconfigured provider is named in a 400.
@@ -310,12 +295,12 @@ async fn generic_and_built_in_providers_sign_in_both_ways() {
                 "",
             )
             .await;
-        assert_eq!(res.status(), 400);
+        assert_eq!(res.status, 400);
         // A redirect target off the allow-list is refused.
         let res = s
             .get_auth("/auth/oauth/acme/authorize?redirect_uri=https://evil.example.com/", "")
             .await;
-        assert_eq!(res.status(), 422);
+        assert_eq!(res.status, 422);
         s.stop().await;
     }
 }
@@ -421,15 +406,15 @@ async fn bad_tokens_states_and_providers_are_refused() {
 
         // State: missing, unknown, reused, expired, from another browser, for another
         // provider; PKCE verifier mismatch; the provider's own refusal.
-        assert_eq!(callback(&s, "acme", "code=x", None).await.status(), 400);
-        assert_eq!(callback(&s, "acme", "code=x&state=nonsense", None).await.status(), 400);
+        assert_eq!(callback(&s, "acme", "code=x", None).await.status, 400);
+        assert_eq!(callback(&s, "acme", "code=x&state=nonsense", None).await.status, 400);
         let (state, code, browser) = authorize(&s, "acme").await;
         let query = format!("code={code}&state={state}");
         let first = callback(&s, "acme", &query, Some(&browser)).await;
-        assert_eq!(first.status(), 302);
+        assert_eq!(first.status, 302);
         let again = callback(&s, "acme", &query, Some(&browser)).await;
-        assert_eq!(again.status(), 400);
-        assert!(again.text().await.unwrap().contains("already used"));
+        assert_eq!(again.status, 400);
+        assert!(again.text.contains("already used"));
         let (state, code, _) = authorize(&s, "acme").await;
         // A callback link made by someone else (login CSRF) lacks this browser's cookie.
         let foreign = callback(
@@ -439,11 +424,11 @@ async fn bad_tokens_states_and_providers_are_refused() {
             Some("__Host-portcullis-oauth=someone-elses"),
         )
         .await;
-        assert_eq!(foreign.status(), 400);
-        assert!(foreign.text().await.unwrap().contains("another browser"));
+        assert_eq!(foreign.status, 400);
+        assert!(foreign.text.contains("another browser"));
         let (state, code, browser) = authorize(&s, "acme").await;
         let other = callback(&s, "beta", &format!("code={code}&state={state}"), Some(&browser)).await;
-        assert_eq!(other.status(), 400, "state of another provider");
+        assert_eq!(other.status, 400, "state of another provider");
         let (state, _, browser) = authorize(&s, "acme").await;
         let declined = callback(
             &s,
@@ -452,7 +437,7 @@ async fn bad_tokens_states_and_providers_are_refused() {
             Some(&browser),
         )
         .await;
-        assert_eq!(declined.status(), 401);
+        assert_eq!(declined.status, 401);
         let (state, code, browser) = authorize(&s, "acme").await;
         execute_sql(
             &db,
@@ -460,8 +445,8 @@ async fn bad_tokens_states_and_providers_are_refused() {
         )
         .await;
         let late = callback(&s, "acme", &format!("code={code}&state={state}"), Some(&browser)).await;
-        assert_eq!(late.status(), 400);
-        assert!(late.text().await.unwrap().contains("expired"));
+        assert_eq!(late.status, 400);
+        assert!(late.text.contains("expired"));
         let (state, code, browser) = authorize(&s, "acme").await;
         execute_sql(
             &db,
@@ -469,11 +454,11 @@ async fn bad_tokens_states_and_providers_are_refused() {
         )
         .await;
         let res = callback(&s, "acme", &format!("code={code}&state={state}"), Some(&browser)).await;
-        assert_eq!(res.status(), 401, "the provider refuses the wrong verifier");
+        assert_eq!(res.status, 401, "the provider refuses the wrong verifier");
         // A wrong nonce in the ID token the provider returns is refused too.
         acme.set_nonce_override(Some("not-the-nonce"));
         let res = redirect_flow(&s, "acme").await;
-        assert_eq!(res.status(), 401, "nonce mismatch in the callback");
+        assert_eq!(res.status, 401, "nonce mismatch in the callback");
         acme.set_nonce_override(None);
 
         // The provider down, or slower than the bound: 502, never a hang.
@@ -565,24 +550,14 @@ async fn linking_unlinking_and_upstream_tokens() {
             jwt_part(&henry_access, 1)["sub"],
             jwt_part(first["access_token"].as_str().unwrap(), 1)["sub"]
         );
-        let ids: Value = s
-            .get_auth("/auth/me/identities", &henry_access)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let ids: Value = s.get_auth("/auth/me/identities", &henry_access).await.json();
         assert_eq!(ids.as_array().unwrap().len(), 2);
         // One of two identities may go; the last may not (no password either).
         let unlink = |provider: &'static str, token: String| {
             let s = &s;
             async move {
-                s.client
-                    .delete(s.url(&format!("/auth/me/identities/{provider}")))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
+                let path = format!("/auth/me/identities/{provider}");
+                s.call(M::DELETE, &path, Bearer(&token), Empty).await.status
             }
         };
         // Both at once: exactly one goes.
@@ -590,33 +565,32 @@ async fn linking_unlinking_and_upstream_tokens() {
             unlink("beta", henry_access.clone()),
             unlink("acme", henry_access.clone())
         );
-        let mut statuses = [a.as_u16(), b.as_u16()];
+        let mut statuses = [a, b];
         statuses.sort();
         assert_eq!(statuses, [204, 409]);
         assert_eq!(
-            unlink("acme", henry_access.clone()).await.as_u16() + unlink("beta", henry_access.clone()).await.as_u16(),
+            unlink("acme", henry_access.clone()).await + unlink("beta", henry_access.clone()).await,
             409 + 404
         );
         // Not with an API key: a provider's identity belongs to a person's session.
-        let key: Value = s
-            .client
-            .post(s.url("/auth/api-keys"))
-            .bearer_auth(&henry_access)
-            .json(&json!({"name": "k"}))
-            .send()
+        let key = s
+            .call(
+                M::POST,
+                "/auth/api-keys",
+                Bearer(&henry_access),
+                Json(json!({"name": "k"})),
+            )
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json();
         let res = s
-            .client
-            .get(s.url("/auth/me/identities/acme/token"))
-            .header("x-api-key", key["key"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 403);
+            .call(
+                M::GET,
+                "/auth/me/identities/acme/token",
+                ApiKey(key["key"].as_str().unwrap()),
+                Empty,
+            )
+            .await;
+        assert_eq!(res.status, 403);
 
         // An account made by the provider has no password: its only identity stays.
         let frank = Person::new("frank-upstream", "frank@example.com");
@@ -625,38 +599,19 @@ async fn linking_unlinking_and_upstream_tokens() {
         let fragment = tokens_in_fragment(&res);
         let access = fragment["access_token"].clone();
         let res = s
-            .client
-            .delete(s.url("/auth/me/identities/acme"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 409);
-        // Password login to it fails like any wrong password.
-        let res = s
-            .post_json(
-                "/auth/login",
-                &json!({"username": "frank", "password": "anything at all"}),
-            )
+            .call(M::DELETE, "/auth/me/identities/acme", Bearer(&access), Empty)
             .await;
-        assert_eq!(res.status(), 401);
+        assert_eq!(res.status, 409);
+        // Password login to it fails like any wrong password.
+        let res = s.login("frank", "anything at all").await;
+        assert_eq!(res.status, 401);
 
         // The provider's own token is kept sealed, and refreshed upstream once expired.
-        let got: Value = s
-            .get_auth("/auth/me/identities/acme/token", &access)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let got: Value = s.get_auth("/auth/me/identities/acme/token", &access).await.json();
         let first = got["access_token"].as_str().unwrap().to_string();
         assert!(!first.is_empty());
         execute_sql(&db, "UPDATE oauth_identities SET token_expires_at = '2000-01-01T00:00:00+00:00' WHERE subject = 'frank-upstream'").await;
-        let got: Value = s
-            .get_auth("/auth/me/identities/acme/token", &access)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let got: Value = s.get_auth("/auth/me/identities/acme/token", &access).await.json();
         let second = got["access_token"].as_str().unwrap().to_string();
         assert_ne!(first, second, "refreshed upstream");
 
@@ -686,9 +641,7 @@ async fn linking_unlinking_and_upstream_tokens() {
                 &admin.access,
             )
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let actions: Vec<&str> = events["items"]
             .as_array()
             .unwrap()
@@ -711,9 +664,7 @@ async fn linking_unlinking_and_upstream_tokens() {
         let trail = s
             .get_auth("/audit/logs/export?since=2000-01-01T00:00:00Z", &admin.access)
             .await
-            .text()
-            .await
-            .unwrap();
+            .text;
         assert!(
             !trail.contains(&first) && !trail.contains(&second),
             "no upstream token in the trail"
@@ -726,10 +677,10 @@ async fn linking_unlinking_and_upstream_tokens() {
         let s = TestServer::on(&db, &extra3).await;
         acme.sign_in_as(Person::new("grace-upstream", "grace@example.com"));
         let res = redirect_flow(&s, "acme").await;
-        assert_eq!(res.status(), 302);
-        assert_eq!(res.headers()["location"], APP, "no fragment");
+        assert_eq!(res.status, 302);
+        assert_eq!(res.headers["location"], APP, "no fragment");
         let cookies: Vec<&str> = res
-            .headers()
+            .headers
             .get_all("set-cookie")
             .iter()
             .map(|v| v.to_str().unwrap())
@@ -748,7 +699,7 @@ async fn linking_unlinking_and_upstream_tokens() {
             .split(';')
             .next()
             .unwrap();
-        assert_eq!(s.get_auth("/auth/me", access).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/me", access).await.status, 200);
         s.stop().await;
     }
 }
@@ -756,8 +707,7 @@ async fn linking_unlinking_and_upstream_tokens() {
 /// What `/auth/me/identities/okta/token` answers the holder of `access`.
 async fn okta_upstream_token(s: &TestServer, access: &str) -> (u16, Value) {
     let res = s.get_auth("/auth/me/identities/okta/token", access).await;
-    let status = res.status().as_u16();
-    (status, res.json::<Value>().await.unwrap_or(Value::Null))
+    (res.status, res.body)
 }
 
 /// A provider token is refreshed at the Okta organisation that issued it, even after

@@ -15,79 +15,38 @@ use crate::support::*;
 async fn metadata_routes_answer() {
     for backend in backends().await {
         let (s, _db) = TestServer::start(backend).await;
-        let health: Value = s
-            .client
-            .get(s.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = s.get("/health").await.json();
         assert_eq!(health["status"], "ok");
-        let ready = s.client.get(s.url("/ready")).send().await.unwrap();
-        assert_eq!(ready.status(), 200);
-        let disco: Value = s
-            .client
-            .get(s.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ready = s.get("/ready").await;
+        assert_eq!(ready.status, 200);
+        let disco: Value = s.get("/.well-known/openid-configuration").await.json();
         assert!(disco["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
         assert!(disco["token_endpoint"].as_str().unwrap().ends_with("/auth/token"));
         assert_eq!(disco["grant_types_supported"], json!(["password", "refresh_token"]));
         assert_eq!(disco["issuer"], s.service.config().jwt_issuer.as_str());
         // Swagger UI is bundled: its page and assets come from the binary.
-        let docs = s.client.get(s.url("/docs/")).send().await.unwrap();
-        assert_eq!(docs.status(), 200);
-        assert!(docs.text().await.unwrap().contains("swagger"));
-        let init = s
-            .client
-            .get(s.url("/docs/swagger-initializer.js"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let docs = s.get("/docs/").await;
+        assert_eq!(docs.status, 200);
+        assert!(docs.text.contains("swagger"));
+        let init = s.get("/docs/swagger-initializer.js").await.text;
         assert!(
             init.contains("/openapi.json") && init.contains("\"validatorUrl\": \"none\""),
             "{init}"
         );
-        assert_eq!(
-            s.client
-                .get(s.url("/docs/swagger-ui-bundle.js"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(s.get("/docs/swagger-ui-bundle.js").await.status, 200);
 
         // A login, a failed login, a refresh: all visible in metrics, without user data.
         let t = s.user("metered").await;
         s.refresh(&t.refresh).await;
-        s.post_json("/auth/login", &json!({"username": "metered", "password": "wrong"}))
-            .await;
+        s.login("metered", "wrong").await;
         // A token's first check misses the verified-token cache, the next one hits.
         for _ in 0..2 {
-            assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+            assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
         }
         // A method a client made up is counted, but not under a label of its own.
-        let brew = reqwest::Method::from_bytes(b"BREWCOFFEE").unwrap();
-        s.client.request(brew, s.url("/health")).send().await.unwrap();
-        let metrics = s
-            .client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let brew = M::from_bytes(b"BREWCOFFEE").unwrap();
+        s.call(brew, "/health", Anonymous, Empty).await;
+        let metrics = s.get("/metrics").await.text;
         for needle in [
             "portcullis_http_requests_total",
             "portcullis_http_request_duration_seconds_bucket",
@@ -109,14 +68,7 @@ async fn metadata_routes_answer() {
 
 /// The served OpenAPI document.
 async fn openapi(s: &TestServer) -> Value {
-    s.client
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    s.get("/openapi.json").await.json()
 }
 
 /// What a client generator needs of the document: every `$ref` names a schema in
@@ -189,8 +141,8 @@ async fn answers_match_the_documented_shapes() {
             continue;
         }
         let res = s.get_auth(path, &admin.access).await;
-        assert_eq!(res.status(), 200, "GET {path}");
-        let body: Value = res.json().await.unwrap();
+        assert_eq!(res.status, 200, "GET {path}");
+        let body: Value = res.json();
         let schema = resolve(schema);
         let (value, item_schema) = match schema["type"].as_str() {
             Some("array") => {
@@ -236,20 +188,16 @@ async fn answers_are_documented() {
         }
         let documented = &doc["paths"][template(r.path)][r.method.as_str().to_ascii_lowercase()]["responses"];
         let path = concrete_path(r.path).replace("/x/", "/no-such-name/");
-        let empty = s
-            .client
-            .request(r.method.clone(), s.url(&path))
-            .bearer_auth(&admin.access);
         let mut attempts = vec![match r.body {
-            Some((BodyKind::Form, _)) => empty.try_clone().unwrap().form(&[("unknown", "field")]),
-            _ => empty.try_clone().unwrap().json(&json!({})),
+            Some((BodyKind::Form, _)) => Form(&[("unknown", "field")]),
+            _ => Json(json!({})),
         }];
         if r.body.is_some() {
-            attempts.push(empty.header("content-type", "text/plain").body("not the media type"));
+            attempts.push(Raw("text/plain", b"not the media type"));
         }
         for attempt in attempts {
-            let res = attempt.send().await.unwrap();
-            let status = res.status().as_u16().to_string();
+            let res = s.call(r.method.clone(), &path, Bearer(&admin.access), attempt).await;
+            let status = res.status.to_string();
             let answer = &documented[&status];
             assert!(
                 answer.is_object(),
@@ -257,7 +205,7 @@ async fn answers_are_documented() {
                 r.method
             );
             if let Some(media) = answer["content"].as_object().and_then(|c| c.keys().next()) {
-                let got = res.headers()["content-type"].to_str().unwrap();
+                let got = res.headers["content-type"].to_str().unwrap();
                 assert!(
                     got.starts_with(media.as_str()),
                     "{} {path} {status}: {got}, documented {media}",
@@ -270,11 +218,12 @@ async fn answers_are_documented() {
     assert!(checked > 90, "{checked} answers checked");
     // A gateway check refused (here: an original path that does not decode).
     for (path, header) in [("/auth/verify", Some("/%ff")), ("/auth/verify/%ff", None)] {
-        let mut req = s.client.get(s.url(path)).bearer_auth(&admin.access);
-        if let Some(uri) = header {
-            req = req.header("x-original-uri", uri);
-        }
-        let status = req.send().await.unwrap().status().as_u16().to_string();
+        let original: Vec<(&str, &str)> = header.map(|uri| ("x-original-uri", uri)).into_iter().collect();
+        let res = s
+            .http
+            .call_with(M::GET, path, Bearer(&admin.access), Empty, &original)
+            .await;
+        let status = res.status.to_string();
         let documented =
             &doc["paths"][template(if header.is_some() { path } else { "/auth/verify/{*path}" })]["get"]["responses"];
         assert!(
@@ -342,74 +291,55 @@ async fn every_route_is_declared_and_guarded() {
             r.path
         );
         let path = concrete_path(r.path);
-        let res = s
-            .client
-            .request(r.method.clone(), s.url(&path))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
+        let res = s.call(r.method.clone(), &path, Anonymous, Json(json!({}))).await;
+        let status = res.status;
         match r.access {
             Access::Public => assert_ne!(status, 401, "{} {} is public", r.method, r.path),
             _ => {
                 assert_eq!(status, 401, "{} {} must refuse anonymous callers", r.method, r.path);
-                assert_eq!(res.headers()["www-authenticate"], "Bearer");
+                assert_eq!(res.headers["www-authenticate"], "Bearer");
             }
         }
         assert_ne!(status, 500, "{} {}", r.method, r.path);
     }
     // No method is served on a declared path unless it is declared too.
-    let methods = [
-        reqwest::Method::GET,
-        reqwest::Method::POST,
-        reqwest::Method::PUT,
-        reqwest::Method::PATCH,
-        reqwest::Method::DELETE,
-    ];
+    let methods = [M::GET, M::POST, M::PUT, M::PATCH, M::DELETE];
     for r in table.iter().filter(|r| !r.mounted) {
         let path = concrete_path(r.path);
         for m in &methods {
             if table.iter().any(|d| d.path == r.path && d.method == *m) {
                 continue;
             }
-            let res = s.client.request(m.clone(), s.url(&path)).send().await.unwrap();
-            assert_eq!(res.status(), 405, "{m} {} is served but not declared", r.path);
+            let res = s.call(m.clone(), &path, Anonymous, Empty).await;
+            assert_eq!(res.status, 405, "{m} {} is served but not declared", r.path);
         }
     }
     // Unknown routes and methods: problem answers.
-    expect_problem(s.client.get(s.url("/no/such/route")).send().await.unwrap(), 404).await;
-    expect_problem(s.client.delete(s.url("/auth/login")).send().await.unwrap(), 405).await;
+    expect_problem(s.get("/no/such/route").await, 404);
+    expect_problem(s.call(M::DELETE, "/auth/login", Anonymous, Empty).await, 405);
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_path_prefixes_every_route() {
     let (s, _db) = TestServer::start_with(Backend::Sqlite, &[("PORTCULLIS_BASE_PATH", "/api/v1")]).await;
-    assert!(s.base.ends_with("/api/v1"));
+    assert!(s.http.base.ends_with("/api/v1"));
     let t = s.user("prefixed").await;
-    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
-    let root = s.base.trim_end_matches("/api/v1").to_string();
-    let res = s
-        .client
-        .post(format!("{root}/auth/login"))
-        .json(&json!({"username": "prefixed", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    expect_problem(res, 404).await;
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
+    let root = s.http.base.trim_end_matches("/api/v1").to_string();
+    let res = Http::new(root)
+        .call(
+            M::POST,
+            "/auth/login",
+            Anonymous,
+            Json(json!({"username": "prefixed", "password": PASSWORD})),
+        )
+        .await;
+    expect_problem(res, 404);
     let doc = openapi(&s).await;
     assert!(doc["paths"].get("/api/v1/auth/login").is_some());
-    assert_eq!(s.client.get(s.url("/docs/")).send().await.unwrap().status(), 200);
-    let disco: Value = s
-        .client
-        .get(s.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(s.get("/docs/").await.status, 200);
+    let disco: Value = s.get("/.well-known/openid-configuration").await.json();
     assert!(
         disco["token_endpoint"]
             .as_str()
@@ -423,21 +353,18 @@ async fn base_path_prefixes_every_route() {
 async fn request_ids_are_kept_or_generated() {
     let (s, _db) = TestServer::start(Backend::Sqlite).await;
     let res = s
-        .client
-        .get(s.url("/health"))
-        .header("x-request-id", "trace-me-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["x-request-id"], "trace-me-123");
-    let res = s.client.get(s.url("/health")).send().await.unwrap();
-    let id = |res: &reqwest::Response| uuid::Uuid::parse_str(res.headers()["x-request-id"].to_str().unwrap()).unwrap();
+        .http
+        .call_with(M::GET, "/health", Anonymous, Empty, &[("x-request-id", "trace-me-123")])
+        .await;
+    assert_eq!(res.headers["x-request-id"], "trace-me-123");
+    let res = s.get("/health").await;
+    let id = |res: &Reply| uuid::Uuid::parse_str(res.header("x-request-id").unwrap()).unwrap();
     let first = id(&res);
     assert_eq!(first.get_version(), Some(uuid::Version::Random));
-    let again = s.client.get(s.url("/health")).send().await.unwrap();
+    let again = s.get("/health").await;
     assert_ne!(id(&again), first, "each request gets an id of its own");
     for h in ["x-content-type-options", "referrer-policy", "x-frame-options"] {
-        assert!(res.headers().contains_key(h), "{h}");
+        assert!(res.headers.contains_key(h), "{h}");
     }
     s.stop().await;
 }
@@ -539,25 +466,24 @@ fn binary_serves_imports_and_shuts_down_gracefully() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (tokens, slow_status) = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let http = Http::new(base);
+        // Owns what it needs, so that a login can be spawned.
         let login = |u: &str, p: &str| {
-            client
-                .post(format!("{base}/auth/login"))
-                .json(&json!({"username": u, "password": p}))
-                .send()
+            let (http, body) = (http.clone(), json!({"username": u, "password": p}));
+            async move { http.call(M::POST, "/auth/login", Anonymous, Json(body)).await }
         };
-        let admin: Value = login("admin", &admin_password).await.unwrap().json().await.unwrap();
+        let admin: Value = login("admin", &admin_password).await.json();
         // By default administrators must enrol in MFA: the first login yields a token
         // for enrolment only.
         assert_eq!(admin["mfa_enrollment_required"], true, "{admin}");
-        let imported = login("imported", "imported pass phrase").await.unwrap();
-        assert_eq!(imported.status(), 200);
-        let imported: Value = imported.json().await.unwrap();
+        let imported = login("imported", "imported pass phrase").await;
+        assert_eq!(imported.status, 200);
+        let imported: Value = imported.json();
         // Start a login, then ask the server to stop while it is hashing.
         let slow = tokio::spawn(login("admin", &admin_password));
         tokio::time::sleep(Duration::from_millis(100)).await;
         send_sigterm(child.id());
-        let slow_status = slow.await.unwrap().map(|r| r.status().as_u16()).unwrap_or(0);
+        let slow_status = slow.await.map(|r| r.status).unwrap_or(0);
         (vec![admin, imported], slow_status)
     });
     let status = child.wait().unwrap();
@@ -667,7 +593,7 @@ fn unknown_toml_keys_stop_the_binary() {
 async fn secrets_are_not_stored_in_clear() {
     let (s, db) = TestServer::start(Backend::Sqlite).await;
     let t = s.user("stored").await;
-    let t2: Value = s.refresh(&t.refresh).await.json().await.unwrap();
+    let t2: Value = s.refresh(&t.refresh).await.json();
     let latest = t2["refresh_token"].as_str().unwrap().to_string();
     s.stop().await;
     let dir = db
@@ -714,44 +640,24 @@ async fn token_checks_do_not_touch_the_database() {
         let (s, _db) = TestServer::start(backend).await;
         let t = s.user("offline").await;
         let fresh = s.login_as("offline", PASSWORD).await;
-        let key: Value = s
-            .client
-            .post(s.url("/auth/api-keys"))
-            .bearer_auth(&t.access)
-            .json(&json!({"name": "offline"}))
-            .send()
+        let key = s
+            .call(
+                M::POST,
+                "/auth/api-keys",
+                Bearer(&t.access),
+                Json(json!({"name": "offline"})),
+            )
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json();
         let key = key["key"].as_str().unwrap().to_string();
         // Warm: the profile and the key are read once.
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
-        assert_eq!(
-            s.client
-                .get(s.url("/auth/verify"))
-                .header("x-api-key", &key)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
+        assert_eq!(s.call(M::GET, "/auth/verify", ApiKey(&key), Empty).await.status, 200);
         s.service.store().close().await;
         // Over HTTP, with the database gone: token check, profile and key check still answer.
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
-        assert_eq!(s.get_auth("/auth/verify", &fresh.access).await.status(), 200);
-        assert_eq!(
-            s.client
-                .get(s.url("/auth/verify"))
-                .header("x-api-key", &key)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
+        assert_eq!(s.get_auth("/auth/verify", &fresh.access).await.status, 200);
+        assert_eq!(s.call(M::GET, "/auth/verify", ApiKey(&key), Empty).await.status, 200);
         for token in [&t.access, &fresh.access] {
             let p = s
                 .service

@@ -15,8 +15,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         let (s, _db) = TestServer::start(backend).await;
         let first = s.user("rotate").await;
         let res = s.refresh(&first.refresh).await;
-        assert_eq!(res.status(), 200);
-        let second = Tokens::from(res.json::<Value>().await.unwrap());
+        assert_eq!(res.status, 200);
+        let second = res.tokens();
         assert_ne!(second.refresh, first.refresh);
         assert_ne!(second.access, first.access);
         assert_eq!(
@@ -24,21 +24,21 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
             jwt_part(&first.access, 1)["sid"],
             "same session"
         );
-        let third = Tokens::from(s.refresh(&second.refresh).await.json::<Value>().await.unwrap());
+        let third = s.refresh(&second.refresh).await.tokens();
 
         // Replaying a rotated token: refused, and the whole family dies with it.
-        let p = expect_problem(s.refresh(&first.refresh).await, 401).await;
+        let p = expect_problem(s.refresh(&first.refresh).await, 401);
         assert!(p["detail"].as_str().unwrap().contains("refresh token"));
-        expect_problem(s.refresh(&third.refresh).await, 401).await;
-        expect_invalid_token(s.get_auth("/auth/me", &third.access).await).await;
+        expect_problem(s.refresh(&third.refresh).await, 401);
+        expect_invalid_token(s.get_auth("/auth/me", &third.access).await);
         // Other sessions of the same user are untouched.
         let other = s.login_as("rotate", PASSWORD).await;
-        assert_eq!(s.refresh(&other.refresh).await.status(), 200);
+        assert_eq!(s.refresh(&other.refresh).await.status, 200);
 
         for bad in ["", "short", &"x".repeat(43), &"y".repeat(5000)] {
-            expect_problem(s.refresh(bad).await, 401).await;
+            expect_problem(s.refresh(bad).await, 401);
         }
-        expect_problem(s.post_json("/auth/refresh", &json!({})).await, 422).await;
+        expect_problem(s.post_json("/auth/refresh", &json!({})).await, 422);
         s.stop().await;
     }
 }
@@ -48,16 +48,9 @@ async fn race(servers: &[&TestServer], token: &str, n: usize) -> (usize, usize) 
     let mut tasks = Vec::new();
     for i in 0..n {
         let s = servers[i % servers.len()];
-        let (client, url, token) = (s.client.clone(), s.url("/auth/refresh"), token.to_string());
+        let (http, body) = (s.http.clone(), json!({"refresh_token": token}));
         tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .json(&json!({"refresh_token": token}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            http.call(M::POST, "/auth/refresh", Anonymous, Json(body)).await.status
         }));
     }
     let mut ok = 0;
@@ -105,16 +98,12 @@ async fn concurrent_rotations_of_many_sessions_all_land_once_each() {
         for round in 0..3 {
             let mut tasks = Vec::new();
             for token in tokens {
-                let (client, url) = (s.client.clone(), s.url("/auth/refresh"));
+                let http = s.http.clone();
                 tasks.push(tokio::spawn(async move {
-                    let res = client
-                        .post(url)
-                        .json(&json!({"refresh_token": token}))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(res.status().as_u16(), 200, "round {round}");
-                    let body: Value = res.json().await.unwrap();
+                    let body = json!({"refresh_token": token});
+                    let res = http.call(M::POST, "/auth/refresh", Anonymous, Json(body)).await;
+                    assert_eq!(res.status, 200, "round {round}");
+                    let body: Value = res.json();
                     body["refresh_token"].as_str().unwrap().to_string()
                 }));
             }
@@ -188,8 +177,8 @@ async fn a_batch_of_rotations_ends_as_if_written_one_by_one() {
         let res = s
             .post_json("/auth/logout", &json!({"refresh_token": users[3].refresh}))
             .await;
-        assert!(res.status().is_success(), "{backend:?}");
-        let u5_current = Tokens::from(s.refresh(&users[5].refresh).await.json::<Value>().await.unwrap());
+        assert!((200..300).contains(&res.status), "{backend:?}");
+        let u5_current = s.refresh(&users[5].refresh).await.tokens();
 
         // Distinct tokens, current or refused: written together.
         let presented = [
@@ -213,14 +202,14 @@ async fn a_batch_of_rotations_ends_as_if_written_one_by_one() {
         }
         // The successors are live, the presented tokens spent: presenting one again
         // is a reuse and ends its session, successor included.
-        let u1_next = Tokens::from(s.refresh(&successors[2]).await.json::<Value>().await.unwrap());
+        let u1_next = s.refresh(&successors[2]).await.tokens();
         assert_eq!(
             jwt_part(&u1_next.access, 1)["sub"],
             jwt_part(&users[1].access, 1)["sub"]
         );
-        expect_problem(s.refresh(&users[0].refresh).await, 401).await;
-        expect_problem(s.refresh(&successors[0]).await, 401).await;
-        expect_problem(s.refresh(&successors[3]).await, 401).await;
+        expect_problem(s.refresh(&users[0].refresh).await, 401);
+        expect_problem(s.refresh(&successors[0]).await, 401);
+        expect_problem(s.refresh(&successors[3]).await, 401);
 
         // With auditing off (jobs without records): written together all the same.
         let plain = [s.user("plain0").await, s.user("plain1").await];
@@ -231,9 +220,9 @@ async fn a_batch_of_rotations_ends_as_if_written_one_by_one() {
         let outcomes = store.rotate_refresh_batch(&unaudited).await.unwrap();
         let names: Vec<_> = outcomes.iter().map(outcome_name).collect();
         assert_eq!(names, ["rotated", "rotated"], "{backend:?}");
-        assert_eq!(s.refresh(&next[1]).await.status(), 200, "{backend:?}");
-        expect_problem(s.refresh(&plain[0].refresh).await, 401).await;
-        expect_problem(s.refresh(&next[0]).await, 401).await;
+        assert_eq!(s.refresh(&next[1]).await.status, 200, "{backend:?}");
+        expect_problem(s.refresh(&plain[0].refresh).await, 401);
+        expect_problem(s.refresh(&next[0]).await, 401);
 
         // One token twice in a batch: the first rotates it, the second is a reuse.
         let (twice, _) = rotation(&successors[4], chain);
@@ -249,8 +238,8 @@ async fn a_batch_of_rotations_ends_as_if_written_one_by_one() {
         let outcomes = store.rotate_refresh_batch(&jobs).await.unwrap();
         let names: Vec<_> = outcomes.iter().map(outcome_name).collect();
         assert_eq!(names, ["rotated", "reused"], "{backend:?}");
-        expect_problem(s.refresh(&u5_current.refresh).await, 401).await;
-        assert_eq!(s.refresh(&successors[0]).await.status(), 200, "{backend:?}");
+        expect_problem(s.refresh(&u5_current.refresh).await, 401);
+        assert_eq!(s.refresh(&successors[0]).await.status, 200, "{backend:?}");
 
         s.stop().await;
         // Every rotation and reuse above left one record on the test chain, linked.
@@ -275,26 +264,26 @@ async fn logout_logout_all_and_session_management() {
 
         // Logout ends that session only, and at once.
         let res = s.post_json("/auth/logout", &json!({"refresh_token": a.refresh})).await;
-        assert_eq!(res.status(), 204);
-        expect_invalid_token(s.get_auth("/auth/me", &a.access).await).await;
-        expect_problem(s.refresh(&a.refresh).await, 401).await;
-        assert_eq!(s.get_auth("/auth/me", &b.access).await.status(), 200);
+        assert_eq!(res.status, 204);
+        expect_invalid_token(s.get_auth("/auth/me", &a.access).await);
+        expect_problem(s.refresh(&a.refresh).await, 401);
+        assert_eq!(s.get_auth("/auth/me", &b.access).await.status, 200);
         // Unknown or repeated logouts reveal nothing.
         assert_eq!(
             s.post_json("/auth/logout", &json!({"refresh_token": a.refresh}))
                 .await
-                .status(),
+                .status,
             204
         );
         assert_eq!(
             s.post_json("/auth/logout", &json!({"refresh_token": "unknown"}))
                 .await
-                .status(),
+                .status,
             204
         );
 
         // Sessions list: b and c, with b marked current for b's token.
-        let list: Value = s.get_auth("/auth/sessions", &b.access).await.json().await.unwrap();
+        let list: Value = s.get_auth("/auth/sessions", &b.access).await.json();
         let list = list.as_array().unwrap();
         assert_eq!(list.len(), 2);
         let b_sid = jwt_part(&b.access, 1)["sid"].as_str().unwrap().to_string();
@@ -306,60 +295,36 @@ async fn logout_logout_all_and_session_management() {
         );
 
         // Ending c from b.
-        let res = s
-            .client
-            .delete(s.url(&format!("/auth/sessions/{c_sid}")))
-            .bearer_auth(&b.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
-        expect_invalid_token(s.get_auth("/auth/me", &c.access).await).await;
-        let res = s
-            .client
-            .delete(s.url(&format!("/auth/sessions/{c_sid}")))
-            .bearer_auth(&b.access)
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 404).await;
-        let res = s
-            .client
-            .delete(s.url("/auth/sessions/not-a-uuid"))
-            .bearer_auth(&b.access)
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 422).await;
+        let end = |sid: &str, by: &Tokens| {
+            let path = format!("/auth/sessions/{sid}");
+            let (s, token) = (&s, by.access.clone());
+            async move { s.call(M::DELETE, &path, Bearer(&token), Empty).await }
+        };
+        assert_eq!(end(&c_sid, &b).await.status, 204);
+        expect_invalid_token(s.get_auth("/auth/me", &c.access).await);
+        expect_problem(end(&c_sid, &b).await, 404);
+        expect_problem(end("not-a-uuid", &b).await, 422);
         // Another user's session cannot be ended.
         let mallory = s.user("mallory").await;
-        let res = s
-            .client
-            .delete(s.url(&format!("/auth/sessions/{b_sid}")))
-            .bearer_auth(&mallory.access)
-            .send()
-            .await
-            .unwrap();
-        expect_problem(res, 404).await;
-        assert_eq!(s.get_auth("/auth/me", &b.access).await.status(), 200);
+        expect_problem(end(&b_sid, &mallory).await, 404);
+        assert_eq!(s.get_auth("/auth/me", &b.access).await.status, 200);
 
         // Logout-all ends everything of the caller, and nothing of others.
         let d = s.login_as("leaver", PASSWORD).await;
-        let res = s
-            .client
-            .post(s.url("/auth/logout-all"))
-            .bearer_auth(&b.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
+        let res = s.call(M::POST, "/auth/logout-all", Bearer(&b.access), Empty).await;
+        assert_eq!(res.status, 204);
         for t in [&b, &d] {
-            expect_invalid_token(s.get_auth("/auth/me", &t.access).await).await;
-            expect_problem(s.refresh(&t.refresh).await, 401).await;
+            expect_invalid_token(s.get_auth("/auth/me", &t.access).await);
+            expect_problem(s.refresh(&t.refresh).await, 401);
         }
-        assert_eq!(s.get_auth("/auth/me", &mallory.access).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/me", &mallory.access).await.status, 200);
         s.stop().await;
     }
+}
+
+/// The OAuth 2 token endpoint, asked with `pairs`.
+async fn form(s: &TestServer, pairs: &[(&str, &str)]) -> Reply {
+    s.call(M::POST, "/auth/token", Anonymous, Form(pairs)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,76 +332,70 @@ async fn oauth2_token_endpoint_speaks_the_form_protocol() {
     for backend in backends().await {
         let (s, _db) = TestServer::start(backend).await;
         s.register("formuser").await;
-        let form = |pairs: &[(&str, &str)]| s.client.post(s.url("/auth/token")).form(pairs).send();
         // What FastAPI's OAuth2PasswordBearer and Swagger's Authorize send.
-        let res = form(&[
-            ("grant_type", "password"),
-            ("username", "formuser"),
-            ("password", PASSWORD),
-            ("scope", ""),
-        ])
-        .await
-        .unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["cache-control"], "no-store");
-        let t = Tokens::from(res.json::<Value>().await.unwrap());
+        let res = form(
+            &s,
+            &[
+                ("grant_type", "password"),
+                ("username", "formuser"),
+                ("password", PASSWORD),
+                ("scope", ""),
+            ],
+        )
+        .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.headers["cache-control"], "no-store");
+        let t = res.tokens();
         assert_eq!(t.body["token_type"], "bearer");
-        let res = form(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh)])
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        let res = form(&s, &[("grant_type", "refresh_token"), ("refresh_token", &t.refresh)]).await;
+        assert_eq!(res.status, 200);
 
-        let err = |res: reqwest::Response, status: u16, code: &'static str| async move {
-            assert_eq!(res.status().as_u16(), status);
-            let body: Value = res.json().await.unwrap();
+        let err = |res: Reply, status: u16, code: &'static str| {
+            assert_eq!(res.status, status);
+            let body: Value = res.json();
             assert_eq!(body["error"], code, "{body}");
             assert!(body["error_description"].is_string());
         };
         err(
-            form(&[
-                ("grant_type", "password"),
-                ("username", "formuser"),
-                ("password", "bad"),
-            ])
-            .await
-            .unwrap(),
+            form(
+                &s,
+                &[
+                    ("grant_type", "password"),
+                    ("username", "formuser"),
+                    ("password", "bad"),
+                ],
+            )
+            .await,
             400,
             "invalid_grant",
-        )
-        .await;
+        );
         err(
-            form(&[("grant_type", "password"), ("username", "nobody"), ("password", "bad")])
-                .await
-                .unwrap(),
+            form(
+                &s,
+                &[("grant_type", "password"), ("username", "nobody"), ("password", "bad")],
+            )
+            .await,
             400,
             "invalid_grant",
-        )
-        .await;
+        );
         err(
-            form(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh)])
-                .await
-                .unwrap(),
+            form(&s, &[("grant_type", "refresh_token"), ("refresh_token", &t.refresh)]).await,
             400,
             "invalid_grant",
-        )
-        .await;
+        );
         err(
-            form(&[("grant_type", "client_credentials")]).await.unwrap(),
+            form(&s, &[("grant_type", "client_credentials")]).await,
             400,
             "unsupported_grant_type",
-        )
-        .await;
+        );
         err(
-            form(&[("grant_type", "password"), ("username", "formuser")])
-                .await
-                .unwrap(),
+            form(&s, &[("grant_type", "password"), ("username", "formuser")]).await,
             400,
             "invalid_request",
-        )
-        .await;
-        err(form(&[]).await.unwrap(), 400, "invalid_request").await;
+        );
+        err(form(&s, &[]).await, 400, "invalid_request");
         let json_body = s.post_json("/auth/token", &json!({"grant_type": "password"})).await;
-        err(json_body, 400, "invalid_request").await;
+        err(json_body, 400, "invalid_request");
         s.stop().await;
     }
 }
@@ -446,37 +405,27 @@ async fn oauth2_token_endpoint_speaks_the_form_protocol() {
 /// although token checks never query the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_sessions_and_revocations() {
-    if !backends().await.contains(&Backend::Postgres) {
+    let Some((a, db)) = postgres_only().await else {
         return;
-    }
-    let (a, db) = TestServer::start(Backend::Postgres).await;
+    };
     let b = TestServer::on(&db, &[]).await;
     let t = a.user("roamer").await;
-    assert_eq!(b.get_auth("/auth/me", &t.access).await.status(), 200);
+    assert_eq!(b.get_auth("/auth/me", &t.access).await.status, 200);
     let res = b.refresh(&t.refresh).await;
-    assert_eq!(res.status(), 200);
-    let t2 = Tokens::from(res.json::<Value>().await.unwrap());
+    assert_eq!(res.status, 200);
+    let t2 = res.tokens();
     // Warm b's verified-token cache, then end the session on a.
-    assert_eq!(b.get_auth("/auth/me", &t2.access).await.status(), 200);
+    assert_eq!(b.get_auth("/auth/me", &t2.access).await.status, 200);
     assert_eq!(
         a.post_json("/auth/logout", &json!({"refresh_token": t2.refresh}))
             .await
-            .status(),
+            .status,
         204
     );
     within(
         Duration::from_millis(1500),
         "instance b still accepts an ended session",
-        || async {
-            b.client
-                .get(b.url("/auth/sessions"))
-                .bearer_auth(&t2.access)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 401
-        },
+        || async { b.get_auth("/auth/sessions", &t2.access).await.status == 401 },
     )
     .await;
     // The first instance to start bootstrapped the one admin; the second did not.

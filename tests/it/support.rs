@@ -8,6 +8,9 @@ use portcullis::Portcullis;
 use portcullis::config::{Config, Sources};
 use serde_json::{Value, json};
 
+mod client;
+pub use client::*;
+
 pub const ADMIN_PASSWORD: &str = "Gatekeeper-Test-Secret-9f3k";
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -54,6 +57,18 @@ pub async fn backends() -> Vec<Backend> {
         );
         vec![Backend::Sqlite]
     }
+}
+
+/// The prologue of a test that needs PostgreSQL itself (several instances on one
+/// database): a server on a fresh PostgreSQL database, or `None` where [`backends`]
+/// leaves PostgreSQL out, i.e. on a developer machine without it (CI fails there
+/// instead).
+pub async fn postgres_only() -> Option<(TestServer, TestDb)> {
+    if !backends().await.contains(&Backend::Postgres) {
+        eprintln!("warning: skipped, this test needs PostgreSQL");
+        return None;
+    }
+    Some(TestServer::start(Backend::Postgres).await)
 }
 
 /// A database of its own for one test: a SQLite file in a temp dir, or a PostgreSQL
@@ -180,9 +195,8 @@ pub fn base_settings(db: &TestDb) -> Vec<(String, String)> {
 }
 
 pub struct TestServer {
-    pub base: String,
+    pub http: Http,
     pub service: Portcullis,
-    pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -214,19 +228,11 @@ impl TestServer {
             let _ = rx.await;
         }));
         Self {
-            base: format!("http://{addr}{base_path}"),
+            http: Http::new(format!("http://{addr}{base_path}")),
             service,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
             shutdown: Some(tx),
             task: Some(task),
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
     }
 
     pub async fn stop(mut self) {
@@ -238,22 +244,22 @@ impl TestServer {
         }
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+    /// See [`Http::call`].
+    pub async fn call(&self, method: M, path: &str, credential: Credential<'_>, body: Body<'_>) -> Reply {
+        self.http.call(method, path, credential, body).await
     }
 
-    pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request")
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.call(M::POST, path, Anonymous, Json(body.clone())).await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Reply {
+        self.call(M::GET, path, Bearer(token), Empty).await
+    }
+
+    /// An unauthenticated GET.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(M::GET, path, Anonymous, Empty).await
     }
 
     pub async fn register(&self, username: &str) -> Value {
@@ -263,26 +269,21 @@ impl TestServer {
                 &json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
             )
             .await;
-        assert_eq!(
-            res.status(),
-            201,
-            "register {username}: {}",
-            res.text().await.unwrap_or_default()
-        );
-        res.json().await.unwrap()
+        assert_eq!(res.status, 201, "register {username}: {}", res.text);
+        res.json()
     }
 
+    /// A password login attempt, whatever its outcome.
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.post_json("/auth/login", &json!({"username": username, "password": password}))
+            .await
+    }
+
+    /// A password login that must succeed.
     pub async fn login_as(&self, username: &str, password: &str) -> Tokens {
-        let res = self
-            .post_json("/auth/login", &json!({"username": username, "password": password}))
-            .await;
-        assert_eq!(
-            res.status(),
-            200,
-            "login {username}: {}",
-            res.text().await.unwrap_or_default()
-        );
-        Tokens::from(res.json::<Value>().await.unwrap())
+        let res = self.login(username, password).await;
+        assert_eq!(res.status, 200, "login {username}: {}", res.text);
+        res.tokens()
     }
 
     /// Registers `username` and logs in.
@@ -291,7 +292,7 @@ impl TestServer {
         self.login_as(username, PASSWORD).await
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
         self.post_json("/auth/refresh", &json!({"refresh_token": refresh_token}))
             .await
     }
@@ -314,6 +315,14 @@ impl From<Value> for Tokens {
     }
 }
 
+impl Tokens {
+    /// Whose tokens these are: the access token's `sub`.
+    pub fn user_id(&self) -> uuid::Uuid {
+        let sub = jwt_part(&self.access, 1)["sub"].as_str().expect("sub").to_string();
+        uuid::Uuid::parse_str(&sub).expect("sub is a user id")
+    }
+}
+
 /// Decodes a JWT part (header 0, claims 1) without verifying it.
 pub fn jwt_part(token: &str, index: usize) -> Value {
     use base64::Engine;
@@ -325,13 +334,10 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
 }
 
 /// Asserts an RFC 9457 problem with `status`, returning it.
-pub async fn expect_problem(res: reqwest::Response, status: u16) -> Value {
-    assert_eq!(res.status().as_u16(), status, "unexpected status");
-    assert_eq!(
-        res.headers().get("content-type").and_then(|v| v.to_str().ok()),
-        Some("application/problem+json")
-    );
-    let body: Value = res.json().await.expect("problem body");
+pub fn expect_problem(res: Reply, status: u16) -> Value {
+    assert_eq!(res.status, status, "unexpected status: {}", res.text);
+    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    let body = res.json();
     assert_eq!(body["status"], status);
     assert!(
         body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
@@ -341,13 +347,9 @@ pub async fn expect_problem(res: reqwest::Response, status: u16) -> Value {
 }
 
 /// Asserts a 401 for a rejected bearer token, with RFC 6750's header.
-pub async fn expect_invalid_token(res: reqwest::Response) -> Value {
-    let www = res
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = expect_problem(res, 401).await;
+pub fn expect_invalid_token(res: Reply) -> Value {
+    let www = res.header("www-authenticate").map(str::to_string);
+    let body = expect_problem(res, 401);
     assert_eq!(www.as_deref(), Some("Bearer error=\"invalid_token\""));
     body
 }
@@ -424,21 +426,9 @@ pub fn concrete_path(path: &str) -> String {
 }
 
 impl TestServer {
-    /// An unauthenticated GET whose body is text.
-    pub async fn get_text(&self, path: &str) -> String {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
     /// The published JWKS.
     pub async fn jwks(&self) -> Value {
-        serde_json::from_str(&self.get_text("/.well-known/jwks.json").await).expect("JWKS is JSON")
+        self.get("/.well-known/jwks.json").await.json()
     }
 
     /// The key ids the JWKS publishes.

@@ -53,7 +53,7 @@ async fn access_tokens_carry_the_documented_claims() {
         assert_eq!(c["aud"], "portcullis");
         assert_eq!(c["amr"], json!(["pwd"]));
         assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 900);
-        let me: Value = s.get_auth("/auth/me", &t.access).await.json().await.unwrap();
+        let me: Value = s.get_auth("/auth/me", &t.access).await.json();
         assert_eq!(me["user_id"], c["sub"]);
         assert_eq!(me["session_id"], c["sid"]);
 
@@ -188,28 +188,23 @@ async fn forged_and_stale_tokens_are_refused() {
         ];
         // The genuine token is in the verified-token cache now: none of the forgeries
         // built from it may be answered from there.
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
         for (name, token) in forged {
             let res = s.get_auth("/auth/me", &token).await;
-            let status = res.status();
-            let body = expect_invalid_token(res).await;
+            let status = res.status;
+            let body = expect_invalid_token(res);
             assert_eq!(status, 401, "{name}: {body}");
         }
         // Not a bearer credential at all.
-        let res = s
-            .client
-            .get(s.url("/auth/me"))
-            .header("authorization", "Basic dXNlcjpwYXNz")
-            .send()
-            .await
-            .unwrap();
-        expect_invalid_token(res).await;
-        let res = s.client.get(s.url("/auth/me")).send().await.unwrap();
-        assert_eq!(res.headers()["www-authenticate"], "Bearer");
-        expect_problem(res, 401).await;
+        let basic = [("authorization", "Basic dXNlcjpwYXNz")];
+        let res = s.http.call_with(M::GET, "/auth/me", Anonymous, Empty, &basic).await;
+        expect_invalid_token(res);
+        let res = s.get("/auth/me").await;
+        assert_eq!(res.headers["www-authenticate"], "Bearer");
+        expect_problem(res, 401);
         // Within the leeway an almost-expired token is still fine, and the real one works.
-        assert_eq!(s.get_auth("/auth/me", &with(&|c| c.exp = now - 5)).await.status(), 200);
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        assert_eq!(s.get_auth("/auth/me", &with(&|c| c.exp = now - 5)).await.status, 200);
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
         s.stop().await;
     }
 }
@@ -236,18 +231,18 @@ async fn key_rotation_keeps_old_tokens_valid_and_publishes_both_keys() {
             "{kids:?}"
         );
         assert_eq!(
-            s.get_auth("/auth/me", &before.access).await.status(),
+            s.get_auth("/auth/me", &before.access).await.status,
             200,
             "old tokens verify during the grace period"
         );
         let after = s.login_as("rotor", PASSWORD).await;
         assert_eq!(jwt_part(&after.access, 0)["kid"], new_kid.as_str());
         assert_eq!(
-            other.get_auth("/auth/me", &after.access).await.status(),
+            other.get_auth("/auth/me", &after.access).await.status,
             200,
             "unknown kid triggers a reload"
         );
-        assert_eq!(other.get_auth("/auth/me", &before.access).await.status(), 200);
+        assert_eq!(other.get_auth("/auth/me", &before.access).await.status, 200);
         other.stop().await;
         s.stop().await;
     }
@@ -261,16 +256,8 @@ async fn rs256_and_eddsa_are_selectable() {
         assert_eq!(jwt_part(&t.access, 0)["alg"], alg);
         let jwks = s.jwks().await;
         assert_eq!(jwks["keys"][0]["kty"], kty);
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
-        let disco: Value = s
-            .client
-            .get(s.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
+        let disco: Value = s.get("/.well-known/openid-configuration").await.json();
         assert_eq!(disco["id_token_signing_alg_values_supported"], json!([alg]));
         s.stop().await;
     }
@@ -297,17 +284,9 @@ async fn hs256_with_a_shared_secret() {
     )
     .unwrap();
     assert_eq!(decoded.claims["preferred_username"], "legacy");
-    let jwks: Value = s
-        .client
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = s.jwks().await;
     assert_eq!(jwks["keys"], json!([]), "shared secrets are never published");
-    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
     // A token signed with another secret, claiming the same kid, is refused.
     let mut h = Header::new(Algorithm::HS256);
     h.kid = jwt_part(&t.access, 0)["kid"].as_str().map(str::to_string);
@@ -317,7 +296,7 @@ async fn hs256_with_a_shared_secret() {
         &EncodingKey::from_secret(b"some-other-secret-of-32-characters!!"),
     )
     .unwrap();
-    expect_invalid_token(s.get_auth("/auth/me", &forged).await).await;
+    expect_invalid_token(s.get_auth("/auth/me", &forged).await);
     s.stop().await;
     // A second instance with a different secret does not accept the first one's tokens.
     let other = TestServer::on(
@@ -328,7 +307,7 @@ async fn hs256_with_a_shared_secret() {
         ],
     )
     .await;
-    expect_invalid_token(other.get_auth("/auth/me", &t.access).await).await;
+    expect_invalid_token(other.get_auth("/auth/me", &t.access).await);
     other.stop().await;
 }
 
@@ -347,21 +326,8 @@ async fn rotated_out_keys_leave_the_jwks_once_their_tokens_expire() {
         let old_kid = jwt_part(&t.access, 0)["kid"].as_str().unwrap().to_string();
         s.service.rotate_signing_key(&Actor::system()).await.unwrap();
         let rotated = std::time::Instant::now();
-        let published = |s: &TestServer| {
-            let url = s.url("/.well-known/jwks.json");
-            let client = s.client.clone();
-            async move {
-                let jwks: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-                jwks["keys"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|k| k["kid"].as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(published(&s).await.len(), 2);
-        assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+        assert_eq!(s.published_kids().await.len(), 2);
+        assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
         loop {
             if !s.published_kids().await.contains(&old_kid) {
                 break;
@@ -378,7 +344,7 @@ async fn rotated_out_keys_leave_the_jwks_once_their_tokens_expire() {
             "removed after {:?}",
             rotated.elapsed()
         );
-        expect_invalid_token(s.get_auth("/auth/me", &t.access).await).await;
+        expect_invalid_token(s.get_auth("/auth/me", &t.access).await);
         let fresh = s.login_as("ephemeral", PASSWORD).await;
         assert_ne!(jwt_part(&fresh.access, 0)["kid"], old_kid.as_str());
         s.stop().await;
