@@ -75,46 +75,48 @@ pub fn router(service: Portcullis) -> Router {
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
 
     let trusted_proxies = Arc::new(http::client_ip::TrustedProxies {
-        nets: config.trusted_proxies.clone(),
-        header: config.trusted_proxy_header,
+        nets: config.edge.trusted_proxies.clone(),
+        header: config.edge.trusted_proxy_header,
     });
-    app.layer(tower::util::option_layer(cors_layer(&config.cors))).layer(
-        ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::COOKIE,
-                HeaderName::from_static("x-api-key"),
-            ]))
-            .map_request(move |req: Request| http::client_ip::attach(&trusted_proxies, req))
-            .layer(middleware::from_fn(refuse_nul_in_uri))
-            .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
-            .layer(trace)
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            ))
-            .layer(SetResponseHeaderLayer::overriding(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
-            .layer(SetResponseHeaderLayer::overriding(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ))
-            .layer(SetResponseHeaderLayer::overriding(
-                header::X_FRAME_OPTIONS,
-                HeaderValue::from_static("DENY"),
-            ))
-            .option_layer(
-                config
-                    .hsts
-                    .as_deref()
-                    .and_then(|v| HeaderValue::from_str(v).ok())
-                    .map(|v| SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, v)),
-            ),
-    )
+    app.layer(tower::util::option_layer(cors_layer(&config.edge.cors)))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                    HeaderName::from_static("x-api-key"),
+                ]))
+                .map_request(move |req: Request| http::client_ip::attach(&trusted_proxies, req))
+                .layer(middleware::from_fn(refuse_nul_in_uri))
+                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .option_layer(
+                    config
+                        .edge
+                        .hsts
+                        .as_deref()
+                        .and_then(|v| HeaderValue::from_str(v).ok())
+                        .map(|v| SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, v)),
+                ),
+        )
 }
 
 /// CORS for the configured origins; none configured, no CORS headers at all (browsers
@@ -152,7 +154,7 @@ fn cors_layer(cors: &crate::config::CorsSettings) -> Option<CorsLayer> {
 /// signing keys, and housekeeping. Ends when `service` is dropped by the server.
 fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let interval = service.config().sync_interval;
+        let interval = service.config().tokens.sync_interval;
         // Rows are stamped by their writer before commit; re-read a margin of the past.
         let overlap = chrono::Duration::seconds(5);
         let mut since = chrono::Utc::now();
@@ -180,7 +182,7 @@ fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
                     tracing::warn!(error = %e, "writing API key last-use times failed");
                 }
             }
-            if last_keys.elapsed() >= service.config().key_reload_interval {
+            if last_keys.elapsed() >= service.config().tokens.key_reload_interval {
                 last_keys = Instant::now();
                 if let Err(e) = service.keys().reload().await {
                     tracing::warn!(error = %e, "signing key reload failed");

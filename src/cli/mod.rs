@@ -163,7 +163,7 @@ async fn run_cli() -> ExitCode {
             });
         }
     };
-    init_tracing(config.log_format);
+    init_tracing(config.server.log_format);
     match run(cli.command, config, cli.json).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => exit_with(e),
@@ -174,7 +174,7 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
     match command {
         Command::Serve { .. } => Ok(serve(config).await?),
         Command::Migrate => {
-            let store = crate::store::Store::connect(&config.database, 1).await?;
+            let store = crate::store::Store::connect(&config.database.target, 1).await?;
             store.migrate().await?;
             eprintln!("migrations applied ({})", store.backend_name());
             Ok(())
@@ -194,7 +194,7 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let bind = config.bind;
+    let bind = config.server.bind;
     let service = Portcullis::open(config).await?;
     if let Some(admin) = service.bootstrap_admin().await? {
         match admin.password {

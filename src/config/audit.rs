@@ -13,19 +13,21 @@ pub(super) const KEYS: &[&str] = &[
     "AUDIT_BUFFER",
 ];
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Audit {
-    pub audit_enabled: bool,
-    pub audit_retention: Option<Duration>,
-    pub audit_buffer: usize,
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    /// How long audit records are kept; None keeps them forever.
+    pub retention: Option<Duration>,
+    /// Request records that may wait to be written; beyond this they are dropped.
+    pub buffer: usize,
 }
 
-pub(super) fn settings(s: &Sources) -> Result<Audit, ConfigError> {
+pub(super) fn settings(s: &Sources) -> Result<AuditSettings, ConfigError> {
     let retention_days = s.number(&["AUDIT_RETENTION_DAYS"], 365u64, 0, 36_500)?;
-    Ok(Audit {
-        audit_enabled: s.flag(&["ENABLE_AUDIT_LOGGING", "AUDIT_ENABLED"], true)?,
+    Ok(AuditSettings {
+        enabled: s.flag(&["ENABLE_AUDIT_LOGGING", "AUDIT_ENABLED"], true)?,
         // 0 days keeps records forever.
-        audit_retention: (retention_days > 0).then(|| Duration::from_secs(86_400 * retention_days)),
-        audit_buffer: s.number(&["AUDIT_BUFFER"], 10_000usize, 1, 10_000_000)?,
+        retention: (retention_days > 0).then(|| Duration::from_secs(86_400 * retention_days)),
+        buffer: s.number(&["AUDIT_BUFFER"], 10_000usize, 1, 10_000_000)?,
     })
 }

@@ -14,8 +14,9 @@ pub(super) const KEYS: &[&str] = &[
     "PORTCULLIS_ADMIN_PASSWORD",
 ];
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Bootstrap {
+#[derive(Debug, Clone)]
+pub struct BootstrapSettings {
+    /// Base64 (or hex) 32-byte key for secrets at rest.
     pub master_key: Option<String>,
     pub master_key_file: PathBuf,
     pub admin_username: String,
@@ -25,7 +26,7 @@ pub(super) struct Bootstrap {
 
 /// The key file defaults to one named after the SQLite database file, so each
 /// database gets its own key.
-pub(super) fn settings(s: &Sources, database: &DatabaseTarget) -> Bootstrap {
+pub(super) fn settings(s: &Sources, database: &DatabaseTarget) -> BootstrapSettings {
     let master_key_file = match s.get(&["PORTCULLIS_MASTER_KEY_FILE"]) {
         Some((_, v)) => PathBuf::from(v),
         None => match database {
@@ -37,7 +38,7 @@ pub(super) fn settings(s: &Sources, database: &DatabaseTarget) -> Bootstrap {
             DatabaseTarget::Postgres(_) => PathBuf::from("portcullis.key"),
         },
     };
-    Bootstrap {
+    BootstrapSettings {
         master_key: s.get(&["PORTCULLIS_MASTER_KEY"]).map(|(_, v)| v.to_string()),
         master_key_file,
         admin_username: s.string(&["PORTCULLIS_ADMIN_USERNAME"], "admin"),

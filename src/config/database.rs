@@ -14,16 +14,16 @@ pub enum DatabaseTarget {
     Postgres(String),
 }
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Database {
-    pub database: DatabaseTarget,
-    pub database_max_connections: u32,
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub target: DatabaseTarget,
+    pub max_connections: u32,
 }
 
-pub(super) fn settings(s: &Sources) -> Result<Database, ConfigError> {
-    Ok(Database {
-        database: parse_database_url(&s.string(&["DATABASE_URL"], "sqlite://portcullis.db"))?,
-        database_max_connections: s.number(&["DATABASE_MAX_CONNECTIONS"], 10u32, 1, 1000)?,
+pub(super) fn settings(s: &Sources) -> Result<DatabaseSettings, ConfigError> {
+    Ok(DatabaseSettings {
+        target: parse_database_url(&s.string(&["DATABASE_URL"], "sqlite://portcullis.db"))?,
+        max_connections: s.number(&["DATABASE_MAX_CONNECTIONS"], 10u32, 1, 1000)?,
     })
 }
 

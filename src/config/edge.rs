@@ -32,15 +32,18 @@ pub struct CorsSettings {
     pub allow_credentials: bool,
 }
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Edge {
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// Peers whose forwarding header is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header those proxies write.
     pub trusted_proxy_header: ForwardingHeader,
     pub cors: CorsSettings,
+    /// `Strict-Transport-Security` value, when configured.
     pub hsts: Option<String>,
 }
 
-pub(super) fn settings(s: &Sources) -> Result<Edge, ConfigError> {
+pub(super) fn settings(s: &Sources) -> Result<EdgeSettings, ConfigError> {
     let trusted_proxies = split_list(&s.string(&["TRUSTED_PROXIES"], ""))
         .map(|item| {
             item.parse::<ipnet::IpNet>()
@@ -61,7 +64,7 @@ pub(super) fn settings(s: &Sources) -> Result<Edge, ConfigError> {
             ("forwarded", ForwardingHeader::Forwarded),
         ],
     )?;
-    Ok(Edge {
+    Ok(EdgeSettings {
         trusted_proxies,
         trusted_proxy_header,
         cors: cors(s)?,

@@ -7,16 +7,17 @@ use super::{ConfigError, Sources};
 /// The names this group reads, aliases included: the TOML file may set only known ones.
 pub(super) const KEYS: &[&str] = &["VERIFY_ROUTES", "VERIFY_DEFAULT"];
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Gateway {
-    pub verify_routes: RouteMap,
-    pub verify_default_allow: bool,
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Which permission `/auth/verify` requires for a proxied method and path.
+    pub routes: RouteMap,
+    /// Whether `/auth/verify` lets through a request no route-map entry matches.
+    pub default_allow: bool,
 }
 
-pub(super) fn settings(s: &Sources) -> Result<Gateway, ConfigError> {
-    Ok(Gateway {
-        verify_routes: RouteMap::parse(&s.string(&["VERIFY_ROUTES"], ""))
-            .map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?,
-        verify_default_allow: s.choice("VERIFY_DEFAULT", "allow", &[("allow", true), ("deny", false)])?,
+pub(super) fn settings(s: &Sources) -> Result<GatewaySettings, ConfigError> {
+    Ok(GatewaySettings {
+        routes: RouteMap::parse(&s.string(&["VERIFY_ROUTES"], "")).map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?,
+        default_allow: s.choice("VERIFY_DEFAULT", "allow", &[("allow", true), ("deny", false)])?,
     })
 }

@@ -10,10 +10,6 @@
 //! Nothing here depends on the rest of the crate: settings are parsed before anything
 //! else exists, and every other layer may read them.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-
 mod audit;
 mod bootstrap;
 mod database;
@@ -29,15 +25,18 @@ mod server;
 mod sources;
 mod tokens;
 
-pub use database::DatabaseTarget;
-pub use edge::{CorsSettings, ForwardingHeader};
+pub use audit::AuditSettings;
+pub use bootstrap::BootstrapSettings;
+pub use database::{DatabaseSettings, DatabaseTarget};
+pub use edge::{CorsSettings, EdgeSettings, ForwardingHeader};
+pub use gateway::GatewaySettings;
 pub use limits::{LockoutPolicy, RateLimitSettings};
 pub use mfa::MfaSettings;
 pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
-pub use passwords::HashParams;
-pub use server::LogFormat;
+pub use passwords::{HashParams, PasswordSettings};
+pub use server::{LogFormat, ServerSettings};
 pub use sources::Sources;
-pub use tokens::SigningAlgorithm;
+pub use tokens::{SigningAlgorithm, TokenSettings};
 
 /// A setting that could not be used, named as the operator wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -56,64 +55,19 @@ impl ConfigError {
     }
 }
 
+/// Every setting, by group; each group is parsed by its own file here.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub bind: SocketAddr,
-    pub database: DatabaseTarget,
-    pub database_max_connections: u32,
-    /// Prefix for every route, e.g. `/api/v1`; empty for none.
-    pub base_path: String,
-    pub public_url: String,
-    pub jwt_algorithm: SigningAlgorithm,
-    pub jwt_secret: Option<String>,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    /// Clock skew tolerated on exp/nbf.
-    pub jwt_leeway: Duration,
-    pub password_min_length: usize,
-    pub password_max_length: usize,
-    /// Lowest acceptable zxcvbn score (0-4).
-    pub password_min_score: u8,
-    pub hash_params: HashParams,
-    /// Password-hashing threads; more would only queue on the cores anyway.
-    pub hash_concurrency: usize,
-    /// Hashes that may wait for a thread; beyond this, logins get 503.
-    pub hash_queue: usize,
-    /// Base64 (or hex) 32-byte key for secrets at rest.
-    pub master_key: Option<String>,
-    pub master_key_file: PathBuf,
-    pub admin_username: String,
-    pub admin_email: String,
-    pub admin_password: Option<String>,
-    pub max_body_bytes: usize,
-    pub token_cache_capacity: usize,
-    /// How often each instance pulls revocations written by other instances.
-    pub sync_interval: Duration,
-    /// Which permission `/auth/verify` requires for a proxied method and path.
-    pub verify_routes: routemap::RouteMap,
-    /// Whether `/auth/verify` lets through a request no route-map entry matches.
-    pub verify_default_allow: bool,
-    /// Longest lifetime a temporary token may be given.
-    pub temporary_token_max_ttl: Duration,
-    /// How often each instance reloads signing keys (it also reloads on an unknown kid).
-    pub key_reload_interval: Duration,
-    pub log_format: LogFormat,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub tokens: TokenSettings,
+    pub passwords: PasswordSettings,
+    pub bootstrap: BootstrapSettings,
+    pub edge: EdgeSettings,
+    pub audit: AuditSettings,
+    pub gateway: GatewaySettings,
     pub lockout: LockoutPolicy,
     pub rate_limit: RateLimitSettings,
-    /// Peers whose forwarding header is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// The one forwarding header those proxies write.
-    pub trusted_proxy_header: ForwardingHeader,
-    pub cors: CorsSettings,
-    /// `Strict-Transport-Security` value, when configured.
-    pub hsts: Option<String>,
-    pub audit_enabled: bool,
-    /// How long audit records are kept; None keeps them forever.
-    pub audit_retention: Option<Duration>,
-    /// Request records that may wait to be written; beyond this they are dropped.
-    pub audit_buffer: usize,
     pub mfa: MfaSettings,
     pub oauth: OAuthSettings,
 }
@@ -121,114 +75,32 @@ pub struct Config {
 impl Config {
     /// Parses and checks every setting, group by group.
     pub fn from_sources(s: &Sources) -> Result<Self, ConfigError> {
-        let server::Server {
-            bind,
-            base_path,
-            public_url,
-            max_body_bytes,
-            log_format,
-        } = server::settings(s)?;
-        let database::Database {
-            database,
-            database_max_connections,
-        } = database::settings(s)?;
-        let tokens::Tokens {
-            jwt_algorithm,
-            jwt_secret,
-            jwt_issuer,
-            jwt_audience,
-            access_token_ttl,
-            refresh_token_ttl,
-            jwt_leeway,
-            temporary_token_max_ttl,
-            key_reload_interval,
-            token_cache_capacity,
-            sync_interval,
-        } = tokens::settings(s, &public_url)?;
-        let passwords::Passwords {
-            password_min_length,
-            password_max_length,
-            password_min_score,
-            hash_params,
-            hash_concurrency,
-            hash_queue,
-        } = passwords::settings(s)?;
-        let bootstrap::Bootstrap {
-            master_key,
-            master_key_file,
-            admin_username,
-            admin_email,
-            admin_password,
-        } = bootstrap::settings(s, &database);
-        let edge::Edge {
-            trusted_proxies,
-            trusted_proxy_header,
-            cors,
-            hsts,
-        } = edge::settings(s)?;
-        let audit::Audit {
-            audit_enabled,
-            audit_retention,
-            audit_buffer,
-        } = audit::settings(s)?;
-        let gateway::Gateway {
-            verify_routes,
-            verify_default_allow,
-        } = gateway::settings(s)?;
+        let server = server::settings(s)?;
+        let database = database::settings(s)?;
         Ok(Config {
-            bind,
-            database,
-            database_max_connections,
-            base_path,
-            public_url,
-            jwt_algorithm,
-            jwt_secret,
-            jwt_issuer,
-            jwt_audience,
-            access_token_ttl,
-            refresh_token_ttl,
-            jwt_leeway,
-            password_min_length,
-            password_max_length,
-            password_min_score,
-            hash_params,
-            hash_concurrency,
-            hash_queue,
-            master_key,
-            master_key_file,
-            admin_username,
-            admin_email,
-            admin_password,
-            max_body_bytes,
-            token_cache_capacity,
-            sync_interval,
-            verify_routes,
-            verify_default_allow,
-            temporary_token_max_ttl,
-            key_reload_interval,
-            log_format,
+            tokens: tokens::settings(s, &server.public_url)?,
+            passwords: passwords::settings(s)?,
+            bootstrap: bootstrap::settings(s, &database.target),
+            edge: edge::settings(s)?,
+            audit: audit::settings(s)?,
+            gateway: gateway::settings(s)?,
             lockout: limits::lockout(s)?,
             rate_limit: limits::rate_limit(s)?,
-            trusted_proxies,
-            trusted_proxy_header,
-            cors,
-            hsts,
-            audit_enabled,
-            audit_retention,
-            audit_buffer,
             mfa: mfa::settings(s)?,
             oauth: oauth::settings(s)?,
+            server,
+            database,
         })
     }
 
     /// The path a route is served at, with the base path in front.
     pub fn path(&self, route: &str) -> String {
-        format!("{}{}", self.base_path, route)
+        format!("{}{}", self.server.base_path, route)
     }
 
     /// The absolute URL of a route, for discovery documents.
     pub fn url(&self, route: &str) -> String {
-        format!("{}{}", self.public_url, self.path(route))
+        format!("{}{}", self.server.public_url, self.path(route))
     }
 }
 
@@ -259,6 +131,9 @@ fn split_list(raw: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -268,11 +143,11 @@ mod tests {
     #[test]
     fn defaults_are_sane() {
         let c = cfg(&[]).unwrap();
-        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
-        assert_eq!(c.database, DatabaseTarget::Sqlite("portcullis.db".into()));
-        assert_eq!(c.jwt_algorithm, SigningAlgorithm::Es256);
-        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(c.master_key_file, PathBuf::from("portcullis.db.key"));
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.database.target, DatabaseTarget::Sqlite("portcullis.db".into()));
+        assert_eq!(c.tokens.jwt_algorithm, SigningAlgorithm::Es256);
+        assert_eq!(c.tokens.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.bootstrap.master_key_file, PathBuf::from("portcullis.db.key"));
     }
 
     #[test]
@@ -283,14 +158,14 @@ mod tests {
             ("JWT_EXPIRATION", "3600"),
         ])
         .unwrap();
-        assert_eq!(c.jwt_algorithm, SigningAlgorithm::Hs256);
-        assert_eq!(c.access_token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.tokens.jwt_algorithm, SigningAlgorithm::Hs256);
+        assert_eq!(c.tokens.access_token_ttl, Duration::from_secs(3600));
         let c = cfg(&[
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
             ("ALGORITHM", "hs512"),
         ])
         .unwrap();
-        assert_eq!(c.jwt_algorithm, SigningAlgorithm::Hs512);
+        assert_eq!(c.tokens.jwt_algorithm, SigningAlgorithm::Hs512);
     }
 
     #[test]
@@ -327,7 +202,7 @@ mod tests {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.lockout.threshold, 5);
         assert_eq!(c.rate_limit.per_minute, 300);
-        assert!(c.trusted_proxies.is_empty() && c.cors.origins.is_empty() && c.hsts.is_none());
+        assert!(c.edge.trusted_proxies.is_empty() && c.edge.cors.origins.is_empty() && c.edge.hsts.is_none());
         let c = cfg(&[
             ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1"),
             (
@@ -338,9 +213,12 @@ mod tests {
             ("HSTS_INCLUDE_SUBDOMAINS", "true"),
         ])
         .unwrap();
-        assert_eq!(c.trusted_proxies.len(), 3);
-        assert_eq!(c.cors.origins, ["https://app.example.com", "http://localhost:3000"]);
-        assert_eq!(c.hsts.as_deref(), Some("max-age=31536000; includeSubDomains"));
+        assert_eq!(c.edge.trusted_proxies.len(), 3);
+        assert_eq!(
+            c.edge.cors.origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(c.edge.hsts.as_deref(), Some("max-age=31536000; includeSubDomains"));
         // 5 failures lock for a minute, each further one doubles it, up to an hour.
         let p = c.lockout;
         assert_eq!(p.lock_for(4), None);
@@ -360,7 +238,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.database,
+            c.database.target,
             DatabaseTarget::Postgres("postgres://u:p@localhost:5432/db".into())
         );
         assert_eq!(c.path("/auth/login"), "/api/v1/auth/login");
@@ -372,11 +250,11 @@ mod tests {
         s.merge_toml_str("[[verify.routes]]\nmethod = \"GET\"\npath = \"/projects/**\"\npermission = \"projects:read\"\n[[verify.routes]]\nmethod = \"POST\"\npath = \"/projects\"\npermission = \"projects:create\"\n").unwrap();
         let c = Config::from_sources(&s).unwrap();
         assert_eq!(
-            c.verify_routes.permission_for("POST", "/projects"),
+            c.gateway.routes.permission_for("POST", "/projects"),
             Some("projects:create")
         );
         assert_eq!(
-            c.verify_routes.permission_for("GET", "/projects/1"),
+            c.gateway.routes.permission_for("GET", "/projects/1"),
             Some("projects:read")
         );
         let e = cfg(&[("VERIFY_ROUTES", "GET nowhere perm")]).unwrap_err();
@@ -390,9 +268,9 @@ mod tests {
             .unwrap();
         s.set("JWT_AUDIENCE", "b".into());
         let c = Config::from_sources(&s).unwrap();
-        assert_eq!(c.jwt_issuer, "https://id.example");
-        assert_eq!(c.jwt_audience, "b");
-        assert_eq!(c.password_min_length, 12);
+        assert_eq!(c.tokens.jwt_issuer, "https://id.example");
+        assert_eq!(c.tokens.jwt_audience, "b");
+        assert_eq!(c.passwords.min_length, 12);
     }
 
     /// The known-key lists are written beside each group's reads; hold them together.
@@ -432,9 +310,9 @@ mod tests {
         )
         .unwrap();
         let c = Config::from_sources(&s).unwrap();
-        assert_eq!(c.jwt_issuer, "https://id.example");
+        assert_eq!(c.tokens.jwt_issuer, "https://id.example");
         assert_eq!(c.oauth.provider("my_idp").unwrap().client_id, "k");
-        assert_eq!(c.verify_routes.permission_for("GET", "/x"), Some("x:read"));
+        assert_eq!(c.gateway.routes.permission_for("GET", "/x"), Some("x:read"));
     }
 
     #[test]

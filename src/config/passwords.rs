@@ -34,17 +34,20 @@ impl Default for HashParams {
     }
 }
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Passwords {
-    pub password_min_length: usize,
-    pub password_max_length: usize,
-    pub password_min_score: u8,
+#[derive(Debug, Clone)]
+pub struct PasswordSettings {
+    pub min_length: usize,
+    pub max_length: usize,
+    /// Lowest acceptable zxcvbn score (0-4).
+    pub min_score: u8,
     pub hash_params: HashParams,
+    /// Password-hashing threads; more would only queue on the cores anyway.
     pub hash_concurrency: usize,
+    /// Hashes that may wait for a thread; beyond this, logins get 503.
     pub hash_queue: usize,
 }
 
-pub(super) fn settings(s: &Sources) -> Result<Passwords, ConfigError> {
+pub(super) fn settings(s: &Sources) -> Result<PasswordSettings, ConfigError> {
     let password_min_length = s.number(&["PASSWORD_MIN_LENGTH"], 8usize, 1, 128)?;
     let password_max_length = s.number(&["PASSWORD_MAX_LENGTH"], 128usize, password_min_length, 1024)?;
 
@@ -62,10 +65,10 @@ pub(super) fn settings(s: &Sources) -> Result<Passwords, ConfigError> {
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
-    Ok(Passwords {
-        password_min_length,
-        password_max_length,
-        password_min_score: s.number(&["PASSWORD_MIN_SCORE"], 2u8, 0, 4)?,
+    Ok(PasswordSettings {
+        min_length: password_min_length,
+        max_length: password_max_length,
+        min_score: s.number(&["PASSWORD_MIN_SCORE"], 2u8, 0, 4)?,
         hash_params,
         hash_concurrency: s.number(&["PASSWORD_HASH_CONCURRENCY"], cores, 1, 256)?,
         hash_queue: s.number(&["PASSWORD_HASH_QUEUE"], 256usize, 1, 100_000)?,

@@ -21,16 +21,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Server {
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
     pub bind: SocketAddr,
+    /// Prefix for every route, e.g. `/api/v1`; empty for none.
     pub base_path: String,
     pub public_url: String,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
 }
 
-pub(super) fn settings(s: &Sources) -> Result<Server, ConfigError> {
+pub(super) fn settings(s: &Sources) -> Result<ServerSettings, ConfigError> {
     let bind_raw = s.string(&["PORTCULLIS_BIND"], "127.0.0.1:8000");
     let bind: SocketAddr = bind_raw.parse().map_err(|_| {
         ConfigError::new(
@@ -64,7 +65,7 @@ pub(super) fn settings(s: &Sources) -> Result<Server, ConfigError> {
         ));
     }
 
-    Ok(Server {
+    Ok(ServerSettings {
         bind,
         base_path,
         public_url,

@@ -76,23 +76,27 @@ impl SigningAlgorithm {
     }
 }
 
-/// The group's fields of [`super::Config`], documented there.
-pub(super) struct Tokens {
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
     pub jwt_algorithm: SigningAlgorithm,
     pub jwt_secret: Option<String>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Clock skew tolerated on exp/nbf.
     pub jwt_leeway: Duration,
+    /// Longest lifetime a temporary token may be given.
     pub temporary_token_max_ttl: Duration,
+    /// How often each instance reloads signing keys (it also reloads on an unknown kid).
     pub key_reload_interval: Duration,
     pub token_cache_capacity: usize,
+    /// How often each instance pulls revocations written by other instances.
     pub sync_interval: Duration,
 }
 
 /// The issuer defaults to `public_url`, the address clients already know us by.
-pub(super) fn settings(s: &Sources, public_url: &str) -> Result<Tokens, ConfigError> {
+pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, ConfigError> {
     let jwt_secret = s
         .get(&["JWT_SECRET_KEY", "SECRET_KEY", "JWT_SECRET"])
         .map(|(_, v)| v.to_string());
@@ -129,7 +133,7 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<Tokens, ConfigEr
         None => Duration::from_secs(s.number(&["JWT_EXPIRATION"], 15 * 60u64, 10, 24 * 3600)?),
     };
 
-    Ok(Tokens {
+    Ok(TokenSettings {
         jwt_algorithm,
         jwt_secret,
         jwt_issuer: s.string(&["JWT_ISSUER"], public_url),

@@ -152,7 +152,7 @@ impl Portcullis {
         // through the strength policy, which has nothing to say about it and would
         // build zxcvbn's dictionaries (4 MB, kept for the process's life) on every
         // first start. A configured one is checked like any other.
-        let (password, password_hash, generated) = match &config.admin_password {
+        let (password, password_hash, generated) = match &config.bootstrap.admin_password {
             Some(p) => (Some(p.clone()), None, None),
             None => {
                 let p = crate::crypto::tokens::random_token()[..24].to_string();
@@ -163,8 +163,8 @@ impl Portcullis {
         let result = self
             .register_audited(
                 Registration {
-                    username: config.admin_username.clone(),
-                    email: config.admin_email.clone(),
+                    username: config.bootstrap.admin_username.clone(),
+                    email: config.bootstrap.admin_email.clone(),
                     full_name: Some("Administrator".into()),
                     password,
                     password_hash,

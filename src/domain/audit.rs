@@ -398,7 +398,7 @@ impl Portcullis {
 
     /// Drops records past the retention period (`AUDIT_RETENTION_DAYS`, 0 keeps all).
     pub(crate) async fn purge_audit(&self, now: DateTime<Utc>) -> AppResult<u64> {
-        match self.config().audit_retention {
+        match self.config().audit.retention {
             Some(keep) => {
                 let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
                 self.store().purge_audit(now - keep).await

@@ -278,7 +278,7 @@ impl Portcullis {
     pub async fn authenticate_token(&self, token: &str) -> AppResult<Arc<Principal>> {
         let inner = self.inner();
         let now = Utc::now().timestamp();
-        let leeway = inner.config.jwt_leeway.as_secs() as i64;
+        let leeway = inner.config.tokens.jwt_leeway.as_secs() as i64;
         let revoked = |p: &Principal| {
             p.session_id
                 .is_some_and(|sid| inner.revocations.is_session_revoked(&sid))

@@ -425,7 +425,7 @@ impl Portcullis {
         purpose: &str,
         ctx: &ClientContext,
     ) -> AppResult<(TemporaryTokenRow, String)> {
-        let max_ttl = self.config().temporary_token_max_ttl.as_secs();
+        let max_ttl = self.config().tokens.temporary_token_max_ttl.as_secs();
         let ttl = ttl_seconds.unwrap_or(max_ttl.min(3600));
         if ttl == 0 || ttl > max_ttl {
             return Err(AppError::validation(
@@ -557,8 +557,8 @@ impl Portcullis {
                 Introspection {
                     iat: p.token.as_ref().map(|t| t.iat),
                     // Verification required both to equal the configured values.
-                    iss: Some(config.jwt_issuer.clone()),
-                    aud: Some(config.jwt_audience.clone()),
+                    iss: Some(config.tokens.jwt_issuer.clone()),
+                    aud: Some(config.tokens.jwt_audience.clone()),
                     jti: p.token.as_ref().map(|t| t.jti.clone()),
                     sid: p.session_id.map(|s| s.to_string()),
                     ..Introspection::of(&p, "access_token")

@@ -36,12 +36,13 @@ pub struct KeyManager {
 impl KeyManager {
     pub async fn load(config: &Config, store: Store, master: MasterKey) -> anyhow::Result<Self> {
         let rules = TokenRules {
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            leeway_secs: config.jwt_leeway.as_secs(),
+            issuer: config.tokens.jwt_issuer.clone(),
+            audience: config.tokens.jwt_audience.clone(),
+            leeway_secs: config.tokens.jwt_leeway.as_secs(),
         };
-        let grace =
-            chrono::Duration::from_std(config.access_token_ttl + config.jwt_leeway + config.key_reload_interval)?;
+        let grace = chrono::Duration::from_std(
+            config.tokens.access_token_ttl + config.tokens.jwt_leeway + config.tokens.key_reload_interval,
+        )?;
         let mut manager = Self {
             ring: RwLock::new(Arc::new(KeyRing::new(vec![SigningKey::symmetric(
                 "placeholder",
@@ -51,8 +52,8 @@ impl KeyManager {
             store,
             master,
             rules,
-            algorithm: config.jwt_algorithm,
-            secret: config.jwt_secret.clone(),
+            algorithm: config.tokens.jwt_algorithm,
+            secret: config.tokens.jwt_secret.clone(),
             grace,
             // Start "long ago" so a fresh instance may reload for an unknown kid at once.
             last_reload: Mutex::new(

@@ -87,7 +87,7 @@ impl Portcullis {
             }
             return Err(e);
         }
-        let too_long = password.chars().count() > inner.config.password_max_length;
+        let too_long = password.chars().count() > inner.config.passwords.max_length;
         let stored = user
             .as_ref()
             .and_then(|u| u.password_hash.as_deref())

@@ -67,10 +67,10 @@ pub(crate) fn with_queued<T>(first: T, queued: &flume::Receiver<T>, max: usize) 
 
 /// Loads the master key from config, or from (or into) the key file.
 pub fn load_master_key(config: &Config) -> anyhow::Result<(MasterKey, MasterKeySource)> {
-    match &config.master_key {
+    match &config.bootstrap.master_key {
         Some(value) => Ok((MasterKey::from_config_value(value)?, MasterKeySource::Config)),
         None => {
-            let (key, created) = MasterKey::load_or_create_file(&config.master_key_file)?;
+            let (key, created) = MasterKey::load_or_create_file(&config.bootstrap.master_key_file)?;
             Ok((
                 key,
                 if created {
@@ -86,7 +86,7 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<(MasterKey, MasterKeyS
 impl Portcullis {
     /// Opens the store (migrating it) and loads keys: everything `serve` needs.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
-        let store = Store::connect(&config.database, config.database_max_connections).await?;
+        let store = Store::connect(&config.database.target, config.database.max_connections).await?;
         store.migrate().await?;
         Self::with_store(config, store).await
     }
@@ -96,18 +96,23 @@ impl Portcullis {
         let (master, source) = load_master_key(&config)?;
         if source == MasterKeySource::GeneratedFile {
             tracing::warn!(
-                path = %config.master_key_file.display(),
+                path = %config.bootstrap.master_key_file.display(),
                 "generated a new master key file; back it up, or set PORTCULLIS_MASTER_KEY (it seals the signing keys)"
             );
         }
-        let hasher = PasswordHasher::start(config.hash_params, config.hash_concurrency, config.hash_queue).await?;
+        let hasher = PasswordHasher::start(
+            config.passwords.hash_params,
+            config.passwords.hash_concurrency,
+            config.passwords.hash_queue,
+        )
+        .await?;
         let keys = keys::KeyManager::load(&config, store.clone(), master).await?;
         let policy = validate::PasswordPolicy {
-            min_length: config.password_min_length,
-            max_length: config.password_max_length,
-            min_score: config.password_min_score,
+            min_length: config.passwords.min_length,
+            max_length: config.passwords.max_length,
+            min_score: config.passwords.min_score,
         };
-        let audit = audit::AuditTrail::new(config.audit_enabled, config.audit_buffer);
+        let audit = audit::AuditTrail::new(config.audit.enabled, config.audit.buffer);
         let oauth = oauth::OAuthClients::new(&config.oauth)?;
         let rotations = sessions::RotationQueue::start(store.clone(), audit.own_chain("r0"));
         let service = Self {
@@ -115,8 +120,8 @@ impl Portcullis {
                 rotations,
                 audit,
                 oauth,
-                token_cache: TokenCache::new(config.token_cache_capacity),
-                credentials: credentials::CredentialCache::new(config.token_cache_capacity),
+                token_cache: TokenCache::new(config.tokens.token_cache_capacity),
+                credentials: credentials::CredentialCache::new(config.tokens.token_cache_capacity),
                 config: Arc::new(config),
                 store,
                 hasher,
@@ -150,7 +155,7 @@ impl Portcullis {
     /// revoked session has expired.
     pub(crate) fn revocation_horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let c = &self.inner.config;
-        now + chrono::Duration::from_std(c.access_token_ttl + c.jwt_leeway + Duration::from_secs(60))
+        now + chrono::Duration::from_std(c.tokens.access_token_ttl + c.tokens.jwt_leeway + Duration::from_secs(60))
             .unwrap_or(chrono::Duration::hours(25))
     }
 

@@ -53,7 +53,8 @@ impl Portcullis {
             ip: ctx.ip.clone(),
         };
         let refresh = tokens::random_token();
-        let expires = now + chrono::Duration::from_std(inner.config.refresh_token_ttl).map_err(AppError::internal)?;
+        let expires =
+            now + chrono::Duration::from_std(inner.config.tokens.refresh_token_ttl).map_err(AppError::internal)?;
         let record = self.audit_record(
             AuditEvent::new("LOGIN_SUCCESS")
                 .actor(user.id, &user.username)
@@ -80,7 +81,7 @@ impl Portcullis {
             access_token,
             refresh_token,
             token_type: "bearer",
-            expires_in: self.config().access_token_ttl.as_secs(),
+            expires_in: self.config().tokens.access_token_ttl.as_secs(),
         }
     }
 
@@ -97,10 +98,10 @@ impl Portcullis {
         let grants = self.grants_for(user.id, user.superuser).await?;
         let iat = now.timestamp();
         let claims = AccessClaims {
-            iss: inner.config.jwt_issuer.clone(),
+            iss: inner.config.tokens.jwt_issuer.clone(),
             sub: user.id.to_string(),
-            aud: inner.config.jwt_audience.clone(),
-            exp: iat + inner.config.access_token_ttl.as_secs() as i64,
+            aud: inner.config.tokens.jwt_audience.clone(),
+            exp: iat + inner.config.tokens.access_token_ttl.as_secs() as i64,
             iat,
             nbf: iat,
             jti: Uuid::new_v4().to_string(),
@@ -127,7 +128,8 @@ impl Portcullis {
         let inner = self.inner();
         let now = Utc::now();
         let successor = tokens::random_token();
-        let expires = now + chrono::Duration::from_std(inner.config.refresh_token_ttl).map_err(AppError::internal)?;
+        let expires =
+            now + chrono::Duration::from_std(inner.config.tokens.refresh_token_ttl).map_err(AppError::internal)?;
         let records = self
             .audit_record(AuditEvent::new("TOKEN_REFRESH").client(ctx))
             .zip(self.audit_record(AuditEvent::new("REFRESH_REUSE_DETECTED").client(ctx)));

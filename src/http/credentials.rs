@@ -270,12 +270,12 @@ fn decide(
     original: Option<(&str, &str)>,
 ) -> AppResult<Response> {
     let config = state.service.config();
-    let unmatched_allowed = config.verify_default_allow || from_gateway.is_some();
+    let unmatched_allowed = config.gateway.default_allow || from_gateway.is_some();
     let mapped = match original {
         Some((method, uri)) => {
             let path = crate::config::routemap::normalize(uri)
                 .ok_or_else(|| AppError::Forbidden("the original path does not decode to a plain path".into()))?;
-            let mapped = config.verify_routes.permission_for(method, &path);
+            let mapped = config.gateway.routes.permission_for(method, &path);
             if mapped.is_none() && !unmatched_allowed {
                 return Err(AppError::Forbidden(format!("no route rule allows {method} {path}")));
             }

@@ -58,7 +58,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     let c = state.service.config();
     let algs = state.service.keys().ring().algorithms();
     cacheable_json(Json(serde_json::json!({
-        "issuer": c.jwt_issuer,
+        "issuer": c.tokens.jwt_issuer,
         "jwks_uri": c.url("/.well-known/jwks.json"),
         "token_endpoint": c.url("/auth/token"),
         "userinfo_endpoint": c.url("/auth/me"),

@@ -145,7 +145,7 @@ pub async fn callback(
                     cookie(
                         &format!("{name}_refresh"),
                         &pair.refresh_token,
-                        state.service.config().refresh_token_ttl.as_secs(),
+                        state.service.config().tokens.refresh_token_ttl.as_secs(),
                         &refresh_path,
                     ),
                 ]

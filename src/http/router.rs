@@ -32,7 +32,7 @@ pub fn routes(service: Portcullis) -> Router {
         metrics: crate::recorder::metrics_handle(),
         openapi: openapi.into(),
         limits: Limits {
-            max_body_bytes: config.max_body_bytes,
+            max_body_bytes: config.server.max_body_bytes,
         },
     };
 
@@ -66,7 +66,7 @@ pub fn routes(service: Portcullis) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_metrics::record))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .with_state(state)
 }
 

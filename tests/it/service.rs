@@ -23,7 +23,7 @@ async fn metadata_routes_answer() {
         assert!(disco["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
         assert!(disco["token_endpoint"].as_str().unwrap().ends_with("/auth/token"));
         assert_eq!(disco["grant_types_supported"], json!(["password", "refresh_token"]));
-        assert_eq!(disco["issuer"], s.service.config().jwt_issuer.as_str());
+        assert_eq!(disco["issuer"], s.service.config().tokens.jwt_issuer.as_str());
         // Swagger UI is bundled: its page and assets come from the binary.
         let docs = s.get("/docs/").await;
         assert_eq!(docs.status, 200);

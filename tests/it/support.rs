@@ -218,7 +218,7 @@ impl TestServer {
         let mut settings = base_settings(db);
         settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_sources(&Sources::from_pairs(settings)).expect("test config");
-        let base_path = config.base_path.clone();
+        let base_path = config.server.base_path.clone();
         let service = Portcullis::open(config).await.expect("open service");
         service.bootstrap_admin().await.expect("bootstrap admin");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
