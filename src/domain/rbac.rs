@@ -26,12 +26,12 @@ pub fn check_name(field: &str, name: &str) -> AppResult<()> {
 
 impl Portcullis {
     /// The user's roles and effective permissions, as a new token would carry them.
-    pub async fn get_user_permissions(&self, user_id: Uuid) -> AppResult<Vec<String>> {
+    pub async fn user_permissions(&self, user_id: Uuid) -> AppResult<Vec<String>> {
         let user = self.user(user_id).await?;
         Ok(self.store().user_grants(&user).await?.permissions)
     }
 
-    pub async fn get_user_roles(&self, user_id: Uuid) -> AppResult<Vec<String>> {
+    pub async fn user_roles(&self, user_id: Uuid) -> AppResult<Vec<String>> {
         let user = self.user(user_id).await?;
         Ok(self.store().user_grants(&user).await?.roles)
     }

@@ -475,7 +475,7 @@ async fn custom_roles_permissions_and_superusers() {
 }
 
 /// The service API mirrors what teams already call: assign_role, grant_permission,
-/// get_user_permissions, has_permission.
+/// user_permissions, has_permission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_service_api() {
     for backend in backends().await {
@@ -492,7 +492,7 @@ async fn rust_service_api() {
             .unwrap();
         assert!(svc.has_permission(id, "projects:delete").await.unwrap());
         assert!(
-            svc.get_user_permissions(id)
+            svc.user_permissions(id)
                 .await
                 .unwrap()
                 .contains(&"projects:delete".to_string())
