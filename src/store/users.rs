@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
+use super::audit::append_in_tx;
+use super::mfa::DELETE_USER_TICKETS;
+use super::oauth::insert_identity_in_tx;
+use super::sessions::revoke_user_sessions_in_tx;
+use super::tx::within;
 use super::{AuditFields, Store, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
@@ -74,51 +78,35 @@ impl Store {
     ) -> AppResult<UserRow> {
         let id = Uuid::now_v7();
         let password_changed_at = new.password_hash.as_ref().map(|_| now);
-        // The attempt is an async block, so `?` ends the attempt rather than the
-        // function; a failure is rolled back explicitly (see `abort!` in rbac.rs), then a
-        // unique violation is looked at to say which field is taken.
-        let inserted: Result<UserRow, sqlx::Error> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let attempt: Result<UserRow, sqlx::Error> = async {
-                let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
-                    .bind(id)
-                    .bind(&new.username)
-                    .bind(&new.email)
-                    .bind(&new.full_name)
-                    .bind(&new.password_hash)
-                    .bind(new.is_superuser)
-                    .bind(now)
-                    .bind(password_changed_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                for role in &new.roles {
-                    sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
-                }
-                if new.email_verified {
-                    sqlx::query(SET_EMAIL_VERIFIED).bind(id).execute(&mut *tx).await?;
-                }
-                if let Some(identity) = &new.identity {
-                    let identity = super::IdentityRow { user_id: id, ..identity.clone() };
-                    super::oauth::insert_identity_tx!(tx, &identity)?;
-                }
-                let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
-                audit_tx!(tx, record.as_ref());
-                Ok(row)
+        // The transaction fails with the database's error, so that a unique
+        // violation can then be looked at to say which field is taken.
+        let inserted = on_pool!(self, pool => within(pool.begin().await?, async |tx| -> Result<UserRow, sqlx::Error> {
+            let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
+                .bind(id)
+                .bind(&new.username)
+                .bind(&new.email)
+                .bind(&new.full_name)
+                .bind(&new.password_hash)
+                .bind(new.is_superuser)
+                .bind(now)
+                .bind(password_changed_at)
+                .fetch_one(&mut *tx)
+                .await?;
+            for role in &new.roles {
+                sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
             }
-            .await;
-            match attempt {
-                Ok(row) => {
-                    tx.commit().await?;
-                    Ok(row)
-                }
-                Err(e) => {
-                    tx.rollback().await?;
-                    Err(e)
-                }
+            if new.email_verified {
+                sqlx::query(SET_EMAIL_VERIFIED).bind(id).execute(&mut *tx).await?;
             }
-        });
-        let inserted = inserted.map_err(|e| conflict_on_unique(e, "taken"));
-        match inserted {
+            if let Some(identity) = &new.identity {
+                let identity = super::IdentityRow { user_id: id, ..identity.clone() };
+                insert_identity_in_tx(tx, &identity).await?;
+            }
+            let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
+            append_in_tx(tx, record.as_ref()).await?;
+            Ok(row)
+        }).await);
+        match inserted.map_err(|e| conflict_on_unique(e, "taken")) {
             Err(AppError::Conflict(_)) => {
                 let username_taken: bool = on_pool!(self, pool => sqlx::query_scalar(USERNAME_TAKEN).bind(&new.username).fetch_one(pool).await)?;
                 Err(AppError::Conflict(if username_taken {
@@ -197,14 +185,12 @@ impl Store {
         revocation_expires: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<Vec<Uuid>> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?;
-            let ended = super::sessions::revoke_user_sessions_tx!(tx, id, keep_session, "password_changed", now, revocation_expires);
-            sqlx::query(super::mfa::DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-            ended
-        }))
+            let ended = revoke_user_sessions_in_tx(tx, id, keep_session, "password_changed", now, revocation_expires).await?;
+            sqlx::query(DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
+            append_in_tx(tx, audit).await?;
+            Ok(ended)
+        }).await)
     }
 }
