@@ -41,11 +41,11 @@ pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
 pub use mfa::{MfaTicketRow, TotpRow};
 pub use oauth::{IdentityRow, OAuthStateRow, StateRefusal};
-pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
+pub use rbac::{PermissionRow, RoleRow, UserGrants};
 pub use revocations::RevocationRow;
 pub use sessions::{NewSession, RotateOutcome, RotatedSession, RotationJob, SessionRow};
 pub use throttle::{Attempt, ThrottleRow};
-pub use users::{NewUser, UserGrants, UserRow};
+pub use users::{NewUser, UserPage, UserRow, UserSort};
 
 #[derive(Clone, Debug)]
 pub enum Store {

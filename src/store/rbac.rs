@@ -1,4 +1,6 @@
-//! Roles, permissions, assignments, and the admin queries over users.
+//! Roles, permissions, which roles grant which permissions and which users hold
+//! which roles, and the grants a user holds as a result. The queries over user rows
+//! themselves are in `users`.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -6,8 +8,6 @@ use uuid::Uuid;
 use super::admins::keeping_an_admin;
 use super::audit::append_in_tx;
 use super::credentials::record_event;
-use super::mfa::DELETE_USER_TICKETS;
-use super::sessions::revoke_user_sessions_in_tx;
 use super::tx::within;
 use super::{AuditFields, Store, UserRow, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
@@ -29,6 +29,13 @@ pub struct RoleRow {
     pub permissions: Vec<String>,
 }
 
+/// A user's roles and effective permissions, as carried in access tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserGrants {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
 row_struct! {
     struct RoleHead {
         name: String,
@@ -37,21 +44,9 @@ row_struct! {
     }
 }
 
-/// Sort orders the user listing accepts; each maps to a fixed ORDER BY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserSort {
-    Username,
-    Email,
-    CreatedAt,
-}
-
-/// A page of users and how many match in all.
-#[derive(Debug)]
-pub struct UserPage {
-    pub users: Vec<UserRow>,
-    pub total: i64,
-}
-
+const SELECT_ROLES: &str = "SELECT role_name FROM user_roles WHERE user_id = $1 ORDER BY role_name";
+const SELECT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM user_roles ur JOIN role_permissions rp ON rp.role_name = ur.role_name WHERE ur.user_id = $1 ORDER BY rp.permission_name";
+const SELECT_ALL_PERMISSIONS: &str = "SELECT name FROM permissions ORDER BY name";
 const LIST_ROLES: &str = "SELECT name, description, created_at FROM roles ORDER BY name";
 const GET_ROLE: &str = "SELECT name, description, created_at FROM roles WHERE name = $1";
 const ROLE_PERMISSIONS: &str =
@@ -72,27 +67,30 @@ const DELETE_PERMISSION: &str = "DELETE FROM permissions WHERE name = $1";
 const ASSIGN: &str = "INSERT INTO user_roles (user_id, role_name, assigned_by, assigned_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 const UNASSIGN: &str = "DELETE FROM user_roles WHERE user_id = $1 AND role_name = $2";
 const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
-const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
-const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
-// A changed email is no longer a proven one.
-const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4, email_verified = CASE WHEN lower(email) = lower($3) THEN email_verified ELSE FALSE END WHERE id = $1";
-// Only a real change counts (and is audited): disabling a disabled user changes nothing.
-const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND is_active <> $2";
-const ADMIN_SET_PASSWORD: &str =
-    "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
-const SELECT_USER: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
-const COUNT_MATCHING: &str = "SELECT COUNT(*) FROM users WHERE ($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')";
-
-fn like_pattern(q: &str) -> String {
-    let escaped = q
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
 
 impl Store {
+    /// Roles and effective permissions; a superuser holds every permission that exists.
+    pub async fn user_grants(&self, user: &UserRow) -> AppResult<UserGrants> {
+        self.grants_of(user.id, user.is_superuser).await
+    }
+
+    /// Roles, and permissions: a superuser's are every permission that exists.
+    pub async fn grants_of(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
+        let permissions_sql = if is_superuser {
+            SELECT_ALL_PERMISSIONS
+        } else {
+            SELECT_PERMISSIONS
+        };
+        let (roles, permissions) = on_pool!(self, pool => {
+            let roles: Vec<String> = sqlx::query_scalar(SELECT_ROLES).bind(user_id).fetch_all(pool).await?;
+            let q = sqlx::query_scalar(permissions_sql);
+            let q = if is_superuser { q } else { q.bind(user_id) };
+            let permissions: Vec<String> = q.fetch_all(pool).await?;
+            (roles, permissions)
+        });
+        Ok(UserGrants { roles, permissions })
+    }
+
     pub async fn list_roles(&self) -> AppResult<Vec<RoleRow>> {
         let (heads, pairs): (Vec<RoleHead>, Vec<(String, String)>) = on_pool!(self, pool => {
             let heads = sqlx::query_as(LIST_ROLES).fetch_all(pool).await?;
@@ -307,139 +305,5 @@ impl Store {
             append_in_tx(tx, audit.filter(|_| removed)).await?;
             Ok(removed)
         }).await)
-    }
-
-    /// Sets a user's profile (full name and email) and, when given, superuser flag, in
-    /// one transaction: 409 for a taken email or when that demotes the last
-    /// administrator. None when there is no such user.
-    pub async fn update_user(
-        &self,
-        id: Uuid,
-        full_name: Option<&str>,
-        email: &str,
-        superuser: Option<bool>,
-        now: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<UserRow>> {
-        on_pool!(self, pool => keeping_an_admin(pool, "cannot remove superuser", async |tx| {
-            let updated = sqlx::query(UPDATE_PROFILE).bind(id).bind(full_name).bind(email).bind(now).execute(&mut *tx).await;
-            let found = match updated {
-                Ok(r) => r.rows_affected() > 0,
-                Err(e) => return Err(conflict_on_unique(e, "email is already registered")),
-            };
-            if let Some(su) = superuser {
-                sqlx::query(SET_SUPERUSER).bind(id).bind(su).bind(now).execute(&mut *tx).await?;
-            }
-            record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| found)).await?;
-            let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
-            Ok(user)
-        }).await)
-    }
-
-    /// Enables or disables a user; disabling ends every session in the same
-    /// transaction and is refused (409) for the last administrator. None when there is
-    /// no such user; else the user and the ended session ids.
-    pub async fn set_user_active(
-        &self,
-        id: Uuid,
-        active: bool,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
-        on_pool!(self, pool => keeping_an_admin(pool, "cannot disable this user", async |tx| {
-            let changed = sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| changed)).await?;
-            let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
-            let ended = match (&user, active) {
-                (Some(_), false) => revoke_user_sessions_in_tx(tx, id, None, "user_disabled", now, revocation_expires).await?,
-                _ => Vec::new(),
-            };
-            Ok(user.map(|u| (u, ended)))
-        }).await)
-    }
-
-    /// Deletes a user, ending their sessions first; 409 for the last administrator.
-    /// Returns the ended session ids, or None when there was no such user.
-    pub async fn delete_user(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<Vec<Uuid>>> {
-        on_pool!(self, pool => keeping_an_admin(pool, "cannot delete this user", async |tx| {
-            let ended = revoke_user_sessions_in_tx(tx, id, None, "user_deleted", now, revocation_expires).await?;
-            let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| deleted)).await?;
-            Ok(deleted.then_some(ended))
-        }).await)
-    }
-
-    /// Sets a password chosen by an administrator, clears any lockout and ends the
-    /// user's sessions. False when there is no such user.
-    pub async fn admin_set_password(
-        &self,
-        id: Uuid,
-        hash: &str,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<Vec<Uuid>>> {
-        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
-            let changed = sqlx::query(ADMIN_SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            let ended = revoke_user_sessions_in_tx(tx, id, None, "password_reset", now, revocation_expires).await?;
-            sqlx::query(DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
-            append_in_tx(tx, audit.filter(|_| changed)).await?;
-            Ok(changed.then_some(ended))
-        }).await)
-    }
-
-    /// A page of users matching `q` (substring of username, email or full name).
-    pub async fn list_users(
-        &self,
-        q: &str,
-        sort: UserSort,
-        descending: bool,
-        limit: i64,
-        offset: i64,
-    ) -> AppResult<UserPage> {
-        let column = match sort {
-            UserSort::Username => "lower(username)",
-            UserSort::Email => "lower(email)",
-            UserSort::CreatedAt => "created_at",
-        };
-        let direction = if descending { "DESC" } else { "ASC" };
-        // Column and direction come from the fixed lists above, never from input.
-        let sql = format!(
-            "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE ($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\') ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4"
-        );
-        let pattern = like_pattern(q);
-        let (users, total) = on_pool!(self, pool => {
-            let users: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(q)
-                .bind(&pattern)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(COUNT_MATCHING).bind(q).bind(&pattern).fetch_one(pool).await?;
-            (users, total)
-        });
-        Ok(UserPage { users, total })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("Al_i%"), "%al\\_i\\%%");
-        assert_eq!(like_pattern("a\\b"), "%a\\\\b%");
     }
 }
