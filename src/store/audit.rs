@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
+use super::placeholders;
 use super::tx::{begin_write, within};
 use super::{Store, on_pool};
 use crate::error::AppResult;
@@ -180,6 +181,17 @@ pub(crate) const INSERT: &str = concat!(
     audit_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
 );
+/// The values stored for a record, in `audit_columns!` order: the 16 fields of
+/// `AuditFields`, the record's position on its chain, its predecessor's hash and its
+/// own. `INSERT` is checked against it below; the binder through SQLite's C API binds
+/// an array of exactly this length, and a unit test counts what the sqlx binders bind.
+/// (`AuditArrays::from` takes the fields apart exhaustively: a new field does not
+/// compile until it has an array, which the count then asks for everywhere.)
+pub(crate) const RECORD_VALUES: usize = 19;
+const _: () = assert!(
+    matches!(placeholders::in_order(INSERT), Some(RECORD_VALUES)),
+    "audit::INSERT must have the placeholders $1..$19, in order"
+);
 /// PostgreSQL: `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at
 /// position `$22` with head `$20`.
 const APPEND_ARRAYS_POSTGRES: &str = concat!("WITH ", append_audit_arrays_postgres!());
@@ -235,9 +247,9 @@ const SQLITE_BY_USER_PURGE: &str = "DELETE FROM audit_by_user WHERE (owner, reco
      (SELECT user_id, id FROM audit_log WHERE chain = $1 AND seq <= $2 AND user_id IS NOT NULL)";
 const SQLITE_PAST_MARK: &str = " AND id > (SELECT last_id FROM audit_by_user_mark)";
 
-/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next 19
-/// parameters of `q`, in the column order of `INSERT` (the one place that order is
-/// spelt out for single records: events in their transaction, rotations).
+/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next
+/// `RECORD_VALUES` parameters of `q`, in the column order of `INSERT` (the one place
+/// that order is spelt out for single records: events in their transaction, rotations).
 pub(crate) fn bind_audit_record<'q, DB>(
     q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     r: AuditFields,
@@ -490,7 +502,8 @@ impl From<Vec<Linked>> for AuditArrays {
 }
 
 impl AuditArrays {
-    /// Binds the arrays as the next 19 parameters of `q`, in `audit_columns!` order.
+    /// Binds the arrays as the next `RECORD_VALUES` parameters of `q`, in
+    /// `audit_columns!` order.
     pub(crate) fn bind(
         self,
         q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -772,5 +785,50 @@ mod tests {
             .collect();
         assert_eq!(link_hash("prev", 7, &f), expected);
         assert_ne!(link_hash("prev", 8, &f), expected);
+    }
+
+    /// How many values a query has bound so far.
+    fn bound<DB: Database>(mut q: sqlx::query::Query<'_, DB, DB::Arguments>) -> usize
+    where
+        DB::Arguments: IntoArguments<DB>,
+    {
+        use sqlx::{Arguments, Execute};
+        q.take_arguments().ok().flatten().map_or(0, |a| a.len())
+    }
+
+    /// The sqlx binders of a record bind one value per placeholder of the statements
+    /// they feed, on both backends (the C API binder is checked when compiling).
+    #[test]
+    fn binders_bind_one_value_per_placeholder() {
+        let record = AuditFields::default();
+        let single = bind_audit_record(
+            sqlx::query::<sqlx::Sqlite>(INSERT),
+            record.clone(),
+            1,
+            "".into(),
+            "".into(),
+        );
+        assert_eq!(bound(single), RECORD_VALUES);
+        let single = bind_audit_record(
+            sqlx::query::<sqlx::Postgres>(INSERT),
+            record.clone(),
+            1,
+            "".into(),
+            "".into(),
+        );
+        assert_eq!(bound(single), RECORD_VALUES);
+        let linked = vec![Linked {
+            seq: 1,
+            record,
+            prev: String::new(),
+            hash: String::new(),
+        }];
+        // As `write_linked` binds them: the arrays, then head, chain and position.
+        let arrays = AuditArrays::from(linked)
+            .bind(sqlx::query(APPEND_ARRAYS_POSTGRES))
+            .bind(String::new())
+            .bind(String::new())
+            .bind(1i64);
+        assert_eq!(bound(arrays), placeholders::highest(APPEND_ARRAYS_POSTGRES));
     }
 }

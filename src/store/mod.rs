@@ -18,6 +18,7 @@ mod keys;
 pub(crate) mod mfa;
 mod nodelay;
 pub(crate) mod oauth;
+mod placeholders;
 pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;

@@ -10,9 +10,10 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::audit::{
-    AuditArrays, BUMP_CHAIN, append_audit_arrays_postgres, append_in_tx, audit_columns, bind_audit_record, link_hash,
-    link_records,
+    AuditArrays, BUMP_CHAIN, RECORD_VALUES, append_audit_arrays_postgres, append_in_tx, audit_columns,
+    bind_audit_record, link_hash, link_records,
 };
+use super::placeholders;
 use super::tx::{begin_write, within};
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
@@ -221,6 +222,20 @@ const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
     ", ",
     append_audit_arrays_postgres!()
 );
+
+/// The values every rotation write binds first: now, the spent token, its successor,
+/// the session and the new expiry (one value each, or one array each in a batch).
+const ROTATION_VALUES: usize = 5;
+// An audited write binds a record after them as `bind_audit_record` does; a batch
+// binds `AuditArrays` and the chain's head, name and position before them.
+const _: () = {
+    assert!(placeholders::highest(ROTATION_WRITE_SQLITE) == ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_POSTGRES) == ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_SQLITE) == ROTATION_VALUES + RECORD_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_POSTGRES) == ROTATION_VALUES + RECORD_VALUES);
+    assert!(placeholders::highest(ROTATION_BATCH_WRITE_POSTGRES) == ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_BATCH_WRITE_AUDITED_POSTGRES) == RECORD_VALUES + 3 + ROTATION_VALUES);
+};
 
 /// A row of the batch lookup (PostgreSQL only).
 struct BatchLookup {
