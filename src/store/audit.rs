@@ -1,12 +1,15 @@
 //! The audit trail: hash-chained records, appended inside the transaction of the
-//! change they describe (`audit_tx!`) or in batches (request records), read back
+//! change they describe (`append_in_tx`) or in batches (request records), read back
 //! with filters, and walked for verification.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
-use super::{Store, begin_write, on_pool};
+use super::placeholders;
+use super::tx::{begin_write, within};
+use super::{Store, on_pool};
 use crate::error::AppResult;
 
 row_struct! {
@@ -178,6 +181,17 @@ pub(crate) const INSERT: &str = concat!(
     audit_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
 );
+/// The values stored for a record, in `audit_columns!` order: the 16 fields of
+/// `AuditFields`, the record's position on its chain, its predecessor's hash and its
+/// own. `INSERT` is checked against it below; the binder through SQLite's C API binds
+/// an array of exactly this length, and a unit test counts what the sqlx binders bind.
+/// (`AuditArrays::from` takes the fields apart exhaustively: a new field does not
+/// compile until it has an array, which the count then asks for everywhere.)
+pub(crate) const RECORD_VALUES: usize = 19;
+const _: () = assert!(
+    matches!(placeholders::in_order(INSERT), Some(RECORD_VALUES)),
+    "audit::INSERT must have the placeholders $1..$19, in order"
+);
 /// PostgreSQL: `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at
 /// position `$22` with head `$20`.
 const APPEND_ARRAYS_POSTGRES: &str = concat!("WITH ", append_audit_arrays_postgres!());
@@ -233,9 +247,9 @@ const SQLITE_BY_USER_PURGE: &str = "DELETE FROM audit_by_user WHERE (owner, reco
      (SELECT user_id, id FROM audit_log WHERE chain = $1 AND seq <= $2 AND user_id IS NOT NULL)";
 const SQLITE_PAST_MARK: &str = " AND id > (SELECT last_id FROM audit_by_user_mark)";
 
-/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next 19
-/// parameters of `q`, in the column order of `INSERT` (the one place that order is
-/// spelt out for single records: events in their transaction, rotations).
+/// Binds an audit record at `seq`, linked from `prev` with `hash`, as the next
+/// `RECORD_VALUES` parameters of `q`, in the column order of `INSERT` (the one place
+/// that order is spelt out for single records: events in their transaction, rotations).
 pub(crate) fn bind_audit_record<'q, DB>(
     q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     r: AuditFields,
@@ -272,36 +286,38 @@ where
         .bind(hash)
 }
 
-/// Appends `$record` (an `Option<&AuditFields>`, None when auditing is off) to its
-/// chain inside the open transaction `$tx`, so the record commits or rolls back with
-/// the change it describes.
-macro_rules! audit_tx {
-    ($tx:expr, $record:expr) => {
-        if let Some(r) = $record {
-            let (seq, prev): (i64, String) = sqlx::query_as($crate::store::audit::BUMP_CHAIN)
-                .bind(&r.chain)
-                .bind(1i64)
-                .fetch_one(&mut *$tx)
-                .await?;
-            let hash = $crate::store::audit::link_hash(&prev, seq, r);
-            sqlx::query($crate::store::audit::SET_HEAD)
-                .bind(&r.chain)
-                .bind(&hash)
-                .execute(&mut *$tx)
-                .await?;
-            $crate::store::audit::bind_audit_record(
-                sqlx::query($crate::store::audit::INSERT),
-                r.clone(),
-                seq,
-                prev,
-                hash,
-            )
-            .execute(&mut *$tx)
-            .await?;
-        }
-    };
+/// Appends `record` (None when auditing is off) to its chain inside the transaction
+/// open on `conn`, so the record commits or rolls back with the change it describes.
+pub(crate) async fn append_in_tx<DB, C>(conn: &mut C, record: Option<&AuditFields>) -> sqlx::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    let Some(r) = record else { return Ok(()) };
+    let (seq, prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
+        .bind(r.chain.as_str())
+        .bind(1i64)
+        .fetch_one(&mut *conn)
+        .await?;
+    let hash = link_hash(&prev, seq, r);
+    sqlx::query(SET_HEAD)
+        .bind(r.chain.as_str())
+        .bind(hash.as_str())
+        .execute(&mut *conn)
+        .await?;
+    bind_audit_record(sqlx::query(INSERT), r.clone(), seq, prev, hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
-pub(crate) use audit_tx;
 
 /// Which records to read; empty fields do not filter.
 #[derive(Debug, Clone, Default)]
@@ -322,48 +338,51 @@ pub struct AuditFilter {
     pub after_id: Option<i64>,
 }
 
-/// Builds the SELECT for `$filter` on `$qb` (a QueryBuilder of the pool's backend).
-macro_rules! push_filter {
-    ($qb:expr, $f:expr) => {{
-        let f = $f;
-        let qb = $qb;
-        qb.push(" WHERE 1 = 1");
-        for (column, value) in [
-            ("user_id", &f.user_id),
-            ("username", &f.username),
-            ("kind", &f.kind),
-            ("resource_type", &f.resource_type),
-            ("resource_id", &f.resource_id),
-            ("ip", &f.ip),
-        ] {
-            if let Some(v) = value {
-                qb.push(format!(" AND {column} = ")).push_bind(v.clone());
-            }
+/// Narrows a SELECT being built on `qb` to the records `f` asks for.
+fn push_filter<DB>(qb: &mut QueryBuilder<DB>, f: &AuditFilter)
+where
+    DB: Database,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    qb.push(" WHERE 1 = 1");
+    for (column, value) in [
+        ("user_id", &f.user_id),
+        ("username", &f.username),
+        ("kind", &f.kind),
+        ("resource_type", &f.resource_type),
+        ("resource_id", &f.resource_id),
+        ("ip", &f.ip),
+    ] {
+        if let Some(v) = value {
+            qb.push(format!(" AND {column} = ")).push_bind(v.clone());
         }
-        if !f.actions.is_empty() {
-            qb.push(" AND action IN (");
-            let mut list = qb.separated(", ");
-            for a in &f.actions {
-                list.push_bind(a.clone());
-            }
-            qb.push(")");
+    }
+    if !f.actions.is_empty() {
+        qb.push(" AND action IN (");
+        let mut list = qb.separated(", ");
+        for a in &f.actions {
+            list.push_bind(a.clone());
         }
-        if let Some(s) = f.status {
-            qb.push(" AND status = ").push_bind(s);
-        }
-        if let Some(t) = f.since {
-            qb.push(" AND at >= ").push_bind(t);
-        }
-        if let Some(t) = f.until {
-            qb.push(" AND at < ").push_bind(t);
-        }
-        if let Some(id) = f.before_id {
-            qb.push(" AND id < ").push_bind(id);
-        }
-        if let Some(id) = f.after_id {
-            qb.push(" AND id > ").push_bind(id);
-        }
-    }};
+        qb.push(")");
+    }
+    if let Some(s) = f.status {
+        qb.push(" AND status = ").push_bind(s);
+    }
+    if let Some(t) = f.since {
+        qb.push(" AND at >= ").push_bind(t);
+    }
+    if let Some(t) = f.until {
+        qb.push(" AND at < ").push_bind(t);
+    }
+    if let Some(id) = f.before_id {
+        qb.push(" AND id < ").push_bind(id);
+    }
+    if let Some(id) = f.after_id {
+        qb.push(" AND id > ").push_bind(id);
+    }
 }
 
 /// A record placed on its chain: its position, its predecessor's hash and its own.
@@ -483,7 +502,8 @@ impl From<Vec<Linked>> for AuditArrays {
 }
 
 impl AuditArrays {
-    /// Binds the arrays as the next 19 parameters of `q`, in `audit_columns!` order.
+    /// Binds the arrays as the next `RECORD_VALUES` parameters of `q`, in
+    /// `audit_columns!` order.
     pub(crate) fn bind(
         self,
         q: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -551,18 +571,15 @@ impl Store {
             return Ok(());
         }
         let count = records.len() as i64;
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let (last, prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
                 .bind(chain)
                 .bind(count)
                 .fetch_one(&mut *tx)
                 .await?;
             let (linked, head) = link_records(chain, last - count + 1, prev, records);
-            tx.write_linked(chain, linked, head, last).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+            tx.write_linked(chain, linked, head, last).await
+        }).await)
     }
 
     /// Records matching `filter`, newest first (or oldest first with `ascending`).
@@ -583,7 +600,7 @@ impl Store {
         };
         Ok(on_pool!(self, pool => {
             let mut qb = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_log"));
-            push_filter!(&mut qb, filter);
+            push_filter(&mut qb, filter);
             qb.push(order).push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
             qb.build_query_as::<AuditRow>().fetch_all(pool).await?
         }))
@@ -606,8 +623,7 @@ impl Store {
         let sqlite = matches!(self, Store::Sqlite(_));
         let mut purged = 0;
         for chain in self.audit_chains().await? {
-            purged += on_pool!(self, pool => {
-                let mut tx = pool.begin().await?;
+            purged += on_pool!(self, pool => within(pool.begin().await?, async |tx| -> AppResult<u64> {
                 let last: Option<(i64, String)> = sqlx::query_as(LAST_EXPIRED).bind(&chain.chain).bind(before).fetch_optional(&mut *tx).await?;
                 let n = match last {
                     Some((seq, hash)) => {
@@ -619,9 +635,8 @@ impl Store {
                     }
                     None => 0,
                 };
-                tx.commit().await?;
-                n
-            });
+                Ok(n)
+            }).await)?;
         }
         Ok(purged)
     }
@@ -631,20 +646,21 @@ impl Store {
     /// returns how many were added. PostgreSQL indexes `audit_log` by user directly.
     pub async fn index_audit_by_user(&self, min_run: i64) -> AppResult<u64> {
         let Store::Sqlite(pool) = self else { return Ok(0) };
-        let mut tx = begin_write!(sqlite, pool);
-        let (mark, last): (i64, i64) = sqlx::query_as(SQLITE_BY_USER_TAIL).fetch_one(&mut *tx).await?;
-        if last - mark < min_run.max(1) {
-            return Ok(0);
-        }
-        let added = sqlx::query(SQLITE_BY_USER_RUN)
-            .bind(mark)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(SQLITE_BY_USER_MARK).bind(last).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(added)
+        within(begin_write(pool).await?, async |tx| {
+            let (mark, last): (i64, i64) = sqlx::query_as(SQLITE_BY_USER_TAIL).fetch_one(&mut *tx).await?;
+            if last - mark < min_run.max(1) {
+                return Ok(0);
+            }
+            let added = sqlx::query(SQLITE_BY_USER_RUN)
+                .bind(mark)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(SQLITE_BY_USER_MARK).bind(last).execute(&mut *tx).await?;
+            Ok(added)
+        })
+        .await
     }
 }
 
@@ -672,7 +688,7 @@ async fn sqlite_user_records(
         } else {
             format!("{select} FROM audit_log")
         });
-        push_filter!(&mut qb, filter);
+        push_filter(&mut qb, filter);
         if indexed {
             qb.push(" AND owner = ").push_bind(owner.to_string());
         } else {
@@ -694,30 +710,32 @@ async fn sqlite_user_records(
     };
     // Oldest first, the indexed part comes first; newest first, the part past the mark.
     let first_indexed = ascending;
-    let mut tx = pool.begin().await?;
-    let mut rows = page(first_indexed, limit, offset)
-        .build_query_as::<AuditRow>()
-        .fetch_all(&mut *tx)
-        .await?;
-    let got = rows.len() as i64;
-    if got < limit {
-        // The first part ended inside this page (it held `offset + got` records), or
-        // before it: then how many it held decides how far into the second to start.
-        let first_total = if got > 0 {
-            offset + got
-        } else {
-            let (n,): (i64,) = part(first_indexed, true).build_query_as().fetch_one(&mut *tx).await?;
-            n
-        };
-        rows.extend(
-            page(!first_indexed, limit - got, offset - first_total)
-                .build_query_as::<AuditRow>()
-                .fetch_all(&mut *tx)
-                .await?,
-        );
-    }
-    tx.commit().await?;
-    Ok(rows)
+    within(pool.begin().await?, async |tx| {
+        let mut rows = page(first_indexed, limit, offset)
+            .build_query_as::<AuditRow>()
+            .fetch_all(&mut *tx)
+            .await?;
+        let got = rows.len() as i64;
+        if got < limit {
+            // The first part ended inside this page (it held `offset + got` records),
+            // or before it: then how many it held decides how far into the second to
+            // start.
+            let first_total = if got > 0 {
+                offset + got
+            } else {
+                let (n,): (i64,) = part(first_indexed, true).build_query_as().fetch_one(&mut *tx).await?;
+                n
+            };
+            rows.extend(
+                page(!first_indexed, limit - got, offset - first_total)
+                    .build_query_as::<AuditRow>()
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -767,5 +785,50 @@ mod tests {
             .collect();
         assert_eq!(link_hash("prev", 7, &f), expected);
         assert_ne!(link_hash("prev", 8, &f), expected);
+    }
+
+    /// How many values a query has bound so far.
+    fn bound<DB: Database>(mut q: sqlx::query::Query<'_, DB, DB::Arguments>) -> usize
+    where
+        DB::Arguments: IntoArguments<DB>,
+    {
+        use sqlx::{Arguments, Execute};
+        q.take_arguments().ok().flatten().map_or(0, |a| a.len())
+    }
+
+    /// The sqlx binders of a record bind one value per placeholder of the statements
+    /// they feed, on both backends (the C API binder is checked when compiling).
+    #[test]
+    fn binders_bind_one_value_per_placeholder() {
+        let record = AuditFields::default();
+        let single = bind_audit_record(
+            sqlx::query::<sqlx::Sqlite>(INSERT),
+            record.clone(),
+            1,
+            "".into(),
+            "".into(),
+        );
+        assert_eq!(bound(single), RECORD_VALUES);
+        let single = bind_audit_record(
+            sqlx::query::<sqlx::Postgres>(INSERT),
+            record.clone(),
+            1,
+            "".into(),
+            "".into(),
+        );
+        assert_eq!(bound(single), RECORD_VALUES);
+        let linked = vec![Linked {
+            seq: 1,
+            record,
+            prev: String::new(),
+            hash: String::new(),
+        }];
+        // As `write_linked` binds them: the arrays, then head, chain and position.
+        let arrays = AuditArrays::from(linked)
+            .bind(sqlx::query(APPEND_ARRAYS_POSTGRES))
+            .bind(String::new())
+            .bind(String::new())
+            .bind(1i64);
+        assert_eq!(bound(arrays), placeholders::highest(APPEND_ARRAYS_POSTGRES));
     }
 }

@@ -2,9 +2,11 @@
 //! follow (through the same `revocations` feed as ended sessions).
 
 use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
+use super::audit::append_in_tx;
+use super::tx::within;
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
@@ -43,28 +45,33 @@ row_struct! {
 
 /// How long an invalidation event stays in the feed: long enough for every instance
 /// to have read it many times over.
-pub(crate) fn event_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
+fn event_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::hours(1)
 }
 
 /// Invalidation events: `api_key` (id), `user` (id: status or grants changed) and
 /// `grants` (`*`: some role or permission changed).
-pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+const INSERT_EVENT: &str = "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 
-/// Records an invalidation event inside an open transaction.
-macro_rules! record_event {
-    ($tx:expr, $kind:expr, $subject:expr, $now:expr) => {
-        sqlx::query($crate::store::credentials::INSERT_EVENT)
-            .bind($kind)
-            .bind($subject)
-            .bind($now)
-            .bind($crate::store::credentials::event_expiry($now))
-            .execute(&mut *$tx)
-            .await?
-    };
+/// Records an invalidation event inside the transaction open on `conn`, so that other
+/// instances hear of the change exactly when it commits.
+pub(crate) async fn record_event<DB, C>(conn: &mut C, kind: &str, subject: &str, now: DateTime<Utc>) -> sqlx::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(INSERT_EVENT)
+        .bind(kind)
+        .bind(subject)
+        .bind(now)
+        .bind(event_expiry(now))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
-pub(crate) use record_event;
 
 const INSERT_KEY: &str = "INSERT INTO api_keys (id, user_id, name, secret_hash, permissions, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const GET_KEY: &str = "SELECT id, user_id, name, secret_hash, permissions, created_at, expires_at, last_used_at, revoked_at FROM api_keys WHERE id = $1";
@@ -82,8 +89,7 @@ const REVOKE_TEMP: &str = "UPDATE temporary_tokens SET revoked_at = $2 WHERE tok
 
 impl Store {
     pub async fn insert_api_key(&self, k: &ApiKeyRow, audit: Option<&AuditFields>) -> AppResult<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(INSERT_KEY)
                 .bind(&k.id)
                 .bind(k.user_id)
@@ -94,10 +100,9 @@ impl Store {
                 .bind(k.expires_at)
                 .execute(&mut *tx)
                 .await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     pub async fn api_key(&self, id: &str) -> AppResult<Option<ApiKeyRow>> {
@@ -123,8 +128,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let changed = match owner {
                 Some(user_id) => sqlx::query(REVOKE_OWN_KEY).bind(id).bind(user_id).bind(now).execute(&mut *tx).await?,
                 None => sqlx::query(REVOKE_KEY).bind(id).bind(now).execute(&mut *tx).await?,
@@ -132,12 +136,11 @@ impl Store {
             .rows_affected()
                 > 0;
             if changed {
-                record_event!(tx, "api_key", id, now);
-                audit_tx!(tx, audit);
+                record_event(tx, "api_key", id, now).await?;
+                append_in_tx(tx, audit).await?;
             }
-            tx.commit().await?;
-            changed
-        }))
+            Ok(changed)
+        }).await)
     }
 
     /// Writes batched last-used times.
@@ -145,19 +148,16 @@ impl Store {
         if used.is_empty() {
             return Ok(());
         }
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             for (id, at) in used {
                 sqlx::query(TOUCH_KEY).bind(id).bind(*at).execute(&mut *tx).await?;
             }
-            tx.commit().await?;
-        });
-        Ok(())
+            Ok(())
+        }).await)
     }
 
     pub async fn insert_temporary_token(&self, t: &TemporaryTokenRow, audit: Option<&AuditFields>) -> AppResult<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(INSERT_TEMP)
                 .bind(&t.id)
                 .bind(&t.token_hash)
@@ -169,10 +169,9 @@ impl Store {
                 .bind(t.expires_at)
                 .execute(&mut *tx)
                 .await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     /// Spends one use of a temporary token, atomically: of concurrent callers on any

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::audit::audit_tx;
+use super::audit::append_in_tx;
+use super::tx::within;
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
@@ -35,8 +36,7 @@ impl Store {
     /// Adds a key that becomes the one new tokens are signed with; every other key is
     /// retired at `now` and kept only for verification.
     pub async fn add_signing_key(&self, key: &SigningKeyRow, audit: Option<&AuditFields>) -> AppResult<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(INSERT_KEY)
                 .bind(&key.kid)
                 .bind(&key.algorithm)
@@ -46,10 +46,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(RETIRE_OTHERS).bind(&key.kid).bind(key.created_at).execute(&mut *tx).await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     pub async fn active_signing_key_count(&self) -> AppResult<i64> {

@@ -2,9 +2,11 @@
 //! short-lived tickets between a password and its second factor.
 
 use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
+use super::audit::append_in_tx;
+use super::tx::within;
 use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
@@ -64,19 +66,31 @@ const SPEND_TICKET: &str =
 const DELETE_TICKET: &str = "DELETE FROM mfa_tickets WHERE token_hash = $1";
 const PURGE_TICKETS: &str = "DELETE FROM mfa_tickets WHERE expires_at < $1";
 
-/// Inside a transaction: the user's recovery codes become `$hashes`.
-macro_rules! replace_codes_tx {
-    ($tx:ident, $user:expr, $hashes:expr, $now:expr) => {
-        sqlx::query(DELETE_CODES).bind($user).execute(&mut *$tx).await?;
-        for hash in $hashes {
-            sqlx::query(INSERT_CODE)
-                .bind(&hash[..])
-                .bind($user)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-        }
-    };
+/// Inside the transaction open on `conn`: the user's recovery codes become `hashes`.
+async fn replace_codes_in_tx<DB, C>(
+    conn: &mut C,
+    user_id: Uuid,
+    hashes: &[[u8; 32]],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(DELETE_CODES).bind(user_id).execute(&mut *conn).await?;
+    for hash in hashes {
+        sqlx::query(INSERT_CODE)
+            .bind(&hash[..])
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -93,13 +107,11 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let stored = sqlx::query(START_TOTP).bind(user_id).bind(sealed).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            audit_tx!(tx, audit.filter(|_| stored));
-            tx.commit().await?;
-            stored
-        }))
+            append_in_tx(tx, audit.filter(|_| stored)).await?;
+            Ok(stored)
+        }).await)
     }
 
     /// Confirms the pending factor whose sealed secret is `sealed`, records `step` as
@@ -113,18 +125,16 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let confirmed = sqlx::query(CONFIRM_TOTP).bind(user_id).bind(now).bind(step).bind(sealed).execute(&mut *tx).await?.rows_affected() > 0;
             if confirmed {
-                replace_codes_tx!(tx, user_id, code_hashes, now);
+                replace_codes_in_tx(tx, user_id, code_hashes, now).await?;
                 // The enrolment-only token has done its job.
                 sqlx::query(DELETE_USER_TICKETS).bind(user_id).execute(&mut *tx).await?;
-                audit_tx!(tx, audit);
+                append_in_tx(tx, audit).await?;
             }
-            tx.commit().await?;
-            confirmed
-        }))
+            Ok(confirmed)
+        }).await)
     }
 
     /// Records `step` as used: false when it (or a later one) already was, so of two
@@ -143,16 +153,14 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let enrolled: i64 = sqlx::query_scalar(CONFIRMED).bind(user_id).fetch_one(&mut *tx).await?;
             if enrolled > 0 {
-                replace_codes_tx!(tx, user_id, code_hashes, now);
-                audit_tx!(tx, audit);
+                replace_codes_in_tx(tx, user_id, code_hashes, now).await?;
+                append_in_tx(tx, audit).await?;
             }
-            tx.commit().await?;
-            enrolled > 0
-        }))
+            Ok(enrolled > 0)
+        }).await)
     }
 
     /// Spends a recovery code; false when it is not one of the user's unused codes.
@@ -169,20 +177,17 @@ impl Store {
     /// Removes the user's factor, recovery codes and open tickets; false when there
     /// was no factor, pending or confirmed.
     pub async fn remove_mfa(&self, user_id: Uuid, audit: Option<&AuditFields>) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let removed = sqlx::query(DELETE_TOTP).bind(user_id).execute(&mut *tx).await?.rows_affected() > 0;
             sqlx::query(DELETE_CODES).bind(user_id).execute(&mut *tx).await?;
             sqlx::query(DELETE_USER_TICKETS).bind(user_id).execute(&mut *tx).await?;
-            audit_tx!(tx, audit.filter(|_| removed));
-            tx.commit().await?;
-            removed
-        }))
+            append_in_tx(tx, audit.filter(|_| removed)).await?;
+            Ok(removed)
+        }).await)
     }
 
     pub async fn insert_mfa_ticket(&self, t: &MfaTicketRow, audit: Option<&AuditFields>) -> AppResult<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(INSERT_TICKET)
                 .bind(&t.token_hash)
                 .bind(t.user_id)
@@ -192,10 +197,9 @@ impl Store {
                 .bind(t.expires_at)
                 .execute(&mut *tx)
                 .await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     pub async fn mfa_ticket(&self, hash: &[u8], purpose: &str) -> AppResult<Option<MfaTicketRow>> {

@@ -2,24 +2,29 @@
 //!
 //! Both backends run the same SQL text wherever their dialects agree (SQLite accepts
 //! `$n` placeholders, `RETURNING` and `ON CONFLICT`); the `on_pool!` macro expands a body
-//! once per backend so each is type-checked against its own driver. SQL lives only here
-//! and in `migrations/`.
+//! once per backend so each is type-checked against its own driver, and what runs
+//! inside other transactions is written once, as functions generic over the
+//! connection. Every transaction ends through `tx::within`. SQL lives only here and in
+//! `migrations/`.
 
 /// First, so that `row_struct!` is in scope in every module after it.
 #[macro_use]
 mod rows;
 
+mod admins;
 pub(crate) mod audit;
 pub(crate) mod credentials;
 mod keys;
 pub(crate) mod mfa;
 mod nodelay;
 pub(crate) mod oauth;
+mod placeholders;
 pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;
 mod sqlite_append;
 pub(crate) mod throttle;
+mod tx;
 mod users;
 
 use std::str::FromStr;
@@ -37,11 +42,11 @@ pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::SigningKeyRow;
 pub use mfa::{MfaTicketRow, TotpRow};
 pub use oauth::{IdentityRow, OAuthStateRow, StateRefusal};
-pub use rbac::{PermissionRow, RoleRow, UserPage, UserSort};
+pub use rbac::{PermissionRow, RoleRow, UserGrants};
 pub use revocations::RevocationRow;
 pub use sessions::{NewSession, RotateOutcome, RotatedSession, RotationJob, SessionRow};
 pub use throttle::{Attempt, ThrottleRow};
-pub use users::{NewUser, UserGrants, UserRow};
+pub use users::{NewUser, UserPage, UserRow, UserSort};
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -49,7 +54,9 @@ pub enum Store {
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to whichever backend `$store` holds.
+/// Runs `$body` with `$pool` bound to whichever backend `$store` holds: one `match`,
+/// so that each arm is type-checked against its own driver. It adds no control flow;
+/// a `?` in `$body` is the caller's own.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
@@ -59,16 +66,6 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
-
-/// Begins a write transaction. On SQLite it takes the write lock up front
-/// (`BEGIN IMMEDIATE`) so two writers queue on the busy timeout instead of one
-/// failing when it upgrades a read lock.
-macro_rules! begin_write {
-    (sqlite, $pool:ident) => {
-        $pool.begin_with("BEGIN IMMEDIATE").await?
-    };
-}
-pub(crate) use begin_write;
 
 impl Store {
     /// Opens the database, creating a SQLite file if it does not exist yet.

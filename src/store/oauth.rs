@@ -1,10 +1,12 @@
 //! Upstream identities linked to users, and redirect flows in progress.
 
 use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
-use super::{AuditFields, Store, on_pool};
+use super::audit::append_in_tx;
+use super::tx::within;
+use super::{AuditFields, Store, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
 row_struct! {
@@ -53,7 +55,7 @@ pub enum StateRefusal {
 const GET_IDENTITY: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE provider = $1 AND subject = $2";
 const IDENTITIES_OF: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 ORDER BY provider";
 const IDENTITY_OF: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 AND provider = $2";
-pub(crate) const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at, issuer) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)";
+const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at, issuer) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)";
 // Tokens are replaced only by new ones: a sign-in with an ID token alone keeps them.
 const SIGNED_IN: &str = "UPDATE oauth_identities SET last_login_at = $3, email = $4, access_token = COALESCE($5, access_token), refresh_token = COALESCE($6, refresh_token), token_expires_at = CASE WHEN $5 IS NULL THEN token_expires_at ELSE $7 END WHERE provider = $1 AND subject = $2";
 const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh_token = COALESCE($4, refresh_token), token_expires_at = $5 WHERE provider = $1 AND subject = $2";
@@ -68,25 +70,33 @@ const TAKE_STATE: &str = "UPDATE oauth_states SET used_at = $2 WHERE state_hash 
 const PEEK_STATE: &str = "SELECT state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at FROM oauth_states WHERE state_hash = $1";
 const PURGE_STATES: &str = "DELETE FROM oauth_states WHERE expires_at < $1";
 
-/// Inside a transaction: links `$identity` (an `IdentityRow`) to its user.
-macro_rules! insert_identity_tx {
-    ($tx:ident, $identity:expr) => {{
-        let i = $identity;
-        sqlx::query($crate::store::oauth::INSERT_IDENTITY)
-            .bind(&i.provider)
-            .bind(&i.subject)
-            .bind(i.user_id)
-            .bind(&i.email)
-            .bind(i.created_at)
-            .bind(&i.access_token)
-            .bind(&i.refresh_token)
-            .bind(i.token_expires_at)
-            .bind(&i.issuer)
-            .execute(&mut *$tx)
-            .await
-    }};
+/// Inside the transaction open on `conn`: links `i` to its user.
+pub(crate) async fn insert_identity_in_tx<DB, C>(conn: &mut C, i: &IdentityRow) -> sqlx::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Vec<u8>>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(INSERT_IDENTITY)
+        .bind(&i.provider)
+        .bind(&i.subject)
+        .bind(i.user_id)
+        .bind(&i.email)
+        .bind(i.created_at)
+        .bind(&i.access_token)
+        .bind(&i.refresh_token)
+        .bind(i.token_expires_at)
+        .bind(&i.issuer)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
-pub(crate) use insert_identity_tx;
 
 impl Store {
     pub async fn identity(&self, provider: &str, subject: &str) -> AppResult<Option<IdentityRow>> {
@@ -108,16 +118,13 @@ impl Store {
     /// Links an identity to an existing user; 409 when the identity, or another of
     /// this provider for the user, is already linked.
     pub async fn link_identity(&self, identity: &IdentityRow, audit: Option<&AuditFields>) -> AppResult<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if let Err(e) = insert_identity_tx!(tx, identity) {
-                tx.rollback().await?;
-                return Err(super::conflict_on_unique(e, "this account is already linked to an identity of that provider"));
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
+            if let Err(e) = insert_identity_in_tx(tx, identity).await {
+                return Err(conflict_on_unique(e, "this account is already linked to an identity of that provider"));
             }
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     /// Records a sign-in: when, the email the provider now asserts, its fresh tokens.
@@ -151,21 +158,17 @@ impl Store {
     /// Unlinks the user's identity of `provider`: false when there is none, 409 when
     /// it is their last way to sign in (no password, no other identity).
     pub async fn unlink_identity(&self, user_id: Uuid, provider: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(LOCK_USER).bind(user_id).execute(&mut *tx).await?;
             let identities: i64 = sqlx::query_scalar(COUNT_IDENTITIES).bind(user_id).fetch_one(&mut *tx).await?;
             let password: i64 = sqlx::query_scalar(HAS_PASSWORD).bind(user_id).fetch_one(&mut *tx).await?;
             let removed = sqlx::query(DELETE_IDENTITY).bind(user_id).bind(provider).execute(&mut *tx).await?.rows_affected() > 0;
             if removed && identities <= 1 && password == 0 {
-                super::rbac::abort!(tx, AppError::Conflict(
-                    "this is your last way to sign in to this account".into(),
-                ));
+                return Err(AppError::Conflict("this is your last way to sign in to this account".into()));
             }
-            audit_tx!(tx, audit.filter(|_| removed));
-            tx.commit().await?;
-            removed
-        }))
+            append_in_tx(tx, audit.filter(|_| removed)).await?;
+            Ok(removed)
+        }).await)
     }
 
     pub async fn insert_oauth_state(&self, s: &OAuthStateRow) -> AppResult<()> {

@@ -1,16 +1,15 @@
-//! Roles, permissions, assignments, and the admin queries over users.
-//!
-//! Changes that could leave the service without an administrator (demoting,
-//! disabling or deleting one, deleting the admin role) run under one lock — SQLite's
-//! write lock, or a PostgreSQL advisory lock — and re-count the administrators before
-//! committing, so two concurrent demotions cannot both succeed.
+//! Roles, permissions, which roles grant which permissions and which users hold
+//! which roles, and the grants a user holds as a result. The queries over user rows
+//! themselves are in `users`.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
+use super::admins::keeping_an_admin;
+use super::audit::append_in_tx;
 use super::credentials::record_event;
-use super::{AuditFields, Store, UserRow, conflict_on_unique};
+use super::tx::within;
+use super::{AuditFields, Store, UserRow, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
 row_struct! {
@@ -30,6 +29,13 @@ pub struct RoleRow {
     pub permissions: Vec<String>,
 }
 
+/// A user's roles and effective permissions, as carried in access tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserGrants {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
 row_struct! {
     struct RoleHead {
         name: String,
@@ -38,25 +44,9 @@ row_struct! {
     }
 }
 
-/// Sort orders the user listing accepts; each maps to a fixed ORDER BY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserSort {
-    Username,
-    Email,
-    CreatedAt,
-}
-
-/// A page of users and how many match in all.
-#[derive(Debug)]
-pub struct UserPage {
-    pub users: Vec<UserRow>,
-    pub total: i64,
-}
-
-/// An administrator: an active user who is a superuser or holds the `admin` role.
-const COUNT_ADMINS: &str = "SELECT COUNT(*) FROM users u WHERE u.is_active AND (u.is_superuser OR EXISTS (SELECT 1 FROM user_roles ur WHERE ur.user_id = u.id AND ur.role_name = 'admin'))";
-const PG_ADMIN_LOCK: &str = "SELECT pg_advisory_xact_lock(7260314)";
-
+const SELECT_ROLES: &str = "SELECT role_name FROM user_roles WHERE user_id = $1 ORDER BY role_name";
+const SELECT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM user_roles ur JOIN role_permissions rp ON rp.role_name = ur.role_name WHERE ur.user_id = $1 ORDER BY rp.permission_name";
+const SELECT_ALL_PERMISSIONS: &str = "SELECT name FROM permissions ORDER BY name";
 const LIST_ROLES: &str = "SELECT name, description, created_at FROM roles ORDER BY name";
 const GET_ROLE: &str = "SELECT name, description, created_at FROM roles WHERE name = $1";
 const ROLE_PERMISSIONS: &str =
@@ -77,77 +67,32 @@ const DELETE_PERMISSION: &str = "DELETE FROM permissions WHERE name = $1";
 const ASSIGN: &str = "INSERT INTO user_roles (user_id, role_name, assigned_by, assigned_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 const UNASSIGN: &str = "DELETE FROM user_roles WHERE user_id = $1 AND role_name = $2";
 const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
-const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
-const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
-// A changed email is no longer a proven one.
-const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4, email_verified = CASE WHEN lower(email) = lower($3) THEN email_verified ELSE FALSE END WHERE id = $1";
-// Only a real change counts (and is audited): disabling a disabled user changes nothing.
-const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND is_active <> $2";
-const ADMIN_SET_PASSWORD: &str =
-    "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
-const SELECT_USER: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
-const COUNT_MATCHING: &str = "SELECT COUNT(*) FROM users WHERE ($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')";
-
-/// Runs `$body` in a transaction holding the admin-change lock, with `$tx` bound and
-/// `$before` the number of administrators before the change.
-macro_rules! admin_tx {
-    ($store:expr, $tx:ident, $before:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite(pool) => {
-                let mut $tx = super::begin_write!(sqlite, pool);
-                let $before: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
-                $body
-            }
-            Store::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
-                sqlx::query(PG_ADMIN_LOCK).execute(&mut *$tx).await?;
-                let $before: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
-                $body
-            }
-        }
-    };
-}
-
-/// Inside an admin transaction: fails with 409 (dropping, so rolling back, the
-/// transaction) when the change would take the last administrator away, else
-/// commits. A database that had no administrator to begin with (users created
-/// from the shell before the first `serve`) is not held to the rule.
-macro_rules! commit_if_admin_remains {
-    ($tx:ident, $before:ident, $what:expr) => {{
-        let admins: i64 = sqlx::query_scalar(COUNT_ADMINS).fetch_one(&mut *$tx).await?;
-        if admins == 0 && $before > 0 {
-            abort!(
-                $tx,
-                AppError::Conflict(format!("{}: it would leave no active administrator", $what))
-            );
-        }
-        $tx.commit().await?;
-    }};
-}
-
-/// Rolls an open transaction back and returns `$err`. Always roll back explicitly:
-/// sqlx rolls a dropped transaction back lazily, and its connection can serve another
-/// query (the revocation feed, say) inside the abandoned transaction first.
-macro_rules! abort {
-    ($tx:ident, $err:expr) => {{
-        $tx.rollback().await?;
-        return Err($err);
-    }};
-}
-pub(crate) use abort;
-
-fn like_pattern(q: &str) -> String {
-    let escaped = q
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
 
 impl Store {
+    /// Roles and effective permissions; a superuser holds every permission that exists.
+    pub async fn user_grants(&self, user: &UserRow) -> AppResult<UserGrants> {
+        self.grants_of(user.id, user.is_superuser).await
+    }
+
+    /// Roles, and permissions: a superuser's are every permission that exists.
+    pub async fn grants_of(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
+        let permissions_sql = if is_superuser {
+            SELECT_ALL_PERMISSIONS
+        } else {
+            SELECT_PERMISSIONS
+        };
+        let (roles, permissions) = on_pool!(self, pool => {
+            let roles: Vec<String> = sqlx::query_scalar(SELECT_ROLES).bind(user_id).fetch_all(pool).await?;
+            let q = sqlx::query_scalar(permissions_sql);
+            let q = if is_superuser { q } else { q.bind(user_id) };
+            let permissions: Vec<String> = q.fetch_all(pool).await?;
+            (roles, permissions)
+        });
+        Ok(UserGrants { roles, permissions })
+    }
+
     pub async fn list_roles(&self) -> AppResult<Vec<RoleRow>> {
-        let (heads, pairs): (Vec<RoleHead>, Vec<(String, String)>) = super::on_pool!(self, pool => {
+        let (heads, pairs): (Vec<RoleHead>, Vec<(String, String)>) = on_pool!(self, pool => {
             let heads = sqlx::query_as(LIST_ROLES).fetch_all(pool).await?;
             let pairs = sqlx::query_as(ROLE_PERMISSIONS).fetch_all(pool).await?;
             (heads, pairs)
@@ -168,7 +113,7 @@ impl Store {
     }
 
     pub async fn role(&self, name: &str) -> AppResult<Option<RoleRow>> {
-        let found: Option<(RoleHead, Vec<String>)> = super::on_pool!(self, pool => {
+        let found: Option<(RoleHead, Vec<String>)> = on_pool!(self, pool => {
             let head: Option<RoleHead> = sqlx::query_as(GET_ROLE).bind(name).fetch_optional(pool).await?;
             match head {
                 Some(h) => Some((h, sqlx::query_scalar(PERMISSIONS_OF_ROLE).bind(name).fetch_all(pool).await?)),
@@ -192,8 +137,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<()> {
-        super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let inserted = sqlx::query(INSERT_ROLE)
                 .bind(name)
                 .bind(description)
@@ -201,19 +145,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await;
             if let Err(e) = inserted {
-                abort!(tx, conflict_on_unique(e, "a role with that name exists"));
+                return Err(conflict_on_unique(e, "a role with that name exists"));
             }
             for p in permissions {
                 let exists: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(p).fetch_one(&mut *tx).await?;
                 if !exists {
-                    abort!(tx, AppError::validation("permissions", format!("unknown permission {p}")));
+                    return Err(AppError::validation("permissions", format!("unknown permission {p}")));
                 }
                 sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
             }
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     /// Updates a role's description and/or replaces its permission set. False when
@@ -225,60 +168,55 @@ impl Store {
         permissions: Option<&[String]>,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let exists: bool = sqlx::query_scalar(ROLE_EXISTS).bind(name).fetch_one(&mut *tx).await?;
             if exists {
                 if let Some(d) = description {
                     sqlx::query(UPDATE_ROLE_DESCRIPTION).bind(name).bind(d).execute(&mut *tx).await?;
                 }
                 if let Some(perms) = permissions {
-                    record_event!(tx, "grants", "*", Utc::now());
+                    record_event(tx, "grants", "*", Utc::now()).await?;
                     sqlx::query(CLEAR_ROLE_PERMISSIONS).bind(name).execute(&mut *tx).await?;
                     for p in perms {
                         let known: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(p).fetch_one(&mut *tx).await?;
                         if !known {
-                            abort!(tx, AppError::validation("permissions", format!("unknown permission {p}")));
+                            return Err(AppError::validation("permissions", format!("unknown permission {p}")));
                         }
                         sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
                     }
                 }
-                audit_tx!(tx, audit);
-                tx.commit().await?;
+                append_in_tx(tx, audit).await?;
             }
-            exists
-        }))
+            Ok(exists)
+        }).await)
     }
 
     /// Deletes a role (and its assignments); 409 when that leaves no administrator.
     pub async fn delete_role(&self, name: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
-        Ok(admin_tx!(self, tx, before => {
+        on_pool!(self, pool => keeping_an_admin(pool, &format!("cannot delete role {name}"), async |tx| {
             let deleted = sqlx::query(DELETE_ROLE).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "grants", "*", Utc::now());
-            audit_tx!(tx, audit.filter(|_| deleted));
-            commit_if_admin_remains!(tx, before, format!("cannot delete role {name}"));
-            deleted
-        }))
+            record_event(tx, "grants", "*", Utc::now()).await?;
+            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            Ok(deleted)
+        }).await)
     }
 
     /// Grants a permission to a role (idempotent).
     pub async fn grant_permission(&self, role: &str, permission: &str, audit: Option<&AuditFields>) -> AppResult<()> {
-        super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let role_exists: bool = sqlx::query_scalar(ROLE_EXISTS).bind(role).fetch_one(&mut *tx).await?;
             if !role_exists {
-                abort!(tx, AppError::NotFound(format!("no role {role}")));
+                return Err(AppError::NotFound(format!("no role {role}")));
             }
             let known: bool = sqlx::query_scalar(PERMISSION_EXISTS).bind(permission).fetch_one(&mut *tx).await?;
             if !known {
-                abort!(tx, AppError::NotFound(format!("no permission {permission}")));
+                return Err(AppError::NotFound(format!("no permission {permission}")));
             }
             let granted = sqlx::query(GRANT).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "grants", "*", Utc::now());
-            audit_tx!(tx, audit.filter(|_| granted));
-            tx.commit().await?;
-        });
-        Ok(())
+            record_event(tx, "grants", "*", Utc::now()).await?;
+            append_in_tx(tx, audit.filter(|_| granted)).await?;
+            Ok(())
+        }).await)
     }
 
     /// Revokes a permission from a role; false when the role did not have it.
@@ -288,18 +226,16 @@ impl Store {
         permission: &str,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let revoked = sqlx::query(REVOKE).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "grants", "*", Utc::now());
-            audit_tx!(tx, audit.filter(|_| revoked));
-            tx.commit().await?;
-            revoked
-        }))
+            record_event(tx, "grants", "*", Utc::now()).await?;
+            append_in_tx(tx, audit.filter(|_| revoked)).await?;
+            Ok(revoked)
+        }).await)
     }
 
     pub async fn list_permissions(&self) -> AppResult<Vec<PermissionRow>> {
-        Ok(super::on_pool!(self, pool => sqlx::query_as::<_, PermissionRow>(LIST_PERMISSIONS).fetch_all(pool).await)?)
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, PermissionRow>(LIST_PERMISSIONS).fetch_all(pool).await)?)
     }
 
     /// Creates a permission; superusers' grants now include it.
@@ -310,8 +246,7 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<()> {
-        super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let inserted = sqlx::query(INSERT_PERMISSION)
                 .bind(name)
                 .bind(description)
@@ -319,25 +254,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await;
             if let Err(e) = inserted {
-                abort!(tx, conflict_on_unique(e, "a permission with that name exists"));
+                return Err(conflict_on_unique(e, "a permission with that name exists"));
             }
-            record_event!(tx, "grants", "*", now);
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            record_event(tx, "grants", "*", now).await?;
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     /// Deletes a permission, removing it from every role.
     pub async fn delete_permission(&self, name: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
-        Ok(super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let deleted = sqlx::query(DELETE_PERMISSION).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "grants", "*", Utc::now());
-            audit_tx!(tx, audit.filter(|_| deleted));
-            tx.commit().await?;
-            deleted
-        }))
+            record_event(tx, "grants", "*", Utc::now()).await?;
+            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            Ok(deleted)
+        }).await)
     }
 
     /// Gives a user a role (idempotent). 404 for an unknown user or role.
@@ -349,175 +281,29 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<()> {
-        super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let user_exists: bool = sqlx::query_scalar(USER_EXISTS).bind(user_id).fetch_one(&mut *tx).await?;
             if !user_exists {
-                abort!(tx, AppError::NotFound("user not found".into()));
+                return Err(AppError::NotFound("user not found".into()));
             }
             let role_exists: bool = sqlx::query_scalar(ROLE_EXISTS).bind(role).fetch_one(&mut *tx).await?;
             if !role_exists {
-                abort!(tx, AppError::NotFound(format!("no role {role}")));
+                return Err(AppError::NotFound(format!("no role {role}")));
             }
             let assigned = sqlx::query(ASSIGN).bind(user_id).bind(role).bind(assigned_by).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "user", user_id.to_string(), now);
-            audit_tx!(tx, audit.filter(|_| assigned));
-            tx.commit().await?;
-        });
-        Ok(())
+            record_event(tx, "user", &user_id.to_string(), now).await?;
+            append_in_tx(tx, audit.filter(|_| assigned)).await?;
+            Ok(())
+        }).await)
     }
 
     /// Takes a role from a user; 409 when that demotes the last administrator.
     pub async fn remove_role(&self, user_id: Uuid, role: &str, audit: Option<&AuditFields>) -> AppResult<bool> {
-        Ok(admin_tx!(self, tx, before => {
+        on_pool!(self, pool => keeping_an_admin(pool, "cannot remove the role", async |tx| {
             let removed = sqlx::query(UNASSIGN).bind(user_id).bind(role).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "user", user_id.to_string(), Utc::now());
-            audit_tx!(tx, audit.filter(|_| removed));
-            commit_if_admin_remains!(tx, before, "cannot remove the role");
-            removed
-        }))
-    }
-
-    /// Sets a user's profile (full name and email) and, when given, superuser flag, in
-    /// one transaction: 409 for a taken email or when that demotes the last
-    /// administrator. None when there is no such user.
-    pub async fn update_user(
-        &self,
-        id: Uuid,
-        full_name: Option<&str>,
-        email: &str,
-        superuser: Option<bool>,
-        now: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<UserRow>> {
-        Ok(admin_tx!(self, tx, before => {
-            let updated = sqlx::query(UPDATE_PROFILE).bind(id).bind(full_name).bind(email).bind(now).execute(&mut *tx).await;
-            let found = match updated {
-                Ok(r) => r.rows_affected() > 0,
-                Err(e) => abort!(tx, conflict_on_unique(e, "email is already registered")),
-            };
-            if let Some(su) = superuser {
-                sqlx::query(SET_SUPERUSER).bind(id).bind(su).bind(now).execute(&mut *tx).await?;
-            }
-            record_event!(tx, "user", id.to_string(), now);
-            audit_tx!(tx, audit.filter(|_| found));
-            let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
-            commit_if_admin_remains!(tx, before, "cannot remove superuser");
-            user
-        }))
-    }
-
-    /// Enables or disables a user; disabling ends every session in the same
-    /// transaction and is refused (409) for the last administrator. None when there is
-    /// no such user; else the user and the ended session ids.
-    pub async fn set_user_active(
-        &self,
-        id: Uuid,
-        active: bool,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
-        Ok(admin_tx!(self, tx, before => {
-            let changed = sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "user", id.to_string(), now);
-            audit_tx!(tx, audit.filter(|_| changed));
-            let user: Option<UserRow> = sqlx::query_as(SELECT_USER).bind(id).fetch_optional(&mut *tx).await?;
-            let ended = match (&user, active) {
-                (Some(_), false) => super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_disabled", now, revocation_expires),
-                _ => Vec::new(),
-            };
-            commit_if_admin_remains!(tx, before, "cannot disable this user");
-            user.map(|u| (u, ended))
-        }))
-    }
-
-    /// Deletes a user, ending their sessions first; 409 for the last administrator.
-    /// Returns the ended session ids, or None when there was no such user.
-    pub async fn delete_user(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<Vec<Uuid>>> {
-        Ok(admin_tx!(self, tx, before => {
-            let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "user_deleted", now, revocation_expires);
-            let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
-            record_event!(tx, "user", id.to_string(), now);
-            audit_tx!(tx, audit.filter(|_| deleted));
-            commit_if_admin_remains!(tx, before, "cannot delete this user");
-            deleted.then_some(ended)
-        }))
-    }
-
-    /// Sets a password chosen by an administrator, clears any lockout and ends the
-    /// user's sessions. False when there is no such user.
-    pub async fn admin_set_password(
-        &self,
-        id: Uuid,
-        hash: &str,
-        now: DateTime<Utc>,
-        revocation_expires: DateTime<Utc>,
-        audit: Option<&AuditFields>,
-    ) -> AppResult<Option<Vec<Uuid>>> {
-        Ok(super::on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let changed = sqlx::query(ADMIN_SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            let ended = super::sessions::revoke_user_sessions_tx!(tx, id, None::<Uuid>, "password_reset", now, revocation_expires);
-            sqlx::query(super::mfa::DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
-            audit_tx!(tx, audit.filter(|_| changed));
-            tx.commit().await?;
-            changed.then_some(ended)
-        }))
-    }
-
-    /// A page of users matching `q` (substring of username, email or full name).
-    pub async fn list_users(
-        &self,
-        q: &str,
-        sort: UserSort,
-        descending: bool,
-        limit: i64,
-        offset: i64,
-    ) -> AppResult<UserPage> {
-        let column = match sort {
-            UserSort::Username => "lower(username)",
-            UserSort::Email => "lower(email)",
-            UserSort::CreatedAt => "created_at",
-        };
-        let direction = if descending { "DESC" } else { "ASC" };
-        // Column and direction come from the fixed lists above, never from input.
-        let sql = format!(
-            "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE ($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\') ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4"
-        );
-        let pattern = like_pattern(q);
-        let (users, total) = super::on_pool!(self, pool => {
-            let users: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(q)
-                .bind(&pattern)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(COUNT_MATCHING).bind(q).bind(&pattern).fetch_one(pool).await?;
-            (users, total)
-        });
-        Ok(UserPage { users, total })
-    }
-
-    pub async fn count_admins(&self) -> AppResult<i64> {
-        Ok(super::on_pool!(self, pool => sqlx::query_scalar::<_, i64>(COUNT_ADMINS).fetch_one(pool).await)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("Al_i%"), "%al\\_i\\%%");
-        assert_eq!(like_pattern("a\\b"), "%a\\\\b%");
+            record_event(tx, "user", &user_id.to_string(), Utc::now()).await?;
+            append_in_tx(tx, audit.filter(|_| removed)).await?;
+            Ok(removed)
+        }).await)
     }
 }

@@ -6,13 +6,16 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::audit::{
-    AuditArrays, BUMP_CHAIN, append_audit_arrays_postgres, audit_columns, audit_tx, bind_audit_record, link_hash,
-    link_records,
+    AuditArrays, BUMP_CHAIN, RECORD_VALUES, append_audit_arrays_postgres, append_in_tx, audit_columns,
+    bind_audit_record, link_hash, link_records,
 };
-use super::{AuditFields, Store, begin_write, on_pool};
+use super::placeholders;
+use super::tx::{begin_write, within};
+use super::{AuditFields, Store, on_pool};
 use crate::error::AppResult;
 
 row_struct! {
@@ -83,11 +86,11 @@ const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)";
 const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
 const SELECT_SESSION: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE id = $1";
-pub(crate) const REVOKE_SESSION: &str =
+const REVOKE_SESSION: &str =
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
 const REVOKE_USER_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING user_id";
-pub(crate) const REVOKE_USER_SESSIONS: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE user_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2) RETURNING id";
-pub(crate) const INSERT_REVOCATION: &str =
+const REVOKE_USER_SESSIONS: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE user_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2) RETURNING id";
+const INSERT_REVOCATION: &str =
     "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ('session', $1, $2, $3)";
 const LIST_ACTIVE: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC";
 
@@ -219,6 +222,20 @@ const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
     ", ",
     append_audit_arrays_postgres!()
 );
+
+/// The values every rotation write binds first: now, the spent token, its successor,
+/// the session and the new expiry (one value each, or one array each in a batch).
+const ROTATION_VALUES: usize = 5;
+// An audited write binds a record after them as `bind_audit_record` does; a batch
+// binds `AuditArrays` and the chain's head, name and position before them.
+const _: () = {
+    assert!(placeholders::highest(ROTATION_WRITE_SQLITE) == ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_POSTGRES) == ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_SQLITE) == ROTATION_VALUES + RECORD_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_POSTGRES) == ROTATION_VALUES + RECORD_VALUES);
+    assert!(placeholders::highest(ROTATION_BATCH_WRITE_POSTGRES) == ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_BATCH_WRITE_AUDITED_POSTGRES) == RECORD_VALUES + 3 + ROTATION_VALUES);
+};
 
 /// A row of the batch lookup (PostgreSQL only).
 struct BatchLookup {
@@ -358,50 +375,208 @@ async fn rotate_together_postgres(
     Ok(Some(outcomes))
 }
 
-/// Ends every live session of a user (but `keep`) inside an open transaction and
-/// records their revocations; evaluates to the ended ids.
-macro_rules! revoke_user_sessions_tx {
-    ($tx:expr, $user_id:expr, $keep:expr, $reason:expr, $now:expr, $rev_expires:expr) => {{
-        let ended: Vec<uuid::Uuid> = sqlx::query_scalar($crate::store::sessions::REVOKE_USER_SESSIONS)
-            .bind($user_id)
-            .bind($keep)
-            .bind($now)
-            .bind($reason)
-            .fetch_all(&mut *$tx)
-            .await?;
-        for id in &ended {
-            sqlx::query($crate::store::sessions::INSERT_REVOCATION)
-                .bind(id.to_string())
-                .bind($now)
-                .bind($rev_expires)
-                .execute(&mut *$tx)
-                .await?;
-        }
-        ended
-    }};
+/// Ends every live session of a user (but `keep`) inside the transaction open on
+/// `conn`, recording their revocations; returns the ended ids.
+pub(crate) async fn revoke_user_sessions_in_tx<DB, C>(
+    conn: &mut C,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: DateTime<Utc>,
+    revocation_expires: DateTime<Utc>,
+) -> sqlx::Result<Vec<Uuid>>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    let ended: Vec<Uuid> = sqlx::query_scalar(REVOKE_USER_SESSIONS)
+        .bind(user_id)
+        .bind(keep)
+        .bind(now)
+        .bind(reason)
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in &ended {
+        record_revocation(&mut *conn, *id, now, revocation_expires).await?;
+    }
+    Ok(ended)
 }
-pub(crate) use revoke_user_sessions_tx;
 
-/// Ends one session inside an open transaction, recording its revocation; evaluates to
-/// the owner's id when the session was live.
-macro_rules! revoke_session_tx {
-    ($tx:expr, $id:expr, $reason:expr, $now:expr, $rev_expires:expr) => {{
-        let owner: Option<uuid::Uuid> = sqlx::query_scalar($crate::store::sessions::REVOKE_SESSION)
-            .bind($id)
-            .bind($now)
-            .bind($reason)
-            .fetch_optional(&mut *$tx)
+/// Ends one session inside the transaction open on `conn`, recording its revocation;
+/// returns the owner's id when the session was live.
+async fn revoke_session_in_tx<DB, C>(
+    conn: &mut C,
+    id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+    revocation_expires: DateTime<Utc>,
+) -> sqlx::Result<Option<Uuid>>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    let owner: Option<Uuid> = sqlx::query_scalar(REVOKE_SESSION)
+        .bind(id)
+        .bind(now)
+        .bind(reason)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if owner.is_some() {
+        record_revocation(conn, id, now, revocation_expires).await?;
+    }
+    Ok(owner)
+}
+
+/// Writes the revocation of an ended session to the feed every instance follows.
+async fn record_revocation<DB, C>(
+    conn: &mut C,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+    revocation_expires: DateTime<Utc>,
+) -> sqlx::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(INSERT_REVOCATION)
+        .bind(session_id.to_string())
+        .bind(now)
+        .bind(revocation_expires)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// One backend's statements for rotating a token on its own (see `rotate_one_by_one`).
+struct RotationStatements {
+    lookup: &'static str,
+    write: &'static str,
+    write_audited: &'static str,
+}
+
+const ROTATION_SQLITE: RotationStatements = RotationStatements {
+    lookup: ROTATION_LOOKUP_SQLITE,
+    write: ROTATION_WRITE_SQLITE,
+    write_audited: ROTATION_WRITE_AUDITED_SQLITE,
+};
+
+const ROTATION_POSTGRES: RotationStatements = RotationStatements {
+    lookup: ROTATION_LOOKUP_POSTGRES,
+    write: ROTATION_WRITE_POSTGRES,
+    write_audited: ROTATION_WRITE_AUDITED_POSTGRES,
+};
+
+/// Rotates `jobs` in order, one at a time, inside the transaction open on `conn`, with
+/// `sql`, the statements of `conn`'s backend: two round trips each, the lookup and one
+/// write of everything (see `Store::rotate_refresh_batch`).
+async fn rotate_one_by_one<DB, C>(
+    conn: &mut C,
+    jobs: &[RotationJob],
+    sql: &RotationStatements,
+) -> sqlx::Result<Vec<RotateOutcome>>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> RotationLookup: FromRow<'r, DB::Row>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let now = job.now;
+        let audit = job.audit.as_ref();
+        let chain = audit.map(|(rotated, _)| rotated.chain.as_str()).unwrap_or("");
+        let found: Option<RotationLookup> = sqlx::query_as(sql.lookup)
+            .bind(&job.presented_hash)
+            .bind(chain)
+            .fetch_optional(&mut *conn)
             .await?;
-        if owner.is_some() {
-            sqlx::query($crate::store::sessions::INSERT_REVOCATION)
-                .bind($id.to_string())
-                .bind($now)
-                .bind($rev_expires)
-                .execute(&mut *$tx)
+        let outcome = match found {
+            None => RotateOutcome::Rejected,
+            Some(t) if t.used => {
+                let owner = revoke_session_in_tx(
+                    &mut *conn,
+                    t.session_id,
+                    "refresh_token_reused",
+                    now,
+                    job.revocation_expires,
+                )
                 .await?;
-        }
-        owner
-    }};
+                let record = owner
+                    .zip(audit)
+                    .map(|(user_id, (_, reused))| reused.for_user(user_id, None).on("session", t.session_id));
+                append_in_tx(&mut *conn, record.as_ref()).await?;
+                match owner {
+                    Some(user_id) => RotateOutcome::Reused {
+                        session_id: t.session_id,
+                        user_id,
+                    },
+                    // Already ended: reuse of a dead family changes nothing.
+                    None => RotateOutcome::Rejected,
+                }
+            }
+            Some(mut t) if t.revoked_at.is_none() && t.is_active && t.expires_at > now => {
+                let write = sqlx::query(if audit.is_some() { sql.write_audited } else { sql.write })
+                    .bind(now)
+                    .bind(&job.presented_hash)
+                    .bind(&job.successor_hash)
+                    .bind(t.session_id)
+                    .bind(job.expires_at);
+                let write = match audit {
+                    Some((rotated, _)) => {
+                        // The chain's first record: create its row (and lock it).
+                        let (seq, prev) = match (t.chain_seq, t.chain_head.take()) {
+                            (Some(seq), Some(head)) => (seq, head),
+                            _ => {
+                                sqlx::query_as(BUMP_CHAIN)
+                                    .bind(chain)
+                                    .bind(0i64)
+                                    .fetch_one(&mut *conn)
+                                    .await?
+                            }
+                        };
+                        let record = rotated
+                            .for_user(t.user_id, Some(&t.username))
+                            .on("session", t.session_id);
+                        let hash = link_hash(&prev, seq + 1, &record);
+                        bind_audit_record(write, record, seq + 1, prev, hash)
+                    }
+                    None => write,
+                };
+                write.execute(&mut *conn).await?;
+                RotateOutcome::Rotated(t.into())
+            }
+            // Expired, or of an ended session or a disabled user: nothing changes.
+            Some(_) => RotateOutcome::Rejected,
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 impl Store {
@@ -414,8 +589,7 @@ impl Store {
         expires_at: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<()> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             sqlx::query(INSERT_SESSION)
                 .bind(s.id)
                 .bind(s.user_id)
@@ -427,10 +601,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_REFRESH).bind(refresh_hash).bind(s.id).bind(now).bind(expires_at).execute(&mut *tx).await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-        });
-        Ok(())
+            append_in_tx(tx, audit).await?;
+            Ok(())
+        }).await)
     }
 
     /// Atomically spends refresh tokens and stores their successors, all `jobs` in one
@@ -444,111 +617,24 @@ impl Store {
     /// PostgreSQL), so a rotation takes two: one read of the token, its session, its
     /// owner and the audit chain's head (locked), and one write of everything.
     pub async fn rotate_refresh_batch(&self, jobs: &[RotationJob]) -> AppResult<Vec<RotateOutcome>> {
-        macro_rules! rotate_one {
-            ($tx:ident, $job:expr, $lookup:expr, $write:expr, $write_audited:expr) => {{
-                let job: &RotationJob = $job;
-                let now = job.now;
-                let audit = job.audit.as_ref();
-                let chain = audit.map(|(rotated, _)| rotated.chain.as_str()).unwrap_or("");
-                let found: Option<RotationLookup> = sqlx::query_as($lookup)
-                    .bind(&job.presented_hash)
-                    .bind(chain)
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-                match found {
-                    None => RotateOutcome::Rejected,
-                    Some(t) if t.used => {
-                        let owner = revoke_session_tx!(
-                            $tx,
-                            t.session_id,
-                            "refresh_token_reused",
-                            now,
-                            job.revocation_expires
-                        );
-                        let record = owner
-                            .zip(audit)
-                            .map(|(user_id, (_, reused))| reused.for_user(user_id, None).on("session", t.session_id));
-                        audit_tx!($tx, record.as_ref());
-                        match owner {
-                            Some(user_id) => RotateOutcome::Reused {
-                                session_id: t.session_id,
-                                user_id,
-                            },
-                            // Already ended: reuse of a dead family changes nothing.
-                            None => RotateOutcome::Rejected,
-                        }
-                    }
-                    Some(mut t) if t.revoked_at.is_none() && t.is_active && t.expires_at > now => {
-                        let write = sqlx::query(if audit.is_some() { $write_audited } else { $write })
-                            .bind(now)
-                            .bind(&job.presented_hash)
-                            .bind(&job.successor_hash)
-                            .bind(t.session_id)
-                            .bind(job.expires_at);
-                        let write = match audit {
-                            Some((rotated, _)) => {
-                                // The chain's first record: create its row (and lock it).
-                                let (seq, prev) = match (t.chain_seq, t.chain_head.take()) {
-                                    (Some(seq), Some(head)) => (seq, head),
-                                    _ => {
-                                        sqlx::query_as(BUMP_CHAIN)
-                                            .bind(chain)
-                                            .bind(0i64)
-                                            .fetch_one(&mut *$tx)
-                                            .await?
-                                    }
-                                };
-                                let record = rotated
-                                    .for_user(t.user_id, Some(&t.username))
-                                    .on("session", t.session_id);
-                                let hash = link_hash(&prev, seq + 1, &record);
-                                bind_audit_record(write, record, seq + 1, prev, hash)
-                            }
-                            None => write,
-                        };
-                        write.execute(&mut *$tx).await?;
-                        RotateOutcome::Rotated(t.into())
-                    }
-                    // Expired, or of an ended session or a disabled user: nothing changes.
-                    Some(_) => RotateOutcome::Rejected,
-                }
-            }};
-        }
-        let mut outcomes = Vec::with_capacity(jobs.len());
         match self {
             Store::Sqlite(pool) => {
-                let mut tx = begin_write!(sqlite, pool);
-                for job in jobs {
-                    outcomes.push(rotate_one!(
-                        tx,
-                        job,
-                        ROTATION_LOOKUP_SQLITE,
-                        ROTATION_WRITE_SQLITE,
-                        ROTATION_WRITE_AUDITED_SQLITE
-                    ));
-                }
-                tx.commit().await?;
+                within(begin_write(pool).await?, async |tx| {
+                    Ok(rotate_one_by_one(tx, jobs, &ROTATION_SQLITE).await?)
+                })
+                .await
             }
             Store::Postgres(pool) => {
-                let mut tx = pool.begin_with(ROTATION_BEGIN_POSTGRES).await?;
-                match rotate_together_postgres(&mut tx, jobs).await? {
-                    Some(together) => outcomes = together,
-                    None => {
-                        for job in jobs {
-                            outcomes.push(rotate_one!(
-                                tx,
-                                job,
-                                ROTATION_LOOKUP_POSTGRES,
-                                ROTATION_WRITE_POSTGRES,
-                                ROTATION_WRITE_AUDITED_POSTGRES
-                            ));
-                        }
-                    }
-                }
-                tx.commit().await?;
+                within(
+                    pool.begin_with(ROTATION_BEGIN_POSTGRES).await?,
+                    async |tx| match rotate_together_postgres(tx, jobs).await? {
+                        Some(together) => Ok(together),
+                        None => Ok(rotate_one_by_one(tx, jobs, &ROTATION_POSTGRES).await?),
+                    },
+                )
+                .await
             }
         }
-        Ok(outcomes)
     }
 
     /// Ends the session a refresh token belongs to (logout). Any token of the family
@@ -561,18 +647,16 @@ impl Store {
         revocation_expires: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<Option<(Uuid, Uuid)>> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let family: Option<Uuid> = sqlx::query_scalar(FIND_REFRESH).bind(presented_hash).fetch_optional(&mut *tx).await?;
             let ended = match family {
-                Some(session_id) => revoke_session_tx!(tx, session_id, "logout", now, revocation_expires).map(|u| (session_id, u)),
+                Some(session_id) => revoke_session_in_tx(tx, session_id, "logout", now, revocation_expires).await?.map(|u| (session_id, u)),
                 None => None,
             };
             let record = ended.zip(audit).map(|((session_id, user_id), a)| a.for_user(user_id, None).on("session", session_id));
-            audit_tx!(tx, record.as_ref());
-            tx.commit().await?;
-            ended
-        }))
+            append_in_tx(tx, record.as_ref()).await?;
+            Ok(ended)
+        }).await)
     }
 
     /// Ends one of a user's sessions; false when it is not theirs or already ended.
@@ -585,8 +669,7 @@ impl Store {
         revocation_expires: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<bool> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let owner: Option<Uuid> = sqlx::query_scalar(REVOKE_USER_SESSION)
                 .bind(session_id)
                 .bind(user_id)
@@ -595,12 +678,11 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             if owner.is_some() {
-                sqlx::query(INSERT_REVOCATION).bind(session_id.to_string()).bind(now).bind(revocation_expires).execute(&mut *tx).await?;
-                audit_tx!(tx, audit);
+                record_revocation(tx, session_id, now, revocation_expires).await?;
+                append_in_tx(tx, audit).await?;
             }
-            tx.commit().await?;
-            owner.is_some()
-        }))
+            Ok(owner.is_some())
+        }).await)
     }
 
     /// Ends every live session of a user except `keep`; returns the ended ids.
@@ -613,13 +695,11 @@ impl Store {
         revocation_expires: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<Vec<Uuid>> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let ended = revoke_user_sessions_tx!(tx, user_id, keep, reason, now, revocation_expires);
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-            ended
-        }))
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
+            let ended = revoke_user_sessions_in_tx(tx, user_id, keep, reason, now, revocation_expires).await?;
+            append_in_tx(tx, audit).await?;
+            Ok(ended)
+        }).await)
     }
 
     pub async fn active_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> AppResult<Vec<SessionRow>> {

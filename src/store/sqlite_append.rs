@@ -21,7 +21,7 @@ use std::ptr::{self, NonNull};
 use chrono::SecondsFormat;
 use libsqlite3_sys as ffi;
 
-use super::audit::{INSERT, Linked};
+use super::audit::{INSERT, Linked, RECORD_VALUES};
 use crate::error::{AppError, AppResult};
 
 /// Inserts `rows` into `audit_log` on `conn`, in its open transaction.
@@ -111,8 +111,9 @@ unsafe fn insert(db: NonNull<ffi::sqlite3>, rows: &[Linked]) -> AppResult<()> {
         // like with like whichever path wrote a record.
         let at = r.at.to_rfc3339_opts(SecondsFormat::AutoSi, false);
         use Value::{Int, Text};
-        // `audit_columns!` order.
-        stmt.run(&[
+        // `audit_columns!` order; one value per placeholder of `INSERT` (its length is
+        // checked against them where `RECORD_VALUES` is defined).
+        let values: [Value<'_>; RECORD_VALUES] = [
             Text(Some(&r.chain)),
             Int(Some(l.seq)),
             Text(Some(&at)),
@@ -132,7 +133,8 @@ unsafe fn insert(db: NonNull<ffi::sqlite3>, rows: &[Linked]) -> AppResult<()> {
             Text(Some(&r.metadata)),
             Text(Some(&l.prev)),
             Text(Some(&l.hash)),
-        ])?;
+        ];
+        stmt.run(&values)?;
     }
     Ok(())
 }

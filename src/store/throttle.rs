@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::tx::within;
 use super::{Store, on_pool};
 use crate::error::AppResult;
 
@@ -48,8 +49,7 @@ impl Store {
         window_start: DateTime<Utc>,
         lock_for: impl Fn(u32) -> Option<chrono::Duration>,
     ) -> AppResult<Attempt> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let row = sqlx::query_as::<_, ThrottleRow>(COUNT_ATTEMPT)
                 .bind(key)
                 .bind(now)
@@ -65,9 +65,8 @@ impl Store {
                     Attempt::Counted
                 }
             };
-            tx.commit().await?;
-            outcome
-        }))
+            Ok(outcome)
+        }).await)
     }
 
     /// Forgets the counts (and locks) of `keys`.

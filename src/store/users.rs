@@ -1,9 +1,18 @@
-//! Accounts and what they are granted.
+//! Accounts: the rows of `users`, every query that reads or writes one, and the
+//! changes an administrator makes to them. What a user is granted is in `rbac`.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::audit_tx;
+use super::admins::keeping_an_admin;
+use super::audit::append_in_tx;
+use super::credentials::record_event;
+use super::mfa::DELETE_USER_TICKETS;
+use super::oauth::insert_identity_in_tx;
+use super::sessions::revoke_user_sessions_in_tx;
+use super::tx::within;
 use super::{AuditFields, Store, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
@@ -39,29 +48,80 @@ pub struct NewUser {
     pub email_verified: bool,
 }
 
-/// A user's roles and effective permissions, as carried in access tokens.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserGrants {
-    pub roles: Vec<String>,
-    pub permissions: Vec<String>,
+/// Sort orders the user listing accepts; each maps to a fixed ORDER BY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSort {
+    Username,
+    Email,
+    CreatedAt,
 }
 
-const SELECT_BY_ID: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE id = $1";
+/// A page of users and how many match in all.
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<UserRow>,
+    pub total: i64,
+}
+
+/// How a new password ends the sessions the old one opened (see `Store::set_password`).
+struct PasswordChange {
+    /// The session the change was made from, which lives on.
+    keep_session: Option<Uuid>,
+    /// Why the other sessions ended, as recorded on them.
+    reason: &'static str,
+    now: DateTime<Utc>,
+    revocation_expires: DateTime<Utc>,
+}
+
+/// The columns of a `UserRow`, as every query that reads one lists them.
+const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+/// Users whose username, email or full name contains `$1`, given as the LIKE
+/// pattern `$2` (see `like_pattern`); an empty `$1` matches everyone.
+const MATCHING: &str = "($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')";
+
+// The statements that read whole rows are built once, at first use: `concat!` takes
+// only literals, and `USER_COLUMNS` is a constant so that the list is written once.
+static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
 // A username match wins over an email match: usernames may look like emails.
-const SELECT_BY_LOGIN: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1";
-const INSERT_USER: &str = "INSERT INTO users (id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7, $8) RETURNING id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+static SELECT_BY_LOGIN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1"
+    )
+});
+static SELECT_BY_EMAIL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"));
+static INSERT_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO users (id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7, $8) RETURNING {USER_COLUMNS}"
+    )
+});
+static COUNT_MATCHING: LazyLock<String> = LazyLock::new(|| format!("SELECT COUNT(*) FROM users WHERE {MATCHING}"));
+
 const INSERT_USER_ROLE: &str = "INSERT INTO user_roles (user_id, role_name, assigned_by, assigned_at) VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING";
 const UPDATE_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
-const SELECT_ROLES: &str = "SELECT role_name FROM user_roles WHERE user_id = $1 ORDER BY role_name";
-const SELECT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM user_roles ur JOIN role_permissions rp ON rp.role_name = ur.role_name WHERE ur.user_id = $1 ORDER BY rp.permission_name";
-const SELECT_ALL_PERMISSIONS: &str = "SELECT name FROM permissions ORDER BY name";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
-const SELECT_BY_EMAIL: &str = "SELECT id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at FROM users WHERE lower(email) = lower($1)";
 const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = TRUE WHERE id = $1";
 const EMAIL_VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND email_verified";
 const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
+const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
+// A changed email is no longer a proven one.
+const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4, email_verified = CASE WHEN lower(email) = lower($3) THEN email_verified ELSE FALSE END WHERE id = $1";
+// Only a real change counts (and is audited): disabling a disabled user changes nothing.
+const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND is_active <> $2";
+const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
+
+/// `q` as a case-insensitive LIKE pattern for "contains", its wildcards escaped.
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
 
 impl Store {
     /// Inserts a user and their initial roles in one transaction. A taken username or
@@ -74,51 +134,35 @@ impl Store {
     ) -> AppResult<UserRow> {
         let id = Uuid::now_v7();
         let password_changed_at = new.password_hash.as_ref().map(|_| now);
-        // The attempt is an async block, so `?` ends the attempt rather than the
-        // function; a failure is rolled back explicitly (see `abort!` in rbac.rs), then a
-        // unique violation is looked at to say which field is taken.
-        let inserted: Result<UserRow, sqlx::Error> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let attempt: Result<UserRow, sqlx::Error> = async {
-                let row = sqlx::query_as::<_, UserRow>(INSERT_USER)
-                    .bind(id)
-                    .bind(&new.username)
-                    .bind(&new.email)
-                    .bind(&new.full_name)
-                    .bind(&new.password_hash)
-                    .bind(new.is_superuser)
-                    .bind(now)
-                    .bind(password_changed_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                for role in &new.roles {
-                    sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
-                }
-                if new.email_verified {
-                    sqlx::query(SET_EMAIL_VERIFIED).bind(id).execute(&mut *tx).await?;
-                }
-                if let Some(identity) = &new.identity {
-                    let identity = super::IdentityRow { user_id: id, ..identity.clone() };
-                    super::oauth::insert_identity_tx!(tx, &identity)?;
-                }
-                let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
-                audit_tx!(tx, record.as_ref());
-                Ok(row)
+        // The transaction fails with the database's error, so that a unique
+        // violation can then be looked at to say which field is taken.
+        let inserted = on_pool!(self, pool => within(pool.begin().await?, async |tx| -> Result<UserRow, sqlx::Error> {
+            let row = sqlx::query_as::<_, UserRow>(INSERT_USER.as_str())
+                .bind(id)
+                .bind(&new.username)
+                .bind(&new.email)
+                .bind(&new.full_name)
+                .bind(&new.password_hash)
+                .bind(new.is_superuser)
+                .bind(now)
+                .bind(password_changed_at)
+                .fetch_one(&mut *tx)
+                .await?;
+            for role in &new.roles {
+                sqlx::query(INSERT_USER_ROLE).bind(id).bind(role).bind(now).execute(&mut *tx).await?;
             }
-            .await;
-            match attempt {
-                Ok(row) => {
-                    tx.commit().await?;
-                    Ok(row)
-                }
-                Err(e) => {
-                    tx.rollback().await?;
-                    Err(e)
-                }
+            if new.email_verified {
+                sqlx::query(SET_EMAIL_VERIFIED).bind(id).execute(&mut *tx).await?;
             }
-        });
-        let inserted = inserted.map_err(|e| conflict_on_unique(e, "taken"));
-        match inserted {
+            if let Some(identity) = &new.identity {
+                let identity = super::IdentityRow { user_id: id, ..identity.clone() };
+                insert_identity_in_tx(tx, &identity).await?;
+            }
+            let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
+            append_in_tx(tx, record.as_ref()).await?;
+            Ok(row)
+        }).await);
+        match inserted.map_err(|e| conflict_on_unique(e, "taken")) {
             Err(AppError::Conflict(_)) => {
                 let username_taken: bool = on_pool!(self, pool => sqlx::query_scalar(USERNAME_TAKEN).bind(&new.username).fetch_one(pool).await)?;
                 Err(AppError::Conflict(if username_taken {
@@ -133,7 +177,7 @@ impl Store {
 
     pub async fn user_by_email(&self, email: &str) -> AppResult<Option<UserRow>> {
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_EMAIL).bind(email).fetch_optional(pool).await)?,
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_EMAIL.as_str()).bind(email).fetch_optional(pool).await)?,
         )
     }
 
@@ -143,13 +187,15 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: Uuid) -> AppResult<Option<UserRow>> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_ID).bind(id).fetch_optional(pool).await)?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_ID.as_str()).bind(id).fetch_optional(pool).await)?,
+        )
     }
 
     /// Finds the account a login name refers to: a username, or else an email.
     pub async fn user_by_login(&self, login: &str) -> AppResult<Option<UserRow>> {
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_LOGIN).bind(login).fetch_optional(pool).await)?,
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_LOGIN.as_str()).bind(login).fetch_optional(pool).await)?,
         )
     }
 
@@ -164,30 +210,8 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>(COUNT_USERS).fetch_one(pool).await)?)
     }
 
-    /// Roles and effective permissions; a superuser holds every permission that exists.
-    pub async fn user_grants(&self, user: &UserRow) -> AppResult<UserGrants> {
-        self.grants_of(user.id, user.is_superuser).await
-    }
-
-    /// Roles, and permissions: a superuser's are every permission that exists.
-    pub async fn grants_of(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
-        let permissions_sql = if is_superuser {
-            SELECT_ALL_PERMISSIONS
-        } else {
-            SELECT_PERMISSIONS
-        };
-        let (roles, permissions) = on_pool!(self, pool => {
-            let roles: Vec<String> = sqlx::query_scalar(SELECT_ROLES).bind(user_id).fetch_all(pool).await?;
-            let q = sqlx::query_scalar(permissions_sql);
-            let q = if is_superuser { q } else { q.bind(user_id) };
-            let permissions: Vec<String> = q.fetch_all(pool).await?;
-            (roles, permissions)
-        });
-        Ok(UserGrants { roles, permissions })
-    }
-
-    /// Sets a new password and ends the user's other sessions in the same transaction,
-    /// returning the ended session ids.
+    /// The user's own new password: ends their other sessions and open MFA tickets in
+    /// the same transaction, returning the ended session ids.
     pub async fn change_password(
         &self,
         id: Uuid,
@@ -197,14 +221,178 @@ impl Store {
         revocation_expires: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<Vec<Uuid>> {
-        Ok(on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?;
-            let ended = super::sessions::revoke_user_sessions_tx!(tx, id, keep_session, "password_changed", now, revocation_expires);
-            sqlx::query(super::mfa::DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
-            audit_tx!(tx, audit);
-            tx.commit().await?;
-            ended
-        }))
+        let change = PasswordChange {
+            keep_session,
+            reason: "password_changed",
+            now,
+            revocation_expires,
+        };
+        let (_, ended) = self.set_password(id, hash, change, |_| audit).await?;
+        Ok(ended)
+    }
+
+    /// A password chosen by an administrator: ends every session of the user and open
+    /// MFA tickets in the same transaction, returning the ended session ids; None when
+    /// there is no such user. Login lockouts are kept per login name, not per user, so
+    /// clearing them is the caller's part (`Portcullis::clear_lockout`).
+    pub async fn admin_set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+        revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<Option<Vec<Uuid>>> {
+        let change = PasswordChange {
+            keep_session: None,
+            reason: "password_reset",
+            now,
+            revocation_expires,
+        };
+        let (changed, ended) = self
+            .set_password(id, hash, change, |changed| audit.filter(|_| changed))
+            .await?;
+        Ok(changed.then_some(ended))
+    }
+
+    /// The one password-setting transaction: sets the hash and ends what the old
+    /// password let in, every session of the user but `keep_session` and open MFA
+    /// tickets; the audit record is the one `audit` picks, given whether there was such
+    /// a user. Returns that, and the ended session ids.
+    async fn set_password<'a>(
+        &self,
+        id: Uuid,
+        hash: &str,
+        change: PasswordChange,
+        audit: impl FnOnce(bool) -> Option<&'a AuditFields>,
+    ) -> AppResult<(bool, Vec<Uuid>)> {
+        let PasswordChange {
+            keep_session,
+            reason,
+            now,
+            revocation_expires,
+        } = change;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
+            let changed = sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
+            let ended = revoke_user_sessions_in_tx(tx, id, keep_session, reason, now, revocation_expires).await?;
+            sqlx::query(DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
+            append_in_tx(tx, audit(changed)).await?;
+            Ok((changed, ended))
+        }).await)
+    }
+
+    /// Sets a user's profile (full name and email) and, when given, superuser flag, in
+    /// one transaction: 409 for a taken email or when that demotes the last
+    /// administrator. None when there is no such user.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        full_name: Option<&str>,
+        email: &str,
+        superuser: Option<bool>,
+        now: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<Option<UserRow>> {
+        on_pool!(self, pool => keeping_an_admin(pool, "cannot remove superuser", async |tx| {
+            let updated = sqlx::query(UPDATE_PROFILE).bind(id).bind(full_name).bind(email).bind(now).execute(&mut *tx).await;
+            let found = match updated {
+                Ok(r) => r.rows_affected() > 0,
+                Err(e) => return Err(conflict_on_unique(e, "email is already registered")),
+            };
+            if let Some(su) = superuser {
+                sqlx::query(SET_SUPERUSER).bind(id).bind(su).bind(now).execute(&mut *tx).await?;
+            }
+            record_event(tx, "user", &id.to_string(), now).await?;
+            append_in_tx(tx, audit.filter(|_| found)).await?;
+            let user: Option<UserRow> = sqlx::query_as(SELECT_BY_ID.as_str()).bind(id).fetch_optional(&mut *tx).await?;
+            Ok(user)
+        }).await)
+    }
+
+    /// Enables or disables a user; disabling ends every session in the same
+    /// transaction and is refused (409) for the last administrator. None when there is
+    /// no such user; else the user and the ended session ids.
+    pub async fn set_user_active(
+        &self,
+        id: Uuid,
+        active: bool,
+        now: DateTime<Utc>,
+        revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<Option<(UserRow, Vec<Uuid>)>> {
+        on_pool!(self, pool => keeping_an_admin(pool, "cannot disable this user", async |tx| {
+            let changed = sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event(tx, "user", &id.to_string(), now).await?;
+            append_in_tx(tx, audit.filter(|_| changed)).await?;
+            let user: Option<UserRow> = sqlx::query_as(SELECT_BY_ID.as_str()).bind(id).fetch_optional(&mut *tx).await?;
+            let ended = match (&user, active) {
+                (Some(_), false) => revoke_user_sessions_in_tx(tx, id, None, "user_disabled", now, revocation_expires).await?,
+                _ => Vec::new(),
+            };
+            Ok(user.map(|u| (u, ended)))
+        }).await)
+    }
+
+    /// Deletes a user, ending their sessions first; 409 for the last administrator.
+    /// Returns the ended session ids, or None when there was no such user.
+    pub async fn delete_user(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        revocation_expires: DateTime<Utc>,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<Option<Vec<Uuid>>> {
+        on_pool!(self, pool => keeping_an_admin(pool, "cannot delete this user", async |tx| {
+            let ended = revoke_user_sessions_in_tx(tx, id, None, "user_deleted", now, revocation_expires).await?;
+            let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
+            record_event(tx, "user", &id.to_string(), now).await?;
+            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            Ok(deleted.then_some(ended))
+        }).await)
+    }
+
+    /// A page of users matching `q` (substring of username, email or full name).
+    pub async fn list_users(
+        &self,
+        q: &str,
+        sort: UserSort,
+        descending: bool,
+        limit: i64,
+        offset: i64,
+    ) -> AppResult<UserPage> {
+        let column = match sort {
+            UserSort::Username => "lower(username)",
+            UserSort::Email => "lower(email)",
+            UserSort::CreatedAt => "created_at",
+        };
+        let direction = if descending { "DESC" } else { "ASC" };
+        // Column and direction come from the fixed lists above, never from input.
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {MATCHING} ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4"
+        );
+        let pattern = like_pattern(q);
+        let (users, total) = on_pool!(self, pool => {
+            let users: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(q)
+                .bind(&pattern)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(COUNT_MATCHING.as_str()).bind(q).bind(&pattern).fetch_one(pool).await?;
+            (users, total)
+        });
+        Ok(UserPage { users, total })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("Al_i%"), "%al\\_i\\%%");
+        assert_eq!(like_pattern("a\\b"), "%a\\\\b%");
     }
 }
