@@ -22,7 +22,6 @@ mod placeholders;
 pub(crate) mod rbac;
 mod revocations;
 pub(crate) mod sessions;
-mod sqlite_append;
 pub(crate) mod throttle;
 mod tx;
 mod users;

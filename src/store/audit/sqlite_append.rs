@@ -21,7 +21,7 @@ use std::ptr::{self, NonNull};
 use chrono::SecondsFormat;
 use libsqlite3_sys as ffi;
 
-use super::audit::{INSERT, Linked, RECORD_VALUES};
+use super::{INSERT, Linked, RECORD_VALUES};
 use crate::error::{AppError, AppResult};
 
 /// Inserts `rows` into `audit_log` on `conn`, in its open transaction.
@@ -162,8 +162,8 @@ fn internal(message: &str) -> AppError {
 mod tests {
     use chrono::{TimeZone, Utc};
 
-    use super::super::{AuditFields, Store};
     use crate::config::DatabaseTarget;
+    use crate::store::{AuditFields, Store};
 
     async fn store(dir: &tempfile::TempDir) -> Store {
         let store = Store::connect(&DatabaseTarget::Sqlite(dir.path().join("a.db")), 1)
@@ -208,9 +208,7 @@ mod tests {
             want.chain = "t-r0".into();
             assert_eq!(format!("{:?}", row.fields), format!("{want:?}"));
         }
-        let super::super::Store::Sqlite(pool) = &store else {
-            unreachable!()
-        };
+        let Store::Sqlite(pool) = &store else { unreachable!() };
         let (stored, by_sqlx): (String, String) = sqlx::query_as("SELECT at, ? FROM audit_log WHERE seq = 1")
             .bind(record(1).at)
             .fetch_one(pool)
@@ -226,9 +224,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         store.append_audit("t-r0", vec![record(1)]).await.unwrap();
-        let super::super::Store::Sqlite(pool) = &store else {
-            unreachable!()
-        };
+        let Store::Sqlite(pool) = &store else { unreachable!() };
         // A row already holding position 3 of the chain: the batch's second record
         // collides with it.
         sqlx::query(

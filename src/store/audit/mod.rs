@@ -7,6 +7,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
+mod sqlite_append;
+
 use super::placeholders;
 use super::tx::{begin_write, within};
 use super::{Store, on_pool};
@@ -545,7 +547,7 @@ impl WriteLinked for sqlx::SqliteConnection {
             .bind(&head)
             .execute(&mut *self)
             .await?;
-        super::sqlite_append::insert_linked(self, &linked).await
+        sqlite_append::insert_linked(self, &linked).await
     }
 }
 
