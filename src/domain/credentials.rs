@@ -228,7 +228,7 @@ impl Portcullis {
 
     /// A user's roles and permissions, from the cache while neither the user nor any
     /// role or permission changed since they were read.
-    pub async fn grants_for(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
+    pub async fn grants(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
         let cache = &self.inner().credentials;
         let epochs = cache.epochs(&user_id);
         if let Some(entry) = cache.grants.get(&user_id)
@@ -236,7 +236,7 @@ impl Portcullis {
         {
             return Ok(entry.0.clone());
         }
-        let grants = self.store().grants_of(user_id, is_superuser).await?;
+        let grants = self.store().grants(user_id, is_superuser).await?;
         cache
             .grants
             .insert(user_id, Arc::new((grants.clone(), epochs.0, epochs.1)));
@@ -251,7 +251,7 @@ impl Portcullis {
         if !user.is_active {
             return Ok(None);
         }
-        let grants = self.grants_for(user.id, user.is_superuser).await?;
+        let grants = self.grants(user.id, user.is_superuser).await?;
         Ok(Some(Owner {
             username: user.username,
             permissions: grants.permissions.into_iter().collect(),

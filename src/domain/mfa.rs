@@ -131,7 +131,7 @@ impl Portcullis {
         if is_superuser && required.iter().any(|r| r == "admin") {
             return Ok(true);
         }
-        let grants = self.grants_for(user_id, is_superuser).await?;
+        let grants = self.grants(user_id, is_superuser).await?;
         Ok(grants.roles.iter().any(|r| required.contains(r)))
     }
 

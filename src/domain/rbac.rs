@@ -28,12 +28,12 @@ impl Portcullis {
     /// The user's roles and effective permissions, as a new token would carry them.
     pub async fn user_permissions(&self, user_id: Uuid) -> AppResult<Vec<String>> {
         let user = self.user(user_id).await?;
-        Ok(self.store().user_grants(&user).await?.permissions)
+        Ok(self.store().grants(user.id, user.is_superuser).await?.permissions)
     }
 
     pub async fn user_roles(&self, user_id: Uuid) -> AppResult<Vec<String>> {
         let user = self.user(user_id).await?;
-        Ok(self.store().user_grants(&user).await?.roles)
+        Ok(self.store().grants(user.id, user.is_superuser).await?.roles)
     }
 
     /// Whether the user, as stored now, holds `permission` (inactive users hold none).
@@ -47,7 +47,7 @@ impl Portcullis {
         }
         Ok(self
             .store()
-            .user_grants(&user)
+            .grants(user.id, user.is_superuser)
             .await?
             .permissions
             .iter()

@@ -95,7 +95,7 @@ impl Portcullis {
         now: DateTime<Utc>,
     ) -> AppResult<String> {
         let inner = self.inner();
-        let grants = self.grants_for(user.id, user.superuser).await?;
+        let grants = self.grants(user.id, user.superuser).await?;
         let iat = now.timestamp();
         let claims = AccessClaims {
             iss: inner.config.tokens.jwt_issuer.clone(),

@@ -144,7 +144,7 @@ pub struct UserDetailOut {
 
 async fn detail(state: &AppState, id: Uuid) -> AppResult<UserDetailOut> {
     let user = state.service.user(id).await?;
-    let grants = state.service.store().user_grants(&user).await?;
+    let grants = state.service.grants(user.id, user.is_superuser).await?;
     Ok(UserDetailOut {
         user: user.into(),
         roles: grants.roles,

@@ -9,7 +9,7 @@ use super::admins::keeping_an_admin;
 use super::audit::append_in_tx;
 use super::credentials::record_event;
 use super::tx::within;
-use super::{AuditFields, Store, UserRow, conflict_on_unique, on_pool};
+use super::{AuditFields, Store, conflict_on_unique, on_pool};
 use crate::error::{AppError, AppResult};
 
 row_struct! {
@@ -69,13 +69,9 @@ const UNASSIGN: &str = "DELETE FROM user_roles WHERE user_id = $1 AND role_name 
 const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 
 impl Store {
-    /// Roles and effective permissions; a superuser holds every permission that exists.
-    pub async fn user_grants(&self, user: &UserRow) -> AppResult<UserGrants> {
-        self.grants_of(user.id, user.is_superuser).await
-    }
-
-    /// Roles, and permissions: a superuser's are every permission that exists.
-    pub async fn grants_of(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
+    /// A user's roles and effective permissions: a superuser's are every permission
+    /// that exists.
+    pub async fn grants(&self, user_id: Uuid, is_superuser: bool) -> AppResult<UserGrants> {
         let permissions_sql = if is_superuser {
             SELECT_ALL_PERMISSIONS
         } else {
