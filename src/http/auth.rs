@@ -149,6 +149,10 @@ pub struct TokenRequest {
 pub struct OAuthErrorBody {
     pub error: &'static str,
     pub error_description: String,
+    /// With `mfa_required` (the password was right, a second factor is due): the
+    /// challenge for `POST /auth/mfa/verify`, as Auth0's clients expect it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
 }
 
 /// An error of the token endpoint, in OAuth's own format rather than problem+json,
@@ -165,12 +169,24 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
 
+    /// 403 `mfa_required` with the challenge, the convention Auth0's clients know.
+    fn mfa_required(mfa_token: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "mfa_required",
+            "a second factor is required: send the mfa_token with a code to /auth/mfa/verify",
+        );
+        e.body.mfa_token = Some(mfa_token);
+        e
+    }
+
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         Self {
             status,
             body: OAuthErrorBody {
                 error,
                 error_description: description.into(),
+                mfa_token: None,
             },
             retry_after: None,
         }
@@ -241,11 +257,23 @@ pub async fn token(
             format!("{field} is required"),
         )
     };
-    match req.grant_type.as_deref() {
+    // FastAPI's OAuth2PasswordRequestForm makes grant_type optional, and the clients of
+    // the services Portcullis replaces send only a username and a password.
+    let grant = match req.grant_type.as_deref() {
+        None if req.username.is_some() && req.password.is_some() => Some("password"),
+        given => given,
+    };
+    match grant {
         Some("password") => {
             let username = req.username.ok_or_else(|| missing("username"))?;
             let password = req.password.ok_or_else(|| missing("password"))?;
-            Ok(Json(state.service.login(&username, &password, &ctx).await?))
+            match state.service.login(&username, &password, &ctx).await? {
+                // An OAuth client takes any 200 for success and would then send
+                // `Bearer undefined`: a due second factor is an error here, carrying the
+                // challenge (`/auth/login` answers it as a 200 with more detail).
+                LoginOutcome::MfaRequired(c) => Err(OAuthError::mfa_required(c.mfa_token)),
+                outcome => Ok(Json(outcome)),
+            }
         }
         Some("refresh_token") => {
             let token = req.refresh_token.ok_or_else(|| missing("refresh_token"))?;

@@ -78,10 +78,14 @@ pub fn table() -> Vec<Route> {
             .empty(401),
         Route::new(M::POST, "/auth/token", Public, auth::token)
             .rate_limited()
-            .doc("auth", "OAuth2 token endpoint (grant_type password or refresh_token)")
+            .doc(
+                "auth",
+                "OAuth2 token endpoint (grant_type password or refresh_token; username and password alone mean password); a due second factor is 403 mfa_required with the mfa_token",
+            )
             .form::<auth::TokenRequest>()
             .returns::<LoginOutcome>(200)
-            .returns::<auth::OAuthErrorBody>(400),
+            .returns::<auth::OAuthErrorBody>(400)
+            .returns::<auth::OAuthErrorBody>(403),
         Route::new(M::POST, "/auth/refresh", Public, auth::refresh)
             .rate_limited()
             .doc("auth", "Rotate a refresh token for a new token pair")

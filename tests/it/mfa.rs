@@ -213,14 +213,21 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
         assert_eq!(verify(&s, &token, json!({"recovery_code": codes[1]})).await.0, 401);
         assert_eq!(verify(&s, &token, json!({"recovery_code": fresh[0]})).await.0, 200);
 
-        // The password grant answers the same challenge.
+        // The password grant answers the same challenge as an OAuth error, so OAuth
+        // clients fail visibly instead of taking a 200 without an access token.
         let grant = [
             ("grant_type", "password"),
             ("username", "alice"),
             ("password", PASSWORD),
         ];
-        let body = s.call(M::POST, "/auth/token", Anonymous, Form(&grant)).await.json();
-        assert_eq!(body["mfa_required"], true, "{body}");
+        let res = s.call(M::POST, "/auth/token", Anonymous, Form(&grant)).await;
+        assert_eq!(res.status, 403, "{}", res.text);
+        let body = res.json();
+        assert_eq!(body["error"], "mfa_required", "{body}");
+        assert!(body.get("access_token").is_none(), "{body}");
+        let token = body["mfa_token"].as_str().unwrap().to_owned();
+        assert!(token.starts_with("pcm_"), "{body}");
+        assert_eq!(verify(&s, &token, json!({"recovery_code": fresh[2]})).await.0, 200);
 
         // Removal needs the password and a code.
         let code = s
@@ -266,7 +273,8 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
             ("MFA_ENROLL", 1),
             ("MFA_ENABLE", 1),
             ("MFA_RECOVERY_CODES_REGENERATE", 1),
-            ("MFA_RECOVERY_CODE_USED", 2),
+            // Two through /auth/login's challenge, one through /auth/token's.
+            ("MFA_RECOVERY_CODE_USED", 3),
             ("MFA_DISABLE", 1),
             ("MFA_CHALLENGE", 5),
         ] {

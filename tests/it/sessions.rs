@@ -394,6 +394,11 @@ async fn oauth2_token_endpoint_speaks_the_form_protocol() {
             "invalid_request",
         );
         err(form(&s, &[]).await, 400, "invalid_request");
+        err(form(&s, &[("username", "formuser")]).await, 400, "invalid_request");
+        // FastAPI's OAuth2PasswordRequestForm leaves grant_type out: the password grant.
+        let implied = form(&s, &[("username", "formuser"), ("password", PASSWORD)]).await;
+        assert_eq!(implied.status, 200, "{}", implied.text);
+        assert!(implied.json()["access_token"].as_str().is_some());
         let json_body = s.post_json("/auth/token", &json!({"grant_type": "password"})).await;
         err(json_body, 400, "invalid_request");
         s.stop().await;
