@@ -19,8 +19,177 @@ pub fn metrics_handle() -> PrometheusHandle {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only when another recorder is installed; then ours stays empty.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                describe_all();
+            }
             handle
         })
         .clone()
+}
+
+/// Every metric the service records: name, kind, help text, and the label sets of a
+/// counter that exist before its first event (a counter whose labels come from
+/// requests, such as a route, appears with its first request).
+const METRICS: &[(&str, Kind, &str, &[&[(&str, &str)]])] = &[
+    (
+        "portcullis_http_requests_total",
+        Kind::Counter,
+        "Requests answered, by method, route template and status.",
+        &[],
+    ),
+    (
+        "portcullis_http_request_duration_seconds",
+        Kind::Histogram,
+        "Time to answer a request, by method, route template and status.",
+        &[],
+    ),
+    (
+        "portcullis_token_cache_lookups_total",
+        Kind::Counter,
+        "Access-token checks answered from the verified-token cache (hit) or by a signature check (miss).",
+        &[&[("result", "hit")], &[("result", "miss")]],
+    ),
+    (
+        "portcullis_logins_total",
+        Kind::Counter,
+        "Password logins, by result.",
+        &[&[("result", "success")], &[("result", "failure")]],
+    ),
+    (
+        "portcullis_lockouts_total",
+        Kind::Counter,
+        "Login names locked after consecutive failures.",
+        &[&[]],
+    ),
+    (
+        "portcullis_rate_limited_total",
+        Kind::Counter,
+        "Requests refused with 429: per client IP (by route) or per account (lockout).",
+        &[&[("scope", "account")]],
+    ),
+    (
+        "portcullis_registrations_total",
+        Kind::Counter,
+        "Accounts created.",
+        &[&[]],
+    ),
+    (
+        "portcullis_token_refreshes_total",
+        Kind::Counter,
+        "Refresh tokens rotated.",
+        &[&[]],
+    ),
+    (
+        "portcullis_refresh_reuse_detected_total",
+        Kind::Counter,
+        "Rotated refresh tokens presented again (each ends its session).",
+        &[&[]],
+    ),
+    (
+        "portcullis_hash_queue_rejections_total",
+        Kind::Counter,
+        "Password hashes refused (503) because the hashing queue was full.",
+        &[&[]],
+    ),
+    (
+        "portcullis_audit_requests_dropped_total",
+        Kind::Counter,
+        "Request audit records dropped because the audit buffer was full.",
+        &[&[]],
+    ),
+    (
+        "portcullis_db_pool_connections",
+        Kind::Gauge,
+        "Database connections: open, and of those idle.",
+        &[],
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// `# HELP` for every metric, and its counters at zero, so dashboards and alerts can be
+/// written before the first event.
+fn describe_all() {
+    for (name, kind, help, zero) in METRICS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(*name, *help),
+            Kind::Gauge => metrics::describe_gauge!(*name, *help),
+            Kind::Histogram => metrics::describe_histogram!(*name, *help),
+        }
+        for labels in *zero {
+            let labels: Vec<metrics::Label> = labels.iter().map(|(k, v)| metrics::Label::new(*k, *v)).collect();
+            metrics::counter!(*name, labels).increment(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric name the source records, found as a `"portcullis_..."` literal.
+    fn recorded_names() -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("recorder.rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (at, _) in text.match_indices("\"portcullis_") {
+                        let name: String = text[at + 1..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                            .collect();
+                        names.insert(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_recorded_metric_is_described() {
+        let described: std::collections::BTreeSet<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
+        let recorded = recorded_names();
+        assert!(recorded.len() >= 10, "{recorded:?}");
+        let missing: Vec<_> = recorded.difference(&described).collect();
+        assert!(missing.is_empty(), "recorded but not described in METRICS: {missing:?}");
+    }
+
+    #[test]
+    fn help_lines_and_counters_at_zero_before_any_event() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, describe_all);
+        let text = handle.render();
+        for (name, kind, _, zero) in METRICS {
+            if !zero.is_empty() {
+                assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+                let kind = match kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                    Kind::Histogram => "histogram",
+                };
+                assert!(text.contains(&format!("# TYPE {name} {kind}")), "{name}: {text}");
+            }
+            for labels in *zero {
+                let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let series = if labels.is_empty() {
+                    format!("{name} 0")
+                } else {
+                    format!("{name}{{{}}} 0", labels.join(","))
+                };
+                assert!(text.lines().any(|l| l == series), "{series} missing: {text}");
+            }
+        }
+    }
 }
