@@ -5,6 +5,7 @@
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::privilege::{self, Rank};
 use super::{Actor, AuditEvent, ClientContext, Portcullis, Principal, validate};
 use crate::error::{AppError, AppResult};
 use crate::store::{NewUser, UserPage, UserRow, UserSort};
@@ -320,6 +321,7 @@ impl Portcullis {
     /// Enables or disables an account; disabling ends all its sessions at once.
     /// Recorded as USER_DISABLE or USER_ENABLE when the state changes.
     pub async fn set_user_active(&self, id: Uuid, active: bool, by: &Actor) -> AppResult<UserRow> {
+        self.may_act_on(id, by).await?;
         let inner = self.inner();
         let now = Utc::now();
         let action = if active { "USER_ENABLE" } else { "USER_DISABLE" };
@@ -335,7 +337,9 @@ impl Portcullis {
     }
 }
 
-/// Administration of users, on an administrator's behalf.
+/// Administration of users, on an administrator's behalf. Every change to a user
+/// goes through the privilege rule (`privilege::may_act_on`): the actor ranks at least
+/// as high as the user.
 impl Portcullis {
     pub async fn list_users(&self, query: &UserQuery) -> AppResult<UserPage> {
         if query.q.len() > 200 {
@@ -346,14 +350,19 @@ impl Portcullis {
             .await
     }
 
-    /// Creates a user on an administrator's behalf, with roles.
+    /// Creates a user on an administrator's behalf, with roles: only a superuser
+    /// creates a superuser, and `by` must be able to give every role.
     pub async fn create_user(&self, registration: Registration, by: &Actor) -> AppResult<UserRow> {
+        if registration.superuser {
+            privilege::require_rank(by, Rank::Superuser, "create a superuser")?;
+        }
         let roles = registration.roles.clone();
         for role in &roles {
             self.store()
                 .role(role)
                 .await?
                 .ok_or_else(|| AppError::validation("roles", format!("unknown role {role}")))?;
+            self.may_give_role(role, by).await?;
         }
         let user = self
             .register_audited(
@@ -372,7 +381,12 @@ impl Portcullis {
 
     /// Changes a user's profile and superuser flag in one transaction, recorded as
     /// one USER_UPDATE naming the fields given (never their values).
+    /// Only a superuser grants or removes superuser.
     pub async fn update_user(&self, id: Uuid, changes: UserChanges, by: &Actor) -> AppResult<UserRow> {
+        if changes.is_superuser.is_some() {
+            privilege::require_rank(by, Rank::Superuser, "grant or remove superuser")?;
+        }
+        self.may_act_on(id, by).await?;
         let event = by
             .event("USER_UPDATE")
             .resource("user", id)
@@ -384,7 +398,7 @@ impl Portcullis {
 
     /// Deletes a user and ends their sessions; 409 for the last administrator.
     pub async fn delete_user(&self, id: Uuid, by: &Actor) -> AppResult<()> {
-        let user = self.user(id).await?;
+        let user = self.may_act_on(id, by).await?;
         let now = Utc::now();
         let record = self.audit_record(
             by.event("USER_DELETE")
@@ -404,7 +418,7 @@ impl Portcullis {
 
     /// Sets a user's password (policy-checked) and ends their sessions.
     pub async fn set_password(&self, id: Uuid, password: &str, by: &Actor) -> AppResult<()> {
-        let user = self.user(id).await?;
+        let user = self.may_act_on(id, by).await?;
         validate::all([self
             .inner()
             .policy
@@ -423,9 +437,16 @@ impl Portcullis {
 
     /// Lifts the login lock on the user's username and email.
     pub async fn unlock_user(&self, id: Uuid, by: &Actor) -> AppResult<()> {
-        let user = self.user(id).await?;
+        let user = self.may_act_on(id, by).await?;
         self.clear_lockout(&user).await?;
         self.log_event(by.event("USER_UNLOCK").resource("user", id)).await
+    }
+
+    /// Ends every session of a user, at once; the number ended.
+    pub async fn revoke_user_sessions(&self, id: Uuid, by: &Actor) -> AppResult<usize> {
+        self.may_act_on(id, by).await?;
+        self.end_user_sessions(id, None, "revoked_by_admin", by.event("SESSIONS_REVOKE"))
+            .await
     }
 }
 

@@ -122,6 +122,23 @@ impl AuditEvent {
 pub struct Actor {
     pub user: Option<(Uuid, String)>,
     pub client: Option<ClientContext>,
+    /// What the actor holds, for the privilege rule (`domain::privilege`).
+    pub authority: Authority,
+}
+
+/// What an actor may hand out and whom it may act on (see `domain::privilege`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Authority {
+    /// The operator (CLI, a service embedding the library): bound by no privilege rule.
+    #[default]
+    Operator,
+    /// A signed-in caller, with what the credential of this request grants.
+    Holder {
+        superuser: bool,
+        /// Holds the `admin` role.
+        administrator: bool,
+        permissions: Vec<String>,
+    },
 }
 
 impl Actor {
@@ -130,10 +147,29 @@ impl Actor {
         Self::default()
     }
 
+    /// A user acting on their own account: holds nothing for the privilege rule.
     pub fn user(id: Uuid, username: &str, client: &ClientContext) -> Self {
         Self {
             user: Some((id, username.to_string())),
             client: Some(client.clone()),
+            authority: Authority::Holder {
+                superuser: false,
+                administrator: false,
+                permissions: Vec::new(),
+            },
+        }
+    }
+
+    /// The caller of a guarded route, holding what its credential grants (an API
+    /// key's or temporary token's scope, a token's roles and permissions).
+    pub fn principal(caller: &super::Principal, client: &ClientContext) -> Self {
+        Self {
+            authority: Authority::Holder {
+                superuser: caller.is_superuser,
+                administrator: caller.has_role(super::privilege::ADMIN_ROLE),
+                permissions: caller.permissions.clone(),
+            },
+            ..Self::user(caller.user_id, &caller.username, client)
         }
     }
 

@@ -444,7 +444,7 @@ impl Portcullis {
 
     /// An administrator removes a user's factor (lost device, left without codes).
     pub async fn reset_mfa(&self, user_id: Uuid, by: &Actor) -> AppResult<()> {
-        self.user(user_id).await?;
+        self.may_act_on(user_id, by).await?;
         let record = self.audit_record(by.event("MFA_RESET").resource("user", user_id));
         if !self.store().remove_mfa(user_id, record.as_ref()).await? {
             return Err(AppError::NotFound("the user has no second factor".into()));

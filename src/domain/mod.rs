@@ -12,6 +12,7 @@ pub mod lockout;
 pub mod login;
 pub mod mfa;
 pub mod oauth;
+pub mod privilege;
 pub mod rbac;
 pub mod revocation;
 pub mod sessions;
@@ -27,7 +28,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::secretbox::MasterKey;
 use crate::store::Store;
 
-pub use audit::{Actor, AuditEvent};
+pub use audit::{Actor, AuditEvent, Authority};
 pub use authn::{Credential, Principal, TokenCache};
 pub use sessions::{ClientContext, TokenPair};
 

@@ -55,7 +55,11 @@ impl Portcullis {
     }
 
     /// Gives a user a role (idempotent: assigning a held role changes and records nothing).
+    /// Subject to the privilege rule: `by` ranks at least as high as the user and
+    /// holds every permission of the role.
     pub async fn assign_role(&self, user_id: Uuid, role: &str, by: &Actor) -> AppResult<()> {
+        self.may_act_on(user_id, by).await?;
+        self.may_give_role(role, by).await?;
         let record = self.audit_record(by.event("ROLE_ASSIGN").resource("user", user_id).meta("role", role));
         self.store()
             .assign_role(user_id, role, by.id(), Utc::now(), record.as_ref())
@@ -66,7 +70,7 @@ impl Portcullis {
 
     /// 404 when the user did not hold the role; 409 for the last administrator.
     pub async fn remove_role(&self, user_id: Uuid, role: &str, by: &Actor) -> AppResult<()> {
-        self.user(user_id).await?;
+        self.may_act_on(user_id, by).await?;
         let record = self.audit_record(by.event("ROLE_REMOVE").resource("user", user_id).meta("role", role));
         if !self.store().remove_role(user_id, role, record.as_ref()).await? {
             return Err(AppError::NotFound(format!("the user does not have role {role}")));
@@ -75,7 +79,9 @@ impl Portcullis {
         Ok(())
     }
 
+    /// `by` must hold the permission (and be an administrator for the admin role).
     pub async fn grant_permission(&self, role: &str, permission: &str, by: &Actor) -> AppResult<()> {
+        self.may_change_role(role, &[permission.to_string()], by)?;
         let record = self.audit_record(
             by.event("PERMISSION_GRANT")
                 .resource("role", role)
@@ -86,7 +92,9 @@ impl Portcullis {
         Ok(())
     }
 
+    /// `by` must hold the permission (and be an administrator for the admin role).
     pub async fn revoke_permission(&self, role: &str, permission: &str, by: &Actor) -> AppResult<()> {
+        self.may_change_role(role, &[permission.to_string()], by)?;
         let record = self.audit_record(
             by.event("PERMISSION_REVOKE")
                 .resource("role", role)
@@ -125,6 +133,7 @@ impl Portcullis {
     ) -> AppResult<RoleRow> {
         check_name("name", name)?;
         validate::all([validate::text("description", description, validate::DESCRIPTION_MAX)])?;
+        self.may_change_role(name, permissions, by)?;
         let record = self.audit_record(
             by.event("ROLE_CREATE")
                 .resource("role", name)
@@ -146,6 +155,13 @@ impl Portcullis {
         validate::all([description
             .map(|d| validate::text("description", d, validate::DESCRIPTION_MAX))
             .unwrap_or(Ok(()))])?;
+        // Replacing the set puts in and takes out: `by` must hold both what the role
+        // has and what it is to have.
+        let mut changed = permissions.map(<[String]>::to_vec).unwrap_or_default();
+        if permissions.is_some() {
+            changed.extend(self.role(name).await?.permissions);
+        }
+        self.may_change_role(name, &changed, by)?;
         let mut event = by.event("ROLE_UPDATE").resource("role", name);
         if let Some(p) = permissions {
             event = event.meta("permissions", p);
@@ -162,7 +178,10 @@ impl Portcullis {
         self.role(name).await
     }
 
+    /// `by` must hold every permission the role has.
     pub async fn delete_role(&self, name: &str, by: &Actor) -> AppResult<()> {
+        let role = self.role(name).await?;
+        self.may_change_role(name, &role.permissions, by)?;
         let record = self.audit_record(by.event("ROLE_DELETE").resource("role", name));
         if !self.store().delete_role(name, record.as_ref()).await? {
             return Err(AppError::NotFound(format!("no role {name}")));
@@ -191,8 +210,15 @@ impl Portcullis {
         })
     }
 
-    /// Deletes a permission and removes it from every role.
+    /// Deletes a permission and removes it from every role, which is taking it out of
+    /// each of them: the privilege rule applies as for revoking it from each.
     pub async fn delete_permission(&self, name: &str, by: &Actor) -> AppResult<()> {
+        let gone = [name.to_string()];
+        for role in self.roles().await? {
+            if role.permissions.iter().any(|p| p == name) {
+                self.may_change_role(&role.name, &gone, by)?;
+            }
+        }
         let record = self.audit_record(by.event("PERMISSION_DELETE").resource("permission", name));
         if !self.store().delete_permission(name, record.as_ref()).await? {
             return Err(AppError::NotFound(format!("no permission {name}")));

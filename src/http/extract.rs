@@ -213,9 +213,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
             .extensions
             .get::<super::Caller>()
             .ok_or(AppError::MissingCredentials)?;
-        Ok(Actor::user(
-            caller.0.user_id,
-            &caller.0.username,
+        Ok(Actor::principal(
+            &caller.0,
             &client_context(&parts.extensions, &parts.headers),
         ))
     }

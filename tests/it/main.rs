@@ -11,6 +11,7 @@ mod hostile_tokens;
 mod mfa;
 mod oauth;
 mod oidc_provider;
+mod privilege;
 mod rbac;
 mod service;
 mod sessions;
