@@ -221,6 +221,31 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
+/// Actions recorded under another name before: (the name now, the former name). The
+/// services Portcullis replaces call a successful login `LOGIN`, and their clients
+/// filter by it; earlier Portcullis versions recorded `LOGIN_SUCCESS`. A filter naming
+/// either finds both.
+const FORMER_NAMES: &[(&str, &str)] = &[("LOGIN", "LOGIN_SUCCESS")];
+
+/// `filter` with every action it names widened to that action's other name.
+fn with_former_names(filter: &AuditFilter) -> std::borrow::Cow<'_, AuditFilter> {
+    let mut actions = filter.actions.clone();
+    for (now, former) in FORMER_NAMES {
+        for (named, other) in [(now, former), (former, now)] {
+            if filter.actions.iter().any(|a| a == named) && !actions.iter().any(|a| a == other) {
+                actions.push(other.to_string());
+            }
+        }
+    }
+    if actions.len() == filter.actions.len() {
+        return std::borrow::Cow::Borrowed(filter);
+    }
+    std::borrow::Cow::Owned(AuditFilter {
+        actions,
+        ..filter.clone()
+    })
+}
+
 impl Portcullis {
     fn trail(&self) -> &AuditTrail {
         &self.inner().audit
@@ -364,12 +389,21 @@ impl Portcullis {
 
     /// Records matching `filter`, newest first.
     pub async fn audit_log(&self, filter: &AuditFilter, limit: i64, offset: i64) -> AppResult<Vec<AuditRow>> {
-        self.store().audit_records(filter, false, limit, offset).await
+        self.store()
+            .audit_records(&with_former_names(filter), false, limit, offset)
+            .await
     }
 
     /// Records matching `filter`, oldest first (export and tail read forward by id).
     pub async fn audit_log_forward(&self, filter: &AuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
-        self.store().audit_records(filter, true, limit, 0).await
+        self.store()
+            .audit_records(&with_former_names(filter), true, limit, 0)
+            .await
+    }
+
+    /// Every action recorded so far, in alphabetical order.
+    pub async fn audit_actions(&self) -> AppResult<Vec<String>> {
+        self.store().audit_actions().await
     }
 
     /// Walks every chain from its base to its head as read first (so records written

@@ -56,7 +56,7 @@ impl Portcullis {
         let expires =
             now + chrono::Duration::from_std(inner.config.tokens.refresh_token_ttl).map_err(AppError::internal)?;
         let record = self.audit_record(
-            AuditEvent::new("LOGIN_SUCCESS")
+            AuditEvent::new("LOGIN")
                 .actor(user.id, &user.username)
                 .resource("session", session.id)
                 .client(ctx)

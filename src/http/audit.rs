@@ -21,7 +21,8 @@ use crate::store::{AuditFilter, AuditRow};
 pub struct AuditQuery {
     pub user_id: Option<String>,
     pub username: Option<String>,
-    /// One action or several, comma-separated (`LOGIN_SUCCESS,LOGIN_FAILURE`).
+    /// One action or several, comma-separated (`LOGIN,LOGIN_FAILURE`); an action's
+    /// former name finds it too (`LOGIN_SUCCESS`).
     pub action: Option<String>,
     /// `event` or `request`.
     pub kind: Option<String>,
@@ -78,6 +79,19 @@ pub struct AuditPageOut {
     pub items: Vec<AuditRow>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<i64>,
+}
+
+/// The actions recorded so far.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditActionsOut {
+    /// In alphabetical order.
+    pub actions: Vec<String>,
+}
+
+pub async fn actions(State(state): State<AppState>) -> AppResult<Json<AuditActionsOut>> {
+    Ok(Json(AuditActionsOut {
+        actions: state.service.audit_actions().await?,
+    }))
 }
 
 pub async fn list(

@@ -314,6 +314,9 @@ pub fn table() -> Vec<Route> {
             .doc("audit", "Matching audit records as NDJSON, oldest first, streamed")
             .query::<audit::AuditQuery>()
             .empty(200),
+        Route::new(M::GET, "/audit/actions", Permission("audit:read"), audit::actions)
+            .doc("audit", "The actions recorded so far, for building filters")
+            .returns::<audit::AuditActionsOut>(200),
         Route::new(M::POST, "/audit/events", Permission("audit:write"), audit::record)
             .doc("audit", "Record a custom audit event")
             .json::<audit::AuditEventRequest>()

@@ -92,7 +92,7 @@ async fn security_events_are_recorded_once_with_actor_and_resource() {
         let expected = [
             ("REGISTER", 1),
             ("LOGIN_FAILURE", 1),
-            ("LOGIN_SUCCESS", 4),
+            ("LOGIN", 4),
             ("TOKEN_REFRESH", 1),
             ("REFRESH_REUSE_DETECTED", 1),
             ("PASSWORD_CHANGE", 1),
@@ -111,7 +111,7 @@ async fn security_events_are_recorded_once_with_actor_and_resource() {
         assert_eq!(failure_meta["reason"], "bad_password");
         let first_login = alice
             .iter()
-            .filter(|r| r["action"] == "LOGIN_SUCCESS")
+            .filter(|r| r["action"] == "LOGIN")
             .min_by_key(|r| r["id"].as_i64())
             .unwrap();
         assert_eq!(first_login["resource_id"], session.as_str());
@@ -126,6 +126,31 @@ async fn security_events_are_recorded_once_with_actor_and_resource() {
             .collect();
         assert_eq!(anonymous.len(), 1);
         assert!(!anonymous[0].to_string().contains("nobody"));
+
+        // The replaced services' clients filter logins by `LOGIN`; a record an earlier
+        // version wrote as `LOGIN_SUCCESS` (here posted as a custom event) is found by
+        // either name, and so are today's.
+        let legacy = json!({"action": "LOGIN_SUCCESS", "resource_type": "session", "resource_id": "old"});
+        let res = s
+            .call(M::POST, "/audit/events", Bearer(&admin.access), Json(legacy))
+            .await;
+        assert_eq!(res.status, 201);
+        let ids = |rows: Vec<Value>| -> Vec<i64> { rows.iter().map(|r| r["id"].as_i64().unwrap()).collect() };
+        let by_new = ids(records(&s, &admin.access, "action=LOGIN").await);
+        let by_old = ids(records(&s, &admin.access, "action=LOGIN_SUCCESS").await);
+        assert_eq!(by_new, by_old);
+        assert!(by_new.contains(&first_login["id"].as_i64().unwrap()));
+        let legacy_rows = records(&s, &admin.access, "resource_id=old").await;
+        assert!(by_new.contains(&legacy_rows[0]["id"].as_i64().unwrap()));
+        let actions = s.get_auth("/audit/actions", &admin.access).await.json();
+        let actions: Vec<String> = serde_json::from_value(actions["actions"].clone()).unwrap();
+        let mut sorted = actions.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(actions, sorted, "sorted, each once");
+        for a in ["LOGIN", "LOGIN_FAILURE", "LOGIN_SUCCESS", "REGISTER", "LOGOUT_ALL"] {
+            assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+        }
 
         // An administrator's creation names the administrator and the new user.
         let creations: Vec<&Value> = events

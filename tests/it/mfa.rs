@@ -295,7 +295,7 @@ async fn enrolment_login_replay_recovery_codes_and_removal() {
         }
         let mfa_logins = events
             .iter()
-            .filter(|e| e["action"] == "LOGIN_SUCCESS" && e["metadata"].as_str().unwrap().contains("otp"))
+            .filter(|e| e["action"] == "LOGIN" && e["metadata"].as_str().unwrap().contains("otp"))
             .count();
         assert_eq!(mfa_logins, 1);
 

@@ -199,6 +199,12 @@ const _: () = assert!(
 const APPEND_ARRAYS_POSTGRES: &str = concat!("WITH ", append_audit_arrays_postgres!());
 const COLUMNS: &str = concat!("id, ", audit_columns!());
 const CHAINS: &str = "SELECT chain, seq, head, base_seq, base_hash FROM audit_chains ORDER BY chain";
+/// The distinct actions, by hopping along the (action, id) index from one action to
+/// the next: one index probe per action rather than a scan of every record.
+const ACTIONS: &str = "WITH RECURSIVE a(action) AS (\
+    SELECT MIN(action) FROM audit_log \
+    UNION ALL SELECT (SELECT MIN(action) FROM audit_log WHERE action > a.action) FROM a WHERE a.action IS NOT NULL\
+    ) SELECT action FROM a WHERE action IS NOT NULL";
 const CHAIN_ROWS: &str = concat!(
     "SELECT id, ",
     audit_columns!(),
@@ -606,6 +612,11 @@ impl Store {
             qb.push(order).push(" LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
             qb.build_query_as::<AuditRow>().fetch_all(pool).await?
         }))
+    }
+
+    /// Every action recorded so far, in order.
+    pub async fn audit_actions(&self) -> AppResult<Vec<String>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(ACTIONS).fetch_all(pool).await)?)
     }
 
     pub async fn audit_chains(&self) -> AppResult<Vec<AuditChainRow>> {
