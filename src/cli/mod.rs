@@ -196,6 +196,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bind = config.server.bind;
     let service = Portcullis::open(config).await?;
+    service.check_named_roles().await?;
     if let Some(admin) = service.bootstrap_admin().await? {
         match admin.password {
             Some(password) => eprintln!(

@@ -18,6 +18,18 @@ pub fn is_valid_grant_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b))
 }
 
+/// The name in `known` nearest to `name`, when it is close enough to be what was meant
+/// (a typo): beyond a third of the characters wrong, a suggestion is more noise than
+/// help. For messages that refuse a name ("did you mean ...?").
+pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .min()
+        .filter(|(distance, _)| distance * 3 <= name.len())
+        .map(|(_, k)| k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_valid_grant_name;

@@ -205,14 +205,8 @@ fn check_known(key: &str, written: &str, known: Vec<String>) -> Result<(), Strin
     if known.iter().any(|k| k == key) {
         return Ok(());
     }
-    let nearest = known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(key, k), k))
-        .min()
-        // Beyond a third of the characters wrong, a suggestion is more noise than help.
-        .filter(|(distance, _)| distance * 3 <= key.len());
-    let suggestion = nearest
-        .map(|(_, k)| format!("; did you mean `{}`?", as_written(k, written)))
+    let suggestion = super::names::nearest(key, known.iter().map(String::as_str))
+        .map(|k| format!("; did you mean `{}`?", as_written(k, written)))
         .unwrap_or_default();
     Err(format!("unknown setting `{written}`{suggestion}"))
 }

@@ -181,6 +181,11 @@ impl Portcullis {
     /// `by` must hold every permission the role has.
     pub async fn delete_role(&self, name: &str, by: &Actor) -> AppResult<()> {
         let role = self.role(name).await?;
+        if self.config().mfa.required_roles.iter().any(|r| r == name) {
+            return Err(AppError::Conflict(format!(
+                "role {name} is named in MFA_REQUIRED_ROLES; take it out of the setting first"
+            )));
+        }
         self.may_change_role(name, &role.permissions, by)?;
         let record = self.audit_record(by.event("ROLE_DELETE").resource("role", name));
         if !self.store().delete_role(name, record.as_ref()).await? {
@@ -224,6 +229,32 @@ impl Portcullis {
             return Err(AppError::NotFound(format!("no permission {name}")));
         }
         self.inner().credentials.forget_all_users();
+        Ok(())
+    }
+}
+
+impl Portcullis {
+    /// Settings that name roles must name existing ones: `MFA_REQUIRED_ROLES=admins`
+    /// (for `admin`) would otherwise silently turn MFA off for administrators. Checked
+    /// when the service starts (not by the CLI, which may be what creates the role).
+    pub async fn check_named_roles(&self) -> anyhow::Result<()> {
+        let existing: Vec<String> = self
+            .roles()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        for role in &self.config().mfa.required_roles {
+            if !existing.contains(role) {
+                let hint = crate::config::names::nearest(role, existing.iter().map(String::as_str))
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "MFA_REQUIRED_ROLES: no role `{role}` exists{hint}; create it (portcullis role create) or fix the setting"
+                );
+            }
+        }
         Ok(())
     }
 }

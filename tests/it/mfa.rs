@@ -441,6 +441,10 @@ async fn required_roles_enrolment_only_tokens_step_up_and_admin_reset() {
         assert!(challenge_header.contains("max_age=600"), "{challenge_header}");
         let code = s.call(M::POST, "/admin/keys/rotate", Bearer(&rc), Empty).await.status;
         assert_eq!(code, 401);
+        // The role the policy names cannot be deleted from under it.
+        let res = s.call(M::DELETE, "/admin/roles/admin", Bearer(&fresh), Empty).await;
+        assert_eq!(res.status, 409, "{}", res.text);
+        assert!(res.text.contains("MFA_REQUIRED_ROLES"), "{}", res.text);
 
         // An old second factor is not recent: another instance allowing one second.
         let strict = TestServer::on(

@@ -377,10 +377,15 @@ fn bad_configuration_stops_startup_with_one_line() {
         ("ACCESS_TOKEN_EXPIRE_MINUTES", "soon"),
         ("DATABASE_URL", "mysql://u:hunter2@db/x"),
         ("PORTCULLIS_BIND", "nowhere"),
+        // A typo would turn MFA off for administrators.
+        ("MFA_REQUIRED_ROLES", "admins"),
     ] {
         let out = binary()
             .current_dir(dir.path())
             .env(var, value)
+            // Settings checked against the database come after the store opens: a
+            // given master key spares the generated key file's warning line.
+            .env("PORTCULLIS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
             .arg("serve")
             .output()
             .unwrap();
@@ -389,6 +394,9 @@ fn bad_configuration_stops_startup_with_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains(var), "{err}");
         assert!(!err.contains("hunter2"));
+        if var == "MFA_REQUIRED_ROLES" {
+            assert!(err.contains("did you mean `admin`?"), "{err}");
+        }
     }
 }
 
