@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ClientContext, Portcullis};
+use super::{ClientContext, Portcullis, validate};
 use crate::error::AppResult;
 use crate::store::{AuditByUserRuns, AuditFields, AuditFilter, AuditRow};
 
@@ -28,6 +28,19 @@ const BATCH: usize = 256;
 /// one user); in the benchmark these yields took the average batch from 103-188 to
 /// 197-240 records. A fixed wait did as well but dropped records once under load.
 const FILL_YIELDS: usize = 4;
+
+/// The ranges an audit query keeps to, each failure naming its query parameter: dates
+/// a record can have, an HTTP status, a positive cursor. Checked before the first
+/// read, so an export is refused with a 422 rather than cut off.
+pub fn check_audit_filter(filter: &AuditFilter) -> AppResult<()> {
+    validate::all([
+        validate::query_instant("since", filter.since),
+        validate::query_instant("until", filter.until),
+        validate::query_number("status", filter.status.map(i64::from), 100..=599),
+        validate::query_number("cursor", filter.before_id, 1..=i64::MAX),
+        validate::query_number("after_id", filter.after_id, 0..=i64::MAX),
+    ])
+}
 
 pub struct AuditTrail {
     enabled: bool,
@@ -326,13 +339,19 @@ impl Portcullis {
         }
     }
 
-    /// Records matching `filter`, newest first.
+    /// Records matching `filter`, newest first; `limit` 1-1000.
     pub async fn audit_log(&self, filter: &AuditFilter, limit: i64, offset: i64) -> AppResult<Vec<AuditRow>> {
+        validate::all([
+            validate::query_number("limit", Some(limit), 1..=1000),
+            validate::query_number("offset", Some(offset), 0..=validate::OFFSET_MAX),
+        ])?;
+        check_audit_filter(filter)?;
         self.store().audit_records(filter, false, limit, offset).await
     }
 
     /// Records matching `filter`, oldest first (export and tail read forward by id).
     pub async fn audit_log_forward(&self, filter: &AuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
+        check_audit_filter(filter)?;
         self.store().audit_records(filter, true, limit, 0).await
     }
 
