@@ -42,6 +42,56 @@ pub fn check_audit_filter(filter: &AuditFilter) -> AppResult<()> {
     ])
 }
 
+/// Characters a record may hold but must never reach a terminal raw: C0 and C1
+/// controls (ESC starts a terminal escape sequence) and the bidirectional controls that
+/// reorder what is shown (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069).
+pub fn unsafe_for_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` for a terminal: every character [`unsafe_for_terminal`] as `\u{..}`, and a
+/// backslash doubled, so what is shown cannot be confused with an escape.
+pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| unsafe_for_terminal(c) || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if unsafe_for_terminal(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// JSON as serde_json writes it, but with every character [`unsafe_for_terminal`]
+/// escaped (`\u202e`), not just the C0 controls JSON requires: the same value for a
+/// parser, harmless on a terminal (`curl`, `audit tail --json`, an export piped to
+/// `less`).
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if unsafe_for_terminal(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Writes `value` as terminal-safe JSON (see [`TerminalSafe`]).
+pub fn write_terminal_safe_json<W: std::io::Write, T: Serialize + ?Sized>(w: W, value: &T) -> serde_json::Result<()> {
+    value.serialize(&mut serde_json::Serializer::with_formatter(w, TerminalSafe))
+}
+
 pub struct AuditTrail {
     enabled: bool,
     /// This instance's prefix of its chains' names.
@@ -424,5 +474,26 @@ impl Portcullis {
             }
             None => Ok(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_output_carries_no_raw_controls() {
+        let hostile = "a\u{1b}[2J\u{202e}b\u{9b}c\u{2066}\\d\u{7f}é";
+        let shown = escape_for_terminal(hostile);
+        assert!(!shown.chars().any(unsafe_for_terminal), "{shown}");
+        assert_eq!(shown, "a\\u{1b}[2J\\u{202e}b\\u{9b}c\\u{2066}\\\\d\\u{7f}é");
+        assert_eq!(escape_for_terminal("plain"), "plain");
+
+        let mut out = Vec::new();
+        write_terminal_safe_json(&mut out, &serde_json::json!({"k": hostile})).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.chars().any(unsafe_for_terminal), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["k"], hostile, "the same value for a parser");
     }
 }

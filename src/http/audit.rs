@@ -1,6 +1,5 @@
 //! `/audit/*`: reading, exporting and writing the audit trail.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
+use crate::domain::audit::write_terminal_safe_json;
 use crate::domain::{AuditEvent, ClientContext};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
@@ -80,17 +80,16 @@ pub struct AuditPageOut {
     pub next_cursor: Option<i64>,
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ValidQuery(q): ValidQuery<AuditQuery>,
-) -> AppResult<Json<AuditPageOut>> {
+pub async fn list(State(state): State<AppState>, ValidQuery(q): ValidQuery<AuditQuery>) -> AppResult<Response> {
     let limit = q.limit.unwrap_or(100);
     let offset = q.offset.unwrap_or(0);
     let items = state.service.audit_log(&q.filter()?, limit, offset).await?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|r| r.id))
         .flatten();
-    Ok(Json(AuditPageOut { items, next_cursor }))
+    let mut body = Vec::new();
+    write_terminal_safe_json(&mut body, &AuditPageOut { items, next_cursor }).map_err(AppError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Streams matching records, oldest first, one JSON object per line, reading the
@@ -111,7 +110,7 @@ pub async fn export(State(state): State<AppState>, ValidQuery(q): ValidQuery<Aud
                     filter.after_id = rows.last().map(|r| r.id);
                     let mut chunk = Vec::new();
                     for row in &rows {
-                        if serde_json::to_writer(&mut chunk, row).is_ok() {
+                        if write_terminal_safe_json(&mut chunk, row).is_ok() {
                             chunk.push(b'\n');
                         }
                     }

@@ -1048,3 +1048,63 @@ async fn query_dates_and_numbers_out_of_range_are_422_naming_the_parameter() {
         s.stop().await;
     }
 }
+
+/// Nothing a record holds reaches a terminal raw: a custom event carrying ESC and a
+/// right-to-left override (in its metadata and resource id) is stored as sent, but
+/// `audit tail` (text and JSON), `audit export`, the API's list and its export show
+/// both escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_and_bidi_overrides_never_reach_a_terminal_raw() {
+    let raw = |c: char| {
+        c.is_control() && c != '\n' || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let note = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}gnp.exe\u{9b}31m\u{2066}";
+        let event = json!({
+            "action": "INVOICE_APPROVED",
+            "resource_type": "invoice",
+            "resource_id": "inv-\u{202e}24\u{2069}",
+            "metadata": {"note": note},
+        });
+        let res = s
+            .call(M::POST, "/audit/events", Bearer(&admin.access), Json(event))
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text);
+
+        // The API: the same values for a parser, no raw character in the bytes.
+        let res = s.get_auth("/audit/logs?action=INVOICE_APPROVED", &admin.access).await;
+        assert_eq!(res.status, 200);
+        assert!(!res.text.chars().any(raw), "{:?}", res.text);
+        let item = &res.json()["items"][0];
+        assert_eq!(item["resource_id"], "inv-\u{202e}24\u{2069}", "stored as recorded");
+        let meta: Value = serde_json::from_str(item["metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(meta["note"], note, "stored as recorded");
+        let res = s
+            .get_auth("/audit/logs/export?action=INVOICE_APPROVED", &admin.access)
+            .await;
+        assert_eq!(res.status, 200);
+        assert!(
+            res.text.contains("\\u202e") && !res.text.chars().any(raw),
+            "{:?}",
+            res.text
+        );
+
+        // The command line, on the database.
+        for args in [
+            &["audit", "tail"][..],
+            &["--json", "audit", "tail"],
+            &["audit", "export", "--action", "INVOICE_APPROVED"],
+        ] {
+            let (code, out, err) = run_binary(binary_on(&db).args(args), "");
+            assert_eq!(code, 0, "{args:?}: {err}");
+            assert!(out.contains("INVOICE_APPROVED"), "{args:?}: {out}");
+            assert!(!out.chars().any(raw), "{args:?}: {out:?}");
+            assert!(out.contains("202e"), "{args:?}: the override is shown escaped: {out}");
+        }
+        let (_, out, _) = run_binary(binary_on(&db).args(["audit", "tail"]), "");
+        assert!(out.contains("invoice/inv-\\u{202e}24\\u{2069}"), "{out}");
+        s.stop().await;
+    }
+}
