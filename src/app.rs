@@ -2,7 +2,7 @@
 //! background tasks that keep an instance current, and serving with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -215,9 +215,9 @@ pub async fn serve(
     let app = router(service.clone());
     // Start-up (migrations, key loading, the bootstrap) is done.
     release_free_heap();
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = service.config().server.connections.clone();
+    let trusted = service.config().edge.trusted_proxies.clone();
+    let result = serve_connections(listener, app, limits, trusted, shutdown).await;
     background.abort();
     let _ = stop_audit.send(true);
     let _ = audit_writer.await;
@@ -229,6 +229,157 @@ pub async fn serve(
     }
     service.store().close().await;
     result
+}
+
+/// Open connections per client address, for `max_connections_per_ip`.
+type PerIp = Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
+/// One connection's share of `PerIp`, given back when the connection ends.
+struct IpSlot(PerIp, IpAddr);
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Accepts connections until `shutdown`, within `limits`: at most `max_connections`
+/// at once (the rest wait in the backlog), `max_connections_per_ip` from one address
+/// outside `trusted` (the rest are closed at once), each served by hyper with a
+/// header-read timeout and closed when idle. Then drains: connections finish their
+/// request in progress and close, for at most `shutdown_timeout`.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: crate::config::ConnectionLimits,
+    trusted: Vec<ipnet::IpNet>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use tower::ServiceExt;
+
+    let app = app.layer(
+        ServiceBuilder::new()
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                limits.request_timeout,
+            ))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout)),
+    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip: PerIp = Arc::default();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: wait a
+                    // moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let ip = peer.ip().to_canonical();
+        let slot = if trusted.iter().any(|n| n.contains(&ip)) {
+            None
+        } else {
+            let mut open = per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = open.entry(ip).or_insert(0);
+            if *n >= limits.max_connections_per_ip {
+                drop(open);
+                metrics::counter!("portcullis_connections_refused_total").increment(1);
+                drop(stream);
+                continue;
+            }
+            *n += 1;
+            Some(IpSlot(per_ip.clone(), ip))
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stopping = stopping.clone();
+        let limits = limits.clone();
+        connections.spawn(async move {
+            let _held = (permit, slot);
+            // Requests in progress and the end of the last one, for the idle timeout.
+            let activity = Arc::new((
+                std::sync::atomic::AtomicUsize::new(0),
+                std::sync::Mutex::new(Instant::now()),
+            ));
+            let seen = activity.clone();
+            let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let app = app.clone();
+                let seen = seen.clone();
+                seen.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let res = app.oneshot(req.map(axum::body::Body::new)).await;
+                    *seen.1.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    seen.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    res
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service),
+                );
+            tokio::pin!(conn);
+            let mut closing = false;
+            loop {
+                let idle_since = *activity.1.lock().unwrap_or_else(|e| e.into_inner());
+                let busy = activity.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
+                let from = if busy { Instant::now() } else { idle_since };
+                let idle_deadline = tokio::time::Instant::from_std(from + limits.idle_timeout);
+                tokio::select! {
+                    _ = conn.as_mut() => break,
+                    changed = stopping.changed(), if !closing => {
+                        if changed.is_err() || *stopping.borrow() {
+                            closing = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                    _ = tokio::time::sleep_until(idle_deadline), if !closing => {
+                        let busy = activity.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
+                        let still_idle = *activity.1.lock().unwrap_or_else(|e| e.into_inner()) == idle_since;
+                        if !busy && still_idle {
+                            closing = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_timeout, drained).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after {}s of draining; closing them",
+            limits.shutdown_timeout.as_secs()
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -2,6 +2,7 @@
 //! database.
 
 use crate::Portcullis;
+use crate::domain::audit::{escape_for_terminal, write_terminal_safe_json};
 use crate::store::{AuditFilter, AuditRow};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
@@ -35,9 +36,14 @@ pub enum AuditCommand {
     Verify,
 }
 
+/// One record on standard output; nothing a record holds reaches the terminal raw
+/// (controls and bidirectional overrides are escaped, see `escape_for_terminal`).
 fn print_row(row: &AuditRow, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(row).unwrap_or_default());
+        let mut line = Vec::new();
+        if write_terminal_safe_json(&mut line, row).is_ok() {
+            println!("{}", String::from_utf8_lossy(&line));
+        }
         return;
     }
     let f = &row.fields;
@@ -48,11 +54,11 @@ fn print_row(row: &AuditRow, json: bool) {
     println!(
         "{}  {:<24} {:<16} {:<40} {} {}",
         f.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-        f.action,
-        f.username.as_deref().unwrap_or("-"),
-        resource,
+        escape_for_terminal(&f.action),
+        escape_for_terminal(f.username.as_deref().unwrap_or("-")),
+        escape_for_terminal(&resource),
         f.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-        f.ip.as_deref().unwrap_or("-"),
+        escape_for_terminal(f.ip.as_deref().unwrap_or("-")),
     );
 }
 

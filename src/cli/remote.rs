@@ -2,7 +2,7 @@
 //! `whoami`, `logout`.
 //!
 //! Tokens are kept in `<config dir>/portcullis/credentials.json` (or
-//! `PORTCULLIS_CREDENTIALS_FILE`), created with 0600 permissions, so
+//! `PORTCULLIS_CREDENTIALS_FILE`), written through a new owner-only (0600) file, so
 //! `curl -H "Authorization: Bearer $(portcullis token)"` works from any shell.
 
 use std::io::Write;
@@ -57,27 +57,65 @@ fn load() -> Result<Credentials, CliError> {
 
 fn save(c: &Credentials) -> Result<(), CliError> {
     let path = credentials_path()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    let text = serde_json::to_string_pretty(c).map_err(|e| fail(e.to_string()))?;
+    write_private(&path, text.as_bytes())?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` so that no one else can read them at any moment: into a new
+/// file beside it, created exclusively (never an existing file, never through a symbolic
+/// link) with owner-only permissions from the start, then renamed into place, so
+/// readers never see a half-written file either. A missing directory is created
+/// owner-only too.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir)?;
     }
-    // Write beside, then rename: readers never see a half-written file.
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut attempts = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+        match create_exclusive(&tmp) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A new file at `path`, owner-only, failing if anything (a file, a link, even a
+/// dangling one) is already there.
+fn create_exclusive(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(
-        serde_json::to_string_pretty(c)
-            .map_err(|e| fail(e.to_string()))?
-            .as_bytes(),
-    )?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    opts.open(path)
 }
 
 fn client() -> Result<reqwest::Client, CliError> {
@@ -260,5 +298,40 @@ pub async fn logout() -> CliResult {
             "forgot the local tokens, but could not reach {} to end the session: {e}",
             c.server
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn exclusive_creation_neither_reuses_a_file_nor_follows_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "untouched").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_exclusive(&link).is_err());
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(create_exclusive(&dangling).is_err());
+        assert!(!dir.path().join("nowhere").exists());
+        assert!(create_exclusive(&target).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+
+        let fresh = dir.path().join("sub").join("creds.json");
+        write_private(&fresh, b"secret").unwrap();
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"secret");
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+        let sub = std::fs::metadata(dir.path().join("sub")).unwrap();
+        assert_eq!(sub.permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }

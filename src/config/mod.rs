@@ -34,7 +34,7 @@ pub use limits::{LockoutPolicy, RateLimitSettings};
 pub use mfa::MfaSettings;
 pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
 pub use passwords::{HashParams, PasswordSettings};
-pub use server::{LogFormat, ServerSettings};
+pub use server::{ConnectionLimits, LogFormat, ServerSettings};
 pub use sources::Sources;
 pub use tokens::{SigningAlgorithm, TokenSettings};
 

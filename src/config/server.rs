@@ -2,6 +2,7 @@
 //! from outside, how large a request body may be, and how it logs.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::{ConfigError, Sources};
 
@@ -13,6 +14,13 @@ pub(super) const KEYS: &[&str] = &[
     "PORTCULLIS_PUBLIC_URL",
     "PORTCULLIS_MAX_BODY_BYTES",
     "PORTCULLIS_LOG_FORMAT",
+    "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS",
+    "PORTCULLIS_REQUEST_TIMEOUT_SECONDS",
+    "PORTCULLIS_BODY_TIMEOUT_SECONDS",
+    "PORTCULLIS_IDLE_TIMEOUT_SECONDS",
+    "PORTCULLIS_MAX_CONNECTIONS",
+    "PORTCULLIS_MAX_CONNECTIONS_PER_IP",
+    "PORTCULLIS_SHUTDOWN_TIMEOUT_SECONDS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +37,27 @@ pub struct ServerSettings {
     pub public_url: String,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    pub connections: ConnectionLimits,
+}
+
+/// What one client, or all together, may hold of the server's connections and time.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// A request's head (request line and headers) must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A request must be answered within this (408 otherwise), body included.
+    pub request_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (trusted proxies exempt);
+    /// further ones are closed at once.
+    pub max_connections_per_ip: usize,
+    /// On SIGTERM, in-flight requests get this long to finish before connections close.
+    pub shutdown_timeout: Duration,
 }
 
 pub(super) fn settings(s: &Sources) -> Result<ServerSettings, ConfigError> {
@@ -75,5 +104,18 @@ pub(super) fn settings(s: &Sources) -> Result<ServerSettings, ConfigError> {
             "text",
             &[("text", LogFormat::Text), ("json", LogFormat::Json)],
         )?,
+        connections: ConnectionLimits {
+            header_read_timeout: secs(s, "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS", 10, 600)?,
+            request_timeout: secs(s, "PORTCULLIS_REQUEST_TIMEOUT_SECONDS", 30, 3600)?,
+            body_timeout: secs(s, "PORTCULLIS_BODY_TIMEOUT_SECONDS", 30, 3600)?,
+            idle_timeout: secs(s, "PORTCULLIS_IDLE_TIMEOUT_SECONDS", 60, 3600)?,
+            max_connections: s.number(&["PORTCULLIS_MAX_CONNECTIONS"], 10_000usize, 1, 1_000_000)?,
+            max_connections_per_ip: s.number(&["PORTCULLIS_MAX_CONNECTIONS_PER_IP"], 256usize, 1, 1_000_000)?,
+            shutdown_timeout: secs(s, "PORTCULLIS_SHUTDOWN_TIMEOUT_SECONDS", 20, 3600)?,
+        },
     })
+}
+
+fn secs(s: &Sources, name: &str, default: u64, max: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(s.number(&[name], default, 1, max)?))
 }

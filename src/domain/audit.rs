@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ClientContext, Portcullis};
+use super::{ClientContext, Portcullis, validate};
 use crate::error::AppResult;
 use crate::store::{AuditByUserRuns, AuditFields, AuditFilter, AuditRow};
 
@@ -28,6 +28,69 @@ const BATCH: usize = 256;
 /// one user); in the benchmark these yields took the average batch from 103-188 to
 /// 197-240 records. A fixed wait did as well but dropped records once under load.
 const FILL_YIELDS: usize = 4;
+
+/// The ranges an audit query keeps to, each failure naming its query parameter: dates
+/// a record can have, an HTTP status, a positive cursor. Checked before the first
+/// read, so an export is refused with a 422 rather than cut off.
+pub fn check_audit_filter(filter: &AuditFilter) -> AppResult<()> {
+    validate::all([
+        validate::query_instant("since", filter.since),
+        validate::query_instant("until", filter.until),
+        validate::query_number("status", filter.status.map(i64::from), 100..=599),
+        validate::query_number("cursor", filter.before_id, 1..=i64::MAX),
+        validate::query_number("after_id", filter.after_id, 0..=i64::MAX),
+    ])
+}
+
+/// Characters a record may hold but must never reach a terminal raw: C0 and C1
+/// controls (ESC starts a terminal escape sequence) and the bidirectional controls that
+/// reorder what is shown (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069).
+pub fn unsafe_for_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` for a terminal: every character [`unsafe_for_terminal`] as `\u{..}`, and a
+/// backslash doubled, so what is shown cannot be confused with an escape.
+pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| unsafe_for_terminal(c) || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if unsafe_for_terminal(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// JSON as serde_json writes it, but with every character [`unsafe_for_terminal`]
+/// escaped (`\u202e`), not just the C0 controls JSON requires: the same value for a
+/// parser, harmless on a terminal (`curl`, `audit tail --json`, an export piped to
+/// `less`).
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if unsafe_for_terminal(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Writes `value` as terminal-safe JSON (see [`TerminalSafe`]).
+pub fn write_terminal_safe_json<W: std::io::Write, T: Serialize + ?Sized>(w: W, value: &T) -> serde_json::Result<()> {
+    value.serialize(&mut serde_json::Serializer::with_formatter(w, TerminalSafe))
+}
 
 pub struct AuditTrail {
     enabled: bool,
@@ -387,8 +450,13 @@ impl Portcullis {
         }
     }
 
-    /// Records matching `filter`, newest first.
+    /// Records matching `filter`, newest first; `limit` 1-1000.
     pub async fn audit_log(&self, filter: &AuditFilter, limit: i64, offset: i64) -> AppResult<Vec<AuditRow>> {
+        validate::all([
+            validate::query_number("limit", Some(limit), 1..=1000),
+            validate::query_number("offset", Some(offset), 0..=validate::OFFSET_MAX),
+        ])?;
+        check_audit_filter(filter)?;
         self.store()
             .audit_records(&with_former_names(filter), false, limit, offset)
             .await
@@ -396,6 +464,7 @@ impl Portcullis {
 
     /// Records matching `filter`, oldest first (export and tail read forward by id).
     pub async fn audit_log_forward(&self, filter: &AuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
+        check_audit_filter(filter)?;
         self.store()
             .audit_records(&with_former_names(filter), true, limit, 0)
             .await
@@ -475,5 +544,26 @@ impl Portcullis {
             }
             None => Ok(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_output_carries_no_raw_controls() {
+        let hostile = "a\u{1b}[2J\u{202e}b\u{9b}c\u{2066}\\d\u{7f}é";
+        let shown = escape_for_terminal(hostile);
+        assert!(!shown.chars().any(unsafe_for_terminal), "{shown}");
+        assert_eq!(shown, "a\\u{1b}[2J\\u{202e}b\\u{9b}c\\u{2066}\\\\d\\u{7f}é");
+        assert_eq!(escape_for_terminal("plain"), "plain");
+
+        let mut out = Vec::new();
+        write_terminal_safe_json(&mut out, &serde_json::json!({"k": hostile})).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.chars().any(unsafe_for_terminal), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["k"], hostile, "the same value for a parser");
     }
 }

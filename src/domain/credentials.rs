@@ -336,6 +336,10 @@ impl Portcullis {
     }
 
     pub async fn all_api_keys(&self, limit: i64, offset: i64) -> AppResult<Vec<ApiKeyRow>> {
+        super::validate::all([
+            super::validate::query_number("limit", Some(limit), 1..=1000),
+            super::validate::query_number("offset", Some(offset), 0..=super::validate::OFFSET_MAX),
+        ])?;
         self.store().all_api_keys(limit, offset).await
     }
 

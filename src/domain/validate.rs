@@ -105,6 +105,34 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// The instants a query may name: from the Unix epoch (no record is older) up to
+/// 2200-01-01, inclusive. Anything else is a mistake, and far enough out (year 1, 9999,
+/// or beyond what a backend can store) used to reach the database as a 500.
+pub fn query_instant(field: &str, value: Option<chrono::DateTime<chrono::Utc>>) -> Result<(), FieldError> {
+    const LATEST: i64 = 7_258_118_400; // 2200-01-01T00:00:00Z
+    match value {
+        Some(v) if !(0..=LATEST).contains(&v.timestamp()) => Err(FieldError {
+            field: field.into(),
+            message: "must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A number in a query (a page size, an offset, a status, a cursor) within its range.
+pub fn query_number(field: &str, value: Option<i64>, range: std::ops::RangeInclusive<i64>) -> Result<(), FieldError> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(FieldError {
+            field: field.into(),
+            message: format!("must be between {} and {}", range.start(), range.end()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The offsets a listing accepts.
+pub const OFFSET_MAX: i64 = 1_000_000_000;
+
 /// The password policy: length bounds, no control characters, not containing the
 /// username or email, and strong enough by zxcvbn's estimate.
 #[derive(Debug, Clone, Copy)]

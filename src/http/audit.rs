@@ -1,7 +1,7 @@
 //! `/audit/*`: reading, exporting and writing the audit trail.
 
-use axum::Json;
 use axum::body::Body;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
+use crate::domain::audit::write_terminal_safe_json;
 use crate::domain::{AuditEvent, ClientContext};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
@@ -30,9 +31,9 @@ pub struct AuditQuery {
     pub resource_id: Option<String>,
     pub status: Option<i32>,
     pub ip: Option<String>,
-    /// RFC 3339; inclusive.
+    /// RFC 3339, 1970 to 2200; inclusive.
     pub since: Option<DateTime<Utc>>,
-    /// RFC 3339; exclusive.
+    /// RFC 3339, 1970 to 2200; exclusive.
     pub until: Option<DateTime<Utc>>,
     /// 1-1000, default 100.
     pub limit: Option<i64>,
@@ -94,29 +95,23 @@ pub async fn actions(State(state): State<AppState>) -> AppResult<Json<AuditActio
     }))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ValidQuery(q): ValidQuery<AuditQuery>,
-) -> AppResult<Json<AuditPageOut>> {
+pub async fn list(State(state): State<AppState>, ValidQuery(q): ValidQuery<AuditQuery>) -> AppResult<Response> {
     let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(AppError::validation("limit", "must be between 1 and 1000"));
-    }
     let offset = q.offset.unwrap_or(0);
-    if !(0..=1_000_000_000).contains(&offset) {
-        return Err(AppError::validation("offset", "must be between 0 and 1000000000"));
-    }
     let items = state.service.audit_log(&q.filter()?, limit, offset).await?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|r| r.id))
         .flatten();
-    Ok(Json(AuditPageOut { items, next_cursor }))
+    let mut body = Vec::new();
+    write_terminal_safe_json(&mut body, &AuditPageOut { items, next_cursor }).map_err(AppError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Streams matching records, oldest first, one JSON object per line, reading the
 /// table a page at a time so an export of any size holds one page in memory.
 pub async fn export(State(state): State<AppState>, ValidQuery(q): ValidQuery<AuditQuery>) -> AppResult<Response> {
     let filter = q.filter()?;
+    crate::domain::audit::check_audit_filter(&filter)?;
     let service = state.service.clone();
     const PAGE: i64 = 1000;
     let stream = futures_util::stream::unfold(Some(filter), move |next| {
@@ -130,7 +125,7 @@ pub async fn export(State(state): State<AppState>, ValidQuery(q): ValidQuery<Aud
                     filter.after_id = rows.last().map(|r| r.id);
                     let mut chunk = Vec::new();
                     for row in &rows {
-                        if serde_json::to_writer(&mut chunk, row).is_ok() {
+                        if write_terminal_safe_json(&mut chunk, row).is_ok() {
                             chunk.push(b'\n');
                         }
                     }

@@ -21,11 +21,13 @@ fn clean(text: &str) -> String {
     text.trim_start_matches("Failed to deserialize the JSON body into the target type: ")
         .trim_start_matches("Failed to parse the request body as JSON: ")
         .trim_start_matches("Failed to deserialize form body: ")
+        .trim_start_matches("Failed to deserialize query string: ")
         .to_string()
 }
 
-/// Turns a serde data error into a field error where the field can be named.
-fn data_error(text: &str) -> AppError {
+/// Turns a serde data error into a field error where the field can be named; `whole`
+/// names what was being read otherwise (`body`, `query`).
+fn data_error(text: &str, whole: &str) -> AppError {
     let msg = clean(text);
     if let Some(rest) = msg.strip_prefix("missing field `")
         && let Some((field, _)) = rest.split_once('`')
@@ -44,14 +46,14 @@ fn data_error(text: &str) -> AppError {
         }]);
     }
     AppError::Validation(vec![FieldError {
-        field: "body".into(),
+        field: whole.into(),
         message: msg.split(" at line ").next().unwrap_or(&msg).to_string(),
     }])
 }
 
 pub fn json_rejection(rej: JsonRejection, limit: usize) -> AppError {
     match rej {
-        JsonRejection::JsonDataError(e) => data_error(&e.body_text()),
+        JsonRejection::JsonDataError(e) => data_error(&e.body_text(), "body"),
         JsonRejection::JsonSyntaxError(e) => AppError::BadRequest(format!("malformed JSON: {}", clean(&e.body_text()))),
         JsonRejection::MissingJsonContentType(_) => {
             AppError::UnsupportedMediaType("expected Content-Type: application/json".into())
@@ -157,14 +159,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                let text = e.body_text();
-                let msg = text.trim_start_matches("Failed to deserialize query string: ");
-                Err(AppError::Validation(vec![FieldError {
-                    field: "query".into(),
-                    message: msg.to_string(),
-                }]))
-            }
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(data_error(&e.body_text(), "query")),
             Err(other) => Err(AppError::BadRequest(other.body_text())),
         }
     }
@@ -260,17 +255,26 @@ mod tests {
     fn data_errors_name_fields() {
         match data_error(
             "Failed to deserialize the JSON body into the target type: missing field `password` at line 1 column 20",
+            "body",
         ) {
             AppError::Validation(e) => assert_eq!(e[0].field, "password"),
             other => panic!("{other:?}"),
         }
         match data_error(
             "Failed to deserialize the JSON body into the target type: username: invalid type: integer `5`, expected a string at line 1 column 14",
+            "body",
         ) {
             AppError::Validation(e) => {
                 assert_eq!(e[0].field, "username");
                 assert!(e[0].message.starts_with("invalid type"));
             }
+            other => panic!("{other:?}"),
+        }
+        match data_error(
+            "Failed to deserialize query string: cursor: number too large to fit in target type",
+            "query",
+        ) {
+            AppError::Validation(e) => assert_eq!(e[0].field, "cursor"),
             other => panic!("{other:?}"),
         }
     }

@@ -1001,3 +1001,135 @@ async fn upkeep_indexes_request_records_by_user() {
     );
     s.stop().await;
 }
+
+/// Every date and number in a query is range-checked before anything runs: an instant
+/// no audit record can have, or a number outside its range, is a 422 naming the
+/// parameter, for the log and for the export (never a 500 or a cut-off stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_dates_and_numbers_out_of_range_are_422_naming_the_parameter() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let bad: &[(&str, &str)] = &[
+            ("since", "since=0001-01-01T00:00:00Z"),
+            ("since", "since=1969-12-31T23:59:59Z"),
+            ("until", "until=9999-12-31T23:59:59Z"),
+            ("since", "since=%2B262142-01-01T00:00:00Z"),
+            ("until", "until=-0001-01-01T00:00:00Z"),
+            ("since", "since=2026-13-01T00:00:00Z"),
+            ("status", "status=-1"),
+            ("status", "status=2147483647"),
+            ("status", "status=99999999999"),
+            ("cursor", "cursor=-5"),
+            ("cursor", "cursor=0"),
+            ("cursor", "cursor=99999999999999999999"),
+            ("offset", "offset=-1"),
+            ("offset", "offset=9223372036854775807"),
+            ("limit", "limit=0"),
+            ("limit", "limit=abc"),
+        ];
+        for (field, query) in bad {
+            for route in ["/audit/logs", "/audit/logs/export"] {
+                if route.ends_with("export") && ["offset", "limit"].contains(field) {
+                    continue; // the export takes neither
+                }
+                let res = s.get_auth(&format!("{route}?{query}"), &admin.access).await;
+                let body = expect_problem(res, 422);
+                let fields: Vec<&str> = body["errors"]
+                    .as_array()
+                    .map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect())
+                    .unwrap_or_default();
+                assert_eq!(fields, [*field], "{route}?{query}: {body}");
+            }
+        }
+        // The edges themselves are fine, and the trail's records are found within them.
+        let res = s
+            .get_auth(
+                "/audit/logs?since=1970-01-01T00:00:00Z&until=2200-01-01T00:00:00Z&status=200&cursor=9223372036854775807",
+                &admin.access,
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        let res = s
+            .get_auth(
+                "/audit/logs/export?since=1970-01-01T00:00:00Z&until=2200-01-01T00:00:00Z",
+                &admin.access,
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        assert!(res.text.lines().any(|l| l.contains("LOGIN_SUCCESS")), "{}", res.text);
+
+        // The other listings with numbers in their query.
+        for (path, field) in [
+            ("/admin/users?offset=-1", "offset"),
+            ("/admin/users?limit=99999999999999999999", "limit"),
+            ("/admin/api-keys?offset=-1", "offset"),
+            ("/admin/api-keys?offset=9223372036854775807", "offset"),
+            ("/admin/api-keys?limit=0", "limit"),
+        ] {
+            let body = expect_problem(s.get_auth(path, &admin.access).await, 422);
+            assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
+        }
+        s.stop().await;
+    }
+}
+
+/// Nothing a record holds reaches a terminal raw: a custom event carrying ESC and a
+/// right-to-left override (in its metadata and resource id) is stored as sent, but
+/// `audit tail` (text and JSON), `audit export`, the API's list and its export show
+/// both escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_and_bidi_overrides_never_reach_a_terminal_raw() {
+    let raw = |c: char| {
+        c.is_control() && c != '\n' || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let note = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}gnp.exe\u{9b}31m\u{2066}";
+        let event = json!({
+            "action": "INVOICE_APPROVED",
+            "resource_type": "invoice",
+            "resource_id": "inv-\u{202e}24\u{2069}",
+            "metadata": {"note": note},
+        });
+        let res = s
+            .call(M::POST, "/audit/events", Bearer(&admin.access), Json(event))
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text);
+
+        // The API: the same values for a parser, no raw character in the bytes.
+        let res = s.get_auth("/audit/logs?action=INVOICE_APPROVED", &admin.access).await;
+        assert_eq!(res.status, 200);
+        assert!(!res.text.chars().any(raw), "{:?}", res.text);
+        let item = &res.json()["items"][0];
+        assert_eq!(item["resource_id"], "inv-\u{202e}24\u{2069}", "stored as recorded");
+        let meta: Value = serde_json::from_str(item["metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(meta["note"], note, "stored as recorded");
+        let res = s
+            .get_auth("/audit/logs/export?action=INVOICE_APPROVED", &admin.access)
+            .await;
+        assert_eq!(res.status, 200);
+        assert!(
+            res.text.contains("\\u202e") && !res.text.chars().any(raw),
+            "{:?}",
+            res.text
+        );
+
+        // The command line, on the database.
+        for args in [
+            &["audit", "tail"][..],
+            &["--json", "audit", "tail"],
+            &["audit", "export", "--action", "INVOICE_APPROVED"],
+        ] {
+            let (code, out, err) = run_binary(binary_on(&db).args(args), "");
+            assert_eq!(code, 0, "{args:?}: {err}");
+            assert!(out.contains("INVOICE_APPROVED"), "{args:?}: {out}");
+            assert!(!out.chars().any(raw), "{args:?}: {out:?}");
+            assert!(out.contains("202e"), "{args:?}: the override is shown escaped: {out}");
+        }
+        let (_, out, _) = run_binary(binary_on(&db).args(["audit", "tail"]), "");
+        assert!(out.contains("invoice/inv-\\u{202e}24\\u{2069}"), "{out}");
+        s.stop().await;
+    }
+}

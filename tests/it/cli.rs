@@ -196,3 +196,77 @@ async fn remote_commands_log_in_refresh_and_log_out() {
     assert!(err.contains("not logged in"));
     s.stop().await;
 }
+
+/// `login` writes the tokens through a file it creates itself: a file or a link an
+/// attacker left beside the credentials (where the old code wrote `<name>.tmp`) is
+/// neither reused (keeping its permissions) nor followed (writing the tokens elsewhere).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_writes_credentials_through_a_fresh_private_file() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    s.register("careful").await;
+    let dir = tempfile::tempdir().unwrap();
+    let login = |creds: &std::path::Path| {
+        let creds = creds.to_path_buf();
+        let base = s.http.base.clone();
+        async move {
+            let args = [
+                "login",
+                "--server",
+                base.as_str(),
+                "--username",
+                "careful",
+                "--password-stdin",
+            ];
+            remote(&creds, &args, &format!("{PASSWORD}\n")).await
+        }
+    };
+
+    // A world-readable file waiting at the old temporary path.
+    let creds = dir.path().join("a.json");
+    let planted = dir.path().join("a.tmp");
+    std::fs::write(&planted, "").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = login(&creds).await;
+    assert_eq!(code, 0, "{err}");
+    let meta = std::fs::symlink_metadata(&creds).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "the credentials are owner-only"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&planted).unwrap(),
+        "",
+        "the planted file is not reused"
+    );
+
+    // A link at the old temporary path, to a file the attacker can read.
+    let creds = dir.path().join("b.json");
+    let loot = dir.path().join("loot");
+    std::fs::write(&loot, "").unwrap();
+    std::fs::set_permissions(&loot, std::fs::Permissions::from_mode(0o644)).unwrap();
+    symlink(&loot, dir.path().join("b.tmp")).unwrap();
+    let (code, _, err) = login(&creds).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&loot).unwrap(),
+        "",
+        "the tokens were written through the link"
+    );
+    let meta = std::fs::symlink_metadata(&creds).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&creds).unwrap().contains("refresh_token"));
+
+    // No temporary file is left behind (the planted ones stay).
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.json", "a.tmp", "b.json", "b.tmp", "loot"]);
+    s.stop().await;
+}

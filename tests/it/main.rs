@@ -6,6 +6,7 @@ mod abuse;
 mod accounts;
 mod audit;
 mod cli;
+mod connections;
 mod credentials;
 mod hostile_tokens;
 mod mfa;

@@ -1,0 +1,165 @@
+//! Connections: a slow or idle client cannot hold the server's connections, and a
+//! drain on shutdown has a deadline. Raw TCP, since an HTTP client would finish (or
+//! give up on) what these tests leave half-sent.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::support::*;
+
+fn address(s: &TestServer) -> SocketAddr {
+    let rest = s.http.base.trim_start_matches("http://");
+    rest.split('/').next().unwrap().parse().unwrap()
+}
+
+/// A connection to `to` from the loopback address `from` (127.0.0.x are all local).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Reads until the server closes the connection, for at most `bound`; what was read,
+/// or `None` if it was still open.
+async fn read_to_close(conn: &mut TcpStream, bound: Duration) -> Option<String> {
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(bound, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| String::from_utf8_lossy(&all).into_owned())
+}
+
+/// One complete request on `conn` and its answer's status line (keep-alive).
+async fn health_on(conn: &mut TcpStream) -> String {
+    conn.write_all(b"GET /health HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before answering");
+            all.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&all);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return head.lines().next().unwrap().to_string();
+                }
+            }
+        }
+    })
+    .await;
+    done.expect("/health answered")
+}
+
+/// 200 half-sent requests from one address: those past the per-address cap are closed
+/// at once, the rest when the header-read timeout runs out, and meanwhile /health
+/// answers another client at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_from_one_client_cannot_hold_the_server() {
+    for backend in backends().await {
+        let settings = [
+            ("PORTCULLIS_MAX_CONNECTIONS_PER_IP", "20"),
+            ("PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS", "2"),
+        ];
+        let (s, _db) = TestServer::start_with(backend, &settings).await;
+        let addr = address(&s);
+        let mut slow = Vec::new();
+        for _ in 0..200 {
+            let mut c = connect_from([127, 0, 0, 1], addr).await;
+            c.write_all(b"GET /health HTTP/1.1\r\nhost: t\r\nx-slow: ")
+                .await
+                .unwrap();
+            slow.push(c);
+        }
+        // Another client is served at once.
+        let mut other = connect_from([127, 0, 0, 2], addr).await;
+        assert!(health_on(&mut other).await.contains(" 200 "));
+
+        // Past the cap: closed without waiting for anything.
+        for (i, c) in slow.iter_mut().enumerate().skip(20) {
+            assert!(
+                read_to_close(c, Duration::from_secs(5)).await.is_some(),
+                "connection {i}, past the per-address cap, is still open"
+            );
+        }
+        // Within the cap: closed by the header-read timeout.
+        for (i, c) in slow.iter_mut().take(20).enumerate() {
+            assert!(
+                read_to_close(c, Duration::from_secs(10)).await.is_some(),
+                "half-sent request {i} still open"
+            );
+        }
+        // Their slots are free again.
+        let mut again = connect_from([127, 0, 0, 1], addr).await;
+        assert!(health_on(&mut again).await.contains(" 200 "));
+        s.stop().await;
+    }
+}
+
+/// A kept-alive connection serves several requests, then is closed once idle for
+/// the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(backend, &[("PORTCULLIS_IDLE_TIMEOUT_SECONDS", "1")]).await;
+        let mut conn = connect_from([127, 0, 0, 1], address(&s)).await;
+        assert!(health_on(&mut conn).await.contains(" 200 "));
+        assert!(
+            health_on(&mut conn).await.contains(" 200 "),
+            "kept alive between requests"
+        );
+        let rest = read_to_close(&mut conn, Duration::from_secs(10)).await;
+        assert_eq!(rest.as_deref(), Some(""), "an idle connection is closed");
+        s.stop().await;
+    }
+}
+
+/// Shutting down drains for at most the shutdown timeout: a request whose body never
+/// arrives does not keep the server from stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_on_shutdown_has_a_deadline() {
+    for backend in backends().await {
+        let settings = [
+            ("PORTCULLIS_SHUTDOWN_TIMEOUT_SECONDS", "1"),
+            ("PORTCULLIS_BODY_TIMEOUT_SECONDS", "600"),
+            ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "600"),
+        ];
+        let (s, _db) = TestServer::start_with(backend, &settings).await;
+        let mut conn = connect_from([127, 0, 0, 1], address(&s)).await;
+        conn.write_all(b"POST /auth/login HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user")
+            .await
+            .unwrap();
+        // The request reaches the handler (the body read is under way) before stopping.
+        let mut probe = connect_from([127, 0, 0, 2], address(&s)).await;
+        assert!(health_on(&mut probe).await.contains(" 200 "));
+        drop(probe);
+        let started = Instant::now();
+        s.stop().await; // waits at most 10 s
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "the drain outlived its deadline: {:?}",
+            started.elapsed()
+        );
+        assert!(read_to_close(&mut conn, Duration::from_secs(5)).await.is_some());
+    }
+}
