@@ -98,6 +98,12 @@ const METRICS: &[(&str, Kind, &str, &[&[(&str, &str)]])] = &[
         &[&[]],
     ),
     (
+        "portcullis_connections_refused_total",
+        Kind::Counter,
+        "Connections closed at once: their client address already held as many as allowed.",
+        &[&[]],
+    ),
+    (
         "portcullis_db_pool_connections",
         Kind::Gauge,
         "Database connections: open, and of those idle.",

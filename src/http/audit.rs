@@ -1,7 +1,7 @@
 //! `/audit/*`: reading, exporting and writing the audit trail.
 
-use axum::body::Body;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
