@@ -106,14 +106,14 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
 }
 
 /// The instants a query may name: from the Unix epoch (no record is older) up to
-/// 2200-01-01, inclusive. Anything else is a mistake, and far enough out (year 1, 9999,
+/// 3000-01-01, inclusive. Anything else is a mistake, and far enough out (year 1, 9999,
 /// or beyond what a backend can store) used to reach the database as a 500.
 pub fn query_instant(field: &str, value: Option<chrono::DateTime<chrono::Utc>>) -> Result<(), FieldError> {
-    const LATEST: i64 = 7_258_118_400; // 2200-01-01T00:00:00Z
+    const LATEST: i64 = 32_503_680_000; // 3000-01-01T00:00:00Z
     match value {
         Some(v) if !(0..=LATEST).contains(&v.timestamp()) => Err(FieldError {
             field: field.into(),
-            message: "must be between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z".into(),
+            message: "must be between 1970-01-01T00:00:00Z and 3000-01-01T00:00:00Z".into(),
         }),
         _ => Ok(()),
     }

@@ -31,9 +31,9 @@ pub struct AuditQuery {
     pub resource_id: Option<String>,
     pub status: Option<i32>,
     pub ip: Option<String>,
-    /// RFC 3339, 1970 to 2200; inclusive.
+    /// RFC 3339, 1970 to 3000; inclusive.
     pub since: Option<DateTime<Utc>>,
-    /// RFC 3339, 1970 to 2200; exclusive.
+    /// RFC 3339, 1970 to 3000; exclusive.
     pub until: Option<DateTime<Utc>>,
     /// 1-1000, default 100.
     pub limit: Option<i64>,

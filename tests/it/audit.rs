@@ -1014,6 +1014,7 @@ async fn query_dates_and_numbers_out_of_range_are_422_naming_the_parameter() {
             ("since", "since=0001-01-01T00:00:00Z"),
             ("since", "since=1969-12-31T23:59:59Z"),
             ("until", "until=9999-12-31T23:59:59Z"),
+            ("until", "until=3000-01-01T00:00:01Z"),
             ("since", "since=%2B262142-01-01T00:00:00Z"),
             ("until", "until=-0001-01-01T00:00:00Z"),
             ("since", "since=2026-13-01T00:00:00Z"),
@@ -1045,19 +1046,19 @@ async fn query_dates_and_numbers_out_of_range_are_422_naming_the_parameter() {
         // The edges themselves are fine, and the trail's records are found within them.
         let res = s
             .get_auth(
-                "/audit/logs?since=1970-01-01T00:00:00Z&until=2200-01-01T00:00:00Z&status=200&cursor=9223372036854775807",
+                "/audit/logs?since=1970-01-01T00:00:00Z&until=3000-01-01T00:00:00Z&status=200&cursor=9223372036854775807",
                 &admin.access,
             )
             .await;
         assert_eq!(res.status, 200, "{}", res.text);
         let res = s
             .get_auth(
-                "/audit/logs/export?since=1970-01-01T00:00:00Z&until=2200-01-01T00:00:00Z",
+                "/audit/logs/export?since=1970-01-01T00:00:00Z&until=3000-01-01T00:00:00Z",
                 &admin.access,
             )
             .await;
         assert_eq!(res.status, 200, "{}", res.text);
-        assert!(res.text.lines().any(|l| l.contains("LOGIN_SUCCESS")), "{}", res.text);
+        assert!(res.text.lines().any(|l| l.contains("\"username\":\"admin\"")), "{}", res.text);
 
         // The other listings with numbers in their query.
         for (path, field) in [
