@@ -321,7 +321,7 @@ impl Portcullis {
     /// Recorded as USER_DISABLE or USER_ENABLE when the state changes.
     pub async fn set_user_active(&self, id: Uuid, active: bool, by: &Actor) -> AppResult<UserRow> {
         let inner = self.inner();
-        let now = Utc::now();
+        let now = self.revocation_clock();
         let action = if active { "USER_ENABLE" } else { "USER_DISABLE" };
         let record = self.audit_record(by.event(action).resource("user", id));
         let (user, ended) = inner
