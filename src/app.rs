@@ -155,19 +155,14 @@ fn cors_layer(cors: &crate::config::CorsSettings) -> Option<CorsLayer> {
 fn spawn_background(service: Portcullis) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let interval = service.config().tokens.sync_interval;
-        // Rows are stamped by their writer before commit; re-read a margin of the past.
-        let overlap = chrono::Duration::seconds(5);
-        let mut since = chrono::Utc::now();
         let mut last_keys = Instant::now();
         let mut last_purge = Instant::now();
         let mut last_usage_flush = Instant::now();
         let mut last_upkeep = Instant::now();
         loop {
             tokio::time::sleep(interval).await;
-            let now = chrono::Utc::now();
-            match service.sync_revocations(since - overlap).await {
-                Ok(_) => since = now,
-                Err(e) => tracing::warn!(error = %e, "revocation sync failed"),
+            if let Err(e) = service.sync_revocations().await {
+                tracing::warn!(error = %e, "revocation sync failed");
             }
             // The recorder keeps every histogram sample until upkeep folds it into the
             // buckets: 8 bytes a request, which at tens of thousands of requests a

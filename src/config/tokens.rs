@@ -22,6 +22,7 @@ pub(super) const KEYS: &[&str] = &[
     "PORTCULLIS_KEY_RELOAD_SECONDS",
     "TOKEN_CACHE_CAPACITY",
     "PORTCULLIS_SYNC_INTERVAL_MS",
+    "API_KEY_RECHECK_SECONDS",
 ];
 
 /// JWT signing algorithm family chosen for new keys.
@@ -93,6 +94,9 @@ pub struct TokenSettings {
     pub token_cache_capacity: usize,
     /// How often each instance pulls revocations written by other instances.
     pub sync_interval: Duration,
+    /// Longest an instance trusts a verified API key from its cache before reading the
+    /// key's row again (a missed feed event must not mean "until restart").
+    pub api_key_recheck: Duration,
 }
 
 /// The issuer defaults to `public_url`, the address clients already know us by.
@@ -150,5 +154,6 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
         token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
         sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
+        api_key_recheck: Duration::from_secs(s.number(&["API_KEY_RECHECK_SECONDS"], 60u64, 1, 3600)?),
     })
 }

@@ -323,7 +323,7 @@ impl Portcullis {
     pub async fn set_user_active(&self, id: Uuid, active: bool, by: &Actor) -> AppResult<UserRow> {
         self.may_act_on(id, by).await?;
         let inner = self.inner();
-        let now = Utc::now();
+        let now = self.revocation_clock();
         let action = if active { "USER_ENABLE" } else { "USER_DISABLE" };
         let record = self.audit_record(by.event(action).resource("user", id));
         let (user, ended) = inner

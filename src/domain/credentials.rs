@@ -33,6 +33,8 @@ struct CachedKey {
     principal: Arc<Principal>,
     owner_epoch: u64,
     global_epoch: u64,
+    /// When the key's row was read: past `CredentialCache::recheck`, it is read again.
+    loaded_at: std::time::Instant,
 }
 
 /// Verified API keys, user profiles, and what invalidates them, plus last-use times
@@ -45,17 +47,24 @@ pub struct CredentialCache {
     grants: Cache<Uuid, Arc<(UserGrants, u64, u64)>>,
     user_epochs: RwLock<HashMap<Uuid, u64>>,
     global_epoch: AtomicU64,
+    /// Bumped by every key removal, so that a load racing a revocation does not cache
+    /// the row it read before the revocation committed (see `cache_key`).
+    key_generation: AtomicU64,
+    /// Longest a cached key is trusted without reading its row again.
+    recheck: std::time::Duration,
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl CredentialCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, recheck: std::time::Duration) -> Self {
         Self {
             keys: Cache::new(capacity.max(16)),
             profiles: Cache::new(capacity.max(16)),
             grants: Cache::new(capacity.max(16)),
             user_epochs: RwLock::new(HashMap::new()),
             global_epoch: AtomicU64::new(0),
+            key_generation: AtomicU64::new(0),
+            recheck,
             last_used: Mutex::new(HashMap::new()),
         }
     }
@@ -70,7 +79,32 @@ impl CredentialCache {
     }
 
     pub fn forget_key(&self, id: &str) {
+        self.key_generation.fetch_add(1, Ordering::SeqCst);
         self.keys.remove(id);
+    }
+
+    /// Read before a key's row: a revocation applied after this is caught by
+    /// `cache_key`, one applied before it committed before the row was read.
+    fn key_generation(&self) -> u64 {
+        self.key_generation.load(Ordering::SeqCst)
+    }
+
+    /// A cached key, unless its owner, the role definitions or the time since its row
+    /// was read say it must be rebuilt.
+    fn cached_key(&self, id: &str) -> Option<Arc<CachedKey>> {
+        self.keys.get(id).filter(|e| {
+            self.epochs(&e.principal.user_id) == (e.owner_epoch, e.global_epoch) && e.loaded_at.elapsed() < self.recheck
+        })
+    }
+
+    /// Caches a key built from a row read after `generation` was taken, unless some
+    /// key was forgotten meanwhile: the row may predate that revocation. Inserted
+    /// first and checked after, so a removal racing the insert cannot be lost.
+    fn cache_key(&self, id: String, entry: Arc<CachedKey>, generation: u64) {
+        self.keys.insert(id.clone(), entry);
+        if self.key_generation() != generation {
+            self.keys.remove(&id);
+        }
     }
 
     /// The user's status or grants changed: their keys must be rebuilt.
@@ -357,7 +391,7 @@ impl Portcullis {
         let record = self.audit_record(by.event("APIKEY_REVOKE").resource("api_key", id));
         if !self
             .store()
-            .revoke_api_key(id, owner, Utc::now(), record.as_ref())
+            .revoke_api_key(id, owner, self.revocation_clock(), record.as_ref())
             .await?
         {
             return Err(AppError::NotFound("no such active API key".into()));
@@ -371,9 +405,10 @@ impl Portcullis {
         let cache = &self.inner().credentials;
         let presented = tokens::digest(secret);
         let now = Utc::now();
-        let entry = match cache.keys.get(id) {
-            Some(e) if cache.epochs(&e.principal.user_id) == (e.owner_epoch, e.global_epoch) => e,
-            _ => {
+        let entry = match cache.cached_key(id) {
+            Some(e) => e,
+            None => {
+                let generation = cache.key_generation();
                 let row = self.store().api_key(id).await?.ok_or_else(|| rejected("API key"))?;
                 // Read the epochs before the owner, so a change racing this load
                 // makes the entry stale rather than lost.
@@ -401,8 +436,9 @@ impl Portcullis {
                     }),
                     owner_epoch,
                     global_epoch,
+                    loaded_at: std::time::Instant::now(),
                 });
-                cache.keys.insert(row.id, entry.clone());
+                cache.cache_key(row.id, entry.clone(), generation);
                 entry
             }
         };
@@ -637,7 +673,7 @@ mod tests {
 
     #[test]
     fn epochs_invalidate() {
-        let c = CredentialCache::new(16);
+        let c = CredentialCache::new(16, std::time::Duration::from_secs(60));
         let u = Uuid::new_v4();
         let before = c.epochs(&u);
         c.forget_user(u);
@@ -645,5 +681,51 @@ mod tests {
         let mid = c.epochs(&u);
         c.forget_all_users();
         assert_ne!(c.epochs(&u), mid);
+    }
+
+    fn entry(user_id: Uuid) -> Arc<CachedKey> {
+        Arc::new(CachedKey {
+            secret_hash: [0; 32],
+            expires_at: None,
+            principal: Arc::new(Principal {
+                user_id,
+                username: "u".into(),
+                session_id: None,
+                roles: Vec::new(),
+                permissions: Vec::new(),
+                amr: Vec::new(),
+                is_superuser: false,
+                credential: Credential::ApiKey("k".into()),
+                expires_at: None,
+                token: None,
+            }),
+            owner_epoch: 0,
+            global_epoch: 0,
+            loaded_at: std::time::Instant::now(),
+        })
+    }
+
+    /// A key revoked between reading its row and caching it is not cached.
+    #[test]
+    fn a_load_racing_a_revocation_is_not_cached() {
+        let cache = CredentialCache::new(16, std::time::Duration::from_secs(60));
+        let generation = cache.key_generation();
+        // ... the row is read, not yet revoked; the revocation commits and is applied:
+        cache.forget_key("k");
+        cache.cache_key("k".into(), entry(Uuid::new_v4()), generation);
+        assert!(cache.cached_key("k").is_none());
+        // Without a revocation in between, it is.
+        let generation = cache.key_generation();
+        cache.cache_key("k".into(), entry(Uuid::new_v4()), generation);
+        assert!(cache.cached_key("k").is_some());
+    }
+
+    /// A cached key is trusted for `recheck` at most.
+    #[test]
+    fn a_cached_key_expires_after_the_recheck_bound() {
+        let cache = CredentialCache::new(16, std::time::Duration::ZERO);
+        let generation = cache.key_generation();
+        cache.cache_key("k".into(), entry(Uuid::new_v4()), generation);
+        assert!(cache.cached_key("k").is_none());
     }
 }

@@ -43,7 +43,12 @@ pub(crate) struct Inner {
     pub hasher: PasswordHasher,
     pub keys: keys::KeyManager,
     pub revocations: revocation::RevocationSet,
-    pub applied: revocation::AppliedRows,
+    pub feed: revocation::FeedCursor,
+    /// Added to this instance's clock where it stamps revocations (see `skew_clock`).
+    pub clock_skew_ms: std::sync::atomic::AtomicI64,
+    /// Unix seconds: the latest moment an access token issued by any instance may
+    /// expire, as last read from the store (see `raise_token_horizon`).
+    pub token_horizon: std::sync::atomic::AtomicI64,
     pub token_cache: TokenCache,
     pub credentials: credentials::CredentialCache,
     pub policy: validate::PasswordPolicy,
@@ -122,16 +127,23 @@ impl Portcullis {
                 audit,
                 oauth,
                 token_cache: TokenCache::new(config.tokens.token_cache_capacity),
-                credentials: credentials::CredentialCache::new(config.tokens.token_cache_capacity),
+                credentials: credentials::CredentialCache::new(
+                    config.tokens.token_cache_capacity,
+                    config.tokens.api_key_recheck,
+                ),
                 config: Arc::new(config),
                 store,
                 hasher,
                 keys,
                 revocations: revocation::RevocationSet::default(),
-                applied: revocation::AppliedRows::default(),
+                feed: revocation::FeedCursor::default(),
+                clock_skew_ms: std::sync::atomic::AtomicI64::new(0),
+                token_horizon: std::sync::atomic::AtomicI64::new(0),
                 policy,
             }),
         };
+        // Before the first token: revocations made anywhere from now on outlive it.
+        service.raise_token_horizon().await?;
         service.load_revocations().await?;
         Ok(service)
     }
@@ -153,51 +165,93 @@ impl Portcullis {
     }
 
     /// Until when a revocation must be remembered: by then every access token of the
-    /// revoked session has expired.
+    /// revoked session has expired by its own `exp`, whatever lifetime it was issued
+    /// with. Tokens issued now expire after the configured lifetime; tokens issued
+    /// earlier, by this instance under another setting or by another instance, by the
+    /// token horizon every instance raises (`raise_token_horizon`). Lowering the
+    /// lifetime therefore shortens new revocations only once the tokens issued under
+    /// the longer one have expired. Plus the leeway verifiers allow, and a minute.
     pub(crate) fn revocation_horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let c = &self.inner.config;
-        now + chrono::Duration::from_std(c.tokens.access_token_ttl + c.tokens.jwt_leeway + Duration::from_secs(60))
-            .unwrap_or(chrono::Duration::hours(25))
+        let issued_now =
+            now + chrono::Duration::from_std(c.tokens.access_token_ttl).unwrap_or(chrono::Duration::hours(25));
+        let horizon = self.inner.token_horizon.load(std::sync::atomic::Ordering::Relaxed);
+        let issued_before = DateTime::from_timestamp(horizon, 0).unwrap_or(issued_now);
+        issued_now.max(issued_before)
+            + chrono::Duration::from_std(c.tokens.jwt_leeway + Duration::from_secs(60))
+                .unwrap_or(chrono::Duration::hours(1))
     }
 
-    async fn load_revocations(&self) -> anyhow::Result<()> {
-        let rows = self
-            .inner
-            .store
-            .live_revocations(Utc::now())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.apply_feed(&rows);
+    /// Raises the store's token horizon to cover every access token this instance may
+    /// issue before the next call (at start, then every minute: two minutes past the
+    /// configured lifetime), and learns the latest any instance has raised it to.
+    /// Revocations made after that last at least as long.
+    pub async fn raise_token_horizon(&self) -> anyhow::Result<()> {
+        let ttl = self.inner.config.tokens.access_token_ttl + Duration::from_secs(120);
+        let until = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(25));
+        let latest = self.inner.store.raise_token_horizon(until).await?;
+        self.inner
+            .token_horizon
+            .fetch_max(latest.timestamp(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
-    /// Pulls revocations other instances wrote since `since` (callers overlap windows).
-    pub async fn sync_revocations(&self, since: DateTime<Utc>) -> anyhow::Result<usize> {
-        let rows = self
-            .inner
-            .store
-            .revocations_since(since)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.apply_feed(&rows);
-        Ok(rows.len())
+    async fn load_revocations(&self) -> anyhow::Result<()> {
+        let store = &self.inner.store;
+        // The position first: whatever commits after it is read by the first poll.
+        let position = store.revocation_feed_position().await?;
+        let rows = store.live_revocations(Utc::now()).await?;
+        self.inner.feed.start(position, &rows);
+        self.apply_rows(&rows.iter().collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// Pulls the revocations committed since the last poll, by any instance, in
+    /// commit order whatever the writers' clocks (see `store::revocations`).
+    pub async fn sync_revocations(&self) -> anyhow::Result<usize> {
+        let store = &self.inner.store;
+        let next = store.revocation_feed_position().await?;
+        let rows = store.revocations_from(self.inner.feed.position()).await?;
+        let fresh = self.inner.feed.advance(next, &rows);
+        self.apply_rows(&fresh);
+        Ok(fresh.len())
     }
 
     /// Ended sessions, revoked keys, changed users and grants, from the feed.
-    fn apply_feed(&self, rows: &[crate::store::RevocationRow]) {
-        let fresh = self.inner.applied.fresh(rows);
-        self.inner.revocations.apply(&fresh);
-        self.inner.credentials.apply(&fresh);
+    fn apply_rows(&self, rows: &[&crate::store::RevocationRow]) {
+        self.inner.revocations.apply(rows);
+        self.inner.credentials.apply(rows);
     }
 
-    /// The minutely upkeep: drops revocations, throttles, audit records, MFA tickets and
-    /// OAuth states that no longer matter, and indexes new audit records by user.
+    /// This instance's clock where it stamps what it revokes and forgets revocations:
+    /// the system clock, shifted by [`Portcullis::skew_clock`].
+    pub(crate) fn revocation_clock(&self) -> DateTime<Utc> {
+        let skew = self.inner.clock_skew_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Utc::now() + chrono::Duration::milliseconds(skew)
+    }
+
+    /// Shifts the clock this instance stamps and forgets revocations by, as if its
+    /// host's clock were off by `by`: for tests that revocation does not depend on the
+    /// writers' clocks, and that revocations outlive the tokens they cover.
+    #[doc(hidden)]
+    pub fn skew_clock(&self, by: chrono::Duration) {
+        self.inner
+            .clock_skew_ms
+            .store(by.num_milliseconds(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The minutely upkeep: raises the token horizon, drops revocations, throttles,
+    /// audit records, MFA tickets and OAuth states that no longer matter, and indexes
+    /// new audit records by user.
     pub async fn purge_expired(&self) -> anyhow::Result<()> {
         let now = Utc::now();
-        self.inner.revocations.purge(now);
+        self.raise_token_horizon().await?;
+        self.inner.revocations.purge(self.revocation_clock());
+        // Feed rows are stamped by their writer's clock, which may be behind ours: keep
+        // them an hour past their stamp, so a follower still reads them.
         self.inner
             .store
-            .purge_revocations(now)
+            .purge_revocations(now - chrono::Duration::hours(1))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_login_throttle(now)

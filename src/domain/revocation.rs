@@ -6,7 +6,7 @@
 //! polls (see `Portcullis::sync_revocations`). An entry lives until every access token
 //! of that session has expired anyway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
@@ -14,24 +14,38 @@ use uuid::Uuid;
 
 use crate::store::RevocationRow;
 
-/// Feed rows already applied, so the overlapping windows the sync loop re-reads are
-/// applied once: ending a session twice is harmless, but each re-applied user or
-/// grants event would needlessly invalidate caches again.
+/// Where this instance stands in the revocation feed, and the rows it has applied that
+/// the next poll reads again (the store re-reads from the last position; see
+/// `store::revocations`): ending a session twice is harmless, but each re-applied user
+/// or grants event would needlessly invalidate caches again.
 #[derive(Debug, Default)]
-pub struct AppliedRows {
-    seen: std::sync::Mutex<HashMap<i64, std::time::Instant>>,
+pub struct FeedCursor {
+    state: std::sync::Mutex<(i64, HashSet<i64>)>,
 }
 
-impl AppliedRows {
-    /// The rows not applied before; remembers them.
-    pub fn fresh<'a>(&self, rows: &'a [RevocationRow]) -> Vec<&'a RevocationRow> {
-        let Ok(mut seen) = self.seen.lock() else {
+impl FeedCursor {
+    /// The position the next poll reads from.
+    pub fn position(&self) -> i64 {
+        self.state.lock().map(|s| s.0).unwrap_or(0)
+    }
+
+    /// The rows read from the last position that were not applied before; moves on to
+    /// `next`, remembering the rows read (those the next poll can return again).
+    pub fn advance<'a>(&self, next: i64, rows: &'a [RevocationRow]) -> Vec<&'a RevocationRow> {
+        let Ok(mut state) = self.state.lock() else {
             return rows.iter().collect();
         };
-        let now = std::time::Instant::now();
-        // The sync loop re-reads a few seconds; a minute of memory is plenty.
-        seen.retain(|_, at| now.duration_since(*at) < std::time::Duration::from_secs(60));
-        rows.iter().filter(|r| seen.insert(r.id, now).is_none()).collect()
+        let fresh = rows.iter().filter(|r| !state.1.contains(&r.id)).collect();
+        state.0 = state.0.max(next);
+        state.1 = rows.iter().map(|r| r.id).collect();
+        fresh
+    }
+
+    /// Start-up: every live row was loaded, reading resumes at `position`.
+    pub fn start(&self, position: i64, loaded: &[RevocationRow]) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = (position, loaded.iter().map(|r| r.id).collect());
+        }
     }
 }
 
@@ -113,17 +127,26 @@ mod tests {
 
     #[test]
     fn rows_apply_once() {
-        let applied = AppliedRows::default();
+        let cursor = FeedCursor::default();
         let row = |id| RevocationRow {
             id,
             kind: "user".into(),
             subject: "u".into(),
             expires_at: Utc::now(),
         };
+        cursor.start(5, &[row(1)]);
+        assert_eq!(cursor.position(), 5);
         let first = [row(1), row(2)];
-        assert_eq!(applied.fresh(&first).len(), 2);
-        let overlap = [row(2), row(3)];
-        let fresh = applied.fresh(&overlap);
-        assert_eq!(fresh.iter().map(|r| r.id).collect::<Vec<_>>(), [3]);
+        let fresh = cursor.advance(7, &first);
+        assert_eq!(fresh.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(cursor.position(), 7);
+        // Read again (its transaction was still open), and a later row committed
+        // before an earlier one: each applied once.
+        let overlap = [row(2), row(4), row(3)];
+        let fresh = cursor.advance(7, &overlap);
+        assert_eq!(fresh.iter().map(|r| r.id).collect::<Vec<_>>(), [4, 3]);
+        // The position never moves back.
+        cursor.advance(6, &[]);
+        assert_eq!(cursor.position(), 7);
     }
 }

@@ -66,6 +66,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     6 "mfa" "0006_mfa.sql",
     7 "oauth" "0007_oauth.sql",
     8 "audit by user" "0008_audit_by_user.sql",
+    9 "revocation feed order" "0009_revocation_feed_order.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

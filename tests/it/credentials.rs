@@ -674,3 +674,172 @@ async fn narrow_credentials_cannot_manage_the_account() {
     assert_ne!(me["full_name"], "Changed");
     s.stop().await;
 }
+
+/// A key `t`'s owner creates with `projects:read`: (id, key).
+async fn reader_key(s: &TestServer, t: &Tokens, name: &str) -> (String, String) {
+    let v: Value = s
+        .create_key(t, json!({"name": name, "permissions": ["projects:read"]}))
+        .await
+        .json();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Waits until `srv` refuses `credential` (401 or 403), failing after `bound`.
+async fn refused_within(srv: &TestServer, credential: &str, bound: Duration, what: &str) {
+    within(bound, what, || async {
+        let status = srv.verify(credential, Some("projects:read")).await.status;
+        status == 401 || status == 403
+    })
+    .await;
+}
+
+/// The feed is followed in commit order, not by its writers' clocks: an instance
+/// whose clock is half a minute behind revokes a key and disables a user, and the
+/// other instance, its caches warm, refuses both within the sync bound. (Before, rows
+/// were polled by the writer's timestamp, and the other instance never saw them.)
+/// Two instances on one database, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_by_an_instance_with_a_slow_clock_reach_the_others() {
+    for backend in backends().await {
+        let (a, db) = TestServer::start(backend).await;
+        let owner = a.user_with_role("lagging", "analyst").await;
+        let (id, key) = reader_key(&a, &owner, "one").await;
+        let (_, key2) = reader_key(&a, &owner, "two").await;
+        // Started after the set-up, so that no event of it reaches b after its caches
+        // are warm.
+        let b = TestServer::on(&db, &[]).await;
+        for credential in [&key, &key2, &owner.access] {
+            assert_eq!(
+                b.verify(credential, Some("projects:read")).await.status,
+                200,
+                "{backend:?}: warm b"
+            );
+        }
+        a.service.skew_clock(-chrono::Duration::seconds(30));
+        let bound = Duration::from_millis(1500);
+        a.service.revoke_api_key(&id, None, &Actor::system()).await.unwrap();
+        refused_within(
+            &b,
+            &key,
+            bound,
+            &format!("{backend:?}: b accepts a key revoked by a slow clock"),
+        )
+        .await;
+        a.service
+            .set_user_active(owner.user_id(), false, &Actor::system())
+            .await
+            .unwrap();
+        refused_within(
+            &b,
+            &key2,
+            bound,
+            &format!("{backend:?}: b accepts a key of a user disabled by a slow clock"),
+        )
+        .await;
+        refused_within(
+            &b,
+            &owner.access,
+            bound,
+            &format!("{backend:?}: b accepts a session ended by a slow clock"),
+        )
+        .await;
+        b.stop().await;
+        a.stop().await;
+    }
+}
+
+/// A revocation whose transaction commits late (held open by a lock while the other
+/// instance polls on) is still seen once it commits. (Before, it was stamped at the
+/// start of its transaction, and by its commit the other instance's window had moved
+/// past that stamp for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_committed_late_reaches_the_others() {
+    use sqlx::Connection;
+    let Some((a, db)) = postgres_only().await else {
+        return;
+    };
+    let owner = a.user_with_role("held", "analyst").await;
+    let (id, key) = reader_key(&a, &owner, "one").await;
+    let b = TestServer::on(&db, &[]).await;
+    assert_eq!(b.verify(&key, Some("projects:read")).await.status, 200, "warm b");
+    // b writes the key's last use within seconds; that write would wait for the
+    // revoking transaction below and stall b's sync loop, so let it land first (and
+    // use the key no more while the revocation is held open).
+    let watcher = sqlx::PgPool::connect(&db.url).await.unwrap();
+    within(Duration::from_secs(10), "b never wrote the key's last use", || {
+        let watcher = watcher.clone();
+        async move {
+            let used: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL")
+                .fetch_one(&watcher)
+                .await
+                .unwrap();
+            used > 0
+        }
+    })
+    .await;
+    // The revocation's audit record waits behind this lock, after the feed row is
+    // written: its transaction stays open.
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE audit_chains IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let revoke = {
+        let service = a.service.clone();
+        tokio::spawn(async move { service.revoke_api_key(&id, None, &Actor::system()).await })
+    };
+    within(Duration::from_secs(10), "the revocation never reached the lock", || {
+        let watcher = watcher.clone();
+        async move {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'revocations' AND l.mode = 'RowExclusiveLock' AND l.granted \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            held > 0
+        }
+    })
+    .await;
+    // Hold it open while b polls on for a while (longer than the old 5 s overlap).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    revoke.await.unwrap().unwrap();
+    refused_within(
+        &b,
+        &key,
+        Duration::from_millis(1500),
+        "b accepts a key whose revocation committed late",
+    )
+    .await;
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A cached key is trusted for `API_KEY_RECHECK_SECONDS` at most: a revocation the
+/// instance never heard of (written behind its back, no feed row) takes effect once
+/// the bound has passed. (Before, a missed event meant "until restart".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_key_is_read_again_within_the_recheck_bound() {
+    for backend in backends().await {
+        let (s, db) = TestServer::start_with(backend, &[("API_KEY_RECHECK_SECONDS", "1")]).await;
+        let owner = s.user_with_role("cached", "analyst").await;
+        let (_, key) = reader_key(&s, &owner, "one").await;
+        assert_eq!(s.verify(&key, Some("projects:read")).await.status, 200, "{backend:?}");
+        assert_eq!(execute_sql(&db, "UPDATE api_keys SET revoked_at = created_at").await, 1);
+        refused_within(
+            &s,
+            &key,
+            Duration::from_secs(3),
+            "a key revoked behind the cache's back is trusted past the bound",
+        )
+        .await;
+        s.stop().await;
+    }
+}

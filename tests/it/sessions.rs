@@ -438,3 +438,36 @@ async fn instances_share_sessions_and_revocations() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A revocation lasts until the revoked tokens expire by their own `exp`: tokens
+/// issued under an hour's lifetime, the lifetime then lowered to ten seconds (a
+/// restart), and the sessions ended (the usual incident response). Five minutes on,
+/// by this instance's clock, the revocation is still held and the tokens, which are
+/// still within their hour, are refused. (Before, the revocation lasted the lifetime
+/// configured at revocation time, here 100 s, and the tokens came back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_the_lifetime_then_revoking_keeps_old_tokens_out() {
+    for backend in backends().await {
+        let (long, db) = TestServer::start_with(backend, &[("JWT_EXPIRATION", "3600")]).await;
+        let t = long.user("incident").await;
+        let exp = jwt_part(&t.access, 1)["exp"].as_i64().unwrap();
+        assert!(exp > chrono::Utc::now().timestamp() + 3000, "{backend:?}");
+        long.stop().await;
+
+        let short = TestServer::on(&db, &[("JWT_EXPIRATION", "10")]).await;
+        assert_eq!(short.get_auth("/auth/me", &t.access).await.status, 200, "{backend:?}");
+        let res = short.call(M::POST, "/auth/logout-all", Bearer(&t.access), Empty).await;
+        assert_eq!(res.status, 204, "{backend:?}");
+        expect_invalid_token(short.get_auth("/auth/me", &t.access).await);
+        short.service.skew_clock(chrono::Duration::minutes(5));
+        short.service.purge_expired().await.unwrap();
+        expect_invalid_token(short.get_auth("/auth/me", &t.access).await);
+        // So does an instance started now, from the feed.
+        let fresh = TestServer::on(&db, &[("JWT_EXPIRATION", "10")]).await;
+        fresh.service.skew_clock(chrono::Duration::minutes(5));
+        fresh.service.purge_expired().await.unwrap();
+        expect_invalid_token(fresh.get_auth("/auth/me", &t.access).await);
+        fresh.stop().await;
+        short.stop().await;
+    }
+}
