@@ -22,6 +22,8 @@ pub(super) const KEYS: &[&str] = &[
     "PORTCULLIS_KEY_RELOAD_SECONDS",
     "TOKEN_CACHE_CAPACITY",
     "PORTCULLIS_SYNC_INTERVAL_MS",
+    "SESSION_MAX_LIFETIME_DAYS",
+    "SESSION_MAX_LIFETIME_MFA_DAYS",
 ];
 
 /// JWT signing algorithm family chosen for new keys.
@@ -93,6 +95,11 @@ pub struct TokenSettings {
     pub token_cache_capacity: usize,
     /// How often each instance pulls revocations written by other instances.
     pub sync_interval: Duration,
+    /// Absolute lifetime of a session (ASVS V3.3): past it, refreshing fails however
+    /// recently the session was refreshed, and the user signs in again.
+    pub session_max_lifetime: Duration,
+    /// The same for sessions of users whose roles require MFA (never longer).
+    pub session_max_lifetime_mfa: Duration,
 }
 
 /// The issuer defaults to `public_url`, the address clients already know us by.
@@ -133,6 +140,14 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         None => Duration::from_secs(s.number(&["JWT_EXPIRATION"], 15 * 60u64, 10, 24 * 3600)?),
     };
 
+    let session_days = s.number(&["SESSION_MAX_LIFETIME_DAYS"], 30u64, 1, 3650)?;
+    let session_mfa_days = s.number(
+        &["SESSION_MAX_LIFETIME_MFA_DAYS"],
+        7u64.min(session_days),
+        1,
+        session_days,
+    )?;
+
     Ok(TokenSettings {
         jwt_algorithm,
         jwt_secret,
@@ -150,5 +165,7 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
         token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
         sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
+        session_max_lifetime: Duration::from_secs(86_400 * session_days),
+        session_max_lifetime_mfa: Duration::from_secs(86_400 * session_mfa_days),
     })
 }
