@@ -19,6 +19,17 @@ pub fn fold(value: &str) -> String {
     }
 }
 
+/// The form a login name is looked up and counted under: folded, then ASCII
+/// lower-cased (the same on both backends and under any database collation). None
+/// for a name no account can have: non-ASCII after folding, or neither a valid
+/// username nor a valid email. Such a name reaches neither the lockout count nor the
+/// database, so no other folding (PostgreSQL's `lower('İ')` is `i`) can make it
+/// another spelling of an account's name with a count of its own.
+pub fn login_name(value: &str) -> Option<String> {
+    let folded = fold(value);
+    (username(&folded).is_ok() || email(&folded).is_ok()).then(|| folded.to_ascii_lowercase())
+}
+
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 64;
 pub const EMAIL_MAX: usize = 254;
@@ -194,6 +205,15 @@ mod tests {
         assert!(username(&fold("аdmin")).is_err(), "Cyrillic а must not fold to a");
         assert!(username(&fold("admin\u{200b}")).is_err(), "zero-width space");
         assert!(username(&fold("ａｄｍｉｎ")).is_ok());
+    }
+
+    #[test]
+    fn login_names_fold_to_ascii_or_are_impossible() {
+        assert_eq!(login_name("ＡＤＭＩＮ").as_deref(), Some("admin"));
+        assert_eq!(login_name("Ann@Example.COM").as_deref(), Some("ann@example.com"));
+        for impossible in ["İdris", "ıdris", "idris\u{200b}", "аdmin", "ab", "a b", "x\0y", ""] {
+            assert_eq!(login_name(impossible), None, "{impossible:?}");
+        }
     }
 
     #[test]

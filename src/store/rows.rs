@@ -66,6 +66,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     6 "mfa" "0006_mfa.sql",
     7 "oauth" "0007_oauth.sql",
     8 "audit by user" "0008_audit_by_user.sql",
+    9 "ascii case folding" "0009_ascii_case_folding.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {
