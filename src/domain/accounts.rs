@@ -6,7 +6,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{Actor, AuditEvent, ClientContext, Portcullis, Principal, validate};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::store::{NewUser, UserPage, UserRow, UserSort};
 
 /// What `register` and the CLI need to create an account.
@@ -96,7 +96,7 @@ impl Portcullis {
         r.username = validate::fold(&r.username);
         r.email = validate::fold(&r.email);
         validate::all([
-            validate::username(&r.username),
+            validate::username(&r.username).and_then(|()| validate::username_for(&r.username, &r.email)),
             validate::email(&r.email),
             r.full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
         ])?;
@@ -254,6 +254,13 @@ impl Portcullis {
             None => current.full_name,
         };
         let email = changes.email.unwrap_or(current.email);
+        // A username that is an email stays the account's own (see `username_for`).
+        validate::all([
+            validate::username_for(&current.username, &email).map_err(|_| FieldError {
+                field: "email".into(),
+                message: format!("must stay {} while that is your username", current.username),
+            }),
+        ])?;
         let record = self.audit_record(event);
         let user = self
             .store()

@@ -57,6 +57,20 @@ pub fn username(value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A username with an `@` must be the account's own email (as clients that register
+/// with the email as username send it): otherwise anyone could take someone's address
+/// as a username, and a login by that address would find the squatter. Emails are
+/// unique, so no account's email can then equal another account's username.
+pub fn username_for(username: &str, email: &str) -> Result<(), FieldError> {
+    if username.contains('@') && !username.eq_ignore_ascii_case(email) {
+        return Err(FieldError {
+            field: "username".into(),
+            message: "may contain @ only as your own email address".into(),
+        });
+    }
+    Ok(())
+}
+
 /// A practical subset of RFC 5321 addresses: ASCII local part without quoting, and a
 /// domain of at least two dot-separated labels.
 pub fn email(value: &str) -> Result<(), FieldError> {
@@ -195,6 +209,14 @@ mod tests {
         ] {
             assert!(username(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_username_with_an_at_is_the_own_email() {
+        assert!(username_for("Ann@Example.com", "ann@example.com").is_ok());
+        assert!(username_for("ann", "ann@example.com").is_ok());
+        assert!(username_for("bob@example.com", "ann@example.com").is_err());
+        assert!(username_for("ann@example", "ann@example.com").is_err());
     }
 
     #[test]
