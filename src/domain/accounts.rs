@@ -105,7 +105,12 @@ impl Portcullis {
                 validate::all([inner.policy.check("password", p, &r.username, &r.email)])?;
                 Some(inner.hasher.hash(p).await?)
             }
-            (None, Some(h)) if is_importable_hash(h) => Some(h.clone()),
+            (None, Some(h)) if is_importable_hash(h) => {
+                if let Some(cost) = crate::crypto::password::bcrypt_cost(h) {
+                    inner.hasher.expect_bcrypt(cost).await?;
+                }
+                Some(h.clone())
+            }
             (None, Some(_)) => {
                 return Err(AppError::validation(
                     "password_hash",

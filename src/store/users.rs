@@ -109,6 +109,8 @@ const UPDATE_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, updated
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
+// The cost digits of `$2a$`/`$2b$`/`$2y$` hashes.
+const BCRYPT_COSTS: &str = "SELECT DISTINCT substr(password_hash, 5, 2) FROM users WHERE password_hash LIKE '$2_$%'";
 const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = TRUE WHERE id = $1";
 const EMAIL_VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND email_verified";
 const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
@@ -213,6 +215,12 @@ impl Store {
     pub async fn upgrade_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> AppResult<()> {
         on_pool!(self, pool => sqlx::query(UPDATE_PASSWORD_HASH).bind(id).bind(hash).bind(now).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+
+    /// The costs of the bcrypt hashes stored (imported users who have not signed in
+    /// since), as written in them.
+    pub async fn bcrypt_costs(&self) -> AppResult<Vec<String>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(BCRYPT_COSTS).fetch_all(pool).await)?)
     }
 
     pub async fn count_users(&self) -> AppResult<i64> {
