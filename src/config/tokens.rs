@@ -23,6 +23,8 @@ pub(super) const KEYS: &[&str] = &[
     "TOKEN_CACHE_CAPACITY",
     "PORTCULLIS_SYNC_INTERVAL_MS",
     "API_KEY_RECHECK_SECONDS",
+    "SESSION_MAX_LIFETIME_DAYS",
+    "SESSION_MAX_LIFETIME_MFA_DAYS",
 ];
 
 /// JWT signing algorithm family chosen for new keys.
@@ -97,6 +99,11 @@ pub struct TokenSettings {
     /// Longest an instance trusts a verified API key from its cache before reading the
     /// key's row again (a missed feed event must not mean "until restart").
     pub api_key_recheck: Duration,
+    /// Absolute lifetime of a session (ASVS V3.3): past it, refreshing fails however
+    /// recently the session was refreshed, and the user signs in again.
+    pub session_max_lifetime: Duration,
+    /// The same for sessions of users whose roles require MFA (never longer).
+    pub session_max_lifetime_mfa: Duration,
 }
 
 /// The issuer defaults to `public_url`, the address clients already know us by.
@@ -137,6 +144,14 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         None => Duration::from_secs(s.number(&["JWT_EXPIRATION"], 15 * 60u64, 10, 24 * 3600)?),
     };
 
+    let session_days = s.number(&["SESSION_MAX_LIFETIME_DAYS"], 30u64, 1, 3650)?;
+    let session_mfa_days = s.number(
+        &["SESSION_MAX_LIFETIME_MFA_DAYS"],
+        7u64.min(session_days),
+        1,
+        session_days,
+    )?;
+
     Ok(TokenSettings {
         jwt_algorithm,
         jwt_secret,
@@ -155,5 +170,7 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
         sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
         api_key_recheck: Duration::from_secs(s.number(&["API_KEY_RECHECK_SECONDS"], 60u64, 1, 3600)?),
+        session_max_lifetime: Duration::from_secs(86_400 * session_days),
+        session_max_lifetime_mfa: Duration::from_secs(86_400 * session_mfa_days),
     })
 }

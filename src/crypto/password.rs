@@ -5,7 +5,7 @@
 //! `hashpool`): a login storm queues there instead of occupying the async workers
 //! that serve token checks, and each hashing thread reuses its argon2 work area.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -30,6 +30,18 @@ pub struct PasswordHasher {
     /// A real hash at current parameters, verified when the user does not exist so
     /// both answers cost the same.
     dummy_hash: Arc<str>,
+    /// While imported bcrypt hashes are stored: a bcrypt dummy at the highest cost
+    /// among them (see `expect_bcrypt`).
+    bcrypt_dummy: Arc<RwLock<BcryptDummy>>,
+}
+
+/// A bcrypt hash of a dummy password, and its cost.
+type BcryptDummy = Option<(u32, Arc<str>)>;
+
+/// The cost of a bcrypt hash (`$2b$12$...`); None for any other kind of hash.
+pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let rest = ["$2a$", "$2b$", "$2y$"].iter().find_map(|p| hash.strip_prefix(p))?;
+    rest.get(..2)?.parse().ok().filter(|c| (4..=31).contains(c))
 }
 
 const OUTPUT_LEN: usize = 32;
@@ -190,6 +202,7 @@ impl PasswordHasher {
             params,
             pool,
             dummy_hash: dummy.into(),
+            bcrypt_dummy: Arc::default(),
         })
     }
 
@@ -206,26 +219,68 @@ impl PasswordHasher {
             .map_err(AppError::Internal)
     }
 
+    /// Notes that a bcrypt hash of `cost` is stored (an imported user who has not
+    /// signed in since). From then on every verification runs both schemes: the
+    /// stored hash, and a dummy of the scheme it is not (an argon2 dummy for a bcrypt
+    /// user, a bcrypt dummy at the highest stored cost for anyone else, unknown users
+    /// included). A bcrypt verification at cost 12 takes several times an argon2 one,
+    /// so without this an imported user was told from an unknown one by time.
+    pub async fn expect_bcrypt(&self, cost: u32) -> AppResult<()> {
+        let known = |slot: &BcryptDummy| slot.as_ref().is_some_and(|(c, _)| *c >= cost);
+        if known(&self.bcrypt_dummy.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        let dummy = self
+            .pool
+            .run(move |_| bcrypt::hash_with_result("portcullis-dummy-password-for-timing", cost))
+            .await?
+            .map_err(AppError::internal)?
+            .format_for_version(bcrypt::Version::TwoB);
+        let mut slot = self.bcrypt_dummy.write().unwrap_or_else(|e| e.into_inner());
+        if !known(&slot) {
+            *slot = Some((cost, dummy.into()));
+        }
+        Ok(())
+    }
+
+    /// What verifying against `stored` runs, in order: the stored hash (or the
+    /// argon2 dummy when there is none), then the other scheme's dummy while bcrypt
+    /// hashes are stored. Whoever the user, the same schemes at the same costs.
+    fn checks(&self, stored: Option<&str>) -> Vec<Arc<str>> {
+        let mut checks = vec![stored.map_or_else(|| self.dummy_hash.clone(), Arc::from)];
+        if let Some((_, bcrypt_dummy)) = &*self.bcrypt_dummy.read().unwrap_or_else(|e| e.into_inner()) {
+            let bcrypt_user = stored.and_then(bcrypt_cost).is_some();
+            checks.push(if bcrypt_user {
+                self.dummy_hash.clone()
+            } else {
+                bcrypt_dummy.clone()
+            });
+        }
+        checks
+    }
+
     /// Verifies against `stored`, or against a dummy hash when there is none (unknown
-    /// user, or an account without a password) so the time taken tells nothing.
+    /// user, or an account without a password) so the time taken tells nothing (see
+    /// `checks`).
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> AppResult<Verified> {
         let password = password.to_owned();
         let params = self.params;
-        let (hash, real) = match stored {
-            Some(h) => (h.to_owned(), true),
-            None => (self.dummy_hash.to_string(), false),
-        };
-        let v = self
+        let checks = self.checks(stored);
+        let outcomes = self
             .pool
-            .run(move |memory| verify_with(&password, &hash, params, memory))
+            .run(move |memory| {
+                checks
+                    .iter()
+                    .map(|hash| verify_with(&password, hash, params, memory))
+                    .collect::<Vec<_>>()
+            })
             .await?;
-        Ok(if real {
-            v
-        } else {
-            Verified {
+        Ok(match (stored, outcomes.first()) {
+            (Some(_), Some(v)) => *v,
+            _ => Verified {
                 ok: false,
                 needs_rehash: false,
-            }
+            },
         })
     }
 }
@@ -288,6 +343,47 @@ mod tests {
         };
         let v = verify_blocking("password", &argon, CHEAP);
         assert!(v.ok && v.needs_rehash);
+    }
+
+    /// The scheme and cost a hash is verified at.
+    fn cost_of(hash: &str) -> String {
+        match bcrypt_cost(hash) {
+            Some(c) => format!("bcrypt {c}"),
+            None => hash.split('$').take(4).collect::<Vec<_>>().join("$"),
+        }
+    }
+
+    fn costs(hasher: &PasswordHasher, stored: Option<&str>) -> Vec<String> {
+        let mut costs: Vec<String> = hasher.checks(stored).iter().map(|h| cost_of(h)).collect();
+        costs.sort();
+        costs
+    }
+
+    #[tokio::test]
+    async fn unknown_users_cost_what_imported_bcrypt_users_cost() {
+        let hasher = PasswordHasher::start(CHEAP, 1, 8).await.unwrap();
+        let native = hash_blocking("password", CHEAP).unwrap();
+        // Without imported hashes, an unknown user runs what a native one does.
+        assert_eq!(costs(&hasher, None), costs(&hasher, Some(&native)));
+        assert_eq!(costs(&hasher, None), vec!["$argon2id$v=19$m=64,t=1,p=1"]);
+
+        let imported = bcrypt::hash_with_result("password", 5)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoB);
+        hasher.expect_bcrypt(4).await.unwrap();
+        hasher.expect_bcrypt(5).await.unwrap();
+        hasher.expect_bcrypt(4).await.unwrap();
+        // With them, unknown, native and imported users run the same schemes at the
+        // same costs: argon2 at current parameters and bcrypt at the stored cost.
+        let expected = vec!["$argon2id$v=19$m=64,t=1,p=1".to_string(), "bcrypt 5".to_string()];
+        for stored in [None, Some(native.as_str()), Some(imported.as_str())] {
+            assert_eq!(costs(&hasher, stored), expected, "{stored:?}");
+        }
+        // ...and the answers are still the stored hash's.
+        assert!(hasher.verify("password", Some(&imported)).await.unwrap().ok);
+        assert!(hasher.verify("password", Some(&native)).await.unwrap().ok);
+        assert!(!hasher.verify("wrong", Some(&imported)).await.unwrap().ok);
+        assert!(!hasher.verify("password", None).await.unwrap().ok);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::privilege::{self, Rank};
 use super::{Actor, AuditEvent, ClientContext, Portcullis, Principal, validate};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::store::{NewUser, UserPage, UserRow, UserSort};
 
 /// What `register` and the CLI need to create an account.
@@ -97,7 +97,7 @@ impl Portcullis {
         r.username = validate::fold(&r.username);
         r.email = validate::fold(&r.email);
         validate::all([
-            validate::username(&r.username),
+            validate::username(&r.username).and_then(|()| validate::username_for(&r.username, &r.email)),
             validate::email(&r.email),
             r.full_name.as_deref().map(validate::full_name).unwrap_or(Ok(())),
         ])?;
@@ -106,7 +106,12 @@ impl Portcullis {
                 validate::all([inner.policy.check("password", p, &r.username, &r.email)])?;
                 Some(inner.hasher.hash(p).await?)
             }
-            (None, Some(h)) if is_importable_hash(h) => Some(h.clone()),
+            (None, Some(h)) if is_importable_hash(h) => {
+                if let Some(cost) = crate::crypto::password::bcrypt_cost(h) {
+                    inner.hasher.expect_bcrypt(cost).await?;
+                }
+                Some(h.clone())
+            }
             (None, Some(_)) => {
                 return Err(AppError::validation(
                     "password_hash",
@@ -255,6 +260,13 @@ impl Portcullis {
             None => current.full_name,
         };
         let email = changes.email.unwrap_or(current.email);
+        // A username that is an email stays the account's own (see `username_for`).
+        validate::all([
+            validate::username_for(&current.username, &email).map_err(|_| FieldError {
+                field: "email".into(),
+                message: format!("must stay {} while that is your username", current.username),
+            }),
+        ])?;
         let record = self.audit_record(event);
         let user = self
             .store()

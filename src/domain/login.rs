@@ -63,14 +63,13 @@ impl Portcullis {
     /// whose role demands MFA but has none a token for enrolment only (see `mfa`).
     pub async fn login(&self, login: &str, password: &str, ctx: &ClientContext) -> AppResult<LoginOutcome> {
         let inner = self.inner();
-        let login = validate::fold(login);
-        // A name no account can have is not looked up (nor sent to the database). An
+        // A name no account can have is neither looked up nor counted (see
+        // `validate::login_name`): it gets the same failure, after the dummy hash. An
         // over-long password still goes through the same steps, against the dummy hash.
-        let plausible = login.len() <= 254 && !login.chars().any(char::is_control);
-        let user = if plausible {
-            inner.store.user_by_login(&login).await?
-        } else {
-            None
+        let login = validate::login_name(login);
+        let user = match &login {
+            Some(name) => inner.store.user_by_login(name).await?,
+            None => None,
         };
         // The attempted name is not recorded for unknown users: it may be a password
         // typed into the wrong field.
@@ -81,7 +80,11 @@ impl Portcullis {
                 None => event,
             }
         };
-        if let Err(e) = self.begin_login_attempt(&login).await {
+        let attempt = match &login {
+            Some(name) => self.begin_login_attempt(name).await,
+            None => Ok(()),
+        };
+        if let Err(e) = attempt {
             if matches!(e, AppError::TooManyRequests { .. }) {
                 self.log_event(failure("locked")).await?;
             }
@@ -119,8 +122,8 @@ impl Portcullis {
         // With a second factor still due, the count of attempts goes on: the code
         // attempts add to it, and only a verified code clears it. Otherwise a password
         // login would reset the count between rounds of guessed codes.
-        if !matches!(outcome, LoginOutcome::MfaRequired(_)) {
-            self.login_succeeded(&login).await?;
+        if let Some(name) = login.filter(|_| !matches!(outcome, LoginOutcome::MfaRequired(_))) {
+            self.login_succeeded(&name).await?;
         }
         Ok(outcome)
     }

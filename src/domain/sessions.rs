@@ -8,7 +8,7 @@ use super::{Actor, AuditEvent, Portcullis};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
-use crate::store::{NewSession, RotateOutcome, RotationJob, SessionRow, Store, UserRow};
+use crate::store::{NewSession, RotateOutcome, RotatedSession, RotationJob, SessionRow, Store, UserRow};
 
 const REFRESH_FAILED: &str = "refresh token is invalid, expired or revoked";
 
@@ -147,6 +147,10 @@ impl Portcullis {
         match outcome {
             RotateOutcome::Rotated(session) => {
                 metrics::counter!("portcullis_token_refreshes_total").increment(1);
+                if self.outlived(&session, now).await? {
+                    self.end_outlived_session(&session, ctx).await?;
+                    return Err(rejected());
+                }
                 let amr: Vec<String> = serde_json::from_str(&session.amr).unwrap_or_default();
                 // A role that demands MFA, granted after this session began (or before
                 // the policy), is not carried into new tokens without a second factor.
@@ -175,6 +179,29 @@ impl Portcullis {
             }
             RotateOutcome::Rejected => Err(rejected()),
         }
+    }
+
+    /// Whether a session has passed its absolute lifetime (ASVS V3.3): refreshing
+    /// renews tokens, never the session itself. Sessions of users whose roles require
+    /// MFA get the shorter lifetime; their roles are looked up only for a session old
+    /// enough for it to matter.
+    async fn outlived(&self, session: &RotatedSession, now: DateTime<Utc>) -> AppResult<bool> {
+        let tokens = &self.config().tokens;
+        let age = (now - session.created_at).to_std().unwrap_or_default();
+        if age >= tokens.session_max_lifetime {
+            return Ok(true);
+        }
+        Ok(age >= tokens.session_max_lifetime_mfa && self.mfa_required(session.user_id, session.is_superuser).await?)
+    }
+
+    /// Ends a session that outlived its absolute lifetime, recorded as expired.
+    async fn end_outlived_session(&self, session: &RotatedSession, ctx: &ClientContext) -> AppResult<bool> {
+        let event = Actor::user(session.user_id, &session.username, ctx)
+            .event("SESSION_EXPIRED")
+            .resource("session", session.session_id)
+            .meta("reason", "max_lifetime");
+        self.end_one_session(session.user_id, session.session_id, "max_lifetime", event)
+            .await
     }
 
     /// Ends the session a refresh token belongs to. Unknown tokens are ignored, as
@@ -235,11 +262,28 @@ impl Portcullis {
     /// Ends one of the user's own sessions; 404 when there is no such live session.
     /// Ends one of the user's sessions, recorded as a LOGOUT of it.
     pub async fn end_session(&self, user_id: Uuid, session_id: Uuid, by: &Actor) -> AppResult<()> {
-        let now = Utc::now();
         let mut event = by.event("LOGOUT").resource("session", session_id);
         if event.actor.is_none() {
             event = event.actor_id(Some(user_id));
         }
+        if !self
+            .end_one_session(user_id, session_id, "revoked_by_user", event)
+            .await?
+        {
+            return Err(AppError::NotFound("no such active session".into()));
+        }
+        Ok(())
+    }
+
+    /// Ends one live session of a user, recording `event`; false when there was none.
+    async fn end_one_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        reason: &str,
+        event: AuditEvent,
+    ) -> AppResult<bool> {
+        let now = Utc::now();
         let record = self.audit_record(event);
         let ended = self
             .inner()
@@ -247,17 +291,16 @@ impl Portcullis {
             .revoke_user_session(
                 user_id,
                 session_id,
-                "revoked_by_user",
+                reason,
                 now,
                 self.revocation_horizon(now),
                 record.as_ref(),
             )
             .await?;
-        if !ended {
-            return Err(AppError::NotFound("no such active session".into()));
+        if ended {
+            self.forget_sessions(&[session_id], now);
         }
-        self.forget_sessions(&[session_id], now);
-        Ok(())
+        Ok(ended)
     }
 }
 

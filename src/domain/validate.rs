@@ -19,6 +19,17 @@ pub fn fold(value: &str) -> String {
     }
 }
 
+/// The form a login name is looked up and counted under: folded, then ASCII
+/// lower-cased (the same on both backends and under any database collation). None
+/// for a name no account can have: non-ASCII after folding, or neither a valid
+/// username nor a valid email. Such a name reaches neither the lockout count nor the
+/// database, so no other folding (PostgreSQL's `lower('İ')` is `i`) can make it
+/// another spelling of an account's name with a count of its own.
+pub fn login_name(value: &str) -> Option<String> {
+    let folded = fold(value);
+    (username(&folded).is_ok() || email(&folded).is_ok()).then(|| folded.to_ascii_lowercase())
+}
+
 pub const USERNAME_MIN: usize = 3;
 pub const USERNAME_MAX: usize = 64;
 pub const EMAIL_MAX: usize = 254;
@@ -42,6 +53,20 @@ pub fn username(value: &str) -> Result<(), FieldError> {
     }
     if !value.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(err("must start with a letter or digit"));
+    }
+    Ok(())
+}
+
+/// A username with an `@` must be the account's own email (as clients that register
+/// with the email as username send it): otherwise anyone could take someone's address
+/// as a username, and a login by that address would find the squatter. Emails are
+/// unique, so no account's email can then equal another account's username.
+pub fn username_for(username: &str, email: &str) -> Result<(), FieldError> {
+    if username.contains('@') && !username.eq_ignore_ascii_case(email) {
+        return Err(FieldError {
+            field: "username".into(),
+            message: "may contain @ only as your own email address".into(),
+        });
     }
     Ok(())
 }
@@ -215,6 +240,14 @@ mod tests {
     }
 
     #[test]
+    fn a_username_with_an_at_is_the_own_email() {
+        assert!(username_for("Ann@Example.com", "ann@example.com").is_ok());
+        assert!(username_for("ann", "ann@example.com").is_ok());
+        assert!(username_for("bob@example.com", "ann@example.com").is_err());
+        assert!(username_for("ann@example", "ann@example.com").is_err());
+    }
+
+    #[test]
     fn compatibility_forms_fold_and_look_alikes_stay_refused() {
         assert_eq!(fold("ａｄｍｉｎ"), "admin");
         assert_eq!(fold("ﬁle@example.com"), "file@example.com");
@@ -222,6 +255,15 @@ mod tests {
         assert!(username(&fold("аdmin")).is_err(), "Cyrillic а must not fold to a");
         assert!(username(&fold("admin\u{200b}")).is_err(), "zero-width space");
         assert!(username(&fold("ａｄｍｉｎ")).is_ok());
+    }
+
+    #[test]
+    fn login_names_fold_to_ascii_or_are_impossible() {
+        assert_eq!(login_name("ＡＤＭＩＮ").as_deref(), Some("admin"));
+        assert_eq!(login_name("Ann@Example.COM").as_deref(), Some("ann@example.com"));
+        for impossible in ["İdris", "ıdris", "idris\u{200b}", "аdmin", "ab", "a b", "x\0y", ""] {
+            assert_eq!(login_name(impossible), None, "{impossible:?}");
+        }
     }
 
     #[test]

@@ -67,6 +67,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     7 "oauth" "0007_oauth.sql",
     8 "audit by user" "0008_audit_by_user.sql",
     9 "revocation feed order" "0009_revocation_feed_order.sql",
+    10 "ascii case folding" "0010_ascii_case_folding.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

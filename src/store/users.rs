@@ -82,12 +82,18 @@ const MATCHING: &str = "($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower
 // The statements that read whole rows are built once, at first use: `concat!` takes
 // only literals, and `USER_COLUMNS` is a constant so that the list is written once.
 static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
-// A username match wins over an email match: usernames may look like emails.
-static SELECT_BY_LOGIN: LazyLock<String> = LazyLock::new(|| {
+// A username match wins over an email match: usernames may look like emails. `$1` is
+// ASCII lower-cased by the caller, and the stored names are ASCII: they are lowered
+// by ASCII rules too (SQLite's lower() knows no other; PostgreSQL's follows the
+// database's collation unless told "C", and a Turkish one lowers `I` to `ı`), which
+// is what the indexes of migration 0009 are built on.
+fn select_by_login(collate: &str) -> String {
     format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1"
+        "SELECT {USER_COLUMNS} FROM users WHERE lower(username{collate}) = $1 OR lower(email{collate}) = $1 ORDER BY CASE WHEN lower(username{collate}) = $1 THEN 0 ELSE 1 END LIMIT 1"
     )
-});
+}
+static SELECT_BY_LOGIN_SQLITE: LazyLock<String> = LazyLock::new(|| select_by_login(""));
+static SELECT_BY_LOGIN_POSTGRES: LazyLock<String> = LazyLock::new(|| select_by_login(r#" COLLATE "C""#));
 static SELECT_BY_EMAIL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"));
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| {
@@ -103,6 +109,8 @@ const UPDATE_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, updated
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
+// The cost digits of `$2a$`/`$2b$`/`$2y$` hashes.
+const BCRYPT_COSTS: &str = "SELECT DISTINCT substr(password_hash, 5, 2) FROM users WHERE password_hash LIKE '$2_$%'";
 const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = TRUE WHERE id = $1";
 const EMAIL_VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND email_verified";
 const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
@@ -194,9 +202,12 @@ impl Store {
 
     /// Finds the account a login name refers to: a username, or else an email.
     pub async fn user_by_login(&self, login: &str) -> AppResult<Option<UserRow>> {
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_LOGIN.as_str()).bind(login).fetch_optional(pool).await)?,
-        )
+        let sql = match self {
+            Store::Sqlite(_) => SELECT_BY_LOGIN_SQLITE.as_str(),
+            Store::Postgres(_) => SELECT_BY_LOGIN_POSTGRES.as_str(),
+        };
+        let login = login.to_ascii_lowercase();
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(sql).bind(&login).fetch_optional(pool).await)?)
     }
 
     /// Replaces a hash with an equivalent one at current parameters (after a legacy
@@ -204,6 +215,12 @@ impl Store {
     pub async fn upgrade_password_hash(&self, id: Uuid, hash: &str, now: DateTime<Utc>) -> AppResult<()> {
         on_pool!(self, pool => sqlx::query(UPDATE_PASSWORD_HASH).bind(id).bind(hash).bind(now).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+
+    /// The costs of the bcrypt hashes stored (imported users who have not signed in
+    /// since), as written in them.
+    pub async fn bcrypt_costs(&self) -> AppResult<Vec<String>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(BCRYPT_COSTS).fetch_all(pool).await)?)
     }
 
     pub async fn count_users(&self) -> AppResult<i64> {

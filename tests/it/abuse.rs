@@ -474,3 +474,78 @@ async fn hostile_input_gets_a_clear_4xx_and_changes_nothing() {
         s.stop().await;
     }
 }
+
+/// Login names no account can have (non-ASCII after folding, or neither a username
+/// nor an email) get the uniform failure and reach neither the lockout count nor the
+/// database: PostgreSQL's `lower('İ')` is `i`, so "İdris" used to find the account
+/// "idris" under a count of its own, a way around its lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_login_names_never_reach_the_lockout_count() {
+    let lockout = [
+        ("LOGIN_LOCKOUT_THRESHOLD", "3"),
+        ("LOGIN_LOCKOUT_SECONDS", "600"),
+        ("LOGIN_LOCKOUT_MAX_SECONDS", "600"),
+    ];
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(backend, &lockout).await;
+        s.register("idris").await;
+        for _ in 0..3 {
+            expect_problem(s.login("idris", "wrong password").await, 401);
+        }
+        expect_locked(s.login("idris", PASSWORD).await);
+        // No other spelling opens a count of its own (it would lock after three
+        // failures) or finds the account (the right password would let it in).
+        for name in [
+            "İdris",
+            "İDRIS",
+            "idrİs",
+            "ıdris",
+            "idris\u{200b}",
+            "idri\u{0307}s",
+            "id ris",
+        ] {
+            for password in ["wrong password", "wrong password", "wrong password", PASSWORD] {
+                let p = expect_problem(s.login(name, password).await, 401);
+                assert_eq!(p["detail"], "invalid username or password", "{name}");
+            }
+        }
+        s.stop().await;
+    }
+}
+
+/// On PostgreSQL under a collation whose lower() is not ASCII's (Turkish lowers `I`
+/// to `ı`), the account lookup folds as the lockout key does: "idris" finds "IDRIS".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_lookup_folds_by_ascii_rules_under_any_collation() {
+    let Some((first, db)) = postgres_only().await else {
+        return;
+    };
+    first.stop().await;
+    execute_sql(
+        &db,
+        r#"ALTER TABLE users ALTER COLUMN username TYPE TEXT COLLATE "tr-TR-x-icu", ALTER COLUMN email TYPE TEXT COLLATE "tr-TR-x-icu""#,
+    )
+    .await;
+    // A new instance: the first one's prepared statements knew the old column types.
+    let s = TestServer::on(&db, &[]).await;
+    let res = s
+        .post_json(
+            "/auth/register",
+            &json!({"username": "IDRIS", "email": "IDRIS@EXAMPLE.COM", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    for name in ["idris", "IDRIS", "Idris", "idris@example.com", "Idris@Example.com"] {
+        let res = s.login(name, PASSWORD).await;
+        assert_eq!(res.status, 200, "{name}: {}", res.text);
+    }
+    // A name differing from it only in ASCII case is the same name.
+    let res = s
+        .post_json(
+            "/auth/register",
+            &json!({"username": "idris", "email": "other@example.com", "password": PASSWORD}),
+        )
+        .await;
+    expect_problem(res, 409);
+    s.stop().await;
+}

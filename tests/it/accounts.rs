@@ -320,3 +320,54 @@ async fn imported_passlib_hashes_log_in_and_are_rehashed() {
         s.stop().await;
     }
 }
+
+/// A username may contain `@` only as the account's own email (clients that register
+/// with the email as username keep working): no one can take someone's address as a
+/// username, which broke that person's email login and showed the squatter's name
+/// as that address to gateways. Emails are unique, so an email cannot equal another
+/// account's username either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_cannot_be_another_accounts_email() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        s.register("alice").await;
+        let register = async |username: &str, email: &str| {
+            let body = json!({"username": username, "email": email, "password": PASSWORD});
+            s.post_json("/auth/register", &body).await
+        };
+        for squat in ["alice@example.com", "ALICE@Example.COM", "ａｌｉｃｅ@example.com"] {
+            let p = expect_problem(register(squat, "mallory@example.com").await, 422);
+            assert!(p.to_string().contains("username"), "{p}");
+        }
+        // An address that is nobody's yet is refused too: it could become someone's.
+        expect_problem(register("nobody@example.com", "mallory@example.com").await, 422);
+        // Alice's email login still finds alice.
+        let t = s.login_as("alice@example.com", PASSWORD).await;
+        assert_eq!(jwt_part(&t.access, 1)["preferred_username"], "alice");
+
+        // The email as username, as the replaced services' clients register.
+        assert_eq!(register("Carol@Example.com", "carol@example.com").await.status, 201);
+        s.login_as("carol@example.com", PASSWORD).await;
+        // Her address (her username) is taken as anyone's email.
+        expect_problem(register("dave", "CAROL@example.com").await, 409);
+        // She cannot move her email away from her username (the old address would be
+        // free for another account while naming her).
+        let carol = s.login_as("Carol@Example.com", PASSWORD).await;
+        let res = s
+            .call(
+                M::PATCH,
+                "/auth/me",
+                Bearer(&carol.access),
+                Json(json!({"email": "carol.new@example.com"})),
+            )
+            .await;
+        let p = expect_problem(res, 422);
+        assert!(p.to_string().contains("email"), "{p}");
+        // Administrators are held to the same rule.
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let body = json!({"username": "alice@example.com", "email": "m2@example.com", "password": PASSWORD});
+        let res = s.call(M::POST, "/admin/users", Bearer(&admin.access), Json(body)).await;
+        expect_problem(res, 422);
+        s.stop().await;
+    }
+}

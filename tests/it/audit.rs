@@ -1058,7 +1058,11 @@ async fn query_dates_and_numbers_out_of_range_are_422_naming_the_parameter() {
             )
             .await;
         assert_eq!(res.status, 200, "{}", res.text);
-        assert!(res.text.lines().any(|l| l.contains("\"username\":\"admin\"")), "{}", res.text);
+        assert!(
+            res.text.lines().any(|l| l.contains("\"username\":\"admin\"")),
+            "{}",
+            res.text
+        );
 
         // The other listings with numbers in their query.
         for (path, field) in [

@@ -471,3 +471,60 @@ async fn lowering_the_lifetime_then_revoking_keeps_old_tokens_out() {
         short.stop().await;
     }
 }
+
+/// Moves the start of `username`'s sessions `days` into the past, behind the
+/// service's back (the format is the one sqlx writes on SQLite; PostgreSQL reads it).
+async fn age_sessions(db: &TestDb, username: &str, days: i64, amr: &str) {
+    let created =
+        (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+    let sql = format!(
+        "UPDATE sessions SET created_at = '{created}', amr = '{amr}' \
+         WHERE user_id IN (SELECT id FROM users WHERE username = '{username}')"
+    );
+    assert!(execute_sql(db, Box::leak(sql.into_boxed_str())).await >= 1);
+}
+
+/// ASVS V3.3: refreshing renews tokens, not the session; past its absolute lifetime
+/// (30 days, 7 for users whose roles require MFA) the refresh fails like an expired
+/// token and the user signs in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_have_an_absolute_lifetime() {
+    for backend in backends().await {
+        let (s, db) = TestServer::start_with(backend, &[("MFA_REQUIRED_ROLES", "admin")]).await;
+        let pwd = r#"["pwd"]"#;
+
+        // An ordinary user: 29 days in, refreshing still works; at 31 it does not.
+        let ada = s.user("ada").await;
+        age_sessions(&db, "ada", 29, pwd).await;
+        let renewed = s.refresh(&ada.refresh).await.tokens();
+        age_sessions(&db, "ada", 31, pwd).await;
+        let p = expect_problem(s.refresh(&renewed.refresh).await, 401);
+        assert!(p["detail"].as_str().unwrap().contains("refresh token"), "{p}");
+        // The session has ended: its access token too.
+        expect_invalid_token(s.get_auth("/auth/me", &renewed.access).await);
+        // Signing in again starts a new session, which refreshes.
+        let again = s.login_as("ada", PASSWORD).await;
+        assert_eq!(s.refresh(&again.refresh).await.status, 200);
+
+        // The MFA lifetime does not apply to an ordinary user.
+        let eve = s.user("eve").await;
+        age_sessions(&db, "eve", 8, pwd).await;
+        assert_eq!(s.refresh(&eve.refresh).await.status, 200);
+
+        // A user whose role requires MFA (signed in with a second factor): 7 days.
+        let otp = r#"["pwd","otp"]"#;
+        let ben = s.user("ben").await;
+        s.service
+            .assign_role(ben.user_id(), "admin", &portcullis::domain::Actor::system())
+            .await
+            .unwrap();
+        age_sessions(&db, "ben", 6, otp).await;
+        let renewed = s.refresh(&ben.refresh).await;
+        assert_eq!(renewed.status, 200, "{}", renewed.text);
+        let renewed = renewed.tokens();
+        age_sessions(&db, "ben", 8, otp).await;
+        expect_problem(s.refresh(&renewed.refresh).await, 401);
+        expect_invalid_token(s.get_auth("/auth/me", &renewed.access).await);
+        s.stop().await;
+    }
+}
