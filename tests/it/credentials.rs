@@ -49,7 +49,7 @@ impl TestServer {
     }
 
     /// A user holding `role`, logged in.
-    async fn user_with_role(&self, name: &str, role: &str) -> Tokens {
+    pub async fn user_with_role(&self, name: &str, role: &str) -> Tokens {
         self.register(name).await;
         let id = self.service.store().user_by_login(name).await.unwrap().unwrap().id;
         self.service.assign_role(id, role, &Actor::system()).await.unwrap();
@@ -678,7 +678,7 @@ async fn narrow_credentials_cannot_manage_the_account() {
 /// Request targets that some common backend (nginx, Express, Go, Python frameworks,
 /// Java servlet containers, IIS/ASP.NET) reads as `/admin/...`, written to be judged by
 /// a weaker rule (or none): each is refused, in every gateway style.
-const DISGUISED_ADMIN_PATHS: &[&str] = &[
+pub const DISGUISED_ADMIN_PATHS: &[&str] = &[
     "/projects/..;/admin/users",
     "/projects;x=1/../admin/users",
     "/projects/..%3B/admin/users",
@@ -714,25 +714,13 @@ const DISGUISED_ADMIN_PATHS: &[&str] = &[
     "admin/users",
 ];
 
-/// The status `s` answers to `method target`, sent byte for byte with `bearer`: an HTTP
-/// client would resolve dot segments and backslashes itself, and a gateway need not.
+/// The status `s` answers to `method target`, sent byte for byte with `bearer`.
 async fn raw_status(s: &TestServer, method: &str, target: &str, bearer: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = s.http.base.strip_prefix("http://").unwrap();
     let (host, base_path) = rest
         .split_once('/')
         .map_or((rest, String::new()), |(h, p)| (h, format!("/{p}")));
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!(
-        "{method} {base_path}{target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).await.unwrap();
-    String::from_utf8_lossy(&answer)
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    raw_request(host, method, &format!("{base_path}{target}"), bearer).await
 }
 
 /// The route map every forward-auth path test uses; the viewer holds only

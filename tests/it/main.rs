@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod cli;
 mod credentials;
+mod gateways;
 mod hostile_tokens;
 mod mfa;
 mod oauth;
