@@ -120,9 +120,63 @@ fn disguised_api_paths() -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_nginx_example_guards_admin_routes_against_every_path_form() {
-    let Some(nginx) = tool("nginx") else { return };
+/// Starts a gateway from its README block: given the temporary directory, the
+/// Portcullis address, the backend's and the address to listen on.
+type Start = fn(&Path, &Path, &str, &str, &str) -> Child;
+
+fn nginx(bin: &Path, dir: &Path, portcullis: &str, upstream: &str, listen: &str) -> Child {
+    let snippet = readme_block("nginx").replace("127.0.0.1:8000", portcullis);
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{}}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         upstream backend {{ server {upstream}; }}\n\
+         server {{\n listen {listen};\n{snippet}\n }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    Child(
+        std::process::Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn caddy(bin: &Path, dir: &Path, portcullis: &str, upstream: &str, listen: &str) -> Child {
+    let block = readme_block("caddy")
+        .replace("127.0.0.1:8000", portcullis)
+        .replace("127.0.0.1:9000", upstream)
+        // A bare port: plain HTTP (a host would have Caddy serve HTTPS).
+        .replace(":8080", &listen[listen.rfind(':').unwrap()..]);
+    // No admin endpoint (tests run side by side), nothing written outside `dir`.
+    std::fs::write(dir.join("Caddyfile"), format!("{{\n\tadmin off\n}}\n{block}\n")).unwrap();
+    Child(
+        std::process::Command::new(bin)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.join("Caddyfile"))
+            .env("XDG_DATA_HOME", dir)
+            .env("XDG_CONFIG_HOME", dir)
+            .env("HOME", dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The gateway `name`, started by `start` from its README block in front of a recording
+/// backend and a real Portcullis with the README's route map, on both backends: what
+/// the example is for works, and the viewer reaches no admin route by any path form.
+async fn guards_admin_routes(name: &str, start: Start) {
+    let Some(bin) = tool(name) else { return };
     let routes = readme_routes();
     for backend in backends().await {
         let (s, _db) = TestServer::start_with(backend, &[("VERIFY_ROUTES", routes.as_str())]).await;
@@ -138,46 +192,25 @@ async fn the_readme_nginx_example_guards_admin_routes_against_every_path_form() 
             .to_string();
         let dir = tempfile::tempdir().unwrap();
         let listen = format!("127.0.0.1:{}", free_port());
-        let snippet = readme_block("nginx").replace("127.0.0.1:8000", &portcullis);
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-             events {{}}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-             upstream backend {{ server {upstream}; }}\n\
-             server {{\n listen {listen};\n{snippet}\n }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let _nginx = Child(
-            std::process::Command::new(&nginx)
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(dir.path().join("nginx.conf"))
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let _gateway = start(&bin, dir.path(), &portcullis, &upstream, &listen);
         until_listening(&listen).await;
-        // What the example is for works: the viewer reads projects, the admin
-        // manages users, through nginx to the backend.
+        let what = format!("{name} {backend:?}");
         assert_eq!(
             raw_request(&listen, "GET", "/api/projects/7", &viewer.access).await,
-            200
+            200,
+            "{what}"
         );
         assert_eq!(
             raw_request(&listen, "HEAD", "/api/projects/7", &viewer.access).await,
-            200
+            200,
+            "{what}"
         );
         assert_eq!(
             raw_request(&listen, "GET", "/api/admin/users", &admin.access).await,
-            200
+            200,
+            "{what}"
         );
-        assert_eq!(seen.lock().unwrap().len(), 3, "{:?}", seen.lock().unwrap());
-        // The viewer reaches nothing else.
+        assert_eq!(seen.lock().unwrap().len(), 3, "{what}: {:?}", seen.lock().unwrap());
         let mut refused = vec![
             "/api/admin/users".to_string(),
             "/api/unmapped".to_string(),
@@ -188,18 +221,25 @@ async fn the_readme_nginx_example_guards_admin_routes_against_every_path_form() 
         for path in &refused {
             for method in ["GET", "HEAD", "OPTIONS", "DELETE"] {
                 let status = raw_request(&listen, method, path, &viewer.access).await;
-                assert!(
-                    [400, 403, 404].contains(&status),
-                    "{backend:?} {method} {path}: {status}"
-                );
+                assert!([400, 403, 404].contains(&status), "{what} {method} {path}: {status}");
             }
         }
         assert_eq!(
             seen.lock().unwrap().len(),
             3,
-            "the backend was reached: {:?}",
+            "{what}: the backend was reached: {:?}",
             seen.lock().unwrap()
         );
         s.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_nginx_example_guards_admin_routes_against_every_path_form() {
+    guards_admin_routes("nginx", nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_caddy_example_guards_admin_routes_against_every_path_form() {
+    guards_admin_routes("caddy", caddy).await;
 }
