@@ -5,19 +5,25 @@ use super::routemap::RouteMap;
 use super::{ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
-pub(super) const KEYS: &[&str] = &["VERIFY_ROUTES", "VERIFY_DEFAULT"];
+pub(super) const KEYS: &[&str] = &["VERIFY_ROUTES", "VERIFY_DEFAULT", "VERIFY_CASE_INSENSITIVE"];
 
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     /// Which permission `/auth/verify` requires for a proxied method and path.
     pub routes: RouteMap,
-    /// Whether `/auth/verify` lets through a request no route-map entry matches.
+    /// Whether `/auth/verify` lets through a request no route-map entry matches: by
+    /// default only while there is no route map (a map lists what is guarded, and a
+    /// path it forgets must fail closed).
     pub default_allow: bool,
 }
 
 pub(super) fn settings(s: &Sources) -> Result<GatewaySettings, ConfigError> {
+    let routes = RouteMap::parse(&s.string(&["VERIFY_ROUTES"], ""))
+        .map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?
+        .case_insensitive(s.flag(&["VERIFY_CASE_INSENSITIVE"], false)?);
+    let default = if routes.is_empty() { "allow" } else { "deny" };
     Ok(GatewaySettings {
-        routes: RouteMap::parse(&s.string(&["VERIFY_ROUTES"], "")).map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?,
-        default_allow: s.choice("VERIFY_DEFAULT", "allow", &[("allow", true), ("deny", false)])?,
+        default_allow: s.choice("VERIFY_DEFAULT", default, &[("allow", true), ("deny", false)])?,
+        routes,
     })
 }

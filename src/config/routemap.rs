@@ -5,10 +5,18 @@
 //! `[[verify.routes]]` tables with `method`, `path`, `permission`). `METHOD` may be
 //! `*`. In a pattern, `*` or `{name}` matches one path segment and a final `**` any
 //! rest (including nothing). The first matching entry wins.
+//!
+//! A request is judged as the backend behind the gateway will serve it, and where
+//! backends disagree on what a path means, it is refused rather than guessed at
+//! ([`normalize`]): `HEAD` is judged as `GET`, and a path that matches a different
+//! rule when case is ignored is refused unless the map is case-insensitive.
+
+use unicode_normalization::UnicodeNormalization;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
-    Literal(String),
+    /// As written, and folded for case-insensitive matching.
+    Literal(String, String),
     One,
     Rest,
 }
@@ -24,6 +32,17 @@ pub struct RouteRule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteMap {
     rules: Vec<RouteRule>,
+    /// Match paths ignoring case (for backends that do, such as IIS/ASP.NET).
+    case_insensitive: bool,
+}
+
+/// What a forwarded request is judged as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged<'a> {
+    /// The path as the backend reads it.
+    pub path: String,
+    /// The permission the first matching rule requires; None when no rule matches.
+    pub permission: Option<&'a str>,
 }
 
 fn split(path: &str) -> impl Iterator<Item = &str> {
@@ -34,49 +53,114 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A path segment as a case-insensitive backend may compare it: compatibility
+/// characters replaced (`ｆｕｌｌ` width, `ſ`), then each character lower-cased, a
+/// character whose upper or lower case is ASCII (`ı`, `İ`, the Kelvin sign) taken as
+/// that letter, as .NET's and Java's ignore-case comparisons do.
+fn fold(segment: &str) -> String {
+    segment
+        .nfkc()
+        .map(|c| {
+            if c.is_ascii() {
+                return c.to_ascii_lowercase();
+            }
+            [c.to_lowercase().next(), c.to_uppercase().next()]
+                .into_iter()
+                .flatten()
+                .find(char::is_ascii)
+                .map_or(c, |a| a.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+/// Characters no path is judged with, raw or percent-encoded, each for the backends
+/// that read it differently from the rest.
+fn forbidden(c: char) -> Option<&'static str> {
+    Some(match c {
+        ';' => "holds ; (servlet containers strip path parameters: /a;x/ is /a/)",
+        '\\' => "holds a backslash (IIS, ASP.NET and some frameworks read it as /)",
+        '%' => "holds an encoded % (%25): a backend that decodes twice reads another path",
+        '?' | '#' => "holds an encoded ? or # (a backend that decodes first cuts the path there)",
+        c if c.is_control() => "holds a control character",
+        _ => return None,
+    })
+}
+
+/// The shape every reading of a path must have: no forbidden character, no dot
+/// segment, no segment a Windows server would trim.
+fn plain(decoded: &str) -> Result<(), &'static str> {
+    if let Some(why) = decoded.chars().find_map(forbidden) {
+        return Err(why);
+    }
+    for seg in decoded.split('/') {
+        if seg == "." || seg == ".." {
+            return Err("holds a dot segment (. or .., also encoded)");
+        }
+        if seg.ends_with(['.', ' ']) {
+            return Err("holds a segment ending in . or space (Windows servers trim them)");
+        }
+    }
+    Ok(())
+}
+
 /// The path a backend serves for the request target `raw`: the query dropped,
-/// percent-escapes decoded, empty and `.` segments dropped, `..` removing the segment
-/// before it. None when the result is not UTF-8, holds a control character, or climbs
-/// above the root: no rule could be trusted to match such a path as the backend reads
-/// it.
-pub fn normalize(raw: &str) -> Option<String> {
-    let path = raw.split(['?', '#']).next().unwrap_or_default();
+/// percent-escapes decoded, empty segments (`//`) dropped. Anything backends read in
+/// different ways is refused, with the reason: a target not starting with `/`, a
+/// broken escape or escapes that are not UTF-8 (overlong forms included), an encoded
+/// slash (`%2F`), `;`, a backslash, an encoded `%`, `?` or `#`, a control character
+/// (NUL included), a `.` or `..` segment, a segment ending in `.` or space, raw or
+/// encoded; and the same again after Unicode compatibility folding (`．．`, `／`).
+pub fn normalize(raw: &str) -> Result<String, &'static str> {
+    let path = raw.split('?').next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err("does not start with /");
+    }
     let mut bytes = Vec::with_capacity(path.len());
     let mut rest = path.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {
         if b == b'%' {
-            let hex = tail.get(..2)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            let byte = tail
+                .get(..2)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .filter(|hex| hex.bytes().all(|h| h.is_ascii_hexdigit()))
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or("does not decode: a broken percent-escape")?;
+            if byte == b'/' {
+                return Err("holds an encoded slash (%2F), which backends read either way");
+            }
+            bytes.push(byte);
             rest = &tail[2..];
         } else {
             bytes.push(b);
             rest = tail;
         }
     }
-    let decoded = String::from_utf8(bytes).ok()?;
-    if decoded.chars().any(char::is_control) {
-        return None;
-    }
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop()?;
-            }
-            s => segments.push(s),
+    let decoded = String::from_utf8(bytes).map_err(|_| "does not decode: escapes that are not UTF-8")?;
+    plain(&decoded)?;
+    let compatible: String = decoded.nfkc().collect();
+    if compatible != decoded {
+        plain(&compatible)?;
+        if compatible.matches('/').count() != decoded.matches('/').count() {
+            return Err("holds a character that Unicode folding turns into /");
         }
     }
-    Some(format!("/{}", segments.join("/")))
+    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    Ok(format!("/{}", segments.join("/")))
+}
+
+/// A method as sent: an HTTP token of reasonable length.
+fn is_method(m: &str) -> bool {
+    (1..=32).contains(&m.len())
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl RouteRule {
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, parts: &[String], folded: bool) -> bool {
         if self.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method)) {
             return false;
         }
-        let mut parts = split(path);
+        let mut parts = parts.iter();
         for seg in &self.segments {
             match seg {
                 Segment::Rest => return true,
@@ -85,8 +169,9 @@ impl RouteRule {
                         return false;
                     }
                 }
-                Segment::Literal(l) => {
-                    if parts.next() != Some(l.as_str()) {
+                Segment::Literal(exact, fold) => {
+                    let lit = if folded { fold } else { exact };
+                    if parts.next() != Some(lit) {
                         return false;
                     }
                 }
@@ -113,6 +198,11 @@ impl RouteMap {
             }
             let method = match method {
                 "*" => None,
+                m if m.eq_ignore_ascii_case("HEAD") => {
+                    return Err(format!(
+                        "entry {entry:?}: HEAD is judged as GET; write the entry for GET"
+                    ));
+                }
                 m if m.chars().all(|c| c.is_ascii_alphabetic()) => Some(m.to_ascii_uppercase()),
                 m => return Err(format!("entry {entry:?}: {m:?} is not an HTTP method")),
             };
@@ -124,7 +214,7 @@ impl RouteMap {
                     "**" => return Err(format!("entry {entry:?}: ** may only end a pattern")),
                     "*" => Segment::One,
                     s if s.starts_with('{') && s.ends_with('}') => Segment::One,
-                    s => Segment::Literal(s.to_string()),
+                    s => Segment::Literal(s.to_string(), fold(s)),
                 });
             }
             rules.push(RouteRule {
@@ -133,19 +223,67 @@ impl RouteMap {
                 permission: permission.to_string(),
             });
         }
-        Ok(Self { rules })
+        Ok(Self {
+            rules,
+            case_insensitive: false,
+        })
+    }
+
+    /// The same rules, matched ignoring case (`VERIFY_CASE_INSENSITIVE`).
+    pub fn case_insensitive(self, yes: bool) -> Self {
+        Self {
+            case_insensitive: yes,
+            ..self
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
-    /// The permission the first matching rule requires.
+    fn first(&self, method: &str, parts: &[String], folded: bool) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches(method, parts, folded))
+    }
+
+    /// Judges the request a gateway forwards, `method` and request target `raw` as the
+    /// client sent them: the path as [`normalize`] reads it (or why it is refused),
+    /// `HEAD` as `GET`, and the permission of the first matching rule. Case-sensitive
+    /// (the default), a path whose rule would differ were case ignored is refused: a
+    /// backend that ignores case would serve it as the guarded path.
+    pub fn judge(&self, method: &str, raw: &str) -> Result<Judged<'_>, String> {
+        if !is_method(method) {
+            return Err("the original method is not an HTTP method".into());
+        }
+        let method = if method.eq_ignore_ascii_case("HEAD") {
+            "GET"
+        } else {
+            method
+        };
+        let path = normalize(raw).map_err(|why| format!("the original path {why}"))?;
+        let folded: Vec<String> = split(&path).map(fold).collect();
+        let by_fold = self.first(method, &folded, true);
+        let rule = if self.case_insensitive {
+            by_fold
+        } else {
+            let exact: Vec<String> = split(&path).map(str::to_string).collect();
+            let rule = self.first(method, &exact, false);
+            if rule != by_fold {
+                return Err(format!(
+                    "{path} differs only in case from a path another route rule covers (VERIFY_CASE_INSENSITIVE matches ignoring case)"
+                ));
+            }
+            rule
+        };
+        Ok(Judged {
+            path,
+            permission: rule.map(|i| self.rules[i].permission.as_str()),
+        })
+    }
+
+    /// The permission the first matching rule requires for `method` and `path`; None
+    /// when none matches or the request is refused.
     pub fn permission_for(&self, method: &str, path: &str) -> Option<&str> {
-        self.rules
-            .iter()
-            .find(|r| r.matches(method, path))
-            .map(|r| r.permission.as_str())
+        self.judge(method, path).ok().and_then(|j| j.permission)
     }
 }
 
@@ -170,24 +308,107 @@ mod tests {
     }
 
     #[test]
+    fn head_is_judged_as_get() {
+        let m = RouteMap::parse("GET /admin/** users:manage").unwrap();
+        assert_eq!(m.permission_for("HEAD", "/admin/users"), Some("users:manage"));
+        assert_eq!(m.permission_for("head", "/admin/users"), Some("users:manage"));
+        assert_eq!(m.permission_for("OPTIONS", "/admin/users"), None);
+        assert!(RouteMap::parse("HEAD /admin/** users:read").is_err());
+        for bad in ["", "GE T", "GET\n", "G(ET"] {
+            assert!(m.judge(bad, "/admin/users").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn paths_are_matched_as_the_backend_reads_them() {
         let m = RouteMap::parse("* /admin/** users:manage; GET /projects/** projects:read").unwrap();
-        let required = |raw: &str| normalize(raw).and_then(|p| m.permission_for("GET", &p).map(str::to_string));
-        for disguised in [
-            "/%61dmin/users",
+        let required = |raw: &str| m.permission_for("GET", raw);
+        for disguised in ["/%61dmin/users", "//admin//users", "/admin/users?x=/projects"] {
+            assert_eq!(required(disguised), Some("users:manage"), "{disguised}");
+        }
+        assert_eq!(normalize("/a/b?c=%zz#f").as_deref(), Ok("/a/b"));
+        assert_eq!(normalize("/"), Ok("/".into()));
+        assert_eq!(
+            normalize("/files/r%C3%A9sum%C3%A9/x%20y").as_deref(),
+            Ok("/files/résumé/x y")
+        );
+    }
+
+    /// Every form some common backend reads as another path is refused.
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for bad in [
+            "/%zz",
+            "/%4",
+            "/%ff",
+            "/%c0%af",
+            "/%e0%80%ae%e0%80%ae/admin",
+            "/a%00b",
+            "/a%0a",
+            "/..",
+            "/a/../../b",
             "/ADMIN/../admin/users",
-            "//admin//users",
             "/./admin/users",
+            "/projects/../admin/users",
+            "/projects/%2e%2e/admin/users",
+            "/projects/.%2E/admin",
             "/projects/..%2Fadmin/users",
-            "/projects/%2e%2e/admin/users?x=1",
+            "/projects%2fadmin",
+            "/projects/..;/admin/users",
+            "/projects;x=1/../admin",
+            "/admin;/users",
+            "/admin%3b/users",
+            "/projects/..\\admin\\users",
+            "/projects\\..\\admin",
+            "/projects/..%5Cadmin",
+            "/projects/%5c..%5cadmin",
+            "/projects/%252e%252e/admin",
+            "/projects%252Fadmin",
+            "/admin%3F/x",
+            "/admin%23/x",
+            "/admin#x",
+            "/admin./users",
+            "/admin%20/users",
+            "/projects/%EF%BC%8E%EF%BC%8E/admin",
+            "/projects%EF%BC%8Fadmin",
+            "/projects/%EF%BC%BCadmin",
+            "admin/users",
+            "http://host/admin/users",
+            "*",
         ] {
-            assert_eq!(required(disguised).as_deref(), Some("users:manage"), "{disguised}");
+            assert!(normalize(bad).is_err(), "{bad}");
         }
-        assert_eq!(normalize("/a/b?c=%zz#f").as_deref(), Some("/a/b"));
-        assert_eq!(normalize("/"), Some("/".into()));
-        for bad in ["/%zz", "/%4", "/%ff", "/a%00b", "/..", "/a/../../b"] {
-            assert_eq!(normalize(bad), None, "{bad}");
+    }
+
+    #[test]
+    fn case_variants_of_a_guarded_path_are_refused_or_guarded() {
+        let text = "* /admin/** users:manage; GET /projects/** projects:read";
+        let sensitive = RouteMap::parse(text).unwrap();
+        let insensitive = RouteMap::parse(text).unwrap().case_insensitive(true);
+        for variant in [
+            "/ADMIN/users",
+            "/Admin/users",
+            "/%41dmin/users",
+            "/adm%C4%B1n/users",
+            "/%EF%BD%81dmin/users",
+            "/ADM%C4%B0N/users",
+        ] {
+            assert!(sensitive.judge("GET", variant).is_err(), "{variant}");
+            let judged = insensitive.judge("GET", variant).unwrap();
+            assert_eq!(judged.permission, Some("users:manage"), "{variant}");
         }
+        // A case variant of an unguarded path, or of nothing, is not refused.
+        assert_eq!(
+            sensitive.judge("GET", "/projects/ADMIN").unwrap().permission,
+            Some("projects:read")
+        );
+        assert_eq!(sensitive.judge("GET", "/Other").unwrap().permission, None);
+        assert_eq!(
+            insensitive.judge("GET", "/PROJECTS/1").unwrap().permission,
+            Some("projects:read")
+        );
+        let k = RouteMap::parse("* /kiosk/** kiosk:use").unwrap();
+        assert!(k.judge("GET", "/%E2%84%AAiosk").is_err(), "the Kelvin sign");
     }
 
     #[test]
@@ -199,6 +420,7 @@ mod tests {
             "GET /** /y perm",
             "GET /a/**/b perm",
             "GET /x Bad",
+            "HEAD /x perm",
         ] {
             assert!(RouteMap::parse(bad).is_err(), "{bad}");
         }

@@ -251,8 +251,9 @@ fn original_request(headers: &HeaderMap) -> AppResult<Option<(&str, &str)>> {
     Ok(uri.map(|u| (method.unwrap_or("GET"), u)))
 }
 
-/// Decides a forward-auth request. The route map, applied to the original method and
-/// path as the backend will read them, names the permission; `VERIFY_DEFAULT=deny`
+/// Decides a forward-auth request. The route map judges the original method and path
+/// as the backend will read them (refusing what backends read differently), and names
+/// the permission; `VERIFY_DEFAULT=deny`
 /// refuses what no rule (nor the gateway's `?permission=`) covers. A permission the
 /// request names itself (`X-Required-Permission`, `?permission=`) is required as well,
 /// never instead: a client can add that header to what its gateway forwards.
@@ -267,13 +268,12 @@ fn decide(
     let unmatched_allowed = config.gateway.default_allow || from_gateway.is_some();
     let mapped = match original {
         Some((method, uri)) => {
-            let path = crate::config::routemap::normalize(uri)
-                .ok_or_else(|| AppError::Forbidden("the original path does not decode to a plain path".into()))?;
-            let mapped = config.gateway.routes.permission_for(method, &path);
-            if mapped.is_none() && !unmatched_allowed {
+            let judged = config.gateway.routes.judge(method, uri).map_err(AppError::Forbidden)?;
+            if judged.permission.is_none() && !unmatched_allowed {
+                let path = judged.path;
                 return Err(AppError::Forbidden(format!("no route rule allows {method} {path}")));
             }
-            mapped
+            judged.permission
         }
         None if unmatched_allowed => None,
         None => {

@@ -49,7 +49,7 @@ impl TestServer {
     }
 
     /// A user holding `role`, logged in.
-    async fn user_with_role(&self, name: &str, role: &str) -> Tokens {
+    pub async fn user_with_role(&self, name: &str, role: &str) -> Tokens {
         self.register(name).await;
         let id = self.service.store().user_by_login(name).await.unwrap().unwrap().id;
         self.service.assign_role(id, role, &Actor::system()).await.unwrap();
@@ -840,6 +840,151 @@ async fn a_cached_key_is_read_again_within_the_recheck_bound() {
             "a key revoked behind the cache's back is trusted past the bound",
         )
         .await;
+        s.stop().await;
+    }
+}
+
+/// Request targets that some common backend (nginx, Express, Go, Python frameworks,
+/// Java servlet containers, IIS/ASP.NET) reads as `/admin/...`, written to be judged by
+/// a weaker rule (or none): each is refused, in every gateway style.
+pub const DISGUISED_ADMIN_PATHS: &[&str] = &[
+    "/projects/..;/admin/users",
+    "/projects;x=1/../admin/users",
+    "/projects/..%3B/admin/users",
+    "/admin;/users",
+    "/projects/..\\admin\\users",
+    "/projects\\..\\admin\\users",
+    "/projects/..%5Cadmin%5Cusers",
+    "/projects/%5c..%5cadmin/users",
+    "/projects/..%2Fadmin/users",
+    "/projects%2F..%2Fadmin%2Fusers",
+    "/projects/%2e%2e/admin/users",
+    "/projects/.%2E/admin/users",
+    "/projects/../admin/users",
+    "/projects/./../admin/users",
+    "/projects/%252e%252e/admin/users",
+    "/projects/%252e%252e%252fadmin",
+    "/projects/%c0%ae%c0%ae/admin/users",
+    "/projects/%e0%80%ae%e0%80%ae/admin/users",
+    "/projects/%c0%af../admin",
+    "/projects/%00/../admin/users",
+    "/projects/%EF%BC%8E%EF%BC%8E/admin/users",
+    "/projects%EF%BC%8F..%EF%BC%8Fadmin",
+    "/projects/..%EF%BC%BCadmin",
+    "/projects/x%3F/../../admin/users",
+    "/projects/x%23/../../admin/users",
+    "/admin./users",
+    "/admin%20/users",
+    "/ADMIN/users",
+    "/Admin/users",
+    "/%41DMIN/users",
+    "/adm%C4%B1n/users",
+    "/%EF%BD%81dmin/users",
+    "admin/users",
+];
+
+/// The status `s` answers to `method target`, sent byte for byte with `bearer`.
+async fn raw_status(s: &TestServer, method: &str, target: &str, bearer: &str) -> u16 {
+    let rest = s.http.base.strip_prefix("http://").unwrap();
+    let (host, base_path) = rest
+        .split_once('/')
+        .map_or((rest, String::new()), |(h, p)| (h, format!("/{p}")));
+    raw_request(host, method, &format!("{base_path}{target}"), bearer).await
+}
+
+/// The route map every forward-auth path test uses; the viewer holds only
+/// `projects:read`.
+const GUARDED: &str = "GET /projects/** projects:read; GET /runs/** projects:create; * /admin/** users:manage";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_judges_the_request_the_backend_will_serve() {
+    for backend in backends().await {
+        // With a route map and no VERIFY_DEFAULT, unmatched is refused; `allow` keeps
+        // the old default, and the path rules hold the same under it.
+        for default in [None, Some("allow")] {
+            let mut settings = vec![("VERIFY_ROUTES", GUARDED)];
+            settings.extend(default.map(|d| ("VERIFY_DEFAULT", d)));
+            let (s, _db) = TestServer::start_with(backend, &settings).await;
+            let viewer = s.user_with_role("looker", "viewer").await;
+            let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+            let what = format!("{backend:?} default {default:?}");
+            for style in ["traefik", "nginx"] {
+                let as_viewer =
+                    |method: &'static str, uri: &'static str| forwarded(&s, &viewer.access, method, uri, style);
+                assert_eq!(as_viewer("GET", "/projects/7").await.status, 200, "{what}");
+                assert_eq!(as_viewer("HEAD", "/projects/7").await.status, 200, "{what}");
+                assert_eq!(
+                    forwarded(&s, &admin.access, "GET", "/admin/users", style).await.status,
+                    200,
+                    "{what}"
+                );
+                // HEAD inherits GET's rule; a method no rule names follows the default.
+                expect_problem(as_viewer("HEAD", "/runs/1").await, 403);
+                expect_problem(as_viewer("head", "/runs/1").await, 403);
+                let unmatched = if default.is_some() { 200 } else { 403 };
+                for (method, uri) in [("OPTIONS", "/runs/1"), ("PROPFIND", "/runs/1"), ("GET", "/unmapped")] {
+                    assert_eq!(as_viewer(method, uri).await.status, unmatched, "{what} {method} {uri}");
+                }
+                expect_problem(as_viewer("G(T", "/projects/7").await, 403);
+                for &disguised in DISGUISED_ADMIN_PATHS {
+                    let p = expect_problem(as_viewer("GET", disguised).await, 403);
+                    let detail = p["detail"].as_str().unwrap_or_default();
+                    assert!(
+                        !detail.contains("missing permission"),
+                        "{what} {style} {disguised}: {detail}"
+                    );
+                }
+            }
+            // Envoy: the path arrives under the prefix, sent as written (a request the
+            // server itself refuses as malformed, 400, is not let through either).
+            for &disguised in DISGUISED_ADMIN_PATHS.iter().filter(|p| p.starts_with('/')) {
+                let status = raw_status(&s, "GET", &format!("/auth/verify{disguised}"), &viewer.access).await;
+                assert!([400, 403].contains(&status), "{what} envoy {disguised}: {status}");
+            }
+            assert_eq!(
+                raw_status(&s, "GET", "/auth/verify/projects/7", &viewer.access).await,
+                200
+            );
+            assert_eq!(
+                raw_status(&s, "HEAD", "/auth/verify/runs/1", &viewer.access).await,
+                403,
+                "{what}"
+            );
+            s.stop().await;
+        }
+    }
+}
+
+/// `VERIFY_CASE_INSENSITIVE`: case variants are judged by the rule they would match
+/// on a backend that ignores case, so the holder of that rule passes and no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_insensitive_route_maps_guard_every_case_variant() {
+    for backend in backends().await {
+        let settings = [("VERIFY_ROUTES", GUARDED), ("VERIFY_CASE_INSENSITIVE", "true")];
+        let (s, _db) = TestServer::start_with(backend, &settings).await;
+        let viewer = s.user_with_role("looker", "viewer").await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        for variant in [
+            "/ADMIN/users",
+            "/Admin/Users",
+            "/%41DMIN/users",
+            "/adm%C4%B1n/users",
+            "/%EF%BD%81dmin/users",
+        ] {
+            let p = expect_problem(forwarded(&s, &viewer.access, "GET", variant, "nginx").await, 403);
+            assert!(p["detail"].as_str().unwrap().contains("users:manage"), "{variant}: {p}");
+            assert_eq!(
+                forwarded(&s, &admin.access, "GET", variant, "nginx").await.status,
+                200,
+                "{backend:?} {variant}"
+            );
+        }
+        assert_eq!(
+            forwarded(&s, &viewer.access, "GET", "/PROJECTS/7", "nginx")
+                .await
+                .status,
+            200
+        );
         s.stop().await;
     }
 }
