@@ -30,86 +30,95 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Every metric the service records: name, kind, help text, and the label sets of a
 /// counter that exist before its first event (a counter whose labels come from
 /// requests, such as a route, appears with its first request).
-const METRICS: &[(&str, Kind, &str, &[&[(&str, &str)]])] = &[
-    (
-        "portcullis_http_requests_total",
-        Kind::Counter,
-        "Requests answered, by method, route template and status.",
-        &[],
-    ),
-    (
-        "portcullis_http_request_duration_seconds",
-        Kind::Histogram,
-        "Time to answer a request, by method, route template and status.",
-        &[],
-    ),
-    (
-        "portcullis_token_cache_lookups_total",
-        Kind::Counter,
-        "Access-token checks answered from the verified-token cache (hit) or by a signature check (miss).",
-        &[&[("result", "hit")], &[("result", "miss")]],
-    ),
-    (
-        "portcullis_logins_total",
-        Kind::Counter,
-        "Password logins, by result.",
-        &[&[("result", "success")], &[("result", "failure")]],
-    ),
-    (
-        "portcullis_lockouts_total",
-        Kind::Counter,
-        "Login names locked after consecutive failures.",
-        &[&[]],
-    ),
-    (
-        "portcullis_rate_limited_total",
-        Kind::Counter,
-        "Requests refused with 429: per client IP (by route) or per account (lockout).",
-        &[&[("scope", "account")]],
-    ),
-    (
-        "portcullis_registrations_total",
-        Kind::Counter,
-        "Accounts created.",
-        &[&[]],
-    ),
-    (
-        "portcullis_token_refreshes_total",
-        Kind::Counter,
-        "Refresh tokens rotated.",
-        &[&[]],
-    ),
-    (
-        "portcullis_refresh_reuse_detected_total",
-        Kind::Counter,
-        "Rotated refresh tokens presented again (each ends its session).",
-        &[&[]],
-    ),
-    (
-        "portcullis_hash_queue_rejections_total",
-        Kind::Counter,
-        "Password hashes refused (503) because the hashing queue was full.",
-        &[&[]],
-    ),
-    (
-        "portcullis_audit_requests_dropped_total",
-        Kind::Counter,
-        "Request audit records dropped because the audit buffer was full.",
-        &[&[]],
-    ),
-    (
-        "portcullis_connections_refused_total",
-        Kind::Counter,
-        "Connections closed at once: their client address already held as many as allowed.",
-        &[&[]],
-    ),
-    (
-        "portcullis_db_pool_connections",
-        Kind::Gauge,
-        "Database connections: open, and of those idle.",
-        &[],
-    ),
+const METRICS: &[Metric] = &[
+    Metric {
+        name: "portcullis_http_requests_total",
+        kind: Kind::Counter,
+        help: "Requests answered, by method, route template and status.",
+        zero: &[],
+    },
+    Metric {
+        name: "portcullis_http_request_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Time to answer a request, by method, route template and status.",
+        zero: &[],
+    },
+    Metric {
+        name: "portcullis_token_cache_lookups_total",
+        kind: Kind::Counter,
+        help: "Access-token checks answered from the verified-token cache (hit) or by a signature check (miss).",
+        zero: &[&[("result", "hit")], &[("result", "miss")]],
+    },
+    Metric {
+        name: "portcullis_logins_total",
+        kind: Kind::Counter,
+        help: "Password logins, by result.",
+        zero: &[&[("result", "success")], &[("result", "failure")]],
+    },
+    Metric {
+        name: "portcullis_lockouts_total",
+        kind: Kind::Counter,
+        help: "Login names locked after consecutive failures.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_rate_limited_total",
+        kind: Kind::Counter,
+        help: "Requests refused with 429: per client IP (by route) or per account (lockout).",
+        zero: &[&[("scope", "account")]],
+    },
+    Metric {
+        name: "portcullis_registrations_total",
+        kind: Kind::Counter,
+        help: "Accounts created.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_token_refreshes_total",
+        kind: Kind::Counter,
+        help: "Refresh tokens rotated.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_refresh_reuse_detected_total",
+        kind: Kind::Counter,
+        help: "Rotated refresh tokens presented again (each ends its session).",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_hash_queue_rejections_total",
+        kind: Kind::Counter,
+        help: "Password hashes refused (503) because the hashing queue was full.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_audit_requests_dropped_total",
+        kind: Kind::Counter,
+        help: "Request audit records dropped because the audit buffer was full.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_connections_refused_total",
+        kind: Kind::Counter,
+        help: "Connections closed at once: their client address already held as many as allowed.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "portcullis_db_pool_connections",
+        kind: Kind::Gauge,
+        help: "Database connections: open, and of those idle.",
+        zero: &[],
+    },
 ];
+
+/// One metric: its name, kind, help text, and the label sets of a counter that exist
+/// before its first event.
+struct Metric {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    zero: &'static [&'static [(&'static str, &'static str)]],
+}
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -121,7 +130,7 @@ enum Kind {
 /// `# HELP` for every metric, and its counters at zero, so dashboards and alerts can be
 /// written before the first event.
 fn describe_all() {
-    for (name, kind, help, zero) in METRICS {
+    for Metric { name, kind, help, zero } in METRICS {
         match kind {
             Kind::Counter => metrics::describe_counter!(*name, *help),
             Kind::Gauge => metrics::describe_gauge!(*name, *help),
@@ -164,7 +173,7 @@ mod tests {
 
     #[test]
     fn every_recorded_metric_is_described() {
-        let described: std::collections::BTreeSet<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
+        let described: std::collections::BTreeSet<String> = METRICS.iter().map(|m| m.name.to_string()).collect();
         let recorded = recorded_names();
         assert!(recorded.len() >= 10, "{recorded:?}");
         let missing: Vec<_> = recorded.difference(&described).collect();
@@ -177,7 +186,7 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, describe_all);
         let text = handle.render();
-        for (name, kind, _, zero) in METRICS {
+        for Metric { name, kind, zero, .. } in METRICS {
             if !zero.is_empty() {
                 assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
                 let kind = match kind {
