@@ -175,7 +175,7 @@ impl Portcullis {
                     password,
                     password_hash,
                     superuser: true,
-                    roles: vec!["admin".into()],
+                    roles: vec![super::privilege::ADMIN_ROLE.into()],
                 },
                 AuditEvent::new("USER_CREATE").meta("via", "bootstrap"),
             )

@@ -128,7 +128,7 @@ impl Portcullis {
         if required.is_empty() {
             return Ok(false);
         }
-        if is_superuser && required.iter().any(|r| r == "admin") {
+        if is_superuser && required.iter().any(|r| r == super::privilege::ADMIN_ROLE) {
             return Ok(true);
         }
         let grants = self.grants(user_id, is_superuser).await?;
