@@ -115,8 +115,8 @@ pub enum UserCommand {
         /// The role to take away.
         role: String,
     },
-    /// Delete a user: their sessions end and their API keys stop working at once.
-    /// The last administrator cannot be deleted.
+    /// Delete a user: their sessions and API keys end (running instances refuse them
+    /// within their sync interval). The last administrator cannot be deleted.
     ///
     /// --json: {"user_id", "username", "deleted": true}.
     Delete {
