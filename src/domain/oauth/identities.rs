@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::{IdentityRow, NewUser, UserRow};
 
 /// The sealing context of kept upstream tokens: a sealed one opens only as such.
-const SEAL_CONTEXT: &str = "portcullis:oauth_token";
+pub(crate) const SEAL_CONTEXT: &str = "portcullis:oauth_token";
 
 /// An identity of the caller, as listed (never its tokens).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -43,7 +43,7 @@ impl Portcullis {
         token
             .map(|t| {
                 self.keys()
-                    .master()
+                    .master()?
                     .seal(t.as_bytes(), SEAL_CONTEXT)
                     .map_err(AppError::Internal)
             })
@@ -53,7 +53,7 @@ impl Portcullis {
     fn open_upstream(&self, sealed: &[u8]) -> AppResult<String> {
         let plain = self
             .keys()
-            .master()
+            .master()?
             .open(sealed, SEAL_CONTEXT)
             .map_err(AppError::Internal)?;
         String::from_utf8(plain).map_err(AppError::internal)

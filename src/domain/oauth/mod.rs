@@ -13,6 +13,9 @@
 //!   (which configured provider a request means, the common end of both flows).
 
 mod identities;
+
+/// What upstream tokens are sealed under (for the master key's check).
+pub(crate) use identities::SEAL_CONTEXT as UPSTREAM_SEAL_CONTEXT;
 pub mod provider;
 
 use chrono::{DateTime, Utc};
