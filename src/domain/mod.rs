@@ -141,6 +141,10 @@ impl Portcullis {
         // Before the first token: revocations made anywhere from now on outlive it.
         service.raise_token_horizon().await?;
         service.load_revocations().await?;
+        service
+            .fill_identity_issuers()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(service)
     }
 
