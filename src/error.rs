@@ -50,6 +50,9 @@ pub enum AppError {
     /// An identity provider failed, timed out or answered nonsense.
     #[error("{0}")]
     BadGateway(String),
+    /// The request (its body included) was not answered within the request timeout.
+    #[error("the request was not completed within {0} seconds")]
+    RequestTimeout(u64),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -85,6 +88,7 @@ impl AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -108,6 +112,7 @@ impl AppError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::BadGateway(_) => "upstream-failed",
+            Self::RequestTimeout(_) => "request-timeout",
             Self::PayloadTooLarge(_) => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::TooManyRequests { .. } => "rate-limited",

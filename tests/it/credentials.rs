@@ -609,6 +609,67 @@ async fn revocation_reaches_other_instances_within_a_second() {
     a.stop().await;
 }
 
+/// An instance whose API key last-use write waits on a row lock (another transaction
+/// holds the key's row) still pulls revocations: a session ended on another instance
+/// is refused within the documented bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_arrive_while_a_last_use_write_waits_on_a_lock() {
+    let Some((a, db)) = postgres_only().await else {
+        return;
+    };
+    let b = TestServer::on(&db, &[("PORTCULLIS_SYNC_INTERVAL_MS", "250")]).await;
+    let owner = a.user_with_role("locked", "analyst").await;
+    let key: Value = a
+        .create_key(&owner, json!({"name": "busy", "permissions": ["projects:read"]}))
+        .await
+        .json();
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let session = a.login_as("locked", PASSWORD).await;
+
+    // Another transaction holds the key's row; b then uses the key, so its next
+    // last-use write (every 5 s) waits on that lock.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE")
+        .bind(&key_id)
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(b.verify(key["key"].as_str().unwrap(), None).await.status, 200);
+    assert_eq!(b.get_auth("/auth/me", &session.access).await.status, 200, "warm b");
+    within(
+        Duration::from_secs(10),
+        "b's last-use write never waited on the lock",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%api_keys%last_used_at%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            waiting > 0
+        },
+    )
+    .await;
+
+    // Ended on a, refused by b within the bound, while b's write still waits.
+    let res = a
+        .post_json("/auth/logout", &json!({"refresh_token": session.refresh}))
+        .await;
+    assert_eq!(res.status, 204);
+    within(
+        Duration::from_millis(1200),
+        "b still accepts the ended session",
+        || async { b.get_auth("/auth/me", &session.access).await.status == 401 },
+    )
+    .await;
+    holder.rollback().await.unwrap();
+    pool.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
 /// An API key or temporary token, however narrow, acts for its owner only where the
 /// route allows such credentials: it never changes the account, its sessions or its
 /// credentials (the routes declared `Person`), though it may read who it is.
