@@ -138,6 +138,60 @@ async fn the_credentials_examples_run_as_written() {
     }
 }
 
+/// The administration block, run as written after the session's setup, with an
+/// administrator's token and a fresh login of the user it finds: the role it creates
+/// and grants gives that user `billing_access`, and revoking the user's sessions ends
+/// that login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administration_examples_run_as_written() {
+    let block = doc_block("admin");
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let user = s.user("johndoe").await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let script = format!(
+            "{}\nADMIN={}\nACCESS={}\n{}\n\
+             echo \"after revoke: $(curl -s -o /dev/null -w '%{{http_code}}' $B/auth/me -H \"Authorization: Bearer $ACCESS\")\"\n",
+            session_setup(&s),
+            admin.access,
+            user.access,
+            against(&block, &s)
+        );
+        let Some(out) = run_bash(&script) else {
+            return;
+        };
+        let what = format!("{backend:?}: {out}");
+        let (answers, check) = answers_then(&out, "after revoke: ", &what);
+        // The users found, the permission, the role, (the grant answers 204), the
+        // user's permissions, the check, the revocation.
+        assert_eq!(answers.len(), 6, "{what}");
+        assert_eq!(answers[0]["items"][0]["user_id"], user.user_id().to_string(), "{what}");
+        assert_eq!(answers[1]["name"], "billing_access", "{what}");
+        assert_eq!(answers[2]["name"], "support", "{what}");
+        assert_eq!(answers[3]["roles"], serde_json::json!(["support"]), "{what}");
+        let granted = answers[3]["permissions"].as_array().expect(&what);
+        assert!(granted.contains(&"billing_access".into()), "{what}");
+        assert_eq!(
+            answers[4],
+            serde_json::json!({"permission": "billing_access", "allowed": false}),
+            "as the comment says, a token issued before the grant: {what}"
+        );
+        assert_eq!(answers[5], serde_json::json!({"revoked": 1}), "{what}");
+        assert_eq!(check.trim(), "401", "the revoked session still works: {what}");
+        let fresh = s.login_as("johndoe", PASSWORD).await;
+        let res = s
+            .call(
+                M::POST,
+                "/auth/check",
+                Bearer(&fresh.access),
+                Json(serde_json::json!({"permission": "billing_access"})),
+            )
+            .await;
+        assert_eq!(res.json()["allowed"], true, "a token issued after the grant carries it");
+        s.stop().await;
+    }
+}
+
 /// The route map's TOML block, read by the real configuration loader (a typo in a key
 /// fails it: the loader refuses unknown keys), is the same map as the `VERIFY_ROUTES`
 /// value its comment offers instead, and turns the default to deny.
