@@ -246,7 +246,11 @@ pub async fn serve(
 async fn answer_within(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => AppError::RequestTimeout(limit.as_secs()).into_response(),
+        Err(_) => AppError::RequestTimeout(format!(
+            "the request was not answered within {} seconds",
+            limit.as_secs()
+        ))
+        .into_response(),
     }
 }
 

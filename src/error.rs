@@ -50,9 +50,10 @@ pub enum AppError {
     /// An identity provider failed, timed out or answered nonsense.
     #[error("{0}")]
     BadGateway(String),
-    /// The request (its body included) was not answered within the request timeout.
-    #[error("the request was not completed within {0} seconds")]
-    RequestTimeout(u64),
+    /// The request was not answered within the request timeout, or its body did not
+    /// arrive within the body timeout.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]

@@ -172,15 +172,19 @@ async fn the_drain_on_shutdown_has_a_deadline() {
     }
 }
 
-/// A request not answered within the request timeout (its body never arrives) gets a
-/// 408 in problem+json, like every other error.
+/// A request not answered within the request timeout, or whose body does not arrive
+/// within the body timeout, gets a 408 in problem+json, like every other error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_request_is_answered_with_a_problem() {
-    for backend in backends().await {
-        let settings = [
-            ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "1"),
-            ("PORTCULLIS_BODY_TIMEOUT_SECONDS", "600"),
-        ];
+    let request = [
+        ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "1"),
+        ("PORTCULLIS_BODY_TIMEOUT_SECONDS", "600"),
+    ];
+    let body = [
+        ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "600"),
+        ("PORTCULLIS_BODY_TIMEOUT_SECONDS", "1"),
+    ];
+    for (backend, settings) in backends().await.into_iter().flat_map(|b| [(b, request), (b, body)]) {
         let (s, _db) = TestServer::start_with(backend, &settings).await;
         let mut conn = half_sent_login(&s).await;
         let started = Instant::now();

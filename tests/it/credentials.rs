@@ -617,7 +617,7 @@ async fn revocations_arrive_while_a_last_use_write_waits_on_a_lock() {
     let Some((a, db)) = postgres_only().await else {
         return;
     };
-    let b = TestServer::on(&db, &[("PORTCULLIS_SYNC_INTERVAL_MS", "250")]).await;
+    let b = TestServer::on(&db, &[]).await;
     let owner = a.user_with_role("locked", "analyst").await;
     let key: Value = a
         .create_key(&owner, json!({"name": "busy", "permissions": ["projects:read"]}))
@@ -637,19 +637,20 @@ async fn revocations_arrive_while_a_last_use_write_waits_on_a_lock() {
         .unwrap();
     assert_eq!(b.verify(key["key"].as_str().unwrap(), None).await.status, 200);
     assert_eq!(b.get_auth("/auth/me", &session.access).await.status, 200, "warm b");
+    let write_waits = || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%api_keys%last_used_at%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        waiting > 0
+    };
     within(
         Duration::from_secs(10),
         "b's last-use write never waited on the lock",
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE '%api_keys%last_used_at%'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            waiting > 0
-        },
+        write_waits,
     )
     .await;
 
@@ -664,6 +665,7 @@ async fn revocations_arrive_while_a_last_use_write_waits_on_a_lock() {
         || async { b.get_auth("/auth/me", &session.access).await.status == 401 },
     )
     .await;
+    assert!(write_waits().await, "refused while the write still waits");
     holder.rollback().await.unwrap();
     pool.close().await;
     b.stop().await;
