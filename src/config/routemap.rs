@@ -44,6 +44,30 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-htt
 /// The query parameter that does the same (Laravel/Symfony, Express `method-override`).
 pub const METHOD_OVERRIDE_PARAM: &str = "_method";
 
+/// Whether a request header named `name` is a method override: one of
+/// [`METHOD_OVERRIDE_HEADERS`] in any case, `_` read as `-` (CGI and PHP backends read
+/// `X_HTTP_Method_Override` as `X-HTTP-Method-Override`).
+pub fn is_method_override_header(name: &str) -> bool {
+    METHOD_OVERRIDE_HEADERS.iter().any(|known| {
+        known.len() == name.len()
+            && known
+                .bytes()
+                .zip(name.bytes())
+                .all(|(k, n)| k == n.to_ascii_lowercase() || (k == b'-' && n == b'_'))
+    })
+}
+
+/// Whether a query parameter named `key` (decoded) is `_method` as a backend reads it:
+/// PHP turns ` `, `.` and `[` in parameter names into `_`, so `.method` is `_method`
+/// to Laravel and Symfony.
+fn is_method_override_param(key: &str) -> bool {
+    key.len() == METHOD_OVERRIDE_PARAM.len()
+        && key
+            .bytes()
+            .zip(METHOD_OVERRIDE_PARAM.bytes())
+            .all(|(k, p)| k == p || (p == b'_' && matches!(k, b' ' | b'.' | b'[')))
+}
+
 /// What a forwarded request is judged as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judged<'a> {
@@ -175,7 +199,7 @@ fn override_params(raw: &str) -> Result<Vec<String>, String> {
     let mut found = Vec::new();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode(key).is_ok_and(|k| k == METHOD_OVERRIDE_PARAM) {
+        if decode(key).is_ok_and(|k| is_method_override_param(&k)) {
             found.push(decode(value)?);
         }
     }
@@ -409,10 +433,34 @@ mod tests {
                 "{query}"
             );
         }
+        for query in [".method=POST", "+method=POST", "%20method=POST", "[method=POST"] {
+            assert_eq!(
+                permissions(&[], &format!("/projects/1?{query}")),
+                Ok(vec![read.clone(), create.clone()]),
+                "PHP reads {query} as _method"
+            );
+        }
         assert_eq!(
-            permissions(&[], "/projects/1?method=POST&x_method=POST"),
+            permissions(&[], "/projects/1?method=POST&x_method=POST&_methods=POST"),
             Ok(vec![read.clone()])
         );
+        for name in [
+            "x-http-method-override",
+            "X-HTTP-Method-Override",
+            "X_HTTP_METHOD_OVERRIDE",
+            "x_method-override",
+            "X-HTTP-Method",
+        ] {
+            assert!(is_method_override_header(name), "{name}");
+        }
+        for name in [
+            "x-http-method-overrides",
+            "x-http-methods",
+            "x-forwarded-method",
+            "x.http.method",
+        ] {
+            assert!(!is_method_override_header(name), "{name}");
+        }
         assert_eq!(
             permissions(&["DELETE"], "/projects/1"),
             Ok(vec![read.clone(), ("DELETE".to_string(), None)])

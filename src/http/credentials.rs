@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Caller;
 use super::auth::OAuthError;
 use super::extract::{UrlForm, ValidJson, ValidQuery};
-use crate::config::routemap::METHOD_OVERRIDE_HEADERS;
+use crate::config::routemap::is_method_override_header;
 use crate::domain::credentials::Introspection;
 use crate::domain::{Actor, ClientContext, Principal};
 use crate::error::{AppError, AppResult};
@@ -253,19 +253,18 @@ fn original_request(headers: &HeaderMap) -> AppResult<Option<(&str, &str)>> {
 }
 
 /// The values of the method-override headers the original request carried (gateways
-/// pass the client's headers on to the check); one that is not text is refused.
+/// pass the client's headers on to the check), in any spelling a backend reads as
+/// one; one that is not text is refused.
 fn method_overrides(headers: &HeaderMap) -> AppResult<Vec<&str>> {
-    let mut found = Vec::new();
-    for name in METHOD_OVERRIDE_HEADERS {
-        for value in headers.get_all(name) {
-            found.push(
-                value
-                    .to_str()
-                    .map_err(|_| AppError::Forbidden(format!("the {name} header is not text")))?,
-            );
-        }
-    }
-    Ok(found)
+    headers
+        .iter()
+        .filter(|(name, _)| is_method_override_header(name.as_str()))
+        .map(|(name, value)| {
+            value
+                .to_str()
+                .map_err(|_| AppError::Forbidden(format!("the {name} header is not text")))
+        })
+        .collect()
 }
 
 /// Decides a forward-auth request. The route map judges the original method and path

@@ -1018,6 +1018,68 @@ async fn forward_auth_judges_the_request_the_backend_will_serve() {
     }
 }
 
+/// Method overrides in every spelling a backend reads as one (header names with `_`,
+/// any case; PHP's `.method` for `_method`), from nginx, Traefik and Envoy alike: a
+/// viewer's GET needs the permission of the method it asks the backend to serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_overrides_are_judged_in_every_spelling() {
+    /// The check of a GET of `uri` as nginx or Traefik (`style`) asks it, with `extra`.
+    async fn get(s: &TestServer, token: &str, style: (&str, &str), uri: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut headers = vec![(style.0, "GET"), (style.1, uri)];
+        headers.extend_from_slice(extra);
+        s.verify_with(token, &headers).await
+    }
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(backend, &[("VERIFY_ROUTES", GUARDED)]).await;
+        let viewer = s.user_with_role("looker", "viewer").await;
+        let analyst = s.user_with_role("maker", "analyst").await;
+        let (v, a) = (viewer.access.as_str(), analyst.access.as_str());
+        for style in [
+            ("x-original-method", "x-original-uri"),
+            ("x-forwarded-method", "x-forwarded-uri"),
+        ] {
+            assert_eq!(
+                get(&s, v, style, "/runs/1", &[]).await.status,
+                403,
+                "GET /runs needs projects:create"
+            );
+            assert_eq!(get(&s, v, style, "/projects/1", &[]).await.status, 200);
+            for header in [
+                "X-HTTP-Method-Override",
+                "x_http_method_override",
+                "X-Method-Override",
+                "x-http-method",
+            ] {
+                for value in ["DELETE", "PATCH"] {
+                    let res = get(&s, v, style, "/projects/1", &[(header, value)]).await;
+                    let p = expect_problem(res, 403);
+                    assert!(p["detail"].as_str().unwrap().contains(value), "{header}: {value}: {p}");
+                }
+            }
+            for uri in [
+                "/projects/1?_method=DELETE",
+                "/projects/1?.method=DELETE",
+                "/projects/1?%5Fmethod=delete",
+            ] {
+                expect_problem(get(&s, v, style, uri, &[]).await, 403);
+            }
+            // An override to a method the caller may use passes.
+            let to_head = [("X-HTTP-Method-Override", "HEAD")];
+            assert_eq!(get(&s, v, style, "/projects/1", &to_head).await.status, 200);
+            // GET /runs needs projects:create, which the analyst holds and the viewer not.
+            let to_get = [("X-HTTP-Method-Override", "GET")];
+            assert_eq!(get(&s, a, style, "/runs/1", &to_get).await.status, 200);
+        }
+        // Envoy: the original request's own headers and query.
+        let envoy = |target, headers| s.http.call_with(M::GET, target, Bearer(v), Empty, headers);
+        assert_eq!(envoy("/auth/verify/projects/1", &[]).await.status, 200);
+        let delete = [("X-HTTP-Method-Override", "DELETE")];
+        expect_problem(envoy("/auth/verify/projects/1", &delete).await, 403);
+        expect_problem(envoy("/auth/verify/projects/1?_method=DELETE", &[]).await, 403);
+        s.stop().await;
+    }
+}
+
 /// `VERIFY_CASE_INSENSITIVE`: case variants are judged by the rule they would match
 /// on a backend that ignores case, so the holder of that rule passes and no one else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
