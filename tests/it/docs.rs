@@ -192,6 +192,35 @@ async fn the_administration_examples_run_as_written() {
     }
 }
 
+/// The sample error is what registering with a guessable password answers: the same
+/// fields, type, title and status, and its texts up to the `...` where they go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_problem_is_what_the_server_answers() {
+    let sample: Value = serde_json::from_str(&doc_block("problem")).expect("the sample is JSON");
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let body = serde_json::json!({"username": "johndoe", "email": "john@example.com", "password": "password123"});
+    let res = s.post_json("/auth/register", &body).await;
+    assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    let answer = expect_problem(res, 422);
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&answer), keys(&sample), "{answer}");
+    for field in ["type", "title", "status"] {
+        assert_eq!(answer[field], sample[field], "{field}: {answer}");
+    }
+    let starts = |answer: &Value, sample: &Value| {
+        let prefix = sample.as_str().unwrap().trim_end_matches("...");
+        assert!(
+            answer.as_str().unwrap().starts_with(prefix),
+            "{answer} does not start with {prefix:?}"
+        );
+    };
+    starts(&answer["detail"], &sample["detail"]);
+    assert_eq!(answer["errors"].as_array().unwrap().len(), 1, "{answer}");
+    assert_eq!(answer["errors"][0]["field"], sample["errors"][0]["field"]);
+    starts(&answer["errors"][0]["message"], &sample["errors"][0]["message"]);
+    s.stop().await;
+}
+
 /// The route map's TOML block, read by the real configuration loader (a typo in a key
 /// fails it: the loader refuses unknown keys), is the same map as the `VERIFY_ROUTES`
 /// value its comment offers instead, and turns the default to deny.
