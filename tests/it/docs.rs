@@ -244,8 +244,8 @@ fn the_route_map_toml_loads_and_matches_its_environment_form() {
 }
 
 /// A YAML block of the documentation as a JSON value.
-fn yaml_block(name: &str) -> Value {
-    serde_yaml_ng::from_str(&doc_block(name)).unwrap_or_else(|e| panic!("doc-test {name}: {e}"))
+fn yaml(block: &str) -> Value {
+    serde_yaml_ng::from_str(block).unwrap_or_else(|e| panic!("{e}:\n{block}"))
 }
 
 /// `value` is a mapping whose keys are all among `known` (a misspelt key fails) and
@@ -282,7 +282,7 @@ async fn verify_answer_headers(s: &TestServer) -> BTreeSet<String> {
 /// exactly the `X-Auth-*` headers `/auth/verify` answers with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_traefik_example_points_at_verify_and_hands_on_its_headers() {
-    let doc = yaml_block("traefik");
+    let doc = yaml(&doc_block("traefik"));
     let http = &keys_of(&doc, &["http"], &["http"], "top level")["http"];
     let middlewares = &keys_of(http, &["middlewares", "routers", "services"], &["middlewares"], "http")["middlewares"];
     let portcullis = &keys_of(middlewares, &["portcullis"], &["portcullis"], "middlewares")["portcullis"];
@@ -329,7 +329,7 @@ async fn the_traefik_example_points_at_verify_and_hands_on_its_headers() {
 /// and handing the `x-auth-` headers upstream.
 #[test]
 fn the_envoy_example_has_the_ext_authz_shape() {
-    let doc = yaml_block("envoy");
+    let doc = yaml(&doc_block("envoy"));
     let filters = keys_of(&doc, &["http_filters"], &["http_filters"], "top level")["http_filters"]
         .as_array()
         .expect("http_filters is a list");

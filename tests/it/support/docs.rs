@@ -4,22 +4,29 @@
 
 use std::path::{Path, PathBuf};
 
-/// The Markdown files that may hold a marked example: README.md and `docs/**/*.md`.
-fn doc_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("README.md")];
-    let mut dirs = vec![root.join("docs")];
+/// The files named `*.{ext}` below `dir` (none where it does not exist).
+fn files_under(dir: PathBuf, ext: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir];
     while let Some(dir) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
+            } else if path.extension().is_some_and(|e| e == ext) {
                 files.push(path);
             }
         }
     }
+    files
+}
+
+/// The Markdown files that may hold a marked example: README.md and `docs/**/*.md`.
+fn doc_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    files.extend(files_under(root.join("docs"), "md"));
     files
 }
 
@@ -99,6 +106,31 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         eprintln!("{name} not installed: skipping");
     }
     found
+}
+
+/// Every marked block is asked for by some test (a `doc_block("NAME")` in tests/it), so
+/// a marker never promises a test that does not exist.
+#[test]
+fn every_marked_block_has_a_test() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let sources: Vec<String> = files_under(tests, "rs")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(!sources.is_empty());
+    let mut marked = Vec::new();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        marked.extend(marked_blocks(&text, &file).into_iter().map(|(name, _)| name));
+    }
+    assert!(!marked.is_empty());
+    for name in marked {
+        let asked = format!("doc_block(\"{name}\")");
+        assert!(
+            sources.iter().any(|s| s.contains(&asked)),
+            "<!-- doc-test: {name} --> marks a block no test reads"
+        );
+    }
 }
 
 #[test]
