@@ -36,9 +36,43 @@ pub struct RouteMap {
     case_insensitive: bool,
 }
 
+/// The request headers through which many backends serve another method than the
+/// request line's (Express `method-override`, Rails, Laravel/Symfony, ASP.NET), lower
+/// case.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// The query parameter that does the same (Laravel/Symfony, Express `method-override`).
+pub const METHOD_OVERRIDE_PARAM: &str = "_method";
+
+/// Whether a request header named `name` is a method override: one of
+/// [`METHOD_OVERRIDE_HEADERS`] in any case, `_` read as `-` (CGI and PHP backends read
+/// `X_HTTP_Method_Override` as `X-HTTP-Method-Override`).
+pub fn is_method_override_header(name: &str) -> bool {
+    METHOD_OVERRIDE_HEADERS.iter().any(|known| {
+        known.len() == name.len()
+            && known
+                .bytes()
+                .zip(name.bytes())
+                .all(|(k, n)| k == n.to_ascii_lowercase() || (k == b'-' && n == b'_'))
+    })
+}
+
+/// Whether a query parameter named `key` (decoded) is `_method` as a backend reads it:
+/// PHP turns ` `, `.` and `[` in parameter names into `_`, so `.method` is `_method`
+/// to Laravel and Symfony.
+fn is_method_override_param(key: &str) -> bool {
+    key.len() == METHOD_OVERRIDE_PARAM.len()
+        && key
+            .bytes()
+            .zip(METHOD_OVERRIDE_PARAM.bytes())
+            .all(|(k, p)| k == p || (p == b'_' && matches!(k, b' ' | b'.' | b'[')))
+}
+
 /// What a forwarded request is judged as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Judged<'a> {
+    /// The method judged (`HEAD` as `GET`), upper case.
+    pub method: String,
     /// The path as the backend reads it.
     pub path: String,
     /// The permission the first matching rule requires; None when no rule matches.
@@ -146,6 +180,30 @@ pub fn normalize(raw: &str) -> Result<String, &'static str> {
     }
     let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
     Ok(format!("/{}", segments.join("/")))
+}
+
+/// The decoded values of every `_method` parameter in the query of the request
+/// target `raw` (`+` as space, as form decoding reads it); an error for one that does
+/// not decode.
+fn override_params(raw: &str) -> Result<Vec<String>, String> {
+    let Some((_, query)) = raw.split_once('?') else {
+        return Ok(Vec::new());
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .map_err(|_| format!("the query parameter {METHOD_OVERRIDE_PARAM} does not decode to UTF-8"))
+    };
+    let mut found = Vec::new();
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode(key).is_ok_and(|k| is_method_override_param(&k)) {
+            found.push(decode(value)?);
+        }
+    }
+    Ok(found)
 }
 
 /// A method as sent: an HTTP token of reasonable length.
@@ -275,9 +333,39 @@ impl RouteMap {
             rule
         };
         Ok(Judged {
+            method: method.to_ascii_uppercase(),
             path,
             permission: rule.map(|i| self.rules[i].permission.as_str()),
         })
+    }
+
+    /// Judges a forwarded request under every method a backend may serve it as: its
+    /// own `method`, each method-override header value in `overrides` (empty ones are
+    /// ignored, as backends do) and each `_method` parameter in the query of `raw`.
+    /// One judgement per distinct method; forward auth allows the request only if each
+    /// of them allows it, so an override can never reach a rule the request line's method
+    /// would not. An override that is not an HTTP method refuses the request.
+    pub fn judge_served(&self, method: &str, overrides: &[&str], raw: &str) -> Result<Vec<Judged<'_>>, String> {
+        let params = override_params(raw)?;
+        let mut methods = vec![method];
+        for m in overrides.iter().copied().chain(params.iter().map(String::as_str)) {
+            let m = m.trim();
+            if m.is_empty() {
+                continue;
+            }
+            if !is_method(m) {
+                return Err(format!("the method override {m:?} is not an HTTP method"));
+            }
+            methods.push(m);
+        }
+        let mut judged: Vec<Judged<'_>> = Vec::with_capacity(methods.len());
+        for m in methods {
+            let j = self.judge(m, raw)?;
+            if !judged.iter().any(|seen| seen.method == j.method) {
+                judged.push(j);
+            }
+        }
+        Ok(judged)
     }
 
     /// The permission the first matching rule requires for `method` and `path`; None
@@ -317,6 +405,71 @@ mod tests {
         for bad in ["", "GE T", "GET\n", "G(ET"] {
             assert!(m.judge(bad, "/admin/users").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn method_overrides_are_judged_too() {
+        let m = RouteMap::parse("GET /projects/** projects:read; POST /projects/** projects:create").unwrap();
+        let permissions = |overrides: &[&str], raw: &str| {
+            m.judge_served("GET", overrides, raw)
+                .map(|all| all.iter().map(|j| (j.method.clone(), j.permission)).collect::<Vec<_>>())
+        };
+        let read = ("GET".to_string(), Some("projects:read"));
+        let create = ("POST".to_string(), Some("projects:create"));
+        assert_eq!(permissions(&[], "/projects/1"), Ok(vec![read.clone()]));
+        assert_eq!(
+            permissions(&["POST"], "/projects/1"),
+            Ok(vec![read.clone(), create.clone()])
+        );
+        assert_eq!(
+            permissions(&["post", " "], "/projects/1"),
+            Ok(vec![read.clone(), create.clone()])
+        );
+        assert_eq!(permissions(&["GET", "HEAD"], "/projects/1"), Ok(vec![read.clone()]));
+        for query in ["_method=POST", "a=1&_method=post", "%5Fmethod=P%4FST", "_method=POST&x"] {
+            assert_eq!(
+                permissions(&[], &format!("/projects/1?{query}")),
+                Ok(vec![read.clone(), create.clone()]),
+                "{query}"
+            );
+        }
+        for query in [".method=POST", "+method=POST", "%20method=POST", "[method=POST"] {
+            assert_eq!(
+                permissions(&[], &format!("/projects/1?{query}")),
+                Ok(vec![read.clone(), create.clone()]),
+                "PHP reads {query} as _method"
+            );
+        }
+        assert_eq!(
+            permissions(&[], "/projects/1?method=POST&x_method=POST&_methods=POST"),
+            Ok(vec![read.clone()])
+        );
+        for name in [
+            "x-http-method-override",
+            "X-HTTP-Method-Override",
+            "X_HTTP_METHOD_OVERRIDE",
+            "x_method-override",
+            "X-HTTP-Method",
+        ] {
+            assert!(is_method_override_header(name), "{name}");
+        }
+        for name in [
+            "x-http-method-overrides",
+            "x-http-methods",
+            "x-forwarded-method",
+            "x.http.method",
+        ] {
+            assert!(!is_method_override_header(name), "{name}");
+        }
+        assert_eq!(
+            permissions(&["DELETE"], "/projects/1"),
+            Ok(vec![read.clone(), ("DELETE".to_string(), None)])
+        );
+        for bad in ["POST, DELETE", "P(OST"] {
+            assert!(permissions(&[bad], "/projects/1").is_err(), "{bad:?}");
+        }
+        assert!(permissions(&[], "/projects/1?_method=%ff").is_err());
+        assert!(permissions(&[], "/projects/1?_method=PO%20ST").is_err());
     }
 
     #[test]

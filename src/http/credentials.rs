@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::Caller;
 use super::auth::OAuthError;
 use super::extract::{UrlForm, ValidJson, ValidQuery};
+use crate::config::routemap::is_method_override_header;
 use crate::domain::credentials::Introspection;
 use crate::domain::{Actor, ClientContext, Principal};
 use crate::error::{AppError, AppResult};
@@ -251,38 +252,66 @@ fn original_request(headers: &HeaderMap) -> AppResult<Option<(&str, &str)>> {
     Ok(uri.map(|u| (method.unwrap_or("GET"), u)))
 }
 
+/// The values of the method-override headers the original request carried (gateways
+/// pass the client's headers on to the check), in any spelling a backend reads as
+/// one; one that is not text is refused.
+fn method_overrides(headers: &HeaderMap) -> AppResult<Vec<&str>> {
+    headers
+        .iter()
+        .filter(|(name, _)| is_method_override_header(name.as_str()))
+        .map(|(name, value)| {
+            value
+                .to_str()
+                .map_err(|_| AppError::Forbidden(format!("the {name} header is not text")))
+        })
+        .collect()
+}
+
 /// Decides a forward-auth request. The route map judges the original method and path
-/// as the backend will read them (refusing what backends read differently), and names
-/// the permission; `VERIFY_DEFAULT=deny`
-/// refuses what no rule (nor the gateway's `?permission=`) covers. A permission the
-/// request names itself (`X-Required-Permission`, `?permission=`) is required as well,
-/// never instead: a client can add that header to what its gateway forwards.
+/// as the backend will read them (refusing what backends read differently), under the
+/// request's own method and each method override it carries (`overrides`, and
+/// `_method` in its query), and names the permissions: every one is required.
+/// `VERIFY_DEFAULT=deny` refuses what no rule (nor the gateway's `?permission=`)
+/// covers. A permission the request names itself (`X-Required-Permission`,
+/// `?permission=`) is required as well, never instead: a client can add that header to
+/// what its gateway forwards.
 fn decide(
     state: &AppState,
     caller: &Principal,
     named: Option<&str>,
     from_gateway: Option<&str>,
     original: Option<(&str, &str)>,
+    overrides: &[&str],
 ) -> AppResult<Response> {
     let config = state.service.config();
     let unmatched_allowed = config.gateway.default_allow || from_gateway.is_some();
-    let mapped = match original {
+    let mut mapped = Vec::new();
+    match original {
         Some((method, uri)) => {
-            let judged = config.gateway.routes.judge(method, uri).map_err(AppError::Forbidden)?;
-            if judged.permission.is_none() && !unmatched_allowed {
-                let path = judged.path;
-                return Err(AppError::Forbidden(format!("no route rule allows {method} {path}")));
+            let served = config
+                .gateway
+                .routes
+                .judge_served(method, overrides, uri)
+                .map_err(AppError::Forbidden)?;
+            for judged in served {
+                match judged.permission {
+                    Some(p) => mapped.push(p),
+                    None if unmatched_allowed => {}
+                    None => {
+                        let (method, path) = (judged.method, judged.path);
+                        return Err(AppError::Forbidden(format!("no route rule allows {method} {path}")));
+                    }
+                }
             }
-            judged.permission
         }
-        None if unmatched_allowed => None,
+        None if unmatched_allowed => {}
         None => {
             return Err(AppError::Forbidden(
                 "no route rule applies: the gateway sent neither X-Forwarded-Uri nor X-Original-URI".into(),
             ));
         }
     };
-    for p in [named, from_gateway, mapped].into_iter().flatten() {
+    for p in [named, from_gateway].into_iter().flatten().chain(mapped) {
         if !caller.has_permission(p) {
             return Err(AppError::Forbidden(format!("missing permission {p}")));
         }
@@ -332,6 +361,7 @@ pub async fn verify(
         header(headers, "x-required-permission"),
         q.permission.as_deref(),
         original,
+        &method_overrides(headers)?,
     )
 }
 
@@ -346,9 +376,18 @@ pub async fn verify_prefixed(
     req: Request,
 ) -> AppResult<Response> {
     let named = header(req.headers(), "x-required-permission");
-    let sent = req.uri().path();
+    // With its query: a `_method` there is a method override.
+    let sent = req.uri().path_and_query().map_or(req.uri().path(), |pq| pq.as_str());
     let path = sent.split_once("/auth/verify").map_or(sent, |(_, rest)| rest);
-    decide(&state, &caller, named, None, Some((req.method().as_str(), path)))
+    let overrides = method_overrides(req.headers())?;
+    decide(
+        &state,
+        &caller,
+        named,
+        None,
+        Some((req.method().as_str(), path)),
+        &overrides,
+    )
 }
 
 /// RFC 7662 / RFC 7009 request body.

@@ -1,6 +1,6 @@
 //! Body extractors whose rejections are problem+json answers, and request context.
 
-use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -51,6 +51,22 @@ fn data_error(text: &str, whole: &str) -> AppError {
     }])
 }
 
+/// A request body that could not be read: larger than `limit` (413), not arrived
+/// within the body timeout (408), or otherwise broken off (400).
+fn body_error(e: &BytesRejection, limit: usize) -> AppError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::PayloadTooLarge(limit);
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return AppError::RequestTimeout("the request body did not arrive within the body timeout".into());
+        }
+        cause = err.source();
+    }
+    AppError::BadRequest(clean(&e.body_text()))
+}
+
 pub fn json_rejection(rej: JsonRejection, limit: usize) -> AppError {
     match rej {
         JsonRejection::JsonDataError(e) => data_error(&e.body_text(), "body"),
@@ -58,9 +74,7 @@ pub fn json_rejection(rej: JsonRejection, limit: usize) -> AppError {
         JsonRejection::MissingJsonContentType(_) => {
             AppError::UnsupportedMediaType("expected Content-Type: application/json".into())
         }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::PayloadTooLarge(limit)
-        }
+        JsonRejection::BytesRejection(e) => body_error(&e, limit),
         other => AppError::BadRequest(clean(&other.body_text())),
     }
 }
@@ -79,13 +93,9 @@ where
                 "expected Content-Type: application/json".into(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge(limit)
-            } else {
-                AppError::BadRequest(clean(&e.body_text()))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(&e, limit))?;
         check_json_shape(&bytes)?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),

@@ -134,6 +134,17 @@ async fn idle_connections_are_closed() {
     }
 }
 
+/// A connection on which a login request was sent with only part of its body.
+async fn half_sent_login(s: &TestServer) -> TcpStream {
+    let mut conn = connect_from([127, 0, 0, 1], address(s)).await;
+    conn.write_all(
+        b"POST /auth/login HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user",
+    )
+    .await
+    .unwrap();
+    conn
+}
+
 /// Shutting down drains for at most the shutdown timeout: a request whose body never
 /// arrives does not keep the server from stopping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,10 +156,7 @@ async fn the_drain_on_shutdown_has_a_deadline() {
             ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "600"),
         ];
         let (s, _db) = TestServer::start_with(backend, &settings).await;
-        let mut conn = connect_from([127, 0, 0, 1], address(&s)).await;
-        conn.write_all(b"POST /auth/login HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user")
-            .await
-            .unwrap();
+        let mut conn = half_sent_login(&s).await;
         // The request reaches the handler (the body read is under way) before stopping.
         let mut probe = connect_from([127, 0, 0, 2], address(&s)).await;
         assert!(health_on(&mut probe).await.contains(" 200 "));
@@ -161,5 +169,41 @@ async fn the_drain_on_shutdown_has_a_deadline() {
             started.elapsed()
         );
         assert!(read_to_close(&mut conn, Duration::from_secs(5)).await.is_some());
+    }
+}
+
+/// A request not answered within the request timeout, or whose body does not arrive
+/// within the body timeout, gets a 408 in problem+json, like every other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_is_answered_with_a_problem() {
+    let request = [
+        ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "1"),
+        ("PORTCULLIS_BODY_TIMEOUT_SECONDS", "600"),
+    ];
+    let body = [
+        ("PORTCULLIS_REQUEST_TIMEOUT_SECONDS", "600"),
+        ("PORTCULLIS_BODY_TIMEOUT_SECONDS", "1"),
+    ];
+    for (backend, settings) in backends().await.into_iter().flat_map(|b| [(b, request), (b, body)]) {
+        let (s, _db) = TestServer::start_with(backend, &settings).await;
+        let mut conn = half_sent_login(&s).await;
+        let started = Instant::now();
+        let answer = read_to_close(&mut conn, Duration::from_secs(10))
+            .await
+            .expect("the connection is closed after the answer");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 408 "), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .lines()
+                .any(|l| l == "content-type: application/problem+json"),
+            "{head}"
+        );
+        let problem: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(problem["status"], 408, "{problem}");
+        assert_eq!(problem["type"], "urn:portcullis:problem:request-timeout", "{problem}");
+        assert_eq!(problem["title"], "Request Timeout", "{problem}");
+        s.stop().await;
     }
 }

@@ -609,6 +609,69 @@ async fn revocation_reaches_other_instances_within_a_second() {
     a.stop().await;
 }
 
+/// An instance whose API key last-use write waits on a row lock (another transaction
+/// holds the key's row) still pulls revocations: a session ended on another instance
+/// is refused within the documented bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_arrive_while_a_last_use_write_waits_on_a_lock() {
+    let Some((a, db)) = postgres_only().await else {
+        return;
+    };
+    let b = TestServer::on(&db, &[]).await;
+    let owner = a.user_with_role("locked", "analyst").await;
+    let key: Value = a
+        .create_key(&owner, json!({"name": "busy", "permissions": ["projects:read"]}))
+        .await
+        .json();
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let session = a.login_as("locked", PASSWORD).await;
+
+    // Another transaction holds the key's row; b then uses the key, so its next
+    // last-use write (every 5 s) waits on that lock.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE")
+        .bind(&key_id)
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    assert_eq!(b.verify(key["key"].as_str().unwrap(), None).await.status, 200);
+    assert_eq!(b.get_auth("/auth/me", &session.access).await.status, 200, "warm b");
+    let write_waits = || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%api_keys%last_used_at%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        waiting > 0
+    };
+    within(
+        Duration::from_secs(10),
+        "b's last-use write never waited on the lock",
+        write_waits,
+    )
+    .await;
+
+    // Ended on a, refused by b within the bound, while b's write still waits.
+    let res = a
+        .post_json("/auth/logout", &json!({"refresh_token": session.refresh}))
+        .await;
+    assert_eq!(res.status, 204);
+    within(
+        Duration::from_millis(1200),
+        "b still accepts the ended session",
+        || async { b.get_auth("/auth/me", &session.access).await.status == 401 },
+    )
+    .await;
+    assert!(write_waits().await, "refused while the write still waits");
+    holder.rollback().await.unwrap();
+    pool.close().await;
+    b.stop().await;
+    a.stop().await;
+}
+
 /// An API key or temporary token, however narrow, acts for its owner only where the
 /// route allows such credentials: it never changes the account, its sessions or its
 /// credentials (the routes declared `Person`), though it may read who it is.
@@ -952,6 +1015,68 @@ async fn forward_auth_judges_the_request_the_backend_will_serve() {
             );
             s.stop().await;
         }
+    }
+}
+
+/// Method overrides in every spelling a backend reads as one (header names with `_`,
+/// any case; PHP's `.method` for `_method`), from nginx, Traefik and Envoy alike: a
+/// viewer's GET needs the permission of the method it asks the backend to serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_overrides_are_judged_in_every_spelling() {
+    /// The check of a GET of `uri` as nginx or Traefik (`style`) asks it, with `extra`.
+    async fn get(s: &TestServer, token: &str, style: (&str, &str), uri: &str, extra: &[(&str, &str)]) -> Reply {
+        let mut headers = vec![(style.0, "GET"), (style.1, uri)];
+        headers.extend_from_slice(extra);
+        s.verify_with(token, &headers).await
+    }
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(backend, &[("VERIFY_ROUTES", GUARDED)]).await;
+        let viewer = s.user_with_role("looker", "viewer").await;
+        let analyst = s.user_with_role("maker", "analyst").await;
+        let (v, a) = (viewer.access.as_str(), analyst.access.as_str());
+        for style in [
+            ("x-original-method", "x-original-uri"),
+            ("x-forwarded-method", "x-forwarded-uri"),
+        ] {
+            assert_eq!(
+                get(&s, v, style, "/runs/1", &[]).await.status,
+                403,
+                "GET /runs needs projects:create"
+            );
+            assert_eq!(get(&s, v, style, "/projects/1", &[]).await.status, 200);
+            for header in [
+                "X-HTTP-Method-Override",
+                "x_http_method_override",
+                "X-Method-Override",
+                "x-http-method",
+            ] {
+                for value in ["DELETE", "PATCH"] {
+                    let res = get(&s, v, style, "/projects/1", &[(header, value)]).await;
+                    let p = expect_problem(res, 403);
+                    assert!(p["detail"].as_str().unwrap().contains(value), "{header}: {value}: {p}");
+                }
+            }
+            for uri in [
+                "/projects/1?_method=DELETE",
+                "/projects/1?.method=DELETE",
+                "/projects/1?%5Fmethod=delete",
+            ] {
+                expect_problem(get(&s, v, style, uri, &[]).await, 403);
+            }
+            // An override to a method the caller may use passes.
+            let to_head = [("X-HTTP-Method-Override", "HEAD")];
+            assert_eq!(get(&s, v, style, "/projects/1", &to_head).await.status, 200);
+            // GET /runs needs projects:create, which the analyst holds and the viewer not.
+            let to_get = [("X-HTTP-Method-Override", "GET")];
+            assert_eq!(get(&s, a, style, "/runs/1", &to_get).await.status, 200);
+        }
+        // Envoy: the original request's own headers and query.
+        let envoy = |target, headers| s.http.call_with(M::GET, target, Bearer(v), Empty, headers);
+        assert_eq!(envoy("/auth/verify/projects/1", &[]).await.status, 200);
+        let delete = [("X-HTTP-Method-Override", "DELETE")];
+        expect_problem(envoy("/auth/verify/projects/1", &delete).await, 403);
+        expect_problem(envoy("/auth/verify/projects/1?_method=DELETE", &[]).await, 403);
+        s.stop().await;
     }
 }
 

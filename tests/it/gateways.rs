@@ -1,61 +1,14 @@
-//! The README's gateway examples, run as written against the real gateway in front of
+//! The documentation's gateway examples (`doc-test` blocks), run as written against the real gateway in front of
 //! a recording backend and a real Portcullis: a viewer reaches none of the admin routes
 //! through any path form in `credentials::DISGUISED_ADMIN_PATHS`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::credentials::DISGUISED_ADMIN_PATHS;
 use crate::support::*;
-
-/// The code block after `<!-- readme-test: {name} -->` in README.md.
-fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("README has no {marker}")) + marker.len()..];
-    let body = &after[after.find("```").unwrap()..];
-    let body = &body[body.find('\n').unwrap() + 1..];
-    body[..body.find("\n```").unwrap()].to_string()
-}
-
-/// The README's route map (its TOML block) as a `VERIFY_ROUTES` value.
-fn readme_routes() -> String {
-    let table: toml::Table = readme_block("verify-routes").parse().unwrap();
-    table["verify"]["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {}",
-                r["method"].as_str().unwrap(),
-                r["path"].as_str().unwrap(),
-                r["permission"].as_str().unwrap()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// A tool on PATH or in /usr/sbin; None (and the test skipped) outside CI when absent.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("PORTCULLIS_TEST_REQUIRE_POSTGRES").is_none(),
-            "{name} is required (.ci/run installs it)"
-        );
-        eprintln!("{name} not installed: skipping");
-    }
-    found
-}
 
 /// A backend that answers 200 to everything and records each request line.
 async fn recording_backend() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -120,12 +73,12 @@ fn disguised_api_paths() -> Vec<String> {
         .collect()
 }
 
-/// Starts a gateway from its README block: given the temporary directory, the
+/// Starts a gateway from its documented block: given the temporary directory, the
 /// Portcullis address, the backend's and the address to listen on.
 type Start = fn(&Path, &Path, &str, &str, &str) -> Child;
 
 fn nginx(bin: &Path, dir: &Path, portcullis: &str, upstream: &str, listen: &str) -> Child {
-    let snippet = readme_block("nginx").replace("127.0.0.1:8000", portcullis);
+    let snippet = doc_block("nginx").replace("127.0.0.1:8000", portcullis);
     let d = dir.display();
     let conf = format!(
         "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;\n\
@@ -151,7 +104,7 @@ fn nginx(bin: &Path, dir: &Path, portcullis: &str, upstream: &str, listen: &str)
 }
 
 fn caddy(bin: &Path, dir: &Path, portcullis: &str, upstream: &str, listen: &str) -> Child {
-    let block = readme_block("caddy")
+    let block = doc_block("caddy")
         .replace("127.0.0.1:8000", portcullis)
         .replace("127.0.0.1:9000", upstream)
         // A bare port: plain HTTP (a host would have Caddy serve HTTPS).
@@ -172,14 +125,14 @@ fn caddy(bin: &Path, dir: &Path, portcullis: &str, upstream: &str, listen: &str)
     )
 }
 
-/// The gateway `name`, started by `start` from its README block in front of a recording
-/// backend and a real Portcullis with the README's route map, on both backends: what
+/// The gateway `name`, started by `start` from its documented block in front of a recording
+/// backend and a real Portcullis with the documented route map (its TOML file), on both backends: what
 /// the example is for works, and the viewer reaches no admin route by any path form.
 async fn guards_admin_routes(name: &str, start: Start) {
     let Some(bin) = tool(name) else { return };
-    let routes = readme_routes();
+    let routes = doc_block("verify-routes");
     for backend in backends().await {
-        let (s, _db) = TestServer::start_with(backend, &[("VERIFY_ROUTES", routes.as_str())]).await;
+        let (s, _db) = TestServer::start_with_toml(backend, &[], &routes).await;
         let viewer = s.user_with_role("looker", "viewer").await;
         let admin = s.login_as("admin", ADMIN_PASSWORD).await;
         let (upstream, seen) = recording_backend().await;
@@ -210,7 +163,33 @@ async fn guards_admin_routes(name: &str, start: Start) {
             200,
             "{what}"
         );
-        assert_eq!(seen.lock().unwrap().len(), 3, "{what}: {:?}", seen.lock().unwrap());
+        // An administrator may override GET with POST (they hold both permissions).
+        assert_eq!(
+            raw_request_with(
+                &listen,
+                "GET",
+                "/api/projects",
+                &admin.access,
+                &[("X-HTTP-Method-Override", "POST")]
+            )
+            .await,
+            200,
+            "{what}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 4, "{what}: {:?}", seen.lock().unwrap());
+        // A viewer may GET /api/projects, but not have a backend that honours method
+        // overrides serve it as the POST only `projects:create` may make.
+        for header in ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"] {
+            for value in ["POST", "post", "PUT"] {
+                let status =
+                    raw_request_with(&listen, "GET", "/api/projects", &viewer.access, &[(header, value)]).await;
+                assert_eq!(status, 403, "{what} GET /api/projects with {header}: {value}");
+            }
+        }
+        for target in ["/api/projects?_method=POST", "/api/projects?a=1&%5Fmethod=post"] {
+            let status = raw_request(&listen, "GET", target, &viewer.access).await;
+            assert_eq!(status, 403, "{what} GET {target}");
+        }
         let mut refused = vec![
             "/api/admin/users".to_string(),
             "/api/unmapped".to_string(),
@@ -226,7 +205,7 @@ async fn guards_admin_routes(name: &str, start: Start) {
         }
         assert_eq!(
             seen.lock().unwrap().len(),
-            3,
+            4,
             "{what}: the backend was reached: {:?}",
             seen.lock().unwrap()
         );
@@ -235,11 +214,11 @@ async fn guards_admin_routes(name: &str, start: Start) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_nginx_example_guards_admin_routes_against_every_path_form() {
+async fn the_documented_nginx_example_guards_admin_routes_against_every_path_form() {
     guards_admin_routes("nginx", nginx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_caddy_example_guards_admin_routes_against_every_path_form() {
+async fn the_documented_caddy_example_guards_admin_routes_against_every_path_form() {
     guards_admin_routes("caddy", caddy).await;
 }

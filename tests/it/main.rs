@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod connections;
 mod credentials;
+mod docs;
 mod gateways;
 mod hostile_tokens;
 mod mfa;

@@ -9,7 +9,9 @@ use portcullis::config::{Config, Sources};
 use serde_json::{Value, json};
 
 mod client;
+mod docs;
 pub use client::*;
+pub use docs::*;
 
 pub const ADMIN_PASSWORD: &str = "Gatekeeper-Test-Secret-9f3k";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -215,9 +217,28 @@ impl TestServer {
 
     /// Another instance on an existing database (for multi-instance tests).
     pub async fn on(db: &TestDb, extra: &[(&str, &str)]) -> Self {
-        let mut settings = base_settings(db);
-        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_sources(&Sources::from_pairs(settings)).expect("test config");
+        Self::on_with_toml(db, extra, "").await
+    }
+
+    /// A server on a database of its own, also configured by the TOML file `toml` (as
+    /// `--config` reads it).
+    pub async fn start_with_toml(backend: Backend, extra: &[(&str, &str)], toml: &str) -> (Self, TestDb) {
+        let db = TestDb::new(backend).await;
+        let server = Self::on_with_toml(&db, extra, toml).await;
+        (server, db)
+    }
+
+    async fn on_with_toml(db: &TestDb, extra: &[(&str, &str)], toml: &str) -> Self {
+        let mut sources = Sources::from_pairs(Vec::<(String, String)>::new());
+        sources.merge_toml_str(toml).expect("test TOML");
+        // The environment wins over the file, as in `Sources::from_environment`.
+        for (k, v) in base_settings(db) {
+            sources.set(&k, v);
+        }
+        for (k, v) in extra {
+            sources.set(k, v.to_string());
+        }
+        let config = Config::from_sources(&sources).expect("test config");
         let base_path = config.server.base_path.clone();
         let service = Portcullis::open(config).await.expect("open service");
         service.bootstrap_admin().await.expect("bootstrap admin");
@@ -465,10 +486,16 @@ where
 /// byte: an HTTP client would resolve dot segments and backslashes itself, and what is
 /// tested is what a server does with them.
 pub async fn raw_request(host: &str, method: &str, target: &str, bearer: &str) -> u16 {
+    raw_request_with(host, method, target, bearer, &[]).await
+}
+
+/// [`raw_request`] with more header lines.
+pub async fn raw_request_with(host: &str, method: &str, target: &str, bearer: &str, headers: &[(&str, &str)]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\n{extra}Connection: close\r\n\r\n"
     );
     conn.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
