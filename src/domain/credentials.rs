@@ -597,9 +597,10 @@ impl Portcullis {
                 let config = self.config();
                 Introspection {
                     iat: p.token.as_ref().map(|t| t.iat),
-                    // Verification required both to equal the configured values.
-                    iss: Some(config.tokens.jwt_issuer.clone()),
-                    aud: config.tokens.jwt_audience.clone(),
+                    // Verification required both to equal the configured values; a
+                    // token of the replaced service (no `token` facts) may have neither.
+                    iss: p.token.as_ref().map(|_| config.tokens.jwt_issuer.clone()),
+                    aud: p.token.as_ref().and(config.tokens.jwt_audience.clone()),
                     jti: p.token.as_ref().map(|t| t.jti.clone()),
                     sid: p.session_id.map(|s| s.to_string()),
                     ..Introspection::of(&p, "access_token", self.subject_claims(p.user_id, &p.username).0)

@@ -168,6 +168,10 @@ async fn unkeyed_tokens_of_the_old_service_are_accepted_only_when_asked() {
             (&json!(true), &json!("carol")),
             "{info}"
         );
+        assert!(
+            info.get("iss").is_none() && info.get("aud").is_none(),
+            "the token had neither: {info}"
+        );
         // What it grants is the account's, as of now.
         let needs_role = s.call(M::GET, "/admin/users", Bearer(&by_name), Empty).await;
         assert_eq!(needs_role.status, 403, "{}", needs_role.text);
