@@ -1,4 +1,6 @@
-//! Operator commands on the configured database: users and roles.
+//! Operator commands on the configured database: users and roles. They act as the
+//! operator (`Actor::system()`, audited with `"via": "system"`), through the same
+//! domain operations as the HTTP API.
 //!
 //! Output is a short table for people, or JSON (`--json`) for scripts. Exit codes:
 //! 0 done, 1 failure, 2 usage, 3 not found, 4 refused (invalid input, conflict,
@@ -59,32 +61,94 @@ pub type CliResult = Result<(), CliError>;
 #[derive(Subcommand)]
 pub enum UserCommand {
     /// List users (optionally matching a substring).
+    ///
+    /// --json: {"items": [USER, ...], "total": N}, where USER is {"user_id", "username",
+    /// "email", "full_name", "is_active", "is_superuser", "created_at"}.
     List {
+        /// Only users whose username, email or name contains this text.
         #[arg(long)]
         q: Option<String>,
+        /// At most this many users (1-10000).
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// Create a user, with a password or an existing passlib bcrypt/argon2 hash.
+    ///
+    /// --json: the new USER (see `user list --help`).
     Create(CreateUser),
     /// Disable a user: they cannot log in, and their sessions end.
-    Disable { username: String },
+    ///
+    /// --json: the USER (see `user list --help`).
+    Disable {
+        /// The user's username or email.
+        username: String,
+    },
     /// Enable a disabled user.
-    Enable { username: String },
+    ///
+    /// --json: the USER (see `user list --help`).
+    Enable {
+        /// The user's username or email.
+        username: String,
+    },
     /// Set a user's password (read from standard input) and end their sessions.
-    SetPassword { username: String },
+    ///
+    /// --json: {"username", "password_set": true}.
+    SetPassword {
+        /// The user's username or email.
+        username: String,
+    },
     /// Give a user a role.
-    GrantRole { username: String, role: String },
+    ///
+    /// --json: {"username", "role", "granted": true}.
+    GrantRole {
+        /// The user's username or email.
+        username: String,
+        /// The role to give.
+        role: String,
+    },
     /// Take a role from a user.
-    RevokeRole { username: String, role: String },
+    ///
+    /// --json: {"username", "role", "revoked": true}.
+    RevokeRole {
+        /// The user's username or email.
+        username: String,
+        /// The role to take away.
+        role: String,
+    },
+    /// Delete a user: their sessions and API keys end (running instances refuse them
+    /// within their sync interval). The last administrator cannot be deleted.
+    ///
+    /// --json: {"user_id", "username", "deleted": true}.
+    Delete {
+        /// The user's username or email.
+        username: String,
+    },
+    /// Lift the lock that failed logins put on a user's account.
+    ///
+    /// --json: {"username", "unlocked": true}.
+    Unlock {
+        /// The user's username or email.
+        username: String,
+    },
+    /// Remove a user's second factor (lost device, no recovery codes left); they
+    /// log in with their password alone until they enrol again.
+    ///
+    /// --json: {"username", "mfa_reset": true}.
+    ResetMfa {
+        /// The user's username or email.
+        username: String,
+    },
 }
 
 #[derive(Args)]
 pub struct CreateUser {
+    /// The login name (ASCII letters, digits and . _ - @ +).
     #[arg(long)]
     username: String,
+    /// The user's email address (also accepted at login).
     #[arg(long)]
     email: String,
+    /// The user's display name.
     #[arg(long)]
     full_name: Option<String>,
     /// The password (visible in the process list; prefer --password-stdin).
@@ -107,10 +171,16 @@ pub struct CreateUser {
 #[derive(Subcommand)]
 pub enum RoleCommand {
     /// List roles with their permissions.
+    ///
+    /// --json: [ROLE, ...], where ROLE is {"name", "description", "permissions": [...]}.
     List,
     /// Create a role.
+    ///
+    /// --json: the new ROLE (see `role list --help`).
     Create {
+        /// The role's name (lower-case ASCII letters, digits and _ . : -).
         name: String,
+        /// What the role is for.
         #[arg(long, default_value = "")]
         description: String,
         /// Permissions of the role (repeatable).
@@ -118,9 +188,23 @@ pub enum RoleCommand {
         permissions: Vec<String>,
     },
     /// Grant a permission to a role.
-    Grant { role: String, permission: String },
+    ///
+    /// --json: {"role", "permission", "granted": true}.
+    Grant {
+        /// The role to change.
+        role: String,
+        /// The permission to add to it.
+        permission: String,
+    },
     /// Revoke a permission from a role.
-    Revoke { role: String, permission: String },
+    ///
+    /// --json: {"role", "permission", "revoked": true}.
+    Revoke {
+        /// The role to change.
+        role: String,
+        /// The permission to take out of it.
+        permission: String,
+    },
 }
 
 /// Reads one line from standard input (a prompt goes to stderr when it is a terminal).
@@ -133,7 +217,7 @@ pub fn read_secret_line(prompt: &str) -> std::io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-async fn find_user(service: &Portcullis, username: &str) -> Result<UserRow, CliError> {
+pub async fn find_user(service: &Portcullis, username: &str) -> Result<UserRow, CliError> {
     service
         .store()
         .user_by_login(&crate::domain::validate::fold(username))
@@ -151,7 +235,7 @@ fn user_json(u: &UserRow) -> serde_json::Value {
     })
 }
 
-fn done(json_output: bool, value: serde_json::Value, text: String) {
+pub fn done(json_output: bool, value: serde_json::Value, text: String) {
     if json_output {
         println!("{value}");
     } else {
@@ -254,6 +338,36 @@ pub async fn user(cmd: UserCommand, service: Portcullis, json_output: bool) -> C
                 json_output,
                 json!({"username": u.username, "role": role, "revoked": true}),
                 format!("{} no longer has role {role}", u.username),
+            );
+        }
+        UserCommand::Delete { username } => {
+            let u = find_user(&service, &username).await?;
+            service.delete_user(u.id, &Actor::system()).await?;
+            done(
+                json_output,
+                json!({"user_id": u.id, "username": u.username, "deleted": true}),
+                format!("deleted {} ({}); their sessions and API keys ended", u.username, u.id),
+            );
+        }
+        UserCommand::Unlock { username } => {
+            let u = find_user(&service, &username).await?;
+            service.unlock_user(u.id, &Actor::system()).await?;
+            done(
+                json_output,
+                json!({"username": u.username, "unlocked": true}),
+                format!("unlocked {}", u.username),
+            );
+        }
+        UserCommand::ResetMfa { username } => {
+            let u = find_user(&service, &username).await?;
+            service.reset_mfa(u.id, &Actor::system()).await?;
+            done(
+                json_output,
+                json!({"username": u.username, "mfa_reset": true}),
+                format!(
+                    "removed {}'s second factor; they log in with their password until they enrol again",
+                    u.username
+                ),
             );
         }
     }

@@ -12,16 +12,24 @@ use super::admin::{CliError, CliResult};
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Print the latest records (oldest of them first); --follow keeps printing new ones.
+    ///
+    /// --json: one JSON object per line (NDJSON), one line per record, each the
+    /// record as `audit export` writes it; with --follow, more lines as records arrive.
     Tail {
+        /// Keep running and print new records as they are written (stop with Ctrl-C).
         #[arg(long)]
         follow: bool,
         /// Only these actions (comma-separated or repeated).
         #[arg(long = "action", value_delimiter = ',')]
         actions: Vec<String>,
+        /// How many of the latest records to print first (1-1000).
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
     /// Write records in a time range as NDJSON to standard output.
+    ///
+    /// Always NDJSON, with or without --json: one JSON object per line, one line per
+    /// record, oldest first.
     Export {
         /// RFC 3339, inclusive (e.g. 2026-11-01T00:00:00Z).
         #[arg(long)]
@@ -29,10 +37,13 @@ pub enum AuditCommand {
         /// RFC 3339, exclusive.
         #[arg(long)]
         until: Option<DateTime<Utc>>,
+        /// Only these actions (comma-separated or repeated).
         #[arg(long = "action", value_delimiter = ',')]
         actions: Vec<String>,
     },
     /// Walk every hash chain; report the first broken link (exit code 5).
+    ///
+    /// --json: {"chains", "records", "broken": null or {"chain", "seq", "reason"}}.
     Verify,
 }
 

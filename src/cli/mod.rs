@@ -4,6 +4,7 @@
 //! the service's own, instead of a second time for the binary.
 
 pub mod admin;
+pub mod apikey;
 pub mod audit;
 pub mod remote;
 
@@ -25,7 +26,7 @@ struct Cli {
     /// TOML configuration file (also PORTCULLIS_CONFIG). Environment variables win.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// JSON output, for scripts.
+    /// JSON output on standard output, for scripts (each command's --help gives its shape).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -35,12 +36,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP service (creates and migrates the database, bootstraps an admin).
+    ///
+    /// Needs the master key (PORTCULLIS_MASTER_KEY or its key file); one is generated
+    /// only for a database that holds nothing sealed yet. --json has no effect (logs go
+    /// to standard error; PORTCULLIS_LOG_FORMAT=json makes them JSON).
     Serve {
         /// Address to listen on (also PORTCULLIS_BIND).
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
     },
     /// Apply database migrations and exit.
+    ///
+    /// --json has no effect.
     Migrate,
     /// Manage users in the configured database.
     #[command(subcommand)]
@@ -48,6 +55,9 @@ enum Command {
     /// Manage roles in the configured database.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Manage API keys in the configured database.
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCommand),
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -55,10 +65,13 @@ enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Log in to a running Portcullis and keep the tokens for `token` and `whoami`.
+    ///
+    /// --json has no effect.
     Login {
         /// The service's URL, including any base path (e.g. https://auth.example.com/api/v1).
         #[arg(long)]
         server: String,
+        /// The username or email to log in as (prompted for when absent).
         #[arg(long)]
         username: Option<String>,
         /// Read the password from standard input instead of prompting.
@@ -66,16 +79,26 @@ enum Command {
         password_stdin: bool,
     },
     /// Print a valid access token, refreshing it first when it is about to expire.
+    ///
+    /// --json has no effect: the token alone is printed.
     Token,
     /// Show who the stored tokens belong to.
+    ///
+    /// --json: the server's GET /auth/me answer.
     Whoami,
     /// End the stored session on the server and delete the tokens.
+    ///
+    /// --json has no effect.
     Logout,
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Add a new signing key; the previous one keeps verifying until its tokens expire.
+    ///
+    /// Needs the master key. Running instances sign with the new key within their sync
+    /// interval (PORTCULLIS_SYNC_INTERVAL_MS). --json: {"kid", "applies_within_ms",
+    /// "previous_keys_verify_until"}.
     Rotate,
 }
 
@@ -179,13 +202,29 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
             eprintln!("migrations applied ({})", store.backend_name());
             Ok(())
         }
-        Command::User(cmd) => admin::user(cmd, Portcullis::open(config).await?, json).await,
-        Command::Role(cmd) => admin::role(cmd, Portcullis::open(config).await?, json).await,
-        Command::Audit(cmd) => audit::audit(cmd, Portcullis::open(config).await?, json).await,
+        // These touch nothing sealed: they work without the master key.
+        Command::User(cmd) => admin::user(cmd, Portcullis::open_without_master_key(config).await?, json).await,
+        Command::Role(cmd) => admin::role(cmd, Portcullis::open_without_master_key(config).await?, json).await,
+        Command::Apikey(cmd) => apikey::apikey(cmd, Portcullis::open_without_master_key(config).await?, json).await,
+        Command::Audit(cmd) => audit::audit(cmd, Portcullis::open_without_master_key(config).await?, json).await,
         Command::Keys(KeysCommand::Rotate) => {
             let service = Portcullis::open(config).await?;
             let kid = service.rotate_signing_key(&crate::domain::Actor::system()).await?;
-            println!("new signing key {kid}; the previous key verifies until its tokens expire");
+            let within = service.config().tokens.sync_interval.as_millis();
+            let verify_until = service.keys().grace_after(chrono::Utc::now());
+            admin::done(
+                json,
+                serde_json::json!({
+                    "kid": kid,
+                    "applies_within_ms": within,
+                    "previous_keys_verify_until": verify_until,
+                }),
+                format!(
+                    "new signing key {kid}: running instances sign with it within {within} ms (their sync interval); \
+                     tokens signed with the previous key verify until they expire (at the latest {})",
+                    verify_until.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            );
             Ok(())
         }
         Command::Login { .. } | Command::Token | Command::Whoami | Command::Logout => unreachable!("handled before"),
@@ -221,4 +260,58 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     crate::app::serve(service, listener, crate::app::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command and every argument (flags and positionals, at every level) says
+    /// what it is for, and every command says what --json prints.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{path}: argument {id} has no help"));
+                }
+            }
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            let leaf = cmd.get_subcommands().next().is_none();
+            if leaf {
+                let long = cmd.get_long_about().map(|a| a.to_string()).unwrap_or_default();
+                if !long.contains("--json") {
+                    missing.push(format!("{path}: its help does not say what --json prints"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+        // The walk reaches the commands it is meant to check.
+        let names: Vec<String> = cli
+            .find_subcommand("apikey")
+            .map(|c| {
+                c.get_subcommands()
+                    .map(|s| s.get_name().to_string())
+                    .filter(|n| n != "help")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(names, ["create", "list", "revoke"]);
+    }
 }

@@ -2,7 +2,7 @@
 //! sealed with AES-256-GCM under the master key.
 //!
 //! The master key comes from `PORTCULLIS_MASTER_KEY`, or from a key file that is
-//! generated with 0600 permissions on first start. Each sealed value binds a context
+//! generated with 0600 permissions on first start (`domain::master` decides when). Each sealed value binds a context
 //! string as associated data, so a ciphertext cannot be moved to another column.
 
 use std::io::Write;
@@ -57,38 +57,40 @@ impl MasterKey {
             .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_MASTER_KEY: expected 32 bytes as base64 or 64 hex digits"))
     }
 
-    /// Reads the key file, or creates it (0600) when it does not exist. Returns the key
-    /// and whether it was created.
-    pub fn load_or_create_file(path: &Path) -> anyhow::Result<(Self, bool)> {
+    /// Reads the key file; None when it does not exist.
+    pub fn read_file(path: &Path) -> anyhow::Result<Option<Self>> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let key = decode_key(&text).ok_or_else(|| {
                     anyhow::anyhow!("master key file {} does not hold a 32-byte base64 key", path.display())
                 })?;
-                Ok((Self::from_bytes(key), false))
+                Ok(Some(Self::from_bytes(key)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = [0u8; 32];
-                rand::fill(&mut bytes);
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(0o600);
-                }
-                let mut f = opts
-                    .open(path)
-                    .map_err(|e| anyhow::anyhow!("cannot create master key file {}: {e}", path.display()))?;
-                writeln!(f, "{}", STANDARD.encode(bytes))?;
-                f.sync_all()?;
-                Ok((Self::from_bytes(bytes), true))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(anyhow::anyhow!("cannot read master key file {}: {e}", path.display())),
         }
+    }
+
+    /// Generates a key into a new file (0600); refuses to replace an existing one.
+    pub fn create_file(path: &Path) -> anyhow::Result<Self> {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot create master key file {}: {e}", path.display()))?;
+        writeln!(f, "{}", STANDARD.encode(bytes))?;
+        f.sync_all()?;
+        Ok(Self::from_bytes(bytes))
     }
 
     /// nonce || ciphertext+tag.
@@ -147,15 +149,18 @@ mod tests {
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        let (a, created) = MasterKey::load_or_create_file(&path).unwrap();
-        assert!(created);
+        assert!(MasterKey::read_file(&path).unwrap().is_none());
+        let a = MasterKey::create_file(&path).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        let (b, created) = MasterKey::load_or_create_file(&path).unwrap();
-        assert!(!created);
+        assert!(
+            MasterKey::create_file(&path).is_err(),
+            "an existing key is never replaced"
+        );
+        let b = MasterKey::read_file(&path).unwrap().unwrap();
         assert_eq!(b.open(&a.seal(b"x", "c").unwrap(), "c").unwrap(), b"x");
         assert!(MasterKey::from_config_value(&"ab".repeat(32)).is_ok());
         assert!(MasterKey::from_config_value("short").is_err());

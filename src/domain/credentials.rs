@@ -162,6 +162,22 @@ fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A new API key's name (trimmed) and expiry, checked: the name is 1-100 characters
+/// without controls, the expiry in the future.
+fn check_api_key_request(name: &str, expires_at: Option<DateTime<Utc>>) -> AppResult<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            "name",
+            "must be 1-100 characters without control characters",
+        ));
+    }
+    if expires_at.is_some_and(|e| e <= Utc::now()) {
+        return Err(AppError::validation("expires_at", "must be in the future"));
+    }
+    Ok(name)
+}
+
 fn rejected(what: &str) -> AppError {
     AppError::InvalidToken(format!("{what} is invalid, expired or revoked"))
 }
@@ -302,6 +318,17 @@ impl Portcullis {
                 "API keys and temporary tokens cannot create credentials".into(),
             ));
         }
+        self.check_known_held(permissions, |p| caller.has_permission(p), "you do not hold it")
+            .await
+    }
+
+    /// Every one of `permissions` exists and `holds` it (else `why_not` says who lacks it).
+    async fn check_known_held(
+        &self,
+        permissions: &[String],
+        holds: impl Fn(&str) -> bool,
+        why_not: &str,
+    ) -> AppResult<()> {
         let known: HashSet<String> = self
             .store()
             .list_permissions()
@@ -313,8 +340,8 @@ impl Portcullis {
             if !known.contains(p) {
                 return Err(AppError::validation("permissions", format!("unknown permission {p}")));
             }
-            if !caller.has_permission(p) {
-                return Err(AppError::Forbidden(format!("you cannot grant {p}: you do not hold it")));
+            if !holds(p) {
+                return Err(AppError::Forbidden(format!("you cannot grant {p}: {why_not}")));
             }
         }
         Ok(())
@@ -329,34 +356,70 @@ impl Portcullis {
         expires_at: Option<DateTime<Utc>>,
         ctx: &ClientContext,
     ) -> AppResult<(ApiKeyRow, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(AppError::validation(
-                "name",
-                "must be 1-100 characters without control characters",
-            ));
-        }
-        let now = Utc::now();
-        if expires_at.is_some_and(|e| e <= now) {
-            return Err(AppError::validation("expires_at", "must be in the future"));
-        }
+        let name = check_api_key_request(name, expires_at)?;
         self.check_grantable(caller, &permissions).await?;
+        let by = Actor::user(caller.user_id, &caller.username, ctx);
+        self.issue_api_key(caller.user_id, name, permissions, expires_at, by.event("APIKEY_CREATE"))
+            .await
+    }
+
+    /// Issues an API key owned by `user_id`, made by `by` (the operator at the command
+    /// line): the key may carry only permissions its owner holds now, and `by` must
+    /// be allowed to act on the owner and hold what it hands out (`domain::privilege`).
+    /// The returned string is the only time the secret exists.
+    pub async fn create_api_key_for(
+        &self,
+        user_id: Uuid,
+        name: &str,
+        permissions: Vec<String>,
+        expires_at: Option<DateTime<Utc>>,
+        by: &Actor,
+    ) -> AppResult<(ApiKeyRow, String)> {
+        let name = check_api_key_request(name, expires_at)?;
+        let owner = self.may_act_on(user_id, by).await?;
+        if !owner.is_active {
+            return Err(AppError::Conflict(format!(
+                "{} is disabled: their API keys would not work",
+                owner.username
+            )));
+        }
+        let grants = self.grants(owner.id, owner.is_superuser).await?;
+        let why_not = format!("{} does not hold it", owner.username);
+        self.check_known_held(
+            &permissions,
+            |p| owner.is_superuser || grants.permissions.iter().any(|g| g == p),
+            &why_not,
+        )
+        .await?;
+        super::privilege::require_holding(by, &permissions, "grant")?;
+        let event = by.event("APIKEY_CREATE").meta("owner", &owner.username);
+        self.issue_api_key(owner.id, name, permissions, expires_at, event).await
+    }
+
+    /// Stores a new key of `owner` (checked by the caller) and records `event`.
+    async fn issue_api_key(
+        &self,
+        owner: Uuid,
+        name: &str,
+        permissions: Vec<String>,
+        expires_at: Option<DateTime<Utc>>,
+        event: AuditEvent,
+    ) -> AppResult<(ApiKeyRow, String)> {
         let id = new_id();
         let secret = tokens::random_token();
         let row = ApiKeyRow {
             id: id.clone(),
-            user_id: caller.user_id,
+            user_id: owner,
             name: name.to_string(),
             secret_hash: tokens::digest(&secret).to_vec(),
             permissions: serde_json::to_string(&permissions).map_err(AppError::internal)?,
-            created_at: now,
+            created_at: Utc::now(),
             expires_at,
             last_used_at: None,
             revoked_at: None,
         };
         let record = self.audit_record(
-            Actor::user(caller.user_id, &caller.username, ctx)
-                .event("APIKEY_CREATE")
+            event
                 .resource("api_key", &id)
                 .meta("name", name)
                 .meta("permissions", &permissions)

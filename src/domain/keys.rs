@@ -2,8 +2,12 @@
 //!
 //! Asymmetric keys are generated on first start and on `portcullis keys rotate`, sealed
 //! under the master key. A rotated-out key keeps verifying (and stays in JWKS) until
-//! every token it can have signed has expired; instances pick up new keys on a timer
-//! and whenever they meet an unknown `kid`, at most once a second.
+//! every token it can have signed has expired; instances pick up new keys as soon as
+//! the revocation feed reports a rotation (see `Portcullis::sync_revocations`), on a
+//! timer, and whenever they meet an unknown `kid`, at most once a second.
+//!
+//! Opened without the master key (commands that touch nothing sealed), the manager
+//! holds no usable key: nothing can be signed, sealed or opened.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -16,13 +20,13 @@ use crate::crypto::secretbox::MasterKey;
 use crate::error::AppResult;
 use crate::store::{AuditFields, SigningKeyRow, Store};
 
-const SEAL_CONTEXT: &str = "portcullis:signing_key";
+pub(crate) const SEAL_CONTEXT: &str = "portcullis:signing_key";
 const MIN_RELOAD_GAP: Duration = Duration::from_secs(1);
 
 pub struct KeyManager {
     ring: RwLock<Arc<KeyRing>>,
     store: Store,
-    master: MasterKey,
+    master: Option<MasterKey>,
     rules: TokenRules,
     algorithm: SigningAlgorithm,
     secret: Option<String>,
@@ -36,7 +40,9 @@ pub struct KeyManager {
 }
 
 impl KeyManager {
-    pub async fn load(config: &Config, store: Store, master: MasterKey) -> anyhow::Result<Self> {
+    /// Loads the keys (generating the first one when there is none), or, without the
+    /// master key, a ring no token can be verified with (a random secret no one knows).
+    pub async fn load(config: &Config, store: Store, master: Option<MasterKey>) -> anyhow::Result<Self> {
         let rules = TokenRules {
             issuer: config.tokens.jwt_issuer.clone(),
             audience: config.tokens.jwt_audience.clone(),
@@ -47,7 +53,7 @@ impl KeyManager {
         )?;
         let mut manager = Self {
             ring: RwLock::new(Arc::new(KeyRing::new(vec![SigningKey::symmetric(
-                "placeholder",
+                &crate::crypto::tokens::random_token(),
                 SigningAlgorithm::Hs256,
                 &rules,
             )])?)),
@@ -69,6 +75,9 @@ impl KeyManager {
                     .unwrap_or_else(Instant::now),
             ),
         };
+        if manager.master.is_none() {
+            return Ok(manager);
+        }
         if !manager.algorithm.is_symmetric() && manager.store.active_signing_key_count().await? == 0 {
             manager.rotate_with(manager.algorithm, None).await?;
         }
@@ -99,7 +108,7 @@ impl KeyManager {
             let alg = SigningAlgorithm::parse(&row.algorithm)
                 .ok_or_else(|| anyhow::anyhow!("key {}: unknown algorithm {}", row.kid, row.algorithm))?;
             let der = self
-                .master
+                .master()?
                 .open(&row.private_key, SEAL_CONTEXT)
                 .map_err(|e| anyhow::anyhow!("key {}: {e}", row.kid))?;
             let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk)?;
@@ -163,7 +172,7 @@ impl KeyManager {
         let row = SigningKeyRow {
             kid: generated.kid.clone(),
             algorithm: algorithm.name().to_string(),
-            private_key: self.master.seal(&generated.private_der, SEAL_CONTEXT)?,
+            private_key: self.master()?.seal(&generated.private_der, SEAL_CONTEXT)?,
             public_jwk: generated.public_jwk.to_string(),
             created_at: Utc::now(),
             retired_at: None,
@@ -185,9 +194,14 @@ impl KeyManager {
         Ok(kid)
     }
 
-    /// The master key, for other secrets sealed at rest (TOTP).
-    pub(crate) fn master(&self) -> &MasterKey {
-        &self.master
+    /// The master key, for other secrets sealed at rest (TOTP, upstream tokens); an
+    /// error when the service was opened without it.
+    pub(crate) fn master(&self) -> AppResult<&MasterKey> {
+        self.master.as_ref().ok_or_else(|| {
+            crate::error::AppError::Internal(anyhow::anyhow!(
+                "this command was started without the master key and cannot open sealed data"
+            ))
+        })
     }
 
     pub fn is_symmetric(&self) -> bool {

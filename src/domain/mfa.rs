@@ -22,6 +22,12 @@ use crate::error::{AppError, AppResult};
 use crate::store::UserRow;
 
 const SEAL_CONTEXT: &str = "portcullis:totp";
+
+/// What a user's TOTP secret is sealed under: bound to the user, so a sealed secret
+/// copied onto another row won't open.
+pub(crate) fn totp_context(user_id: Uuid) -> String {
+    format!("{SEAL_CONTEXT}:{user_id}")
+}
 /// Wrong codes that burn an `mfa_token`.
 pub const MAX_CODE_FAILURES: i32 = 5;
 const RECOVERY_CODES: usize = 10;
@@ -106,15 +112,15 @@ impl Portcullis {
     /// Sealed for this user only: a sealed secret copied onto another row won't open.
     fn seal_totp(&self, user_id: Uuid, secret: &[u8]) -> AppResult<Vec<u8>> {
         self.keys()
-            .master()
-            .seal(secret, &format!("{SEAL_CONTEXT}:{user_id}"))
+            .master()?
+            .seal(secret, &totp_context(user_id))
             .map_err(AppError::Internal)
     }
 
     fn open_totp(&self, user_id: Uuid, sealed: &[u8]) -> AppResult<Vec<u8>> {
         self.keys()
-            .master()
-            .open(sealed, &format!("{SEAL_CONTEXT}:{user_id}"))
+            .master()?
+            .open(sealed, &totp_context(user_id))
             .map_err(AppError::Internal)
     }
 

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod keys;
 pub mod lockout;
 pub mod login;
+pub mod master;
 pub mod mfa;
 pub mod oauth;
 pub mod privilege;
@@ -57,36 +58,12 @@ pub(crate) struct Inner {
     pub rotations: sessions::RotationQueue,
 }
 
-/// How the master key was obtained, so start-up can warn about a generated one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MasterKeySource {
-    Config,
-    ExistingFile,
-    GeneratedFile,
-}
+pub use master::{MasterKeySource, load_master_key};
 
 /// `first` and whatever is already queued behind it, at most `max` in all: the batch a
 /// writer task takes after waking for one item (request audit records, rotations).
 pub(crate) fn with_queued<T>(first: T, queued: &flume::Receiver<T>, max: usize) -> impl Iterator<Item = T> + '_ {
     std::iter::once(first).chain(queued.try_iter().take(max.saturating_sub(1)))
-}
-
-/// Loads the master key from config, or from (or into) the key file.
-pub fn load_master_key(config: &Config) -> anyhow::Result<(MasterKey, MasterKeySource)> {
-    match &config.bootstrap.master_key {
-        Some(value) => Ok((MasterKey::from_config_value(value)?, MasterKeySource::Config)),
-        None => {
-            let (key, created) = MasterKey::load_or_create_file(&config.bootstrap.master_key_file)?;
-            Ok((
-                key,
-                if created {
-                    MasterKeySource::GeneratedFile
-                } else {
-                    MasterKeySource::ExistingFile
-                },
-            ))
-        }
-    }
 }
 
 impl Portcullis {
@@ -97,15 +74,29 @@ impl Portcullis {
         Self::with_store(config, store).await
     }
 
+    /// Opens the store (migrating it) without the master key, for administration that
+    /// touches nothing sealed (users, roles, API keys, the audit trail): no key is
+    /// loaded, checked or generated. Such a service cannot issue or verify tokens,
+    /// nor seal or open secrets (those operations fail).
+    pub async fn open_without_master_key(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database.target, config.database.max_connections).await?;
+        store.migrate().await?;
+        Self::assemble(config, store, None).await
+    }
+
     pub async fn with_store(config: Config, store: Store) -> anyhow::Result<Self> {
-        crate::crypto::jwt::install_provider();
-        let (master, source) = load_master_key(&config)?;
+        let (master, source) = load_master_key(&config, &store).await?;
         if source == MasterKeySource::GeneratedFile {
             tracing::warn!(
                 path = %config.bootstrap.master_key_file.display(),
                 "generated a new master key file; back it up, or set PORTCULLIS_MASTER_KEY (it seals the signing keys)"
             );
         }
+        Self::assemble(config, store, Some(master)).await
+    }
+
+    async fn assemble(config: Config, store: Store, master: Option<MasterKey>) -> anyhow::Result<Self> {
+        crate::crypto::jwt::install_provider();
         let hasher = PasswordHasher::start(
             config.passwords.hash_params,
             config.passwords.hash_concurrency,
@@ -154,6 +145,10 @@ impl Portcullis {
         // Before the first token: revocations made anywhere from now on outlive it.
         service.raise_token_horizon().await?;
         service.load_revocations().await?;
+        service
+            .fill_identity_issuers()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(service)
     }
 
@@ -216,13 +211,18 @@ impl Portcullis {
     }
 
     /// Pulls the revocations committed since the last poll, by any instance, in
-    /// commit order whatever the writers' clocks (see `store::revocations`).
+    /// commit order whatever the writers' clocks (see `store::revocations`), and
+    /// reloads the signing keys when one was rotated.
     pub async fn sync_revocations(&self) -> anyhow::Result<usize> {
         let store = &self.inner.store;
         let next = store.revocation_feed_position().await?;
         let rows = store.revocations_from(self.inner.feed.position()).await?;
         let fresh = self.inner.feed.advance(next, &rows);
         self.apply_rows(&fresh);
+        // A key rotated anywhere signs here from now on, not at the next timed reload.
+        if fresh.iter().any(|r| r.kind == crate::store::KEYS_CHANGED) {
+            self.keys().reload().await?;
+        }
         Ok(fresh.len())
     }
 

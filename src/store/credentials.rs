@@ -49,8 +49,9 @@ fn event_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::hours(1)
 }
 
-/// Invalidation events: `api_key` (id), `user` (id: status or grants changed) and
-/// `grants` (`*`: some role or permission changed).
+/// Invalidation events: `api_key` (id), `user` (id: status or grants changed),
+/// `grants` (`*`: some role or permission changed) and `signing_keys` (the new kid:
+/// see `keys::KEYS_CHANGED`).
 const INSERT_EVENT: &str = "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ($1, $2, $3, $4)";
 
 /// Records an invalidation event inside the transaction open on `conn`, so that other

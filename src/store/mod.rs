@@ -38,7 +38,7 @@ use crate::error::{AppError, AppResult};
 
 pub use audit::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditFields, AuditFilter, AuditRow};
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
-pub use keys::SigningKeyRow;
+pub use keys::{KEYS_CHANGED, SealedSample, SigningKeyRow};
 pub use mfa::{MfaTicketRow, TotpRow};
 pub use oauth::{IdentityRow, OAuthStateRow, StateRefusal};
 pub use rbac::{PermissionRow, RoleRow, UserGrants};

@@ -16,7 +16,9 @@ row_struct! {
         pub subject: String,
         pub user_id: Uuid,
         pub email: Option<String>,
-        /// The issuer the identity signed in with.
+        /// With `subject`, the identity's key: the issuer that vouches for it (no
+        /// trailing `/`). None only for a row linked before issuers were recorded whose
+        /// provider is not configured (no sign-in finds it).
         pub issuer: Option<String>,
         pub created_at: DateTime<Utc>,
         pub last_login_at: DateTime<Utc>,
@@ -52,13 +54,20 @@ pub enum StateRefusal {
     Expired,
 }
 
-const GET_IDENTITY: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE provider = $1 AND subject = $2";
+const GET_IDENTITY: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE issuer = $1 AND subject = $2";
 const IDENTITIES_OF: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 ORDER BY provider";
 const IDENTITY_OF: &str = "SELECT provider, subject, user_id, email, issuer, created_at, last_login_at, access_token, refresh_token, token_expires_at FROM oauth_identities WHERE user_id = $1 AND provider = $2";
 const INSERT_IDENTITY: &str = "INSERT INTO oauth_identities (provider, subject, user_id, email, created_at, last_login_at, access_token, refresh_token, token_expires_at, issuer) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)";
 // Tokens are replaced only by new ones: a sign-in with an ID token alone keeps them.
-const SIGNED_IN: &str = "UPDATE oauth_identities SET last_login_at = $3, email = $4, access_token = COALESCE($5, access_token), refresh_token = COALESCE($6, refresh_token), token_expires_at = CASE WHEN $5 IS NULL THEN token_expires_at ELSE $7 END WHERE provider = $1 AND subject = $2";
-const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh_token = COALESCE($4, refresh_token), token_expires_at = $5 WHERE provider = $1 AND subject = $2";
+const SIGNED_IN: &str = "UPDATE oauth_identities SET last_login_at = $3, email = $4, access_token = COALESCE($5, access_token), refresh_token = COALESCE($6, refresh_token), token_expires_at = CASE WHEN $5 IS NULL THEN token_expires_at ELSE $7 END WHERE issuer = $1 AND subject = $2";
+// The name it signed in through, unless the user has another identity under that name.
+const RENAMED: &str = "UPDATE oauth_identities SET provider = $3 WHERE issuer = $1 AND subject = $2 AND provider <> $3 AND NOT EXISTS (SELECT 1 FROM oauth_identities o WHERE o.user_id = oauth_identities.user_id AND o.provider = $3)";
+// A row linked under a provider's configured issuer, re-keyed by the issuer its tokens
+// name (a Microsoft multi-tenant provider's `{tenantid}` filled), unless that is taken.
+const REKEY: &str = "UPDATE oauth_identities SET issuer = $3 WHERE issuer = $1 AND subject = $2 AND NOT EXISTS (SELECT 1 FROM oauth_identities o WHERE o.issuer = $3 AND o.subject = $2)";
+// Rows linked before issuers were recorded get their provider's configured one.
+const FILL_ISSUER: &str = "UPDATE oauth_identities SET issuer = $2 WHERE provider = $1 AND issuer IS NULL AND NOT EXISTS (SELECT 1 FROM oauth_identities o WHERE o.issuer = $2 AND o.subject = oauth_identities.subject)";
+const SET_TOKENS: &str = "UPDATE oauth_identities SET access_token = $3, refresh_token = COALESCE($4, refresh_token), token_expires_at = $5 WHERE issuer = $1 AND subject = $2";
 // Takes the user's row lock (PostgreSQL) or the write lock (SQLite) first, so two
 // unlinks of one user run one after the other and the second counts what is left.
 const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1";
@@ -99,9 +108,26 @@ where
 }
 
 impl Store {
-    pub async fn identity(&self, provider: &str, subject: &str) -> AppResult<Option<IdentityRow>> {
+    /// The identity `subject` at `issuer`.
+    pub async fn identity(&self, issuer: &str, subject: &str) -> AppResult<Option<IdentityRow>> {
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, IdentityRow>(GET_IDENTITY).bind(provider).bind(subject).fetch_optional(pool).await)?,
+            on_pool!(self, pool => sqlx::query_as::<_, IdentityRow>(GET_IDENTITY).bind(issuer).bind(subject).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// Moves the identity `subject` at `from` to `to`: false when there is none to
+    /// move, or `to` already has one of that subject.
+    pub async fn rekey_identity(&self, from: &str, subject: &str, to: &str) -> AppResult<bool> {
+        Ok(
+            on_pool!(self, pool => sqlx::query(REKEY).bind(from).bind(subject).bind(to).execute(pool).await.map(|r| r.rows_affected() > 0))?,
+        )
+    }
+
+    /// Gives identities of `provider` that have no issuer the provider's `issuer`
+    /// (where no identity of that issuer and subject exists yet); how many.
+    pub async fn fill_identity_issuers(&self, provider: &str, issuer: &str) -> AppResult<u64> {
+        Ok(
+            on_pool!(self, pool => sqlx::query(FILL_ISSUER).bind(provider).bind(issuer).execute(pool).await.map(|r| r.rows_affected()))?,
         )
     }
 
@@ -127,31 +153,41 @@ impl Store {
         }).await)
     }
 
-    /// Records a sign-in: when, the email the provider now asserts, its fresh tokens.
+    /// Records a sign-in: when, the email the provider now asserts, its fresh tokens,
+    /// and the provider name it came through (kept when the user already has another
+    /// identity under that name).
     pub async fn identity_signed_in(&self, identity: &IdentityRow, now: DateTime<Utc>) -> AppResult<()> {
-        on_pool!(self, pool => sqlx::query(SIGNED_IN)
-            .bind(&identity.provider)
-            .bind(&identity.subject)
-            .bind(now)
-            .bind(&identity.email)
-            .bind(&identity.access_token)
-            .bind(&identity.refresh_token)
-            .bind(identity.token_expires_at)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        Ok(())
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
+            sqlx::query(SIGNED_IN)
+                .bind(&identity.issuer)
+                .bind(&identity.subject)
+                .bind(now)
+                .bind(&identity.email)
+                .bind(&identity.access_token)
+                .bind(&identity.refresh_token)
+                .bind(identity.token_expires_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(RENAMED)
+                .bind(&identity.issuer)
+                .bind(&identity.subject)
+                .bind(&identity.provider)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }).await)
     }
 
+    /// Keeps new upstream tokens for the identity `subject` at `issuer`.
     pub async fn set_identity_tokens(
         &self,
-        provider: &str,
+        issuer: &str,
         subject: &str,
         access: &[u8],
         refresh: Option<&[u8]>,
         expires_at: Option<DateTime<Utc>>,
     ) -> AppResult<()> {
-        on_pool!(self, pool => sqlx::query(SET_TOKENS).bind(provider).bind(subject).bind(access).bind(refresh).bind(expires_at).execute(pool).await.map(|_| ()))?;
+        on_pool!(self, pool => sqlx::query(SET_TOKENS).bind(issuer).bind(subject).bind(access).bind(refresh).bind(expires_at).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 

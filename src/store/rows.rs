@@ -68,6 +68,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     8 "audit by user" "0008_audit_by_user.sql",
     9 "revocation feed order" "0009_revocation_feed_order.sql",
     10 "ascii case folding" "0010_ascii_case_folding.sql",
+    11 "oauth issuer subject" "0011_oauth_issuer_subject.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

@@ -14,6 +14,7 @@ mod gateways;
 mod hostile_tokens;
 mod mfa;
 mod oauth;
+mod oauth_node;
 mod oidc_provider;
 mod privilege;
 mod rbac;

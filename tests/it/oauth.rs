@@ -100,7 +100,7 @@ fn percent_decode(v: &str) -> String {
 
 /// The tokens an app finds in the fragment of the final redirect.
 fn tokens_in_fragment(res: &Reply) -> std::collections::HashMap<String, String> {
-    assert_eq!(res.status, 302);
+    assert_eq!(res.status, 302, "{}", res.text);
     let location = res.headers["location"].to_str().unwrap();
     assert!(location.starts_with(&format!("{APP}#")), "{location}");
     url_params(location)
@@ -759,6 +759,335 @@ async fn okta_tokens_refresh_where_they_were_issued() {
             body["detail"].as_str().unwrap().contains("OAUTH_OKTA_ALLOWED_DOMAINS"),
             "{body}"
         );
+        s.stop().await;
+    }
+}
+
+/// The settings of providers `(NAME, provider)`, and the app the redirect flow returns to.
+fn providers(named: &[(&str, &FakeProvider)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = named
+        .iter()
+        .flat_map(|(name, p)| provider_settings(&format!("OAUTH_OIDC_{name}"), p))
+        .collect();
+    v.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
+    v
+}
+
+/// A server on `db` with `settings`.
+async fn server_on(db: &TestDb, settings: &[(String, String)]) -> TestServer {
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    TestServer::on(db, &extra).await
+}
+
+/// Signs `person` in through `provider` (an ID token of `issuer`): the user id of the
+/// account it opens, and its access token.
+async fn signed_in(s: &TestServer, provider: &str, issuer: &FakeProvider, person: &Person) -> (String, String) {
+    let token = issuer.id_token(person, None, false, |_| {});
+    let (code, body) = exchange(s, json!({"provider": provider, "id_token": token})).await;
+    assert_eq!(code, 200, "{provider}: {body}");
+    let access = body["access_token"].as_str().unwrap().to_string();
+    (jwt_part(&access, 1)["sub"].as_str().unwrap().to_string(), access)
+}
+
+/// An upstream identity is its issuer's subject, whatever name the provider is
+/// configured under: a renamed provider finds the same account, one subject at two
+/// issuers is two people, and a name pointed at another issuer opens none of the old
+/// issuer's accounts (nor gets its tokens refreshed there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_are_keyed_by_issuer_and_subject() {
+    for backend in backends().await {
+        let a = FakeProvider::start(None).await;
+        let b = FakeProvider::start(None).await;
+        let db = TestDb::new(backend).await;
+        let ada = Person::new("shared-subject", "ada@example.com");
+        let bob = Person::new("shared-subject", "bob@example.com");
+
+        let s = server_on(&db, &providers(&[("ACME", &a)])).await;
+        let (ada_id, _) = signed_in(&s, "acme", &a, &ada).await;
+        s.stop().await;
+
+        // Renamed: the same account (no second one, no "already exists" refusal).
+        let s = server_on(&db, &providers(&[("RENAMED", &a), ("OTHER", &b)])).await;
+        let (id, _) = signed_in(&s, "renamed", &a, &ada).await;
+        assert_eq!(id, ada_id, "a renamed provider finds the account");
+        // Through the redirect flow too, which keeps the provider's tokens.
+        a.sign_in_as(ada.clone());
+        let ada_access = tokens_in_fragment(&redirect_flow(&s, "renamed").await)["access_token"].clone();
+        assert_eq!(jwt_part(&ada_access, 1)["sub"], ada_id.as_str());
+        let ids = s.get_auth("/auth/me/identities", &ada_access).await.json();
+        assert_eq!(ids.as_array().unwrap().len(), 1, "{ids}");
+        assert_eq!(ids[0]["provider"], "renamed", "{ids}");
+        assert_eq!(ids[0]["issuer"], a.issuer().as_str(), "{ids}");
+        // The same subject at another issuer is someone else.
+        let (bob_id, _) = signed_in(&s, "other", &b, &bob).await;
+        assert_ne!(bob_id, ada_id, "one subject at two issuers is two identities");
+        s.stop().await;
+
+        // The name pointed at the other issuer: its subject is Bob's, not Ada's.
+        let s = server_on(&db, &providers(&[("RENAMED", &b)])).await;
+        let (id, _) = signed_in(&s, "renamed", &b, &bob).await;
+        assert_eq!(id, bob_id, "a re-pointed name opens the new issuer's account");
+        // Ada's kept tokens of the first issuer are not refreshed at the second.
+        execute_sql(
+            &db,
+            "UPDATE oauth_identities SET token_expires_at = '2000-01-01T00:00:00+00:00' WHERE email = 'ada@example.com'",
+        )
+        .await;
+        let res = s.get_auth("/auth/me/identities/renamed/token", &ada_access).await;
+        assert_eq!(res.status, 409, "{}", res.text);
+        assert!(res.text.contains("another issuer"), "{}", res.text);
+        s.stop().await;
+    }
+}
+
+/// Identities linked before issuers were recorded get the issuer configured under
+/// their provider's name when the service starts; one whose provider is not
+/// configured keeps none (and signs in to nothing) until it is configured again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_without_an_issuer_take_their_providers_at_start() {
+    for backend in backends().await {
+        let a = FakeProvider::start(None).await;
+        let b = FakeProvider::start(None).await;
+        let db = TestDb::new(backend).await;
+        let carol = Person::new("carol-sub", "carol@example.com");
+        let dave = Person::new("dave-sub", "dave@example.com");
+        let s = server_on(&db, &providers(&[("ACME", &a), ("GONE", &b)])).await;
+        let (carol_id, _) = signed_in(&s, "acme", &a, &carol).await;
+        let (dave_id, dave_access) = signed_in(&s, "gone", &b, &dave).await;
+        s.stop().await;
+        execute_sql(&db, "UPDATE oauth_identities SET issuer = NULL").await;
+
+        let s = server_on(&db, &providers(&[("ACME", &a)])).await;
+        assert_eq!(signed_in(&s, "acme", &a, &carol).await.0, carol_id);
+        let ids = s.get_auth("/auth/me/identities", &dave_access).await.json();
+        assert_eq!(ids[0]["provider"], "gone", "{ids}");
+        assert!(ids[0]["issuer"].is_null(), "not configured: no issuer: {ids}");
+        s.stop().await;
+
+        let s = server_on(&db, &providers(&[("ACME", &a), ("GONE", &b)])).await;
+        assert_eq!(signed_in(&s, "gone", &b, &dave).await.0, dave_id);
+        let ids = s.get_auth("/auth/me/identities", &dave_access).await.json();
+        assert_eq!(ids[0]["issuer"], b.issuer().as_str(), "{ids}");
+        s.stop().await;
+    }
+}
+
+/// Migration 0011 re-keys the identities 0007 made: each keeps the issuer it recorded
+/// (without a trailing `/`); of two names' identities of one issuer and subject the
+/// one linked first keeps it and the other is left without (no sign-in finds it);
+/// one without an issuer stays without. On both backends, from the real scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0011_rekeys_identities_by_issuer() {
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        let dir = format!(
+            "{}/migrations/{}",
+            env!("CARGO_MANIFEST_DIR"),
+            if backend == Backend::Sqlite {
+                "sqlite"
+            } else {
+                "postgres"
+            }
+        );
+        let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        scripts.sort();
+        let (before, from): (Vec<_>, Vec<_>) = scripts
+            .into_iter()
+            .partition(|p| p.file_name().unwrap().to_str().unwrap() < "0011");
+        let (users, rows) = if backend == Backend::Sqlite {
+            (
+                "INSERT INTO users (id, username, email, created_at, updated_at) VALUES \
+                 (x'00000000000000000000000000000001', 'u1', 'u1@example.com', '2020-01-01T00:00:00+00:00', '2020-01-01T00:00:00+00:00'), \
+                 (x'00000000000000000000000000000002', 'u2', 'u2@example.com', '2020-01-01T00:00:00+00:00', '2020-01-01T00:00:00+00:00')",
+                "INSERT INTO oauth_identities (provider, subject, user_id, issuer, created_at, last_login_at) VALUES \
+                 ('acme', 's1', x'00000000000000000000000000000001', 'https://a.example/', '2020-01-01T00:00:00+00:00', '2020-01-01T00:00:00+00:00'), \
+                 ('acme2', 's1', x'00000000000000000000000000000002', 'https://a.example', '2021-01-01T00:00:00+00:00', '2021-01-01T00:00:00+00:00'), \
+                 ('beta', 's1', x'00000000000000000000000000000001', 'https://b.example', '2021-01-01T00:00:00+00:00', '2021-01-01T00:00:00+00:00'), \
+                 ('gone', 's2', x'00000000000000000000000000000002', NULL, '2021-01-01T00:00:00+00:00', '2021-01-01T00:00:00+00:00')",
+            )
+        } else {
+            (
+                "INSERT INTO users (id, username, email, created_at, updated_at) VALUES \
+                 ('00000000-0000-0000-0000-000000000001', 'u1', 'u1@example.com', '2020-01-01T00:00:00Z', '2020-01-01T00:00:00Z'), \
+                 ('00000000-0000-0000-0000-000000000002', 'u2', 'u2@example.com', '2020-01-01T00:00:00Z', '2020-01-01T00:00:00Z')",
+                "INSERT INTO oauth_identities (provider, subject, user_id, issuer, created_at, last_login_at) VALUES \
+                 ('acme', 's1', '00000000-0000-0000-0000-000000000001', 'https://a.example/', '2020-01-01T00:00:00Z', '2020-01-01T00:00:00Z'), \
+                 ('acme2', 's1', '00000000-0000-0000-0000-000000000002', 'https://a.example', '2021-01-01T00:00:00Z', '2021-01-01T00:00:00Z'), \
+                 ('beta', 's1', '00000000-0000-0000-0000-000000000001', 'https://b.example', '2021-01-01T00:00:00Z', '2021-01-01T00:00:00Z'), \
+                 ('gone', 's2', '00000000-0000-0000-0000-000000000002', NULL, '2021-01-01T00:00:00Z', '2021-01-01T00:00:00Z')",
+            )
+        };
+        let run = |files: Vec<std::path::PathBuf>| files.into_iter().map(|f| std::fs::read_to_string(f).unwrap());
+        let mut statements: Vec<String> = run(before).collect();
+        statements.push(users.into());
+        statements.push(rows.into());
+        statements.extend(run(from));
+        let query = "SELECT provider, COALESCE(issuer, '-') FROM oauth_identities ORDER BY provider";
+        let found: Vec<(String, String)> = if backend == Backend::Sqlite {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .unwrap();
+            for sql in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query_as(query).fetch_all(&pool).await.unwrap()
+        } else {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            for sql in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query_as(query).fetch_all(&pool).await.unwrap()
+        };
+        let expected = [
+            ("acme", "https://a.example"),
+            ("acme2", "-"),
+            ("beta", "https://b.example"),
+            ("gone", "-"),
+        ]
+        .map(|(p, i)| (p.to_string(), i.to_string()));
+        assert_eq!(found, expected, "{backend:?}");
+    }
+}
+
+/// A provider that releases the email and profile only at UserInfo (OpenID Connect
+/// Core 5.4): after the code exchange, and in a token exchange of an ID token without
+/// them beside its access token, UserInfo completes the ID token; an unverified email
+/// there still links to no account; UserInfo about another subject is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_completes_id_tokens_without_email() {
+    for backend in backends().await {
+        let acme = FakeProvider::start(None).await;
+        let beta = FakeProvider::start(None).await;
+        let mut settings = providers(&[("ACME", &acme), ("BETA", &beta)]);
+        settings.push(("OAUTH_LINK_VERIFIED_EMAIL".into(), "true".into()));
+        let db = TestDb::new(backend).await;
+        let s = server_on(&db, &settings).await;
+        acme.set_mode(Mode::UserInfoOnly);
+        let no_email = acme.id_token(&Person::new("x", "x@example.com"), None, false, |_| {});
+        assert!(
+            jwt_part(&no_email, 1).get("email").is_none(),
+            "the ID tokens carry no email"
+        );
+
+        // The redirect flow: the account gets UserInfo's email and name.
+        let mut uma = Person::new("uma-sub", "uma@example.com");
+        uma.name = "Uma Userinfo".into();
+        acme.sign_in_as(uma.clone());
+        let access = tokens_in_fragment(&redirect_flow(&s, "acme").await)["access_token"].clone();
+        let me = s.get_auth("/auth/me", &access).await.json();
+        assert_eq!(me["email"], "uma@example.com", "{me}");
+        assert_eq!(me["full_name"], "Uma Userinfo", "{me}");
+
+        // The token exchange: an ID token alone has no email to make an account with;
+        // beside its access token, UserInfo gives it.
+        let vera = Person::new("vera-sub", "vera@example.com");
+        let id_token = acme.id_token(&vera, None, false, |_| {});
+        refused(
+            &s,
+            json!({"provider": "acme", "id_token": id_token}),
+            422,
+            "no usable email",
+        )
+        .await;
+        let upstream_access = acme.access_token_for(&vera);
+        let (code, body) = exchange(
+            &s,
+            json!({"provider": "acme", "id_token": id_token, "access_token": upstream_access}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let me = s
+            .get_auth("/auth/me", body["access_token"].as_str().unwrap())
+            .await
+            .json();
+        assert_eq!(me["email"], "vera@example.com", "{me}");
+
+        // Another provider's subject with Uma's address, unverified at UserInfo: not
+        // linked into her account (which a provider made from a verified address).
+        beta.set_mode(Mode::UserInfoOnly);
+        let mut claimant = Person::new("claimant-sub", "uma@example.com");
+        claimant.email_verified = false;
+        beta.sign_in_as(claimant.clone());
+        let res = redirect_flow(&s, "beta").await;
+        assert_eq!(res.status, 409, "{}", res.text);
+        assert!(res.text.contains("not assert the email is verified"), "{}", res.text);
+        // Verified, it is linked (OAUTH_LINK_VERIFIED_EMAIL).
+        claimant.email_verified = true;
+        beta.sign_in_as(claimant.clone());
+        let linked = tokens_in_fragment(&redirect_flow(&s, "beta").await)["access_token"].clone();
+        assert_eq!(jwt_part(&linked, 1)["sub"], jwt_part(&access, 1)["sub"]);
+
+        // UserInfo about someone else than the ID token: refused both ways.
+        acme.set_mode(Mode::UserInfoOfAnother);
+        let wendy = Person::new("wendy-sub", "wendy@example.com");
+        acme.sign_in_as(wendy.clone());
+        let res = redirect_flow(&s, "acme").await;
+        assert_eq!(res.status, 401, "{}", res.text);
+        assert!(res.text.contains("another subject"), "{}", res.text);
+        let id_token = acme.id_token(&wendy, None, false, |_| {});
+        refused(
+            &s,
+            json!({"provider": "acme", "id_token": id_token, "access_token": acme.access_token_for(&wendy)}),
+            401,
+            "another subject",
+        )
+        .await;
+        assert_eq!(
+            s.login("wendy", "anything at all").await.status,
+            401,
+            "no account was made"
+        );
+        s.stop().await;
+    }
+}
+
+/// A Microsoft multi-tenant identity is keyed by its tenant's issuer (the signed `tid`
+/// filled into `{tenantid}`), refreshes at the configured provider, and one linked
+/// before 0011 under the configured issuer moves to its tenant's on its next sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_tenant_identities_are_keyed_by_their_tenants_issuer() {
+    const TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+    for backend in backends().await {
+        let microsoft = FakeProvider::start(Some(TENANT)).await;
+        let mut settings = provider_settings("OAUTH_MICROSOFT", &microsoft);
+        settings.push(("OAUTH_REDIRECT_URIS".into(), APP.into()));
+        let db = TestDb::new(backend).await;
+        let s = server_on(&db, &settings).await;
+        let tenant_issuer = format!("{}/{TENANT}/v2.0", microsoft.base);
+
+        let mia = Person::new("mia-sub", "mia@example.com");
+        microsoft.sign_in_as(mia.clone());
+        let access = tokens_in_fragment(&redirect_flow(&s, "microsoft").await)["access_token"].clone();
+        let ids = s.get_auth("/auth/me/identities", &access).await.json();
+        assert_eq!(ids[0]["issuer"], tenant_issuer.as_str(), "{ids}");
+        // Refreshed at the provider configured (its tenant's issuer is one it serves).
+        execute_sql(
+            &db,
+            "UPDATE oauth_identities SET token_expires_at = '2000-01-01T00:00:00+00:00' WHERE subject = 'mia-sub'",
+        )
+        .await;
+        let res = s.get_auth("/auth/me/identities/microsoft/token", &access).await;
+        assert_eq!(res.status, 200, "{}", res.text);
+
+        // As linked before 0011: under the issuer configured.
+        let configured = microsoft.issuer();
+        let sql = format!("UPDATE oauth_identities SET issuer = '{configured}' WHERE subject = 'mia-sub'");
+        assert_eq!(execute_sql(&db, Box::leak(sql.into_boxed_str())).await, 1);
+        let (id, _) = signed_in(&s, "microsoft", &microsoft, &mia).await;
+        assert_eq!(id, jwt_part(&access, 1)["sub"].as_str().unwrap(), "the same account");
+        let ids = s.get_auth("/auth/me/identities", &access).await.json();
+        assert_eq!(ids.as_array().unwrap().len(), 1, "{ids}");
+        assert_eq!(ids[0]["issuer"], tenant_issuer.as_str(), "moved to its tenant's: {ids}");
         s.stop().await;
     }
 }

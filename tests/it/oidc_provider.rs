@@ -1,7 +1,8 @@
 //! A fake OpenID provider inside the test process, over real HTTP: discovery, a JWKS
 //! with a real RSA key, authorize (code + PKCE S256), token (code and refresh grants),
 //! userinfo, RFC 7662 introspection and Google-style tokeninfo. Tests choose who signs
-//! in next and can make it fail, stall or lie.
+//! in next and can make it fail, stall or lie, or release the email and profile only
+//! at userinfo.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,6 +49,11 @@ pub enum Mode {
     Down,
     /// Every endpoint waits this long first.
     Slow(Duration),
+    /// ID tokens carry no email and no profile: only userinfo says them (OpenID
+    /// Connect Core 5.4, as several providers do by default).
+    UserInfoOnly,
+    /// As `UserInfoOnly`, but userinfo answers about another subject.
+    UserInfoOfAnother,
 }
 
 struct Grant {
@@ -231,13 +237,20 @@ impl Inner {
         if let Some(tid) = &self.tenant {
             c["tid"] = json!(tid);
         }
+        if matches!(*self.mode.lock().unwrap(), Mode::UserInfoOnly | Mode::UserInfoOfAnother)
+            && let Some(claims) = c.as_object_mut()
+        {
+            for k in ["email", "email_verified", "name"] {
+                claims.remove(k);
+            }
+        }
         c
     }
 
     async fn gate(&self) -> Option<Response> {
         let mode = *self.mode.lock().unwrap();
         match mode {
-            Mode::Normal => None,
+            Mode::Normal | Mode::UserInfoOnly | Mode::UserInfoOfAnother => None,
             Mode::Down => Some((StatusCode::INTERNAL_SERVER_ERROR, "down").into_response()),
             Mode::Slow(d) => {
                 tokio::time::sleep(d).await;
@@ -368,9 +381,10 @@ async fn userinfo(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
+    let another = *s.mode.lock().unwrap() == Mode::UserInfoOfAnother;
     match s.access.lock().unwrap().get(token) {
         Some((p, _)) => Json(json!({
-            "sub": p.sub,
+            "sub": if another { format!("{}-other", p.sub) } else { p.sub.clone() },
             "email": p.email,
             "email_verified": p.email_verified,
             "name": p.name,

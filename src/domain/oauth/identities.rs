@@ -11,19 +11,22 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::provider::{UpstreamTokens, UpstreamUser, upstream, upstream_tokens};
+use super::provider::{ProviderMeta, UpstreamTokens, UpstreamUser, issuer_key, upstream, upstream_tokens};
 use crate::config::{ProviderKind, ProviderSettings};
 use crate::domain::{Actor, AuditEvent, ClientContext, Portcullis, validate};
 use crate::error::{AppError, AppResult};
 use crate::store::{IdentityRow, NewUser, UserRow};
 
 /// The sealing context of kept upstream tokens: a sealed one opens only as such.
-const SEAL_CONTEXT: &str = "portcullis:oauth_token";
+pub(crate) const SEAL_CONTEXT: &str = "portcullis:oauth_token";
 
 /// An identity of the caller, as listed (never its tokens).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IdentityOut {
+    /// The configured provider it last signed in through.
     pub provider: String,
+    /// With `subject`, what the identity is: the issuer that vouches for it.
+    pub issuer: Option<String>,
     pub subject: String,
     pub email: Option<String>,
     pub linked_at: DateTime<Utc>,
@@ -43,7 +46,7 @@ impl Portcullis {
         token
             .map(|t| {
                 self.keys()
-                    .master()
+                    .master()?
                     .seal(t.as_bytes(), SEAL_CONTEXT)
                     .map_err(AppError::Internal)
             })
@@ -53,7 +56,7 @@ impl Portcullis {
     fn open_upstream(&self, sealed: &[u8]) -> AppResult<String> {
         let plain = self
             .keys()
-            .master()
+            .master()?
             .open(sealed, SEAL_CONTEXT)
             .map_err(AppError::Internal)?;
         String::from_utf8(plain).map_err(AppError::internal)
@@ -95,8 +98,25 @@ impl Portcullis {
         Ok(format!("{base}_{}", &Uuid::new_v4().simple().to_string()[..8]))
     }
 
-    /// The account an upstream identity signs in to: linked before, linked now by
-    /// verified email (when allowed), or created (when sign-up is allowed).
+    /// Identities linked before issuers were recorded get the issuer configured under
+    /// their provider's name (at start; one of a provider no longer configured keeps
+    /// none, and no sign-in finds it, until that name is configured again).
+    pub(crate) async fn fill_identity_issuers(&self) -> AppResult<()> {
+        for p in &self.config().oauth.providers {
+            let filled = self
+                .store()
+                .fill_identity_issuers(&p.name, issuer_key(&p.issuer))
+                .await?;
+            if filled > 0 {
+                tracing::info!(provider = %p.name, filled, "upstream identities given their provider's issuer");
+            }
+        }
+        Ok(())
+    }
+
+    /// The account an upstream identity signs in to: linked before (by issuer and
+    /// subject, whatever the provider's name), linked now by verified email (when
+    /// allowed), or created (when sign-up is allowed).
     pub(super) async fn resolve_account(
         &self,
         p: &ProviderSettings,
@@ -104,21 +124,34 @@ impl Portcullis {
         tokens: &UpstreamTokens,
         ctx: &ClientContext,
     ) -> AppResult<UserRow> {
-        let (provider, issuer) = (p.name.as_str(), p.issuer.as_str());
+        let provider = p.name.as_str();
         let now = Utc::now();
         let identity = IdentityRow {
             provider: provider.to_string(),
             subject: who.subject.clone(),
             user_id: Uuid::nil(),
             email: who.email.clone(),
-            issuer: Some(issuer.to_string()),
+            issuer: Some(who.issuer.clone()),
             created_at: now,
             last_login_at: now,
             access_token: self.seal_upstream(tokens.access_token.as_deref())?,
             refresh_token: self.seal_upstream(tokens.refresh_token.as_deref())?,
             token_expires_at: tokens.expires_at,
         };
-        if let Some(linked) = self.store().identity(provider, &who.subject).await? {
+        let mut linked = self.store().identity(&who.issuer, &who.subject).await?;
+        // Linked before 0011 under the issuer configured, where that is not the one
+        // tokens name (a Microsoft multi-tenant provider's): it moves to the latter.
+        let configured = issuer_key(&p.issuer);
+        if linked.is_none()
+            && configured != who.issuer
+            && self
+                .store()
+                .rekey_identity(configured, &who.subject, &who.issuer)
+                .await?
+        {
+            linked = self.store().identity(&who.issuer, &who.subject).await?;
+        }
+        if let Some(linked) = linked {
             self.store().identity_signed_in(&identity, now).await?;
             return self.user(linked.user_id).await;
         }
@@ -204,6 +237,7 @@ impl Portcullis {
             .into_iter()
             .map(|i| IdentityOut {
                 provider: i.provider,
+                issuer: i.issuer,
                 subject: i.subject,
                 email: i.email,
                 linked_at: i.created_at,
@@ -252,16 +286,25 @@ impl Portcullis {
             )
         })?;
         let refresh = self.open_upstream(sealed_refresh)?;
+        let issuer = identity
+            .issuer
+            .as_deref()
+            .ok_or_else(|| AppError::Conflict("this identity's issuer is unknown: sign in with it again".into()))?;
         // Refreshed where it signed in: an Okta organisation named per request, say
         // (still only while that organisation is allowed).
         let configured = self.provider(provider, None)?;
-        let p = match identity.issuer.as_deref() {
-            Some(issuer) if configured.kind == ProviderKind::Okta && issuer != configured.issuer => {
-                self.provider(provider, Some(issuer))?
-            }
-            _ => configured,
+        let p = if configured.kind == ProviderKind::Okta && issuer != issuer_key(&configured.issuer) {
+            self.provider(provider, Some(issuer))?
+        } else {
+            configured
         };
         let meta = self.oauth().metadata(&p).await?;
+        // Never to another issuer: a provider name pointed elsewhere since.
+        if !serves(&p, &meta, issuer) {
+            return Err(AppError::Conflict(format!(
+                "{provider} now names another issuer than this identity's: sign in with it again"
+            )));
+        }
         let body = self
             .oauth()
             .token_request(
@@ -283,7 +326,7 @@ impl Portcullis {
         let sealed_access = self.seal_upstream(Some(&access))?.unwrap_or_default();
         self.store()
             .set_identity_tokens(
-                provider,
+                issuer,
                 &identity.subject,
                 &sealed_access,
                 self.seal_upstream(tokens.refresh_token.as_deref())?.as_deref(),
@@ -296,4 +339,21 @@ impl Portcullis {
             expires_at: tokens.expires_at,
         })
     }
+}
+
+/// Whether the provider `p` (its endpoints `meta`) is the issuer `issuer` of an
+/// identity: the issuer configured or discovered, or a tenant of a multi-tenant one
+/// (`{tenantid}` standing for one path segment).
+fn serves(p: &ProviderSettings, meta: &ProviderMeta, issuer: &str) -> bool {
+    let tenant_of = |template: &str| {
+        template.split_once("{tenantid}").is_some_and(|(before, after)| {
+            issuer
+                .strip_prefix(before)
+                .and_then(|rest| rest.strip_suffix(issuer_key(after)))
+                .is_some_and(|tid| !tid.is_empty() && !tid.contains('/'))
+        })
+    };
+    [p.issuer.as_str(), meta.issuer.as_str()]
+        .iter()
+        .any(|i| issuer_key(i) == issuer || tenant_of(i))
 }

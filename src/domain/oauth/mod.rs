@@ -13,6 +13,9 @@
 //!   (which configured provider a request means, the common end of both flows).
 
 mod identities;
+
+/// What upstream tokens are sealed under (for the master key's check).
+pub(crate) use identities::SEAL_CONTEXT as UPSTREAM_SEAL_CONTEXT;
 pub mod provider;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +29,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::{OAuthStateRow, StateRefusal};
 pub use identities::{IdentityOut, UpstreamTokenOut};
 pub use provider::{OAuthClients, ProviderMeta, UpstreamTokens, UpstreamUser, pkce_challenge};
-use provider::{upstream, upstream_tokens, upstream_user};
+use provider::{upstream, upstream_tokens, upstream_user, with_userinfo};
 
 /// How long a redirect flow's `state` waits for the provider to send the browser back.
 const STATE_TTL_SECONDS: i64 = 600;
@@ -96,6 +99,27 @@ impl Portcullis {
         Ok(p)
     }
 
+    /// Who a verified ID token says signs in. A provider may release the email and
+    /// profile only at UserInfo (OpenID Connect Core 5.4): when the ID token carries
+    /// no email and there is an access token (issued with it, or confirmed to belong
+    /// with it), UserInfo completes it, and must be about the ID token's subject.
+    async fn id_token_user(
+        &self,
+        meta: &ProviderMeta,
+        claims: &Value,
+        access_token: Option<&str>,
+    ) -> AppResult<UpstreamUser> {
+        // Verified: present, and the provider's.
+        let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+        let who = upstream_user(claims, issuer)?;
+        match access_token {
+            Some(access) if who.email.is_none() && meta.userinfo_endpoint.is_some() => {
+                with_userinfo(who, &self.oauth().userinfo(meta, access).await?)
+            }
+            _ => Ok(who),
+        }
+    }
+
     /// Signs in the account of an upstream identity: MFA and the role policy apply as
     /// for a password.
     async fn upstream_login(
@@ -151,7 +175,7 @@ impl Portcullis {
                     self.oauth().confirm_pair(&p, &meta, (&claims, alg), access).await?;
                 }
                 (
-                    upstream_user(&claims)?,
+                    self.id_token_user(&meta, &claims, access_token).await?,
                     UpstreamTokens {
                         access_token: access_token.map(str::to_string),
                         ..Default::default()
@@ -161,7 +185,7 @@ impl Portcullis {
             (None, Some(access)) => (
                 {
                     self.oauth().confirm_issued_to_us(&p, &meta, access).await?;
-                    upstream_user(&self.oauth().userinfo(&meta, access).await?)?
+                    upstream_user(&self.oauth().userinfo(&meta, access).await?, &meta.issuer)?
                 },
                 UpstreamTokens {
                     access_token: Some(access.to_string()),
@@ -303,9 +327,11 @@ impl Portcullis {
             .oauth()
             .verify_id_token(&p, &meta, id_token, Some(&row.nonce))
             .await?;
-        let outcome = self
-            .upstream_login(&p, upstream_user(&claims)?, upstream_tokens(&body), ctx)
+        let tokens = upstream_tokens(&body);
+        let who = self
+            .id_token_user(&meta, &claims, tokens.access_token.as_deref())
             .await?;
+        let outcome = self.upstream_login(&p, who, tokens, ctx).await?;
         Ok(CallbackResult {
             redirect_uri: row.redirect_uri,
             outcome,

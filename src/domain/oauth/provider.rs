@@ -55,6 +55,8 @@ pub struct ProviderMeta {
 /// Who the provider says the user is.
 #[derive(Debug, Clone)]
 pub struct UpstreamUser {
+    /// With `subject`, the identity: the issuer that vouches for it (no trailing `/`).
+    pub issuer: String,
     pub subject: String,
     pub email: Option<String>,
     pub email_verified: bool,
@@ -118,8 +120,13 @@ fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-/// Who an ID token's claims or a userinfo answer say the user is.
-pub fn upstream_user(claims: &Value) -> AppResult<UpstreamUser> {
+/// An issuer as an identity's key: issuers that differ by a trailing `/` are one.
+pub fn issuer_key(issuer: &str) -> &str {
+    issuer.trim_end_matches('/')
+}
+
+/// Who an ID token's claims or a userinfo answer from `issuer` say the user is.
+pub fn upstream_user(claims: &Value, issuer: &str) -> AppResult<UpstreamUser> {
     // Text from the provider goes into the database: no control characters.
     let text = |k: &str| {
         claims
@@ -132,11 +139,40 @@ pub fn upstream_user(claims: &Value) -> AppResult<UpstreamUser> {
         .filter(|s| !s.is_empty() && s.len() <= 255)
         .ok_or_else(|| rejected("it names no usable subject"))?;
     Ok(UpstreamUser {
+        issuer: issuer_key(issuer).to_string(),
         subject,
         email: text("email").map(|e| validate::fold(&e)),
         email_verified: claims.get("email_verified").is_some_and(truthy),
         name: text("name"),
         preferred_username: text("preferred_username"),
+    })
+}
+
+/// Completes who an ID token says the user is with the provider's UserInfo answer
+/// (OpenID Connect Core 5.4: a provider may release the claims a scope asks for only
+/// there). UserInfo's `sub` must be the ID token's (Core 5.3.2), or the answer is about
+/// someone else. The email comes with the word of the source it comes from: verified
+/// when UserInfo says so, or when it is the address the ID token asserted verified.
+pub fn with_userinfo(who: UpstreamUser, info: &Value) -> AppResult<UpstreamUser> {
+    let more = upstream_user(info, &who.issuer)?;
+    if more.subject != who.subject {
+        return Err(rejected(
+            "the provider's UserInfo is about another subject than its ID token",
+        ));
+    }
+    let (email, email_verified) = match more.email {
+        Some(email) => {
+            let vouched = who.email_verified && who.email.as_deref() == Some(email.as_str());
+            (Some(email), more.email_verified || vouched)
+        }
+        None => (who.email, who.email_verified),
+    };
+    Ok(UpstreamUser {
+        email,
+        email_verified,
+        name: more.name.or(who.name),
+        preferred_username: more.preferred_username.or(who.preferred_username),
+        ..who
     })
 }
 
@@ -278,7 +314,8 @@ impl OAuthClients {
 
     /// Verifies an upstream ID token: signature by the provider's JWKS, issuer,
     /// audience (our client id), expiry, and the nonce when one is expected. Returns
-    /// its claims and the algorithm it was signed with (which `at_hash` follows).
+    /// its claims (`iss` in its one form: Google's bare host as its URL) and the
+    /// algorithm it was signed with (which `at_hash` follows).
     pub async fn verify_id_token(
         &self,
         p: &ProviderSettings,
@@ -318,7 +355,7 @@ impl OAuthClients {
         v.validate_nbf = true;
         // The issuer is checked below: multi-tenant issuers carry a placeholder.
         v.validate_aud = true;
-        let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        let mut claims = jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 rejected(match e.kind() {
@@ -346,6 +383,9 @@ impl OAuthClients {
             p.kind == ProviderKind::Google && expected == "https://accounts.google.com" && iss == "accounts.google.com";
         if iss != expected && !google_bare {
             return Err(rejected("the ID token is from another issuer"));
+        }
+        if google_bare {
+            claims["iss"] = Value::String(expected);
         }
         // Audience checks pass when this client is any one of several audiences; then
         // the token must have been issued to this client (`azp`, OIDC Core 3.1.3.7), or
