@@ -615,7 +615,7 @@ fn es256_verify_seconds() -> f64 {
     install_provider();
     let rules = TokenRules {
         issuer: "i".into(),
-        audience: "a".into(),
+        audience: Some("a".into()),
         leeway_secs: 0,
     };
     let g = generate(SigningAlgorithm::Es256).unwrap();
@@ -633,7 +633,8 @@ fn es256_verify_seconds() -> f64 {
     let claims = AccessClaims {
         iss: "i".into(),
         sub: uuid::Uuid::new_v4().to_string(),
-        aud: "a".into(),
+        aud: Some("a".into()),
+        uid: None,
         exp: now + 600,
         iat: now,
         nbf: now,

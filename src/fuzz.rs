@@ -22,7 +22,7 @@ fn ring() -> &'static KeyRing {
         crate::crypto::jwt::install_provider();
         let rules = TokenRules {
             issuer: "https://fuzz.invalid".into(),
-            audience: "fuzz".into(),
+            audience: Some("fuzz".into()),
             leeway_secs: 0,
         };
         let es = generate(SigningAlgorithm::Es256).expect("ES256 key");

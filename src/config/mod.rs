@@ -36,7 +36,7 @@ pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings
 pub use passwords::{HashParams, PasswordSettings};
 pub use server::{ConnectionLimits, LogFormat, ServerSettings};
 pub use sources::Sources;
-pub use tokens::{SigningAlgorithm, TokenSettings};
+pub use tokens::{JwtSubject, SigningAlgorithm, TokenSettings};
 
 /// A setting that could not be used, named as the operator wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -269,8 +269,50 @@ mod tests {
         s.set("JWT_AUDIENCE", "b".into());
         let c = Config::from_sources(&s).unwrap();
         assert_eq!(c.tokens.jwt_issuer, "https://id.example");
-        assert_eq!(c.tokens.jwt_audience, "b");
+        assert_eq!(c.tokens.jwt_audience.as_deref(), Some("b"));
         assert_eq!(c.passwords.min_length, 12);
+    }
+
+    /// The settings for verifiers written for the replaced services (issue 27).
+    #[test]
+    fn subject_audience_and_unkeyed_tokens() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.tokens.jwt_subject, JwtSubject::Id);
+        assert_eq!(c.tokens.jwt_audience.as_deref(), Some("portcullis"));
+        assert!(!c.tokens.accept_unkeyed);
+        let c = cfg(&[("JWT_SUBJECT", "Username"), ("JWT_AUDIENCE", "NONE")]).unwrap();
+        assert_eq!(c.tokens.jwt_subject, JwtSubject::Username);
+        assert_eq!(c.tokens.jwt_audience, None);
+        assert_eq!(cfg(&[("JWT_SUBJECT", "email")]).unwrap_err().var, "JWT_SUBJECT");
+        // Empty is a mistake, not "off": `none` says that.
+        for empty in ["", "  "] {
+            let e = cfg(&[("JWT_AUDIENCE", empty)]).unwrap_err();
+            assert_eq!(e.var, "JWT_AUDIENCE");
+            assert!(e.to_string().contains("none"), "{e}");
+        }
+        let secret = "an-old-service-secret-of-32-chars";
+        for ok in [
+            vec![
+                ("JWT_ACCEPT_UNKEYED", "true"),
+                ("JWT_ALGORITHM", "HS256"),
+                ("JWT_SECRET_KEY", secret),
+            ],
+            vec![("JWT_ACCEPT_UNKEYED", "true"), ("SECRET_KEY", secret)],
+        ] {
+            assert!(cfg(&ok).unwrap().tokens.accept_unkeyed, "{ok:?}");
+        }
+        for bad in [
+            vec![("JWT_ACCEPT_UNKEYED", "true")],
+            vec![
+                ("JWT_ACCEPT_UNKEYED", "true"),
+                ("JWT_ALGORITHM", "HS512"),
+                ("JWT_SECRET_KEY", secret),
+            ],
+        ] {
+            let e = cfg(&bad).unwrap_err();
+            assert_eq!(e.var, "JWT_ACCEPT_UNKEYED", "{bad:?}");
+            assert!(e.to_string().contains("HS256"), "{e}");
+        }
     }
 
     /// The known-key lists are written beside each group's reads; hold them together.

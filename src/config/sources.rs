@@ -142,6 +142,13 @@ impl Sources {
         })
     }
 
+    /// Whether `name` is set, but to nothing (or only blanks): `get` passes over it.
+    pub(super) fn set_but_empty(&self, name: &str) -> bool {
+        #[cfg(test)]
+        self.asked.borrow_mut().insert(name.to_string());
+        self.values.get(name).is_some_and(|v| v.trim().is_empty())
+    }
+
     pub(super) fn string(&self, names: &[&str], default: &str) -> String {
         self.get(names)
             .map(|(_, v)| v.to_string())

@@ -14,6 +14,8 @@ pub(super) const KEYS: &[&str] = &[
     "JWT_SECRET",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
+    "JWT_SUBJECT",
+    "JWT_ACCEPT_UNKEYED",
     "ACCESS_TOKEN_EXPIRE_MINUTES",
     "JWT_EXPIRATION",
     "REFRESH_TOKEN_EXPIRE_DAYS",
@@ -79,12 +81,27 @@ impl SigningAlgorithm {
     }
 }
 
+/// What an access token's `sub` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtSubject {
+    /// The user id (a UUID): stable for the account's life.
+    Id,
+    /// The username, as some replaced services did. The token then also carries the
+    /// user id in `uid`, which is what Portcullis itself reads back.
+    Username,
+}
+
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
     pub jwt_algorithm: SigningAlgorithm,
     pub jwt_secret: Option<String>,
     pub jwt_issuer: String,
-    pub jwt_audience: String,
+    /// None (`JWT_AUDIENCE=none`): tokens carry no `aud`, and one that does is refused.
+    pub jwt_audience: Option<String>,
+    pub jwt_subject: JwtSubject,
+    /// Accept tokens without `kid` signed HS256 with `jwt_secret` (those the replaced
+    /// service minted), checked as `crypto::jwt::KeyRing::verify_unkeyed` says.
+    pub accept_unkeyed: bool,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     /// Clock skew tolerated on exp/nbf.
@@ -138,6 +155,41 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         }
     }
 
+    let accept_unkeyed = s.flag(&["JWT_ACCEPT_UNKEYED"], false)?;
+    if accept_unkeyed {
+        if jwt_secret.is_none() {
+            return Err(ConfigError::new(
+                "JWT_ACCEPT_UNKEYED",
+                "needs the replaced service's HS256 secret in JWT_SECRET_KEY (tokens without a kid are checked with it)",
+            ));
+        }
+        if matches!(jwt_algorithm, SigningAlgorithm::Hs384 | SigningAlgorithm::Hs512) {
+            return Err(ConfigError::new(
+                "JWT_ACCEPT_UNKEYED",
+                format!(
+                    "tokens without a kid are checked with JWT_SECRET_KEY as an HS256 secret, but JWT_ALGORITHM makes it an {} one",
+                    jwt_algorithm.name()
+                ),
+            ));
+        }
+    }
+    let jwt_audience = match s.get(&["JWT_AUDIENCE"]) {
+        None if s.set_but_empty("JWT_AUDIENCE") => {
+            return Err(ConfigError::new(
+                "JWT_AUDIENCE",
+                "is empty: give the audience tokens are for, or `none` to leave `aud` out",
+            ));
+        }
+        None => Some("portcullis".to_string()),
+        Some((_, v)) if v.eq_ignore_ascii_case("none") => None,
+        Some((_, v)) => Some(v.to_string()),
+    };
+    let jwt_subject = s.choice(
+        "JWT_SUBJECT",
+        "id",
+        &[("id", JwtSubject::Id), ("username", JwtSubject::Username)],
+    )?;
+
     // The replaced services' JWT_EXPIRATION counts seconds; ours counts minutes.
     let access_token_ttl = match s.get(&["ACCESS_TOKEN_EXPIRE_MINUTES"]) {
         Some(_) => Duration::from_secs(60 * s.number(&["ACCESS_TOKEN_EXPIRE_MINUTES"], 15u64, 1, 24 * 60)?),
@@ -156,7 +208,9 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         jwt_algorithm,
         jwt_secret,
         jwt_issuer: s.string(&["JWT_ISSUER"], public_url),
-        jwt_audience: s.string(&["JWT_AUDIENCE"], "portcullis"),
+        jwt_audience,
+        jwt_subject,
+        accept_unkeyed,
         access_token_ttl,
         refresh_token_ttl: Duration::from_secs(86_400 * s.number(&["REFRESH_TOKEN_EXPIRE_DAYS"], 7u64, 1, 365)?),
         jwt_leeway: Duration::from_secs(s.number(&["JWT_LEEWAY_SECONDS"], 30u64, 0, 300)?),

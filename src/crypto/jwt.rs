@@ -30,8 +30,15 @@ pub fn install_provider() {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
+    /// The user id, or the username when `JWT_SUBJECT=username` (then `uid` holds the id).
     pub sub: String,
-    pub aud: String,
+    /// Absent when `JWT_AUDIENCE=none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The user id when `sub` is not it: what Portcullis reads back, so a token stays
+    /// bound to its account across a rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     pub exp: i64,
     pub iat: i64,
     pub nbf: i64,
@@ -77,6 +84,8 @@ pub enum TokenError {
     WrongAudience,
     #[error("token claims are invalid")]
     InvalidClaims,
+    #[error("token subject is not an active account")]
+    UnknownSubject,
 }
 
 /// A private key parsed once, when the key is loaded. jsonwebtoken's `encode` parses
@@ -243,21 +252,54 @@ fn pkcs1_from_pkcs8(der: &[u8]) -> Option<Vec<u8>> {
     der.get(p..p + len).map(<[u8]>::to_vec)
 }
 
-fn validation(algorithm: Algorithm, issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
+/// What a token must carry and hold besides its signature. Without a configured
+/// audience a token carrying any `aud` is refused (it was meant for someone else).
+fn validation(algorithm: Algorithm, rules: &TokenRules) -> Validation {
     let mut v = Validation::new(algorithm);
-    v.set_issuer(&[issuer]);
-    v.set_audience(&[audience]);
-    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    v.set_issuer(&[&rules.issuer]);
+    match &rules.audience {
+        Some(audience) => {
+            v.set_audience(&[audience]);
+            v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        }
+        None => v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub"]),
+    }
     v.validate_nbf = true;
-    v.leeway = leeway_secs;
+    v.leeway = rules.leeway_secs;
     v
+}
+
+/// The claims read from a token without `kid` (minted by the replaced service).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct UnkeyedClaims {
+    pub sub: String,
+    pub exp: i64,
+}
+
+/// The replaced service's HS256 secret, for tokens without `kid`: only `sub` and
+/// `exp` are required (that service wrote no more); `nbf`, `iss` and `aud` are checked
+/// when present (`iss` must be ours, `aud` ours, or absent when we have none).
+struct UnkeyedKey {
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl UnkeyedKey {
+    fn new(secret: &str, rules: &TokenRules) -> Self {
+        let mut validation = validation(Algorithm::HS256, rules);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
 }
 
 /// What a key ring checks besides the signature.
 #[derive(Debug, Clone)]
 pub struct TokenRules {
     pub issuer: String,
-    pub audience: String,
+    pub audience: Option<String>,
     pub leeway_secs: u64,
 }
 
@@ -297,7 +339,7 @@ impl SigningKey {
             other => anyhow::bail!("key {kid}: {} is not an asymmetric algorithm", other.name()),
         };
         Ok(Self {
-            validation: validation(algorithm.jwt(), &rules.issuer, &rules.audience, rules.leeway_secs),
+            validation: validation(algorithm.jwt(), rules),
             header: encoded_header(algorithm, &kid),
             kid,
             algorithm,
@@ -324,7 +366,7 @@ impl SigningKey {
             _ => aws_lc_rs::hmac::HMAC_SHA256,
         };
         Self {
-            validation: validation(algorithm.jwt(), &rules.issuer, &rules.audience, rules.leeway_secs),
+            validation: validation(algorithm.jwt(), rules),
             header: encoded_header(algorithm, &kid),
             kid,
             algorithm,
@@ -341,6 +383,8 @@ pub struct KeyRing {
     current: Arc<SigningKey>,
     by_kid: HashMap<String, Arc<SigningKey>>,
     jwks: bytes::Bytes,
+    /// Set by `JWT_ACCEPT_UNKEYED`: what verifies tokens without `kid`.
+    unkeyed: Option<UnkeyedKey>,
 }
 
 impl KeyRing {
@@ -357,7 +401,23 @@ impl KeyRing {
         let published: Vec<&serde_json::Value> = keys.iter().rev().filter_map(|k| k.public_jwk.as_ref()).collect();
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": published }))?.into();
         let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
-        Ok(Self { current, by_kid, jwks })
+        Ok(Self {
+            current,
+            by_kid,
+            jwks,
+            unkeyed: None,
+        })
+    }
+
+    /// Also accepts tokens without `kid` signed HS256 with `secret` (see
+    /// `verify_unkeyed`).
+    pub fn accepting_unkeyed(mut self, secret: &str, rules: &TokenRules) -> Self {
+        self.unkeyed = Some(UnkeyedKey::new(secret, rules));
+        self
+    }
+
+    pub fn accepts_unkeyed(&self) -> bool {
+        self.unkeyed.is_some()
     }
 
     pub fn current(&self) -> &SigningKey {
@@ -410,22 +470,41 @@ impl KeyRing {
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let kid = Self::kid_of(token)?;
         let key = self.by_kid.get(&kid).ok_or(TokenError::UnknownKid)?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &key.validation)
-            .map(|data| data.claims)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                match e.kind() {
-                    K::InvalidSignature => TokenError::BadSignature,
-                    K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::WrongAlgorithm,
-                    K::ExpiredSignature => TokenError::Expired,
-                    K::ImmatureSignature => TokenError::NotYetValid,
-                    K::InvalidIssuer => TokenError::WrongIssuer,
-                    K::InvalidAudience => TokenError::WrongAudience,
-                    K::MissingRequiredClaim(_) | K::Json(_) | K::InvalidClaimFormat(_) => TokenError::InvalidClaims,
-                    _ => TokenError::Malformed,
-                }
-            })
+        decode(token, &key.decoding, &key.validation)
     }
+
+    /// Verifies a token without `kid` against the replaced service's secret, HS256
+    /// only (`alg` pinned as for keyed tokens), when `JWT_ACCEPT_UNKEYED` is on;
+    /// otherwise such a token is refused as `MissingKid`.
+    pub fn verify_unkeyed(&self, token: &str) -> Result<UnkeyedClaims, TokenError> {
+        match (Self::kid_of(token), &self.unkeyed) {
+            (Err(TokenError::MissingKid), Some(key)) => decode(token, &key.decoding, &key.validation),
+            (Err(e), _) => Err(e),
+            (Ok(_), _) => Err(TokenError::InvalidClaims),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<T, TokenError> {
+    jsonwebtoken::decode::<T>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => TokenError::BadSignature,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::WrongAlgorithm,
+                K::ExpiredSignature => TokenError::Expired,
+                K::ImmatureSignature => TokenError::NotYetValid,
+                K::InvalidIssuer => TokenError::WrongIssuer,
+                K::InvalidAudience => TokenError::WrongAudience,
+                K::MissingRequiredClaim(_) | K::Json(_) | K::InvalidClaimFormat(_) => TokenError::InvalidClaims,
+                _ => TokenError::Malformed,
+            }
+        })
 }
 
 #[cfg(test)]
@@ -435,7 +514,7 @@ mod tests {
     fn rules() -> TokenRules {
         TokenRules {
             issuer: "https://id.test".into(),
-            audience: "aud".into(),
+            audience: Some("aud".into()),
             leeway_secs: 0,
         }
     }
@@ -445,7 +524,8 @@ mod tests {
         AccessClaims {
             iss: "https://id.test".into(),
             sub: "u1".into(),
-            aud: "aud".into(),
+            aud: Some("aud".into()),
+            uid: None,
             exp: now + exp_offset,
             iat: now,
             nbf: now,
@@ -461,8 +541,12 @@ mod tests {
     }
 
     fn ring(alg: SigningAlgorithm) -> KeyRing {
+        ring_with(alg, &rules())
+    }
+
+    fn ring_with(alg: SigningAlgorithm, rules: &TokenRules) -> KeyRing {
         let g = generate(alg).unwrap();
-        let k = SigningKey::asymmetric(g.kid, alg, &g.private_der, g.public_jwk, None, &rules()).unwrap();
+        let k = SigningKey::asymmetric(g.kid, alg, &g.private_der, g.public_jwk, None, rules).unwrap();
         KeyRing::new(vec![k]).unwrap()
     }
 
@@ -548,6 +632,123 @@ mod tests {
             assert_eq!(data.claims, c, "{alg:?}");
             assert_eq!(r.verify(&token).unwrap(), c, "{alg:?}");
         }
+    }
+
+    /// `JWT_AUDIENCE=none`: tokens carry no `aud`, and one that carries any is refused.
+    #[test]
+    fn without_an_audience_tokens_carry_none_and_one_with_an_audience_fails() {
+        let rules = TokenRules {
+            audience: None,
+            ..rules()
+        };
+        let r = ring_with(SigningAlgorithm::Es256, &rules);
+        let plain = AccessClaims {
+            aud: None,
+            ..claims(60)
+        };
+        let t = r.sign(&plain).unwrap();
+        assert!(jwt_claims(&t).get("aud").is_none(), "{t}");
+        assert_eq!(r.verify(&t).unwrap(), plain);
+        assert_eq!(r.verify(&r.sign(&claims(60)).unwrap()), Err(TokenError::WrongAudience));
+    }
+
+    fn jwt_claims(token: &str) -> serde_json::Value {
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    const OLD_SECRET: &str = "the-replaced-service-secret-key";
+
+    fn unkeyed(alg: Algorithm, secret: &str, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    /// Tokens without `kid` verify only with `accepting_unkeyed`, only HS256 with that
+    /// secret, and must carry `sub` and `exp`; `iss`/`aud` are checked when present.
+    #[test]
+    fn unkeyed_tokens_need_the_setting_the_secret_sub_and_exp() {
+        let exp = Utc::now().timestamp() + 60;
+        let good = unkeyed(
+            Algorithm::HS256,
+            OLD_SECRET,
+            serde_json::json!({"sub": "alice", "exp": exp}),
+        );
+        let plain = ring(SigningAlgorithm::Es256);
+        assert_eq!(plain.verify(&good), Err(TokenError::MissingKid));
+        assert_eq!(plain.verify_unkeyed(&good), Err(TokenError::MissingKid));
+        let r = ring(SigningAlgorithm::Es256).accepting_unkeyed(OLD_SECRET, &rules());
+        assert_eq!(r.verify(&good), Err(TokenError::MissingKid));
+        assert_eq!(
+            r.verify_unkeyed(&good),
+            Ok(UnkeyedClaims {
+                sub: "alice".into(),
+                exp
+            })
+        );
+        let refused = [
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    "another-secret-entirely",
+                    serde_json::json!({"sub": "alice", "exp": exp}),
+                ),
+                TokenError::BadSignature,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS512,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp}),
+                ),
+                TokenError::WrongAlgorithm,
+            ),
+            (
+                unkeyed(Algorithm::HS256, OLD_SECRET, serde_json::json!({"sub": "alice"})),
+                TokenError::InvalidClaims,
+            ),
+            (
+                unkeyed(Algorithm::HS256, OLD_SECRET, serde_json::json!({"exp": exp})),
+                TokenError::InvalidClaims,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp - 120}),
+                ),
+                TokenError::Expired,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp, "iss": "elsewhere"}),
+                ),
+                TokenError::WrongIssuer,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp, "aud": "other"}),
+                ),
+                TokenError::WrongAudience,
+            ),
+        ];
+        for (token, expected) in refused {
+            assert_eq!(r.verify_unkeyed(&token), Err(expected));
+        }
+        let ours = unkeyed(
+            Algorithm::HS256,
+            OLD_SECRET,
+            serde_json::json!({"sub": "alice", "exp": exp, "iss": "https://id.test", "aud": "aud"}),
+        );
+        assert!(r.verify_unkeyed(&ours).is_ok());
     }
 
     #[test]

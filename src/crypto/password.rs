@@ -38,10 +38,22 @@ pub struct PasswordHasher {
 /// A bcrypt hash of a dummy password, and its cost.
 type BcryptDummy = Option<(u32, Arc<str>)>;
 
-/// The cost of a bcrypt hash (`$2b$12$...`); None for any other kind of hash.
+/// The bcrypt cost a hash is verified at: that of a bcrypt hash (`$2b$12$...`), or of
+/// passlib's `bcrypt_sha256` (`$bcrypt-sha256$v=2,t=2b,r=12$...`: an HMAC, then
+/// bcrypt at that cost). None for any other kind of hash (or prefix of one).
 pub fn bcrypt_cost(hash: &str) -> Option<u32> {
-    let rest = ["$2a$", "$2b$", "$2y$"].iter().find_map(|p| hash.strip_prefix(p))?;
-    rest.get(..2)?.parse().ok().filter(|c| (4..=31).contains(c))
+    let cost = if let Some(rest) = hash.strip_prefix("$bcrypt-sha256$") {
+        let settings = rest.split('$').next()?;
+        let mut fields = settings.split(',').filter_map(|kv| kv.split_once('='));
+        if !fields.clone().any(|kv| kv == ("v", "2")) {
+            return None;
+        }
+        fields.find(|(k, _)| *k == "r")?.1.parse().ok()?
+    } else {
+        let rest = ["$2a$", "$2b$", "$2y$"].iter().find_map(|p| hash.strip_prefix(p))?;
+        rest.get(..2)?.parse().ok()?
+    };
+    Some(cost).filter(|c| (4..=31).contains(c))
 }
 
 const OUTPUT_LEN: usize = 32;
@@ -220,7 +232,7 @@ impl PasswordHasher {
     }
 
     /// Notes that a bcrypt hash of `cost` is stored (an imported user who has not
-    /// signed in since). From then on every verification runs both schemes: the
+    /// signed in since; passlib's `bcrypt_sha256` counts as bcrypt, see `bcrypt_cost`). From then on every verification runs both schemes: the
     /// stored hash, and a dummy of the scheme it is not (an argon2 dummy for a bcrypt
     /// user, a bcrypt dummy at the highest stored cost for anyone else, unknown users
     /// included). A bcrypt verification at cost 12 takes several times an argon2 one,
@@ -384,6 +396,51 @@ mod tests {
         assert!(hasher.verify("password", Some(&native)).await.unwrap().ok);
         assert!(!hasher.verify("wrong", Some(&imported)).await.unwrap().ok);
         assert!(!hasher.verify("password", None).await.unwrap().ok);
+    }
+
+    /// passlib 1.9.5: `bcrypt_sha256.using(rounds=5).hash("legacy password 3")`.
+    const PASSLIB_BCRYPT_SHA256: &str =
+        "$bcrypt-sha256$v=2,t=2b,r=5$b5EV6854hYIBpsX4.bZTVO$qMLjRZ9SZSQl3L9gvsRLWgdshjNRFh6";
+
+    /// Issue 26: a bcrypt_sha256 user runs bcrypt at its cost, so while one is stored the
+    /// padding runs bcrypt at that cost for everyone else, and argon2 for that user.
+    #[tokio::test]
+    async fn unknown_users_cost_what_imported_bcrypt_sha256_users_cost() {
+        assert_eq!(bcrypt_cost(PASSLIB_BCRYPT_SHA256), Some(5));
+        // What the store returns for it (see `Store::bcrypt_costs`) reads the same.
+        assert_eq!(bcrypt_cost(&PASSLIB_BCRYPT_SHA256[..29]), Some(5));
+        assert_eq!(bcrypt_cost("$bcrypt-sha256$v=2,t=2b,r=12$"), Some(12));
+        for other in [
+            "$bcrypt-sha256$2b,12$salt$digest",
+            "$bcrypt-sha256$v=2,t=2b$x$y",
+            "$bcrypt-sha256$v=2,r=99$",
+        ] {
+            assert_eq!(bcrypt_cost(other), None, "{other}");
+        }
+        let hasher = PasswordHasher::start(CHEAP, 1, 8).await.unwrap();
+        let native = hash_blocking("password", CHEAP).unwrap();
+        hasher
+            .expect_bcrypt(bcrypt_cost(PASSLIB_BCRYPT_SHA256).unwrap())
+            .await
+            .unwrap();
+        let expected = vec!["$argon2id$v=19$m=64,t=1,p=1".to_string(), "bcrypt 5".to_string()];
+        for stored in [None, Some(native.as_str()), Some(PASSLIB_BCRYPT_SHA256)] {
+            assert_eq!(costs(&hasher, stored), expected, "{stored:?}");
+        }
+        assert!(
+            hasher
+                .verify("legacy password 3", Some(PASSLIB_BCRYPT_SHA256))
+                .await
+                .unwrap()
+                .ok
+        );
+        assert!(
+            !hasher
+                .verify("legacy password 4", Some(PASSLIB_BCRYPT_SHA256))
+                .await
+                .unwrap()
+                .ok
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use super::Portcullis;
+use crate::config::JwtSubject;
 use crate::crypto::jwt::{AccessClaims, KeyRing, TokenError};
 use crate::crypto::tokens::digest;
 use crate::error::{AppError, AppResult};
@@ -174,8 +175,12 @@ impl Principal {
 
     /// Moves the claims' strings into the principal (it is cached for the token's
     /// life, so nothing is held twice).
+    /// The account is `uid` when the token has one (`JWT_SUBJECT=username` puts the
+    /// username in `sub`), else `sub`: tokens minted under either setting keep working
+    /// after it changes, and a renamed account's tokens stay its own.
     fn from_claims(claims: AccessClaims) -> Result<Self, TokenError> {
-        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::InvalidClaims)?;
+        let account = claims.uid.as_deref().unwrap_or(&claims.sub);
+        let user_id = Uuid::parse_str(account).map_err(|_| TokenError::InvalidClaims)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::InvalidClaims)?;
         Ok(Self {
             user_id,
@@ -298,7 +303,11 @@ impl Portcullis {
             }
             return Ok(p);
         }
-        let claims = match inner.keys.ring().verify(token) {
+        let ring = inner.keys.ring();
+        let claims = match ring.verify(token) {
+            Err(TokenError::MissingKid) if ring.accepts_unkeyed() => {
+                return self.authenticate_unkeyed(&ring, token).await;
+            }
             Err(TokenError::UnknownKid) => {
                 let kid = KeyRing::kid_of(token).map_err(invalid)?;
                 if !inner.keys.reload_for_unknown_kid(&kid).await {
@@ -314,5 +323,47 @@ impl Portcullis {
         }
         inner.token_cache.insert(key, principal.clone());
         Ok(principal)
+    }
+
+    /// A token without `kid` minted by the replaced service (`JWT_ACCEPT_UNKEYED`):
+    /// its `sub` names the account as `JWT_SUBJECT` says, and what it grants is read
+    /// from the account on every use (it carries no roles, session or second factor),
+    /// so it is never cached: a disabled or deleted account, or removed roles, take
+    /// effect at once. An account whose roles require MFA cannot be reached with one.
+    async fn authenticate_unkeyed(&self, ring: &KeyRing, token: &str) -> AppResult<Arc<Principal>> {
+        let claims = ring.verify_unkeyed(token).map_err(invalid)?;
+        let store = self.store();
+        let user = match self.config().tokens.jwt_subject {
+            JwtSubject::Id => match Uuid::parse_str(&claims.sub) {
+                Ok(id) => store.user_by_id(id).await?,
+                Err(_) => None,
+            },
+            // The login lookup also finds e-mails: only the username may match.
+            JwtSubject::Username => store
+                .user_by_login(&claims.sub)
+                .await?
+                .filter(|u| u.username.eq_ignore_ascii_case(&claims.sub)),
+        };
+        let user = user
+            .filter(|u| u.is_active)
+            .ok_or_else(|| invalid(TokenError::UnknownSubject))?;
+        if self.mfa_required(user.id, user.is_superuser).await? {
+            return Err(AppError::InvalidToken(
+                "this account requires a second factor: sign in again".into(),
+            ));
+        }
+        let grants = self.grants(user.id, user.is_superuser).await?;
+        Ok(Arc::new(Principal {
+            user_id: user.id,
+            username: user.username,
+            session_id: None,
+            roles: grants.roles,
+            permissions: grants.permissions,
+            amr: Vec::new(),
+            is_superuser: user.is_superuser,
+            credential: Credential::Jwt,
+            expires_at: Some(claims.exp),
+            token: None,
+        }))
     }
 }

@@ -239,11 +239,12 @@ pub struct Introspection {
 }
 
 impl Introspection {
-    fn of(p: &Principal, token_type: &'static str) -> Self {
+    /// `sub` is spelled as access tokens spell it (see `Portcullis::subject_claims`).
+    fn of(p: &Principal, token_type: &'static str, sub: String) -> Self {
         Self {
             active: true,
             token_type: Some(token_type),
-            sub: Some(p.user_id.to_string()),
+            sub: Some(sub),
             username: Some(p.username.clone()),
             scope: Some(p.permissions.join(" ")),
             permissions: Some(p.permissions.clone()),
@@ -622,7 +623,7 @@ impl Portcullis {
                 Ok(p) => Introspection {
                     client_id: Some(row.id),
                     iat: Some(row.created_at.timestamp()),
-                    ..Introspection::of(&p, "api_key")
+                    ..Introspection::of(&p, "api_key", self.subject_claims(p.user_id, &p.username).0)
                 },
                 Err(_) => inactive,
             });
@@ -642,7 +643,7 @@ impl Portcullis {
             return Ok(Introspection {
                 active: true,
                 token_type: Some("temporary_token"),
-                sub: Some(row.user_id.to_string()),
+                sub: Some(self.subject_claims(row.user_id, &owner.username).0),
                 username: Some(owner.username),
                 scope: Some(permissions.join(" ")),
                 permissions: Some(permissions),
@@ -659,12 +660,13 @@ impl Portcullis {
                 let config = self.config();
                 Introspection {
                     iat: p.token.as_ref().map(|t| t.iat),
-                    // Verification required both to equal the configured values.
-                    iss: Some(config.tokens.jwt_issuer.clone()),
-                    aud: Some(config.tokens.jwt_audience.clone()),
+                    // Verification required both to equal the configured values; a
+                    // token of the replaced service (no `token` facts) may have neither.
+                    iss: p.token.as_ref().map(|_| config.tokens.jwt_issuer.clone()),
+                    aud: p.token.as_ref().and(config.tokens.jwt_audience.clone()),
                     jti: p.token.as_ref().map(|t| t.jti.clone()),
                     sid: p.session_id.map(|s| s.to_string()),
-                    ..Introspection::of(&p, "access_token")
+                    ..Introspection::of(&p, "access_token", self.subject_claims(p.user_id, &p.username).0)
                 }
             }
             Err(_) => inactive,

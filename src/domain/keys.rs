@@ -30,6 +30,8 @@ pub struct KeyManager {
     rules: TokenRules,
     algorithm: SigningAlgorithm,
     secret: Option<String>,
+    /// `JWT_ACCEPT_UNKEYED`: the secret that verifies tokens without `kid`.
+    unkeyed_secret: Option<String>,
     /// How long after retirement a key still verifies: token lifetime plus leeway plus
     /// one reload interval (an instance may sign with a key for that long after
     /// another instance retired it).
@@ -60,6 +62,11 @@ impl KeyManager {
             rules,
             algorithm: config.tokens.jwt_algorithm,
             secret: config.tokens.jwt_secret.clone(),
+            unkeyed_secret: config
+                .tokens
+                .jwt_secret
+                .clone()
+                .filter(|_| config.tokens.accept_unkeyed),
             grace,
             // Start "long ago" so a fresh instance may reload for an unknown kid at once.
             last_reload: Mutex::new(
@@ -80,6 +87,14 @@ impl KeyManager {
     }
 
     async fn build_ring(&self) -> anyhow::Result<KeyRing> {
+        let ring = self.build_keyed_ring().await?;
+        Ok(match &self.unkeyed_secret {
+            Some(secret) => ring.accepting_unkeyed(secret, &self.rules),
+            None => ring,
+        })
+    }
+
+    async fn build_keyed_ring(&self) -> anyhow::Result<KeyRing> {
         if let (true, Some(secret)) = (self.algorithm.is_symmetric(), &self.secret) {
             return KeyRing::new(vec![SigningKey::symmetric(secret, self.algorithm, &self.rules)]);
         }

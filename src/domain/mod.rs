@@ -103,9 +103,13 @@ impl Portcullis {
             config.passwords.hash_queue,
         )
         .await?;
-        // Imported bcrypt hashes still stored set what every verification costs.
+        // Imported bcrypt (and bcrypt-sha256) hashes still stored set what every verification costs.
         let bcrypt_costs = store.bcrypt_costs().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(cost) = bcrypt_costs.iter().filter_map(|c| c.parse::<u32>().ok()).max() {
+        if let Some(cost) = bcrypt_costs
+            .iter()
+            .filter_map(|c| crate::crypto::password::bcrypt_cost(c))
+            .max()
+        {
             hasher.expect_bcrypt(cost).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let keys = keys::KeyManager::load(&config, store.clone(), master).await?;

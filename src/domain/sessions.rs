@@ -5,6 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Actor, AuditEvent, Portcullis};
+use crate::config::JwtSubject;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
@@ -85,6 +86,15 @@ impl Portcullis {
         }
     }
 
+    /// An access token's `sub`, and its `uid` when `sub` is not the user id
+    /// (`JWT_SUBJECT=username`). Introspection answers with the same `sub`.
+    pub(crate) fn subject_claims(&self, id: Uuid, username: &str) -> (String, Option<String>) {
+        match self.config().tokens.jwt_subject {
+            JwtSubject::Id => (id.to_string(), None),
+            JwtSubject::Username => (username.to_string(), Some(id.to_string())),
+        }
+    }
+
     /// Signs an access token carrying the user's current roles and permissions.
     async fn mint_access_token(
         &self,
@@ -97,10 +107,12 @@ impl Portcullis {
         let inner = self.inner();
         let grants = self.grants(user.id, user.superuser).await?;
         let iat = now.timestamp();
+        let (sub, uid) = self.subject_claims(user.id, user.username);
         let claims = AccessClaims {
             iss: inner.config.tokens.jwt_issuer.clone(),
-            sub: user.id.to_string(),
+            sub,
             aud: inner.config.tokens.jwt_audience.clone(),
+            uid,
             exp: iat + inner.config.tokens.access_token_ttl.as_secs() as i64,
             iat,
             nbf: iat,

@@ -75,48 +75,87 @@ struct PasswordChange {
 
 /// The columns of a `UserRow`, as every query that reads one lists them.
 const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
-/// Users whose username, email or full name contains `$1`, given as the LIKE
-/// pattern `$2` (see `like_pattern`); an empty `$1` matches everyone.
-const MATCHING: &str = "($1 = '' OR lower(username) LIKE $2 ESCAPE '\\' OR lower(email) LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')";
-
 // The statements that read whole rows are built once, at first use: `concat!` takes
 // only literals, and `USER_COLUMNS` is a constant so that the list is written once.
 static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
-// A username match wins over an email match: usernames may look like emails. `$1` is
-// ASCII lower-cased by the caller, and the stored names are ASCII: they are lowered
-// by ASCII rules too (SQLite's lower() knows no other; PostgreSQL's follows the
-// database's collation unless told "C", and a Turkish one lowers `I` to `ı`), which
-// is what the indexes of migration 0009 are built on.
-fn select_by_login(collate: &str) -> String {
-    format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE lower(username{collate}) = $1 OR lower(email{collate}) = $1 ORDER BY CASE WHEN lower(username{collate}) = $1 THEN 0 ELSE 1 END LIMIT 1"
-    )
+
+/// The statements that compare or sort names without regard to case. Usernames and
+/// e-mails are ASCII (checked on input), and every such comparison folds them by ASCII
+/// rules, as the lockout key does and the unique indexes of migration 0010 are built:
+/// SQLite's lower() knows no other, PostgreSQL's follows the column's collation unless
+/// told "C" (a Turkish one lowers `I` to `ı`, so "ivan" would not find "IVAN").
+struct Folded {
+    /// A username match wins over an email match: usernames may look like emails. `$1`
+    /// is ASCII lower-cased by the caller.
+    by_login: String,
+    by_email: String,
+    username_taken: String,
+    /// A changed email is no longer a proven one (a change of case is no change).
+    update_profile: String,
+    /// Users whose username, email or full name contains `$1`, given as the LIKE
+    /// pattern `$2` (see `like_pattern`); an empty `$1` matches everyone. Full names
+    /// are any text, lowered as the database lowers text.
+    matching: String,
+    count_matching: String,
+    by_username: String,
+    by_email_order: String,
 }
-static SELECT_BY_LOGIN_SQLITE: LazyLock<String> = LazyLock::new(|| select_by_login(""));
-static SELECT_BY_LOGIN_POSTGRES: LazyLock<String> = LazyLock::new(|| select_by_login(r#" COLLATE "C""#));
-static SELECT_BY_EMAIL: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"));
+
+impl Folded {
+    fn new(collate: &str) -> Self {
+        let fold = |expr: &str| format!("lower({expr}{collate})");
+        let (username, email) = (fold("username"), fold("email"));
+        let matching = format!(
+            "($1 = '' OR {username} LIKE $2 ESCAPE '\\' OR {email} LIKE $2 ESCAPE '\\' OR lower(COALESCE(full_name, '')) LIKE $2 ESCAPE '\\')"
+        );
+        Self {
+            by_login: format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {username} = $1 OR {email} = $1 ORDER BY CASE WHEN {username} = $1 THEN 0 ELSE 1 END LIMIT 1"
+            ),
+            by_email: format!("SELECT {USER_COLUMNS} FROM users WHERE {email} = {}", fold("$1")),
+            username_taken: format!("SELECT EXISTS (SELECT 1 FROM users WHERE {username} = {})", fold("$1")),
+            update_profile: format!(
+                "UPDATE users SET full_name = $2, email = $3, updated_at = $4, email_verified = CASE WHEN {email} = {} THEN email_verified ELSE FALSE END WHERE id = $1",
+                fold("$3")
+            ),
+            count_matching: format!("SELECT COUNT(*) FROM users WHERE {matching}"),
+            matching,
+            by_username: username,
+            by_email_order: email,
+        }
+    }
+}
+
+static FOLDED_SQLITE: LazyLock<Folded> = LazyLock::new(|| Folded::new(""));
+static FOLDED_POSTGRES: LazyLock<Folded> = LazyLock::new(|| Folded::new(r#" COLLATE "C""#));
+
+impl Store {
+    fn folded(&self) -> &'static Folded {
+        match self {
+            Store::Sqlite(_) => &FOLDED_SQLITE,
+            Store::Postgres(_) => &FOLDED_POSTGRES,
+        }
+    }
+}
+
 static INSERT_USER: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO users (id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7, $8) RETURNING {USER_COLUMNS}"
     )
 });
-static COUNT_MATCHING: LazyLock<String> = LazyLock::new(|| format!("SELECT COUNT(*) FROM users WHERE {MATCHING}"));
 
 const INSERT_USER_ROLE: &str = "INSERT INTO user_roles (user_id, role_name, assigned_by, assigned_at) VALUES ($1, $2, NULL, $3) ON CONFLICT DO NOTHING";
 const UPDATE_PASSWORD_HASH: &str = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1";
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM users";
-// The cost digits of `$2a$`/`$2b$`/`$2y$` hashes.
-const BCRYPT_COSTS: &str = "SELECT DISTINCT substr(password_hash, 5, 2) FROM users WHERE password_hash LIKE '$2_$%'";
+// The settings part of `$2a$`/`$2b$`/`$2y$` hashes (`$2b$12$`) and of passlib's
+// `$bcrypt-sha256$v=2,t=2b,r=12$` (a one-digit cost brings a salt character along).
+const BCRYPT_COSTS: &str = "SELECT DISTINCT CASE WHEN password_hash LIKE '$2_$%' THEN substr(password_hash, 1, 7) ELSE substr(password_hash, 1, 29) END FROM users WHERE password_hash LIKE '$2_$%' OR password_hash LIKE '$bcrypt-sha256$%'";
 const SET_EMAIL_VERIFIED: &str = "UPDATE users SET email_verified = TRUE WHERE id = $1";
 const EMAIL_VERIFIED: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND email_verified";
-const USERNAME_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))";
 const SET_SUPERUSER: &str = "UPDATE users SET is_superuser = $2, updated_at = $3 WHERE id = $1";
-// A changed email is no longer a proven one.
-const UPDATE_PROFILE: &str = "UPDATE users SET full_name = $2, email = $3, updated_at = $4, email_verified = CASE WHEN lower(email) = lower($3) THEN email_verified ELSE FALSE END WHERE id = $1";
 // Only a real change counts (and is audited): disabling a disabled user changes nothing.
 const SET_ACTIVE: &str = "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND is_active <> $2";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
@@ -172,7 +211,7 @@ impl Store {
         }).await);
         match inserted.map_err(|e| conflict_on_unique(e, "taken")) {
             Err(AppError::Conflict(_)) => {
-                let username_taken: bool = on_pool!(self, pool => sqlx::query_scalar(USERNAME_TAKEN).bind(&new.username).fetch_one(pool).await)?;
+                let username_taken: bool = on_pool!(self, pool => sqlx::query_scalar(sqlx::AssertSqlSafe(self.folded().username_taken.as_str())).bind(&new.username).fetch_one(pool).await)?;
                 Err(AppError::Conflict(if username_taken {
                     "username is already registered".into()
                 } else {
@@ -185,7 +224,7 @@ impl Store {
 
     pub async fn user_by_email(&self, email: &str) -> AppResult<Option<UserRow>> {
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(SELECT_BY_EMAIL.as_str()).bind(email).fetch_optional(pool).await)?,
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(self.folded().by_email.as_str())).bind(email).fetch_optional(pool).await)?,
         )
     }
 
@@ -202,10 +241,7 @@ impl Store {
 
     /// Finds the account a login name refers to: a username, or else an email.
     pub async fn user_by_login(&self, login: &str) -> AppResult<Option<UserRow>> {
-        let sql = match self {
-            Store::Sqlite(_) => SELECT_BY_LOGIN_SQLITE.as_str(),
-            Store::Postgres(_) => SELECT_BY_LOGIN_POSTGRES.as_str(),
-        };
+        let sql = sqlx::AssertSqlSafe(self.folded().by_login.as_str());
         let login = login.to_ascii_lowercase();
         Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(sql).bind(&login).fetch_optional(pool).await)?)
     }
@@ -217,8 +253,8 @@ impl Store {
         Ok(())
     }
 
-    /// The costs of the bcrypt hashes stored (imported users who have not signed in
-    /// since), as written in them.
+    /// The beginnings of the bcrypt and bcrypt-sha256 hashes stored (imported users
+    /// who have not signed in since), which hold their costs (`crypto::password::bcrypt_cost`).
     pub async fn bcrypt_costs(&self) -> AppResult<Vec<String>> {
         Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(BCRYPT_COSTS).fetch_all(pool).await)?)
     }
@@ -310,8 +346,9 @@ impl Store {
         now: DateTime<Utc>,
         audit: Option<&AuditFields>,
     ) -> AppResult<Option<UserRow>> {
+        let update_profile = sqlx::AssertSqlSafe(self.folded().update_profile.as_str());
         on_pool!(self, pool => keeping_an_admin(pool, "cannot remove superuser", async |tx| {
-            let updated = sqlx::query(UPDATE_PROFILE).bind(id).bind(full_name).bind(email).bind(now).execute(&mut *tx).await;
+            let updated = sqlx::query(update_profile).bind(id).bind(full_name).bind(email).bind(now).execute(&mut *tx).await;
             let found = match updated {
                 Ok(r) => r.rows_affected() > 0,
                 Err(e) => return Err(conflict_on_unique(e, "email is already registered")),
@@ -377,15 +414,17 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> AppResult<UserPage> {
+        let folded = self.folded();
         let column = match sort {
-            UserSort::Username => "lower(username)",
-            UserSort::Email => "lower(email)",
+            UserSort::Username => folded.by_username.as_str(),
+            UserSort::Email => folded.by_email_order.as_str(),
             UserSort::CreatedAt => "created_at",
         };
+        let matching = &folded.matching;
         let direction = if descending { "DESC" } else { "ASC" };
         // Column and direction come from the fixed lists above, never from input.
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE {MATCHING} ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4"
+            "SELECT {USER_COLUMNS} FROM users WHERE {matching} ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4"
         );
         let pattern = like_pattern(q);
         let (users, total) = on_pool!(self, pool => {
@@ -396,7 +435,7 @@ impl Store {
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-            let total: i64 = sqlx::query_scalar(COUNT_MATCHING.as_str()).bind(q).bind(&pattern).fetch_one(pool).await?;
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(folded.count_matching.as_str())).bind(q).bind(&pattern).fetch_one(pool).await?;
             (users, total)
         });
         Ok(UserPage { users, total })

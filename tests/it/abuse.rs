@@ -549,3 +549,54 @@ async fn login_lookup_folds_by_ascii_rules_under_any_collation() {
     expect_problem(res, 409);
     s.stop().await;
 }
+
+/// Issue 26: in a database whose own collation lowers by Turkish rules, every
+/// case-insensitive comparison of names agrees with the lockout key and the login
+/// lookup (ASCII rules): the username-taken answer, the e-mail lookup, the search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_name_comparison_folds_by_ascii_rules_in_a_turkish_database() {
+    if !backends().await.contains(&Backend::Postgres) {
+        eprintln!("warning: skipped, this test needs PostgreSQL");
+        return;
+    }
+    // ICU's tr-TR: the machine may have no tr_TR libc locale, PostgreSQL has ICU.
+    let db = TestDb::postgres_with("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8'").await;
+    let s = TestServer::on(&db, &[]).await;
+    let res = s
+        .post_json(
+            "/auth/register",
+            &json!({"username": "IVAN", "email": "IVAN@EXAMPLE.COM", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    // The database itself lowers `I` to `ı`.
+    let lowered: String = sqlx::query_scalar("SELECT lower(username) FROM users WHERE username = 'IVAN'")
+        .fetch_one(&sqlx::PgPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(lowered, "ıvan");
+    s.login_as("ivan", PASSWORD).await;
+    let p = expect_problem(
+        s.post_json(
+            "/auth/register",
+            &json!({"username": "ivan", "email": "other@example.com", "password": PASSWORD}),
+        )
+        .await,
+        409,
+    );
+    assert_eq!(p["detail"], "username is already registered", "{p}");
+    let found = s.service.store().user_by_email("ivan@example.com").await.unwrap();
+    assert_eq!(found.map(|u| u.username).as_deref(), Some("IVAN"));
+    let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+    for q in ["ivan", "IV", "ivan@example"] {
+        let page = s.get_auth(&format!("/admin/users?q={q}"), &admin.access).await.json();
+        let names: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| u["username"].as_str())
+            .collect();
+        assert_eq!(names, ["IVAN"], "q={q}: {page}");
+    }
+    s.stop().await;
+}

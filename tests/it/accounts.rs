@@ -321,6 +321,43 @@ async fn imported_passlib_hashes_log_in_and_are_rehashed() {
     }
 }
 
+/// Issue 26: a stored passlib `bcrypt_sha256` hash is one whose cost the padding of
+/// every password check must match; the store reports it beside plain bcrypt hashes,
+/// and its user logs in (and is re-hashed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_bcrypt_sha256_hashes_set_the_padding_cost() {
+    // passlib 1.9.5: bcrypt_sha256.using(rounds=5).hash("legacy password 3")
+    const HASH: &str = "$bcrypt-sha256$v=2,t=2b,r=5$b5EV6854hYIBpsX4.bZTVO$qMLjRZ9SZSQl3L9gvsRLWgdshjNRFh6";
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let costs = async || -> Vec<u32> {
+            let stored = s.service.store().bcrypt_costs().await.unwrap();
+            stored
+                .iter()
+                .filter_map(|c| portcullis::crypto::password::bcrypt_cost(c))
+                .collect()
+        };
+        assert_eq!(costs().await, Vec::<u32>::new());
+        s.service
+            .register(portcullis::domain::accounts::Registration {
+                username: "legacy3".into(),
+                email: "legacy3@example.com".into(),
+                full_name: None,
+                password: None,
+                password_hash: Some(HASH.into()),
+                superuser: false,
+                roles: vec![],
+            })
+            .await
+            .unwrap();
+        assert_eq!(costs().await, vec![5], "{backend:?}");
+        expect_problem(s.login("legacy3", "legacy password 4").await, 401);
+        s.login_as("legacy3", "legacy password 3").await;
+        assert_eq!(costs().await, Vec::<u32>::new(), "re-hashed with argon2id");
+        s.stop().await;
+    }
+}
+
 /// A username may contain `@` only as the account's own email (clients that register
 /// with the email as username keep working): no one can take someone's address as a
 /// username, which broke that person's email login and showed the squatter's name

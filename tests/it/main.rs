@@ -6,6 +6,8 @@ mod abuse;
 mod accounts;
 mod audit;
 mod cli;
+mod compat;
+mod compat_python;
 mod connections;
 mod credentials;
 mod docs;

@@ -91,32 +91,37 @@ impl TestDb {
                 pg_name: None,
                 _dir: dir,
             },
-            Backend::Postgres => {
-                let admin = sqlx::PgPool::connect(&postgres_admin_url())
-                    .await
-                    .expect("connect to PostgreSQL");
-                sweep_stale_databases(&admin).await;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let name = format!(
-                    "pcx_test_{now}_{}",
-                    uuid::Uuid::new_v4().simple().to_string().get(..10).unwrap()
-                );
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&admin)
-                    .await
-                    .expect("create database");
-                admin.close().await;
-                let base = postgres_admin_url();
-                let root = base.rsplit_once('/').map(|(r, _)| r.to_string()).unwrap_or(base);
-                Self {
-                    url: format!("{root}/{name}"),
-                    pg_name: Some(name),
-                    _dir: dir,
-                }
-            }
+            Backend::Postgres => Self::postgres_with("").await,
+        }
+    }
+
+    /// A fresh PostgreSQL database created with `options` after `CREATE DATABASE name`
+    /// (e.g. a template and a locale).
+    pub async fn postgres_with(options: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let admin = sqlx::PgPool::connect(&postgres_admin_url())
+            .await
+            .expect("connect to PostgreSQL");
+        sweep_stale_databases(&admin).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let name = format!(
+            "pcx_test_{now}_{}",
+            uuid::Uuid::new_v4().simple().to_string().get(..10).unwrap()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} {options}")))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let base = postgres_admin_url();
+        let root = base.rsplit_once('/').map(|(r, _)| r.to_string()).unwrap_or(base);
+        Self {
+            url: format!("{root}/{name}"),
+            pg_name: Some(name),
+            _dir: dir,
         }
     }
 }
@@ -337,10 +342,12 @@ impl From<Value> for Tokens {
 }
 
 impl Tokens {
-    /// Whose tokens these are: the access token's `sub`.
+    /// Whose tokens these are: the access token's `uid`, or else its `sub`
+    /// (`JWT_SUBJECT=username` puts the username in `sub` and the id in `uid`).
     pub fn user_id(&self) -> uuid::Uuid {
-        let sub = jwt_part(&self.access, 1)["sub"].as_str().expect("sub").to_string();
-        uuid::Uuid::parse_str(&sub).expect("sub is a user id")
+        let claims = jwt_part(&self.access, 1);
+        let id = claims.get("uid").unwrap_or(&claims["sub"]).as_str().expect("sub");
+        uuid::Uuid::parse_str(id).expect("sub or uid is a user id")
     }
 }
 

@@ -181,7 +181,7 @@ async fn forged_and_stale_tokens_are_refused() {
             ),
             ("not yet valid", with(&|c| c.nbf = now + 600)),
             ("wrong issuer", with(&|c| c.iss = "https://evil.example".into())),
-            ("wrong audience", with(&|c| c.aud = "another-service".into())),
+            ("wrong audience", with(&|c| c.aud = Some("another-service".into()))),
             ("sub not a user id", with(&|c| c.sub = "admin".into())),
             ("garbage", "not.a.jwt".into()),
             ("huge", format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2])),
