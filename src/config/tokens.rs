@@ -167,7 +167,7 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
             30 * 86_400,
         )?),
         key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
-        token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
+        token_cache_capacity: s.number_or_off(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
         sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
         api_key_recheck: Duration::from_secs(s.number(&["API_KEY_RECHECK_SECONDS"], 60u64, 1, 3600)?),
         session_max_lifetime: Duration::from_secs(86_400 * session_days),

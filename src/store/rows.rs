@@ -68,6 +68,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     8 "audit by user" "0008_audit_by_user.sql",
     9 "revocation feed order" "0009_revocation_feed_order.sql",
     10 "ascii case folding" "0010_ascii_case_folding.sql",
+    13 "instances" "0013_instances.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {
