@@ -202,19 +202,6 @@ async fn run(command: Command, config: Config, file: Option<PathBuf>, json: bool
 
 async fn serve(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    match &file {
-        Some(f) => tracing::info!(file = %f.display(), "settings read from the environment and {}", f.display()),
-        None => tracing::info!(
-            "settings read from the environment; no configuration file (--config, PORTCULLIS_CONFIG or ./{})",
-            crate::config::DEFAULT_FILE
-        ),
-    }
-    if config.server.public_url_is_wildcard() {
-        tracing::warn!(
-            public_url = %config.server.public_url,
-            "PORTCULLIS_BIND is a wildcard address and PORTCULLIS_PUBLIC_URL is not set: discovery documents and the token issuer name an address no client can use, and every instance derives its own; set PORTCULLIS_PUBLIC_URL"
-        );
-    }
     let bind = config.server.bind;
     let service = Portcullis::open(config).await?;
     service.check_named_roles().await?;
@@ -235,8 +222,17 @@ async fn serve(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     service.join_instances().await?;
     let shutdown = crate::app::shutdown_signal();
+    if service.config().server.public_url_is_wildcard() {
+        tracing::warn!(
+            public_url = %service.config().server.public_url,
+            "PORTCULLIS_BIND is a wildcard address and PORTCULLIS_PUBLIC_URL is not set: discovery documents and the token issuer name an address no client can use, and every instance derives its own; set PORTCULLIS_PUBLIC_URL"
+        );
+    }
+    // Which TOML file was read (--config, PORTCULLIS_CONFIG or ./portcullis.toml), if any.
+    let config_file = file.as_ref().map_or("none".to_string(), |f| f.display().to_string());
     tracing::info!(
         address = %listener.local_addr()?,
+        config_file = %config_file,
         backend = service.store().backend_name(),
         startup_ms = started.elapsed().as_millis() as u64,
         "portcullis is ready"

@@ -67,21 +67,20 @@ impl Sources {
     pub fn from_environment(config_file: Option<&Path>) -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
         let mut s = Self::default();
-        let explicit = config_file.map(Path::to_path_buf).or_else(|| {
-            std::env::var_os("PORTCULLIS_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
-        if std::env::var_os("PORTCULLIS_CONFIG").is_some_and(|v| v.is_empty()) && config_file.is_none() {
+        let named = std::env::var_os("PORTCULLIS_CONFIG");
+        if config_file.is_none() && named.as_ref().is_some_and(|v| v.is_empty()) {
             return Err(ConfigError::new(
                 "PORTCULLIS_CONFIG",
-                "is empty: unset it (portcullis.toml in the working directory is read when present) or name a file",
+                "is empty; unset it (portcullis.toml in the working directory is read when present) or name a file",
             ));
         }
-        let file = explicit.or_else(|| {
-            let local = PathBuf::from(DEFAULT_FILE);
-            local.is_file().then_some(local)
-        });
+        let file = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| named.map(PathBuf::from))
+            .or_else(|| {
+                let local = PathBuf::from(DEFAULT_FILE);
+                local.is_file().then_some(local)
+            });
         if let Some(path) = file {
             s.merge_toml_file(&path)?;
         }
@@ -168,8 +167,8 @@ impl Sources {
     }
 
     /// The value of the first of `names` that is set, trimmed, with the name it was
-    /// found under. An empty value is never returned: [`Sources::refuse_empty`] has
-    /// refused it before any setting is read.
+    /// found under. An empty value reads as unset here, and `Config::from_sources`
+    /// then refuses it ([`Sources::refuse_empty`]).
     pub(super) fn get<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
         #[cfg(test)]
         self.asked.borrow_mut().extend(names.iter().map(|n| n.to_string()));

@@ -111,6 +111,16 @@ fn empty_values_stop_the_binary() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MFA_REQUIRED_ROLES: is empty"));
     assert!(!dir.path().join("portcullis.db").exists(), "nothing was created");
+    // An empty PORTCULLIS_CONFIG names no file; it is not read as "none given".
+    std::fs::write(dir.path().join(".env"), "").unwrap();
+    let out = binary()
+        .current_dir(dir.path())
+        .env("PORTCULLIS_CONFIG", "")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORTCULLIS_CONFIG: is empty"));
 }
 
 /// A route map naming a permission that does not exist stops `serve`, naming the
@@ -216,12 +226,9 @@ fn portcullis_toml_in_the_working_directory_is_read() {
     let serving =
         Serving::start(binary().current_dir(dir.path()), "127.0.0.1:0").unwrap_or_else(|(_, log)| panic!("{log}"));
     let file = std::fs::canonicalize(dir.path().join("portcullis.toml")).unwrap();
-    let read = format!("settings read from the environment and {}", file.display());
-    let logged = serving.log.contains(&read)
-        || serving.log.contains(&format!(
-            "settings read from the environment and {}",
-            dir.path().join("portcullis.toml").display()
-        ));
+    let logged = [file, dir.path().join("portcullis.toml")]
+        .iter()
+        .any(|f| serving.log.contains(&format!("config_file={}", f.display())));
     assert!(logged, "{}", serving.log);
     assert!(dir.path().join("local.db").exists());
     serving.stop();
@@ -231,6 +238,13 @@ fn portcullis_toml_in_the_working_directory_is_read() {
     )
     .unwrap_or_else(|(_, log)| panic!("{log}"));
     assert!(serving.log.contains("named.toml"), "{}", serving.log);
+    serving.stop();
+    std::fs::remove_file(dir.path().join("portcullis.toml")).unwrap();
+    let env = "PORTCULLIS_MASTER_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n";
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    let serving =
+        Serving::start(binary().current_dir(dir.path()), "127.0.0.1:0").unwrap_or_else(|(_, log)| panic!("{log}"));
+    assert!(serving.log.contains("config_file=none"), "{}", serving.log);
     serving.stop();
 }
 
