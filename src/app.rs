@@ -174,6 +174,7 @@ fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 2] {
         let mut last_purge = Instant::now();
         let mut last_usage_flush = Instant::now();
         let mut last_upkeep = Instant::now();
+        let mut last_heartbeat = Instant::now();
         loop {
             tokio::time::sleep(interval).await;
             // The recorder keeps every histogram sample until upkeep folds it into the
@@ -193,6 +194,12 @@ fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 2] {
                 last_keys = Instant::now();
                 if let Err(e) = service.keys().reload().await {
                     tracing::warn!(error = %e, "signing key reload failed");
+                }
+            }
+            if last_heartbeat.elapsed() >= crate::domain::instances::HEARTBEAT {
+                last_heartbeat = Instant::now();
+                if let Err(e) = service.touch_instance().await {
+                    tracing::warn!(error = %e, "marking this instance as serving failed");
                 }
             }
             if last_purge.elapsed() >= Duration::from_secs(60) {
@@ -236,6 +243,9 @@ pub async fn serve(
     }
     if let Err(e) = service.flush_key_usage().await {
         tracing::warn!(error = %e, "writing API key last-use times failed");
+    }
+    if let Err(e) = service.leave_instances().await {
+        tracing::warn!(error = %e, "forgetting this instance's record failed");
     }
     service.store().close().await;
     result
@@ -406,26 +416,33 @@ async fn serve_connections(
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+///
+/// The SIGTERM handler is installed when this is called, not when the future is first
+/// polled: a SIGTERM right after "ready" must drain, not kill the process.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutdown requested; draining in-flight requests");
     }
-    tracing::info!("shutdown requested; draining in-flight requests");
 }
 
 /// Hands the heap's free pages back to the OS. glibc only trims the top of its main

@@ -207,6 +207,18 @@ pub enum RoleCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum PermissionCommand {
+    /// List permissions.
+    List,
+    /// Create a permission (before a route map or a role names it).
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
 /// Reads one line from standard input (a prompt goes to stderr when it is a terminal).
 pub fn read_secret_line(prompt: &str) -> std::io::Result<String> {
     if std::io::stdin().is_terminal() {
@@ -418,6 +430,34 @@ pub async fn role(cmd: RoleCommand, service: Portcullis, json_output: bool) -> C
                 json_output,
                 json!({"role": role, "permission": permission, "revoked": true}),
                 format!("role {role} no longer has {permission}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn permission(cmd: PermissionCommand, service: Portcullis, json_output: bool) -> CliResult {
+    match cmd {
+        PermissionCommand::List => {
+            let permissions = service.permissions().await?;
+            if json_output {
+                let items: Vec<_> = permissions
+                    .iter()
+                    .map(|p| json!({"name": p.name, "description": p.description}))
+                    .collect();
+                println!("{}", json!(items));
+            } else {
+                for p in permissions {
+                    println!("{:<24} {}", p.name, p.description);
+                }
+            }
+        }
+        PermissionCommand::Create { name, description } => {
+            let p = service.create_permission(&name, &description, &Actor::system()).await?;
+            done(
+                json_output,
+                json!({"name": p.name, "description": p.description}),
+                format!("created permission {}", p.name),
             );
         }
     }

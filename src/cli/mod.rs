@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use crate::Portcullis;
 use crate::config::{Config, LogFormat, Sources};
-use admin::{CliError, RoleCommand, UserCommand};
+use admin::{CliError, PermissionCommand, RoleCommand, UserCommand};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -58,6 +58,9 @@ enum Command {
     /// Manage API keys in the configured database.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCommand),
+    /// Manage permissions in the configured database.
+    #[command(subcommand)]
+    Permission(PermissionCommand),
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -187,15 +190,19 @@ async fn run_cli() -> ExitCode {
         }
     };
     init_tracing(config.server.log_format);
-    match run(cli.command, config, cli.json).await {
+    let file = sources
+        .file()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf()));
+    match run(cli.command, config, file, cli.json).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => exit_with(e),
     }
 }
 
-async fn run(command: Command, config: Config, json: bool) -> Result<(), CliError> {
+/// `file` is the TOML file the settings were read from, if any.
+async fn run(command: Command, config: Config, file: Option<PathBuf>, json: bool) -> Result<(), CliError> {
     match command {
-        Command::Serve { .. } => Ok(serve(config).await?),
+        Command::Serve { .. } => Ok(serve(config, file).await?),
         Command::Migrate => {
             let store = crate::store::Store::connect(&config.database.target, 1).await?;
             store.migrate().await?;
@@ -206,6 +213,9 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
         Command::User(cmd) => admin::user(cmd, Portcullis::open_without_master_key(config).await?, json).await,
         Command::Role(cmd) => admin::role(cmd, Portcullis::open_without_master_key(config).await?, json).await,
         Command::Apikey(cmd) => apikey::apikey(cmd, Portcullis::open_without_master_key(config).await?, json).await,
+        Command::Permission(cmd) => {
+            admin::permission(cmd, Portcullis::open_without_master_key(config).await?, json).await
+        }
         Command::Audit(cmd) => audit::audit(cmd, Portcullis::open_without_master_key(config).await?, json).await,
         Command::Keys(KeysCommand::Rotate) => {
             let service = Portcullis::open(config).await?;
@@ -231,7 +241,7 @@ async fn run(command: Command, config: Config, json: bool) -> Result<(), CliErro
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bind = config.server.bind;
     let service = Portcullis::open(config).await?;
@@ -251,13 +261,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    service.join_instances().await?;
+    let shutdown = crate::app::shutdown_signal();
+    if service.config().server.public_url_is_wildcard() {
+        tracing::warn!(
+            public_url = %service.config().server.public_url,
+            "PORTCULLIS_BIND is a wildcard address and PORTCULLIS_PUBLIC_URL is not set: discovery documents and the token issuer name an address no client can use, and every instance derives its own; set PORTCULLIS_PUBLIC_URL"
+        );
+    }
+    // Which TOML file was read (--config, PORTCULLIS_CONFIG or ./portcullis.toml), if any.
+    let config_file = file.as_ref().map_or("none".to_string(), |f| f.display().to_string());
     tracing::info!(
         address = %listener.local_addr()?,
+        config_file = %config_file,
         backend = service.store().backend_name(),
         startup_ms = started.elapsed().as_millis() as u64,
         "portcullis is ready"
     );
-    crate::app::serve(service, listener, crate::app::shutdown_signal()).await?;
+    crate::app::serve(service, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

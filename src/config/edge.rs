@@ -2,7 +2,7 @@
 //! forwarding header is believed, and the headers that tell browsers which origins
 //! may call it (CORS) and to use only HTTPS (HSTS).
 
-use super::{ConfigError, Sources, split_list};
+use super::{ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
 pub(super) const KEYS: &[&str] = &[
@@ -44,7 +44,10 @@ pub struct EdgeSettings {
 }
 
 pub(super) fn settings(s: &Sources) -> Result<EdgeSettings, ConfigError> {
-    let trusted_proxies = split_list(&s.string(&["TRUSTED_PROXIES"], ""))
+    let trusted_proxies = s
+        .list(&["TRUSTED_PROXIES"])?
+        .unwrap_or_default()
+        .iter()
         .map(|item| {
             item.parse::<ipnet::IpNet>()
                 .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
@@ -74,7 +77,10 @@ pub(super) fn settings(s: &Sources) -> Result<EdgeSettings, ConfigError> {
 
 fn cors(s: &Sources) -> Result<CorsSettings, ConfigError> {
     let cors = CorsSettings {
-        origins: split_list(&s.string(&["CORS_ALLOWED_ORIGINS", "CORS_ORIGINS"], ""))
+        origins: s
+            .list(&["CORS_ALLOWED_ORIGINS", "CORS_ORIGINS"])?
+            .unwrap_or_default()
+            .iter()
             .map(|o| o.trim_end_matches('/').to_string())
             .collect(),
         allow_credentials: s.flag(&["CORS_ALLOW_CREDENTIALS"], false)?,
@@ -105,7 +111,7 @@ fn cors(s: &Sources) -> Result<CorsSettings, ConfigError> {
 
 /// The `Strict-Transport-Security` value; none unless a max age is set.
 fn hsts(s: &Sources) -> Result<Option<String>, ConfigError> {
-    let max_age = s.number(&["HSTS_MAX_AGE_SECONDS"], 0u64, 0, 2 * 365 * 86_400)?;
+    let max_age = s.number_or_off(&["HSTS_MAX_AGE_SECONDS"], 0u64, 0, 2 * 365 * 86_400)?;
     let subdomains = if s.flag(&["HSTS_INCLUDE_SUBDOMAINS"], false)? {
         "; includeSubDomains"
     } else {

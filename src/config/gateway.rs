@@ -2,6 +2,7 @@
 //! what happens to a request no rule covers.
 
 use super::routemap::RouteMap;
+use super::sources::Switch;
 use super::{ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
@@ -18,9 +19,20 @@ pub struct GatewaySettings {
 }
 
 pub(super) fn settings(s: &Sources) -> Result<GatewaySettings, ConfigError> {
-    let routes = RouteMap::parse(&s.string(&["VERIFY_ROUTES"], ""))
-        .map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?
-        .case_insensitive(s.flag(&["VERIFY_CASE_INSENSITIVE"], false)?);
+    let routes = match s.switch(&["VERIFY_ROUTES"]) {
+        Switch::Default | Switch::Off => RouteMap::default(),
+        Switch::Set(_, raw) => {
+            let routes = RouteMap::parse(raw).map_err(|e| ConfigError::new("VERIFY_ROUTES", e))?;
+            if routes.is_empty() {
+                return Err(ConfigError::new(
+                    "VERIFY_ROUTES",
+                    format!("{raw:?} lists no route; write `none` for no route map"),
+                ));
+            }
+            routes
+        }
+    }
+    .case_insensitive(s.flag(&["VERIFY_CASE_INSENSITIVE"], false)?);
     let default = if routes.is_empty() { "allow" } else { "deny" };
     Ok(GatewaySettings {
         default_allow: s.choice("VERIFY_DEFAULT", default, &[("allow", true), ("deny", false)])?,

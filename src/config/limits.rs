@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Sources, split_list};
+use super::{ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
 pub(super) const KEYS: &[&str] = &[
@@ -50,7 +50,7 @@ pub struct RateLimitSettings {
 pub(super) fn lockout(s: &Sources) -> Result<LockoutPolicy, ConfigError> {
     let base = Duration::from_secs(s.number(&["LOGIN_LOCKOUT_SECONDS"], 60u64, 1, 86_400)?);
     Ok(LockoutPolicy {
-        threshold: s.number(&["LOGIN_LOCKOUT_THRESHOLD"], 5u32, 0, 1000)?,
+        threshold: s.number_or_off(&["LOGIN_LOCKOUT_THRESHOLD"], 5u32, 0, 1000)?,
         base,
         max: Duration::from_secs(s.number(
             &["LOGIN_LOCKOUT_MAX_SECONDS"],
@@ -62,12 +62,10 @@ pub(super) fn lockout(s: &Sources) -> Result<LockoutPolicy, ConfigError> {
 }
 
 pub(super) fn rate_limit(s: &Sources) -> Result<RateLimitSettings, ConfigError> {
-    let per_minute = s.number(&["RATE_LIMIT_PER_IP_PER_MINUTE"], 300u32, 0, 1_000_000)?;
+    let per_minute = s.number_or_off(&["RATE_LIMIT_PER_IP_PER_MINUTE"], 300u32, 0, 1_000_000)?;
     Ok(RateLimitSettings {
         per_minute,
         burst: s.number(&["RATE_LIMIT_BURST"], per_minute.clamp(1, 60), 1, 1_000_000)?,
-        routes: s
-            .get(&["RATE_LIMIT_ROUTES"])
-            .map(|(_, v)| split_list(v).map(str::to_string).collect()),
+        routes: s.list(&["RATE_LIMIT_ROUTES"])?,
     })
 }

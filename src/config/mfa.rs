@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Sources, split_list};
+use super::{ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
 pub(super) const KEYS: &[&str] = &["MFA_REQUIRED_ROLES", "MFA_STEP_UP_MAX_AGE_SECONDS", "MFA_TOTP_ISSUER"];
@@ -21,13 +21,12 @@ pub struct MfaSettings {
 }
 
 pub(super) fn settings(s: &Sources) -> Result<MfaSettings, ConfigError> {
-    let step_up = s.number(&["MFA_STEP_UP_MAX_AGE_SECONDS"], 900u64, 0, 86_400)?;
+    let step_up = s.number_or_off(&["MFA_STEP_UP_MAX_AGE_SECONDS"], 900u64, 0, 86_400)?;
     let mfa = MfaSettings {
-        // `none` turns the requirement off (an empty value means the default).
-        required_roles: split_list(&s.string(&["MFA_REQUIRED_ROLES"], "admin"))
-            .filter(|r| !r.eq_ignore_ascii_case("none"))
-            .map(str::to_string)
-            .collect(),
+        // `none` turns the requirement off.
+        required_roles: s
+            .list(&["MFA_REQUIRED_ROLES"])?
+            .unwrap_or_else(|| vec!["admin".to_string()]),
         step_up_max_age: (step_up > 0).then(|| Duration::from_secs(step_up)),
         issuer: s.string(&["MFA_TOTP_ISSUER"], "Portcullis"),
     };

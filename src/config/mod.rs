@@ -35,7 +35,7 @@ pub use mfa::MfaSettings;
 pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
 pub use passwords::{HashParams, PasswordSettings};
 pub use server::{ConnectionLimits, LogFormat, ServerSettings};
-pub use sources::Sources;
+pub use sources::{DEFAULT_FILE, Sources};
 pub use tokens::{JwtSubject, SigningAlgorithm, TokenSettings};
 
 /// A setting that could not be used, named as the operator wrote it.
@@ -75,6 +75,13 @@ pub struct Config {
 impl Config {
     /// Parses and checks every setting, group by group.
     pub fn from_sources(s: &Sources) -> Result<Self, ConfigError> {
+        let parsed = Self::parse(s);
+        // An empty value was read as unset above; it is named first, whatever else failed.
+        s.refuse_empty()?;
+        parsed
+    }
+
+    fn parse(s: &Sources) -> Result<Self, ConfigError> {
         let server = server::settings(s)?;
         let database = database::settings(s)?;
         Ok(Config {
@@ -312,6 +319,116 @@ mod tests {
             let e = cfg(&bad).unwrap_err();
             assert_eq!(e.var, "JWT_ACCEPT_UNKEYED", "{bad:?}");
             assert!(e.to_string().contains("HS256"), "{e}");
+        }
+    }
+
+    /// An empty value used to read as unset: `MFA_REQUIRED_ROLES=` meant `admin`,
+    /// `OAUTH_MICROSOFT_TENANT=` every tenant, `PORTCULLIS_ADMIN_PASSWORD=` a random one.
+    #[test]
+    fn empty_values_are_refused_naming_the_setting() {
+        for (var, switchable) in [
+            ("JWT_AUDIENCE", true),
+            ("JWT_SECRET_KEY", false),
+            ("PORTCULLIS_MASTER_KEY", false),
+            ("PORTCULLIS_ADMIN_PASSWORD", false),
+            ("OAUTH_MICROSOFT_TENANT", false),
+            ("PORTCULLIS_BASE_PATH", false),
+            ("MFA_REQUIRED_ROLES", true),
+            ("MFA_STEP_UP_MAX_AGE_SECONDS", true),
+            ("LOGIN_LOCKOUT_THRESHOLD", true),
+            ("TRUSTED_PROXIES", true),
+            ("CORS_ORIGINS", true),
+            ("VERIFY_ROUTES", true),
+            ("OAUTH_TOKEN_COOKIE", true),
+        ] {
+            for empty in ["", "  "] {
+                let e = cfg(&[(var, empty)]).unwrap_err();
+                assert_eq!(e.var, var);
+                assert!(e.message.starts_with("is empty; unset it"), "{e}");
+                assert_eq!(e.message.contains("`none`"), switchable, "{e}");
+            }
+        }
+        // From the TOML file too, and named before any other error.
+        let mut s = Sources::default();
+        s.merge_toml_str("[jwt]\naudience = \"\"\nalgorithm = \"HS256\"\n")
+            .unwrap();
+        assert_eq!(Config::from_sources(&s).unwrap_err().var, "JWT_AUDIENCE");
+        // A generic provider's settings are known keys as well.
+        let e = cfg(&[
+            ("OAUTH_OIDC_CORP_ISSUER", "https://sso.example.com"),
+            ("OAUTH_OIDC_CORP_CLIENT_SECRET", ""),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "OAUTH_OIDC_CORP_CLIENT_SECRET");
+        // The environment holds everything else too: only settings are checked.
+        cfg(&[("COLOUR", ""), ("HOSTNAME", "")]).unwrap();
+    }
+
+    #[test]
+    fn none_switches_off_what_can_be_switched_off() {
+        let c = cfg(&[
+            ("MFA_REQUIRED_ROLES", "none"),
+            ("MFA_STEP_UP_MAX_AGE_SECONDS", "None"),
+            ("LOGIN_LOCKOUT_THRESHOLD", "NONE"),
+            ("RATE_LIMIT_PER_IP_PER_MINUTE", "none"),
+            ("RATE_LIMIT_ROUTES", "none"),
+            ("HSTS_MAX_AGE_SECONDS", "none"),
+            ("TOKEN_CACHE_CAPACITY", "none"),
+            ("TRUSTED_PROXIES", "none"),
+            ("CORS_ALLOWED_ORIGINS", "none"),
+            ("VERIFY_ROUTES", "none"),
+            ("OAUTH_REDIRECT_URIS", "none"),
+            ("OAUTH_OKTA_ALLOWED_DOMAINS", "none"),
+            ("OAUTH_TOKEN_COOKIE", "none"),
+        ])
+        .unwrap();
+        assert!(c.mfa.required_roles.is_empty() && c.mfa.step_up_max_age.is_none());
+        assert_eq!((c.lockout.threshold, c.rate_limit.per_minute), (0, 0));
+        assert_eq!(c.rate_limit.routes, Some(vec![]));
+        assert!(c.edge.hsts.is_none() && c.edge.trusted_proxies.is_empty() && c.edge.cors.origins.is_empty());
+        assert_eq!(c.tokens.token_cache_capacity, 0);
+        assert!(c.gateway.routes.is_empty() && c.gateway.default_allow);
+        assert!(c.oauth.redirect_uris.is_empty() && c.oauth.okta_domains.is_empty());
+        assert_eq!(c.oauth.cookie_name, None);
+        // Unset, the defaults are on.
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.mfa.required_roles, ["admin"]);
+        assert_eq!((c.lockout.threshold, c.rate_limit.per_minute), (5, 300));
+        assert_eq!(c.rate_limit.routes, None);
+        // Where nothing can be switched off, `none` is no number.
+        let e = cfg(&[("PASSWORD_MIN_LENGTH", "none")]).unwrap_err();
+        assert_eq!(e.var, "PASSWORD_MIN_LENGTH");
+    }
+
+    /// A value that lists nothing would switch the thing off without saying `none`.
+    #[test]
+    fn lists_of_nothing_are_refused() {
+        for (var, value) in [
+            ("TRUSTED_PROXIES", ","),
+            ("CORS_ALLOWED_ORIGINS", " , "),
+            ("RATE_LIMIT_ROUTES", ","),
+            ("MFA_REQUIRED_ROLES", ","),
+            ("VERIFY_ROUTES", ";"),
+        ] {
+            let e = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+            assert!(e.message.contains("`none`"), "{e}");
+        }
+    }
+
+    /// The README lists the settings `none` switches off; hold it to the reads.
+    #[test]
+    fn the_readme_lists_every_setting_none_switches_off() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let (_, after) = readme.split_once("`none` (any case)").expect("the README's list");
+        let list = after.split("\n\n").next().unwrap_or_default();
+        let s = Sources::default();
+        Config::from_sources(&s).unwrap();
+        for name in s.switchable.borrow().iter() {
+            assert!(
+                list.contains(&format!("`{name}`")),
+                "{name} is missing from the README's list"
+            );
         }
     }
 

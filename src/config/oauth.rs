@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::sources::Switch;
 use super::{ConfigError, Sources, split_list};
 
 /// The settings every provider takes, after its `OAUTH_<NAME>_` prefix.
@@ -244,11 +245,16 @@ pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
             }
         }
     }
-    let redirect_uris = split_list(&s.string(&["OAUTH_REDIRECT_URIS"], ""))
+    let redirect_uris = s
+        .list(&["OAUTH_REDIRECT_URIS"])?
+        .unwrap_or_default()
+        .iter()
         .map(|u| https_url("OAUTH_REDIRECT_URIS", u))
         .collect::<Result<Vec<_>, _>>()?;
-    let okta_domains: Vec<String> = split_list(&s.string(&["OAUTH_OKTA_ALLOWED_DOMAINS"], ""))
-        .map(str::to_string)
+    let okta_domains: Vec<String> = s
+        .list(&["OAUTH_OKTA_ALLOWED_DOMAINS"])?
+        .unwrap_or_default()
+        .into_iter()
         .chain(okta_domain)
         .map(|d| {
             if d.contains("://") {
@@ -258,7 +264,10 @@ pub(super) fn settings(s: &Sources) -> Result<OAuthSettings, ConfigError> {
             }
         })
         .collect::<Result<_, _>>()?;
-    let cookie_name = s.get(&["OAUTH_TOKEN_COOKIE"]).map(|(_, v)| v.to_string());
+    let cookie_name = match s.switch(&["OAUTH_TOKEN_COOKIE"]) {
+        Switch::Set(_, v) => Some(v.to_string()),
+        Switch::Default | Switch::Off => None,
+    };
     if let Some(c) = &cookie_name
         && !c.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch))
     {

@@ -299,6 +299,11 @@ impl RouteMap {
         self.rules.is_empty()
     }
 
+    /// Every permission a rule requires (once per rule).
+    pub fn permissions(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.permission.as_str())
+    }
+
     fn first(&self, method: &str, parts: &[String], folded: bool) -> Option<usize> {
         self.rules.iter().position(|r| r.matches(method, parts, folded))
     }

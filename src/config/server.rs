@@ -21,6 +21,7 @@ pub(super) const KEYS: &[&str] = &[
     "PORTCULLIS_MAX_CONNECTIONS",
     "PORTCULLIS_MAX_CONNECTIONS_PER_IP",
     "PORTCULLIS_SHUTDOWN_TIMEOUT_SECONDS",
+    "PORTCULLIS_ALLOW_ISSUER_MISMATCH",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,17 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub connections: ConnectionLimits,
+    /// Start even when another live instance on the database signs as another issuer
+    /// (the mismatch is logged as an error); otherwise start-up stops.
+    pub allow_issuer_mismatch: bool,
+}
+
+impl ServerSettings {
+    /// Whether the public URL (and so the default issuer) was derived from a wildcard
+    /// bind address such as 0.0.0.0, which no client can reach the service by.
+    pub fn public_url_is_wildcard(&self) -> bool {
+        self.bind.ip().is_unspecified() && self.public_url == format!("http://{}", self.bind)
+    }
 }
 
 /// What one client, or all together, may hold of the server's connections and time.
@@ -113,6 +125,7 @@ pub(super) fn settings(s: &Sources) -> Result<ServerSettings, ConfigError> {
             max_connections_per_ip: s.number(&["PORTCULLIS_MAX_CONNECTIONS_PER_IP"], 256usize, 1, 1_000_000)?,
             shutdown_timeout: secs(s, "PORTCULLIS_SHUTDOWN_TIMEOUT_SECONDS", 20, 3600)?,
         },
+        allow_issuer_mismatch: s.flag(&["PORTCULLIS_ALLOW_ISSUER_MISMATCH"], false)?,
     })
 }
 

@@ -12,6 +12,19 @@ use std::path::{Path, PathBuf};
 
 use super::ConfigError;
 
+/// The file read from the working directory when no other is named.
+pub const DEFAULT_FILE: &str = "portcullis.toml";
+
+/// A setting that `none` switches off, as read.
+pub(super) enum Switch<'a> {
+    /// Not set: the default applies.
+    Default,
+    /// `none`.
+    Off,
+    /// Set to a value (with the name it was found under).
+    Set(&'a str, &'a str),
+}
+
 /// The fields of one `[[verify.routes]]` entry, in the order the route map reads them.
 const ROUTE_FIELDS: [&str; 3] = ["method", "path", "permission"];
 
@@ -19,6 +32,11 @@ const ROUTE_FIELDS: [&str; 3] = ["method", "path", "permission"];
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     values: HashMap<String, String>,
+    /// The TOML file that was read, if any, for the start-up log.
+    file: Option<PathBuf>,
+    /// The names read as settings that `none` switches off, so that an empty value of
+    /// one can say so.
+    pub(super) switchable: std::cell::RefCell<std::collections::BTreeSet<String>>,
     /// Every name a setting asked for, so a test can hold the known keys to the reads.
     #[cfg(test)]
     pub(super) asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
@@ -43,14 +61,26 @@ impl Sources {
     }
 
     /// Reads the process environment, after loading `.env` from the working directory
-    /// (without overriding variables already set) and the TOML file named by
-    /// `PORTCULLIS_CONFIG` or `config_file`.
+    /// (without overriding variables already set) and the TOML file: `config_file`,
+    /// else the one `PORTCULLIS_CONFIG` names, else `portcullis.toml` in the working
+    /// directory when there is one.
     pub fn from_environment(config_file: Option<&Path>) -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
         let mut s = Self::default();
+        let named = std::env::var_os("PORTCULLIS_CONFIG");
+        if config_file.is_none() && named.as_ref().is_some_and(|v| v.is_empty()) {
+            return Err(ConfigError::new(
+                "PORTCULLIS_CONFIG",
+                "is empty; unset it (portcullis.toml in the working directory is read when present) or name a file",
+            ));
+        }
         let file = config_file
             .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
+            .or_else(|| named.map(PathBuf::from))
+            .or_else(|| {
+                let local = PathBuf::from(DEFAULT_FILE);
+                local.is_file().then_some(local)
+            });
         if let Some(path) = file {
             s.merge_toml_file(&path)?;
         }
@@ -64,7 +94,14 @@ impl Sources {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("cannot read {}: {e}", path.display())))?;
         self.merge_toml_str(&text)
-            .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
+            .map_err(|e| ConfigError::new("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))?;
+        self.file = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// The TOML file the settings were read from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Adds the file's settings; the error names the first key no setting reads.
@@ -129,7 +166,9 @@ impl Sources {
         self.values.keys().map(String::as_str)
     }
 
-    /// The first non-empty value among `names`, with the name it was found under.
+    /// The value of the first of `names` that is set, trimmed, with the name it was
+    /// found under. An empty value reads as unset here, and `Config::from_sources`
+    /// then refuses it ([`Sources::refuse_empty`]).
     pub(super) fn get<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
         #[cfg(test)]
         self.asked.borrow_mut().extend(names.iter().map(|n| n.to_string()));
@@ -142,11 +181,77 @@ impl Sources {
         })
     }
 
-    /// Whether `name` is set, but to nothing (or only blanks): `get` passes over it.
-    pub(super) fn set_but_empty(&self, name: &str) -> bool {
-        #[cfg(test)]
-        self.asked.borrow_mut().insert(name.to_string());
-        self.values.get(name).is_some_and(|v| v.trim().is_empty())
+    /// A setting that `none` switches off: whether it is unset (its default applies),
+    /// `none` (any case), or set to something else.
+    pub(super) fn switch<'a>(&'a self, names: &[&'a str]) -> Switch<'a> {
+        self.switchable.borrow_mut().extend(names.iter().map(|n| n.to_string()));
+        match self.get(names) {
+            None => Switch::Default,
+            Some((_, v)) if v.eq_ignore_ascii_case("none") => Switch::Off,
+            Some((name, v)) => Switch::Set(name, v),
+        }
+    }
+
+    /// A number that `none` (or `off_value` itself) switches off.
+    pub(super) fn number_or_off<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        names: &[&str],
+        default: T,
+        off_value: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        match self.switch(names) {
+            Switch::Off => Ok(off_value),
+            _ => self.number(names, default, off_value, max),
+        }
+    }
+
+    /// A comma-separated list that `none` empties: None when unset (the caller's default
+    /// applies). A value that lists nothing (`,`) is refused rather than read as empty.
+    pub(super) fn list(&self, names: &[&str]) -> Result<Option<Vec<String>>, ConfigError> {
+        match self.switch(names) {
+            Switch::Default => Ok(None),
+            Switch::Off => Ok(Some(Vec::new())),
+            Switch::Set(name, raw) => {
+                let items: Vec<String> = super::split_list(raw).map(str::to_string).collect();
+                if items.is_empty() {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("{raw:?} lists nothing; write `none` to switch it off"),
+                    ));
+                }
+                Ok(Some(items))
+            }
+        }
+    }
+
+    /// Refuses a setting given an empty value: read as "unset" it would quietly put the
+    /// default in force (an empty `MFA_REQUIRED_ROLES` meant `admin`, an empty
+    /// `OAUTH_MICROSOFT_TENANT` every tenant), and read as "nothing" it would switch a
+    /// protection off without saying so. Run after the settings were read, so that the
+    /// message can say whether `none` switches the setting off; only names some setting
+    /// reads are checked (the environment holds everything else too).
+    pub(super) fn refuse_empty(&self) -> Result<(), ConfigError> {
+        let mut empty: Vec<&str> = self
+            .values
+            .iter()
+            .filter(|(_, v)| v.trim().is_empty())
+            .map(|(k, _)| k.as_str())
+            .filter(|k| super::known_keys(k).iter().any(|known| known == k))
+            .collect();
+        empty.sort();
+        let Some(name) = empty.first() else {
+            return Ok(());
+        };
+        let off = if self.switchable.borrow().contains(*name) {
+            ", or set it to `none` to switch it off"
+        } else {
+            ""
+        };
+        Err(ConfigError::new(
+            name,
+            format!("is empty; unset it to use the default{off}"),
+        ))
     }
 
     pub(super) fn string(&self, names: &[&str], default: &str) -> String {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::sources::Switch;
 use super::{ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
@@ -173,16 +174,11 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
             ));
         }
     }
-    let jwt_audience = match s.get(&["JWT_AUDIENCE"]) {
-        None if s.set_but_empty("JWT_AUDIENCE") => {
-            return Err(ConfigError::new(
-                "JWT_AUDIENCE",
-                "is empty: give the audience tokens are for, or `none` to leave `aud` out",
-            ));
-        }
-        None => Some("portcullis".to_string()),
-        Some((_, v)) if v.eq_ignore_ascii_case("none") => None,
-        Some((_, v)) => Some(v.to_string()),
+    // `none` leaves `aud` out; an empty value is refused by `Sources::refuse_empty`.
+    let jwt_audience = match s.switch(&["JWT_AUDIENCE"]) {
+        Switch::Default => Some("portcullis".to_string()),
+        Switch::Off => None,
+        Switch::Set(_, v) => Some(v.to_string()),
     };
     let jwt_subject = s.choice(
         "JWT_SUBJECT",
@@ -221,7 +217,7 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
             30 * 86_400,
         )?),
         key_reload_interval: Duration::from_secs(s.number(&["PORTCULLIS_KEY_RELOAD_SECONDS"], 30u64, 1, 3600)?),
-        token_cache_capacity: s.number(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
+        token_cache_capacity: s.number_or_off(&["TOKEN_CACHE_CAPACITY"], 10_000usize, 0, 10_000_000)?,
         sync_interval: Duration::from_millis(s.number(&["PORTCULLIS_SYNC_INTERVAL_MS"], 250u64, 20, 60_000)?),
         api_key_recheck: Duration::from_secs(s.number(&["API_KEY_RECHECK_SECONDS"], 60u64, 1, 3600)?),
         session_max_lifetime: Duration::from_secs(86_400 * session_days),

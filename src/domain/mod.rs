@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod authn;
 pub mod credentials;
+pub mod instances;
 pub mod keys;
 pub mod lockout;
 pub mod login;
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     pub audit: audit::AuditTrail,
     pub oauth: oauth::OAuthClients,
     pub rotations: sessions::RotationQueue,
+    /// This process's id among the instances serving from the database.
+    pub instance: String,
 }
 
 pub use master::{MasterKeySource, load_master_key};
@@ -140,6 +143,7 @@ impl Portcullis {
                 clock_skew_ms: std::sync::atomic::AtomicI64::new(0),
                 token_horizon: std::sync::atomic::AtomicI64::new(0),
                 policy,
+                instance: uuid::Uuid::new_v4().to_string(),
             }),
         };
         // Before the first token: revocations made anywhere from now on outlive it.

@@ -218,6 +218,11 @@ impl Portcullis {
     /// Deletes a permission and removes it from every role, which is taking it out of
     /// each of them: the privilege rule applies as for revoking it from each.
     pub async fn delete_permission(&self, name: &str, by: &Actor) -> AppResult<()> {
+        if self.config().gateway.routes.permissions().any(|p| p == name) {
+            return Err(AppError::Conflict(format!(
+                "permission {name} is required by VERIFY_ROUTES; take it out of the route map first"
+            )));
+        }
         let gone = [name.to_string()];
         for role in self.roles().await? {
             if role.permissions.iter().any(|p| p == name) {
@@ -234,29 +239,47 @@ impl Portcullis {
 }
 
 impl Portcullis {
-    /// Settings that name roles must name existing ones: `MFA_REQUIRED_ROLES=admins`
-    /// (for `admin`) would otherwise silently turn MFA off for administrators. Checked
-    /// when the service starts (not by the CLI, which may be what creates the role).
+    /// Settings that name roles or permissions must name existing ones:
+    /// `MFA_REQUIRED_ROLES=admins` (for `admin`) would otherwise silently turn MFA off
+    /// for administrators, and a route map's misspelt permission would guard a path
+    /// with a permission no one holds. Checked when the service starts (not by the CLI,
+    /// which may be what creates the role or permission).
     pub async fn check_named_roles(&self) -> anyhow::Result<()> {
-        let existing: Vec<String> = self
-            .roles()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        for role in &self.config().mfa.required_roles {
-            if !existing.contains(role) {
-                let hint = crate::config::names::nearest(role, existing.iter().map(String::as_str))
-                    .map(|n| format!(" (did you mean `{n}`?)"))
-                    .unwrap_or_default();
-                anyhow::bail!(
-                    "MFA_REQUIRED_ROLES: no role `{role}` exists{hint}; create it (portcullis role create) or fix the setting"
-                );
-            }
-        }
-        Ok(())
+        let roles = self.roles().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+        let required = self.config().mfa.required_roles.iter().map(String::as_str);
+        all_exist("MFA_REQUIRED_ROLES", "role", "portcullis role create", required, &roles)?;
+        let permissions = self.permissions().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let permissions: Vec<&str> = permissions.iter().map(|p| p.name.as_str()).collect();
+        let guarding = self.config().gateway.routes.permissions();
+        all_exist(
+            "VERIFY_ROUTES",
+            "permission",
+            "portcullis permission create",
+            guarding,
+            &permissions,
+        )
     }
+}
+
+/// Refuses the first of the names `setting` gives that is not among `existing`
+/// (`kind`s, created with `command`), suggesting the nearest existing one.
+fn all_exist<'a>(
+    setting: &str,
+    kind: &str,
+    command: &str,
+    named: impl IntoIterator<Item = &'a str>,
+    existing: &[&str],
+) -> anyhow::Result<()> {
+    for name in named {
+        if !existing.contains(&name) {
+            let hint = crate::config::names::nearest(name, existing.iter().copied())
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            anyhow::bail!("{setting}: no {kind} `{name}` exists{hint}; create it ({command}) or fix the setting");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod rows;
 mod admins;
 pub(crate) mod audit;
 pub(crate) mod credentials;
+mod instances;
 mod keys;
 pub(crate) mod mfa;
 mod nodelay;
@@ -38,6 +39,7 @@ use crate::error::{AppError, AppResult};
 
 pub use audit::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditFields, AuditFilter, AuditRow};
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
+pub use instances::InstanceRow;
 pub use keys::{KEYS_CHANGED, SealedSample, SigningKeyRow};
 pub use mfa::{MfaTicketRow, TotpRow};
 pub use oauth::{IdentityRow, OAuthStateRow, StateRefusal};
@@ -71,9 +73,7 @@ impl Store {
     pub async fn connect(target: &DatabaseTarget, max_connections: u32) -> anyhow::Result<Self> {
         match target {
             DatabaseTarget::Sqlite(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
+                create_private_file(path)?;
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -140,6 +140,32 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Creates the SQLite database file, readable by its owner only (0600, like the master
+/// key file), unless it exists; SQLite gives the `-wal` and `-shm` files it creates
+/// beside it the database file's mode. Its directory must exist: creating a misspelt
+/// path's directories would quietly start an empty database somewhere else.
+fn create_private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+        anyhow::bail!(
+            "DATABASE_URL: the directory {} of the SQLite database does not exist; create it first",
+            dir.display()
+        );
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create SQLite database {}: {e}", path.display())),
     }
 }
 

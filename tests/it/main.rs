@@ -21,5 +21,6 @@ mod privilege;
 mod rbac;
 mod service;
 mod sessions;
+mod settings;
 mod support;
 mod tokens;
