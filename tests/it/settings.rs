@@ -90,7 +90,7 @@ fn mode(path: &Path) -> u32 {
 fn empty_values_stop_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     for (var, switchable) in [
-        ("JWT_AUDIENCE", false),
+        ("JWT_AUDIENCE", true),
         ("PORTCULLIS_ADMIN_PASSWORD", false),
         ("OAUTH_MICROSOFT_TENANT", false),
         ("MFA_REQUIRED_ROLES", true),
