@@ -167,7 +167,7 @@ impl Store {
                 insert_identity_in_tx(tx, &identity).await?;
             }
             let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
-            append_in_tx(tx, record.as_ref()).await?;
+            append_in_tx(tx, self.audit_key(), record.as_ref()).await?;
             Ok(row)
         }).await);
         match inserted.map_err(|e| conflict_on_unique(e, "taken")) {
@@ -203,8 +203,8 @@ impl Store {
     /// Finds the account a login name refers to: a username, or else an email.
     pub async fn user_by_login(&self, login: &str) -> AppResult<Option<UserRow>> {
         let sql = match self {
-            Store::Sqlite(_) => SELECT_BY_LOGIN_SQLITE.as_str(),
-            Store::Postgres(_) => SELECT_BY_LOGIN_POSTGRES.as_str(),
+            Store::Sqlite(..) => SELECT_BY_LOGIN_SQLITE.as_str(),
+            Store::Postgres(..) => SELECT_BY_LOGIN_POSTGRES.as_str(),
         };
         let login = login.to_ascii_lowercase();
         Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(sql).bind(&login).fetch_optional(pool).await)?)
@@ -293,7 +293,7 @@ impl Store {
             let changed = sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             let ended = revoke_user_sessions_in_tx(tx, id, keep_session, reason, now, revocation_expires).await?;
             sqlx::query(DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
-            append_in_tx(tx, audit(changed)).await?;
+            append_in_tx(tx, self.audit_key(), audit(changed)).await?;
             Ok((changed, ended))
         }).await)
     }
@@ -320,7 +320,7 @@ impl Store {
                 sqlx::query(SET_SUPERUSER).bind(id).bind(su).bind(now).execute(&mut *tx).await?;
             }
             record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| found)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| found)).await?;
             let user: Option<UserRow> = sqlx::query_as(SELECT_BY_ID.as_str()).bind(id).fetch_optional(&mut *tx).await?;
             Ok(user)
         }).await)
@@ -340,7 +340,7 @@ impl Store {
         on_pool!(self, pool => keeping_an_admin(pool, "cannot disable this user", async |tx| {
             let changed = sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| changed)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| changed)).await?;
             let user: Option<UserRow> = sqlx::query_as(SELECT_BY_ID.as_str()).bind(id).fetch_optional(&mut *tx).await?;
             let ended = match (&user, active) {
                 (Some(_), false) => revoke_user_sessions_in_tx(tx, id, None, "user_disabled", now, revocation_expires).await?,
@@ -363,7 +363,7 @@ impl Store {
             let ended = revoke_user_sessions_in_tx(tx, id, None, "user_deleted", now, revocation_expires).await?;
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| deleted)).await?;
             Ok(deleted.then_some(ended))
         }).await)
     }
