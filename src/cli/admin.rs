@@ -210,10 +210,17 @@ pub enum RoleCommand {
 #[derive(Subcommand)]
 pub enum PermissionCommand {
     /// List permissions.
+    ///
+    /// --json: [PERMISSION, ...], where PERMISSION is {"name", "description"}.
     List,
     /// Create a permission (before a route map or a role names it).
+    ///
+    /// --json: the new PERMISSION (see `permission list --help`).
     Create {
+        /// The permission's name, usually resource:action (lower-case ASCII letters,
+        /// digits and _ . : -).
         name: String,
+        /// What holding the permission allows.
         #[arg(long, default_value = "")]
         description: String,
     },

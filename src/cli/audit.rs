@@ -41,9 +41,10 @@ pub enum AuditCommand {
         #[arg(long = "action", value_delimiter = ',')]
         actions: Vec<String>,
     },
-    /// Walk every hash chain; report the first broken link (exit code 5).
+    /// Check every chain against its anchor and the registry, and every record's keyed
+    /// link; report the first check that fails (exit code 5).
     ///
-    /// --json: {"chains", "records", "broken": null or {"chain", "seq", "reason"}}.
+    /// --json: {"chains", "records", "broken": null or {"check", "chain", "seq", "reason"}}.
     Verify,
 }
 
@@ -129,7 +130,17 @@ pub async fn audit(cmd: AuditCommand, service: Portcullis, json: bool) -> CliRes
                 Some(b) => {
                     return Err(CliError {
                         code: 5,
-                        message: format!("audit chain {} is broken at record {}: {}", b.chain, b.seq, b.reason),
+                        message: if b.chain.is_empty() {
+                            format!("audit trail check failed ({}): {}", b.check.name(), b.reason)
+                        } else {
+                            format!(
+                                "audit chain {} is broken at record {} ({}): {}",
+                                escape_for_terminal(&b.chain),
+                                b.seq,
+                                b.check.name(),
+                                b.reason
+                            )
+                        },
                     });
                 }
             }

@@ -209,14 +209,15 @@ async fn run(command: Command, config: Config, file: Option<PathBuf>, json: bool
             eprintln!("migrations applied ({})", store.backend_name());
             Ok(())
         }
-        // These touch nothing sealed: they work without the master key.
-        Command::User(cmd) => admin::user(cmd, Portcullis::open_without_master_key(config).await?, json).await,
-        Command::Role(cmd) => admin::role(cmd, Portcullis::open_without_master_key(config).await?, json).await,
-        Command::Apikey(cmd) => apikey::apikey(cmd, Portcullis::open_without_master_key(config).await?, json).await,
+        // These touch nothing sealed: they need the master key only to append to or
+        // verify the audit trail, and never generate one.
+        Command::User(cmd) => admin::user(cmd, Portcullis::open_for_administration(config).await?, json).await,
+        Command::Role(cmd) => admin::role(cmd, Portcullis::open_for_administration(config).await?, json).await,
+        Command::Apikey(cmd) => apikey::apikey(cmd, Portcullis::open_for_administration(config).await?, json).await,
         Command::Permission(cmd) => {
-            admin::permission(cmd, Portcullis::open_without_master_key(config).await?, json).await
+            admin::permission(cmd, Portcullis::open_for_administration(config).await?, json).await
         }
-        Command::Audit(cmd) => audit::audit(cmd, Portcullis::open_without_master_key(config).await?, json).await,
+        Command::Audit(cmd) => audit::audit(cmd, Portcullis::open_for_administration(config).await?, json).await,
         Command::Keys(KeysCommand::Rotate) => {
             let service = Portcullis::open(config).await?;
             let kid = service.rotate_signing_key(&crate::domain::Actor::system()).await?;

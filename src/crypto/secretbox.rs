@@ -18,6 +18,9 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// HKDF's pseudo-random key from the master key, from which `derive` expands keys
+    /// for other purposes (never the sealing key itself).
+    prk: aws_lc_rs::hkdf::Prk,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -46,9 +49,24 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let salt = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"portcullis master key");
         Self {
             cipher: Aes256Gcm::new(&bytes.into()),
+            prk: salt.extract(&bytes),
         }
+    }
+
+    /// A 32-byte key for one `purpose` (HKDF-SHA-256, the purpose as its info), so
+    /// that each use of the master key has a key of its own: knowing one tells nothing
+    /// of the master key or of another purpose's key.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let info = [purpose.as_bytes()];
+        // Expanding 32 bytes from SHA-256's PRK cannot fail (the limit is 255 * 32).
+        if let Ok(okm) = self.prk.expand(&info, aws_lc_rs::hkdf::HKDF_SHA256) {
+            let _ = okm.fill(&mut out);
+        }
+        out
     }
 
     pub fn from_config_value(text: &str) -> anyhow::Result<Self> {
@@ -143,6 +161,17 @@ mod tests {
         assert_eq!(k.open(&sealed, "signing_key").unwrap(), b"secret");
         assert!(k.open(&sealed, "other").is_err());
         assert!(MasterKey::from_bytes([8; 32]).open(&sealed, "signing_key").is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_per_purpose_and_per_master_key() {
+        let k = MasterKey::from_bytes([7; 32]);
+        let audit = k.derive("audit");
+        assert_ne!(audit, [0; 32]);
+        assert_eq!(audit, MasterKey::from_bytes([7; 32]).derive("audit"));
+        assert_ne!(audit, k.derive("other"));
+        assert_ne!(audit, MasterKey::from_bytes([8; 32]).derive("audit"));
+        assert_ne!(audit, [7; 32]);
     }
 
     #[test]

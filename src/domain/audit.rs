@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{ClientContext, Portcullis, validate};
 use crate::error::AppResult;
-use crate::store::{AuditByUserRuns, AuditFields, AuditFilter, AuditRow};
+use crate::store::{AuditByUserRuns, AuditChains, AuditFields, AuditFilter, AuditRow, NO_AUDIT_KEY, link_hash};
 
 /// Chains per instance.
 const CHAINS: usize = 8;
@@ -279,9 +279,44 @@ pub struct VerifyReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokenLink {
+    /// Which check failed.
+    pub check: BrokenCheck,
+    /// The chain ('' when the set of chains is what failed).
     pub chain: String,
     pub seq: i64,
     pub reason: String,
+}
+
+/// The check of `verify_audit` that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokenCheck {
+    /// The chains present are not the set the registry holds: a whole chain (its
+    /// records and its head) was removed, or one was added, without the master key.
+    ChainRemoved,
+    /// A chain's base (or the position its keyed links start from) is not the one its
+    /// anchor holds: records were cut from its front, other than by a purge.
+    FrontCut,
+    /// A record's fields, link or hash do not match: it was rewritten.
+    RecordRewritten,
+    /// A record is missing from the middle of a chain.
+    RecordMissing,
+    /// A chain's newest records were removed: it ends before its head, or its head
+    /// was moved back without the key.
+    TailCut,
+}
+
+impl BrokenCheck {
+    /// The check's name, as `audit verify` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChainRemoved => "chain removed",
+            Self::FrontCut => "front cut",
+            Self::RecordRewritten => "record rewritten",
+            Self::RecordMissing => "record missing",
+            Self::TailCut => "tail cut",
+        }
+    }
 }
 
 /// Actions recorded under another name before: (the name now, the former name). The
@@ -475,23 +510,53 @@ impl Portcullis {
         self.store().audit_actions().await
     }
 
-    /// Walks every chain from its base to its head as read first (so records written
-    /// meanwhile do not look like a broken chain) and reports the first record whose
-    /// position, link or hash does not hold, or a chain whose head does not match its
-    /// last record.
+    /// Checks the whole trail, and reports the first check that fails (see
+    /// [`BrokenCheck`]): the set of chains against the registry; each chain's base
+    /// against its anchor and its head against the head's MAC; then every record from the base to the head as read first
+    /// (so records written meanwhile do not look like a broken chain): its position,
+    /// its link to the previous record, and its hash, keyed from the chain's
+    /// `keyed_from` on (before that, the unkeyed links of records written before
+    /// chains were keyed); and the last record against the head.
     pub async fn verify_audit(&self) -> AppResult<VerifyReport> {
-        let chains = self.store().audit_chains().await?;
+        let store = self.store();
+        let key = store
+            .audit_key()
+            .ok_or_else(|| crate::error::AppError::internal(anyhow::anyhow!(NO_AUDIT_KEY)))?;
+        let AuditChains { registry, chains } = store.audit_chains().await?;
         let mut records = 0u64;
-        let broken = |chain: &str, seq: i64, reason: &str| BrokenLink {
-            chain: chain.to_string(),
-            seq,
-            reason: reason.to_string(),
+        let report = |records, check, chain: &str, seq, reason: &str| VerifyReport {
+            chains: chains.len(),
+            records,
+            broken: Some(BrokenLink {
+                check,
+                chain: chain.to_string(),
+                seq,
+                reason: reason.to_string(),
+            }),
         };
+        if registry != key.registry(chains.iter().map(|c| c.chain.as_str())) {
+            return Ok(report(
+                0,
+                BrokenCheck::ChainRemoved,
+                "",
+                0,
+                "the chains present are not those the registry holds: a whole chain was removed (or one added) without the master key",
+            ));
+        }
         for chain in &chains {
+            if chain.anchor != key.anchor(&chain.chain, chain.base_seq, &chain.base_hash, chain.keyed_from) {
+                return Ok(report(
+                    records,
+                    BrokenCheck::FrontCut,
+                    &chain.chain,
+                    chain.base_seq + 1,
+                    "the chain's base does not match its anchor: records were cut from its front without the master key",
+                ));
+            }
             let (mut seq, mut hash) = (chain.base_seq, chain.base_hash.clone());
             // Up to the head read above: records appended since are checked next time.
             'chain: while seq < chain.seq {
-                let rows = self.store().audit_chain_rows(&chain.chain, seq, 1000).await?;
+                let rows = store.audit_chain_rows(&chain.chain, seq, 1000).await?;
                 if rows.is_empty() {
                     break;
                 }
@@ -499,33 +564,50 @@ impl Portcullis {
                     if row.seq > chain.seq {
                         break 'chain;
                     }
+                    let expected = |prev: &str| {
+                        if row.seq >= chain.keyed_from {
+                            key.link(prev, row.seq, &row.fields)
+                        } else {
+                            link_hash(prev, row.seq, &row.fields)
+                        }
+                    };
                     let fault = if row.seq != seq + 1 {
-                        Some(format!("record {} is missing", seq + 1))
+                        Some((BrokenCheck::RecordMissing, format!("record {} is missing", seq + 1)))
                     } else if row.prev_hash != hash {
-                        Some("link to the previous record does not match".to_string())
-                    } else if super::super::store::audit::link_hash(&hash, row.seq, &row.fields) != row.hash {
-                        Some("record was altered".to_string())
+                        Some((
+                            BrokenCheck::RecordRewritten,
+                            "link to the previous record does not match".to_string(),
+                        ))
+                    } else if expected(&hash) != row.hash {
+                        Some((BrokenCheck::RecordRewritten, "record was altered".to_string()))
                     } else {
                         None
                     };
-                    if let Some(reason) = fault {
-                        return Ok(VerifyReport {
-                            chains: chains.len(),
-                            records,
-                            broken: Some(broken(&chain.chain, seq + 1, &reason)),
-                        });
+                    if let Some((check, reason)) = fault {
+                        return Ok(report(records, check, &chain.chain, seq + 1, &reason));
                     }
                     seq = row.seq;
                     hash = row.hash;
                     records += 1;
                 }
             }
-            if seq != chain.seq || hash != chain.head {
-                return Ok(VerifyReport {
-                    chains: chains.len(),
+            if chain.head_mac != key.head(&chain.chain, chain.seq, &chain.head) {
+                return Ok(report(
                     records,
-                    broken: Some(broken(&chain.chain, seq + 1, "records after this point were removed")),
-                });
+                    BrokenCheck::TailCut,
+                    &chain.chain,
+                    chain.seq,
+                    "the chain's head does not match its MAC: the head was moved without the master key (its newest records cut)",
+                ));
+            }
+            if seq != chain.seq || hash != chain.head {
+                return Ok(report(
+                    records,
+                    BrokenCheck::TailCut,
+                    &chain.chain,
+                    seq + 1,
+                    "records after this point were removed",
+                ));
             }
         }
         Ok(VerifyReport {
@@ -535,12 +617,32 @@ impl Portcullis {
         })
     }
 
-    /// Drops records past the retention period (`AUDIT_RETENTION_DAYS`, 0 keeps all).
+    /// Drops records past the retention period (`AUDIT_RETENTION_DAYS`, 0 keeps all),
+    /// and records each chain's purge (`AUDIT_PURGED`) in the purge's transaction, on
+    /// the purged chain itself, right after the gap it explains.
     pub(crate) async fn purge_audit(&self, now: DateTime<Utc>) -> AppResult<u64> {
         match self.config().audit.retention {
             Some(keep) => {
                 let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::TimeDelta::MAX);
-                self.store().purge_audit(now - keep).await
+                let before = now.checked_sub_signed(keep).unwrap_or(DateTime::<Utc>::MIN_UTC);
+                self.store()
+                    .purge_audit(before, |p| {
+                        self.audit_record(
+                            AuditEvent::new("AUDIT_PURGED")
+                                .resource("audit_chain", &p.chain)
+                                .meta("via", "system")
+                                .meta("records", p.records)
+                                .meta("from_seq", p.from_seq)
+                                .meta("through_seq", p.through_seq)
+                                .meta("through_at", p.through_at)
+                                .meta("retention_before", p.before),
+                        )
+                        .map(|mut record| {
+                            record.chain = p.chain.clone();
+                            record
+                        })
+                    })
+                    .await
             }
             None => Ok(0),
         }

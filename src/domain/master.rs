@@ -44,7 +44,25 @@ const HOW_TO_GIVE: &str = "set PORTCULLIS_MASTER_KEY to the key the database was
 /// Loads the master key from configuration or the key file, generating the file only
 /// over a database with nothing sealed, and checks it opens what is sealed.
 pub async fn load_master_key(config: &Config, store: &Store) -> anyhow::Result<(MasterKey, MasterKeySource)> {
-    let sealed = store.sealed_samples().await?;
+    if let Some(given) = given_master_key(config, store).await? {
+        return Ok(given);
+    }
+    let path = &config.bootstrap.master_key_file;
+    if let Some(first) = store.sealed_samples().await?.first() {
+        anyhow::bail!(
+            "no master key: PORTCULLIS_MASTER_KEY is unset and the key file {} does not exist, \
+             but the database holds {} sealed under a master key; {HOW_TO_GIVE} \
+             (a new key would leave them unreadable, so none is generated)",
+            path.display(),
+            first.what()
+        );
+    }
+    Ok((MasterKey::create_file(path)?, MasterKeySource::GeneratedFile))
+}
+
+/// The master key given in configuration or by an existing key file, checked to open
+/// what is sealed; None when neither gives one. Never generates a key.
+pub async fn given_master_key(config: &Config, store: &Store) -> anyhow::Result<Option<(MasterKey, MasterKeySource)>> {
     let path = &config.bootstrap.master_key_file;
     let (key, source, origin) = match &config.bootstrap.master_key {
         Some(value) => (
@@ -58,29 +76,15 @@ pub async fn load_master_key(config: &Config, store: &Store) -> anyhow::Result<(
                 MasterKeySource::ExistingFile,
                 format!("the key file {}", path.display()),
             ),
-            None => {
-                if let Some(first) = sealed.first() {
-                    anyhow::bail!(
-                        "no master key: PORTCULLIS_MASTER_KEY is unset and the key file {} does not exist, \
-                         but the database holds {} sealed under a master key; {HOW_TO_GIVE} \
-                         (a new key would leave them unreadable, so none is generated)",
-                        path.display(),
-                        first.what()
-                    );
-                }
-                (
-                    MasterKey::create_file(path)?,
-                    MasterKeySource::GeneratedFile,
-                    String::new(),
-                )
-            }
+            None => return Ok(None),
         },
     };
+    let sealed = store.sealed_samples().await?;
     if let Some(unopened) = sealed.iter().find(|s| !s.opens_with(&key)) {
         anyhow::bail!(
             "wrong master key: the key from {origin} does not open the {} sealed in the database; {HOW_TO_GIVE}",
             unopened.what()
         );
     }
-    Ok((key, source))
+    Ok(Some((key, source)))
 }

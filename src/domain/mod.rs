@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::secretbox::MasterKey;
-use crate::store::Store;
+use crate::store::{AuditKey, Store};
 
 pub use audit::{Actor, AuditEvent, Authority};
 pub use authn::{Credential, Principal, TokenCache};
@@ -69,6 +69,9 @@ pub(crate) fn with_queued<T>(first: T, queued: &flume::Receiver<T>, max: usize) 
     std::iter::once(first).chain(queued.try_iter().take(max.saturating_sub(1)))
 }
 
+/// What the audit key is derived from the master key for (`MasterKey::derive`).
+const AUDIT_KEY_PURPOSE: &str = "portcullis audit chain v1";
+
 impl Portcullis {
     /// Opens the store (migrating it) and loads keys: everything `serve` needs.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
@@ -77,14 +80,17 @@ impl Portcullis {
         Self::with_store(config, store).await
     }
 
-    /// Opens the store (migrating it) without the master key, for administration that
-    /// touches nothing sealed (users, roles, API keys, the audit trail): no key is
-    /// loaded, checked or generated. Such a service cannot issue or verify tokens,
-    /// nor seal or open secrets (those operations fail).
-    pub async fn open_without_master_key(config: Config) -> anyhow::Result<Self> {
+    /// Opens the store (migrating it) for administration that touches nothing sealed
+    /// (users, roles, API keys, the audit trail): the master key is loaded when one is
+    /// given (`PORTCULLIS_MASTER_KEY`, or a key file that exists) and checked, but never
+    /// generated. Without it the service cannot issue or verify tokens, seal or open
+    /// secrets, nor append to or verify the audit trail, which is keyed with it (those
+    /// operations fail); reading works.
+    pub async fn open_for_administration(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database.target, config.database.max_connections).await?;
         store.migrate().await?;
-        Self::assemble(config, store, None).await
+        let master = master::given_master_key(&config, &store).await?.map(|(key, _)| key);
+        Self::assemble(config, store, master).await
     }
 
     pub async fn with_store(config: Config, store: Store) -> anyhow::Result<Self> {
@@ -100,6 +106,24 @@ impl Portcullis {
 
     async fn assemble(config: Config, store: Store, master: Option<MasterKey>) -> anyhow::Result<Self> {
         crate::crypto::jwt::install_provider();
+        // The audit trail's links and anchors are keyed (see `store::audit::AuditKey`):
+        // without the master key, the service can read the trail but neither append to
+        // it nor verify it.
+        let store = match &master {
+            Some(master) => {
+                let store = store.with_audit_key(AuditKey::from_bytes(&master.derive(AUDIT_KEY_PURPOSE)));
+                match store.anchor_unkeyed_audit_chains().await {
+                    Ok(Some(n)) if n > 0 => tracing::warn!(
+                        chains = n,
+                        "anchored audit chains written before chains were keyed; their records are linked unkeyed"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => anyhow::bail!("anchoring the audit chains failed: {e}"),
+                }
+                store
+            }
+            None => store,
+        };
         let hasher = PasswordHasher::start(
             config.passwords.hash_params,
             config.passwords.hash_concurrency,

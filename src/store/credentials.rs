@@ -101,7 +101,7 @@ impl Store {
                 .bind(k.expires_at)
                 .execute(&mut *tx)
                 .await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }
@@ -138,7 +138,7 @@ impl Store {
                 > 0;
             if changed {
                 record_event(tx, "api_key", id, now).await?;
-                append_in_tx(tx, audit).await?;
+                append_in_tx(tx, self.audit_key(), audit).await?;
             }
             Ok(changed)
         }).await)
@@ -170,7 +170,7 @@ impl Store {
                 .bind(t.expires_at)
                 .execute(&mut *tx)
                 .await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }

@@ -36,7 +36,7 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> AppResult<Vec<InstanceRow>> {
-        let lock = matches!(self, Store::Postgres(_)).then_some(LOCK_POSTGRES);
+        let lock = matches!(self, Store::Postgres(..)).then_some(LOCK_POSTGRES);
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             if let Some(lock) = lock {
                 sqlx::query(lock).execute(&mut *tx).await?;

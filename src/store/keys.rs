@@ -70,7 +70,7 @@ impl Store {
                 .await?;
             sqlx::query(RETIRE_OTHERS).bind(&key.kid).bind(key.created_at).execute(&mut *tx).await?;
             record_event(tx, KEYS_CHANGED, &key.kid, key.created_at).await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }

@@ -109,7 +109,7 @@ impl Store {
     ) -> AppResult<bool> {
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let stored = sqlx::query(START_TOTP).bind(user_id).bind(sealed).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
-            append_in_tx(tx, audit.filter(|_| stored)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| stored)).await?;
             Ok(stored)
         }).await)
     }
@@ -131,7 +131,7 @@ impl Store {
                 replace_codes_in_tx(tx, user_id, code_hashes, now).await?;
                 // The enrolment-only token has done its job.
                 sqlx::query(DELETE_USER_TICKETS).bind(user_id).execute(&mut *tx).await?;
-                append_in_tx(tx, audit).await?;
+                append_in_tx(tx, self.audit_key(), audit).await?;
             }
             Ok(confirmed)
         }).await)
@@ -157,7 +157,7 @@ impl Store {
             let enrolled: i64 = sqlx::query_scalar(CONFIRMED).bind(user_id).fetch_one(&mut *tx).await?;
             if enrolled > 0 {
                 replace_codes_in_tx(tx, user_id, code_hashes, now).await?;
-                append_in_tx(tx, audit).await?;
+                append_in_tx(tx, self.audit_key(), audit).await?;
             }
             Ok(enrolled > 0)
         }).await)
@@ -181,7 +181,7 @@ impl Store {
             let removed = sqlx::query(DELETE_TOTP).bind(user_id).execute(&mut *tx).await?.rows_affected() > 0;
             sqlx::query(DELETE_CODES).bind(user_id).execute(&mut *tx).await?;
             sqlx::query(DELETE_USER_TICKETS).bind(user_id).execute(&mut *tx).await?;
-            append_in_tx(tx, audit.filter(|_| removed)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| removed)).await?;
             Ok(removed)
         }).await)
     }
@@ -197,7 +197,7 @@ impl Store {
                 .bind(t.expires_at)
                 .execute(&mut *tx)
                 .await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }

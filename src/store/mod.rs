@@ -37,7 +37,10 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseTarget;
 use crate::error::{AppError, AppResult};
 
-pub use audit::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditFields, AuditFilter, AuditRow};
+pub use audit::{
+    AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditChains, AuditFields, AuditFilter, AuditKey, AuditRow,
+    NO_AUDIT_KEY, PurgedChain, link_hash,
+};
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use instances::InstanceRow;
 pub use keys::{KEYS_CHANGED, SealedSample, SigningKeyRow};
@@ -49,10 +52,12 @@ pub use sessions::{NewSession, RotateOutcome, RotatedSession, RotationJob, Sessi
 pub use throttle::{Attempt, ThrottleRow};
 pub use users::{NewUser, UserPage, UserRow, UserSort};
 
+/// A database, and the key this process links audit records with (`None` until
+/// [`Store::with_audit_key`]: such a store refuses to append audit records).
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+    Sqlite(SqlitePool, Option<AuditKey>),
+    Postgres(PgPool, Option<AuditKey>),
 }
 
 /// Runs `$body` with `$pool` bound to whichever backend `$store` holds: one `match`,
@@ -61,8 +66,8 @@ pub enum Store {
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
-            $crate::store::Store::Postgres($pool) => $body,
+            $crate::store::Store::Sqlite($pool, _) => $body,
+            $crate::store::Store::Postgres($pool, _) => $body,
         }
     };
 }
@@ -91,7 +96,7 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))?;
-                Ok(Self::Sqlite(pool))
+                Ok(Self::Sqlite(pool, None))
             }
             DatabaseTarget::Postgres(url) => {
                 let opts = PgConnectOptions::from_str(url)?;
@@ -107,23 +112,23 @@ impl Store {
                     .connect_with(opts)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
-                Ok(Self::Postgres(pool))
+                Ok(Self::Postgres(pool, None))
             }
         }
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Self::Sqlite(pool) => rows::sqlite_migrations().run(pool).await?,
-            Self::Postgres(pool) => rows::postgres_migrations().run(pool).await?,
+            Self::Sqlite(pool, _) => rows::sqlite_migrations().run(pool).await?,
+            Self::Postgres(pool, _) => rows::postgres_migrations().run(pool).await?,
         }
         Ok(())
     }
 
     pub fn backend_name(&self) -> &'static str {
         match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+            Self::Sqlite(..) => "sqlite",
+            Self::Postgres(..) => "postgres",
         }
     }
 

@@ -148,7 +148,7 @@ impl Store {
             if let Err(e) = insert_identity_in_tx(tx, identity).await {
                 return Err(conflict_on_unique(e, "this account is already linked to an identity of that provider"));
             }
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }
@@ -202,7 +202,7 @@ impl Store {
             if removed && identities <= 1 && password == 0 {
                 return Err(AppError::Conflict("this is your last way to sign in to this account".into()));
             }
-            append_in_tx(tx, audit.filter(|_| removed)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| removed)).await?;
             Ok(removed)
         }).await)
     }

@@ -150,7 +150,7 @@ impl Store {
                 }
                 sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
             }
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }
@@ -181,7 +181,7 @@ impl Store {
                         sqlx::query(GRANT).bind(name).bind(p).execute(&mut *tx).await?;
                     }
                 }
-                append_in_tx(tx, audit).await?;
+                append_in_tx(tx, self.audit_key(), audit).await?;
             }
             Ok(exists)
         }).await)
@@ -192,7 +192,7 @@ impl Store {
         on_pool!(self, pool => keeping_an_admin(pool, &format!("cannot delete role {name}"), async |tx| {
             let deleted = sqlx::query(DELETE_ROLE).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "grants", "*", Utc::now()).await?;
-            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| deleted)).await?;
             Ok(deleted)
         }).await)
     }
@@ -210,7 +210,7 @@ impl Store {
             }
             let granted = sqlx::query(GRANT).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "grants", "*", Utc::now()).await?;
-            append_in_tx(tx, audit.filter(|_| granted)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| granted)).await?;
             Ok(())
         }).await)
     }
@@ -225,7 +225,7 @@ impl Store {
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let revoked = sqlx::query(REVOKE).bind(role).bind(permission).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "grants", "*", Utc::now()).await?;
-            append_in_tx(tx, audit.filter(|_| revoked)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| revoked)).await?;
             Ok(revoked)
         }).await)
     }
@@ -253,7 +253,7 @@ impl Store {
                 return Err(conflict_on_unique(e, "a permission with that name exists"));
             }
             record_event(tx, "grants", "*", now).await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }
@@ -263,7 +263,7 @@ impl Store {
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let deleted = sqlx::query(DELETE_PERMISSION).bind(name).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "grants", "*", Utc::now()).await?;
-            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| deleted)).await?;
             Ok(deleted)
         }).await)
     }
@@ -288,7 +288,7 @@ impl Store {
             }
             let assigned = sqlx::query(ASSIGN).bind(user_id).bind(role).bind(assigned_by).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "user", &user_id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| assigned)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| assigned)).await?;
             Ok(())
         }).await)
     }
@@ -298,7 +298,7 @@ impl Store {
         on_pool!(self, pool => keeping_an_admin(pool, "cannot remove the role", async |tx| {
             let removed = sqlx::query(UNASSIGN).bind(user_id).bind(role).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "user", &user_id.to_string(), Utc::now()).await?;
-            append_in_tx(tx, audit.filter(|_| removed)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| removed)).await?;
             Ok(removed)
         }).await)
     }

@@ -61,16 +61,16 @@ impl Store {
     /// position (see the module documentation). Read it *before* reading the rows.
     pub async fn revocation_feed_position(&self) -> AppResult<i64> {
         Ok(match self {
-            Store::Sqlite(pool) => sqlx::query_scalar(POSITION_SQLITE).fetch_one(pool).await?,
-            Store::Postgres(pool) => sqlx::query_scalar(POSITION_POSTGRES).fetch_one(pool).await?,
+            Store::Sqlite(pool, _) => sqlx::query_scalar(POSITION_SQLITE).fetch_one(pool).await?,
+            Store::Postgres(pool, _) => sqlx::query_scalar(POSITION_POSTGRES).fetch_one(pool).await?,
         })
     }
 
     /// The rows at or after `position`, some of which the caller may have seen.
     pub async fn revocations_from(&self, position: i64) -> AppResult<Vec<RevocationRow>> {
         Ok(match self {
-            Store::Sqlite(pool) => sqlx::query_as(FROM_SQLITE).bind(position).fetch_all(pool).await?,
-            Store::Postgres(pool) => sqlx::query_as(FROM_POSTGRES).bind(position).fetch_all(pool).await?,
+            Store::Sqlite(pool, _) => sqlx::query_as(FROM_SQLITE).bind(position).fetch_all(pool).await?,
+            Store::Postgres(pool, _) => sqlx::query_as(FROM_POSTGRES).bind(position).fetch_all(pool).await?,
         })
     }
 

@@ -10,8 +10,8 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::audit::{
-    AuditArrays, BUMP_CHAIN, RECORD_VALUES, append_audit_arrays_postgres, append_in_tx, audit_columns,
-    bind_audit_record, link_hash, link_records,
+    AuditArrays, AuditKey, RECORD_VALUES, append_audit_arrays_postgres, append_in_tx, audit_columns, bind_audit_record,
+    link_records, need_key, take_positions,
 };
 use super::placeholders;
 use super::tx::{begin_write, within};
@@ -142,7 +142,7 @@ const ROTATION_LOOKUP_POSTGRES: &str = "SELECT r.session_id, r.used_at IS NOT NU
      WHERE r.token_hash = $1 FOR UPDATE OF r";
 /// The rotation's writes: `$1` now, `$2` the spent token, `$3` its successor, `$4` the
 /// session, `$5` the new expiry; audited, also the record (`$6`-`$24`, in `INSERT`'s
-/// order) and the chain's new head. SQLite runs several statements in one call;
+/// order) and the chain's new head (the record's hash `$24`, and its MAC `$25`). SQLite runs several statements in one call;
 /// PostgreSQL runs them as one statement of data-modifying CTEs.
 const ROTATION_WRITE_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
      INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5); \
@@ -151,7 +151,7 @@ const ROTATION_WRITE_AUDITED_SQLITE: &str = concat!(
     "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2; \
      INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5); \
      UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4; \
-     UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6; \
+     UPDATE audit_chains SET seq = $7, head = $24, head_mac = $25 WHERE chain = $6; \
      INSERT INTO audit_log (",
     audit_columns!(),
     ") VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
@@ -163,7 +163,7 @@ const ROTATION_WRITE_AUDITED_POSTGRES: &str = concat!(
     "WITH spent AS (UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2), \
      successor AS (INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($3, $4, $1, $5)), \
      touched AS (UPDATE sessions SET last_refreshed_at = $1, expires_at = $5 WHERE id = $4), \
-     head AS (UPDATE audit_chains SET seq = $7, head = $24 WHERE chain = $6) \
+     head AS (UPDATE audit_chains SET seq = $7, head = $24, head_mac = $25 WHERE chain = $6) \
      INSERT INTO audit_log (",
     audit_columns!(),
     ") VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
@@ -214,11 +214,11 @@ const ROTATION_BATCH_WRITE_POSTGRES: &str = concat!(
     rotation_batch_writes_postgres!("$1", "$2", "$3", "$4", "$5"),
     " SELECT 1"
 );
-/// As above with the arrays at `$23`-`$27`, and the rotations' records as
+/// As above with the arrays at `$24`-`$28`, and the rotations' records as
 /// `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at position `$22`
-/// with head `$20`.
+/// with head `$20` (its MAC `$23`).
 const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
-    rotation_batch_writes_postgres!("$23", "$24", "$25", "$26", "$27"),
+    rotation_batch_writes_postgres!("$24", "$25", "$26", "$27", "$28"),
     ", ",
     append_audit_arrays_postgres!()
 );
@@ -226,15 +226,16 @@ const ROTATION_BATCH_WRITE_AUDITED_POSTGRES: &str = concat!(
 /// The values every rotation write binds first: now, the spent token, its successor,
 /// the session and the new expiry (one value each, or one array each in a batch).
 const ROTATION_VALUES: usize = 5;
-// An audited write binds a record after them as `bind_audit_record` does; a batch
-// binds `AuditArrays` and the chain's head, name and position before them.
+// An audited write binds a record after them as `bind_audit_record` does, then the
+// head's MAC; a batch binds `AuditArrays` and the chain's head, name, position and
+// head MAC before them.
 const _: () = {
     assert!(placeholders::highest(ROTATION_WRITE_SQLITE) == ROTATION_VALUES);
     assert!(placeholders::highest(ROTATION_WRITE_POSTGRES) == ROTATION_VALUES);
-    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_SQLITE) == ROTATION_VALUES + RECORD_VALUES);
-    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_POSTGRES) == ROTATION_VALUES + RECORD_VALUES);
+    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_SQLITE) == ROTATION_VALUES + RECORD_VALUES + 1);
+    assert!(placeholders::highest(ROTATION_WRITE_AUDITED_POSTGRES) == ROTATION_VALUES + RECORD_VALUES + 1);
     assert!(placeholders::highest(ROTATION_BATCH_WRITE_POSTGRES) == ROTATION_VALUES);
-    assert!(placeholders::highest(ROTATION_BATCH_WRITE_AUDITED_POSTGRES) == RECORD_VALUES + 3 + ROTATION_VALUES);
+    assert!(placeholders::highest(ROTATION_BATCH_WRITE_AUDITED_POSTGRES) == RECORD_VALUES + 4 + ROTATION_VALUES);
 };
 
 /// A row of the batch lookup (PostgreSQL only).
@@ -265,6 +266,7 @@ impl sqlx::FromRow<'_, sqlx::postgres::PgRow> for BatchLookup {
 /// depends on which way it went.
 async fn rotate_together_postgres(
     tx: &mut sqlx::PgConnection,
+    key: Option<&AuditKey>,
     jobs: &[RotationJob],
 ) -> AppResult<Option<Vec<RotateOutcome>>> {
     if jobs.len() < 2 {
@@ -334,24 +336,21 @@ async fn rotate_together_postgres(
     if !session.is_empty() {
         let write = match chain {
             Some(chain) => {
+                let key = need_key(key)?;
                 let (seq, prev) = match chain_at {
                     Some(at) => at,
                     // The chain's first records: create its row (and lock it).
-                    None => {
-                        sqlx::query_as(BUMP_CHAIN)
-                            .bind(chain)
-                            .bind(0i64)
-                            .fetch_one(&mut *tx)
-                            .await?
-                    }
+                    None => take_positions(&mut *tx, key, chain, 0).await?,
                 };
                 let last = seq + records.len() as i64;
-                let (linked, head) = link_records(chain, seq + 1, prev, records);
+                let (linked, head) = link_records(key, chain, seq + 1, prev, records);
+                let head_mac = key.head(chain, last, &head);
                 AuditArrays::from(linked)
                     .bind(sqlx::query(ROTATION_BATCH_WRITE_AUDITED_POSTGRES))
                     .bind(head)
                     .bind(chain)
                     .bind(last)
+                    .bind(head_mac)
             }
             None => sqlx::query(ROTATION_BATCH_WRITE_POSTGRES),
         };
@@ -487,6 +486,7 @@ const ROTATION_POSTGRES: RotationStatements = RotationStatements {
 /// write of everything (see `Store::rotate_refresh_batch`).
 async fn rotate_one_by_one<DB, C>(
     conn: &mut C,
+    key: Option<&AuditKey>,
     jobs: &[RotationJob],
     sql: &RotationStatements,
 ) -> sqlx::Result<Vec<RotateOutcome>>
@@ -497,6 +497,7 @@ where
     for<'r> RotationLookup: FromRow<'r, DB::Row>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
@@ -530,7 +531,7 @@ where
                 let record = owner
                     .zip(audit)
                     .map(|(user_id, (_, reused))| reused.for_user(user_id, None).on("session", t.session_id));
-                append_in_tx(&mut *conn, record.as_ref()).await?;
+                append_in_tx(&mut *conn, key, record.as_ref()).await?;
                 match owner {
                     Some(user_id) => RotateOutcome::Reused {
                         session_id: t.session_id,
@@ -549,22 +550,18 @@ where
                     .bind(job.expires_at);
                 let write = match audit {
                     Some((rotated, _)) => {
+                        let key = need_key(key)?;
                         // The chain's first record: create its row (and lock it).
                         let (seq, prev) = match (t.chain_seq, t.chain_head.take()) {
                             (Some(seq), Some(head)) => (seq, head),
-                            _ => {
-                                sqlx::query_as(BUMP_CHAIN)
-                                    .bind(chain)
-                                    .bind(0i64)
-                                    .fetch_one(&mut *conn)
-                                    .await?
-                            }
+                            _ => take_positions(&mut *conn, key, chain, 0).await?,
                         };
                         let record = rotated
                             .for_user(t.user_id, Some(&t.username))
                             .on("session", t.session_id);
-                        let hash = link_hash(&prev, seq + 1, &record);
-                        bind_audit_record(write, record, seq + 1, prev, hash)
+                        let hash = key.link(&prev, seq + 1, &record);
+                        let head_mac = key.head(chain, seq + 1, &hash);
+                        bind_audit_record(write, record, seq + 1, prev, hash).bind(head_mac)
                     }
                     None => write,
                 };
@@ -601,7 +598,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_REFRESH).bind(refresh_hash).bind(s.id).bind(now).bind(expires_at).execute(&mut *tx).await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(())
         }).await)
     }
@@ -617,19 +614,20 @@ impl Store {
     /// PostgreSQL), so a rotation takes two: one read of the token, its session, its
     /// owner and the audit chain's head (locked), and one write of everything.
     pub async fn rotate_refresh_batch(&self, jobs: &[RotationJob]) -> AppResult<Vec<RotateOutcome>> {
+        let key = self.audit_key();
         match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(pool, _) => {
                 within(begin_write(pool).await?, async |tx| {
-                    Ok(rotate_one_by_one(tx, jobs, &ROTATION_SQLITE).await?)
+                    Ok(rotate_one_by_one(tx, key, jobs, &ROTATION_SQLITE).await?)
                 })
                 .await
             }
-            Store::Postgres(pool) => {
+            Store::Postgres(pool, _) => {
                 within(
                     pool.begin_with(ROTATION_BEGIN_POSTGRES).await?,
-                    async |tx| match rotate_together_postgres(tx, jobs).await? {
+                    async |tx| match rotate_together_postgres(tx, key, jobs).await? {
                         Some(together) => Ok(together),
-                        None => Ok(rotate_one_by_one(tx, jobs, &ROTATION_POSTGRES).await?),
+                        None => Ok(rotate_one_by_one(tx, key, jobs, &ROTATION_POSTGRES).await?),
                     },
                 )
                 .await
@@ -654,7 +652,7 @@ impl Store {
                 None => None,
             };
             let record = ended.zip(audit).map(|((session_id, user_id), a)| a.for_user(user_id, None).on("session", session_id));
-            append_in_tx(tx, record.as_ref()).await?;
+            append_in_tx(tx, self.audit_key(), record.as_ref()).await?;
             Ok(ended)
         }).await)
     }
@@ -679,7 +677,7 @@ impl Store {
                 .await?;
             if owner.is_some() {
                 record_revocation(tx, session_id, now, revocation_expires).await?;
-                append_in_tx(tx, audit).await?;
+                append_in_tx(tx, self.audit_key(), audit).await?;
             }
             Ok(owner.is_some())
         }).await)
@@ -697,7 +695,7 @@ impl Store {
     ) -> AppResult<Vec<Uuid>> {
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let ended = revoke_user_sessions_in_tx(tx, user_id, keep, reason, now, revocation_expires).await?;
-            append_in_tx(tx, audit).await?;
+            append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(ended)
         }).await)
     }

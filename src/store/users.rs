@@ -132,8 +132,8 @@ static FOLDED_POSTGRES: LazyLock<Folded> = LazyLock::new(|| Folded::new(r#" COLL
 impl Store {
     fn folded(&self) -> &'static Folded {
         match self {
-            Store::Sqlite(_) => &FOLDED_SQLITE,
-            Store::Postgres(_) => &FOLDED_POSTGRES,
+            Store::Sqlite(..) => &FOLDED_SQLITE,
+            Store::Postgres(..) => &FOLDED_POSTGRES,
         }
     }
 }
@@ -206,7 +206,7 @@ impl Store {
                 insert_identity_in_tx(tx, &identity).await?;
             }
             let record = audit.map(|a| a.for_user(row.id, Some(&row.username)).on("user", row.id));
-            append_in_tx(tx, record.as_ref()).await?;
+            append_in_tx(tx, self.audit_key(), record.as_ref()).await?;
             Ok(row)
         }).await);
         match inserted.map_err(|e| conflict_on_unique(e, "taken")) {
@@ -329,7 +329,7 @@ impl Store {
             let changed = sqlx::query(SET_PASSWORD).bind(id).bind(hash).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             let ended = revoke_user_sessions_in_tx(tx, id, keep_session, reason, now, revocation_expires).await?;
             sqlx::query(DELETE_USER_TICKETS).bind(id).execute(&mut *tx).await?;
-            append_in_tx(tx, audit(changed)).await?;
+            append_in_tx(tx, self.audit_key(), audit(changed)).await?;
             Ok((changed, ended))
         }).await)
     }
@@ -357,7 +357,7 @@ impl Store {
                 sqlx::query(SET_SUPERUSER).bind(id).bind(su).bind(now).execute(&mut *tx).await?;
             }
             record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| found)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| found)).await?;
             let user: Option<UserRow> = sqlx::query_as(SELECT_BY_ID.as_str()).bind(id).fetch_optional(&mut *tx).await?;
             Ok(user)
         }).await)
@@ -377,7 +377,7 @@ impl Store {
         on_pool!(self, pool => keeping_an_admin(pool, "cannot disable this user", async |tx| {
             let changed = sqlx::query(SET_ACTIVE).bind(id).bind(active).bind(now).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| changed)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| changed)).await?;
             let user: Option<UserRow> = sqlx::query_as(SELECT_BY_ID.as_str()).bind(id).fetch_optional(&mut *tx).await?;
             let ended = match (&user, active) {
                 (Some(_), false) => revoke_user_sessions_in_tx(tx, id, None, "user_disabled", now, revocation_expires).await?,
@@ -400,7 +400,7 @@ impl Store {
             let ended = revoke_user_sessions_in_tx(tx, id, None, "user_deleted", now, revocation_expires).await?;
             let deleted = sqlx::query(DELETE_USER).bind(id).execute(&mut *tx).await?.rows_affected() > 0;
             record_event(tx, "user", &id.to_string(), now).await?;
-            append_in_tx(tx, audit.filter(|_| deleted)).await?;
+            append_in_tx(tx, self.audit_key(), audit.filter(|_| deleted)).await?;
             Ok(deleted.then_some(ended))
         }).await)
     }

@@ -769,7 +769,7 @@ async fn administrative_changes_are_recorded_once_and_failures_not_at_all() {
 #[tokio::test]
 async fn user_filter_reads_indexed_and_unindexed_records_alike() {
     use portcullis::config::DatabaseTarget;
-    use portcullis::store::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditFields, AuditFilter, Store};
+    use portcullis::store::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditFields, AuditFilter, AuditKey, Store};
 
     for backend in backends().await {
         let db = TestDb::new(backend).await;
@@ -777,7 +777,10 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
             Some(path) => DatabaseTarget::Sqlite(path.into()),
             None => DatabaseTarget::Postgres(db.url.clone()),
         };
-        let store = Store::connect(&target, 2).await.unwrap();
+        let store = Store::connect(&target, 2)
+            .await
+            .unwrap()
+            .with_audit_key(AuditKey::from_bytes(&[7; 32]));
         store.migrate().await.unwrap();
         let old = chrono::Utc::now() - chrono::Duration::days(30);
         let record = |user: Option<&str>, action: &str, at| {
@@ -905,7 +908,7 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
 
         // Retention removes the old records and, on SQLite, their index entries.
         let purged = store
-            .purge_audit(chrono::Utc::now() - chrono::Duration::days(1))
+            .purge_audit(chrono::Utc::now() - chrono::Duration::days(1), |_| None)
             .await
             .unwrap();
         assert_eq!(purged, 13);
@@ -921,19 +924,21 @@ async fn user_filter_reads_indexed_and_unindexed_records_alike() {
             assert_eq!(dangling, 0);
         }
 
-        // Retention that purges every record, those past the mark too: nothing is left
-        // to index, and the records that follow (ids are never reused) are indexed from
-        // the mark on.
-        store.append_audit("test", batch(4, old)).await.unwrap();
+        // Retention that purges a whole chain, records past the mark too: nothing of it
+        // is left to index. Old records behind kept ones stay (a base moves past expired
+        // records only), and are indexed from the mark on like the records that follow
+        // (ids are never reused).
+        store.append_audit("test", batch(2, old)).await.unwrap();
+        store.append_audit("test-old", batch(4, old)).await.unwrap();
         let purged = store
-            .purge_audit(chrono::Utc::now() - chrono::Duration::days(1))
+            .purge_audit(chrono::Utc::now() - chrono::Duration::days(1), |_| None)
             .await
             .unwrap();
-        assert_eq!(purged, 14, "the chain is purged up to its newest expired record");
-        assert_eq!(store.index_audit_by_user(1).await.unwrap(), 0);
+        assert_eq!(purged, 4, "only the chain whose every record expired");
+        assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 2 } else { 0 });
         store.append_audit("test", batch(4, chrono::Utc::now())).await.unwrap();
         assert_eq!(store.index_audit_by_user(1).await.unwrap(), if sqlite { 3 } else { 0 });
-        assert_eq!(check(&store, "after purging everything").await, 2);
+        assert_eq!(check(&store, "after purging a whole chain").await, 7);
 
         // The writer's policy: batches are counted, and a run is indexed once
         // AUDIT_BY_USER_RUN records have gathered, not before.
@@ -1136,5 +1141,340 @@ async fn controls_and_bidi_overrides_never_reach_a_terminal_raw() {
         let (_, out, _) = run_binary(binary_on(&db).args(["audit", "tail"]), "");
         assert!(out.contains("invoice/inv-\\u{202e}24\\u{2069}"), "{out}");
         s.stop().await;
+    }
+}
+
+// Tamper evidence against a database writer without the master key (issue 26): each
+// attack below is made directly in the database, as such a writer would, after the
+// service wrote a chain; `audit verify` must fail naming the check.
+
+/// The name of the chain the attacks below are made on.
+const TAMPERED: &str = "tamper-test";
+
+/// A store on `db` for reading what the service wrote (no key: it only reads).
+async fn reader(db: &TestDb) -> portcullis::store::Store {
+    use portcullis::config::DatabaseTarget;
+    let target = match db.url.strip_prefix("sqlite://") {
+        Some(path) => DatabaseTarget::Sqlite(path.into()),
+        None => DatabaseTarget::Postgres(db.url.clone()),
+    };
+    portcullis::store::Store::connect(&target, 1).await.unwrap()
+}
+
+/// A server on `backend` that wrote a few events and a chain of `TAMPERED` records
+/// (ages in days, in chain order), then stopped; the trail verifies.
+async fn written_trail(backend: Backend, extra: &[(&str, &str)], ages: &[i64]) -> (TestServer, TestDb) {
+    let (s, db) = TestServer::start_with(backend, extra).await;
+    let t = s.user("carol").await;
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status, 200);
+    s.service.flush_audit_requests().await.unwrap();
+    let records = ages
+        .iter()
+        .enumerate()
+        .map(|(i, age)| {
+            portcullis::store::AuditFields {
+                kind: "event".into(),
+                action: "TEST_FILLER".into(),
+                username: Some("carol".into()),
+                metadata: json!({ "n": i }).to_string(),
+                ..Default::default()
+            }
+            .stamped(chrono::Utc::now() - chrono::Duration::days(*age))
+        })
+        .collect();
+    s.service.store().append_audit(TAMPERED, records).await.unwrap();
+    (s, db)
+}
+
+fn verify(db: &TestDb) -> (i32, String) {
+    let (code, out, err) = run_binary(binary_on(db).args(["audit", "verify"]), "");
+    (code, format!("{out}{err}"))
+}
+
+/// Runs `sql` (built at run time) on `db`.
+async fn execute(db: &TestDb, sql: String) -> u64 {
+    execute_sql(db, Box::leak(sql.into_boxed_str())).await
+}
+
+/// The unkeyed link every record had before chains were keyed: SHA-256 of the JSON
+/// array of the previous hash, the position and the fields (written out here from the
+/// format, not taken from the crate).
+fn unkeyed_link(prev: &str, seq: i64, f: &portcullis::store::AuditFields) -> String {
+    use sha2::Digest;
+    let text = json!([
+        prev,
+        f.chain,
+        seq,
+        f.at.timestamp_micros(),
+        f.kind,
+        f.action,
+        f.user_id,
+        f.username,
+        f.resource_type,
+        f.resource_id,
+        f.ip,
+        f.user_agent,
+        f.method,
+        f.path,
+        f.status,
+        f.duration_ms,
+        f.request_id,
+        f.metadata,
+    ])
+    .to_string();
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A record rewritten, with its hash, every later link and the chain's head
+/// recomputed the way they were computed before (an unkeyed SHA-256): what a database
+/// writer can do without the master key. Verify finds the rewritten record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_rewritten_with_its_chain_recomputed_is_detected() {
+    for backend in backends().await {
+        let (s, db) = written_trail(backend, &[], &[0, 0, 0, 0]).await;
+        s.stop().await;
+        assert_eq!(verify(&db).0, 0, "{}", verify(&db).1);
+
+        let rows = reader(&db).await.audit_chain_rows(TAMPERED, 0, 100).await.unwrap();
+        assert_eq!(rows.len(), 4);
+        let mut prev = rows[0].hash.clone();
+        for row in &rows[1..] {
+            let mut fields = row.fields.clone();
+            if row.seq == 2 {
+                fields.username = Some("mallory".into());
+            }
+            let hash = unkeyed_link(&prev, row.seq, &fields);
+            let edited = execute(
+                &db,
+                format!(
+                    "UPDATE audit_log SET username = '{}', prev_hash = '{prev}', hash = '{hash}' \
+                     WHERE chain = '{TAMPERED}' AND seq = {}",
+                    fields.username.as_deref().unwrap_or_default(),
+                    row.seq
+                ),
+            )
+            .await;
+            assert_eq!(edited, 1);
+            prev = hash;
+        }
+        execute(
+            &db,
+            format!("UPDATE audit_chains SET head = '{prev}' WHERE chain = '{TAMPERED}'"),
+        )
+        .await;
+
+        let (code, out) = verify(&db);
+        assert_eq!(code, 5, "{out}");
+        assert!(
+            out.contains(&format!(
+                "audit chain {TAMPERED} is broken at record 2 (record rewritten)"
+            )),
+            "{out}"
+        );
+    }
+}
+
+/// A whole chain deleted, its records and its head: the chains left are not the set
+/// the registry holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_chain_removed_is_detected() {
+    for backend in backends().await {
+        let (s, db) = written_trail(backend, &[], &[0, 0, 0]).await;
+        s.stop().await;
+        assert_eq!(verify(&db).0, 0, "{}", verify(&db).1);
+
+        let rows = execute(&db, format!("DELETE FROM audit_log WHERE chain = '{TAMPERED}'")).await;
+        assert_eq!(rows, 3);
+        let heads = execute(&db, format!("DELETE FROM audit_chains WHERE chain = '{TAMPERED}'")).await;
+        assert_eq!(heads, 1);
+
+        let (code, out) = verify(&db);
+        assert_eq!(code, 5, "{out}");
+        assert!(out.contains("(chain removed)"), "{out}");
+        // Deleting the registry too does not help (nor stop the service opening).
+        assert_eq!(execute_sql(&db, "DELETE FROM audit_registry").await, 1);
+        let (code, out) = verify(&db);
+        assert_eq!(code, 5, "{out}");
+        assert!(out.contains("(chain removed)"), "{out}");
+    }
+}
+
+/// The oldest records of a chain deleted and its base moved past them, as a purge
+/// moves it: only the service, holding the key, can move a base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_cut_from_the_front_of_a_chain_are_detected() {
+    for backend in backends().await {
+        let (s, db) = written_trail(backend, &[], &[0, 0, 0, 0]).await;
+        s.stop().await;
+        assert_eq!(verify(&db).0, 0, "{}", verify(&db).1);
+
+        let rows = reader(&db).await.audit_chain_rows(TAMPERED, 0, 100).await.unwrap();
+        let cut = &rows[1];
+        assert_eq!(cut.seq, 2);
+        execute(
+            &db,
+            format!(
+                "UPDATE audit_chains SET base_seq = 2, base_hash = '{}' WHERE chain = '{TAMPERED}'",
+                cut.hash
+            ),
+        )
+        .await;
+        let deleted = execute(
+            &db,
+            format!("DELETE FROM audit_log WHERE chain = '{TAMPERED}' AND seq <= 2"),
+        )
+        .await;
+        assert_eq!(deleted, 2);
+
+        let (code, out) = verify(&db);
+        assert_eq!(code, 5, "{out}");
+        assert!(
+            out.contains(&format!("audit chain {TAMPERED} is broken at record 3 (front cut)")),
+            "{out}"
+        );
+    }
+}
+
+/// The newest records of a chain deleted and its head moved back onto the last record
+/// left, as if they had never been written: the head's MAC no longer matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_cut_from_the_end_of_a_chain_are_detected() {
+    for backend in backends().await {
+        let (s, db) = written_trail(backend, &[], &[0, 0, 0, 0]).await;
+        s.stop().await;
+        assert_eq!(verify(&db).0, 0, "{}", verify(&db).1);
+
+        let rows = reader(&db).await.audit_chain_rows(TAMPERED, 0, 100).await.unwrap();
+        let last_kept = &rows[1];
+        execute(
+            &db,
+            format!(
+                "UPDATE audit_chains SET seq = 2, head = '{}' WHERE chain = '{TAMPERED}'",
+                last_kept.hash
+            ),
+        )
+        .await;
+        let deleted = execute(
+            &db,
+            format!("DELETE FROM audit_log WHERE chain = '{TAMPERED}' AND seq > 2"),
+        )
+        .await;
+        assert_eq!(deleted, 2);
+
+        let (code, out) = verify(&db);
+        assert_eq!(code, 5, "{out}");
+        assert!(
+            out.contains(&format!("audit chain {TAMPERED} is broken at record 2 (tail cut)")),
+            "{out}"
+        );
+    }
+}
+
+/// A purge past retention moves a chain's base only past records that expired (an old
+/// record behind a kept one stays), records itself on that chain, and the trail still
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_past_retention_verifies_and_is_in_the_trail() {
+    for backend in backends().await {
+        let (s, db) = written_trail(backend, &[("AUDIT_RETENTION_DAYS", "7")], &[30, 30, 30, 0, 0, 30]).await;
+        s.service.purge_expired().await.unwrap();
+        let rows = s.service.store().audit_chain_rows(TAMPERED, 0, 100).await.unwrap();
+        let kept: Vec<(i64, &str)> = rows.iter().map(|r| (r.seq, r.fields.action.as_str())).collect();
+        assert_eq!(
+            kept,
+            [
+                (4, "TEST_FILLER"),
+                (5, "TEST_FILLER"),
+                (6, "TEST_FILLER"),
+                (7, "AUDIT_PURGED")
+            ],
+            "only the three expired records in front are purged"
+        );
+        let purge = &rows[3].fields;
+        let meta: Value = serde_json::from_str(&purge.metadata).unwrap();
+        assert_eq!(purge.resource_type.as_deref(), Some("audit_chain"));
+        assert_eq!(purge.resource_id.as_deref(), Some(TAMPERED));
+        assert_eq!(meta["records"], 3, "{meta}");
+        assert_eq!(
+            (meta["from_seq"].as_i64(), meta["through_seq"].as_i64()),
+            (Some(1), Some(3)),
+            "{meta}"
+        );
+        assert!(meta["retention_before"].is_string(), "{meta}");
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let listed = records(&s, &admin.access, "action=AUDIT_PURGED").await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        s.stop().await;
+
+        let (code, out) = verify(&db);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("intact"), "{out}");
+    }
+}
+
+/// Records written before chains were keyed still verify after the upgrade: the
+/// migration keeps their unkeyed links and the first start anchors their chains, keyed
+/// from their next position. The upgrade is taken once: a registry emptied later, as if
+/// to have the chains anchored afresh, is a removed chain to `audit verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unkeyed_records_from_before_the_upgrade_still_verify() {
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        let (code, out, err) = run_binary(binary_on(&db).args(["migrate"]), "");
+        assert_eq!(code, 0, "{out}{err}");
+        // Back to the schema before migration 0012, holding a chain it wrote then.
+        for sql in [
+            "ALTER TABLE audit_chains DROP COLUMN keyed_from",
+            "ALTER TABLE audit_chains DROP COLUMN anchor",
+            "ALTER TABLE audit_chains DROP COLUMN head_mac",
+            "DROP TABLE audit_registry",
+            "DELETE FROM _sqlx_migrations WHERE version = 12",
+        ] {
+            execute_sql(&db, sql).await;
+        }
+        let mut prev = String::new();
+        for seq in 1..=3i64 {
+            let fields = portcullis::store::AuditFields {
+                chain: "legacy-0".into(),
+                kind: "event".into(),
+                action: "LOGIN".into(),
+                username: Some("carol".into()),
+                metadata: "{}".into(),
+                ..Default::default()
+            }
+            .stamped(chrono::Utc::now());
+            let hash = unkeyed_link(&prev, seq, &fields);
+            // The text both backends read back as this instant.
+            let at = fields.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+            execute(
+                &db,
+                format!(
+                    "INSERT INTO audit_log (chain, seq, at, kind, action, username, metadata, prev_hash, hash) \
+                     VALUES ('legacy-0', {seq}, '{at}', 'event', 'LOGIN', 'carol', '{{}}', '{prev}', '{hash}')"
+                ),
+            )
+            .await;
+            prev = hash;
+        }
+        execute(
+            &db,
+            format!("INSERT INTO audit_chains (chain, seq, head) VALUES ('legacy-0', 3, '{prev}')"),
+        )
+        .await;
+
+        // The first start migrates and anchors; the trail verifies, old records too.
+        let (code, out) = verify(&db);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("intact: 3 records in 1 chains"), "{out}");
+        let (code, out) = verify(&db);
+        assert_eq!(code, 0, "and on every start after: {out}");
+
+        execute_sql(&db, "UPDATE audit_registry SET chains = ''").await;
+        let (code, out) = verify(&db);
+        assert_eq!(code, 5, "{out}");
+        assert!(out.contains("(chain removed)"), "{out}");
     }
 }

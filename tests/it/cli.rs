@@ -351,10 +351,16 @@ async fn no_command_generates_a_master_key_over_sealed_data() {
             c
         };
 
-        // A fresh database: user commands neither need nor generate a key.
+        // A fresh database: user commands never generate a key. One that writes the
+        // audit trail (keyed with the master key, issue 26) needs it given, and says so.
         let alice = user_create("alice", &[]);
+        let alice: Vec<&str> = alice.iter().map(String::as_str).collect();
+        let (code, _, err) = run_binary(&mut keyless(&alice), &format!("{PASSWORD}\n"));
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("PORTCULLIS_MASTER_KEY"), "{err}");
+        assert!(!key_file.exists(), "a user command generated a master key");
         let (code, _, err) = run_binary(
-            &mut keyless(&alice.iter().map(String::as_str).collect::<Vec<_>>()),
+            keyless(&alice).env("PORTCULLIS_MASTER_KEY", RIGHT_KEY),
             &format!("{PASSWORD}\n"),
         );
         assert_eq!(code, 0, "{err}");
@@ -382,19 +388,20 @@ async fn no_command_generates_a_master_key_over_sealed_data() {
         assert!(err.contains("PORTCULLIS_MASTER_KEY"), "{err}");
         assert!(!key_file.exists(), "serve generated a master key");
 
-        // Commands that need nothing sealed work without it.
-        for args in [
-            &["user", "list"][..],
-            &["role", "list"],
-            &["apikey", "list"],
-            &["audit", "verify"],
-        ] {
+        // Commands that need nothing sealed work without it; verifying the audit trail
+        // needs the key it is keyed with.
+        for args in [&["user", "list"][..], &["role", "list"], &["apikey", "list"]] {
             let (code, out, err) = run_binary(&mut keyless(args), "");
             assert_eq!(code, 0, "{args:?}: {err}");
             if args[0] == "user" {
                 assert!(out.contains("alice"), "{out}");
             }
         }
+        let (code, _, err) = run_binary(&mut keyless(&["audit", "verify"]), "");
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("PORTCULLIS_MASTER_KEY"), "{err}");
+        let (code, out, err) = run_binary(binary_on(&db).args(["audit", "verify"]), "");
+        assert_eq!(code, 0, "{out}{err}");
         assert!(!key_file.exists());
 
         // A wrong key, from the environment or from the key file, is refused.

@@ -102,20 +102,22 @@ row_struct! {
         pub head: String,
         pub base_seq: i64,
         pub base_hash: String,
+        /// The first position whose link is keyed (`AuditKey::link`); records before
+        /// it were written before migration 0012 and are linked by `link_hash`.
+        pub keyed_from: i64,
+        /// `AuditKey::anchor` of the chain's name, base and `keyed_from`.
+        pub anchor: String,
+        /// `AuditKey::head` of the chain's name, `seq` and `head`.
+        pub head_mac: String,
     }
 }
 
-/// The hash linking a record at `seq` to its predecessor's hash `prev`: SHA-256 of
-/// the compact JSON array of the link and every field, in lower-case hex.
+/// The canonical text of a record at `seq` linked to its predecessor's hash `prev`:
+/// the compact JSON array of the link and every field.
 ///
 /// The array is written element by element into one buffer (no `Value` tree: this
 /// runs for every audited request), byte for byte what `serde_json::json!` printed.
-pub fn link_hash(prev: &str, seq: i64, f: &AuditFields) -> String {
-    fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
-        buf.push(if buf.is_empty() { b'[' } else { b',' });
-        // Writing strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, value);
-    }
+fn link_text(prev: &str, seq: i64, f: &AuditFields) -> Vec<u8> {
     let mut buf = Vec::with_capacity(512);
     put(&mut buf, prev);
     put(&mut buf, &f.chain);
@@ -140,14 +142,139 @@ pub fn link_hash(prev: &str, seq: i64, f: &AuditFields) -> String {
     put(&mut buf, &f.request_id);
     put(&mut buf, &f.metadata);
     buf.push(b']');
+    buf
+}
+
+/// Appends `value` to the JSON array being written in `buf`.
+fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+    buf.push(if buf.is_empty() { b'[' } else { b',' });
+    // Writing strings and numbers into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, value);
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(&buf);
-    let mut hex = String::with_capacity(64);
-    for b in digest.iter() {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         hex.push(HEX[usize::from(b >> 4)] as char);
         hex.push(HEX[usize::from(b & 15)] as char);
     }
     hex
+}
+
+/// The unkeyed link of records written before chains were keyed (migration 0012):
+/// SHA-256 of `link_text`, in lower-case hex. Anyone who can write the database can
+/// recompute it, so such a record proves only that nothing was changed by someone who
+/// did not also recompute the chain after it.
+pub fn link_hash(prev: &str, seq: i64, f: &AuditFields) -> String {
+    hex(&Sha256::digest(link_text(prev, seq, f)))
+}
+
+/// The key audit chains are linked and anchored with: HMAC-SHA-256 under a key the
+/// service derives from the master key (`crypto::secretbox::MasterKey::derive`), so a
+/// database writer without the master key can neither recompute a link nor move a
+/// chain's base, nor drop a chain from the registry.
+#[derive(Clone)]
+pub struct AuditKey(std::sync::Arc<aws_lc_rs::hmac::Key>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditKey {
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self(std::sync::Arc::new(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            bytes,
+        )))
+    }
+
+    fn mac(&self, text: &[u8]) -> String {
+        hex(aws_lc_rs::hmac::sign(&self.0, text).as_ref())
+    }
+
+    /// The keyed link of a record at `seq` after a record whose hash is `prev`.
+    pub fn link(&self, prev: &str, seq: i64, f: &AuditFields) -> String {
+        self.mac(&link_text(prev, seq, f))
+    }
+
+    /// A chain's anchor: where it starts (its base, moved only by a purge) and from
+    /// which position its links are keyed. Each MAC input is a JSON array whose length
+    /// differs from the others' (a link's has 18 elements), so none can pass for another.
+    pub fn anchor(&self, chain: &str, base_seq: i64, base_hash: &str, keyed_from: i64) -> String {
+        let mut buf = Vec::with_capacity(128);
+        put(&mut buf, "anchor");
+        put(&mut buf, chain);
+        put(&mut buf, &base_seq);
+        put(&mut buf, base_hash);
+        put(&mut buf, &keyed_from);
+        buf.push(b']');
+        self.mac(&buf)
+    }
+
+    /// A chain's head: its last position and that record's hash, MACed on every
+    /// append (in the statement that moves the head), so that cutting a chain's newest
+    /// records and moving its head back onto a record still there takes the key, or the
+    /// MAC the head had then.
+    pub fn head(&self, chain: &str, seq: i64, head: &str) -> String {
+        let mut buf = Vec::with_capacity(128);
+        put(&mut buf, "head");
+        put(&mut buf, chain);
+        put(&mut buf, &seq);
+        put(&mut buf, head);
+        buf.push(b']');
+        self.mac(&buf)
+    }
+
+    /// A chain's share of the registry: the registry holds the XOR of every chain's
+    /// share, so adding a chain touches one row and no other chain, and removing one
+    /// (rows and head) changes what the remaining chains add up to.
+    fn registry_share(&self, chain: &str) -> [u8; 32] {
+        let mut buf = Vec::with_capacity(64);
+        put(&mut buf, "chain");
+        put(&mut buf, chain);
+        buf.push(b']');
+        let mut share = [0u8; 32];
+        share.copy_from_slice(aws_lc_rs::hmac::sign(&self.0, &buf).as_ref());
+        share
+    }
+
+    /// The registry of exactly `chains`.
+    pub fn registry<'a>(&self, chains: impl IntoIterator<Item = &'a str>) -> String {
+        let mut sum = [0u8; 32];
+        for chain in chains {
+            xor(&mut sum, &self.registry_share(chain));
+        }
+        hex(&sum)
+    }
+
+    /// `registry` with `chain` added.
+    fn registry_with(&self, registry: &str, chain: &str) -> String {
+        let mut sum = unhex(registry).unwrap_or([0u8; 32]);
+        xor(&mut sum, &self.registry_share(chain));
+        hex(&sum)
+    }
+}
+
+fn xor(sum: &mut [u8; 32], share: &[u8; 32]) {
+    for (s, b) in sum.iter_mut().zip(share) {
+        *s ^= b;
+    }
+}
+
+/// 32 bytes from 64 hex digits; None for anything else (an empty, pending registry).
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The stored columns of a record, in the order every insert binds them.
@@ -159,11 +286,12 @@ macro_rules! audit_columns {
 pub(crate) use audit_columns;
 
 /// The tail of a PostgreSQL statement appending `AuditArrays` (`$1`-`$19`) to chain
-/// `$21` and moving it to position `$22` and head `$20`; see `APPEND_ARRAYS_POSTGRES`.
+/// `$21` and moving it to position `$22` and head `$20` (`$23` its MAC); see
+/// `APPEND_ARRAYS_POSTGRES`.
 macro_rules! append_audit_arrays_postgres {
     () => {
         concat!(
-            "moved_head AS (UPDATE audit_chains SET seq = $22, head = $20 WHERE chain = $21) INSERT INTO audit_log (",
+            "moved_head AS (UPDATE audit_chains SET seq = $22, head = $20, head_mac = $23 WHERE chain = $21) INSERT INTO audit_log (",
             $crate::store::audit::audit_columns!(),
             ") SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int4[], \
@@ -177,7 +305,8 @@ pub(crate) use append_audit_arrays_postgres;
 /// last of them and the head before; the row lock it takes orders writers of a chain.
 pub(crate) const BUMP_CHAIN: &str = "INSERT INTO audit_chains (chain, seq, head) VALUES ($1, $2, '') \
      ON CONFLICT (chain) DO UPDATE SET seq = audit_chains.seq + $2 RETURNING seq, head";
-pub(crate) const SET_HEAD: &str = "UPDATE audit_chains SET head = $2 WHERE chain = $1";
+/// Moves a chain's head to `$2`, with its MAC `$3` (`AuditKey::head`).
+pub(crate) const SET_HEAD: &str = "UPDATE audit_chains SET head = $2, head_mac = $3 WHERE chain = $1";
 pub(crate) const INSERT: &str = concat!(
     "INSERT INTO audit_log (",
     audit_columns!(),
@@ -195,10 +324,23 @@ const _: () = assert!(
     "audit::INSERT must have the placeholders $1..$19, in order"
 );
 /// PostgreSQL: `AuditArrays` (`$1`-`$19`) appended to chain `$21`, which ends at
-/// position `$22` with head `$20`.
+/// position `$22` with head `$20` (its MAC `$23`).
 const APPEND_ARRAYS_POSTGRES: &str = concat!("WITH ", append_audit_arrays_postgres!());
 const COLUMNS: &str = concat!("id, ", audit_columns!());
-const CHAINS: &str = "SELECT chain, seq, head, base_seq, base_hash FROM audit_chains ORDER BY chain";
+/// Every chain with the registry, read in one statement so that both come from one
+/// snapshot (a chain registered meanwhile is in both or in neither); with no chain, one
+/// row of NULLs carrying the registry.
+const CHAINS: &str = "SELECT r.chains AS registry, c.chain, c.seq, c.head, c.base_seq, c.base_hash, c.keyed_from, c.anchor, c.head_mac \
+     FROM audit_registry r LEFT JOIN audit_chains c ON 1 = 1 ORDER BY c.chain";
+/// Anchors a chain just created (by `BUMP_CHAIN`, at position 0 with no base), once.
+const ANCHOR_NEW: &str =
+    "UPDATE audit_chains SET anchor = $2 WHERE chain = $1 AND anchor = '' AND seq = $3 RETURNING chain";
+/// Locks the registry row and reads it.
+const LOCK_REGISTRY: &str = "UPDATE audit_registry SET chains = chains RETURNING chains";
+const SET_REGISTRY: &str = "UPDATE audit_registry SET chains = $1";
+const UNANCHORED: &str =
+    "SELECT chain, seq, head, base_seq, base_hash, keyed_from, anchor FROM audit_chains ORDER BY chain";
+const SET_ANCHOR: &str = "UPDATE audit_chains SET anchor = $2, head_mac = $3 WHERE chain = $1";
 /// The distinct actions, by hopping along the (action, id) index from one action to
 /// the next: one index probe per action rather than a scan of every record.
 const ACTIONS: &str = "WITH RECURSIVE a(action) AS (\
@@ -210,8 +352,15 @@ const CHAIN_ROWS: &str = concat!(
     audit_columns!(),
     " FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 );
-const LAST_EXPIRED: &str = "SELECT seq, hash FROM audit_log WHERE chain = $1 AND at < $2 ORDER BY seq DESC LIMIT 1";
-const SET_BASE: &str = "UPDATE audit_chains SET base_seq = $2, base_hash = $3 WHERE chain = $1";
+/// The first record of a chain past its base `$3` that retention keeps (`$2` the
+/// oldest instant kept): a purge stops before it, whatever follows it.
+const FIRST_KEPT: &str = "SELECT seq FROM audit_log WHERE chain = $1 AND seq > $3 AND at >= $2 ORDER BY seq LIMIT 1";
+/// The last record before position `$3` (the first kept one), if it is expired.
+const LAST_EXPIRED: &str =
+    "SELECT seq, hash, at FROM audit_log WHERE chain = $1 AND seq < $3 AND at < $2 ORDER BY seq DESC LIMIT 1";
+/// Locks a chain's row and reads its base and scheme, for the purge that moves them.
+const LOCK_CHAIN: &str = "UPDATE audit_chains SET seq = seq WHERE chain = $1 RETURNING base_seq, keyed_from";
+const SET_BASE: &str = "UPDATE audit_chains SET base_seq = $2, base_hash = $3, anchor = $4 WHERE chain = $1";
 const DELETE_THROUGH: &str = "DELETE FROM audit_log WHERE chain = $1 AND seq <= $2";
 
 // SQLite finds a user's records through `audit_by_user`, filled in sorted runs behind
@@ -294,14 +443,76 @@ where
         .bind(hash)
 }
 
-/// Appends `record` (None when auditing is off) to its chain inside the transaction
-/// open on `conn`, so the record commits or rolls back with the change it describes.
-pub(crate) async fn append_in_tx<DB, C>(conn: &mut C, record: Option<&AuditFields>) -> sqlx::Result<()>
+/// Why a store without the audit key cannot append to or verify the trail.
+pub const NO_AUDIT_KEY: &str = "the audit trail is keyed with the master key, which was not given: \
+     set PORTCULLIS_MASTER_KEY, or PORTCULLIS_MASTER_KEY_FILE to the file that holds it";
+
+/// The store's audit key, or the error of a store opened without one.
+pub(crate) fn need_key(key: Option<&AuditKey>) -> sqlx::Result<&AuditKey> {
+    key.ok_or_else(|| sqlx::Error::Configuration(NO_AUDIT_KEY.into()))
+}
+
+/// Takes the next `count` positions of `chain` (creating it on first use), returning
+/// the last of them and the head before; the row lock it takes orders writers of a
+/// chain. A chain's first use also anchors it and adds it to the registry: two more
+/// statements, once per chain (an instance opens its chains when it starts), never
+/// on an append to a chain that exists.
+pub(crate) async fn take_positions<DB, C>(
+    conn: &mut C,
+    key: &AuditKey,
+    chain: &str,
+    count: i64,
+) -> sqlx::Result<(i64, String)>
 where
     DB: Database,
     for<'c> &'c mut C: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let (last, prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
+        .bind(chain)
+        .bind(count)
+        .fetch_one(&mut *conn)
+        .await?;
+    if last == count && prev.is_empty() {
+        let anchored: Option<(String,)> = sqlx::query_as(ANCHOR_NEW)
+            .bind(chain)
+            .bind(key.anchor(chain, 0, "", 1))
+            .bind(count)
+            .fetch_optional(&mut *conn)
+            .await?;
+        // (A registry row someone deleted stays missing, for `audit verify` to report.)
+        let registry: Option<(String,)> = match anchored {
+            Some(_) => sqlx::query_as(LOCK_REGISTRY).fetch_optional(&mut *conn).await?,
+            None => None,
+        };
+        if let Some((registry,)) = registry {
+            sqlx::query(SET_REGISTRY)
+                .bind(key.registry_with(&registry, chain))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok((last, prev))
+}
+
+/// Appends `record` (None when auditing is off) to its chain inside the transaction
+/// open on `conn`, so the record commits or rolls back with the change it describes.
+pub(crate) async fn append_in_tx<DB, C>(
+    conn: &mut C,
+    key: Option<&AuditKey>,
+    record: Option<&AuditFields>,
+) -> sqlx::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
@@ -310,21 +521,55 @@ where
     for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
 {
     let Some(r) = record else { return Ok(()) };
-    let (seq, prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
-        .bind(r.chain.as_str())
-        .bind(1i64)
-        .fetch_one(&mut *conn)
-        .await?;
-    let hash = link_hash(&prev, seq, r);
+    let key = need_key(key)?;
+    let (seq, prev) = take_positions(&mut *conn, key, &r.chain, 1).await?;
+    let hash = key.link(&prev, seq, r);
     sqlx::query(SET_HEAD)
         .bind(r.chain.as_str())
         .bind(hash.as_str())
+        .bind(key.head(&r.chain, seq, &hash))
         .execute(&mut *conn)
         .await?;
     bind_audit_record(sqlx::query(INSERT), r.clone(), seq, prev, hash)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Every chain, and the registry: the XOR of each chain's `AuditKey::registry_share`
+/// in hex ('' before the first start after migration 0012).
+#[derive(Debug, Clone)]
+pub struct AuditChains {
+    pub registry: String,
+    pub chains: Vec<AuditChainRow>,
+}
+
+row_struct! {
+    /// A row of `CHAINS`: the registry, and a chain (all None when there is none).
+    struct ChainsRow {
+        registry: String,
+        chain: Option<String>,
+        seq: Option<i64>,
+        head: Option<String>,
+        base_seq: Option<i64>,
+        base_hash: Option<String>,
+        keyed_from: Option<i64>,
+        anchor: Option<String>,
+        head_mac: Option<String>,
+    }
+}
+
+/// What one chain's purge removed: what its audit record says.
+#[derive(Debug, Clone)]
+pub struct PurgedChain {
+    pub chain: String,
+    pub records: u64,
+    pub from_seq: i64,
+    pub through_seq: i64,
+    /// When the last purged record was written.
+    pub through_at: DateTime<Utc>,
+    /// The retention limit: every purged record is older.
+    pub before: DateTime<Utc>,
 }
 
 /// Which records to read; empty fields do not filter.
@@ -401,9 +646,10 @@ pub(crate) struct Linked {
     pub hash: String,
 }
 
-/// Places `records` on `chain` from position `first`, after a record whose hash is
+/// Places `records` on `chain` from position `first` (keyed links), after a record whose hash is
 /// `prev`; returns them with the chain's new head.
 pub(crate) fn link_records(
+    key: &AuditKey,
     chain: &str,
     first: i64,
     mut prev: String,
@@ -417,7 +663,7 @@ pub(crate) fn link_records(
                 record.chain = chain.to_string();
             }
             let seq = first + i as i64;
-            let hash = link_hash(&prev, seq, &record);
+            let hash = key.link(&prev, seq, &record);
             let prev = std::mem::replace(&mut prev, hash.clone());
             Linked {
                 seq,
@@ -539,18 +785,33 @@ impl AuditArrays {
 }
 
 /// How each backend stores records already placed on their chain (which now ends at
-/// position `last` with hash `head`).
+/// position `last` with hash `head`, whose MAC is `head_mac`).
 trait WriteLinked {
-    async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, last: i64) -> AppResult<()>;
+    async fn write_linked(
+        &mut self,
+        chain: &str,
+        linked: Vec<Linked>,
+        head: String,
+        head_mac: String,
+        last: i64,
+    ) -> AppResult<()>;
 }
 
 /// SQLite: the chain's head, then the records through SQLite's C API
 /// (`sqlite_append`).
 impl WriteLinked for sqlx::SqliteConnection {
-    async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, _last: i64) -> AppResult<()> {
+    async fn write_linked(
+        &mut self,
+        chain: &str,
+        linked: Vec<Linked>,
+        head: String,
+        head_mac: String,
+        _last: i64,
+    ) -> AppResult<()> {
         sqlx::query(SET_HEAD)
             .bind(chain)
             .bind(&head)
+            .bind(head_mac)
             .execute(&mut *self)
             .await?;
         sqlite_append::insert_linked(self, &linked).await
@@ -559,12 +820,20 @@ impl WriteLinked for sqlx::SqliteConnection {
 
 /// PostgreSQL: one statement for any number of records, the head moved in it.
 impl WriteLinked for sqlx::PgConnection {
-    async fn write_linked(&mut self, chain: &str, linked: Vec<Linked>, head: String, last: i64) -> AppResult<()> {
+    async fn write_linked(
+        &mut self,
+        chain: &str,
+        linked: Vec<Linked>,
+        head: String,
+        head_mac: String,
+        last: i64,
+    ) -> AppResult<()> {
         AuditArrays::from(linked)
             .bind(sqlx::query(APPEND_ARRAYS_POSTGRES))
             .bind(head)
             .bind(chain)
             .bind(last)
+            .bind(head_mac)
             .execute(&mut *self)
             .await?;
         Ok(())
@@ -579,14 +848,12 @@ impl Store {
             return Ok(());
         }
         let count = records.len() as i64;
+        let key = need_key(self.audit_key())?;
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
-            let (last, prev): (i64, String) = sqlx::query_as(BUMP_CHAIN)
-                .bind(chain)
-                .bind(count)
-                .fetch_one(&mut *tx)
-                .await?;
-            let (linked, head) = link_records(chain, last - count + 1, prev, records);
-            tx.write_linked(chain, linked, head, last).await
+            let (last, prev) = take_positions(&mut *tx, key, chain, count).await?;
+            let (linked, head) = link_records(key, chain, last - count + 1, prev, records);
+            let head_mac = key.head(chain, last, &head);
+            tx.write_linked(chain, linked, head, head_mac, last).await
         }).await)
     }
 
@@ -598,7 +865,7 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> AppResult<Vec<AuditRow>> {
-        if let (Store::Sqlite(pool), Some(owner)) = (self, &filter.user_id) {
+        if let (Store::Sqlite(pool, _), Some(owner)) = (self, &filter.user_id) {
             return sqlite_user_records(pool, owner, filter, ascending, limit, offset).await;
         }
         let order = if ascending {
@@ -619,8 +886,73 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(ACTIONS).fetch_all(pool).await)?)
     }
 
-    pub async fn audit_chains(&self) -> AppResult<Vec<AuditChainRow>> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, AuditChainRow>(CHAINS).fetch_all(pool).await)?)
+    /// Every chain, and the registry of them (read together).
+    pub async fn audit_chains(&self) -> AppResult<AuditChains> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ChainsRow>(CHAINS).fetch_all(pool).await)?;
+        let registry = rows.first().map(|r| r.registry.clone()).unwrap_or_default();
+        let chains = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(AuditChainRow {
+                    chain: r.chain?,
+                    seq: r.seq?,
+                    head: r.head?,
+                    base_seq: r.base_seq?,
+                    base_hash: r.base_hash?,
+                    keyed_from: r.keyed_from?,
+                    anchor: r.anchor?,
+                    head_mac: r.head_mac?,
+                })
+            })
+            .collect();
+        Ok(AuditChains { registry, chains })
+    }
+
+    /// This store, linking and anchoring audit records with `key`.
+    pub fn with_audit_key(self, key: AuditKey) -> Self {
+        match self {
+            Store::Sqlite(pool, _) => Store::Sqlite(pool, Some(key)),
+            Store::Postgres(pool, _) => Store::Postgres(pool, Some(key)),
+        }
+    }
+
+    pub fn audit_key(&self) -> Option<&AuditKey> {
+        match self {
+            Store::Sqlite(_, key) | Store::Postgres(_, key) => key.as_ref(),
+        }
+    }
+
+    /// Once, on the first start after migration 0012 (the registry still empty, no
+    /// chain anchored): anchors every chain written before, keyed from its next
+    /// position, and fills the registry. Returns how many chains it anchored; None when
+    /// there was nothing to do. A registry emptied later, beside anchored chains, is
+    /// left for `audit verify` to report, never taken for an upgrade.
+    pub async fn anchor_unkeyed_audit_chains(&self) -> AppResult<Option<usize>> {
+        let key = need_key(self.audit_key())?;
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| -> AppResult<Option<usize>> {
+            let registry: Option<(String,)> = sqlx::query_as(LOCK_REGISTRY).fetch_optional(&mut *tx).await?;
+            if registry.is_none_or(|(registry,)| !registry.is_empty()) {
+                return Ok(None);
+            }
+            let chains: Vec<(String, i64, String, i64, String, i64, String)> =
+                sqlx::query_as(UNANCHORED).fetch_all(&mut *tx).await?;
+            if chains.iter().any(|(.., anchor)| !anchor.is_empty()) {
+                return Ok(None);
+            }
+            for (chain, seq, head, base_seq, base_hash, keyed_from, _) in &chains {
+                sqlx::query(SET_ANCHOR)
+                    .bind(chain)
+                    .bind(key.anchor(chain, *base_seq, base_hash, *keyed_from))
+                    .bind(key.head(chain, *seq, head))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(SET_REGISTRY)
+                .bind(key.registry(chains.iter().map(|(chain, ..)| chain.as_str())))
+                .execute(&mut *tx)
+                .await?;
+            Ok(Some(chains.len()))
+        }).await)
     }
 
     /// Up to `limit` records of `chain` after position `after_seq`, in chain order.
@@ -630,24 +962,62 @@ impl Store {
         )
     }
 
-    /// Deletes records older than `before`, chain by chain, moving each chain's base
-    /// to the last deleted record so verification still starts from a known hash.
-    pub async fn purge_audit(&self, before: DateTime<Utc>) -> AppResult<u64> {
-        let sqlite = matches!(self, Store::Sqlite(_));
+    /// Deletes records older than `before`, chain by chain: each chain up to the last
+    /// record before its first one retention keeps (records behind a kept one stay, so
+    /// a base moves past expired records only). Moves each purged chain's base to the
+    /// last deleted record, anchored under the key so that `audit verify` can tell this
+    /// base move from a database writer's, and appends the record `audited` makes of
+    /// the purge (None when auditing is off) in the same transaction.
+    pub async fn purge_audit(
+        &self,
+        before: DateTime<Utc>,
+        audited: impl Fn(&PurgedChain) -> Option<AuditFields>,
+    ) -> AppResult<u64> {
+        let sqlite = matches!(self, Store::Sqlite(..));
+        let key = need_key(self.audit_key())?;
         let mut purged = 0;
-        for chain in self.audit_chains().await? {
+        for chain in self.audit_chains().await?.chains {
+            let chain = chain.chain;
             purged += on_pool!(self, pool => within(pool.begin().await?, async |tx| -> AppResult<u64> {
-                let last: Option<(i64, String)> = sqlx::query_as(LAST_EXPIRED).bind(&chain.chain).bind(before).fetch_optional(&mut *tx).await?;
-                let n = match last {
-                    Some((seq, hash)) => {
-                        sqlx::query(SET_BASE).bind(&chain.chain).bind(seq).bind(&hash).execute(&mut *tx).await?;
-                        if sqlite {
-                            sqlx::query(SQLITE_BY_USER_PURGE).bind(&chain.chain).bind(seq).execute(&mut *tx).await?;
-                        }
-                        sqlx::query(DELETE_THROUGH).bind(&chain.chain).bind(seq).execute(&mut *tx).await?.rows_affected()
-                    }
-                    None => 0,
+                let Some((base_seq, keyed_from)): Option<(i64, i64)> =
+                    sqlx::query_as(LOCK_CHAIN).bind(&chain).fetch_optional(&mut *tx).await?
+                else {
+                    return Ok(0);
                 };
+                let first_kept: Option<(i64,)> = sqlx::query_as(FIRST_KEPT)
+                    .bind(&chain)
+                    .bind(before)
+                    .bind(base_seq)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let stop = first_kept.map_or(i64::MAX, |(seq,)| seq);
+                let last: Option<(i64, String, DateTime<Utc>)> = sqlx::query_as(LAST_EXPIRED)
+                    .bind(&chain)
+                    .bind(before)
+                    .bind(stop)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((seq, hash, at)) = last else { return Ok(0) };
+                sqlx::query(SET_BASE)
+                    .bind(&chain)
+                    .bind(seq)
+                    .bind(&hash)
+                    .bind(key.anchor(&chain, seq, &hash, keyed_from))
+                    .execute(&mut *tx)
+                    .await?;
+                if sqlite {
+                    sqlx::query(SQLITE_BY_USER_PURGE).bind(&chain).bind(seq).execute(&mut *tx).await?;
+                }
+                let n = sqlx::query(DELETE_THROUGH).bind(&chain).bind(seq).execute(&mut *tx).await?.rows_affected();
+                let done = PurgedChain {
+                    chain: chain.clone(),
+                    records: n,
+                    from_seq: base_seq + 1,
+                    through_seq: seq,
+                    through_at: at,
+                    before,
+                };
+                append_in_tx(&mut *tx, Some(key), audited(&done).as_ref()).await?;
                 Ok(n)
             }).await)?;
         }
@@ -658,7 +1028,7 @@ impl Store {
     /// adds them to `audit_by_user` in one run sorted by user and moves the mark;
     /// returns how many were added. PostgreSQL indexes `audit_log` by user directly.
     pub async fn index_audit_by_user(&self, min_run: i64) -> AppResult<u64> {
-        let Store::Sqlite(pool) = self else { return Ok(0) };
+        let Store::Sqlite(pool, _) = self else { return Ok(0) };
         within(begin_write(pool).await?, async |tx| {
             let (mark, last): (i64, i64) = sqlx::query_as(SQLITE_BY_USER_TAIL).fetch_one(&mut *tx).await?;
             if last - mark < min_run.max(1) {
@@ -800,6 +1170,43 @@ mod tests {
         assert_ne!(link_hash("prev", 8, &f), expected);
     }
 
+    /// A keyed link is not the unkeyed one and depends on the key; an anchor changes
+    /// with each thing it covers; the registry is of the set, whatever the order.
+    #[test]
+    fn keyed_links_anchors_and_the_registry() {
+        let f = AuditFields {
+            chain: "c".into(),
+            action: "LOGIN".into(),
+            metadata: "{}".into(),
+            ..AuditFields::default()
+        };
+        let key = AuditKey::from_bytes(&[1; 32]);
+        let link = key.link("prev", 1, &f);
+        assert_eq!(link.len(), 64);
+        assert_ne!(link, link_hash("prev", 1, &f));
+        assert_ne!(link, AuditKey::from_bytes(&[2; 32]).link("prev", 1, &f));
+        assert_ne!(link, key.link("prev", 2, &f));
+        let anchor = key.anchor("c", 0, "", 1);
+        for other in [
+            key.anchor("d", 0, "", 1),
+            key.anchor("c", 1, "", 1),
+            key.anchor("c", 0, "x", 1),
+            key.anchor("c", 0, "", 2),
+        ] {
+            assert_ne!(anchor, other);
+        }
+        let both = key.registry(["a", "b"]);
+        assert_eq!(both, key.registry(["b", "a"]));
+        assert_eq!(both, key.registry_with(&key.registry(["a"]), "b"));
+        assert_eq!(
+            key.registry_with("", "a"),
+            key.registry(["a"]),
+            "'' before the first chain"
+        );
+        assert_ne!(both, key.registry(["a"]));
+        assert_eq!(key.registry([]), "0".repeat(64));
+    }
+
     /// How many values a query has bound so far.
     fn bound<DB: Database>(mut q: sqlx::query::Query<'_, DB, DB::Arguments>) -> usize
     where
@@ -836,12 +1243,13 @@ mod tests {
             prev: String::new(),
             hash: String::new(),
         }];
-        // As `write_linked` binds them: the arrays, then head, chain and position.
+        // As `write_linked` binds them: the arrays, then head, chain, position and MAC.
         let arrays = AuditArrays::from(linked)
             .bind(sqlx::query(APPEND_ARRAYS_POSTGRES))
             .bind(String::new())
             .bind(String::new())
-            .bind(1i64);
+            .bind(1i64)
+            .bind(String::new());
         assert_eq!(bound(arrays), placeholders::highest(APPEND_ARRAYS_POSTGRES));
     }
 }

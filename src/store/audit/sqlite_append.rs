@@ -163,12 +163,13 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use crate::config::DatabaseTarget;
-    use crate::store::{AuditFields, Store};
+    use crate::store::{AuditFields, AuditKey, Store};
 
     async fn store(dir: &tempfile::TempDir) -> Store {
         let store = Store::connect(&DatabaseTarget::Sqlite(dir.path().join("a.db")), 1)
             .await
-            .unwrap();
+            .unwrap()
+            .with_audit_key(AuditKey::from_bytes(&[7; 32]));
         store.migrate().await.unwrap();
         store
     }
@@ -208,7 +209,7 @@ mod tests {
             want.chain = "t-r0".into();
             assert_eq!(format!("{:?}", row.fields), format!("{want:?}"));
         }
-        let Store::Sqlite(pool) = &store else { unreachable!() };
+        let Store::Sqlite(pool, _) = &store else { unreachable!() };
         let (stored, by_sqlx): (String, String) = sqlx::query_as("SELECT at, ? FROM audit_log WHERE seq = 1")
             .bind(record(1).at)
             .fetch_one(pool)
@@ -224,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         store.append_audit("t-r0", vec![record(1)]).await.unwrap();
-        let Store::Sqlite(pool) = &store else { unreachable!() };
+        let Store::Sqlite(pool, _) = &store else { unreachable!() };
         // A row already holding position 3 of the chain: the batch's second record
         // collides with it.
         sqlx::query(
