@@ -514,3 +514,72 @@ pub async fn raw_request_with(host: &str, method: &str, target: &str, bearer: &s
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// The real binary serving on a port of its own (`cmd` configured, `serve --bind`
+/// added), its log collected; killed when dropped, so no process outlives a test.
+pub struct BinaryServer {
+    pub http: Http,
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl BinaryServer {
+    /// Starts `cmd` and waits until it logs that it is ready.
+    pub async fn start(mut cmd: std::process::Command) -> Self {
+        use std::io::BufRead;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut child = cmd
+            .args(["serve", "--bind", &addr.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (ready, started) = tokio::sync::oneshot::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut ready = Some(ready);
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let is_ready = line.contains("portcullis is ready");
+                    log.lock().unwrap().push_str(&(line + "\n"));
+                    if is_ready && let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+            });
+        }
+        let server = Self {
+            http: Http::new(format!("http://{addr}")),
+            addr,
+            child,
+            log,
+        };
+        let up = tokio::time::timeout(Duration::from_secs(60), started).await;
+        assert!(
+            matches!(up, Ok(Ok(()))),
+            "portcullis serve did not start:\n{}",
+            server.log()
+        );
+        server
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
