@@ -156,8 +156,22 @@ fn cors_layer(cors: &crate::config::CorsSettings) -> Option<CorsLayer> {
 /// Revocations are pulled by a task of their own: nothing else done in the background
 /// (an API key last-use write waiting on a row lock, a key reload, a purge) can hold
 /// them back past the bound the README promises.
-fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 2] {
+///
+/// The token horizon is raised by a task of its own too: minting stops short of the
+/// horizon last stored, so a stalled housekeeping loop must not leave it behind.
+fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 3] {
     let interval = service.config().tokens.sync_interval;
+    let horizon = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::domain::HORIZON_INTERVAL).await;
+                if let Err(e) = service.raise_token_horizon().await {
+                    tracing::warn!(error = %e, "raising the token horizon failed");
+                }
+            }
+        })
+    };
     let revocations = {
         let service = service.clone();
         tokio::spawn(async move {
@@ -204,7 +218,7 @@ fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 2] {
             }
         }
     });
-    [revocations, housekeeping]
+    [revocations, housekeeping, horizon]
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight

@@ -583,3 +583,58 @@ impl Drop for BinaryServer {
     }
 }
 
+/// libfaketime's multi-threaded library (Debian's `libfaketime`), named by
+/// PORTCULLIS_TEST_FAKETIME (`.ci/run` installs it and sets it); `None`, with the
+/// reason printed, on a developer machine without it; a failure under CI.
+pub fn faketime_library() -> Option<String> {
+    match std::env::var("PORTCULLIS_TEST_FAKETIME") {
+        Ok(p) if !p.trim().is_empty() => {
+            assert!(
+                std::path::Path::new(&p).exists(),
+                "PORTCULLIS_TEST_FAKETIME={p} does not exist"
+            );
+            Some(p)
+        }
+        _ if postgres_required() => {
+            panic!("PORTCULLIS_TEST_FAKETIME is not set; .ci/run sets it after installing libfaketime")
+        }
+        _ => {
+            eprintln!(
+                "warning: skipped, PORTCULLIS_TEST_FAKETIME is not set (apt-get install faketime; \
+                 export PORTCULLIS_TEST_FAKETIME=$(dpkg -L libfaketime | grep 'libfaketimeMT.so.1$'))"
+            );
+            None
+        }
+    }
+}
+
+/// The binary on `db`, configured as every test server is, its whole clock (not the
+/// monotonic one, which its timers need) shifted by libfaketime (`library`) as
+/// `faketime` says: `-30s` runs half a minute behind, `+0 x60` a minute a second.
+pub fn binary_with_clock(db: &TestDb, library: &str, faketime: &str) -> std::process::Command {
+    let mut c = binary_on(db);
+    for (k, v) in base_settings(db) {
+        c.env(k, v);
+    }
+    c.env("LD_PRELOAD", library)
+        .env("FAKETIME", faketime)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    c
+}
+
+/// The token horizon stored in `db` (`token_horizon`), as Unix seconds.
+pub async fn stored_token_horizon(db: &TestDb) -> i64 {
+    let sql = "SELECT until FROM token_horizon WHERE id = 1";
+    let until: chrono::DateTime<chrono::Utc> = if db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+        let v = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("horizon");
+        pool.close().await;
+        v
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+        let v = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("horizon");
+        pool.close().await;
+        v
+    };
+    until.timestamp()
+}
