@@ -156,8 +156,22 @@ fn cors_layer(cors: &crate::config::CorsSettings) -> Option<CorsLayer> {
 /// Revocations are pulled by a task of their own: nothing else done in the background
 /// (an API key last-use write waiting on a row lock, a key reload, a purge) can hold
 /// them back past the bound the README promises.
-fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 2] {
+///
+/// The token horizon is raised by a task of its own too: minting stops short of the
+/// horizon last stored, so a stalled housekeeping loop must not leave it behind.
+fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 3] {
     let interval = service.config().tokens.sync_interval;
+    let horizon = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::domain::HORIZON_INTERVAL).await;
+                if let Err(e) = service.raise_token_horizon().await {
+                    tracing::warn!(error = %e, "raising the token horizon failed");
+                }
+            }
+        })
+    };
     let revocations = {
         let service = service.clone();
         tokio::spawn(async move {
@@ -211,7 +225,7 @@ fn spawn_background(service: Portcullis) -> [tokio::task::JoinHandle<()>; 2] {
             }
         }
     });
-    [revocations, housekeeping]
+    [revocations, housekeeping, horizon]
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight
@@ -230,7 +244,11 @@ pub async fn serve(
     let app = router(service.clone());
     // Start-up (migrations, key loading, the bootstrap) is done.
     release_free_heap();
-    let limits = service.config().server.connections.clone();
+    let mut limits = service.config().server.connections.clone();
+    limits.max_connections = connections_within_descriptors(
+        limits.max_connections,
+        service.config().database.max_connections as usize,
+    );
     let trusted = service.config().edge.trusted_proxies.clone();
     let result = serve_connections(listener, app, limits, trusted, shutdown).await;
     for task in background {
@@ -249,6 +267,74 @@ pub async fn serve(
     }
     service.store().close().await;
     result
+}
+
+/// Descriptors kept back from client connections beyond the database pool: the
+/// listener, the runtime's, SQLite's files, logs, outgoing HTTP (OAuth providers).
+const DESCRIPTOR_RESERVE: usize = 64;
+
+/// The connection cap `configured` would get within this process's open-file limit:
+/// raises the soft `RLIMIT_NOFILE` to the hard limit, then keeps `db_pool` and
+/// [`DESCRIPTOR_RESERVE`] descriptors back, warning when that lowers `configured`.
+/// Past the limit, accept would fail with EMFILE, and so would new database
+/// connections while clients hold every descriptor.
+fn connections_within_descriptors(configured: usize, db_pool: usize) -> usize {
+    let Some(limit) = raise_descriptor_limit() else {
+        return configured;
+    };
+    let cap = descriptor_cap(limit, db_pool);
+    if configured > cap {
+        tracing::warn!(
+            configured,
+            cap,
+            open_files = limit,
+            "PORTCULLIS_MAX_CONNECTIONS is {configured}, more than the open-file limit ({limit}) leaves for \
+             connections; serving at most {cap} at once (raise `ulimit -n` to serve more)"
+        );
+        return cap;
+    }
+    configured
+}
+
+/// Connections `limit` descriptors allow beside `db_pool` and the reserve (at least 1).
+fn descriptor_cap(limit: u64, db_pool: usize) -> usize {
+    usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(db_pool + DESCRIPTOR_RESERVE)
+        .max(1)
+}
+
+/// Raises the soft open-file limit to the hard one; the soft limit now in force, or
+/// `None` where it cannot be read (or is unlimited).
+fn raise_descriptor_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return None;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim.rlim_cur = lim.rlim_max;
+                }
+            }
+        }
+        if lim.rlim_cur == libc::RLIM_INFINITY {
+            return None;
+        }
+        Some(lim.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Answers `req` within `limit` (`PORTCULLIS_REQUEST_TIMEOUT_SECONDS`), or with a 408
@@ -453,5 +539,18 @@ fn release_free_heap() {
     // SAFETY: malloc_trim only returns unused heap pages; no pointer is affected.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_for_the_pool_and_files() {
+        assert_eq!(descriptor_cap(1024, 10), 1024 - 10 - DESCRIPTOR_RESERVE);
+        assert_eq!(descriptor_cap(256, 10), 256 - 10 - DESCRIPTOR_RESERVE);
+        assert_eq!(descriptor_cap(50, 10), 1);
+        assert_eq!(descriptor_cap(u64::MAX, 10), usize::MAX - 10 - DESCRIPTOR_RESERVE);
     }
 }

@@ -63,6 +63,10 @@ pub(crate) struct Inner {
 
 pub use master::{MasterKeySource, load_master_key};
 
+/// How often each instance raises the token horizon (two minutes ahead of the tokens
+/// it may issue meanwhile).
+pub const HORIZON_INTERVAL: Duration = Duration::from_secs(30);
+
 /// `first` and whatever is already queued behind it, at most `max` in all: the batch a
 /// writer task takes after waking for one item (request audit records, rotations).
 pub(crate) fn with_queued<T>(first: T, queued: &flume::Receiver<T>, max: usize) -> impl Iterator<Item = T> + '_ {
@@ -214,10 +218,31 @@ impl Portcullis {
                 .unwrap_or(chrono::Duration::hours(1))
     }
 
+    /// The `exp` of an access token issued at `iat`: the configured lifetime on, but
+    /// never past the token horizon this instance last stored (revocations made
+    /// anywhere last until then, so a token expiring later could outlive one). The
+    /// horizon is raised well ahead ([`Portcullis::raise_token_horizon`]); only if
+    /// raising it has failed for minutes does this shorten tokens, and once it has
+    /// passed, tokens are refused (503) until it is raised again. No database round
+    /// trip: the horizon is held in memory.
+    pub(crate) fn access_token_exp(&self, iat: i64) -> crate::error::AppResult<i64> {
+        let ttl = self.inner.config.tokens.access_token_ttl.as_secs() as i64;
+        let horizon = self.inner.token_horizon.load(std::sync::atomic::Ordering::Relaxed);
+        let exp = iat.saturating_add(ttl).min(horizon);
+        if exp <= iat {
+            return Err(crate::error::AppError::Unavailable {
+                message: "tokens cannot be issued now: the token horizon could not be stored".into(),
+                retry_after: HORIZON_INTERVAL.as_secs(),
+            });
+        }
+        Ok(exp)
+    }
+
     /// Raises the store's token horizon to cover every access token this instance may
-    /// issue before the next call (at start, then every minute: two minutes past the
-    /// configured lifetime), and learns the latest any instance has raised it to.
-    /// Revocations made after that last at least as long.
+    /// issue before the next call (at start, then every [`HORIZON_INTERVAL`] on a task
+    /// of its own: two minutes past the configured lifetime), and learns the latest any
+    /// instance has raised it to. Revocations made after that last at least as long;
+    /// tokens are minted to expire by it ([`Portcullis::access_token_exp`]).
     pub async fn raise_token_horizon(&self) -> anyhow::Result<()> {
         let ttl = self.inner.config.tokens.access_token_ttl + Duration::from_secs(120);
         let until = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(25));
@@ -268,8 +293,9 @@ impl Portcullis {
     }
 
     /// Shifts the clock this instance stamps and forgets revocations by, as if its
-    /// host's clock were off by `by`: for tests that revocation does not depend on the
-    /// writers' clocks, and that revocations outlive the tokens they cover.
+    /// host's clock were off by `by`: for the test that revocations outlive the tokens
+    /// they cover (purged minutes on, without waiting minutes). Instances whose whole
+    /// clock is off are tested with the real binary under libfaketime.
     #[doc(hidden)]
     pub fn skew_clock(&self, by: chrono::Duration) {
         self.inner
@@ -277,12 +303,11 @@ impl Portcullis {
             .store(by.num_milliseconds(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The minutely upkeep: raises the token horizon, drops revocations, throttles,
+    /// The minutely upkeep: drops revocations, throttles,
     /// audit records, MFA tickets and OAuth states that no longer matter, and indexes
     /// new audit records by user.
     pub async fn purge_expired(&self) -> anyhow::Result<()> {
         let now = Utc::now();
-        self.raise_token_horizon().await?;
         self.inner.revocations.purge(self.revocation_clock());
         // Feed rows are stamped by their writer's clock, which may be behind ours: keep
         // them an hour past their stamp, so a follower still reads them.

@@ -73,16 +73,17 @@ impl Portcullis {
             username: &user.username,
             superuser: user.is_superuser,
         };
-        let access = self.mint_access_token(&subject, session.id, amr, now, now).await?;
-        Ok(self.pair(access, refresh))
+        let (access, expires_in) = self.mint_access_token(&subject, session.id, amr, now, now).await?;
+        Ok(self.pair(access, refresh, expires_in))
     }
 
-    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+    /// The pair answered for an access token that expires in `expires_in` seconds.
+    fn pair(&self, access_token: String, refresh_token: String, expires_in: u64) -> TokenPair {
         TokenPair {
             access_token,
             refresh_token,
             token_type: "bearer",
-            expires_in: self.config().tokens.access_token_ttl.as_secs(),
+            expires_in,
         }
     }
 
@@ -95,7 +96,8 @@ impl Portcullis {
         }
     }
 
-    /// Signs an access token carrying the user's current roles and permissions.
+    /// Signs an access token carrying the user's current roles and permissions; the
+    /// token and the seconds until its `exp` ([`Portcullis::access_token_exp`]).
     async fn mint_access_token(
         &self,
         user: &Subject<'_>,
@@ -103,17 +105,18 @@ impl Portcullis {
         amr: Vec<String>,
         auth_time: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> AppResult<String> {
+    ) -> AppResult<(String, u64)> {
         let inner = self.inner();
-        let grants = self.grants(user.id, user.superuser).await?;
         let iat = now.timestamp();
+        let exp = self.access_token_exp(iat)?;
+        let grants = self.grants(user.id, user.superuser).await?;
         let (sub, uid) = self.subject_claims(user.id, user.username);
         let claims = AccessClaims {
             iss: inner.config.tokens.jwt_issuer.clone(),
             sub,
             aud: inner.config.tokens.jwt_audience.clone(),
             uid,
-            exp: iat + inner.config.tokens.access_token_ttl.as_secs() as i64,
+            exp,
             iat,
             nbf: iat,
             jti: Uuid::new_v4().to_string(),
@@ -125,7 +128,8 @@ impl Portcullis {
             auth_time: Some(auth_time.timestamp()),
             superuser: user.superuser,
         };
-        inner.keys.ring().sign(&claims).map_err(AppError::Internal)
+        let token = inner.keys.ring().sign(&claims).map_err(AppError::Internal)?;
+        Ok((token, exp.saturating_sub(iat).max(0) as u64))
     }
 
     /// Spends a refresh token for a new pair. Presenting a token that was already
@@ -178,10 +182,10 @@ impl Portcullis {
                     username: &session.username,
                     superuser: session.is_superuser,
                 };
-                let access = self
+                let (access, expires_in) = self
                     .mint_access_token(&subject, session.session_id, amr, session.created_at, now)
                     .await?;
-                Ok(self.pair(access, successor))
+                Ok(self.pair(access, successor, expires_in))
             }
             RotateOutcome::Reused { session_id, user_id } => {
                 metrics::counter!("portcullis_refresh_reuse_detected_total").increment(1);

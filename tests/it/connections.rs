@@ -41,7 +41,12 @@ async fn read_to_close(conn: &mut TcpStream, bound: Duration) -> Option<String> 
 
 /// One complete request on `conn` and its answer's status line (keep-alive).
 async fn health_on(conn: &mut TcpStream) -> String {
-    conn.write_all(b"GET /health HTTP/1.1\r\nhost: t\r\n\r\n")
+    get_on(conn, "/health").await
+}
+
+/// `GET path` on `conn` and its answer's status line (keep-alive).
+async fn get_on(conn: &mut TcpStream, path: &str) -> String {
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut all = Vec::new();
@@ -205,5 +210,64 @@ async fn a_timed_out_request_is_answered_with_a_problem() {
         assert_eq!(problem["type"], "urn:portcullis:problem:request-timeout", "{problem}");
         assert_eq!(problem["title"], "Request Timeout", "{problem}");
         s.stop().await;
+    }
+}
+
+/// The real binary under an open-file limit of 256 (soft and hard), configured for
+/// the default 10,000 connections: it warns at start that it serves at most 256 - 10
+/// (database pool) - 64 (files, logs, outgoing HTTP) = 182 at once, and 300 idle
+/// connections from four addresses then wait in the backlog instead of using up
+/// every descriptor: accept never fails, /health and /ready (the database) answer,
+/// and the waiting connections are served once others close. Both backends. (Before, nothing read the limit: accept
+/// failed with EMFILE once the descriptors ran out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_fits_the_open_file_limit() {
+    use std::os::unix::process::CommandExt;
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        let mut cmd = binary_on(&db);
+        cmd.env("PORTCULLIS_IDLE_TIMEOUT_SECONDS", "600")
+            .env("PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS", "600")
+            .env("DATABASE_MAX_CONNECTIONS", "10");
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 256,
+                    rlim_max: 256,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let s = BinaryServer::start(cmd).await;
+        within(
+            Duration::from_secs(5),
+            "no warning naming the setting and the cap",
+            || async {
+                let log = s.log();
+                log.contains("PORTCULLIS_MAX_CONNECTIONS is 10000") && log.contains("serving at most 182 at once")
+            },
+        )
+        .await;
+        let mut idle = Vec::new();
+        for i in 0..300usize {
+            idle.push(connect_from([127, 0, 0, 2 + (i % 4) as u8], s.addr).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The first connections were accepted and are served.
+        assert!(health_on(&mut idle[0]).await.contains(" 200 "), "{backend:?}");
+        assert!(get_on(&mut idle[0], "/ready").await.contains(" 200 "), "{backend:?}");
+        // The last waits in the backlog until others close.
+        idle.drain(1..150);
+        let last = idle.last_mut().unwrap();
+        assert!(get_on(last, "/ready").await.contains(" 200 "), "{backend:?}");
+        let log = s.log();
+        assert!(
+            !log.contains("accepting a connection failed"),
+            "{backend:?}: accept failed (out of descriptors?):\n{log}"
+        );
     }
 }

@@ -528,3 +528,55 @@ async fn sessions_have_an_absolute_lifetime() {
         s.stop().await;
     }
 }
+
+/// No access token outlives the token horizon its instance stored (revocations last
+/// until that horizon, so a token expiring later could outlive its revocation). The
+/// real binary runs with a wall clock libfaketime speeds up sixtyfold (a minute a
+/// second; its timers keep real time), so within seconds the clock is past the two
+/// minutes of margin the horizon stored at start has, long before the next raise,
+/// as if raising it had been stalled for minutes. Logins meanwhile get tokens that
+/// expire by the stored horizon (shortened, with `expires_in` saying so), then,
+/// once it has passed, a 503 problem. (Before, minting ignored the horizon: tokens
+/// expired a full lifetime on, past it.) Both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_outlive_the_stored_token_horizon() {
+    let Some(faketime) = faketime_library() else {
+        return;
+    };
+    for backend in backends().await {
+        let db = TestDb::new(backend).await;
+        let mut cmd = binary_with_clock(&db, &faketime, "+0 x60");
+        cmd.env("JWT_EXPIRATION", "60");
+        let b = BinaryServer::start(cmd).await;
+        let login = json!({"username": "admin", "password": ADMIN_PASSWORD});
+        let (mut shortened, mut refused) = (0, None);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            let res = b
+                .http
+                .call(M::POST, "/auth/login", Anonymous, Json(login.clone()))
+                .await;
+            if res.status == 503 {
+                refused = Some(expect_problem(res, 503));
+                break;
+            }
+            assert_eq!(res.status, 200, "{backend:?}: {}", res.text);
+            let body: Value = res.json();
+            let claims = jwt_part(body["access_token"].as_str().unwrap(), 1);
+            let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+            let horizon = stored_token_horizon(&db).await;
+            assert!(
+                exp <= horizon,
+                "{backend:?}: a token expires at {exp}, past the stored horizon {horizon} (issued at {iat})"
+            );
+            assert_eq!(body["expires_in"].as_i64(), Some(exp - iat), "{backend:?}: {body}");
+            if exp < iat + 60 {
+                shortened += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refused = refused.unwrap_or_else(|| panic!("{backend:?}: logins went on past the stored horizon"));
+        assert!(shortened > 0, "{backend:?}: no token was shortened to the horizon");
+        assert!(refused["detail"].as_str().unwrap().contains("horizon"), "{refused}");
+    }
+}

@@ -514,3 +514,127 @@ pub async fn raw_request_with(host: &str, method: &str, target: &str, bearer: &s
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// The real binary serving on a port of its own (`cmd` configured, `serve --bind`
+/// added), its log collected; killed when dropped, so no process outlives a test.
+pub struct BinaryServer {
+    pub http: Http,
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl BinaryServer {
+    /// Starts `cmd` and waits until it logs that it is ready.
+    pub async fn start(mut cmd: std::process::Command) -> Self {
+        use std::io::BufRead;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut child = cmd
+            .args(["serve", "--bind", &addr.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (ready, started) = tokio::sync::oneshot::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut ready = Some(ready);
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let is_ready = line.contains("portcullis is ready");
+                    log.lock().unwrap().push_str(&(line + "\n"));
+                    if is_ready && let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+            });
+        }
+        let server = Self {
+            http: Http::new(format!("http://{addr}")),
+            addr,
+            child,
+            log,
+        };
+        let up = tokio::time::timeout(Duration::from_secs(60), started).await;
+        assert!(
+            matches!(up, Ok(Ok(()))),
+            "portcullis serve did not start:\n{}",
+            server.log()
+        );
+        server
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// libfaketime's multi-threaded library (Debian's `libfaketime`), named by
+/// PORTCULLIS_TEST_FAKETIME (`.ci/run` installs it and sets it); `None`, with the
+/// reason printed, on a developer machine without it; a failure under CI.
+pub fn faketime_library() -> Option<String> {
+    match std::env::var("PORTCULLIS_TEST_FAKETIME") {
+        Ok(p) if !p.trim().is_empty() => {
+            assert!(
+                std::path::Path::new(&p).exists(),
+                "PORTCULLIS_TEST_FAKETIME={p} does not exist"
+            );
+            Some(p)
+        }
+        _ if postgres_required() => {
+            panic!("PORTCULLIS_TEST_FAKETIME is not set; .ci/run sets it after installing libfaketime")
+        }
+        _ => {
+            eprintln!(
+                "warning: skipped, PORTCULLIS_TEST_FAKETIME is not set (apt-get install faketime; \
+                 export PORTCULLIS_TEST_FAKETIME=$(dpkg -L libfaketime | grep 'libfaketimeMT.so.1$'))"
+            );
+            None
+        }
+    }
+}
+
+/// The binary on `db`, configured as every test server is, its whole clock (not the
+/// monotonic one, which its timers need) shifted by libfaketime (`library`) as
+/// `faketime` says: `-30s` runs half a minute behind, `+0 x60` a minute a second.
+pub fn binary_with_clock(db: &TestDb, library: &str, faketime: &str) -> std::process::Command {
+    let mut c = binary_on(db);
+    for (k, v) in base_settings(db) {
+        c.env(k, v);
+    }
+    c.env("LD_PRELOAD", library)
+        .env("FAKETIME", faketime)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    c
+}
+
+/// The token horizon stored in `db` (`token_horizon`), as Unix seconds.
+pub async fn stored_token_horizon(db: &TestDb) -> i64 {
+    let sql = "SELECT until FROM token_horizon WHERE id = 1";
+    let until: chrono::DateTime<chrono::Utc> = if db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+        let v = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("horizon");
+        pool.close().await;
+        v
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+        let v = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("horizon");
+        pool.close().await;
+        v
+    };
+    until.timestamp()
+}
