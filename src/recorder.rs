@@ -65,6 +65,8 @@ const METRICS: &[Metric] = &[
         name: "portcullis_rate_limited_total",
         kind: Kind::Counter,
         help: "Requests refused with 429: per client IP (by route) or per account (lockout).",
+        // The {scope="ip",route} series are put at zero as the router limits each
+        // route (`http::ratelimit::count_from_zero`): the routes come from the config.
         zero: &[&[("scope", "account")]],
     },
     Metric {

@@ -17,6 +17,7 @@ pub(super) const KEYS: &[&str] = &[
     "JWT_AUDIENCE",
     "JWT_SUBJECT",
     "JWT_ACCEPT_UNKEYED",
+    "JWT_UNKEYED_MAX_LIFETIME_MINUTES",
     "ACCESS_TOKEN_EXPIRE_MINUTES",
     "JWT_EXPIRATION",
     "REFRESH_TOKEN_EXPIRE_DAYS",
@@ -103,6 +104,9 @@ pub struct TokenSettings {
     /// Accept tokens without `kid` signed HS256 with `jwt_secret` (those the replaced
     /// service minted), checked as `crypto::jwt::KeyRing::verify_unkeyed` says.
     pub accept_unkeyed: bool,
+    /// Longest a token without `kid` may still have to live (`exp` - now): one minted
+    /// to last for years is refused.
+    pub unkeyed_max_lifetime: Duration,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     /// Clock skew tolerated on exp/nbf.
@@ -207,6 +211,9 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
         jwt_audience,
         jwt_subject,
         accept_unkeyed,
+        unkeyed_max_lifetime: Duration::from_secs(
+            60 * s.number(&["JWT_UNKEYED_MAX_LIFETIME_MINUTES"], 60u64, 1, 30 * 24 * 60)?,
+        ),
         access_token_ttl,
         refresh_token_ttl: Duration::from_secs(86_400 * s.number(&["REFRESH_TOKEN_EXPIRE_DAYS"], 7u64, 1, 365)?),
         jwt_leeway: Duration::from_secs(s.number(&["JWT_LEEWAY_SECONDS"], 30u64, 0, 300)?),

@@ -86,6 +86,10 @@ pub enum TokenError {
     InvalidClaims,
     #[error("token subject is not an active account")]
     UnknownSubject,
+    #[error("token lives longer than accepted")]
+    TooLongLived,
+    #[error("token was issued before the account's sessions ended")]
+    IssuedBeforeSessionsEnded,
 }
 
 /// A private key parsed once, when the key is loaded. jsonwebtoken's `encode` parses
@@ -274,24 +278,52 @@ fn validation(algorithm: Algorithm, rules: &TokenRules) -> Validation {
 pub struct UnkeyedClaims {
     pub sub: String,
     pub exp: i64,
+    /// Absent from what the replaced service wrote; such a token counts as issued
+    /// before any moment the account's sessions ended (see `domain::authn`).
+    #[serde(default)]
+    pub iat: Option<i64>,
 }
 
+/// Longest `sub` of a token without `kid` looked up (an e-mail-sized username or a
+/// user id fits well within it).
+const MAX_UNKEYED_SUBJECT: usize = 320;
+
 /// The replaced service's HS256 secret, for tokens without `kid`: only `sub` and
-/// `exp` are required (that service wrote no more); `nbf`, `iss` and `aud` are checked
-/// when present (`iss` must be ours, `aud` ours, or absent when we have none).
+/// `exp` are required (that service wrote no more); `nbf`, `iat`, `iss` and `aud` are
+/// checked when present (`iat` not in the future, `iss` ours, `aud` ours, or absent
+/// when we have none). `exp` may be at most `max_lifetime` (plus leeway) away.
 struct UnkeyedKey {
     decoding: DecodingKey,
     validation: Validation,
+    max_lifetime_secs: i64,
 }
 
 impl UnkeyedKey {
-    fn new(secret: &str, rules: &TokenRules) -> Self {
+    fn new(secret: &str, rules: &TokenRules, max_lifetime: std::time::Duration) -> Self {
         let mut validation = validation(Algorithm::HS256, rules);
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            max_lifetime_secs: i64::try_from(max_lifetime.as_secs()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// What the signature check leaves: the lifetime left, `iat`, and a `sub` fit to
+    /// look up (no control characters, which a database may refuse outright).
+    fn check(&self, claims: UnkeyedClaims) -> Result<UnkeyedClaims, TokenError> {
+        let now = Utc::now().timestamp();
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if claims.exp.saturating_sub(now) > self.max_lifetime_secs.saturating_add(leeway) {
+            return Err(TokenError::TooLongLived);
+        }
+        if claims.iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.sub.is_empty() || claims.sub.len() > MAX_UNKEYED_SUBJECT || claims.sub.chars().any(char::is_control) {
+            return Err(TokenError::InvalidClaims);
+        }
+        Ok(claims)
     }
 }
 
@@ -409,10 +441,10 @@ impl KeyRing {
         })
     }
 
-    /// Also accepts tokens without `kid` signed HS256 with `secret` (see
-    /// `verify_unkeyed`).
-    pub fn accepting_unkeyed(mut self, secret: &str, rules: &TokenRules) -> Self {
-        self.unkeyed = Some(UnkeyedKey::new(secret, rules));
+    /// Also accepts tokens without `kid` signed HS256 with `secret` whose `exp` is at
+    /// most `max_lifetime` away (see `verify_unkeyed`).
+    pub fn accepting_unkeyed(mut self, secret: &str, rules: &TokenRules, max_lifetime: std::time::Duration) -> Self {
+        self.unkeyed = Some(UnkeyedKey::new(secret, rules, max_lifetime));
         self
     }
 
@@ -478,7 +510,7 @@ impl KeyRing {
     /// otherwise such a token is refused as `MissingKid`.
     pub fn verify_unkeyed(&self, token: &str) -> Result<UnkeyedClaims, TokenError> {
         match (Self::kid_of(token), &self.unkeyed) {
-            (Err(TokenError::MissingKid), Some(key)) => decode(token, &key.decoding, &key.validation),
+            (Err(TokenError::MissingKid), Some(key)) => key.check(decode(token, &key.decoding, &key.validation)?),
             (Err(e), _) => Err(e),
             (Ok(_), _) => Err(TokenError::InvalidClaims),
         }
@@ -669,7 +701,9 @@ mod tests {
     }
 
     /// Tokens without `kid` verify only with `accepting_unkeyed`, only HS256 with that
-    /// secret, and must carry `sub` and `exp`; `iss`/`aud` are checked when present.
+    /// secret, and must carry `sub` and `exp`; `iss`/`aud`/`iat` are checked when
+    /// present; `exp` at most the longest accepted lifetime away; `sub` without
+    /// control characters.
     #[test]
     fn unkeyed_tokens_need_the_setting_the_secret_sub_and_exp() {
         let exp = Utc::now().timestamp() + 60;
@@ -681,13 +715,15 @@ mod tests {
         let plain = ring(SigningAlgorithm::Es256);
         assert_eq!(plain.verify(&good), Err(TokenError::MissingKid));
         assert_eq!(plain.verify_unkeyed(&good), Err(TokenError::MissingKid));
-        let r = ring(SigningAlgorithm::Es256).accepting_unkeyed(OLD_SECRET, &rules());
+        let r =
+            ring(SigningAlgorithm::Es256).accepting_unkeyed(OLD_SECRET, &rules(), std::time::Duration::from_secs(3600));
         assert_eq!(r.verify(&good), Err(TokenError::MissingKid));
         assert_eq!(
             r.verify_unkeyed(&good),
             Ok(UnkeyedClaims {
                 sub: "alice".into(),
-                exp
+                exp,
+                iat: None,
             })
         );
         let refused = [
@@ -738,6 +774,42 @@ mod tests {
                     serde_json::json!({"sub": "alice", "exp": exp, "aud": "other"}),
                 ),
                 TokenError::WrongAudience,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp + 3600}),
+                ),
+                TokenError::TooLongLived,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp, "iat": exp}),
+                ),
+                TokenError::NotYetValid,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "alice", "exp": exp, "iat": "yesterday"}),
+                ),
+                TokenError::InvalidClaims,
+            ),
+            (
+                unkeyed(
+                    Algorithm::HS256,
+                    OLD_SECRET,
+                    serde_json::json!({"sub": "ali\u{0}ce", "exp": exp}),
+                ),
+                TokenError::InvalidClaims,
+            ),
+            (
+                unkeyed(Algorithm::HS256, OLD_SECRET, serde_json::json!({"sub": "", "exp": exp})),
+                TokenError::InvalidClaims,
             ),
         ];
         for (token, expected) in refused {

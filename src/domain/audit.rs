@@ -15,7 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{ClientContext, Portcullis, validate};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::store::{AuditByUserRuns, AuditChains, AuditFields, AuditFilter, AuditRow, NO_AUDIT_KEY, link_hash};
 
 /// Chains per instance.
@@ -319,6 +319,55 @@ impl BrokenCheck {
     }
 }
 
+/// The security events Portcullis itself records (README: Audit trail). A filter may
+/// name them in any case; the other actions it may name are those recorded so far
+/// (services' custom events, `METHOD /route` of requests).
+pub const ACTIONS: &[&str] = &[
+    "APIKEY_CREATE",
+    "APIKEY_REVOKE",
+    "AUDIT_PURGED",
+    "LOGIN",
+    "LOGIN_FAILURE",
+    "LOGOUT",
+    "LOGOUT_ALL",
+    "MFA_CHALLENGE",
+    "MFA_DISABLE",
+    "MFA_ENABLE",
+    "MFA_ENROLL",
+    "MFA_ENROLLMENT_REQUIRED",
+    "MFA_FAILURE",
+    "MFA_RECOVERY_CODES_REGENERATE",
+    "MFA_RECOVERY_CODE_USED",
+    "MFA_RESET",
+    "OAUTH_LINK",
+    "OAUTH_LOGIN",
+    "OAUTH_UNLINK",
+    "PASSWORD_CHANGE",
+    "PASSWORD_RESET",
+    "PERMISSION_CREATE",
+    "PERMISSION_DELETE",
+    "PERMISSION_GRANT",
+    "PERMISSION_REVOKE",
+    "REFRESH_REUSE_DETECTED",
+    "REGISTER",
+    "ROLE_ASSIGN",
+    "ROLE_CREATE",
+    "ROLE_DELETE",
+    "ROLE_REMOVE",
+    "ROLE_UPDATE",
+    "SESSIONS_REVOKE",
+    "SESSION_EXPIRED",
+    "SIGNING_KEY_ROTATE",
+    "TEMP_TOKEN_CREATE",
+    "TOKEN_REFRESH",
+    "USER_CREATE",
+    "USER_DELETE",
+    "USER_DISABLE",
+    "USER_ENABLE",
+    "USER_UNLOCK",
+    "USER_UPDATE",
+];
+
 /// Actions recorded under another name before: (the name now, the former name). The
 /// services Portcullis replaces call a successful login `LOGIN`, and their clients
 /// filter by it; earlier Portcullis versions recorded `LOGIN_SUCCESS`. A filter naming
@@ -390,7 +439,7 @@ impl Portcullis {
             ("resource_id", resource.map(|(_, id)| id)),
         ] {
             if text.is_some_and(|t| t.contains('\0')) {
-                return Err(crate::error::AppError::validation(field, "must not contain NUL"));
+                return Err(AppError::validation(field, "must not contain NUL"));
             }
         }
         match self.audit_record(event) {
@@ -485,23 +534,71 @@ impl Portcullis {
         }
     }
 
-    /// Records matching `filter`, newest first; `limit` 1-1000.
+    /// Records matching `filter`, newest first; `limit` 1-1000. Its actions are read
+    /// as [`Portcullis::audit_filter_actions`] says.
     pub async fn audit_log(&self, filter: &AuditFilter, limit: i64, offset: i64) -> AppResult<Vec<AuditRow>> {
         validate::all([
             validate::query_number("limit", Some(limit), 1..=1000),
             validate::query_number("offset", Some(offset), 0..=validate::OFFSET_MAX),
         ])?;
         check_audit_filter(filter)?;
+        let filter = self.audit_filter_actions(filter).await?;
         self.store()
-            .audit_records(&with_former_names(filter), false, limit, offset)
+            .audit_records(&with_former_names(&filter), false, limit, offset)
             .await
+    }
+
+    /// `filter` with each action it names spelled as recorded: Portcullis's own events
+    /// (and their former names) in any case (`login` is `LOGIN`), then the actions
+    /// recorded so far, exactly or else in any case. A name that is neither matches
+    /// nothing, which would read as "no such records": a 422 naming it (and the nearest
+    /// known name, when one is close).
+    pub async fn audit_filter_actions(&self, filter: &AuditFilter) -> AppResult<AuditFilter> {
+        let own = ACTIONS.iter().chain(FORMER_NAMES.iter().map(|(_, former)| former));
+        let own_name = |name: &str| own.clone().find(|k| k.eq_ignore_ascii_case(name));
+        // Read only when a name is not one of our own.
+        let recorded = match filter.actions.iter().all(|name| own_name(name).is_some()) {
+            true => Vec::new(),
+            false => self.store().audit_actions().await?,
+        };
+        let mut actions = Vec::with_capacity(filter.actions.len());
+        for name in &filter.actions {
+            if let Some(known) = own_name(name) {
+                actions.push(known.to_string());
+                continue;
+            }
+            if recorded.iter().any(|r| r == name) {
+                actions.push(name.clone());
+                continue;
+            }
+            let folded: Vec<&String> = recorded.iter().filter(|r| r.eq_ignore_ascii_case(name)).collect();
+            if !folded.is_empty() {
+                actions.extend(folded.into_iter().cloned());
+                continue;
+            }
+            let hint = crate::config::names::nearest(
+                &name.to_ascii_uppercase(),
+                own.clone().copied().chain(recorded.iter().map(String::as_str)),
+            )
+            .map(|n| format!(" (did you mean {n}?)"))
+            .unwrap_or_default();
+            return Err(AppError::validation(
+                "action",
+                format!("{name:?} is neither an action Portcullis records nor one recorded so far{hint}"),
+            ));
+        }
+        Ok(AuditFilter {
+            actions,
+            ..filter.clone()
+        })
     }
 
     /// Records matching `filter`, oldest first (export and tail read forward by id).
     pub async fn audit_log_forward(&self, filter: &AuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
         check_audit_filter(filter)?;
+        let filter = self.audit_filter_actions(filter).await?;
         self.store()
-            .audit_records(&with_former_names(filter), true, limit, 0)
+            .audit_records(&with_former_names(&filter), true, limit, 0)
             .await
     }
 
@@ -652,6 +749,41 @@ impl Portcullis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ACTIONS` is what a filter may name before anything was recorded: every action
+    /// the code records by name must be in it (a scan of the sources, like the metrics'
+    /// check in `recorder.rs`).
+    #[test]
+    fn every_action_recorded_by_name_is_listed() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(std::fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        let mut texts = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut texts,
+        );
+        let mut seen = 0;
+        for text in &texts {
+            for opener in [".event(\"", "AuditEvent::new(\""] {
+                for piece in text.split(opener).skip(1) {
+                    let action = piece.split('"').next().unwrap_or_default();
+                    if !action.is_empty() && action.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                        seen += 1;
+                        assert!(ACTIONS.contains(&action), "{action} is recorded but not in ACTIONS");
+                    }
+                }
+            }
+        }
+        assert!(seen > 20, "the scan found only {seen} recorded actions");
+    }
 
     #[test]
     fn terminal_output_carries_no_raw_controls() {

@@ -330,6 +330,10 @@ impl Portcullis {
     /// from the account on every use (it carries no roles, session or second factor),
     /// so it is never cached: a disabled or deleted account, or removed roles, take
     /// effect at once. An account whose roles require MFA cannot be reached with one.
+    /// Ending all the account's sessions at once (logout-all, a password change or
+    /// reset, an administrator's revocation) refuses every such token issued before
+    /// (one without `iat` counts as issued before), as the store records that moment
+    /// on the account even when no session was live.
     async fn authenticate_unkeyed(&self, ring: &KeyRing, token: &str) -> AppResult<Arc<Principal>> {
         let claims = ring.verify_unkeyed(token).map_err(invalid)?;
         let store = self.store();
@@ -347,6 +351,11 @@ impl Portcullis {
         let user = user
             .filter(|u| u.is_active)
             .ok_or_else(|| invalid(TokenError::UnknownSubject))?;
+        if let Some(ended) = user.sessions_ended_at
+            && claims.iat.is_none_or(|iat| iat <= ended.timestamp())
+        {
+            return Err(invalid(TokenError::IssuedBeforeSessionsEnded));
+        }
         if self.mfa_required(user.id, user.is_superuser).await? {
             return Err(AppError::InvalidToken(
                 "this account requires a second factor: sign in again".into(),

@@ -32,6 +32,8 @@ pub struct KeyManager {
     secret: Option<String>,
     /// `JWT_ACCEPT_UNKEYED`: the secret that verifies tokens without `kid`.
     unkeyed_secret: Option<String>,
+    /// `JWT_UNKEYED_MAX_LIFETIME_MINUTES`.
+    unkeyed_max_lifetime: std::time::Duration,
     /// How long after retirement a key still verifies: token lifetime plus leeway plus
     /// one reload interval (an instance may sign with a key for that long after
     /// another instance retired it).
@@ -67,6 +69,7 @@ impl KeyManager {
                 .jwt_secret
                 .clone()
                 .filter(|_| config.tokens.accept_unkeyed),
+            unkeyed_max_lifetime: config.tokens.unkeyed_max_lifetime,
             grace,
             // Start "long ago" so a fresh instance may reload for an unknown kid at once.
             last_reload: Mutex::new(
@@ -89,7 +92,7 @@ impl KeyManager {
     async fn build_ring(&self) -> anyhow::Result<KeyRing> {
         let ring = self.build_keyed_ring().await?;
         Ok(match &self.unkeyed_secret {
-            Some(secret) => ring.accepting_unkeyed(secret, &self.rules),
+            Some(secret) => ring.accepting_unkeyed(secret, &self.rules, self.unkeyed_max_lifetime),
             None => ring,
         })
     }

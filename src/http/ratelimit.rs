@@ -74,6 +74,21 @@ impl IpRateLimiter {
     }
 }
 
+/// The 429s of one limited route, labelled as the router matched it (base path
+/// included).
+fn refused(route: String) -> metrics::Counter {
+    metrics::counter!("portcullis_rate_limited_total", "scope" => "ip", "route" => route)
+}
+
+/// Puts a limited route's 429 counter at zero when the router is built: the limited
+/// routes are known from the configuration, so their series exist before the first
+/// refusal.
+pub fn count_from_zero(route: &str) {
+    // The recorder must exist before the handle is taken, or it counts nowhere.
+    let _ = crate::recorder::metrics_handle();
+    refused(route.to_owned()).increment(0);
+}
+
 /// Middleware for one limited route; requests without a known address pass.
 pub async fn limit(State(limiter): State<Arc<IpRateLimiter>>, req: Request, next: Next) -> Response {
     if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied()
@@ -84,7 +99,7 @@ pub async fn limit(State(limiter): State<Arc<IpRateLimiter>>, req: Request, next
             .get::<MatchedPath>()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default();
-        metrics::counter!("portcullis_rate_limited_total", "scope" => "ip", "route" => route).increment(1);
+        refused(route).increment(1);
         return e.into_response();
     }
     next.run(req).await

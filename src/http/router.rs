@@ -54,6 +54,7 @@ pub fn routes(service: Portcullis) -> Router {
         let mut guarded = handler.layer(guard);
         if let Some(limiter) = limiter.as_ref().filter(|_| limited.contains(route.path)) {
             guarded = guarded.layer(middleware::from_fn_with_state(limiter.clone(), ratelimit::limit));
+            ratelimit::count_from_zero(&config.path(route.path));
         }
         app = app.route(&config.path(route.path), guarded);
     }

@@ -90,6 +90,7 @@ const REVOKE_SESSION: &str =
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
 const REVOKE_USER_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING user_id";
 const REVOKE_USER_SESSIONS: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE user_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2) RETURNING id";
+const MARK_SESSIONS_ENDED: &str = "UPDATE users SET sessions_ended_at = $2 WHERE id = $1";
 const INSERT_REVOCATION: &str =
     "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ('session', $1, $2, $3)";
 const LIST_ACTIVE: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC";
@@ -375,7 +376,9 @@ async fn rotate_together_postgres(
 }
 
 /// Ends every live session of a user (but `keep`) inside the transaction open on
-/// `conn`, recording their revocations; returns the ended ids.
+/// `conn`, recording their revocations and the moment on the user (`sessions_ended_at`:
+/// what refuses the tokens that belong to no session, even when no session was live);
+/// returns the ended ids.
 pub(crate) async fn revoke_user_sessions_in_tx<DB, C>(
     conn: &mut C,
     user_id: Uuid,
@@ -405,6 +408,11 @@ where
     for id in &ended {
         record_revocation(&mut *conn, *id, now, revocation_expires).await?;
     }
+    sqlx::query(MARK_SESSIONS_ENDED)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     Ok(ended)
 }
 

@@ -29,6 +29,8 @@ row_struct! {
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
         pub password_changed_at: Option<DateTime<Utc>>,
+        /// When all its sessions last ended at once (`sessions::revoke_user_sessions_in_tx`).
+        pub sessions_ended_at: Option<DateTime<Utc>>,
     }
 }
 
@@ -74,7 +76,7 @@ struct PasswordChange {
 }
 
 /// The columns of a `UserRow`, as every query that reads one lists them.
-const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at";
+const USER_COLUMNS: &str = "id, username, email, full_name, password_hash, is_superuser, is_active, created_at, updated_at, password_changed_at, sessions_ended_at";
 // The statements that read whole rows are built once, at first use: `concat!` takes
 // only literals, and `USER_COLUMNS` is a constant so that the list is written once.
 static SELECT_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));

@@ -600,3 +600,41 @@ async fn every_name_comparison_folds_by_ascii_rules_in_a_turkish_database() {
     }
     s.stop().await;
 }
+
+/// `/metrics` has the per-IP 429 counter of every rate-limited route at 0 from start
+/// (the routes come from the configuration), beside the per-account one; before the
+/// first refusal only `scope="account"` was there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_routes_are_counted_from_zero() {
+    // Routes no other test limits: the recorder is shared by every server of the process.
+    let routes = ["/auth/introspect", "/auth/logout-all"];
+    let (s, _db) = TestServer::start_with(
+        Backend::Sqlite,
+        &[
+            ("RATE_LIMIT_PER_IP_PER_MINUTE", "60"),
+            ("RATE_LIMIT_ROUTES", &routes.join(",")),
+            ("PORTCULLIS_BASE_PATH", "/zero-limits"),
+        ],
+    )
+    .await;
+    let metrics = s.get("/metrics").await.text;
+    for route in routes {
+        let label = format!("route=\"/zero-limits{route}\"");
+        let series: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("portcullis_rate_limited_total{") && l.contains(&label))
+            .collect();
+        assert_eq!(series.len(), 1, "{route}: {metrics}");
+        assert!(
+            series[0].contains("scope=\"ip\"") && series[0].ends_with(" 0"),
+            "{series:?}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("portcullis_rate_limited_total{") && l.contains("scope=\"account\"")),
+        "{metrics}"
+    );
+    s.stop().await;
+}

@@ -267,7 +267,9 @@ async fn filters_paging_cursor_export_and_custom_events() {
             matches!(refused, Err(portcullis::error::AppError::Validation(_))),
             "{refused:?}"
         );
-        assert_eq!(records(&s, &admin.access, "action=NUL_INSIDE").await.len(), 0);
+        // Never recorded, so not a name a filter may use.
+        let p = expect_problem(s.get_auth("/audit/logs?action=NUL_INSIDE", &admin.access).await, 422);
+        assert_eq!(p["errors"][0]["field"], "action", "{p}");
         let odd = records(&s, &admin.access, "action=AWKWARD_TEXT").await;
         assert_eq!(odd.len(), 1);
         assert_eq!(odd[0]["resource_id"], awkward);
@@ -1476,5 +1478,70 @@ async fn unkeyed_records_from_before_the_upgrade_still_verify() {
         let (code, out) = verify(&db);
         assert_eq!(code, 5, "{out}");
         assert!(out.contains("(chain removed)"), "{out}");
+    }
+}
+
+/// Action names in a filter: Portcullis's own in any case (`action=login` finds the
+/// LOGIN records), a recorded custom event by its name in any case, one of its own not
+/// recorded yet matches nothing; a name neither known nor recorded is a 422 naming it
+/// and the nearest known name, for the log and the export alike (each used to match
+/// nothing, silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_filter_actions_fold_case_and_unknown_names_are_refused() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let ids = |rows: Vec<Value>| -> Vec<i64> { rows.iter().map(|r| r["id"].as_i64().unwrap()).collect() };
+        let upper = ids(records(&s, &admin.access, "action=LOGIN").await);
+        assert!(!upper.is_empty(), "{backend:?}: the admin's login is recorded");
+        assert_eq!(
+            ids(records(&s, &admin.access, "action=login").await),
+            upper,
+            "{backend:?}"
+        );
+        assert_eq!(ids(records(&s, &admin.access, "action=Login_Success").await), upper);
+        let registered = ids(records(&s, &admin.access, "action=LOGIN,REGISTER").await);
+        assert_eq!(
+            ids(records(&s, &admin.access, "action=login, register").await),
+            registered
+        );
+        assert_eq!(records(&s, &admin.access, "action=mfa_reset").await.len(), 0);
+
+        let event = json!({"action": "INVOICE_APPROVED", "resource_type": "invoice", "resource_id": "inv-1"});
+        let res = s
+            .call(M::POST, "/audit/events", Bearer(&admin.access), Json(event))
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text);
+        assert_eq!(records(&s, &admin.access, "action=INVOICE_APPROVED").await.len(), 1);
+        assert_eq!(records(&s, &admin.access, "action=invoice_approved").await.len(), 1);
+
+        for (path, named, nearest) in [
+            ("/audit/logs?action=LOGNI", "LOGNI", Some("LOGIN")),
+            (
+                "/audit/logs?action=LOGIN,passwd_change",
+                "passwd_change",
+                Some("PASSWORD_CHANGE"),
+            ),
+            (
+                "/audit/logs/export?action=invoice_aproved",
+                "invoice_aproved",
+                Some("INVOICE_APPROVED"),
+            ),
+            (
+                "/audit/logs?action=INVOICE_REJECTED_BY_FINANCE",
+                "INVOICE_REJECTED_BY_FINANCE",
+                None,
+            ),
+        ] {
+            let p = expect_problem(s.get_auth(path, &admin.access).await, 422);
+            assert_eq!(p["errors"][0]["field"], "action", "{backend:?}: {path}: {p}");
+            let message = p["errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains(named), "{path}: {message}");
+            match nearest {
+                Some(n) => assert!(message.contains(&format!("did you mean {n}?")), "{path}: {message}"),
+                None => assert!(!message.contains("did you mean"), "{path}: {message}"),
+            }
+        }
+        s.stop().await;
     }
 }

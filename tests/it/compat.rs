@@ -236,3 +236,103 @@ async fn unkeyed_tokens_of_the_old_service_are_accepted_only_when_asked() {
         s.stop().await;
     }
 }
+
+/// Tokens without `kid` end with the account's sessions: logout-all (even made with
+/// such a token, when no session is live), a password change and an administrator's
+/// revocation each refuse those issued before (and those without `iat`, whose issue
+/// time is unknown); one issued afterwards works. One whose `exp` is further away
+/// than `JWT_UNKEYED_MAX_LIFETIME_MINUTES` is refused, and a `sub` with a control
+/// character is refused as an invalid token (PostgreSQL answered 500 before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unkeyed_tokens_end_with_the_accounts_sessions_and_live_bounded() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start_with(
+            backend,
+            &[
+                ("JWT_SECRET_KEY", OLD_SECRET),
+                ("JWT_ACCEPT_UNKEYED", "true"),
+                ("JWT_SUBJECT", "username"),
+                ("JWT_UNKEYED_MAX_LIFETIME_MINUTES", "120"),
+            ],
+        )
+        .await;
+        let now = chrono::Utc::now().timestamp();
+        let old = |sub: &str, claims: Value| {
+            let mut c = claims;
+            c["sub"] = json!(sub);
+            old_service_token(OLD_SECRET, &c)
+        };
+        let server = &s;
+        let me = |t: String| async move { server.get_auth("/auth/me", &t).await.status };
+        // Issued now; `iat` counts seconds, so one issued in the second of an ending
+        // counts as before it: wait for the next second after each.
+        let later = || async {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            old(
+                "gina",
+                json!({"exp": in_minutes(30), "iat": chrono::Utc::now().timestamp()}),
+            )
+        };
+
+        // Lifetime bound and subject hygiene, before any lookup.
+        s.register("gina").await;
+        assert_eq!(me(old("gina", json!({"exp": in_minutes(110)}))).await, 200);
+        for (why, claims) in [
+            ("five years to live", json!({"exp": in_minutes(5 * 365 * 24 * 60)})),
+            ("three hours to live", json!({"exp": in_minutes(180)})),
+            (
+                "issued in the future",
+                json!({"exp": in_minutes(30), "iat": now + 3600}),
+            ),
+        ] {
+            let res = s.get_auth("/auth/me", &old("gina", claims)).await;
+            assert_eq!(res.status, 401, "{backend:?}: {why}: {}", res.text);
+        }
+        for sub in ["gi\u{0}na", "gina\n", "\u{7f}"] {
+            let res = s.get_auth("/auth/me", &old(sub, json!({"exp": in_minutes(30)}))).await;
+            assert_eq!(res.status, 401, "{backend:?}: {sub:?}: {}", res.text);
+            expect_invalid_token(res);
+        }
+
+        // logout-all with the old token itself: gina has no session at all.
+        let issued = json!({"exp": in_minutes(30), "iat": now - 60});
+        let with_iat = old("gina", issued.clone());
+        let without_iat = old("gina", json!({"exp": in_minutes(30)}));
+        assert_eq!(me(with_iat.clone()).await, 200);
+        assert_eq!(me(without_iat.clone()).await, 200);
+        let res = s.call(M::POST, "/auth/logout-all", Bearer(&with_iat), Empty).await;
+        assert!(res.status < 300, "{}", res.text);
+        assert_eq!(me(with_iat.clone()).await, 401, "{backend:?}: issued before logout-all");
+        assert_eq!(me(without_iat).await, 401, "{backend:?}: no iat, after logout-all");
+        assert_eq!(me(later().await).await, 200, "{backend:?}: issued after logout-all");
+
+        // Her own password change (from a session of hers).
+        let session = s.login_as("gina", PASSWORD).await;
+        let fresh = later().await;
+        assert_eq!(me(fresh.clone()).await, 200);
+        let body = json!({"current_password": PASSWORD, "new_password": "a much better passphrase 42"});
+        let res = s
+            .call(M::POST, "/auth/me/password", Bearer(&session.access), Json(body))
+            .await;
+        assert!(res.status < 300, "{}", res.text);
+        assert_eq!(me(fresh).await, 401, "{backend:?}: issued before the password change");
+
+        // An administrator's revocation of every session of hers.
+        let fresh = later().await;
+        assert_eq!(me(fresh.clone()).await, 200);
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let id = session.user_id();
+        let res = s
+            .call(
+                M::POST,
+                &format!("/admin/users/{id}/sessions/revoke"),
+                Bearer(&admin.access),
+                Empty,
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        assert_eq!(me(fresh).await, 401, "{backend:?}: issued before the revocation");
+        assert_eq!(me(later().await).await, 200);
+        s.stop().await;
+    }
+}

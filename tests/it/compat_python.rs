@@ -116,7 +116,13 @@ async fn python_jose_and_pyjwt_verify_tokens_without_an_audience() {
         let (s, db) = TestServer::start(backend).await;
         let t = s.user("erin").await;
         let jwks = s.http.url("/.well-known/jwks.json");
-        for verdict in python_verdicts(&python, &t.access, "jwks", &jwks).await {
+        let verdicts = python_verdicts(&python, &t.access, "jwks", &jwks).await;
+        assert_eq!(
+            verdicts.len(),
+            2,
+            "one verdict from python-jose, one from PyJWT: {verdicts:?}"
+        );
+        for verdict in verdicts {
             assert_eq!(verdict["ok"], false, "{verdict}");
             assert!(
                 verdict["error"].as_str().unwrap().to_lowercase().contains("audience"),

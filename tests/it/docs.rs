@@ -326,13 +326,34 @@ async fn the_traefik_example_points_at_verify_and_hands_on_its_headers() {
 
 /// The Envoy filter: one HTTP `ext_authz` filter of the v3 type, calling
 /// `/auth/verify` as its path prefix with the credential and method-override headers,
-/// and handing the `x-auth-` headers upstream.
+/// and handing the `x-auth-` headers upstream; the connection manager refuses headers
+/// with `_` in their names (an `x_http_method_override` would pass `allowed_headers`'
+/// exact names by and reach the backend unjudged).
 #[test]
 fn the_envoy_example_has_the_ext_authz_shape() {
     let doc = yaml(&doc_block("envoy"));
-    let filters = keys_of(&doc, &["http_filters"], &["http_filters"], "top level")["http_filters"]
-        .as_array()
-        .expect("http_filters is a list");
+    let top = keys_of(
+        &doc,
+        &["common_http_protocol_options", "http_filters"],
+        &["common_http_protocol_options", "http_filters"],
+        "top level",
+    );
+    // envoy.config.core.v3.HttpProtocolOptions
+    let protocol = keys_of(
+        &top["common_http_protocol_options"],
+        &[
+            "idle_timeout",
+            "max_connection_duration",
+            "max_headers_count",
+            "max_stream_duration",
+            "headers_with_underscores_action",
+            "max_requests_per_connection",
+        ],
+        &["headers_with_underscores_action"],
+        "common_http_protocol_options",
+    );
+    assert_eq!(protocol["headers_with_underscores_action"], "REJECT_REQUEST");
+    let filters = top["http_filters"].as_array().expect("http_filters is a list");
     assert_eq!(filters.len(), 1, "{filters:?}");
     let filter = keys_of(
         &filters[0],

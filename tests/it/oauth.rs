@@ -1051,6 +1051,52 @@ async fn userinfo_completes_id_tokens_without_email() {
     }
 }
 
+/// A provider that puts the email in the ID token but the profile (`name`) only at
+/// UserInfo: after the code exchange UserInfo completes the profile (before, it was
+/// read only for a missing email, and the account was left without a name); with
+/// UserInfo failing the sign-in still goes on (the email is in the ID token); UserInfo
+/// about another subject is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_completes_the_profile_of_id_tokens_with_an_email() {
+    for backend in backends().await {
+        let acme = FakeProvider::start(None).await;
+        let settings = providers(&[("ACME", &acme)]);
+        let db = TestDb::new(backend).await;
+        let s = server_on(&db, &settings).await;
+        acme.set_mode(Mode::ProfileAtUserInfo);
+        let mut pia = Person::new("pia-sub", "pia@example.com");
+        pia.name = "Pia Profile".into();
+        let id_token = jwt_part(&acme.id_token(&pia, None, false, |_| {}), 1);
+        assert!(
+            id_token.get("name").is_none() && id_token["email"] == "pia@example.com",
+            "{id_token}"
+        );
+        acme.sign_in_as(pia.clone());
+        let access = tokens_in_fragment(&redirect_flow(&s, "acme").await)["access_token"].clone();
+        let me = s.get_auth("/auth/me", &access).await.json();
+        assert_eq!(me["email"], "pia@example.com", "{backend:?}: {me}");
+        assert_eq!(me["full_name"], "Pia Profile", "{backend:?}: {me}");
+
+        // UserInfo down: the ID token's email is enough to sign in.
+        acme.set_mode(Mode::ProfileAtUserInfoDown);
+        let quinn = Person::new("quinn-sub", "quinn@example.com");
+        acme.sign_in_as(quinn.clone());
+        let res = redirect_flow(&s, "acme").await;
+        let access = tokens_in_fragment(&res)["access_token"].clone();
+        let me = s.get_auth("/auth/me", &access).await.json();
+        assert_eq!(me["email"], "quinn@example.com", "{backend:?}: {me}");
+        assert!(me["full_name"].is_null(), "{me}");
+
+        // UserInfo about someone else than the ID token: refused.
+        acme.set_mode(Mode::ProfileAtUserInfoOfAnother);
+        acme.sign_in_as(Person::new("rita-sub", "rita@example.com"));
+        let res = redirect_flow(&s, "acme").await;
+        assert_eq!(res.status, 401, "{}", res.text);
+        assert!(res.text.contains("another subject"), "{}", res.text);
+        s.stop().await;
+    }
+}
+
 /// A Microsoft multi-tenant identity is keyed by its tenant's issuer (the signed `tid`
 /// filled into `{tenantid}`), refreshes at the configured provider, and one linked
 /// before 0011 under the configured issuer moves to its tenant's on its next sign-in.

@@ -54,6 +54,12 @@ pub enum Mode {
     UserInfoOnly,
     /// As `UserInfoOnly`, but userinfo answers about another subject.
     UserInfoOfAnother,
+    /// ID tokens carry the email but no profile (`name`): userinfo says it.
+    ProfileAtUserInfo,
+    /// As `ProfileAtUserInfo`, but userinfo answers 500.
+    ProfileAtUserInfoDown,
+    /// As `ProfileAtUserInfo`, but userinfo answers about another subject.
+    ProfileAtUserInfoOfAnother,
 }
 
 struct Grant {
@@ -237,11 +243,14 @@ impl Inner {
         if let Some(tid) = &self.tenant {
             c["tid"] = json!(tid);
         }
-        if matches!(*self.mode.lock().unwrap(), Mode::UserInfoOnly | Mode::UserInfoOfAnother)
-            && let Some(claims) = c.as_object_mut()
-        {
-            for k in ["email", "email_verified", "name"] {
-                claims.remove(k);
+        let withheld: &[&str] = match *self.mode.lock().unwrap() {
+            Mode::UserInfoOnly | Mode::UserInfoOfAnother => &["email", "email_verified", "name"],
+            Mode::ProfileAtUserInfo | Mode::ProfileAtUserInfoDown | Mode::ProfileAtUserInfoOfAnother => &["name"],
+            _ => &[],
+        };
+        if let Some(claims) = c.as_object_mut() {
+            for k in withheld {
+                claims.remove(*k);
             }
         }
         c
@@ -250,7 +259,12 @@ impl Inner {
     async fn gate(&self) -> Option<Response> {
         let mode = *self.mode.lock().unwrap();
         match mode {
-            Mode::Normal | Mode::UserInfoOnly | Mode::UserInfoOfAnother => None,
+            Mode::Normal
+            | Mode::UserInfoOnly
+            | Mode::UserInfoOfAnother
+            | Mode::ProfileAtUserInfo
+            | Mode::ProfileAtUserInfoDown
+            | Mode::ProfileAtUserInfoOfAnother => None,
             Mode::Down => Some((StatusCode::INTERNAL_SERVER_ERROR, "down").into_response()),
             Mode::Slow(d) => {
                 tokio::time::sleep(d).await;
@@ -376,12 +390,16 @@ async fn userinfo(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     if let Some(r) = s.gate().await {
         return r;
     }
+    let mode = *s.mode.lock().unwrap();
+    if mode == Mode::ProfileAtUserInfoDown {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "userinfo down").into_response();
+    }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let another = *s.mode.lock().unwrap() == Mode::UserInfoOfAnother;
+    let another = matches!(mode, Mode::UserInfoOfAnother | Mode::ProfileAtUserInfoOfAnother);
     match s.access.lock().unwrap().get(token) {
         Some((p, _)) => Json(json!({
             "sub": if another { format!("{}-other", p.sub) } else { p.sub.clone() },

@@ -99,10 +99,12 @@ impl Portcullis {
         Ok(p)
     }
 
-    /// Who a verified ID token says signs in. A provider may release the email and
-    /// profile only at UserInfo (OpenID Connect Core 5.4): when the ID token carries
-    /// no email and there is an access token (issued with it, or confirmed to belong
-    /// with it), UserInfo completes it, and must be about the ID token's subject.
+    /// Who a verified ID token says signs in. A provider may release the email or
+    /// the profile only at UserInfo (OpenID Connect Core 5.4): when the ID token lacks
+    /// the email or the `name` and there is an access token (issued
+    /// with it, or confirmed to belong with it), UserInfo completes it, and must be
+    /// about the ID token's subject. Its failure is fatal only when the email must
+    /// come from it; an email the ID token carries is the one used.
     async fn id_token_user(
         &self,
         meta: &ProviderMeta,
@@ -112,12 +114,31 @@ impl Portcullis {
         // Verified: present, and the provider's.
         let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
         let who = upstream_user(claims, issuer)?;
-        match access_token {
-            Some(access) if who.email.is_none() && meta.userinfo_endpoint.is_some() => {
-                with_userinfo(who, &self.oauth().userinfo(meta, access).await?)
+        let needs_email = who.email.is_none();
+        // Not for `preferred_username` alone: Google never puts it in ID tokens, and
+        // a new account's username falls back to the email's local part anyway.
+        let needs_profile = who.name.is_none();
+        let Some(access) = access_token.filter(|_| (needs_email || needs_profile) && meta.userinfo_endpoint.is_some())
+        else {
+            return Ok(who);
+        };
+        let info = match self.oauth().userinfo(meta, access).await {
+            Ok(info) => info,
+            Err(e) if needs_email => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "UserInfo failed; signing in with the ID token's claims");
+                return Ok(who);
             }
-            _ => Ok(who),
-        }
+        };
+        let completed = with_userinfo(who.clone(), &info)?;
+        Ok(match needs_email {
+            true => completed,
+            false => UpstreamUser {
+                email: who.email,
+                email_verified: who.email_verified,
+                ..completed
+            },
+        })
     }
 
     /// Signs in the account of an upstream identity: MFA and the role policy apply as
