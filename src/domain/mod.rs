@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod authn;
+pub mod browser;
 pub mod credentials;
 pub mod keys;
 pub mod lockout;
@@ -31,6 +32,7 @@ use crate::store::Store;
 
 pub use audit::{Actor, AuditEvent, Authority};
 pub use authn::{Credential, Principal, TokenCache};
+pub use browser::BrowserSession;
 pub use sessions::{ClientContext, TokenPair};
 
 #[derive(Clone)]

@@ -13,6 +13,7 @@ mod rows;
 
 mod admins;
 pub(crate) mod audit;
+mod browser;
 pub(crate) mod credentials;
 mod keys;
 pub(crate) mod mfa;
@@ -37,6 +38,7 @@ use crate::config::DatabaseTarget;
 use crate::error::{AppError, AppResult};
 
 pub use audit::{AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditFields, AuditFilter, AuditRow};
+pub use browser::BrowserSessionRow;
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use keys::{KEYS_CHANGED, SealedSample, SigningKeyRow};
 pub use mfa::{MfaTicketRow, TotpRow};

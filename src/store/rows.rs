@@ -69,6 +69,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     9 "revocation feed order" "0009_revocation_feed_order.sql",
     10 "ascii case folding" "0010_ascii_case_folding.sql",
     11 "oauth issuer subject" "0011_oauth_issuer_subject.sql",
+    14 "browser sessions" "0014_browser_sessions.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod audit;
+mod browser;
 mod cli;
 mod connections;
 mod credentials;
@@ -15,6 +16,7 @@ mod mfa;
 mod oauth;
 mod oauth_node;
 mod oidc_provider;
+mod pages;
 mod privilege;
 mod rbac;
 mod service;
