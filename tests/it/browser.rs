@@ -38,6 +38,21 @@ fn chromium_path() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The shared browser's process id and profile directory, for `close_browser`.
+static LAUNCHED: OnceLock<(u32, std::path::PathBuf)> = OnceLock::new();
+
+/// At exit (the test harness never drops statics): ends the shared browser, whose
+/// other processes follow it, and removes its profile, so no Chromium outlives the
+/// test binary.
+extern "C" fn close_browser() {
+    if let Some((pid, dir)) = LAUNCHED.get() {
+        // SAFETY: kill(2) on the child this process started.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The shared browser, launched on a thread of its own with its own runtime (each
 /// test has its own runtime, which ends with the test).
 fn browser() -> Option<&'static Browser> {
@@ -54,6 +69,7 @@ fn browser() -> Option<&'static Browser> {
                 eprintln!("warning: Chromium not found (apt-get install chromium); skipping the browser tests");
                 return None;
             };
+            let dir = std::env::temp_dir().join(format!("portcullis-chromium-{}", std::process::id()));
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -61,11 +77,10 @@ fn browser() -> Option<&'static Browser> {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let dir = tempfile::tempdir().unwrap();
                     let config = BrowserConfig::builder()
                         .chrome_executable(path)
                         .no_sandbox()
-                        .user_data_dir(dir.path())
+                        .user_data_dir(&dir)
                         .args([
                             "disable-gpu",
                             "disable-quic",
@@ -78,10 +93,14 @@ fn browser() -> Option<&'static Browser> {
                         .request_timeout(WAIT)
                         .build()
                         .unwrap();
-                    let (browser, mut handler) = Browser::launch(config).await.expect("launch Chromium");
+                    let (mut browser, mut handler) = Browser::launch(config).await.expect("launch Chromium");
+                    if let Some(pid) = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()) {
+                        let _ = LAUNCHED.set((pid, dir));
+                        // SAFETY: registers a plain function to run at exit.
+                        unsafe { libc::atexit(close_browser) };
+                    }
                     tx.send(browser).unwrap();
                     while handler.next().await.is_some() {}
-                    drop(dir);
                 });
             });
             Some(rx.recv_timeout(WAIT).expect("Chromium started"))
