@@ -17,3 +17,4 @@ pub use domain::Portcullis;
 pub mod app;
 pub mod cli;
 pub mod http;
+pub mod ui;

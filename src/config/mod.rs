@@ -19,6 +19,7 @@ mod limits;
 mod mfa;
 pub mod names;
 mod oauth;
+mod pages;
 mod passwords;
 pub mod routemap;
 mod server;
@@ -33,6 +34,7 @@ pub use gateway::GatewaySettings;
 pub use limits::{LockoutPolicy, RateLimitSettings};
 pub use mfa::MfaSettings;
 pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
+pub use pages::PageSettings;
 pub use passwords::{HashParams, PasswordSettings};
 pub use server::{ConnectionLimits, LogFormat, ServerSettings};
 pub use sources::{DEFAULT_FILE, Sources};
@@ -70,6 +72,7 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     pub mfa: MfaSettings,
     pub oauth: OAuthSettings,
+    pub pages: PageSettings,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             rate_limit: limits::rate_limit(s)?,
             mfa: mfa::settings(s)?,
             oauth: oauth::settings(s)?,
+            pages: pages::settings(s)?,
             server,
             database,
         })
@@ -126,6 +130,7 @@ fn known_keys(key: &str) -> Vec<String> {
         audit::KEYS,
         mfa::KEYS,
         gateway::KEYS,
+        pages::KEYS,
     ];
     let fixed = fixed.concat().into_iter().map(str::to_string);
     fixed.chain(oauth::keys(key)).collect()

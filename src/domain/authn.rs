@@ -79,6 +79,9 @@ pub enum Access {
     /// Any valid access token, or the enrolment-only token of a user who must enrol
     /// in MFA: the MFA enrolment routes.
     Enrolling,
+    /// A hosted page for a signed-in browser (the session cookie); without one the
+    /// browser is sent to the sign-in page. Tokens do not reach these pages.
+    SignedIn,
 }
 
 impl Access {
@@ -87,7 +90,7 @@ impl Access {
     /// under `Enrolling`.
     pub fn check(&self, caller: &Principal) -> Result<(), AppError> {
         match self {
-            Access::Public | Access::Authenticated | Access::Enrolling => Ok(()),
+            Access::Public | Access::Authenticated | Access::Enrolling | Access::SignedIn => Ok(()),
             Access::Person if caller.credential == Credential::Jwt => Ok(()),
             Access::Person => Err(AppError::Forbidden(
                 "this is done from a login session, not with an API key or temporary token".into(),
@@ -107,6 +110,7 @@ impl Access {
             Access::Permission(p) => format!("permission {p}"),
             Access::Role(r) => format!("role {r}"),
             Access::Enrolling => "authenticated, or a token for MFA enrolment only".into(),
+            Access::SignedIn => "a signed-in browser session (else a redirect to the sign-in page)".into(),
         }
     }
 }

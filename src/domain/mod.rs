@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod authn;
+pub mod browser;
 pub mod credentials;
 pub mod instances;
 pub mod keys;
@@ -32,6 +33,7 @@ use crate::store::{AuditKey, Store};
 
 pub use audit::{Actor, AuditEvent, Authority};
 pub use authn::{Credential, Principal, TokenCache};
+pub use browser::BrowserSession;
 pub use sessions::{ClientContext, TokenPair};
 
 #[derive(Clone)]

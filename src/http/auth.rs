@@ -14,7 +14,7 @@ use super::Caller;
 use super::extract::{UrlForm, ValidJson};
 use crate::domain::accounts::Registration;
 use crate::domain::login::LoginOutcome;
-use crate::domain::{AuditEvent, ClientContext, TokenPair};
+use crate::domain::{ClientContext, TokenPair};
 use crate::error::{AppError, AppResult};
 use crate::http::state::AppState;
 use crate::store::UserRow;
@@ -122,12 +122,9 @@ pub async fn logout_all(
     ctx: ClientContext,
     Caller(caller): Caller,
 ) -> AppResult<StatusCode> {
-    let event = AuditEvent::new("LOGOUT_ALL")
-        .actor(caller.user_id, &caller.username)
-        .client(&ctx);
     state
         .service
-        .end_user_sessions(caller.user_id, None, "logout_all", event)
+        .logout_everywhere(caller.user_id, &caller.username, &ctx)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -177,6 +177,13 @@ where
         let access = self.access.clone();
         let step_up = self.step_up;
         Box::pin(async move {
+            if access == Access::SignedIn {
+                return Ok(match crate::ui::signed_in(&service, &mut req).await {
+                    Ok(None) => inner.call(req).await.into_response(),
+                    Ok(Some(to_sign_in)) => to_sign_in,
+                    Err(e) => e.into_response(),
+                });
+            }
             let started = std::time::Instant::now();
             let caller = match authenticate(&service, &access, &mut req).await {
                 Ok(caller) => caller,

@@ -65,6 +65,10 @@ pub struct Route {
     pub rate_limited: bool,
     /// Demands a recent second factor (RFC 9470 step-up) on top of `access`.
     pub step_up: bool,
+    /// A hosted page (`src/ui`), not part of the API: left out of the OpenAPI
+    /// document, served with the pages' headers (CSP) and, for a POST, the pages'
+    /// cross-site check.
+    pub page: bool,
     pub(crate) handler: Option<MethodRouter<AppState>>,
 }
 
@@ -116,6 +120,7 @@ impl Route {
             mounted: true,
             rate_limited: false,
             step_up: false,
+            page: false,
             handler: None,
         }
     }
@@ -133,6 +138,12 @@ impl Route {
     pub fn step_up(mut self) -> Self {
         self.step_up = true;
         self.responses.push((401, None));
+        self
+    }
+
+    /// Marks a hosted page (see `page`).
+    pub fn page(mut self) -> Self {
+        self.page = true;
         self
     }
 

@@ -86,18 +86,6 @@ pub async fn authorize(
 /// The cookie that ties a redirect flow to the browser that started it.
 const BROWSER_COOKIE: &str = "__Host-portcullis-oauth";
 
-/// The value of cookie `name` in the request, if any.
-fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CallbackParams {
     #[serde(default)]
@@ -129,7 +117,7 @@ pub async fn callback(
             p.code.as_deref(),
             p.state.as_deref(),
             p.error.as_deref(),
-            cookie_value(&headers, BROWSER_COOKIE),
+            crate::ui::cookie(&headers, BROWSER_COOKIE),
             &ctx,
         )
         .await?;

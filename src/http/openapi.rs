@@ -20,7 +20,7 @@ pub fn document(routes: &[Route], config: &Config) -> Value {
     .into_iter()
     .flatten()
     .collect();
-    for r in routes.iter().filter(|r| !r.mounted) {
+    for r in routes.iter().filter(|r| !r.mounted && !r.page) {
         for (name, schema) in &r.schemas {
             schemas.insert(name.clone(), schema.clone());
         }

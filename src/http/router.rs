@@ -43,6 +43,7 @@ pub fn routes(service: Portcullis) -> Router {
         table.iter().filter(|r| r.rate_limited).map(|r| r.path).collect()
     });
     let limiter = ratelimit::IpRateLimiter::new(&config.rate_limit);
+    let pages = std::sync::Arc::new(crate::ui::PagePolicy::new(&config));
 
     let mut app: Router<AppState> = Router::new();
     for route in table {
@@ -52,6 +53,9 @@ pub fn routes(service: Portcullis) -> Router {
             guard = guard.with_step_up();
         }
         let mut guarded = handler.layer(guard);
+        if route.page {
+            guarded = guarded.layer(middleware::from_fn_with_state(pages.clone(), crate::ui::page_layer));
+        }
         if let Some(limiter) = limiter.as_ref().filter(|_| limited.contains(route.path)) {
             guarded = guarded.layer(middleware::from_fn_with_state(limiter.clone(), ratelimit::limit));
             ratelimit::count_from_zero(&config.path(route.path));

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 
 use axum::http::Method;
 
-use super::Access::{Authenticated, Enrolling, Permission, Person, Public};
+use super::Access::{Authenticated, Enrolling, Permission, Person, Public, SignedIn};
 use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 use crate::domain::login::LoginOutcome;
+use crate::ui;
 
 /// The paths under the per-IP rate limit: `RATE_LIMIT_ROUTES` when set (each must be a
 /// declared path), else the routes the table marks.
@@ -35,6 +36,19 @@ pub fn rate_limited_paths(table: &[Route], settings: &RateLimitSettings) -> Resu
 pub fn table() -> Vec<Route> {
     use Method as M;
     let mut table = vec![
+        // The hosted pages (src/ui): not in the OpenAPI document.
+        Route::new(M::GET, "/", Public, ui::pages::index).page(),
+        Route::new(M::GET, "/login", Public, ui::pages::login_page).page(),
+        Route::new(M::POST, "/login", Public, ui::pages::login_submit)
+            .rate_limited()
+            .page(),
+        Route::new(M::GET, "/login/code", Public, ui::pages::code_page).page(),
+        Route::new(M::POST, "/login/code", Public, ui::pages::code_submit)
+            .rate_limited()
+            .page(),
+        Route::new(M::GET, "/account", SignedIn, ui::pages::account).page(),
+        Route::new(M::POST, "/logout", SignedIn, ui::pages::logout).page(),
+        Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)
             .doc("meta", "Liveness")

@@ -26,3 +26,10 @@ impl AsRef<Limits> for AppState {
         &self.limits
     }
 }
+
+/// The pages (`src/ui`) take the service alone.
+impl axum::extract::FromRef<AppState> for Portcullis {
+    fn from_ref(state: &AppState) -> Self {
+        state.service.clone()
+    }
+}

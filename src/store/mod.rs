@@ -13,6 +13,7 @@ mod rows;
 
 mod admins;
 pub(crate) mod audit;
+mod browser;
 pub(crate) mod credentials;
 mod instances;
 mod keys;
@@ -41,6 +42,7 @@ pub use audit::{
     AUDIT_BY_USER_RUN, AuditByUserRuns, AuditChainRow, AuditChains, AuditFields, AuditFilter, AuditKey, AuditRow,
     NO_AUDIT_KEY, PurgedChain, link_hash,
 };
+pub use browser::BrowserSessionRow;
 pub use credentials::{ApiKeyRow, TemporaryTokenRow};
 pub use instances::InstanceRow;
 pub use keys::{KEYS_CHANGED, SealedSample, SigningKeyRow};

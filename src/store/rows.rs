@@ -71,6 +71,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     11 "oauth issuer subject" "0011_oauth_issuer_subject.sql",
     12 "audit anchors" "0012_audit_anchors.sql",
     13 "instances" "0013_instances.sql",
+    14 "browser sessions" "0014_browser_sessions.sql",
     15 "sessions ended at" "0015_sessions_ended_at.sql",
 );
 

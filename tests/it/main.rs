@@ -5,6 +5,7 @@
 mod abuse;
 mod accounts;
 mod audit;
+mod browser;
 mod cli;
 mod compat;
 mod compat_python;
@@ -17,6 +18,7 @@ mod mfa;
 mod oauth;
 mod oauth_node;
 mod oidc_provider;
+mod pages;
 mod privilege;
 mod rbac;
 mod service;

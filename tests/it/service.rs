@@ -181,7 +181,10 @@ async fn answers_are_documented() {
     let admin = s.login_as("admin", ADMIN_PASSWORD).await;
     let doc = openapi(&s).await;
     let mut checked = 0;
-    for r in portcullis::http::routes::table().iter().filter(|r| !r.mounted) {
+    for r in portcullis::http::routes::table()
+        .iter()
+        .filter(|r| !r.mounted && !r.page)
+    {
         // These end the administrator's own sessions.
         if r.path.starts_with("/auth/logout") {
             continue;
@@ -249,7 +252,7 @@ async fn every_route_is_declared_and_guarded() {
     }
     let mut declared: Vec<String> = table
         .iter()
-        .filter(|r| !r.mounted)
+        .filter(|r| !r.mounted && !r.page)
         .map(|r| format!("{} {}", r.method, portcullis::http::openapi::template(r.path)))
         .collect();
     documented.sort();
@@ -295,6 +298,15 @@ async fn every_route_is_declared_and_guarded() {
         let status = res.status;
         match r.access {
             Access::Public => assert_ne!(status, 401, "{} {} is public", r.method, r.path),
+            // A page for signed-in browsers sends anyone else to the sign-in page.
+            Access::SignedIn => {
+                assert_eq!(
+                    status, 303,
+                    "{} {} must send anonymous browsers to sign in",
+                    r.method, r.path
+                );
+                assert!(res.header("location").unwrap().starts_with("/login"));
+            }
             _ => {
                 assert_eq!(status, 401, "{} {} must refuse anonymous callers", r.method, r.path);
                 assert_eq!(res.headers["www-authenticate"], "Bearer");

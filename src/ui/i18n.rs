@@ -1,0 +1,187 @@
+//! The pages' message catalogue: every visible string, in English and German, chosen
+//! by `Accept-Language`. A unit test fails when a key is missing in a language.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::ACCEPT_LANGUAGE;
+use axum::http::request::Parts;
+
+/// (key, text). Placeholders are `{n}`.
+type Messages = &'static [(&'static str, &'static str)];
+
+const EN: Messages = &[
+    ("product", "Portcullis"),
+    ("sign_in_title", "Sign in"),
+    ("login_label", "Username or e-mail"),
+    ("password_label", "Password"),
+    ("sign_in", "Sign in"),
+    ("login_failed", "Invalid username or password."),
+    ("too_many_one", "Too many attempts, try again in 1 minute."),
+    ("too_many_other", "Too many attempts, try again in {n} minutes."),
+    (
+        "enrol_required",
+        "Your account must set up two-factor authentication before it can sign in here.",
+    ),
+    ("code_title", "Two-factor authentication"),
+    ("code_label", "Code from your authenticator app, or a recovery code"),
+    ("verify", "Verify"),
+    ("code_failed", "That code is not valid."),
+    ("code_expired", "Your sign-in has expired. Please sign in again."),
+    ("account_title", "Your account"),
+    ("username", "Username"),
+    ("email", "E-mail"),
+    ("sign_out", "Sign out"),
+    ("sign_out_everywhere", "Sign out everywhere"),
+    ("signed_out", "You have been signed out."),
+    ("main_nav", "Main"),
+];
+
+const DE: Messages = &[
+    ("product", "Portcullis"),
+    ("sign_in_title", "Anmelden"),
+    ("login_label", "Benutzername oder E-Mail"),
+    ("password_label", "Passwort"),
+    ("sign_in", "Anmelden"),
+    ("login_failed", "Benutzername oder Passwort ist falsch."),
+    ("too_many_one", "Zu viele Versuche, bitte in 1 Minute erneut versuchen."),
+    (
+        "too_many_other",
+        "Zu viele Versuche, bitte in {n} Minuten erneut versuchen.",
+    ),
+    (
+        "enrol_required",
+        "Ihr Konto muss die Zwei-Faktor-Authentifizierung einrichten, bevor es sich hier anmelden kann.",
+    ),
+    ("code_title", "Zwei-Faktor-Authentifizierung"),
+    (
+        "code_label",
+        "Code aus Ihrer Authenticator-App oder ein Wiederherstellungscode",
+    ),
+    ("verify", "Bestätigen"),
+    ("code_failed", "Dieser Code ist ungültig."),
+    (
+        "code_expired",
+        "Ihre Anmeldung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    ),
+    ("account_title", "Ihr Konto"),
+    ("username", "Benutzername"),
+    ("email", "E-Mail"),
+    ("sign_out", "Abmelden"),
+    ("sign_out_everywhere", "Überall abmelden"),
+    ("signed_out", "Sie wurden abgemeldet."),
+    ("main_nav", "Hauptmenü"),
+];
+
+const LANGUAGES: &[(&str, Messages)] = &[("en", EN), ("de", DE)];
+
+/// The language of a response, from the request's `Accept-Language` (English when
+/// nothing matches).
+#[derive(Debug, Clone, Copy)]
+pub struct Lang {
+    pub code: &'static str,
+    messages: Messages,
+}
+
+impl Lang {
+    pub fn english() -> Self {
+        Self {
+            code: "en",
+            messages: EN,
+        }
+    }
+
+    /// The best of our languages for an `Accept-Language` value.
+    pub fn negotiate(header: &str) -> Self {
+        let mut wanted: Vec<(f32, &str)> = header
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.split(';');
+                let tag = it.next()?.trim();
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                Some((q, tag))
+            })
+            .collect();
+        wanted.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (q, tag) in wanted {
+            let primary = tag.split('-').next().unwrap_or(tag);
+            if let Some(&(code, messages)) = LANGUAGES.iter().find(|(c, _)| c.eq_ignore_ascii_case(primary))
+                && q > 0.0
+            {
+                return Self { code, messages };
+            }
+        }
+        Self::english()
+    }
+
+    /// The text of `key` (the key itself if missing, which a test forbids).
+    pub fn get(&self, key: &str) -> &'static str {
+        self.messages
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or("?")
+    }
+
+    /// "Too many attempts" for a wait of `seconds`, in whole minutes (rounded up).
+    pub fn too_many(&self, seconds: u64) -> String {
+        let minutes = seconds.div_ceil(60).max(1);
+        if minutes == 1 {
+            self.get("too_many_one").to_string()
+        } else {
+            self.get("too_many_other").replace("{n}", &minutes.to_string())
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .headers
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(Lang::negotiate)
+            .unwrap_or_else(Lang::english))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_language_has_every_key() {
+        for (code, messages) in LANGUAGES {
+            for (other, theirs) in LANGUAGES {
+                for (key, _) in theirs.iter() {
+                    assert!(
+                        messages.iter().any(|(k, _)| k == key),
+                        "{code} lacks {key:?}, which {other} has"
+                    );
+                }
+            }
+            let mut keys: Vec<_> = messages.iter().map(|(k, _)| k).collect();
+            keys.sort();
+            let n = keys.len();
+            keys.dedup();
+            assert_eq!(n, keys.len(), "{code} has a key twice");
+        }
+    }
+
+    #[test]
+    fn accept_language_picks_the_best_match() {
+        assert_eq!(Lang::negotiate("de-DE,de;q=0.9,en;q=0.8").code, "de");
+        assert_eq!(Lang::negotiate("fr, en;q=0.5, de;q=0.4").code, "en");
+        assert_eq!(Lang::negotiate("en;q=0.1, de;q=0.9").code, "de");
+        assert_eq!(Lang::negotiate("fr").code, "en");
+        assert_eq!(Lang::negotiate("de;q=0").code, "en");
+        assert_eq!(
+            Lang::english().too_many(61),
+            "Too many attempts, try again in 2 minutes."
+        );
+        assert_eq!(Lang::english().too_many(5), "Too many attempts, try again in 1 minute.");
+    }
+}

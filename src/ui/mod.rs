@@ -1,0 +1,163 @@
+//! The hosted pages: sign-in and the account page, server-rendered from templates
+//! compiled into the binary (askama, escaping by default), with embedded CSS and no
+//! script. Each page is a route of `http::routes`'s table (marked `.page()`), with its
+//! access rule; handlers call the same domain operations as the JSON API.
+//!
+//! Applied once, by layer, to every page (`page_layer`): the strict Content-Security-
+//! Policy, and for a POST the cross-site check (`Sec-Fetch-Site`, else `Origin`). The
+//! forms of a signed-in page also carry the session's CSRF token, checked by the
+//! handler's `CsrfForm` extractor.
+
+mod assets;
+mod i18n;
+pub mod pages;
+mod return_to;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_SECURITY_POLICY, COOKIE, HOST, ORIGIN};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::config::Config;
+use crate::domain::Portcullis;
+use crate::error::{AppError, AppResult};
+pub use assets::asset;
+pub use i18n::Lang;
+
+/// The browser session's cookie. `__Host-`: Secure, Path=/, no Domain, so no other
+/// host or path can set or shadow it. Browsers treat `http://127.0.0.1` and
+/// `localhost` as secure, so it works in local development too.
+pub const SESSION_COOKIE: &str = "__Host-portcullis";
+/// The pending second step of a sign-in (the MFA challenge), for five minutes.
+pub const MFA_COOKIE: &str = "__Host-portcullis-mfa";
+
+/// What every page needs: the header values computed once at start-up.
+pub struct PagePolicy {
+    csp: HeaderValue,
+}
+
+impl PagePolicy {
+    pub fn new(config: &Config) -> Self {
+        // Forms may post to ourselves and to the upstream providers (their sign-in).
+        let mut form_action = vec!["'self'".to_string()];
+        for p in &config.oauth.providers {
+            if let Some(origin) = origin_of(&p.issuer) {
+                form_action.push(origin);
+            }
+        }
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
+            form_action.join(" ")
+        );
+        Self {
+            csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+        }
+    }
+}
+
+/// `scheme://host[:port]` of a URL, if it has one.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !host.contains(char::is_whitespace) && !host.contains(';'))
+        .then(|| format!("{scheme}://{host}"))
+}
+
+/// Around every page: the cross-site check for anything but GET/HEAD, then the page's
+/// headers (the app's layer adds nosniff, no-referrer and `Cache-Control: no-store`).
+pub async fn page_layer(State(policy): State<Arc<PagePolicy>>, req: Request, next: Next) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers()) {
+        return AppError::Forbidden("cross-site form posts are refused".into()).into_response();
+    }
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .entry(CONTENT_SECURITY_POLICY)
+        .or_insert_with(|| policy.csp.clone());
+    res
+}
+
+/// Whether a POST comes from one of our own pages. Browsers send `Sec-Fetch-Site`:
+/// only `same-origin` passes. Without it, an `Origin` must name the `Host` asked for;
+/// `Origin: null` (Chromium's under `Referrer-Policy: no-referrer`) is not proof, so
+/// then the form token alone decides. A request with neither header is not a
+/// browser's, and cannot carry a victim's cookie across sites.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    match (text(ORIGIN.as_str()), text(HOST.as_str())) {
+        (None | Some("null"), _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(scheme, h)| (scheme == "http" || scheme == "https") && h.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    }
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The rule `Access::SignedIn`, for the guard: a live browser session is attached to
+/// the request (None), or the answer sends the browser to sign in (after which a GET
+/// comes back here).
+pub async fn signed_in(service: &Portcullis, req: &mut Request) -> AppResult<Option<Response>> {
+    let session = match cookie(req.headers(), SESSION_COOKIE) {
+        Some(value) => service.browser_session(value).await?,
+        None => None,
+    };
+    if let Some(session) = session {
+        req.extensions_mut().insert(session);
+        return Ok(None);
+    }
+    let mut to = service.config().path("/login");
+    if req.method() == Method::GET
+        && let Some(pq) = req.uri().path_and_query()
+    {
+        to = format!("{to}?return_to={}", utf8_percent_encode(pq.as_str(), NON_ALPHANUMERIC));
+    }
+    Ok(Some(Redirect::to(&to).into_response()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posts_from_other_sites_are_refused() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(same_origin(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&h(&[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://a:1"),
+            ("host", "a:1")
+        ])));
+        assert!(same_origin(&h(&[("origin", "http://a:1"), ("host", "a:1")])));
+        assert!(!same_origin(&h(&[("origin", "http://evil.example"), ("host", "a:1")])));
+        assert!(same_origin(&h(&[("origin", "null"), ("host", "a:1")])));
+        assert_eq!(
+            origin_of("https://accounts.google.com/x").as_deref(),
+            Some("https://accounts.google.com")
+        );
+    }
+}
