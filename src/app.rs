@@ -155,7 +155,7 @@ fn cors_layer(cors: &crate::config::CorsSettings) -> Option<CorsLayer> {
 ///
 /// Revocations are pulled by a task of their own: nothing else done in the background
 /// (an API key last-use write waiting on a row lock, a key reload, a purge) can hold
-/// them back past the bound the README promises.
+/// them back past the bound docs/security.md promises.
 ///
 /// The token horizon is raised by a task of its own too: minting stops short of the
 /// horizon last stored, so a stalled housekeeping loop must not leave it behind.

@@ -184,7 +184,7 @@ pub async fn login(server: String, username: Option<String>, password_stdin: boo
     if body["mfa_enrollment_required"] == true {
         return Err(fail(
             "this account must enrol in multi-factor authentication first: log in over the API \
-             and follow the README's \"Multi-factor authentication\" section",
+             and follow docs/mfa.md",
         ));
     }
     if body["mfa_required"] == true {

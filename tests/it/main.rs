@@ -11,6 +11,7 @@ mod compat;
 mod compat_python;
 mod connections;
 mod credentials;
+mod doc_links;
 mod docs;
 mod gateways;
 mod hostile_tokens;
