@@ -93,8 +93,13 @@ impl MasterKey {
     pub fn create_file(path: &Path) -> anyhow::Result<Self> {
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+        // A missing directory is a mistake (a misspelt path), as for the database file:
+        // creating it would put the key where no one will look for it.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            anyhow::bail!(
+                "the master key file's directory {} does not exist: create it, or point PORTCULLIS_MASTER_KEY_FILE elsewhere",
+                dir.display()
+            );
         }
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -189,6 +194,10 @@ mod tests {
             MasterKey::create_file(&path).is_err(),
             "an existing key is never replaced"
         );
+        let misspelt = dir.path().join("no-such-dir").join("k");
+        let e = MasterKey::create_file(&misspelt).unwrap_err().to_string();
+        assert!(e.contains("no-such-dir") && e.contains("does not exist"), "{e}");
+        assert!(!dir.path().join("no-such-dir").exists(), "no directory was created");
         let b = MasterKey::read_file(&path).unwrap().unwrap();
         assert_eq!(b.open(&a.seal(b"x", "c").unwrap(), "c").unwrap(), b"x");
         assert!(MasterKey::from_config_value(&"ab".repeat(32)).is_ok());
