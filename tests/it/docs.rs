@@ -192,6 +192,49 @@ async fn the_administration_examples_run_as_written() {
     }
 }
 
+/// The MFA block, run as written after the session's setup with johndoe's access token:
+/// its `totp` one-liner computes codes the server accepts (confirming the enrolment, then
+/// a login with the next code, amr pwd+otp), a recovery code logs in once (amr pwd+rc)
+/// and is refused the second time, and the status counts the code spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mfa_examples_run_as_written() {
+    let block = doc_block("mfa");
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let user = s.user("johndoe").await;
+        let script = format!(
+            "{}\nACCESS={}\n{}\necho end\n",
+            session_setup(&s),
+            user.access,
+            against(&block, &s)
+        );
+        let Some(out) = run_bash(&script) else {
+            return;
+        };
+        let what = format!("{backend:?}: {out}");
+        let (answers, _) = answers_then(&out, "end", &what);
+        // The recovery codes, the challenge, the pair for a code, the pair for a
+        // recovery code, its refusal, the status.
+        assert_eq!(answers.len(), 6, "{what}");
+        let codes = answers[0]["recovery_codes"].as_array().expect(&what);
+        assert_eq!(codes.len(), 10, "{what}");
+        assert_eq!(answers[1]["mfa_required"], true, "{what}");
+        assert_eq!(
+            answers[1]["methods"],
+            serde_json::json!(["totp", "recovery_code"]),
+            "{what}"
+        );
+        let amr = |pair: &Value| jwt_part(pair["access_token"].as_str().expect(&what), 1)["amr"].clone();
+        assert_eq!(amr(&answers[2]), serde_json::json!(["pwd", "otp"]), "{what}");
+        assert_eq!(amr(&answers[3]), serde_json::json!(["pwd", "rc"]), "{what}");
+        assert_eq!(answers[4]["status"], 401, "a spent recovery code: {what}");
+        assert!(answers[4].get("access_token").is_none(), "{what}");
+        assert_eq!(answers[5]["totp"], "enabled", "{what}");
+        assert_eq!(answers[5]["recovery_codes_left"], 9, "{what}");
+        s.stop().await;
+    }
+}
+
 /// The sample error is what registering with a guessable password answers: the same
 /// fields, type, title and status, and its texts up to the `...` where they go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
