@@ -235,6 +235,72 @@ async fn the_mfa_examples_run_as_written() {
     }
 }
 
+/// The audit block, run as written after the session's setup with an administrator's
+/// token and an API key holding `audit:write`: the query answers logins only, the
+/// actions include LOGIN, the export is one record a line, oldest first, and the
+/// service's event is recorded as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_examples_run_as_written() {
+    let block = doc_block("audit");
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let body = serde_json::json!({"name": "invoicing", "permissions": ["audit:write"]});
+        let service: Value = s
+            .call(M::POST, "/auth/api-keys", Bearer(&admin.access), Json(body))
+            .await
+            .json();
+        let script = format!(
+            "{}\nADMIN={}\nSERVICE={}\n{}\necho end\n",
+            session_setup(&s),
+            admin.access,
+            service["key"].as_str().expect("an API key"),
+            against(&block, &s)
+        );
+        let Some(out) = run_bash(&script) else {
+            return;
+        };
+        let what = format!("{backend:?}: {out}");
+        let (answers, _) = answers_then(&out, "end", &what);
+        // The logins, the actions, the export (one record a line), the event's status.
+        assert!(answers.len() >= 4, "{what}");
+        let logins = answers[0]["items"].as_array().expect(&what);
+        assert!(!logins.is_empty(), "{what}");
+        assert!(
+            logins
+                .iter()
+                .all(|r| r["action"] == "LOGIN" || r["action"] == "LOGIN_FAILURE"),
+            "{what}"
+        );
+        let actions = answers[1]["actions"].as_array().expect(&what);
+        assert!(actions.contains(&"LOGIN".into()), "{what}");
+        let exported = &answers[2..answers.len() - 1];
+        assert!(exported.iter().any(|r| r["action"] == "LOGIN"), "{what}");
+        let ids: Vec<i64> = exported.iter().map(|r| r["id"].as_i64().expect(&what)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {what}");
+        let mut values = serde_json::Deserializer::from_str(&out).into_iter::<Value>();
+        for i in 0..answers.len() - 1 {
+            values.next();
+            if i >= 2 {
+                let end = values.byte_offset();
+                assert_eq!(out.as_bytes().get(end), Some(&b'\n'), "one record a line: {what}");
+            }
+        }
+        assert_eq!(answers[answers.len() - 1], 201, "{what}");
+        let res = s
+            .get_auth("/audit/logs?action=INVOICE_APPROVED&resource_id=inv-42", &admin.access)
+            .await;
+        let recorded = res.json()["items"].clone();
+        assert_eq!(recorded.as_array().map(Vec::len), Some(1), "{recorded}");
+        assert_eq!(recorded[0]["resource_type"], "invoice", "{recorded}");
+        assert!(
+            recorded[0]["metadata"].to_string().contains("120"),
+            "the event's metadata: {recorded}"
+        );
+        s.stop().await;
+    }
+}
+
 /// The sample error is what registering with a guessable password answers: the same
 /// fields, type, title and status, and its texts up to the `...` where they go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
