@@ -301,6 +301,47 @@ async fn the_audit_examples_run_as_written() {
     }
 }
 
+/// The roles CLI block, run by bash with the real binary on PATH and configured for the
+/// test server's database: the user it creates logs in with the password it gave, and
+/// their token carries the role left after the revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_roles_example_runs_as_written() {
+    let block = doc_block("cli-roles");
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let Some(bash) = tool("bash") else {
+            return;
+        };
+        let configured = binary_on(&db);
+        let mut cmd = std::process::Command::new(bash);
+        for (key, value) in configured.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis"))
+            .parent()
+            .expect("the binary's directory");
+        let path = std::env::join_paths(
+            std::iter::once(bin_dir.to_path_buf())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .expect("a PATH");
+        cmd.env("PATH", path).args(["-eu", "-o", "pipefail", "-c", &block]);
+        let (code, out, err) = run_binary(&mut cmd, "");
+        let what = format!("{backend:?}: {out}\n{err}");
+        assert_eq!(code, 0, "{what}");
+        let alice = s.login_as("alice", PASSWORD).await;
+        let claims = jwt_part(&alice.access, 1);
+        assert_eq!(claims["roles"], serde_json::json!(["analyst"]), "{what}");
+        let me = s.get_auth("/auth/me", &alice.access).await.json();
+        assert_eq!(me["full_name"], "Alice Smith", "{what}");
+        assert_eq!(me["email"], "alice@example.com", "{what}");
+        s.stop().await;
+    }
+}
+
 /// The sample error is what registering with a guessable password answers: the same
 /// fields, type, title and status, and its texts up to the `...` where they go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
