@@ -192,6 +192,156 @@ async fn the_administration_examples_run_as_written() {
     }
 }
 
+/// The MFA block, run as written after the session's setup with johndoe's access token:
+/// its `totp` one-liner computes codes the server accepts (confirming the enrolment, then
+/// a login with the next code, amr pwd+otp), a recovery code logs in once (amr pwd+rc)
+/// and is refused the second time, and the status counts the code spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mfa_examples_run_as_written() {
+    let block = doc_block("mfa");
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let user = s.user("johndoe").await;
+        let script = format!(
+            "{}\nACCESS={}\n{}\necho end\n",
+            session_setup(&s),
+            user.access,
+            against(&block, &s)
+        );
+        let Some(out) = run_bash(&script) else {
+            return;
+        };
+        let what = format!("{backend:?}: {out}");
+        let (answers, _) = answers_then(&out, "end", &what);
+        // The recovery codes, the challenge, the pair for a code, the pair for a
+        // recovery code, its refusal, the status.
+        assert_eq!(answers.len(), 6, "{what}");
+        let codes = answers[0]["recovery_codes"].as_array().expect(&what);
+        assert_eq!(codes.len(), 10, "{what}");
+        assert_eq!(answers[1]["mfa_required"], true, "{what}");
+        assert_eq!(
+            answers[1]["methods"],
+            serde_json::json!(["totp", "recovery_code"]),
+            "{what}"
+        );
+        let amr = |pair: &Value| jwt_part(pair["access_token"].as_str().expect(&what), 1)["amr"].clone();
+        assert_eq!(amr(&answers[2]), serde_json::json!(["pwd", "otp"]), "{what}");
+        assert_eq!(amr(&answers[3]), serde_json::json!(["pwd", "rc"]), "{what}");
+        assert_eq!(answers[4]["status"], 401, "a spent recovery code: {what}");
+        assert!(answers[4].get("access_token").is_none(), "{what}");
+        assert_eq!(answers[5]["totp"], "enabled", "{what}");
+        assert_eq!(answers[5]["recovery_codes_left"], 9, "{what}");
+        s.stop().await;
+    }
+}
+
+/// The audit block, run as written after the session's setup with an administrator's
+/// token and an API key holding `audit:write`: the query answers logins only, the
+/// actions include LOGIN, the export is one record a line, oldest first, and the
+/// service's event is recorded as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_examples_run_as_written() {
+    let block = doc_block("audit");
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let body = serde_json::json!({"name": "invoicing", "permissions": ["audit:write"]});
+        let service: Value = s
+            .call(M::POST, "/auth/api-keys", Bearer(&admin.access), Json(body))
+            .await
+            .json();
+        let script = format!(
+            "{}\nADMIN={}\nSERVICE={}\n{}\necho end\n",
+            session_setup(&s),
+            admin.access,
+            service["key"].as_str().expect("an API key"),
+            against(&block, &s)
+        );
+        let Some(out) = run_bash(&script) else {
+            return;
+        };
+        let what = format!("{backend:?}: {out}");
+        let (answers, _) = answers_then(&out, "end", &what);
+        // The logins, the actions, the export (one record a line), the event's status.
+        assert!(answers.len() >= 4, "{what}");
+        let logins = answers[0]["items"].as_array().expect(&what);
+        assert!(!logins.is_empty(), "{what}");
+        assert!(
+            logins
+                .iter()
+                .all(|r| r["action"] == "LOGIN" || r["action"] == "LOGIN_FAILURE"),
+            "{what}"
+        );
+        let actions = answers[1]["actions"].as_array().expect(&what);
+        assert!(actions.contains(&"LOGIN".into()), "{what}");
+        let exported = &answers[2..answers.len() - 1];
+        assert!(exported.iter().any(|r| r["action"] == "LOGIN"), "{what}");
+        let ids: Vec<i64> = exported.iter().map(|r| r["id"].as_i64().expect(&what)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {what}");
+        let mut values = serde_json::Deserializer::from_str(&out).into_iter::<Value>();
+        for i in 0..answers.len() - 1 {
+            values.next();
+            if i >= 2 {
+                let end = values.byte_offset();
+                assert_eq!(out.as_bytes().get(end), Some(&b'\n'), "one record a line: {what}");
+            }
+        }
+        assert_eq!(answers[answers.len() - 1], 201, "{what}");
+        let res = s
+            .get_auth("/audit/logs?action=INVOICE_APPROVED&resource_id=inv-42", &admin.access)
+            .await;
+        let recorded = res.json()["items"].clone();
+        assert_eq!(recorded.as_array().map(Vec::len), Some(1), "{recorded}");
+        assert_eq!(recorded[0]["resource_type"], "invoice", "{recorded}");
+        assert!(
+            recorded[0]["metadata"].to_string().contains("120"),
+            "the event's metadata: {recorded}"
+        );
+        s.stop().await;
+    }
+}
+
+/// The roles CLI block, run by bash with the real binary on PATH and configured for the
+/// test server's database: the user it creates logs in with the password it gave, and
+/// their token carries the role left after the revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_roles_example_runs_as_written() {
+    let block = doc_block("cli-roles");
+    for backend in backends().await {
+        let (s, db) = TestServer::start(backend).await;
+        let Some(bash) = tool("bash") else {
+            return;
+        };
+        let configured = binary_on(&db);
+        let mut cmd = std::process::Command::new(bash);
+        for (key, value) in configured.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis"))
+            .parent()
+            .expect("the binary's directory");
+        let path = std::env::join_paths(
+            std::iter::once(bin_dir.to_path_buf())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .expect("a PATH");
+        cmd.env("PATH", path).args(["-eu", "-o", "pipefail", "-c", &block]);
+        let (code, out, err) = run_binary(&mut cmd, "");
+        let what = format!("{backend:?}: {out}\n{err}");
+        assert_eq!(code, 0, "{what}");
+        let alice = s.login_as("alice", PASSWORD).await;
+        let claims = jwt_part(&alice.access, 1);
+        assert_eq!(claims["roles"], serde_json::json!(["analyst"]), "{what}");
+        let me = s.get_auth("/auth/me", &alice.access).await.json();
+        assert_eq!(me["full_name"], "Alice Smith", "{what}");
+        assert_eq!(me["email"], "alice@example.com", "{what}");
+        s.stop().await;
+    }
+}
+
 /// The sample error is what registering with a guessable password answers: the same
 /// fields, type, title and status, and its texts up to the `...` where they go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
