@@ -90,7 +90,10 @@ impl Access {
     /// under `Enrolling`.
     pub fn check(&self, caller: &Principal) -> Result<(), AppError> {
         match self {
-            Access::Public | Access::Authenticated | Access::Enrolling | Access::SignedIn => Ok(()),
+            Access::Public | Access::Authenticated | Access::Enrolling => Ok(()),
+            // Pages are reached by the session cookie, which the guard checks before
+            // any token: a token (whoever holds it) never passes this rule.
+            Access::SignedIn => Err(AppError::Forbidden("this page is for a signed-in browser".into())),
             Access::Person if caller.credential == Credential::Jwt => Ok(()),
             Access::Person => Err(AppError::Forbidden(
                 "this is done from a login session, not with an API key or temporary token".into(),
@@ -378,5 +381,36 @@ impl Portcullis {
             expires_at: Some(claims.exp),
             token: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page's rule admits no token, not even a superuser's: outside the guard (an
+    /// embedding service calling `authorize`) it must not fail open.
+    #[test]
+    fn a_page_rule_admits_no_token() {
+        for credential in [
+            Credential::Jwt,
+            Credential::ApiKey("k".into()),
+            Credential::Temporary("t".into()),
+        ] {
+            let caller = Principal {
+                user_id: Uuid::nil(),
+                username: "root".into(),
+                session_id: None,
+                roles: vec!["admin".into()],
+                permissions: vec![],
+                amr: vec![],
+                is_superuser: true,
+                credential,
+                expires_at: None,
+                token: None,
+            };
+            assert!(matches!(Access::SignedIn.check(&caller), Err(AppError::Forbidden(_))));
+            assert!(Access::Authenticated.check(&caller).is_ok());
+        }
     }
 }

@@ -53,15 +53,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until `addr` accepts connections (the gateway has started).
-async fn until_listening(addr: &str) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
+/// Starts the gateway and waits until it accepts connections. The port comes from
+/// `free_port`, which another test may take before the gateway binds it: a gateway that
+/// exits before listening is started again on a new port (three tries), and one that
+/// neither listens nor exits within 30 s (a loaded machine) fails the test.
+async fn started(start: Start, bin: &Path, dir: &Path, portcullis: &str, upstream: &str) -> (Child, String) {
+    for _ in 0..3 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut gateway = start(bin, dir, portcullis, upstream, &listen);
+        for _ in 0..1200 {
+            if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+                return (gateway, listen);
+            }
+            if gateway.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        if gateway.0.try_wait().ok().flatten().is_none() {
+            panic!("{} did not listen on {listen} within 30 s", bin.display());
+        }
     }
-    panic!("{addr} never listened");
+    panic!("{} exited before listening, three times", bin.display());
 }
 
 /// Every disguised admin path, under the gateway's `/api/` prefix.
@@ -144,9 +157,7 @@ async fn guards_admin_routes(name: &str, start: Start) {
             .trim_end_matches('/')
             .to_string();
         let dir = tempfile::tempdir().unwrap();
-        let listen = format!("127.0.0.1:{}", free_port());
-        let _gateway = start(&bin, dir.path(), &portcullis, &upstream, &listen);
-        until_listening(&listen).await;
+        let (_gateway, listen) = started(start, &bin, dir.path(), &portcullis, &upstream).await;
         let what = format!("{name} {backend:?}");
         assert_eq!(
             raw_request(&listen, "GET", "/api/projects/7", &viewer.access).await,
