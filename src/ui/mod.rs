@@ -34,6 +34,27 @@ pub use i18n::Lang;
 pub const SESSION_COOKIE: &str = "__Host-portcullis";
 /// The pending second step of a sign-in (the MFA challenge), for five minutes.
 pub const MFA_COOKIE: &str = "__Host-portcullis-mfa";
+/// The sign-in form's token (login CSRF): the form carries the value this cookie holds.
+/// Another site can neither read nor set a `__Host-` cookie, so a sign-in form it posts
+/// cannot match, even from a browser that sends no `Sec-Fetch-Site` and `Origin: null`.
+pub const LOGIN_COOKIE: &str = "__Host-portcullis-login";
+
+/// The sign-in form's token: the one the browser's cookie already holds, else a new
+/// one (the caller sets the cookie when `.1` is true).
+pub fn login_form_token(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, LOGIN_COOKIE).filter(|v| crate::crypto::tokens::looks_like_token(v)) {
+        Some(value) => (value.to_string(), false),
+        None => (crate::crypto::tokens::random_token(), true),
+    }
+}
+
+/// Whether a posted sign-in form carries the token its browser's cookie holds.
+pub fn login_form_token_matches(headers: &HeaderMap, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    cookie(headers, LOGIN_COOKIE)
+        .filter(|v| !v.is_empty())
+        .is_some_and(|v| bool::from(v.as_bytes().ct_eq(presented.as_bytes())))
+}
 
 /// What every page needs: the header values computed once at start-up.
 pub struct PagePolicy {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::assets::css_name;
 use super::return_to::safe_return_to;
-use super::{Lang, MFA_COOKIE, SESSION_COOKIE, cookie};
+use super::{LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, login_form_token, login_form_token_matches};
 use crate::domain::login::LoginOutcome;
 use crate::domain::mfa::SecondFactor;
 use crate::domain::{BrowserSession, ClientContext, Portcullis, TokenPair};
@@ -42,6 +42,8 @@ struct LoginPage<'a> {
     notice: Option<&'static str>,
     login: &'a str,
     return_to: &'a str,
+    /// The sign-in form's token (see `ui::LOGIN_COOKIE`).
+    login_token: &'a str,
 }
 
 #[derive(Template)]
@@ -119,14 +121,21 @@ pub async fn login_page(
         return Ok(Redirect::to(&landing(&service, &q.return_to)).into_response());
     }
     let return_to = safe_return_to(&q.return_to).unwrap_or("");
+    let (token, new) = login_form_token(&headers);
     let page = LoginPage {
         notice: q.signed_out.is_some().then(|| lang.get("signed_out")),
         c: Chrome::new(&service, lang),
         message: None,
         login: "",
         return_to,
+        login_token: &token,
     };
-    Ok(render(StatusCode::OK, &page))
+    let mut res = render(StatusCode::OK, &page);
+    if new {
+        let (name, value) = set_cookie(LOGIN_COOKIE, &token, None);
+        res.headers_mut().append(name, value);
+    }
+    Ok(res)
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +146,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     return_to: String,
+    #[serde(default)]
+    login_token: String,
 }
 
 /// The browser session a finished sign-in opens, and the way on.
@@ -154,8 +165,16 @@ pub async fn login_submit(
     State(service): State<Portcullis>,
     lang: Lang,
     ctx: ClientContext,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> AppResult<Response> {
+    // Before anything is checked or counted: a form another site posted (login CSRF)
+    // signs no one in.
+    if !login_form_token_matches(&headers, &form.login_token) {
+        return Err(AppError::Forbidden(
+            "this sign-in form did not come from our sign-in page: reload it and try again".into(),
+        ));
+    }
     let return_to = safe_return_to(&form.return_to).unwrap_or("");
     let failed = |status, message: String| {
         let page = LoginPage {
@@ -164,6 +183,7 @@ pub async fn login_submit(
             notice: None,
             login: &form.login,
             return_to,
+            login_token: &form.login_token,
         };
         render(status, &page)
     };

@@ -35,7 +35,9 @@ pub async fn page_sign_in(s: &TestServer, login: &str, password: &str) -> String
     set_cookie(&res, "__Host-portcullis").expect("session cookie").0
 }
 
-/// A form POST with the session cookie (if any) and `headers`.
+/// A form POST with the session cookie (if any) and `headers`. A sign-in form
+/// (`/login`) gets what the sign-in page gives a browser first: its token, in the
+/// form and in the `__Host-portcullis-login` cookie.
 pub async fn post_form(
     s: &TestServer,
     path: &str,
@@ -43,12 +45,32 @@ pub async fn post_form(
     cookie: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let jar = cookie.map(|c| format!("__Host-portcullis={c}"));
-    let mut all: Vec<(&str, &str)> = headers.to_vec();
-    if let Some(jar) = &jar {
-        all.push(("cookie", jar));
+    let mut cookies: Vec<String> = cookie.map(|c| format!("__Host-portcullis={c}")).into_iter().collect();
+    let mut fields = form.to_vec();
+    let token;
+    if path == "/login" {
+        token = login_token(s).await;
+        cookies.push(format!("__Host-portcullis-login={token}"));
+        fields.push(("login_token", &token));
     }
-    s.http.call_with(M::POST, path, Anonymous, Form(form), &all).await
+    let jar = cookies.join("; ");
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !jar.is_empty() {
+        all.push(("cookie", &jar));
+    }
+    s.http.call_with(M::POST, path, Anonymous, Form(&fields), &all).await
+}
+
+/// The sign-in form's token as the sign-in page sets it: the cookie's value, which
+/// the page's form carries too.
+pub async fn login_token(s: &TestServer) -> String {
+    let page = get_page(s, "/login", None).await;
+    let (token, _) = set_cookie(&page, "__Host-portcullis-login").expect("the sign-in page sets its form token");
+    assert!(
+        page.text.contains(&format!("name=\"login_token\" value=\"{token}\"")),
+        "the form carries the cookie's token"
+    );
+    token
 }
 
 pub async fn get_page(s: &TestServer, path: &str, cookie: Option<&str>) -> Reply {
@@ -241,10 +263,18 @@ async fn failures_and_lockout_are_told_in_words_that_give_nothing_away() {
         assert_eq!(wrong.status, 401);
         assert_eq!(unknown.status, 401);
         assert!(wrong.text.contains("Invalid username or password."), "{}", wrong.text);
-        // The same page but for the name typed back into the field.
+        // The same page but for the name typed back into the field (and the form's
+        // token, each test request being another browser).
+        let token = |r: &Reply| {
+            let (_, after) = r
+                .text
+                .split_once("name=\"login_token\" value=\"")
+                .expect("the form's token");
+            after.split('"').next().unwrap_or_default().to_string()
+        };
         assert_eq!(
-            wrong.text.replace("carol", "N"),
-            unknown.text.replace("nobody-here", "N")
+            wrong.text.replace("carol", "N").replace(&token(&wrong), "T"),
+            unknown.text.replace("nobody-here", "N").replace(&token(&unknown), "T")
         );
         assert!(set_cookie(&wrong, "__Host-portcullis").is_none());
         let de = attempt("carol", "wrong password", "de-DE,de;q=0.9").await;
@@ -370,6 +400,71 @@ async fn a_browser_session_ends_when_idle_and_at_its_lifetime() {
         )
         .await;
         assert_eq!(get_page(&s, "/account", Some(&cookie)).await.status, 303);
+        s.stop().await;
+    }
+}
+
+/// Login CSRF: a sign-in form is signed only by the token the sign-in page put in the
+/// browser's `__Host-` cookie, which no other site can read or set. A browser that
+/// sends no `Sec-Fetch-Site` and `Origin: null` (what no-referrer makes of a same-origin
+/// post, and what a sandboxed frame on another site sends) passes the origin check, so
+/// the token is what refuses a forged form; nothing is counted or started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_form_needs_the_token_its_page_gave_the_browser() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        s.register("erin").await;
+        let token = login_token(&s).await;
+        let other = login_token(&s).await;
+        assert_ne!(token, other, "each browser gets its own");
+        let legacy = [("origin", "null")];
+        let attempts: [(Option<&str>, Option<&str>); 4] = [
+            (None, None),
+            (None, Some(token.as_str())),
+            (Some(token.as_str()), None),
+            (Some(token.as_str()), Some(other.as_str())),
+        ];
+        for (cookie, field) in attempts {
+            let jar = cookie.map(|c| format!("__Host-portcullis-login={c}"));
+            let mut headers: Vec<(&str, &str)> = legacy.to_vec();
+            if let Some(jar) = &jar {
+                headers.push(("cookie", jar));
+            }
+            let mut form = vec![("login", "erin"), ("password", PASSWORD)];
+            if let Some(field) = field {
+                form.push(("login_token", field));
+            }
+            let res = s
+                .http
+                .call_with(M::POST, "/login", Anonymous, Form(&form), &headers)
+                .await;
+            assert_eq!(res.status, 403, "{backend:?} {cookie:?} {field:?}: {}", res.text);
+            assert!(
+                set_cookie(&res, "__Host-portcullis").is_none(),
+                "no session was started"
+            );
+        }
+        // The page's own form, from that browser: signed in.
+        let jar = format!("__Host-portcullis-login={token}");
+        let headers = [("origin", "null"), ("cookie", jar.as_str())];
+        let form = [
+            ("login", "erin"),
+            ("password", PASSWORD),
+            ("login_token", token.as_str()),
+        ];
+        let res = s
+            .http
+            .call_with(M::POST, "/login", Anonymous, Form(&form), &headers)
+            .await;
+        assert_eq!(res.status, 303, "{backend:?}: {}", res.text);
+        assert!(set_cookie(&res, "__Host-portcullis").is_some());
+        // The sign-in page keeps a browser's token while it is well formed.
+        let again = s
+            .http
+            .call_with(M::GET, "/login", Anonymous, Empty, &[("cookie", jar.as_str())])
+            .await;
+        assert!(set_cookie(&again, "__Host-portcullis-login").is_none());
+        assert!(again.text.contains(&token));
         s.stop().await;
     }
 }
