@@ -206,13 +206,18 @@ pub async fn login_submit(
             Ok(failed(StatusCode::FORBIDDEN, lang.get("enrol_required").to_string()))
         }
         Err(AppError::InvalidCredentials(_)) => Ok(failed(StatusCode::UNAUTHORIZED, lang.get("login_failed").into())),
-        Err(AppError::TooManyRequests { retry_after }) => {
-            let mut res = failed(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after));
-            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
-            Ok(res)
-        }
+        Err(AppError::TooManyRequests { retry_after }) => Ok(locked(
+            failed(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after)),
+            retry_after,
+        )),
         Err(e) => Err(e),
     }
+}
+
+/// A page that says "too many attempts", with the `Retry-After` the API gives too.
+fn locked(mut page: Response, retry_after: u64) -> Response {
+    page.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    page
 }
 
 /// `GET /login/code`: the second step.
@@ -243,16 +248,16 @@ pub async fn code_submit(
     Form(form): Form<CodeForm>,
 ) -> AppResult<Response> {
     let return_to = safe_return_to(&form.return_to).unwrap_or("");
-    let again = |status, key| {
+    let again = |status, message: String| {
         let page = CodePage {
             c: Chrome::new(&service, lang),
-            message: Some(lang.get(key).to_string()),
+            message: Some(message),
             return_to,
         };
         render(status, &page)
     };
     let Some(ticket) = cookie(&headers, MFA_COOKIE).filter(|t| !t.is_empty()) else {
-        return Ok(again(StatusCode::UNAUTHORIZED, "code_expired"));
+        return Ok(again(StatusCode::UNAUTHORIZED, lang.get("code_expired").into()));
     };
     let code = form.code.trim().replace(' ', "");
     let factor = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
@@ -262,17 +267,11 @@ pub async fn code_submit(
     };
     match service.verify_mfa(ticket, factor, &ctx).await {
         Ok(pair) => signed_in(&service, &pair, return_to).await,
-        Err(AppError::InvalidCredentials(_)) => Ok(again(StatusCode::UNAUTHORIZED, "code_failed")),
-        Err(AppError::TooManyRequests { retry_after }) => {
-            let page = CodePage {
-                c: Chrome::new(&service, lang),
-                message: Some(lang.too_many(retry_after)),
-                return_to,
-            };
-            let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page);
-            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
-            Ok(res)
-        }
+        Err(AppError::InvalidCredentials(_)) => Ok(again(StatusCode::UNAUTHORIZED, lang.get("code_failed").into())),
+        Err(AppError::TooManyRequests { retry_after }) => Ok(locked(
+            again(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after)),
+            retry_after,
+        )),
         Err(e) => Err(e),
     }
 }
