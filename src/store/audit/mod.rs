@@ -337,6 +337,7 @@ const ANCHOR_NEW: &str =
     "UPDATE audit_chains SET anchor = $2 WHERE chain = $1 AND anchor = '' AND seq = $3 RETURNING chain";
 /// Locks the registry row and reads it.
 const LOCK_REGISTRY: &str = "UPDATE audit_registry SET chains = chains RETURNING chains";
+const REGISTRY: &str = "SELECT chains FROM audit_registry";
 const SET_REGISTRY: &str = "UPDATE audit_registry SET chains = $1";
 const UNANCHORED: &str =
     "SELECT chain, seq, head, base_seq, base_hash, keyed_from, anchor FROM audit_chains ORDER BY chain";
@@ -929,6 +930,13 @@ impl Store {
     /// left for `audit verify` to report, never taken for an upgrade.
     pub async fn anchor_unkeyed_audit_chains(&self) -> AppResult<Option<usize>> {
         let key = need_key(self.audit_key())?;
+        // Every start after the first finds the registry filled: a plain read says so
+        // without taking the write lock (which a running SQLite server would feel).
+        let filled: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(REGISTRY).fetch_optional(pool).await)?;
+        if filled.is_none_or(|(registry,)| !registry.is_empty()) {
+            return Ok(None);
+        }
+        // Empty: decide again under the lock, since two instances may start at once.
         on_pool!(self, pool => within(pool.begin().await?, async |tx| -> AppResult<Option<usize>> {
             let registry: Option<(String,)> = sqlx::query_as(LOCK_REGISTRY).fetch_optional(&mut *tx).await?;
             if registry.is_none_or(|(registry,)| !registry.is_empty()) {
