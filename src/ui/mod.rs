@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::config::Config;
-use crate::domain::Portcullis;
+use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 pub use assets::asset;
 pub use i18n::Lang;
@@ -132,15 +132,19 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The live browser session the request's cookie names, if any.
+pub async fn current_session(service: &Portcullis, headers: &HeaderMap) -> AppResult<Option<BrowserSession>> {
+    match cookie(headers, SESSION_COOKIE) {
+        Some(value) => service.browser_session(value).await,
+        None => Ok(None),
+    }
+}
+
 /// The rule `Access::SignedIn`, for the guard: a live browser session is attached to
 /// the request (None), or the answer sends the browser to sign in (after which a GET
 /// comes back here).
 pub async fn signed_in(service: &Portcullis, req: &mut Request) -> AppResult<Option<Response>> {
-    let session = match cookie(req.headers(), SESSION_COOKIE) {
-        Some(value) => service.browser_session(value).await?,
-        None => None,
-    };
-    if let Some(session) = session {
+    if let Some(session) = current_session(service, req.headers()).await? {
         req.extensions_mut().insert(session);
         return Ok(None);
     }

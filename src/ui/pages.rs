@@ -12,6 +12,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::assets::css_name;
+use super::current_session;
 use super::return_to::safe_return_to;
 use super::{LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, login_form_token, login_form_token_matches};
 use crate::domain::login::LoginOutcome;
@@ -83,13 +84,6 @@ fn landing(service: &Portcullis, return_to: &str) -> String {
     safe_return_to(return_to)
         .map(str::to_string)
         .unwrap_or_else(|| service.config().path("/account"))
-}
-
-async fn current_session(service: &Portcullis, headers: &HeaderMap) -> AppResult<Option<BrowserSession>> {
-    match cookie(headers, SESSION_COOKIE) {
-        Some(value) => service.browser_session(value).await,
-        None => Ok(None),
-    }
 }
 
 /// `GET /`: the account page when signed in, else the sign-in page.
