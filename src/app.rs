@@ -415,7 +415,7 @@ async fn serve_connections(
             },
         };
         let ip = peer.ip().to_canonical();
-        let slot = if trusted.iter().any(|n| n.contains(&ip)) {
+        let slot = if crate::http::client_ip::is_trusted(ip, &trusted) {
             None
         } else {
             let mut open = per_ip.lock().unwrap_or_else(|e| e.into_inner());

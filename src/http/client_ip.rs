@@ -39,7 +39,7 @@ pub fn attach<B>(trusted: &TrustedProxies, mut req: Request<B>) -> Request<B> {
     req
 }
 
-fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
