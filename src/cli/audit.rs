@@ -88,26 +88,28 @@ pub async fn audit(cmd: AuditCommand, service: Portcullis, json: bool) -> CliRes
             }
             filter.after_id = latest.last().map(|r| r.id).or(Some(0));
             if follow {
+                let mut filter = service.resolve_audit_filter(&filter).await?;
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     for row in service.audit_log_forward(&filter, 1000).await? {
                         print_row(&row, json);
-                        filter.after_id = Some(row.id);
+                        filter.after(row.id);
                     }
                 }
             }
         }
         AuditCommand::Export { since, until, actions } => {
-            let mut filter = AuditFilter {
+            let filter = AuditFilter {
                 actions,
                 since,
                 until,
                 ..AuditFilter::default()
             };
+            let mut filter = service.resolve_audit_filter(&filter).await?;
             loop {
                 let rows = service.audit_log_forward(&filter, 1000).await?;
                 let Some(last) = rows.last() else { break };
-                filter.after_id = Some(last.id);
+                filter.after(last.id);
                 for row in &rows {
                     print_row(row, true);
                 }

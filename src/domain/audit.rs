@@ -374,6 +374,18 @@ pub const ACTIONS: &[&str] = &[
 /// either finds both.
 const FORMER_NAMES: &[(&str, &str)] = &[("LOGIN", "LOGIN_SUCCESS")];
 
+/// A filter [`Portcullis::resolve_audit_filter`] checked and resolved; only it makes
+/// one, so a forward read never runs on an unchecked filter.
+#[derive(Debug, Clone)]
+pub struct ResolvedAuditFilter(AuditFilter);
+
+impl ResolvedAuditFilter {
+    /// Reads on after record `id` (the next page).
+    pub fn after(&mut self, id: i64) {
+        self.0.after_id = Some(id);
+    }
+}
+
 /// `filter` with every action it names widened to that action's other name.
 fn with_former_names(filter: &AuditFilter) -> std::borrow::Cow<'_, AuditFilter> {
     let mut actions = filter.actions.clone();
@@ -541,11 +553,18 @@ impl Portcullis {
             validate::query_number("limit", Some(limit), 1..=1000),
             validate::query_number("offset", Some(offset), 0..=validate::OFFSET_MAX),
         ])?;
+        let filter = self.resolve_audit_filter(filter).await?;
+        self.store().audit_records(&filter.0, false, limit, offset).await
+    }
+
+    /// `filter` checked ([`check_audit_filter`]) and its actions resolved
+    /// ([`Portcullis::audit_filter_actions`], widened to their former names): done once
+    /// before a paging loop, so a bad filter is refused before an export starts and
+    /// no page repeats the work.
+    pub async fn resolve_audit_filter(&self, filter: &AuditFilter) -> AppResult<ResolvedAuditFilter> {
         check_audit_filter(filter)?;
         let filter = self.audit_filter_actions(filter).await?;
-        self.store()
-            .audit_records(&with_former_names(&filter), false, limit, offset)
-            .await
+        Ok(ResolvedAuditFilter(with_former_names(&filter).into_owned()))
     }
 
     /// `filter` with each action it names spelled as recorded: Portcullis's own events
@@ -594,12 +613,8 @@ impl Portcullis {
     }
 
     /// Records matching `filter`, oldest first (export and tail read forward by id).
-    pub async fn audit_log_forward(&self, filter: &AuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
-        check_audit_filter(filter)?;
-        let filter = self.audit_filter_actions(filter).await?;
-        self.store()
-            .audit_records(&with_former_names(&filter), true, limit, 0)
-            .await
+    pub async fn audit_log_forward(&self, filter: &ResolvedAuditFilter, limit: i64) -> AppResult<Vec<AuditRow>> {
+        self.store().audit_records(&filter.0, true, limit, 0).await
     }
 
     /// Every action recorded so far, in alphabetical order.

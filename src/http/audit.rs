@@ -111,10 +111,8 @@ pub async fn list(State(state): State<AppState>, ValidQuery(q): ValidQuery<Audit
 /// Streams matching records, oldest first, one JSON object per line, reading the
 /// table a page at a time so an export of any size holds one page in memory.
 pub async fn export(State(state): State<AppState>, ValidQuery(q): ValidQuery<AuditQuery>) -> AppResult<Response> {
-    let filter = q.filter()?;
-    crate::domain::audit::check_audit_filter(&filter)?;
     // Refused before the answer starts, not as a cut-off stream.
-    let filter = state.service.audit_filter_actions(&filter).await?;
+    let filter = state.service.resolve_audit_filter(&q.filter()?).await?;
     let service = state.service.clone();
     const PAGE: i64 = 1000;
     let stream = futures_util::stream::unfold(Some(filter), move |next| {
@@ -125,7 +123,9 @@ pub async fn export(State(state): State<AppState>, ValidQuery(q): ValidQuery<Aud
                 Ok(rows) if rows.is_empty() => None,
                 Ok(rows) => {
                     let more = rows.len() as i64 == PAGE;
-                    filter.after_id = rows.last().map(|r| r.id);
+                    if let Some(last) = rows.last() {
+                        filter.after(last.id);
+                    }
                     let mut chunk = Vec::new();
                     for row in &rows {
                         if write_terminal_safe_json(&mut chunk, row).is_ok() {
