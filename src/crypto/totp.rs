@@ -34,11 +34,17 @@ fn totp(secret: &[u8], issuer: &str, account: &str) -> anyhow::Result<Totp> {
 /// The time step `code` matches at `unix_time` (±1 step), if any. Replay protection is
 /// the caller's: a step may be accepted once.
 pub fn check(secret: &[u8], code: &str, unix_time: u64) -> Option<u64> {
-    let code = code.trim();
-    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+    // People type "123 456" as apps show it.
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if !is_code_shaped(&code) {
         return None;
     }
-    totp(secret, "x", "x").ok()?.check(code, unix_time)
+    totp(secret, "x", "x").ok()?.check(&code, unix_time)
+}
+
+/// Six digits, as every code this service checks has.
+pub fn is_code_shaped(code: &str) -> bool {
+    code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The code for `unix_time` (tests and the CLI use it; the server only checks).

@@ -358,6 +358,8 @@ pub const ACTIONS: &[&str] = &[
     "SESSIONS_REVOKE",
     "SESSION_EXPIRED",
     "SIGNING_KEY_ROTATE",
+    "STEP_UP",
+    "STEP_UP_FAILURE",
     "TEMP_TOKEN_CREATE",
     "TOKEN_REFRESH",
     "USER_CREATE",

@@ -7,11 +7,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{Actor, AuditEvent, ClientContext, Portcullis, TokenPair};
+use super::mfa::SecondFactor;
+use super::{Actor, AuditEvent, ClientContext, Credential, Portcullis, Principal, TokenFacts, TokenPair};
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
 
@@ -22,8 +23,23 @@ pub struct BrowserSession {
     pub user_id: Uuid,
     pub username: String,
     pub email: String,
+    pub is_superuser: bool,
+    /// How the person signed in (`pwd`, `otp`, `rc`, an upstream provider's name...).
+    pub amr: Vec<String>,
+    pub signed_in_at: DateTime<Utc>,
+    /// When the person last proved themselves: signing in, or a step-up.
+    pub verified_at: DateTime<Utc>,
     /// The form token every state-changing form of this session carries.
     pub csrf_token: String,
+}
+
+/// What a browser must give to prove the person again before a sensitive action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUpProof {
+    /// The account has a second factor: a current code from it.
+    Code,
+    /// Otherwise the password.
+    Password,
 }
 
 impl BrowserSession {
@@ -82,8 +98,98 @@ impl Portcullis {
             user_id: row.user_id,
             username: row.username,
             email: row.email,
+            is_superuser: row.is_superuser,
+            amr: serde_json::from_str(&row.amr).unwrap_or_default(),
+            signed_in_at: row.created_at,
+            verified_at: row.verified_at,
             csrf_token: csrf_token_for(cookie),
         }))
+    }
+
+    /// The caller a browser session stands for, for the domain operations that take
+    /// one (as a login's access token would: same user, session, grants and amr; its
+    /// `auth_time` is the last time the person proved themselves).
+    pub async fn browser_principal(&self, session: &BrowserSession) -> AppResult<Principal> {
+        let grants = self.grants(session.user_id, session.is_superuser).await?;
+        Ok(Principal {
+            user_id: session.user_id,
+            username: session.username.clone(),
+            session_id: Some(session.session_id),
+            roles: grants.roles.into_iter().collect(),
+            permissions: grants.permissions.into_iter().collect(),
+            amr: session.amr.clone(),
+            is_superuser: session.is_superuser,
+            credential: Credential::Jwt,
+            expires_at: None,
+            token: Some(TokenFacts {
+                jti: String::new(),
+                iat: session.verified_at.timestamp(),
+                auth_time: Some(session.verified_at.timestamp()),
+            }),
+        })
+    }
+
+    /// What a sensitive page action from this browser must first be given, or None
+    /// while the last proof is within the step-up window (`MFA_STEP_UP_MAX_AGE_SECONDS`;
+    /// off: never asked).
+    pub async fn browser_step_up(&self, session: &BrowserSession) -> AppResult<Option<StepUpProof>> {
+        let Some(window) = self.config().mfa.step_up_max_age else {
+            return Ok(None);
+        };
+        let age = Utc::now() - session.verified_at;
+        if age.to_std().is_ok_and(|age| age <= window) {
+            return Ok(None);
+        }
+        let has_code = self
+            .store()
+            .totp(session.user_id)
+            .await?
+            .is_some_and(|t| t.confirmed_at.is_some());
+        Ok(Some(if has_code {
+            StepUpProof::Code
+        } else {
+            StepUpProof::Password
+        }))
+    }
+
+    /// Proves the person at a browser again (the proof `browser_step_up` asks for): a
+    /// current TOTP code or a recovery code when the account has a second factor, else
+    /// the password. Counted like sign-in attempts (the same lockout); recorded as
+    /// `STEP_UP` or `STEP_UP_FAILURE`. Nothing is asked while no step-up is due.
+    pub async fn step_up_browser(&self, session: &BrowserSession, proof: &str, ctx: &ClientContext) -> AppResult<()> {
+        let Some(kind) = self.browser_step_up(session).await? else {
+            return Ok(());
+        };
+        let user = self.user(session.user_id).await?;
+        let event = |action: &str| {
+            Actor::user(user.id, &user.username, ctx)
+                .event(action)
+                .resource("user", user.id)
+        };
+        self.begin_login_attempt(&user.username).await?;
+        let proved = match kind {
+            StepUpProof::Code => self
+                .check_second_factor(&user, SecondFactor::typed(proof))
+                .await?
+                .is_ok(),
+            StepUpProof::Password => {
+                let too_long = proof.chars().count() > self.config().passwords.max_length;
+                let stored = user.password_hash.as_deref().filter(|_| !too_long);
+                self.inner().hasher.verify(proof, stored).await?.ok
+            }
+        };
+        if !proved {
+            self.log_event(event("STEP_UP_FAILURE")).await?;
+            return Err(AppError::InvalidCredentials(match kind {
+                StepUpProof::Code => "that code is not valid".into(),
+                StepUpProof::Password => "the password is not correct".into(),
+            }));
+        }
+        self.login_succeeded(&user.username).await?;
+        self.store()
+            .verify_browser_session(session.session_id, Utc::now())
+            .await?;
+        self.log_event(event("STEP_UP")).await
     }
 
     /// Signs a browser out: its session ends like any other (`LOGOUT`).

@@ -40,6 +40,19 @@ pub enum SecondFactor<'a> {
     RecoveryCode(&'a str),
 }
 
+impl<'a> SecondFactor<'a> {
+    /// What a person typed into a field that takes either: six digits (spaces aside)
+    /// are a TOTP code, anything else a recovery code.
+    pub fn typed(input: &'a str) -> Self {
+        let code: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+        if totp::is_code_shaped(&code) {
+            Self::Totp(input)
+        } else {
+            Self::RecoveryCode(input)
+        }
+    }
+}
+
 /// What enrolment hands the user's authenticator app.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TotpEnrollment {
@@ -144,7 +157,7 @@ impl Portcullis {
     /// Checks a second factor of `user`: a TOTP code of a step not used before, or an
     /// unused recovery code (spent by this call). The amr value on success, else the
     /// reason for the audit trail.
-    async fn check_second_factor(
+    pub(crate) async fn check_second_factor(
         &self,
         user: &UserRow,
         factor: SecondFactor<'_>,

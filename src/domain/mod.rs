@@ -32,8 +32,8 @@ use crate::crypto::secretbox::MasterKey;
 use crate::store::{AuditKey, Store};
 
 pub use audit::{Actor, AuditEvent, Authority};
-pub use authn::{Credential, Principal, TokenCache};
-pub use browser::BrowserSession;
+pub use authn::{Credential, Principal, TokenCache, TokenFacts};
+pub use browser::{BrowserSession, StepUpProof};
 pub use sessions::{ClientContext, TokenPair};
 
 #[derive(Clone)]

@@ -37,17 +37,17 @@ pub fn table() -> Vec<Route> {
     use Method as M;
     let mut table = vec![
         // The hosted pages (src/ui): not in the OpenAPI document.
-        Route::new(M::GET, "/", Public, ui::pages::index).page(),
-        Route::new(M::GET, "/login", Public, ui::pages::login_page).page(),
-        Route::new(M::POST, "/login", Public, ui::pages::login_submit)
+        Route::new(M::GET, "/", Public, ui::login::index).page(),
+        Route::new(M::GET, "/login", Public, ui::login::login_page).page(),
+        Route::new(M::POST, "/login", Public, ui::login::login_submit)
             .rate_limited()
             .page(),
-        Route::new(M::GET, "/login/code", Public, ui::pages::code_page).page(),
-        Route::new(M::POST, "/login/code", Public, ui::pages::code_submit)
+        Route::new(M::GET, "/login/code", Public, ui::login::code_page).page(),
+        Route::new(M::POST, "/login/code", Public, ui::login::code_submit)
             .rate_limited()
             .page(),
-        Route::new(M::GET, "/account", SignedIn, ui::pages::account).page(),
-        Route::new(M::POST, "/logout", SignedIn, ui::pages::logout).page(),
+        Route::new(M::GET, "/account", SignedIn, ui::account::account).page(),
+        Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)

@@ -15,9 +15,12 @@ row_struct! {
         pub user_id: Uuid,
         pub username: String,
         pub email: String,
+        pub is_superuser: bool,
         pub amr: String,
         pub created_at: DateTime<Utc>,
         pub last_seen_at: DateTime<Utc>,
+        /// When the person last proved themselves: signing in, or a step-up.
+        pub verified_at: DateTime<Utc>,
     }
 }
 
@@ -25,10 +28,12 @@ row_struct! {
 const TAKE_REFRESH: &str = "DELETE FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NULL RETURNING session_id";
 const CAP_SESSION: &str = "UPDATE sessions SET expires_at = $2 WHERE id = $1 AND expires_at > $2";
 const INSERT_BROWSER: &str = "INSERT INTO browser_sessions (cookie_hash, session_id, last_seen_at) VALUES ($1, $2, $3)";
-const SELECT_BROWSER: &str = "SELECT s.id AS session_id, s.user_id, u.username, u.email, s.amr, s.created_at, b.last_seen_at \
+const SELECT_BROWSER: &str = "SELECT s.id AS session_id, s.user_id, u.username, u.email, u.is_superuser, s.amr, s.created_at, \
+     b.last_seen_at, COALESCE(b.verified_at, s.created_at) AS verified_at \
      FROM browser_sessions b JOIN sessions s ON s.id = b.session_id JOIN users u ON u.id = s.user_id \
      WHERE b.cookie_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND b.last_seen_at > $3 AND u.is_active";
 const TOUCH_BROWSER: &str = "UPDATE browser_sessions SET last_seen_at = $2 WHERE cookie_hash = $1";
+const VERIFY_BROWSER: &str = "UPDATE browser_sessions SET verified_at = $2 WHERE session_id = $1";
 const TOUCH_SESSION: &str = "UPDATE sessions SET last_refreshed_at = $2 WHERE id = $1";
 
 impl Store {
@@ -82,5 +87,11 @@ impl Store {
             sqlx::query(TOUCH_SESSION).bind(session_id).bind(now).execute(&mut *tx).await?;
             Ok(())
         }).await)
+    }
+
+    /// Records that the person at a browser session proved themselves again (step-up).
+    pub async fn verify_browser_session(&self, session_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+        on_pool!(self, pool => sqlx::query(VERIFY_BROWSER).bind(session_id).bind(now).execute(pool).await.map(drop))?;
+        Ok(())
     }
 }

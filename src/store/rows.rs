@@ -73,6 +73,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     13 "instances" "0013_instances.sql",
     14 "browser sessions" "0014_browser_sessions.sql",
     15 "sessions ended at" "0015_sessions_ended_at.sql",
+    16 "browser step-up" "0016_browser_step_up.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

@@ -1,12 +1,15 @@
 //! The pages' message catalogue: every visible string, in English and German, chosen
 //! by `Accept-Language`. A unit test fails when a key is missing in a language.
+//!
+//! A language's catalogue comes in parts: the strings every page shares are here, and
+//! a page module may keep its own `EN`/`DE` lists beside its handlers; `LANGUAGES`
+//! names each language's parts.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::ACCEPT_LANGUAGE;
 use axum::http::request::Parts;
 
-/// (key, text). Placeholders are `{n}`.
-type Messages = &'static [(&'static str, &'static str)];
+use super::Messages;
 
 const EN: Messages = &[
     ("product", "Portcullis"),
@@ -71,21 +74,22 @@ const DE: Messages = &[
     ("main_nav", "Hauptmenü"),
 ];
 
-const LANGUAGES: &[(&str, Messages)] = &[("en", EN), ("de", DE)];
+/// Each language and the parts of its catalogue (the same parts, in the same order).
+const LANGUAGES: &[(&str, &[Messages])] = &[("en", &[EN, super::step_up::EN]), ("de", &[DE, super::step_up::DE])];
 
 /// The language of a response, from the request's `Accept-Language` (English when
 /// nothing matches).
 #[derive(Debug, Clone, Copy)]
 pub struct Lang {
     pub code: &'static str,
-    messages: Messages,
+    messages: &'static [Messages],
 }
 
 impl Lang {
     pub fn english() -> Self {
         Self {
             code: "en",
-            messages: EN,
+            messages: LANGUAGES[0].1,
         }
     }
 
@@ -119,6 +123,7 @@ impl Lang {
     pub fn get(&self, key: &str) -> &'static str {
         self.messages
             .iter()
+            .flat_map(|part| part.iter())
             .find(|(k, _)| *k == key)
             .map(|(_, v)| *v)
             .unwrap_or("?")
@@ -154,9 +159,11 @@ mod tests {
 
     #[test]
     fn every_language_has_every_key() {
-        for (code, messages) in LANGUAGES {
+        let all = |parts: &'static [Messages]| parts.iter().flat_map(|p| p.iter());
+        for (code, parts) in LANGUAGES {
+            let messages: Vec<_> = all(parts).collect();
             for (other, theirs) in LANGUAGES {
-                for (key, _) in theirs.iter() {
+                for (key, _) in all(theirs) {
                     assert!(
                         messages.iter().any(|(k, _)| k == key),
                         "{code} lacks {key:?}, which {other} has"
@@ -169,6 +176,50 @@ mod tests {
             keys.dedup();
             assert_eq!(n, keys.len(), "{code} has a key twice");
         }
+    }
+
+    /// Every key a template or page module asks for (`get("key")`) is in the catalogue:
+    /// a missing one would show as "?".
+    #[test]
+    fn every_key_used_is_defined() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "html" || e == "rs") && !path.ends_with("i18n.rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui"),
+            &mut paths,
+        );
+        let english = Lang::english();
+        let mut used = 0;
+        for path in paths {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for piece in text.split("get(\"").skip(1) {
+                let key = piece.split('"').next().unwrap_or("");
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+                {
+                    continue;
+                }
+                used += 1;
+                assert_ne!(
+                    english.get(key),
+                    "?",
+                    "{} uses {key:?}, which no catalogue has",
+                    path.display()
+                );
+            }
+        }
+        assert!(used > 10, "found only {used} keys in use");
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! forms of a signed-in page also carry the session's CSRF token, checked by the
 //! handler's `CsrfForm` extractor.
 
+pub mod account;
 mod assets;
 mod i18n;
+pub mod login;
 pub mod pages;
 mod return_to;
+pub mod step_up;
 
 use std::sync::Arc;
 
@@ -27,6 +30,10 @@ use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 pub use assets::asset;
 pub use i18n::Lang;
+
+/// A part of a language's message catalogue (see `i18n`): (key, text), placeholders
+/// `{n}`. Page modules keep their own strings beside their handlers.
+pub type Messages = &'static [(&'static str, &'static str)];
 
 /// The browser session's cookie. `__Host-`: Secure, Path=/, no Domain, so no other
 /// host or path can set or shadow it. Browsers treat `http://127.0.0.1` and

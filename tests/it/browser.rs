@@ -24,7 +24,7 @@ use crate::pages::RETURN_TO_TRICKS;
 use crate::support::*;
 
 /// Every wait on the browser is bounded by this.
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 fn chromium_path() -> Option<std::path::PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -55,7 +55,7 @@ extern "C" fn close_browser() {
 
 /// The shared browser, launched on a thread of its own with its own runtime (each
 /// test has its own runtime, which ends with the test).
-fn browser() -> Option<&'static Browser> {
+pub(crate) fn browser() -> Option<&'static Browser> {
     static BROWSER: OnceLock<Option<Browser>> = OnceLock::new();
     BROWSER
         .get_or_init(|| {
@@ -110,7 +110,7 @@ fn browser() -> Option<&'static Browser> {
 
 /// A fresh page in a fresh browser context (cookies of its own), recording the URL
 /// of every request it makes.
-async fn fresh_page() -> Option<(Page, Arc<Mutex<Vec<String>>>)> {
+pub(crate) async fn fresh_page() -> Option<(Page, Arc<Mutex<Vec<String>>>)> {
     let browser = browser()?;
     let context = browser
         .create_browser_context(CreateBrowserContextParams::default())
@@ -133,23 +133,23 @@ async fn fresh_page() -> Option<(Page, Arc<Mutex<Vec<String>>>)> {
     Some((page, requests))
 }
 
-fn origin(s: &TestServer) -> String {
+pub(crate) fn origin(s: &TestServer) -> String {
     s.http.base.clone()
 }
 
-async fn goto(page: &Page, url: &str) {
+pub(crate) async fn goto(page: &Page, url: &str) {
     tokio::time::timeout(WAIT, page.goto(url))
         .await
         .expect("navigation in time")
         .unwrap();
 }
 
-async fn url_of(page: &Page) -> String {
+pub(crate) async fn url_of(page: &Page) -> String {
     page.url().await.unwrap().unwrap_or_default()
 }
 
 /// Types into the page's fields and submits its form with a click, as a person would.
-async fn submit(page: &Page, fields: &[(&str, &str)]) {
+pub(crate) async fn submit(page: &Page, fields: &[(&str, &str)]) {
     for (selector, text) in fields {
         let field = page.find_element(*selector).await.unwrap();
         field.click().await.unwrap();
@@ -159,13 +159,13 @@ async fn submit(page: &Page, fields: &[(&str, &str)]) {
 }
 
 /// Fills in and submits the sign-in form.
-async fn sign_in_form(page: &Page, login: &str, password: &str) {
+pub(crate) async fn sign_in_form(page: &Page, login: &str, password: &str) {
     submit(page, &[("#login", login), ("#password", password)]).await;
 }
 
 /// Clicks and waits until a new document has loaded: the old one is marked first, so
 /// a navigation that has not begun yet is not mistaken for one that has finished.
-async fn click_and_wait(page: &Page, selector: &str) {
+pub(crate) async fn click_and_wait(page: &Page, selector: &str) {
     page.evaluate("window.__old_document = true").await.unwrap();
     page.find_element(selector).await.unwrap().click().await.unwrap();
     arrived(page).await;
@@ -173,7 +173,7 @@ async fn click_and_wait(page: &Page, selector: &str) {
 
 /// Waits (bounded) until the document marked by the caller has been replaced and the
 /// new one has loaded.
-async fn arrived(page: &Page) {
+pub(crate) async fn arrived(page: &Page) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let state = page
@@ -189,12 +189,12 @@ async fn arrived(page: &Page) {
     }
 }
 
-async fn text_of(page: &Page) -> String {
+pub(crate) async fn text_of(page: &Page) -> String {
     page.content().await.unwrap()
 }
 
 /// Screenshots at a phone's and a desktop's width.
-async fn screenshots(page: &Page, name: &str) {
+pub(crate) async fn screenshots(page: &Page, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     for width in [375, 1280] {
@@ -211,7 +211,7 @@ async fn screenshots(page: &Page, name: &str) {
 }
 
 /// Every URL the page requested was ours.
-fn only_our_origin(s: &TestServer, requests: &Mutex<Vec<String>>) {
+pub(crate) fn only_our_origin(s: &TestServer, requests: &Mutex<Vec<String>>) {
     let requests = requests.lock().unwrap();
     assert!(!requests.is_empty());
     for url in requests.iter() {
@@ -367,11 +367,11 @@ async fn lockout_return_to_and_cross_site_forms_in_chromium() {
     s.stop().await;
 }
 
-fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     text.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
-fn only_our_origin_except(s: &TestServer, requests: &Mutex<Vec<String>>, evil: &str) {
+pub(crate) fn only_our_origin_except(s: &TestServer, requests: &Mutex<Vec<String>>, evil: &str) {
     let evil_origin: String = evil.split('/').take(3).collect::<Vec<_>>().join("/");
     let ours: Vec<String> = requests
         .lock()
@@ -385,7 +385,7 @@ fn only_our_origin_except(s: &TestServer, requests: &Mutex<Vec<String>>, evil: &
 
 /// A one-page site on another port of 127.0.0.1 whose page posts a form to `target`
 /// as soon as it loads; its URL.
-async fn evil_site(target: &str) -> String {
+pub(crate) async fn evil_site(target: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let html = format!(
