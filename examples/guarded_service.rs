@@ -2,7 +2,7 @@
 //! with the same checks Portcullis uses for its own.
 //!
 //! ```sh
-//! cargo run --example guarded_service          # listens on 127.0.0.1:3000
+//! cargo run --example guarded_service          # listens on 127.0.0.1:3000 (or $GUARDED_SERVICE_BIND)
 //! TOKEN=$(curl -s localhost:8000/auth/login -H 'content-type: application/json' \
 //!   -d '{"username":"admin","password":"..."}' | jq -r .access_token)
 //! curl -X POST localhost:3000/projects -H "Authorization: Bearer $TOKEN"
@@ -44,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
                 .layer(require_authenticated(&auth)),
         );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let bind = std::env::var("GUARDED_SERVICE_BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("guarded service on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

@@ -309,26 +309,10 @@ async fn the_cli_roles_example_runs_as_written() {
     let block = doc_block("cli-roles");
     for backend in backends().await {
         let (s, db) = TestServer::start(backend).await;
-        let Some(bash) = tool("bash") else {
+        let Some(mut cmd) = crate::docs_deploy::bash_with_binary(&binary_on(&db)) else {
             return;
         };
-        let configured = binary_on(&db);
-        let mut cmd = std::process::Command::new(bash);
-        for (key, value) in configured.get_envs() {
-            match value {
-                Some(value) => cmd.env(key, value),
-                None => cmd.env_remove(key),
-            };
-        }
-        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis"))
-            .parent()
-            .expect("the binary's directory");
-        let path = std::env::join_paths(
-            std::iter::once(bin_dir.to_path_buf())
-                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-        )
-        .expect("a PATH");
-        cmd.env("PATH", path).args(["-eu", "-o", "pipefail", "-c", &block]);
+        cmd.args(["-eu", "-o", "pipefail", "-c", &block]);
         let (code, out, err) = run_binary(&mut cmd, "");
         let what = format!("{backend:?}: {out}\n{err}");
         assert_eq!(code, 0, "{what}");
