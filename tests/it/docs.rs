@@ -235,6 +235,45 @@ async fn the_mfa_examples_run_as_written() {
     }
 }
 
+/// The block after it, run as written where the first left off (SQLite only: it waits
+/// for two more 30-second code steps, and the routes run on both backends in mfa.rs):
+/// ten new recovery codes that replace the old, then removing the factor, after which
+/// a password login gives tokens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mfa_management_examples_run_as_written() {
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    let user = s.user("johndoe").await;
+    let script = format!(
+        "{}\nACCESS={}\n{}\necho manage-start\n{}\n",
+        session_setup(&s),
+        user.access,
+        against(&doc_block("mfa"), &s),
+        against(&doc_block("mfa-manage"), &s)
+    );
+    let Some(out) = run_bash(&script) else {
+        return;
+    };
+    let (first, rest) = answers_then(&out, "manage-start", &out);
+    let old_codes = first[0]["recovery_codes"].as_array().expect(&out).clone();
+    // curl prints the JSON with no newline after it, then the status line.
+    let (answers, status) = rest
+        .rsplit_once('}')
+        .map(|(json, status)| {
+            (
+                serde_json::from_str::<Value>(&format!("{json}}}")).expect(&out),
+                status.trim(),
+            )
+        })
+        .expect(&out);
+    let new_codes = answers["recovery_codes"].as_array().expect(&out);
+    assert_eq!(new_codes.len(), 10, "{out}");
+    assert!(new_codes.iter().all(|c| !old_codes.contains(c)), "{out}");
+    assert_eq!(status, "204", "{out}");
+    let login = s.login("johndoe", PASSWORD).await.json();
+    assert!(login["access_token"].is_string(), "no second factor left: {login}");
+    s.stop().await;
+}
+
 /// The audit block, run as written after the session's setup with an administrator's
 /// token and an API key holding `audit:write`: the query answers logins only, the
 /// actions include LOGIN, the export is one record a line, oldest first, and the
