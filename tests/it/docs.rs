@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// Runs `script` with bash (`-eu -o pipefail`); its standard output, or the test fails
 /// with both outputs. None where bash, curl or python3 is missing outside CI.
-fn run_bash(script: &str) -> Option<String> {
+pub(crate) fn run_bash(script: &str) -> Option<String> {
     let bash = tool("bash")?;
     tool("curl")?;
     tool("python3")?;
@@ -35,7 +35,7 @@ fn run_bash(script: &str) -> Option<String> {
 
 /// The JSON answers a script printed before the line starting `marker` (curl prints
 /// each as it came, with no newline after it), and what follows the marker.
-fn answers_then<'a>(out: &'a str, marker: &str, what: &str) -> (Vec<Value>, &'a str) {
+pub(crate) fn answers_then<'a>(out: &'a str, marker: &str, what: &str) -> (Vec<Value>, &'a str) {
     let (answers, rest) = out.split_once(marker).expect(what);
     let answers = serde_json::Deserializer::from_str(answers)
         .into_iter::<Value>()
@@ -348,7 +348,7 @@ async fn the_cli_roles_example_runs_as_written() {
     let block = doc_block("cli-roles");
     for backend in backends().await {
         let (s, db) = TestServer::start(backend).await;
-        let Some(mut cmd) = crate::docs_deploy::bash_with_binary(&binary_on(&db)) else {
+        let Some(mut cmd) = crate::docs_live::bash_with_binary(&binary_on(&db)) else {
             return;
         };
         cmd.args(["-eu", "-o", "pipefail", "-c", &block]);

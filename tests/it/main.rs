@@ -13,7 +13,7 @@ mod connections;
 mod credentials;
 mod doc_links;
 mod docs;
-mod docs_deploy;
+mod docs_live;
 mod gateways;
 mod hostile_tokens;
 mod mfa;

@@ -1,10 +1,13 @@
-//! The deployment and embedding examples of docs/, run as written: the PostgreSQL
-//! `serve` line of docs/operations.md starts a real server on a fresh PostgreSQL
-//! database, and the Rust excerpt of docs/roles.md is a piece of
-//! `examples/guarded_service.rs`, which runs against a live Portcullis here.
+//! The documentation's examples that need more than one test server, run as written:
+//! the PostgreSQL `serve` line of docs/operations.md starts a real server on a fresh
+//! PostgreSQL database; the Rust excerpt of docs/roles.md is a piece of
+//! `examples/guarded_service.rs`, which runs against a live Portcullis here; the token
+//! exchange of docs/social-login.md signs in with tokens of test providers.
 
 use std::time::Duration;
 
+use crate::docs::{answers_then, run_bash};
+use crate::oidc_provider::{CLIENT_ID, CLIENT_SECRET, FakeProvider, Person};
 use crate::support::*;
 
 /// bash, configured like `configured` (its environment and removals) with the real
@@ -171,4 +174,63 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The token exchange of docs/social-login.md, with the test providers' tokens for
+/// its placeholders: Google's ID token (carrying the nonce the block sends) and an
+/// access token of an allowed Okta organisation (the block's `acme.okta.com`, here the
+/// second test provider's issuer, which its introspection confirms as ours) each sign
+/// in, with `amr: ["fed"]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_exchange_examples_run_as_written() {
+    let block = doc_block("social-token-exchange");
+    let (google, okta, acme) = (
+        FakeProvider::start(None).await,
+        FakeProvider::start(None).await,
+        FakeProvider::start(None).await,
+    );
+    let mut settings = vec![("OAUTH_OKTA_ALLOWED_DOMAINS".to_string(), acme.issuer())];
+    for (prefix, p) in [("OAUTH_GOOGLE", &google), ("OAUTH_OKTA", &okta)] {
+        settings.push((format!("{prefix}_ISSUER"), p.issuer()));
+        settings.push((format!("{prefix}_CLIENT_ID"), CLIENT_ID.into()));
+        settings.push((format!("{prefix}_CLIENT_SECRET"), CLIENT_SECRET.into()));
+    }
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &extra).await;
+    let id_token = google.id_token(
+        &Person::new("google-sub", "gail@example.com"),
+        Some("the nonce you sent"),
+        false,
+        |_| {},
+    );
+    let access_token = acme.access_token_for(&Person::new("okta-sub", "otto@example.com"));
+    let acme_issuer = acme.issuer();
+    let placeholders = [
+        ("eyJhbGciOiJSUzI1NiIs...", id_token.as_str()),
+        ("eyJraWQiOi...", access_token.as_str()),
+        ("acme.okta.com", acme_issuer.as_str()),
+    ];
+    let mut script = block.clone();
+    for (placeholder, value) in placeholders {
+        assert!(block.contains(placeholder), "the block no longer says {placeholder:?}");
+        script = script.replace(placeholder, value);
+    }
+    let Some(out) = run_bash(&format!(
+        "B={}\n{script}\necho end\n",
+        s.http.base.trim_end_matches('/')
+    )) else {
+        return;
+    };
+    let (answers, _) = answers_then(&out, "end", &out);
+    assert_eq!(answers.len(), 2, "{out}");
+    for (answer, who) in answers.iter().zip(["gail", "otto"]) {
+        let access = answer["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{who}: {answer}"));
+        let claims = jwt_part(access, 1);
+        assert_eq!(claims["amr"], serde_json::json!(["fed"]), "{who}: {claims}");
+        let me = s.get_auth("/auth/me", access).await.json();
+        assert!(me["email"].as_str().is_some_and(|e| e.starts_with(who)), "{me}");
+    }
+    s.stop().await;
 }
