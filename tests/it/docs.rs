@@ -620,3 +620,54 @@ fn the_envoy_example_has_the_ext_authz_shape() {
     );
     assert_eq!(upstream, vec![("prefix".to_string(), "x-auth-".to_string())]);
 }
+
+/// The remote commands of docs/cli.md, run as written against the test server (its URL
+/// for the block's, `/auth/me` for the API it calls): the prompting login reads the
+/// username and password from standard input, the scripted one logs in as ci-bot, the
+/// token is accepted, whoami names ci-bot, and logout ends the session and deletes the
+/// stored tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_cli_examples_run_as_written() {
+    let block = doc_block("cli-remote");
+    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    s.register("alice").await;
+    s.register("ci-bot").await;
+    let base = s.http.base.trim_end_matches('/');
+    let mut script = block.clone();
+    for (written, here) in [
+        ("https://auth.example.com/api/v1", base.to_string()),
+        ("https://api.example.com/projects", format!("{base}/auth/me")),
+        (" URL ", format!(" {base} ")),
+    ] {
+        assert!(block.contains(written), "the block no longer says {written:?}");
+        script = script.replace(written, &here);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.json");
+    let Some(mut cmd) = crate::docs_live::bash_with_binary(&binary()) else {
+        return;
+    };
+    cmd.env("PORTCULLIS_CREDENTIALS_FILE", &creds)
+        .env("PASSWORD", PASSWORD)
+        .args(["-eu", "-o", "pipefail", "-c", &script]);
+    // The first login prompts: a username line, then a password line.
+    let stdin = format!("alice\n{PASSWORD}\n");
+    let (code, out, err) = tokio::task::spawn_blocking(move || run_binary(&mut cmd, &stdin))
+        .await
+        .unwrap();
+    let what = format!("{out}\n{err}");
+    assert_eq!(code, 0, "{what}");
+    // curl prints /auth/me's answer with no newline after it; whoami's line follows.
+    let (answers, whoami) = answers_then(&out, "ci-bot <ci-bot@example.com>", &what);
+    assert_eq!(answers.len(), 1, "{what}");
+    assert_eq!(answers[0]["username"], "ci-bot", "{what}");
+    assert!(whoami.contains(base), "{what}");
+    assert!(!creds.exists(), "logout deletes the stored tokens: {what}");
+    for (who, live) in [("alice", 1), ("ci-bot", 0)] {
+        let user = s.service.store().user_by_login(who).await.unwrap().unwrap();
+        let sessions = s.service.sessions_of(user.id).await.unwrap();
+        let active = sessions.iter().filter(|x| x.revoked_at.is_none()).count();
+        assert_eq!(active, live, "{who}: {what}");
+    }
+    s.stop().await;
+}
