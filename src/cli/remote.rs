@@ -89,7 +89,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut attempts = 0;
     let (tmp, mut file) = loop {
         let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
-        match create_exclusive(&tmp) {
+        match crate::crypto::private_file::create_owner_only(&tmp) {
             Ok(f) => break (tmp, f),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
             Err(e) => return Err(e),
@@ -103,19 +103,6 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
-}
-
-/// A new file at `path`, owner-only, failing if anything (a file, a link, even a
-/// dangling one) is already there.
-fn create_exclusive(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    opts.open(path)
 }
 
 fn client() -> Result<reqwest::Client, CliError> {
@@ -307,21 +294,9 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn exclusive_creation_neither_reuses_a_file_nor_follows_a_link() {
+    fn credentials_are_written_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("elsewhere");
-        std::fs::write(&target, "untouched").unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(create_exclusive(&link).is_err());
-        let dangling = dir.path().join("dangling");
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
-        assert!(create_exclusive(&dangling).is_err());
-        assert!(!dir.path().join("nowhere").exists());
-        assert!(create_exclusive(&target).is_err());
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
-
         let fresh = dir.path().join("sub").join("creds.json");
         write_private(&fresh, b"secret").unwrap();
         assert_eq!(std::fs::read(&fresh).unwrap(), b"secret");

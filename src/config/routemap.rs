@@ -314,6 +314,11 @@ impl RouteMap {
     /// (the default), a path whose rule would differ were case ignored is refused: a
     /// backend that ignores case would serve it as the guarded path.
     pub fn judge(&self, method: &str, raw: &str) -> Result<Judged<'_>, String> {
+        self.judge_path(method, &NormalPath::of(raw)?)
+    }
+
+    /// `judge`, for a path already normalized (judging several methods reads it once).
+    fn judge_path(&self, method: &str, path: &NormalPath) -> Result<Judged<'_>, String> {
         if !is_method(method) {
             return Err("the original method is not an HTTP method".into());
         }
@@ -322,29 +327,27 @@ impl RouteMap {
         } else {
             method
         };
-        let path = normalize(raw).map_err(|why| format!("the original path {why}"))?;
-        let folded: Vec<String> = split(&path).map(fold).collect();
-        let by_fold = self.first(method, &folded, true);
+        let by_fold = self.first(method, &path.folded, true);
         let rule = if self.case_insensitive {
             by_fold
         } else {
-            let exact: Vec<String> = split(&path).map(str::to_string).collect();
-            let rule = self.first(method, &exact, false);
+            let rule = self.first(method, &path.exact, false);
             if rule != by_fold {
                 return Err(format!(
-                    "{path} differs only in case from a path another route rule covers (VERIFY_CASE_INSENSITIVE matches ignoring case)"
+                    "{} differs only in case from a path another route rule covers (VERIFY_CASE_INSENSITIVE matches ignoring case)",
+                    path.text
                 ));
             }
             rule
         };
         Ok(Judged {
             method: method.to_ascii_uppercase(),
-            path,
+            path: path.text.clone(),
             permission: rule.map(|i| self.rules[i].permission.as_str()),
         })
     }
 
-    /// Judges a forwarded request under every method a backend may serve it as: its
+    /// Judges the request a gateway forwards (see [`Self::judge`]) under its request line's
     /// own `method`, each method-override header value in `overrides` (empty ones are
     /// ignored, as backends do) and each `_method` parameter in the query of `raw`.
     /// One judgement per distinct method; forward auth allows the request only if each
@@ -363,9 +366,10 @@ impl RouteMap {
             }
             methods.push(m);
         }
+        let path = NormalPath::of(raw)?;
         let mut judged: Vec<Judged<'_>> = Vec::with_capacity(methods.len());
         for m in methods {
-            let j = self.judge(m, raw)?;
+            let j = self.judge_path(m, &path)?;
             if !judged.iter().any(|seen| seen.method == j.method) {
                 judged.push(j);
             }
@@ -377,6 +381,25 @@ impl RouteMap {
     /// when none matches or the request is refused.
     pub fn permission_for(&self, method: &str, path: &str) -> Option<&str> {
         self.judge(method, path).ok().and_then(|j| j.permission)
+    }
+}
+
+/// A request target's path as [`normalize`] reads it, with its segments as matched
+/// ignoring case and as written.
+struct NormalPath {
+    text: String,
+    folded: Vec<String>,
+    exact: Vec<String>,
+}
+
+impl NormalPath {
+    fn of(raw: &str) -> Result<Self, String> {
+        let text = normalize(raw).map_err(|why| format!("the original path {why}"))?;
+        Ok(Self {
+            folded: split(&text).map(fold).collect(),
+            exact: split(&text).map(str::to_string).collect(),
+            text,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod hashpool;
 pub mod jwt;
 pub mod password;
+pub mod private_file;
 pub mod secretbox;
 pub mod tokens;
 pub mod totp;

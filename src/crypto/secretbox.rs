@@ -101,15 +101,7 @@ impl MasterKey {
                 dir.display()
             );
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(path)
+        let mut f = super::private_file::create_owner_only(path)
             .map_err(|e| anyhow::anyhow!("cannot create master key file {}: {e}", path.display()))?;
         writeln!(f, "{}", STANDARD.encode(bytes))?;
         f.sync_all()?;

@@ -162,14 +162,7 @@ fn create_private_file(path: &std::path::Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    match opts.open(path) {
+    match crate::crypto::private_file::create_owner_only(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(anyhow::anyhow!("cannot create SQLite database {}: {e}", path.display())),
