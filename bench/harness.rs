@@ -11,6 +11,8 @@
 //! second with cheap hashing, writes nothing, and fails on any error: CI's guard
 //! against the harness rotting. `BENCH_SECONDS` sets the length of a scenario.
 
+mod pages;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,8 +36,8 @@ struct Settings {
     seconds: f64,
     connections: usize,
     /// `BENCH_ONLY`: the scenario groups to run (health, me, verify, refresh,
-    /// distinct, login, flood, register, audit-off, startup, audit-append); None runs
-    /// them all.
+    /// distinct, login, flood, register, audit-off, startup, audit-append, pages);
+    /// None runs them all.
     only: Option<Vec<String>>,
 }
 
@@ -252,22 +254,29 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<Valu
 
 /// Sends one request; (status, body, latency in µs).
 async fn send(sender: &mut Sender, req: Request<Body>) -> (u16, Bytes, u32) {
+    let (status, _, body, us) = exchange(sender, req).await;
+    (status, body, us)
+}
+
+/// Sends one request; (status, headers, body, latency in µs); status 0 when the
+/// connection failed.
+async fn exchange(sender: &mut Sender, req: Request<Body>) -> (u16, hyper::HeaderMap, Bytes, u32) {
     let t = Instant::now();
     if sender.ready().await.is_err() {
-        return (0, Bytes::new(), 0);
+        return (0, hyper::HeaderMap::new(), Bytes::new(), 0);
     }
     match sender.send_request(req).await {
         Ok(res) => {
-            let status = res.status().as_u16();
-            let body = res
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            (status, body, t.elapsed().as_micros() as u32)
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            (
+                parts.status.as_u16(),
+                parts.headers,
+                body,
+                t.elapsed().as_micros() as u32,
+            )
         }
-        Err(_) => (0, Bytes::new(), t.elapsed().as_micros() as u32),
+        Err(_) => (0, hyper::HeaderMap::new(), Bytes::new(), t.elapsed().as_micros() as u32),
     }
 }
 
@@ -353,6 +362,11 @@ async fn drive(
             (lat, errors)
         }));
     }
+    gather(tasks, started).await
+}
+
+/// The latencies and errors of a window's connections, and the window's length.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(Vec<u32>, usize)>>, started: Instant) -> (Vec<u32>, usize, f64) {
     let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
         let (lat, e) = t.await.unwrap();
@@ -701,6 +715,14 @@ async fn scenarios(addr: SocketAddr, label: &str, s: &Settings, full: bool) -> R
             Arc::new(move |_, _| request("GET", "/auth/me", &[("authorization", &b)], None)),
         ));
     }
+    if s.wants("pages") {
+        // A first visit: no cookie, so each answer sets a new sign-in form token.
+        checks.push((
+            tag("GET /login"),
+            200,
+            Arc::new(|_, _| request("GET", "/login", &[], None)),
+        ));
+    }
     if full && s.wants("verify") {
         let b = bearer.clone();
         checks.push((
@@ -1039,6 +1061,27 @@ fn main() {
         quiet_server.stop();
         rows.push(audit_off);
     }
+    // The pages: a first visit's bytes, and sign-ins through the forms on a server of
+    // their own with cheap hashing (see bench/pages.rs).
+    let mut first_visit = None;
+    if settings.wants("pages") {
+        let db = format!("sqlite://{}", dir.path().join("pages.db").display());
+        let cheap = hash_params(true);
+        let (m, t) = (cheap.memory_kib.to_string(), cheap.iterations.to_string());
+        let hashing = [
+            ("PASSWORD_HASH_MEMORY_KIB", m.as_str()),
+            ("PASSWORD_HASH_ITERATIONS", t.as_str()),
+        ];
+        let (pages_server, _) = Server::start(&db, dir.path(), smoke, &hashing);
+        let (visit, sign_ins) = rt.block_on(async {
+            let visit = pages::first_visit(pages_server.addr).await;
+            let rows = pages::sign_in_scenarios(pages_server.addr, settings.connections, settings.seconds).await;
+            (visit, rows)
+        });
+        pages_server.stop();
+        rows.extend(sign_ins);
+        first_visit = Some(visit);
+    }
     let mut notes = run.notes;
     let mut duplicate = run.duplicate_rotation;
     if let Ok(url) = std::env::var("DATABASE_URL")
@@ -1145,6 +1188,27 @@ fn main() {
             .join(", "),
         ),
         ("/auth/verify (JWT) ÷ /health".into(), shown(ratio(verify, health))),
+        (
+            "GET /login ÷ /health".into(),
+            shown(ratio(find(&rows, "GET /login [sqlite]"), health)),
+        ),
+        (
+            {
+                let p = hash_params(true);
+                format!(
+                    "page sign-in ÷ POST /auth/login, both with argon2id m={} KiB, t={}",
+                    p.memory_kib, p.iterations
+                )
+            },
+            shown(ratio(
+                find(&rows, pages::SIGN_IN_ROW),
+                find(&rows, pages::API_LOGIN_ROW).map(Stats::rps),
+            )),
+        ),
+        (
+            "first visit to /login, bytes transferred".into(),
+            first_visit.as_ref().map_or("–".to_string(), pages::FirstVisit::summary),
+        ),
         ("/auth/verify (API key) ÷ /health".into(), shown(ratio(key, health))),
         (
             "distinct JWTs ÷ signature bound".into(),
@@ -1249,6 +1313,14 @@ fn main() {
             "start-up < 200 ms on an existing SQLite database",
             check(startup < Duration::from_millis(200)),
         ),
+        (
+            "first visit to /login < 40 KB (HTML, stylesheet, headers)",
+            check(
+                first_visit
+                    .as_ref()
+                    .is_some_and(|v| v.total() < pages::FIRST_VISIT_BOUND),
+            ),
+        ),
     ];
     out += "\n| target | |\n|---|---|\n";
     for (t, v) in &targets {
@@ -1265,6 +1337,13 @@ fn main() {
         assert_eq!(errors, 0, "smoke run had errors");
         assert!(rows.iter().all(|r| r.requests > 0), "a scenario made no request");
         assert!(!duplicate);
+        if let Some(v) = &first_visit {
+            assert!(
+                v.total() < pages::FIRST_VISIT_BOUND,
+                "a first visit to /login transfers {}",
+                v.summary()
+            );
+        }
         println!("benchmark smoke: {} scenarios ran", rows.len());
         return;
     }

@@ -6,6 +6,7 @@
 //! names each language's parts.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::ACCEPT_LANGUAGE;
 use axum::http::request::Parts;
 
@@ -75,7 +76,10 @@ const DE: Messages = &[
 ];
 
 /// Each language and the parts of its catalogue (the same parts, in the same order).
-const LANGUAGES: &[(&str, &[Messages])] = &[("en", &[EN, super::step_up::EN]), ("de", &[DE, super::step_up::DE])];
+const LANGUAGES: &[(&str, &[Messages])] = &[
+    ("en", &[EN, super::step_up::EN, super::error_page::EN]),
+    ("de", &[DE, super::step_up::DE, super::error_page::DE]),
+];
 
 /// The language of a response, from the request's `Accept-Language` (English when
 /// nothing matches).
@@ -91,6 +95,14 @@ impl Lang {
             code: "en",
             messages: LANGUAGES[0].1,
         }
+    }
+
+    /// The language a request's `Accept-Language` asks for, English when none matches.
+    pub fn of_request(headers: &HeaderMap) -> Self {
+        headers
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(Lang::english, Lang::negotiate)
     }
 
     /// The best of our languages for an `Accept-Language` value.
@@ -144,12 +156,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .headers
-            .get(ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .map(Lang::negotiate)
-            .unwrap_or_else(Lang::english))
+        Ok(Lang::of_request(&parts.headers))
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod account;
 mod assets;
+mod error_page;
 mod i18n;
 pub mod login;
 pub mod pages;
@@ -66,6 +67,8 @@ pub fn login_form_token_matches(headers: &HeaderMap, presented: &str) -> bool {
 /// What every page needs: the header values computed once at start-up.
 pub struct PagePolicy {
     csp: HeaderValue,
+    /// The base path, for the layout of an error page (`error_page`).
+    base: String,
 }
 
 impl PagePolicy {
@@ -83,6 +86,7 @@ impl PagePolicy {
         );
         Self {
             csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+            base: config.server.base_path.clone(),
         }
     }
 }
@@ -96,12 +100,16 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 /// Around every page: the cross-site check for anything but GET/HEAD, then the page's
-/// headers (the app's layer adds nosniff, no-referrer and `Cache-Control: no-store`).
+/// headers (the app's layer adds nosniff, no-referrer and `Cache-Control: no-store`),
+/// with an error answer shown as a page (`error_page`).
 pub async fn page_layer(State(policy): State<Arc<PagePolicy>>, req: Request, next: Next) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers()) {
-        return AppError::Forbidden("cross-site form posts are refused".into()).into_response();
-    }
-    let mut res = next.run(req).await;
+    let chrome = pages::Chrome::with_base(Lang::of_request(req.headers()), policy.base.clone());
+    let res = if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers()) {
+        AppError::Forbidden("cross-site form posts are refused".into()).into_response()
+    } else {
+        next.run(req).await
+    };
+    let mut res = error_page::as_page(res, chrome).await;
     res.headers_mut()
         .entry(CONTENT_SECURITY_POLICY)
         .or_insert_with(|| policy.csp.clone());

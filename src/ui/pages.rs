@@ -22,7 +22,11 @@ pub struct Chrome {
 
 impl Chrome {
     pub fn new(service: &Portcullis, lang: Lang) -> Self {
-        let base = service.config().server.base_path.clone();
+        Self::with_base(lang, service.config().server.base_path.clone())
+    }
+
+    /// For the page layer, which has the configuration's base path but no service.
+    pub fn with_base(lang: Lang, base: String) -> Self {
         let css = format!("{base}/assets/{}", css_name());
         Self { lang, base, css }
     }

@@ -2,7 +2,9 @@
 //! DevTools protocol (chromiumoxide): sign-in with a password and with a TOTP code,
 //! failures and lockout in words, signing out, a cross-site form refused, every
 //! `return_to` trick kept on our origin, and no request leaving our origin.
-//! Screenshots of each page at 375 and 1280 px go to `target/ui-screenshots/`.
+//! Screenshots of each page at 375 and 1280 px go to `target/ui-screenshots/`, and
+//! axe-core checks each page at both widths, light and dark (`assert_accessible`);
+//! `PORTCULLIS_UPDATE_SCREENSHOTS=1` refreshes the ones in `docs/screenshots/`.
 //!
 //! One browser serves the whole test binary (each test its own browser context, so
 //! cookies are not shared). Without Chromium the tests print why and pass, unless `CI`
@@ -13,9 +15,10 @@ use std::time::Duration;
 
 use chromiumoxide::Page;
 use chromiumoxide::browser::{Browser, BrowserConfig};
-use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::browser_protocol::emulation::{MediaFeature, SetDeviceMetricsOverrideParams};
 use chromiumoxide::cdp::browser_protocol::network::EventRequestWillBeSent;
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::page::ScreenshotParams;
 use futures_util::StreamExt;
 use portcullis::crypto::totp;
@@ -193,7 +196,8 @@ pub(crate) async fn text_of(page: &Page) -> String {
     page.content().await.unwrap()
 }
 
-/// Screenshots at a phone's and a desktop's width.
+/// Screenshots at a phone's and a desktop's width, each width checked by axe
+/// (`assert_accessible`), so every page a browser test shows is checked at both.
 pub(crate) async fn screenshots(page: &Page, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -207,8 +211,120 @@ pub(crate) async fn screenshots(page: &Page, name: &str) {
             .unwrap();
         assert!(png.len() > 1000, "a screenshot of {name}");
         std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+        assert_accessible(page, &format!("{name}-{width}")).await;
     }
 }
+
+/// With `PORTCULLIS_UPDATE_SCREENSHOTS=1`, writes the page as it is now, 1280 px wide,
+/// to `docs/screenshots/<file>.png`, the pictures README.md and docs/pages.md show;
+/// otherwise does nothing, so a test run never changes a committed file by itself.
+pub(crate) async fn screenshot_for_docs(page: &Page, file: &str) {
+    if std::env::var_os("PORTCULLIS_UPDATE_SCREENSHOTS").is_none_or(|v| v == "0") {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    page.execute(SetDeviceMetricsOverrideParams::new(1280, 640, 1.0, false))
+        .await
+        .unwrap();
+    let png = page.screenshot(ScreenshotParams::builder().build()).await.unwrap();
+    std::fs::write(dir.join(format!("{file}.png")), png).unwrap();
+}
+
+/// axe-core's `axe.min.js` (Deque's accessibility rules, npm `axe-core`, pinned in
+/// `tests/axe/package-lock.json`): `PORTCULLIS_TEST_AXE` names it (`.ci/run` sets it
+/// after `.ci/setup-node.sh`), else `tests/axe/node_modules` when installed. Without
+/// it: `None` with a warning, or a failure when `CI` or
+/// `PORTCULLIS_TEST_REQUIRE_BROWSER` is set, as for Chromium itself.
+fn axe_script() -> Option<&'static str> {
+    static AXE: OnceLock<Option<String>> = OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = match std::env::var_os("PORTCULLIS_TEST_AXE") {
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/node_modules/axe-core/axe.min.js"),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(script) => Some(script),
+            Err(e) => {
+                let required = std::env::var_os("CI").is_some()
+                    || std::env::var_os("PORTCULLIS_TEST_REQUIRE_BROWSER").is_some();
+                assert!(
+                    !required,
+                    "axe-core is not at {} ({e}); run .ci/setup-node.sh (CI or PORTCULLIS_TEST_REQUIRE_BROWSER requires it)",
+                    path.display()
+                );
+                eprintln!(
+                    "warning: axe-core not at {} ({e}); run .ci/setup-node.sh; skipping the accessibility checks",
+                    path.display()
+                );
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+/// Runs axe-core on the page as it is now, in the light and the dark colour scheme,
+/// and fails listing every violation of impact serious or critical (rule, help, and
+/// each node with axe's summary); milder ones are printed. The script goes in through
+/// DevTools (`Runtime.evaluate`), which the page's CSP (no script at all) does not
+/// govern: the pages stay exactly as served, and a `<script>` the page itself tried to
+/// add would still be refused.
+pub(crate) async fn assert_accessible(page: &Page, name: &str) {
+    let Some(script) = axe_script() else {
+        return;
+    };
+    let loaded = page
+        .evaluate_expression("typeof window.axe === 'object'")
+        .await
+        .unwrap()
+        .into_value::<bool>()
+        .unwrap_or(false);
+    if !loaded {
+        page.evaluate_expression(EvaluateParams::builder().expression(script).build().unwrap())
+            .await
+            .expect("axe-core loads in the page through DevTools");
+    }
+    let mut serious = Vec::new();
+    for scheme in ["light", "dark"] {
+        page.emulate_media_features(vec![MediaFeature::new("prefers-color-scheme", scheme)])
+            .await
+            .unwrap();
+        let found: Vec<serde_json::Value> = page
+            .evaluate_expression(AXE_RUN)
+            .await
+            .unwrap_or_else(|e| panic!("axe.run on {name}: {e}"))
+            .into_value()
+            .unwrap();
+        for v in found {
+            let line = format!(
+                "{name} ({scheme}): {} [{}] {}\n    {}",
+                v["id"].as_str().unwrap_or_default(),
+                v["impact"].as_str().unwrap_or_default(),
+                v["help"].as_str().unwrap_or_default(),
+                v["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n    ")
+            );
+            match v["impact"].as_str() {
+                Some("serious" | "critical") => serious.push(line),
+                _ => eprintln!("axe (not failing): {line}"),
+            }
+        }
+    }
+    page.emulate_media_features(Vec::new()).await.unwrap();
+    assert!(serious.is_empty(), "axe-core violations:\n{}", serious.join("\n"));
+}
+
+/// axe's run over the whole document, reduced to what a failure message needs.
+const AXE_RUN: &str = r#"axe.run(document, { resultTypes: ['violations'] }).then(r => r.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').replace(/\s+/g, ' '))
+})))"#;
 
 /// Every URL the page requested was ours.
 pub(crate) fn only_our_origin(s: &TestServer, requests: &Mutex<Vec<String>>) {
@@ -236,6 +352,9 @@ async fn sign_in_with_a_password_and_sign_out_in_chromium() {
         goto(&page, &format!("{base}/account")).await;
         assert_eq!(url_of(&page).await, format!("{base}/login?return_to=%2Faccount"));
         screenshots(&page, &format!("login-{backend:?}")).await;
+        if backend == Backend::Sqlite {
+            screenshot_for_docs(&page, "sign-in").await;
+        }
 
         // A wrong password: the uniform message, nothing about which part was wrong.
         sign_in_form(&page, "erin", "not the password").await;
@@ -249,6 +368,9 @@ async fn sign_in_with_a_password_and_sign_out_in_chromium() {
         let html = text_of(&page).await;
         assert!(html.contains("erin@example.com"), "{html}");
         screenshots(&page, &format!("account-{backend:?}")).await;
+        if backend == Backend::Sqlite {
+            screenshot_for_docs(&page, "account").await;
+        }
 
         // Sign out: the session is over, and the account page is out of reach.
         click_and_wait(&page, "#sign-out").await;
@@ -338,6 +460,7 @@ async fn lockout_return_to_and_cross_site_forms_in_chromium() {
     arrived(&page).await;
     let html = text_of(&page).await;
     assert!(html.contains("cross-site form posts are refused"), "{html}");
+    screenshots(&page, "refused-cross-site").await;
     goto(&page, &format!("{base}/account")).await;
     assert_eq!(url_of(&page).await, format!("{base}/account"), "still signed in");
     only_our_origin_except(&s, &requests, &evil);
@@ -349,6 +472,7 @@ async fn lockout_return_to_and_cross_site_forms_in_chromium() {
     click_and_wait(&page, "#sign-out").await;
     let html = text_of(&page).await;
     assert!(html.contains("CSRF token is missing or wrong"), "{html}");
+    screenshots(&page, "refused-csrf").await;
     goto(&page, &format!("{base}/account")).await;
     assert_eq!(url_of(&page).await, format!("{base}/account"), "still signed in");
 
