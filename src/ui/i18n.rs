@@ -75,7 +75,28 @@ const DE: Messages = &[
 ];
 
 /// Each language and the parts of its catalogue (the same parts, in the same order).
-const LANGUAGES: &[(&str, &[Messages])] = &[("en", &[EN, super::step_up::EN]), ("de", &[DE, super::step_up::DE])];
+const LANGUAGES: &[(&str, &[Messages])] = &[
+    (
+        "en",
+        &[
+            EN,
+            super::step_up::EN,
+            super::api_keys::EN,
+            super::identities::EN,
+            super::providers::EN,
+        ],
+    ),
+    (
+        "de",
+        &[
+            DE,
+            super::step_up::DE,
+            super::api_keys::DE,
+            super::identities::DE,
+            super::providers::DE,
+        ],
+    ),
+];
 
 /// The language of a response, from the request's `Accept-Language` (English when
 /// nothing matches).
