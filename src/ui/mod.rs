@@ -78,11 +78,20 @@ pub struct PagePolicy {
 
 impl PagePolicy {
     pub fn new(config: &Config) -> Self {
-        // Forms may post to ourselves and to the upstream providers (their sign-in).
+        // Forms may post to ourselves and to the upstream providers (their sign-in; a
+        // form that links a provider is answered with a redirect to its authorization
+        // endpoint, which form-action governs too).
         let mut form_action = vec!["'self'".to_string()];
         for p in &config.oauth.providers {
-            if let Some(origin) = origin_of(&p.issuer) {
-                form_action.push(origin);
+            let endpoint = p.endpoints.authorization.as_deref();
+            for origin in [Some(p.issuer.as_str()), endpoint]
+                .into_iter()
+                .flatten()
+                .filter_map(origin_of)
+            {
+                if !form_action.contains(&origin) {
+                    form_action.push(origin);
+                }
             }
         }
         let csp = format!(

@@ -256,7 +256,26 @@ async fn api_keys_page_creates_keys_from_own_permissions_and_revokes_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_is_served_under_its_hash_and_pages_carry_no_inline_script() {
-    let (s, _db) = TestServer::start(Backend::Sqlite).await;
+    // A provider whose authorization endpoint is on another origin than its issuer:
+    // the link form's redirect goes there, so form-action must allow it.
+    let acme = FakeProvider::start(None).await;
+    let elsewhere = acme.base.replace("127.0.0.1", "localhost");
+    let mut settings = provider_settings("acme", &acme);
+    settings.push((
+        "OAUTH_OIDC_ACME_AUTHORIZATION_ENDPOINT".into(),
+        format!("{elsewhere}/authorize"),
+    ));
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &pairs(&settings)).await;
+    let csp = s
+        .get("/login")
+        .await
+        .header("content-security-policy")
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains(&format!("form-action 'self' {} {elsewhere};", acme.base)),
+        "{csp}"
+    );
     s.register("sam").await;
     let cookie = page_sign_in(&s, "sam", PASSWORD).await;
     let page = get_page(&s, "/account/api-keys", Some(&cookie)).await;
