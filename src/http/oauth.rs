@@ -11,9 +11,10 @@ use super::Caller;
 use super::extract::{ValidJson, ValidQuery};
 use crate::domain::ClientContext;
 use crate::domain::login::LoginOutcome;
-use crate::domain::oauth::{IdentityOut, UpstreamTokenOut, url_query};
+use crate::domain::oauth::{FlowPurpose, IdentityOut, UpstreamTokenOut, url_query};
 use crate::error::AppResult;
 use crate::http::state::AppState;
+use crate::ui::OAUTH_COOKIE;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OAuthLoginRequest {
@@ -77,14 +78,11 @@ pub async fn authorize(
 ) -> AppResult<Response> {
     let (url, browser) = state.service.oauth_authorize_url(&provider, &p.redirect_uri).await?;
     let mut res = found(&url);
-    if let Some(c) = cookie(BROWSER_COOKIE, &browser, 600, "/") {
+    if let Some(c) = cookie(OAUTH_COOKIE, &browser, 600, "/") {
         res.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(res)
 }
-
-/// The cookie that ties a redirect flow to the browser that started it.
-const BROWSER_COOKIE: &str = "__Host-portcullis-oauth";
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CallbackParams {
@@ -103,30 +101,51 @@ fn cookie(name: &str, value: &str, max_age: u64, path: &str) -> Option<HeaderVal
     .ok()
 }
 
+/// The provider sends every redirect flow back here: an app's is answered here, the
+/// pages' (a provider button of the sign-in page, linking on the identities page) by
+/// the pages (`ui::upstream`, `ui::identities`).
 pub async fn callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     ctx: ClientContext,
+    lang: crate::ui::Lang,
     headers: axum::http::HeaderMap,
     ValidQuery(p): ValidQuery<CallbackParams>,
 ) -> AppResult<Response> {
-    let result = state
-        .service
-        .oauth_callback(
-            &provider,
-            p.code.as_deref(),
-            p.state.as_deref(),
-            p.error.as_deref(),
-            crate::ui::cookie(&headers, BROWSER_COOKIE),
-            &ctx,
-        )
+    let service = &state.service;
+    let flow = service
+        .take_redirect_flow(&provider, p.state.as_deref(), crate::ui::cookie(&headers, OAUTH_COOKIE))
         .await?;
-    let target = result.redirect_uri;
+    let (code, error) = (p.code.as_deref(), p.error.as_deref());
+    let mut res = match flow.purpose {
+        FlowPurpose::App => {
+            let outcome = service.oauth_flow_login(&flow, code, error, &ctx).await?;
+            app_callback(&state, &flow.target, outcome)
+        }
+        FlowPurpose::Page => {
+            let page = crate::ui::upstream::finish_sign_in(service, lang, &headers, &flow, code, error, &ctx).await?;
+            crate::ui::with_page_policy(service, page)
+        }
+        FlowPurpose::Link(_) => {
+            let page = crate::ui::identities::finish_link(service, lang, &headers, &flow, code, error, &ctx).await?;
+            crate::ui::with_page_policy(service, page)
+        }
+    };
+    // The flow is over: its browser cookie goes.
+    if let Some(c) = cookie(OAUTH_COOKIE, "", 0, "/") {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(res)
+}
+
+/// An app's flow: back to its `redirect_uri` with the tokens (in the fragment, or in
+/// cookies with OAUTH_TOKEN_COOKIE), or what the sign-in still needs.
+fn app_callback(state: &AppState, target: &str, outcome: LoginOutcome) -> Response {
     let cookie_name = state.service.config().oauth.cookie_name.clone();
-    let mut res = match result.outcome {
+    match outcome {
         LoginOutcome::Tokens(pair) => match cookie_name {
             Some(name) => {
-                let mut res = found(&target);
+                let mut res = found(target);
                 let refresh_path = state.service.config().path("/auth");
                 for c in [
                     cookie(&name, &pair.access_token, pair.expires_in, "/"),
@@ -162,12 +181,7 @@ pub async fn callback(
             "{target}#{}",
             url_query(&[("mfa_enrollment_required", "true"), ("access_token", &e.access_token)])
         )),
-    };
-    // The flow is over: its browser cookie goes.
-    if let Some(c) = cookie(BROWSER_COOKIE, "", 0, "/") {
-        res.headers_mut().append(header::SET_COOKIE, c);
     }
-    Ok(res)
 }
 
 pub async fn list_identities(

@@ -46,7 +46,18 @@ pub fn table() -> Vec<Route> {
         Route::new(M::POST, "/login/code", Public, ui::login::code_submit)
             .rate_limited()
             .page(),
+        Route::new(M::GET, "/login/oauth/{provider}", Public, ui::upstream::start)
+            .rate_limited()
+            .page(),
         Route::new(M::GET, "/account", SignedIn, ui::account::account).page(),
+        Route::new(M::GET, "/account/api-keys", SignedIn, ui::api_keys::api_keys).page(),
+        Route::new(M::POST, "/account/api-keys", SignedIn, ui::api_keys::create).page(),
+        Route::new(M::POST, "/account/api-keys/revoke", SignedIn, ui::api_keys::revoke).page(),
+        Route::new(M::GET, "/account/identities", SignedIn, ui::identities::identities).page(),
+        Route::new(M::POST, "/account/identities/link", SignedIn, ui::identities::link)
+            .rate_limited()
+            .page(),
+        Route::new(M::POST, "/account/identities/unlink", SignedIn, ui::identities::unlink).page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.

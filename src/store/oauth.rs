@@ -43,6 +43,10 @@ row_struct! {
         pub created_at: DateTime<Utc>,
         pub expires_at: DateTime<Utc>,
         pub used_at: Option<DateTime<Utc>>,
+        /// `app`, `page` or `link` (see migration 0020).
+        pub purpose: String,
+        /// For `link`: the account the identity is added to.
+        pub link_user_id: Option<Uuid>,
     }
 }
 
@@ -74,9 +78,9 @@ const LOCK_USER: &str = "UPDATE users SET updated_at = updated_at WHERE id = $1"
 const COUNT_IDENTITIES: &str = "SELECT COUNT(*) FROM oauth_identities WHERE user_id = $1";
 const HAS_PASSWORD: &str = "SELECT COUNT(*) FROM users WHERE id = $1 AND password_hash IS NOT NULL";
 const DELETE_IDENTITY: &str = "DELETE FROM oauth_identities WHERE user_id = $1 AND provider = $2";
-const INSERT_STATE: &str = "INSERT INTO oauth_states (state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-const TAKE_STATE: &str = "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at";
-const PEEK_STATE: &str = "SELECT state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at FROM oauth_states WHERE state_hash = $1";
+const INSERT_STATE: &str = "INSERT INTO oauth_states (state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, purpose, link_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const TAKE_STATE: &str = "UPDATE oauth_states SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at, purpose, link_user_id";
+const PEEK_STATE: &str = "SELECT state_hash, provider, nonce, pkce_verifier, redirect_uri, browser_hash, created_at, expires_at, used_at, purpose, link_user_id FROM oauth_states WHERE state_hash = $1";
 const PURGE_STATES: &str = "DELETE FROM oauth_states WHERE expires_at < $1";
 
 /// Inside the transaction open on `conn`: links `i` to its user.
@@ -217,6 +221,8 @@ impl Store {
             .bind(&s.browser_hash)
             .bind(s.created_at)
             .bind(s.expires_at)
+            .bind(&s.purpose)
+            .bind(s.link_user_id)
             .execute(pool)
             .await
             .map(|_| ()))?;

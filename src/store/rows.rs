@@ -74,6 +74,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     14 "browser sessions" "0014_browser_sessions.sql",
     15 "sessions ended at" "0015_sessions_ended_at.sql",
     16 "browser step-up" "0016_browser_step_up.sql",
+    20 "oauth flow purpose" "0020_oauth_flow_purpose.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

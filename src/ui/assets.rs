@@ -1,5 +1,8 @@
-//! The pages' stylesheet, compiled in and served under a name carrying its hash, so
-//! it can be cached for good (`immutable`) and a new build is a new name.
+//! The pages' stylesheet and their one small script, compiled in and each served under
+//! a name carrying its hash, so they can be cached for good (`immutable`) and a new
+//! build is a new name. The script only adds to a page (a copy button); every page
+//! works without it, and the CSP allows scripts from here alone (`script-src 'self'`,
+//! nothing inline).
 
 use std::sync::LazyLock;
 
@@ -10,31 +13,57 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-const CSS: &str = include_str!("assets/app.css");
+/// An embedded file: its name with the hash, its type, its text.
+struct Asset {
+    name: String,
+    content_type: &'static str,
+    body: &'static str,
+}
 
-/// `app-<first 16 hex digits of the SHA-256>.css`.
-static CSS_NAME: LazyLock<String> = LazyLock::new(|| {
-    let digest = Sha256::digest(CSS.as_bytes());
+/// `<stem>-<first 16 hex digits of the SHA-256>.<ext>`.
+fn hashed(stem: &str, ext: &str, body: &'static str, content_type: &'static str) -> Asset {
+    let digest = Sha256::digest(body.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("app-{hex}.css")
+    Asset {
+        name: format!("{stem}-{hex}.{ext}"),
+        content_type,
+        body,
+    }
+}
+
+static CSS: LazyLock<Asset> =
+    LazyLock::new(|| hashed("app", "css", include_str!("assets/app.css"), "text/css; charset=utf-8"));
+
+static JS: LazyLock<Asset> = LazyLock::new(|| {
+    hashed(
+        "app",
+        "js",
+        include_str!("assets/app.js"),
+        "text/javascript; charset=utf-8",
+    )
 });
 
 /// The stylesheet's path under `/assets/`.
 pub fn css_name() -> &'static str {
-    &CSS_NAME
+    &CSS.name
+}
+
+/// The script's path under `/assets/`.
+pub fn script_name() -> &'static str {
+    &JS.name
 }
 
 /// `GET /assets/{file}`.
 pub async fn asset(Path(file): Path<String>) -> Response {
-    if file != *CSS_NAME {
+    let Some(asset) = [&*CSS, &*JS].into_iter().find(|a| a.name == file) else {
         return AppError::NotFound("no such asset".into()).into_response();
-    }
+    };
     (
         [
-            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CONTENT_TYPE, asset.content_type),
             (CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
-        CSS,
+        asset.body,
     )
         .into_response()
 }

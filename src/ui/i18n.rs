@@ -77,8 +77,28 @@ const DE: Messages = &[
 
 /// Each language and the parts of its catalogue (the same parts, in the same order).
 const LANGUAGES: &[(&str, &[Messages])] = &[
-    ("en", &[EN, super::step_up::EN, super::error_page::EN]),
-    ("de", &[DE, super::step_up::DE, super::error_page::DE]),
+    (
+        "en",
+        &[
+            EN,
+            super::step_up::EN,
+            super::error_page::EN,
+            super::api_keys::EN,
+            super::identities::EN,
+            super::providers::EN,
+        ],
+    ),
+    (
+        "de",
+        &[
+            DE,
+            super::step_up::DE,
+            super::error_page::DE,
+            super::api_keys::DE,
+            super::identities::DE,
+            super::providers::DE,
+        ],
+    ),
 ];
 
 /// The language of a response, from the request's `Accept-Language` (English when

@@ -10,6 +10,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::pages::{Chrome, render, set_cookie};
+use super::providers::{ProviderButton, provider_buttons};
 use super::return_to::safe_return_to;
 use super::{
     LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token, login_form_token_matches,
@@ -29,6 +30,8 @@ struct LoginPage<'a> {
     return_to: &'a str,
     /// The sign-in form's token (see `ui::LOGIN_COOKIE`).
     login_token: &'a str,
+    /// One button per configured upstream provider.
+    providers: Vec<ProviderButton>,
 }
 
 #[derive(Template)]
@@ -64,6 +67,13 @@ pub struct LoginQuery {
     signed_out: Option<String>,
 }
 
+impl LoginQuery {
+    /// As asked for: not yet checked.
+    pub(super) fn return_to(&self) -> &str {
+        &self.return_to
+    }
+}
+
 /// `GET /login`.
 pub async fn login_page(
     State(service): State<Portcullis>,
@@ -75,21 +85,58 @@ pub async fn login_page(
         return Ok(Redirect::to(&landing(&service, &q.return_to)).into_response());
     }
     let return_to = safe_return_to(&q.return_to).unwrap_or("");
-    let (token, new) = login_form_token(&headers);
+    let notice = q.signed_out.is_some().then(|| lang.get("signed_out"));
+    Ok(sign_in_form(
+        &service,
+        lang,
+        &headers,
+        StatusCode::OK,
+        None,
+        notice,
+        return_to,
+    ))
+}
+
+/// The sign-in page with `message`, answered with `status`: where a sign-in that
+/// failed elsewhere (with an upstream provider) ends.
+pub(super) fn sign_in_again(
+    service: &Portcullis,
+    lang: Lang,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: String,
+    return_to: &str,
+) -> Response {
+    sign_in_form(service, lang, headers, status, Some(message), None, return_to)
+}
+
+/// The sign-in page, with the form token its browser's cookie holds (or a new one,
+/// then set).
+fn sign_in_form(
+    service: &Portcullis,
+    lang: Lang,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: Option<String>,
+    notice: Option<&'static str>,
+    return_to: &str,
+) -> Response {
+    let (token, new) = login_form_token(headers);
     let page = LoginPage {
-        notice: q.signed_out.is_some().then(|| lang.get("signed_out")),
-        c: Chrome::new(&service, lang),
-        message: None,
+        notice,
+        c: Chrome::new(service, lang),
+        message,
         login: "",
         return_to,
         login_token: &token,
+        providers: provider_buttons(service, lang, return_to),
     };
-    let mut res = render(StatusCode::OK, &page);
+    let mut res = render(status, &page);
     if new {
         let (name, value) = set_cookie(LOGIN_COOKIE, &token, None);
         res.headers_mut().append(name, value);
     }
-    Ok(res)
+    res
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,27 +185,15 @@ pub async fn login_submit(
             login: &form.login,
             return_to,
             login_token: &form.login_token,
+            providers: provider_buttons(&service, lang, return_to),
         };
         render(status, &page)
     };
     match service.login(&form.login, &form.password, &ctx).await {
-        Ok(LoginOutcome::Tokens(pair)) => signed_in(&service, &pair, return_to).await,
-        Ok(LoginOutcome::MfaRequired(challenge)) => {
-            let to = format!(
-                "{}?return_to={}",
-                service.config().path("/login/code"),
-                utf8_percent_encode(return_to, NON_ALPHANUMERIC)
-            );
-            let ttl = challenge.expires_in;
-            Ok((
-                [set_cookie(MFA_COOKIE, &challenge.mfa_token, Some(ttl))],
-                Redirect::to(&to),
-            )
-                .into_response())
-        }
-        Ok(LoginOutcome::EnrollmentRequired(_)) => {
-            Ok(failed(StatusCode::FORBIDDEN, lang.get("enrol_required").to_string()))
-        }
+        Ok(outcome) => match after_first_factor(&service, outcome, return_to).await? {
+            Some(res) => Ok(res),
+            None => Ok(failed(StatusCode::FORBIDDEN, lang.get("enrol_required").to_string())),
+        },
         Err(AppError::InvalidCredentials(_)) => Ok(failed(StatusCode::UNAUTHORIZED, lang.get("login_failed").into())),
         Err(AppError::TooManyRequests { retry_after }) => Ok(locked(
             failed(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after)),
@@ -166,6 +201,33 @@ pub async fn login_submit(
         )),
         Err(e) => Err(e),
     }
+}
+
+/// Where a first factor (a password, or an upstream provider) leads: signed in, or
+/// on to the code step. None: the account must enrol a second factor first, which the
+/// pages cannot do yet (the caller says so).
+pub(super) async fn after_first_factor(
+    service: &Portcullis,
+    outcome: LoginOutcome,
+    return_to: &str,
+) -> AppResult<Option<Response>> {
+    Ok(Some(match outcome {
+        LoginOutcome::Tokens(pair) => signed_in(service, &pair, return_to).await?,
+        LoginOutcome::MfaRequired(challenge) => {
+            let to = format!(
+                "{}?return_to={}",
+                service.config().path("/login/code"),
+                utf8_percent_encode(return_to, NON_ALPHANUMERIC)
+            );
+            let ttl = challenge.expires_in;
+            (
+                [set_cookie(MFA_COOKIE, &challenge.mfa_token, Some(ttl))],
+                Redirect::to(&to),
+            )
+                .into_response()
+        }
+        LoginOutcome::EnrollmentRequired(_) => return Ok(None),
+    }))
 }
 
 /// A page that says "too many attempts", with the `Retry-After` the API gives too.

@@ -1,7 +1,8 @@
 //! The hosted pages: sign-in and the account page, server-rendered from templates
-//! compiled into the binary (askama, escaping by default), with embedded CSS and no
-//! script. Each page is a route of `http::routes`'s table (marked `.page()`), with its
-//! access rule; handlers call the same domain operations as the JSON API.
+//! compiled into the binary (askama, escaping by default), with embedded CSS and one
+//! small embedded script that only adds to a page (`assets`). Each page is a route of
+//! `http::routes`'s table (marked `.page()`), with its access rule; handlers call the
+//! same domain operations as the JSON API.
 //!
 //! Applied once, by layer, to every page (`page_layer`): the strict Content-Security-
 //! Policy, and for a POST the cross-site check (`Sec-Fetch-Site`, else `Origin`). The
@@ -9,13 +10,17 @@
 //! handler's `CsrfForm` extractor.
 
 pub mod account;
+pub mod api_keys;
 mod assets;
 mod error_page;
 mod i18n;
+pub mod identities;
 pub mod login;
 pub mod pages;
+mod providers;
 mod return_to;
 pub mod step_up;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -46,6 +51,9 @@ pub const MFA_COOKIE: &str = "__Host-portcullis-mfa";
 /// Another site can neither read nor set a `__Host-` cookie, so a sign-in form it posts
 /// cannot match, even from a browser that sends no `Sec-Fetch-Site` and `Origin: null`.
 pub const LOGIN_COOKIE: &str = "__Host-portcullis-login";
+/// Ties a redirect flow with an upstream provider to the browser that began it (the
+/// API's and the pages' flows alike): its callback must come back with it.
+pub const OAUTH_COOKIE: &str = "__Host-portcullis-oauth";
 
 /// The sign-in form's token: the one the browser's cookie already holds, else a new
 /// one (the caller sets the cookie when `.1` is true).
@@ -73,15 +81,24 @@ pub struct PagePolicy {
 
 impl PagePolicy {
     pub fn new(config: &Config) -> Self {
-        // Forms may post to ourselves and to the upstream providers (their sign-in).
+        // Forms may post to ourselves and to the upstream providers (their sign-in; a
+        // form that links a provider is answered with a redirect to its authorization
+        // endpoint, which form-action governs too).
         let mut form_action = vec!["'self'".to_string()];
         for p in &config.oauth.providers {
-            if let Some(origin) = origin_of(&p.issuer) {
-                form_action.push(origin);
+            let endpoint = p.endpoints.authorization.as_deref();
+            for origin in [Some(p.issuer.as_str()), endpoint]
+                .into_iter()
+                .flatten()
+                .filter_map(origin_of)
+            {
+                if !form_action.contains(&origin) {
+                    form_action.push(origin);
+                }
             }
         }
         let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
             form_action.join(" ")
         );
         Self {
@@ -89,6 +106,14 @@ impl PagePolicy {
             base: config.server.base_path.clone(),
         }
     }
+}
+
+/// A page answered by a route that is not a page's (the upstream providers' callback,
+/// which the API shares) gets the pages' CSP all the same.
+pub fn with_page_policy(service: &Portcullis, mut res: Response) -> Response {
+    let policy = PagePolicy::new(service.config());
+    res.headers_mut().entry(CONTENT_SECURITY_POLICY).or_insert(policy.csp);
+    res
 }
 
 /// `scheme://host[:port]` of a URL, if it has one.

@@ -65,3 +65,8 @@ pub fn check_csrf(session: &BrowserSession, form: &CsrfForm) -> AppResult<()> {
         ))
     }
 }
+
+/// How the pages show a moment: to the minute, in UTC.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}

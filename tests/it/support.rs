@@ -201,6 +201,14 @@ pub fn base_settings(db: &TestDb) -> Vec<(String, String)> {
     .collect()
 }
 
+/// An address on 127.0.0.1 free a moment ago, for a server whose public URL must be
+/// known before it starts (`PORTCULLIS_BIND` and `PORTCULLIS_PUBLIC_URL`).
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
 pub struct TestServer {
     pub http: Http,
     pub service: Portcullis,
@@ -245,9 +253,12 @@ impl TestServer {
         }
         let config = Config::from_sources(&sources).expect("test config");
         let base_path = config.server.base_path.clone();
+        // 127.0.0.1:0 unless a test names a port (with a PORTCULLIS_PUBLIC_URL to match,
+        // for a provider that must send a real browser back: `free_address`).
+        let bind = config.server.bind;
         let service = Portcullis::open(config).await.expect("open service");
         service.bootstrap_admin().await.expect("bootstrap admin");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(portcullis::app::serve(service.clone(), listener, async move {

@@ -114,6 +114,99 @@ impl Portcullis {
         Ok(())
     }
 
+    /// The row of an upstream identity as it signs in now (its user not yet known).
+    fn identity_row(
+        &self,
+        p: &ProviderSettings,
+        who: &UpstreamUser,
+        tokens: &UpstreamTokens,
+        now: DateTime<Utc>,
+    ) -> AppResult<IdentityRow> {
+        Ok(IdentityRow {
+            provider: p.name.clone(),
+            subject: who.subject.clone(),
+            user_id: Uuid::nil(),
+            email: who.email.clone(),
+            issuer: Some(who.issuer.clone()),
+            created_at: now,
+            last_login_at: now,
+            access_token: self.seal_upstream(tokens.access_token.as_deref())?,
+            refresh_token: self.seal_upstream(tokens.refresh_token.as_deref())?,
+            token_expires_at: tokens.expires_at,
+        })
+    }
+
+    /// The identity linked before (by issuer and subject, whatever the provider's name).
+    async fn linked_identity(&self, p: &ProviderSettings, who: &UpstreamUser) -> AppResult<Option<IdentityRow>> {
+        let linked = self.store().identity(&who.issuer, &who.subject).await?;
+        // Linked before 0011 under the issuer configured, where that is not the one
+        // tokens name (a Microsoft multi-tenant provider's): it moves to the latter.
+        let configured = issuer_key(&p.issuer);
+        if linked.is_none()
+            && configured != who.issuer
+            && self
+                .store()
+                .rekey_identity(configured, &who.subject, &who.issuer)
+                .await?
+        {
+            return self.store().identity(&who.issuer, &who.subject).await;
+        }
+        Ok(linked)
+    }
+
+    /// Adds an upstream identity to a signed-in account (its owner asked for it, on the
+    /// identities page, after a step-up). Refused when the identity belongs to another
+    /// account, or the account has another identity of that provider; linking one the
+    /// account has already only records the sign-in.
+    pub(super) async fn link_to_account(
+        &self,
+        user: &UserRow,
+        p: &ProviderSettings,
+        who: &UpstreamUser,
+        tokens: &UpstreamTokens,
+        ctx: &ClientContext,
+    ) -> AppResult<()> {
+        let now = Utc::now();
+        let identity = self.identity_row(p, who, tokens, now)?;
+        if let Some(linked) = self.linked_identity(p, who).await? {
+            if linked.user_id != user.id {
+                return Err(AppError::Conflict(format!(
+                    "this {} account is already linked to another account here; sign in with it, or unlink it there first",
+                    p.name
+                )));
+            }
+            return self.store().identity_signed_in(&identity, now).await;
+        }
+        self.link_new_identity(user, identity, "signed_in", ctx).await
+    }
+
+    /// Links a new identity to `user`, recorded as `OAUTH_LINK` made `via` a verified
+    /// email or a signed-in request.
+    async fn link_new_identity(
+        &self,
+        user: &UserRow,
+        identity: IdentityRow,
+        via: &str,
+        ctx: &ClientContext,
+    ) -> AppResult<()> {
+        let record = self.audit_record(
+            Actor::user(user.id, &user.username, ctx)
+                .event("OAUTH_LINK")
+                .resource("user", user.id)
+                .meta("provider", &identity.provider)
+                .meta("via", via),
+        );
+        self.store()
+            .link_identity(
+                &IdentityRow {
+                    user_id: user.id,
+                    ..identity
+                },
+                record.as_ref(),
+            )
+            .await
+    }
+
     /// The account an upstream identity signs in to: linked before (by issuer and
     /// subject, whatever the provider's name), linked now by verified email (when
     /// allowed), or created (when sign-up is allowed).
@@ -126,32 +219,8 @@ impl Portcullis {
     ) -> AppResult<UserRow> {
         let provider = p.name.as_str();
         let now = Utc::now();
-        let identity = IdentityRow {
-            provider: provider.to_string(),
-            subject: who.subject.clone(),
-            user_id: Uuid::nil(),
-            email: who.email.clone(),
-            issuer: Some(who.issuer.clone()),
-            created_at: now,
-            last_login_at: now,
-            access_token: self.seal_upstream(tokens.access_token.as_deref())?,
-            refresh_token: self.seal_upstream(tokens.refresh_token.as_deref())?,
-            token_expires_at: tokens.expires_at,
-        };
-        let mut linked = self.store().identity(&who.issuer, &who.subject).await?;
-        // Linked before 0011 under the issuer configured, where that is not the one
-        // tokens name (a Microsoft multi-tenant provider's): it moves to the latter.
-        let configured = issuer_key(&p.issuer);
-        if linked.is_none()
-            && configured != who.issuer
-            && self
-                .store()
-                .rekey_identity(configured, &who.subject, &who.issuer)
-                .await?
-        {
-            linked = self.store().identity(&who.issuer, &who.subject).await?;
-        }
-        if let Some(linked) = linked {
+        let identity = self.identity_row(p, who, tokens, now)?;
+        if let Some(linked) = self.linked_identity(p, who).await? {
             self.store().identity_signed_in(&identity, now).await?;
             return self.user(linked.user_id).await;
         }
@@ -180,22 +249,7 @@ impl Portcullis {
                     }
                 )));
             }
-            let record = self.audit_record(
-                Actor::user(user.id, &user.username, ctx)
-                    .event("OAUTH_LINK")
-                    .resource("user", user.id)
-                    .meta("provider", provider)
-                    .meta("via", "verified_email"),
-            );
-            self.store()
-                .link_identity(
-                    &IdentityRow {
-                        user_id: user.id,
-                        ..identity
-                    },
-                    record.as_ref(),
-                )
-                .await?;
+            self.link_new_identity(&user, identity, "verified_email", ctx).await?;
             return Ok(user);
         }
         if !settings.allow_signup {

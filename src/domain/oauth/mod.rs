@@ -9,30 +9,29 @@
 //!   It knows nothing of accounts, sessions or the store.
 //! - `identities`: which account an upstream identity signs in to (linking, sign-up),
 //!   and the identities and upstream tokens kept for it.
-//! - here: the two flows, the `state` of the redirect flow, and the glue they share
-//!   (which configured provider a request means, the common end of both flows).
+//! - `redirect`: the redirect flow (its `state`, kept server-side), begun by an app
+//!   through the API, by the sign-in page's buttons, or by a signed-in person linking
+//!   another provider, and finished by the one callback each its own way.
+//! - here: the token exchange, and the glue both flows share (which configured
+//!   provider a request means, the common end of a sign-in).
 
 mod identities;
+mod redirect;
 
 /// What upstream tokens are sealed under (for the master key's check).
 pub(crate) use identities::SEAL_CONTEXT as UPSTREAM_SEAL_CONTEXT;
 pub mod provider;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::login::LoginOutcome;
 use super::{Actor, ClientContext, Portcullis};
 use crate::config::{ProviderKind, ProviderSettings};
-use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
-use crate::store::{OAuthStateRow, StateRefusal};
 pub use identities::{IdentityOut, UpstreamTokenOut};
 pub use provider::{OAuthClients, ProviderMeta, UpstreamTokens, UpstreamUser, pkce_challenge};
-use provider::{upstream, upstream_tokens, upstream_user, with_userinfo};
-
-/// How long a redirect flow's `state` waits for the provider to send the browser back.
-const STATE_TTL_SECONDS: i64 = 600;
+use provider::{upstream_user, with_userinfo};
+pub use redirect::{FlowPurpose, RedirectFlow};
 
 /// The issuer of an Okta organisation named by domain (`acme.okta.com`) or by issuer URL.
 fn okta_issuer(domain: &str) -> String {
@@ -60,21 +59,14 @@ pub fn url_query(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// Where the redirect flow sends the browser back, and what it carries.
-#[derive(Debug)]
-pub struct CallbackResult {
-    pub redirect_uri: String,
-    pub outcome: LoginOutcome,
-}
-
 impl Portcullis {
     /// The provider client, shared by every request (its caches with it).
-    fn oauth(&self) -> &OAuthClients {
+    pub(super) fn oauth(&self) -> &OAuthClients {
         &self.inner().oauth
     }
 
     /// The configured provider `name` (with a per-request Okta domain, when allowed).
-    fn provider(&self, name: &str, okta_domain: Option<&str>) -> AppResult<ProviderSettings> {
+    pub(super) fn provider(&self, name: &str, okta_domain: Option<&str>) -> AppResult<ProviderSettings> {
         let settings = &self.config().oauth;
         let mut p = settings.provider(name).cloned().ok_or_else(|| {
             AppError::BadRequest(format!(
@@ -105,7 +97,7 @@ impl Portcullis {
     /// with it, or confirmed to belong with it), UserInfo completes it, and must be
     /// about the ID token's subject. Its failure is fatal only when the email must
     /// come from it; an email the ID token carries is the one used.
-    async fn id_token_user(
+    pub(super) async fn id_token_user(
         &self,
         meta: &ProviderMeta,
         claims: &Value,
@@ -143,7 +135,7 @@ impl Portcullis {
 
     /// Signs in the account of an upstream identity: MFA and the role policy apply as
     /// for a password.
-    async fn upstream_login(
+    pub(super) async fn upstream_login(
         &self,
         p: &ProviderSettings,
         who: UpstreamUser,
@@ -216,151 +208,6 @@ impl Portcullis {
             (None, None) => return Err(AppError::validation("id_token", "give an id_token or an access_token")),
         };
         self.upstream_login(&p, who, tokens, ctx).await
-    }
-
-    /// `GET /auth/oauth/{provider}/authorize`: where to send the browser, and a value
-    /// for a cookie in that browser (the callback must come back with it, so a
-    /// callback link made by someone else signs no one in: login CSRF).
-    pub async fn oauth_authorize_url(&self, provider: &str, redirect_uri: &str) -> AppResult<(String, String)> {
-        let p = self.provider(provider, None)?;
-        if !self.config().oauth.redirect_uris.iter().any(|u| u == redirect_uri) {
-            return Err(AppError::validation(
-                "redirect_uri",
-                "is not one of OAUTH_REDIRECT_URIS",
-            ));
-        }
-        let meta = self.oauth().metadata(&p).await?;
-        let endpoint = meta
-            .authorization_endpoint
-            .as_deref()
-            .ok_or_else(|| upstream("discovery", "no authorization_endpoint"))?;
-        let state = tokens::random_token();
-        let nonce = tokens::random_token();
-        let verifier = tokens::random_token();
-        let browser = tokens::random_token();
-        let now = Utc::now();
-        self.store()
-            .insert_oauth_state(&OAuthStateRow {
-                state_hash: tokens::digest(&state).to_vec(),
-                provider: p.name.clone(),
-                nonce: nonce.clone(),
-                pkce_verifier: verifier.clone(),
-                redirect_uri: redirect_uri.to_string(),
-                browser_hash: tokens::digest(&browser).to_vec(),
-                created_at: now,
-                expires_at: now + chrono::Duration::seconds(STATE_TTL_SECONDS),
-                used_at: None,
-            })
-            .await?;
-        let callback = self.callback_url(&p.name);
-        let scope = p.scopes.join(" ");
-        let challenge = pkce_challenge(&verifier);
-        let separator = if endpoint.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{endpoint}{separator}{}",
-            url_query(&[
-                ("response_type", "code"),
-                ("client_id", &p.client_id),
-                ("redirect_uri", &callback),
-                ("scope", &scope),
-                ("state", &state),
-                ("nonce", &nonce),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ])
-        );
-        Ok((url, browser))
-    }
-
-    /// The callback URL Portcullis gives providers.
-    pub fn callback_url(&self, provider: &str) -> String {
-        self.config().url(&format!("/auth/oauth/{provider}/callback"))
-    }
-
-    /// `GET /auth/oauth/{provider}/callback`: checks the state, exchanges the code
-    /// with the PKCE verifier, verifies the ID token and its nonce, and signs in.
-    pub async fn oauth_callback(
-        &self,
-        provider: &str,
-        code: Option<&str>,
-        state: Option<&str>,
-        error: Option<&str>,
-        browser: Option<&str>,
-        ctx: &ClientContext,
-    ) -> AppResult<CallbackResult> {
-        let state = state
-            .filter(|s| !s.is_empty() && s.len() <= 512)
-            .ok_or_else(|| AppError::BadRequest("state is missing".into()))?;
-        let row = match self
-            .store()
-            .take_oauth_state(&tokens::digest(state), Utc::now())
-            .await?
-        {
-            Ok(row) => row,
-            Err(StateRefusal::Unknown) => return Err(AppError::BadRequest("state is unknown".into())),
-            Err(StateRefusal::Reused) => return Err(AppError::BadRequest("state was already used".into())),
-            Err(StateRefusal::Expired) => return Err(AppError::BadRequest("state has expired; start again".into())),
-        };
-        if row.provider != provider {
-            return Err(AppError::BadRequest("state belongs to another provider".into()));
-        }
-        let same_browser = browser.is_some_and(|b| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                &tokens::digest(b)[..],
-                &row.browser_hash[..],
-            ))
-        });
-        if !same_browser {
-            return Err(AppError::BadRequest(
-                "this sign-in was started in another browser (its cookie is missing)".into(),
-            ));
-        }
-        if let Some(e) = error {
-            return Err(AppError::InvalidCredentials(format!(
-                "the provider declined the sign-in ({})",
-                e.chars().take(64).collect::<String>()
-            )));
-        }
-        let code = code
-            .filter(|c| !c.is_empty() && c.len() <= 4096)
-            .ok_or_else(|| AppError::BadRequest("code is missing".into()))?;
-        let p = self.provider(provider, None)?;
-        let meta = self.oauth().metadata(&p).await?;
-        let callback = self.callback_url(&p.name);
-        let body = self
-            .oauth()
-            .token_request(
-                &p,
-                &meta,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("redirect_uri", &callback),
-                    ("code_verifier", &row.pkce_verifier),
-                ],
-            )
-            .await?;
-        let id_token = body
-            .get("id_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| upstream("the token request", "no id_token"))?;
-        let (claims, _) = self
-            .oauth()
-            .verify_id_token(&p, &meta, id_token, Some(&row.nonce))
-            .await?;
-        let tokens = upstream_tokens(&body);
-        let who = self
-            .id_token_user(&meta, &claims, tokens.access_token.as_deref())
-            .await?;
-        let outcome = self.upstream_login(&p, who, tokens, ctx).await?;
-        Ok(CallbackResult {
-            redirect_uri: row.redirect_uri,
-            outcome,
-        })
-    }
-
-    pub(crate) async fn purge_oauth_states(&self, now: DateTime<Utc>) -> AppResult<u64> {
-        self.store().purge_oauth_states(now).await
     }
 }
 
