@@ -20,10 +20,6 @@ const EN: Messages = &[
     ("login_failed", "Invalid username or password."),
     ("too_many_one", "Too many attempts, try again in 1 minute."),
     ("too_many_other", "Too many attempts, try again in {n} minutes."),
-    (
-        "enrol_required",
-        "Your account must set up two-factor authentication before it can sign in here.",
-    ),
     ("code_title", "Two-factor authentication"),
     ("code_label", "Code from your authenticator app, or a recovery code"),
     ("verify", "Verify"),
@@ -50,10 +46,6 @@ const DE: Messages = &[
         "too_many_other",
         "Zu viele Versuche, bitte in {n} Minuten erneut versuchen.",
     ),
-    (
-        "enrol_required",
-        "Ihr Konto muss die Zwei-Faktor-Authentifizierung einrichten, bevor es sich hier anmelden kann.",
-    ),
     ("code_title", "Zwei-Faktor-Authentifizierung"),
     (
         "code_label",
@@ -75,7 +67,10 @@ const DE: Messages = &[
 ];
 
 /// Each language and the parts of its catalogue (the same parts, in the same order).
-const LANGUAGES: &[(&str, &[Messages])] = &[("en", &[EN, super::step_up::EN]), ("de", &[DE, super::step_up::DE])];
+const LANGUAGES: &[(&str, &[Messages])] = &[
+    ("en", &[EN, super::step_up::EN, super::two_factor::EN]),
+    ("de", &[DE, super::step_up::DE, super::two_factor::DE]),
+];
 
 /// The language of a response, from the request's `Accept-Language` (English when
 /// nothing matches).
