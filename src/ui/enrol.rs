@@ -10,7 +10,8 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::login::{LoginQuery, landing};
@@ -72,7 +73,8 @@ async fn show(
     Ok(render(status, &page))
 }
 
-/// `GET /login/enrol`: the QR code and key, and the code field.
+/// `GET /login/enrol`: the QR code and key, and the code field; the sign-in page when
+/// the browser holds no enrolment token.
 pub async fn enrol_page(
     State(service): State<Portcullis>,
     lang: Lang,
@@ -81,6 +83,15 @@ pub async fn enrol_page(
     Query(q): Query<LoginQuery>,
 ) -> AppResult<Response> {
     let return_to = safe_return_to(&q.return_to).unwrap_or("");
+    // Without a live enrolment token there is nothing to show: to the sign-in page.
+    if cookie(&headers, ENROL_COOKIE).is_none_or(str::is_empty) {
+        let to = format!(
+            "{}?return_to={}",
+            service.config().path("/login"),
+            utf8_percent_encode(return_to, NON_ALPHANUMERIC)
+        );
+        return Ok(Redirect::to(&to).into_response());
+    }
     show(&service, lang, &headers, &ctx, return_to, None).await
 }
 

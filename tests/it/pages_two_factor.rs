@@ -377,10 +377,15 @@ async fn an_account_that_must_enrol_does_so_when_signing_in() {
             secret_of(&with_cookies(&s, M::GET, &location, &[], &jar).await.text),
             secret
         );
-        // Without the cookie: sign in again.
+        // Without the cookie: to the sign-in page; with a forged or expired one, said so.
         let page = get_page(&s, "/login/enrol", None).await;
+        assert_eq!(page.status, 303);
+        assert_eq!(page.header("location"), Some("/login?return_to="));
+        let forged = "__Host-portcullis-enrol=pce_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let page = with_cookies(&s, M::GET, "/login/enrol", &[], forged).await;
         assert_eq!(page.status, 401);
         assert!(page.text.contains("Your sign-in has expired."), "{}", page.text);
+        assert!(page.text.contains("href=\"/login\""));
 
         // A wrong code: said so, the same key.
         let code = totp::code_at(&secret, now()).unwrap();
