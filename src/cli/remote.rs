@@ -158,49 +158,92 @@ pub async fn login(server: String, username: Option<String>, password_stdin: boo
     } else {
         read_secret_line("password: ")?
     };
-    let res = client()?
-        .post(format!("{server}/auth/login"))
-        .json(&json!({"username": username, "password": password}))
+    let mut body = password_login(&server, &username, &password).await?;
+    if body["mfa_enrollment_required"] == true {
+        enrol(&server, &body, password_stdin).await?;
+        // As the API says: after confirming, log in again (now with a code).
+        eprintln!("two-factor authentication is on; sign in with the next code your app shows");
+        body = password_login(&server, &username, &password).await?;
+    }
+    if body["mfa_required"] == true {
+        // The next line of stdin (or the terminal): six digits, or a recovery code.
+        let code = read_code(password_stdin, "authenticator code (or recovery code): ")?;
+        let field = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            "code"
+        } else {
+            "recovery_code"
+        };
+        let second = json!({"mfa_token": body["mfa_token"], field: code});
+        body = post_json(&server, "/auth/mfa/verify", None, second).await?;
+    }
+    save(&credentials_from(&server, &username, &body)?)?;
+    eprintln!("logged in to {server} as {username}");
+    Ok(())
+}
+
+/// `POST /auth/login`: the answer's body (tokens, an MFA challenge, or an
+/// enrolment-only token).
+async fn password_login(server: &str, username: &str, password: &str) -> Result<Value, CliError> {
+    let body = json!({"username": username, "password": password});
+    post_json(server, "/auth/login", None, body).await
+}
+
+/// A code: the next line of stdin with `--password-stdin`, else asked for.
+fn read_code(from_stdin: bool, prompt: &str) -> Result<String, CliError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim().to_string())
+    } else {
+        Ok(read_secret_line(prompt)?.trim().to_string())
+    }
+}
+
+/// A JSON POST (with a bearer token, if any); the answer's body, or the server's error.
+async fn post_json(server: &str, path: &str, token: Option<&str>, body: Value) -> Result<Value, CliError> {
+    let mut req = client()?.post(format!("{server}{path}")).json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req
         .send()
         .await
         .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
     if !res.status().is_success() {
         return Err(server_error(res).await);
     }
-    let mut body: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
-    if body["mfa_enrollment_required"] == true {
-        return Err(fail(
-            "this account must enrol in multi-factor authentication first: log in over the API \
-             and follow docs/mfa.md",
-        ));
+    res.json().await.map_err(|e| fail(e.to_string()))
+}
+
+/// The account's role demands two-factor authentication it has not set up: enrols
+/// with the enrolment-only token the login gave (as `/auth/mfa/totp/enroll` and
+/// `/confirm`), showing the QR code in the terminal and the key, and prints the
+/// recovery codes, this once, on standard output.
+async fn enrol(server: &str, login: &Value, code_from_stdin: bool) -> CliResult {
+    let token = login["access_token"]
+        .as_str()
+        .ok_or_else(|| fail("the server sent no enrolment token"))?;
+    let enrolment = post_json(server, "/auth/mfa/totp/enroll", Some(token), json!({})).await?;
+    let (Some(uri), Some(secret)) = (enrolment["otpauth_uri"].as_str(), enrolment["secret"].as_str()) else {
+        return Err(fail("the server's enrolment answer lacks the key"));
+    };
+    let qr = crate::crypto::totp::qr_unicode(uri).map_err(|e| fail(e.to_string()))?;
+    eprintln!(
+        "This account must set up two-factor authentication. Scan this QR code with an \
+         authenticator app, or type in the key.\n\n{qr}\nkey: {secret}\n"
+    );
+    let code = read_code(code_from_stdin, "code from the app: ")?;
+    let confirmed = post_json(server, "/auth/mfa/totp/confirm", Some(token), json!({ "code": code })).await?;
+    let codes: Vec<&str> = confirmed["recovery_codes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    eprintln!("Recovery codes, shown this once; keep them safe. Each works once in place of a code:");
+    let mut out = std::io::stdout().lock();
+    for code in codes {
+        writeln!(out, "{code}")?;
     }
-    if body["mfa_required"] == true {
-        // The next line of stdin (or the terminal): six digits, or a recovery code.
-        let code = if password_stdin {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line)?;
-            line.trim().to_string()
-        } else {
-            read_secret_line("authenticator code (or recovery code): ")?
-        };
-        let field = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-            "code"
-        } else {
-            "recovery_code"
-        };
-        let res = client()?
-            .post(format!("{server}/auth/mfa/verify"))
-            .json(&json!({"mfa_token": body["mfa_token"], field: code}))
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
-        if !res.status().is_success() {
-            return Err(server_error(res).await);
-        }
-        body = res.json().await.map_err(|e| fail(e.to_string()))?;
-    }
-    save(&credentials_from(&server, &username, &body)?)?;
-    eprintln!("logged in to {server} as {username}");
+    out.flush()?;
     Ok(())
 }
 

@@ -87,6 +87,14 @@ pub fn qr_svg(text: &str) -> anyhow::Result<String> {
         .build())
 }
 
+/// `text` as a QR code of Unicode half blocks (two modules a character, with the
+/// quiet zone), for a terminal: dark modules are drawn, so it reads on a light
+/// background (and most phone scanners read it inverted too).
+pub fn qr_unicode(text: &str) -> anyhow::Result<String> {
+    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M)?;
+    Ok(code.render::<qrcode::render::unicode::Dense1x2>().build())
+}
+
 /// `text` as a PNG QR code: 1-bit greyscale, `scale` pixels a module, a 4-module
 /// quiet zone.
 pub fn qr_png(text: &str, scale: usize) -> anyhow::Result<Vec<u8>> {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::authn::{Credential, ENROLLMENT_TOKEN_PREFIX, MFA_TOKEN_PREFIX, Principal};
-use super::{Actor, ClientContext, Portcullis, TokenPair};
+use super::{Actor, BrowserSession, ClientContext, Portcullis, TokenPair};
 use crate::crypto::{tokens, totp};
 use crate::error::{AppError, AppResult};
 use crate::store::UserRow;
@@ -287,10 +287,15 @@ impl Portcullis {
                 "TOTP is already enabled; remove it (DELETE /auth/mfa/totp) before enrolling again".into(),
             ));
         }
-        let uri = totp::uri(&secret, &self.config().mfa.issuer, &user.username).map_err(AppError::Internal)?;
+        self.enrollment_of(&user, &secret)
+    }
+
+    /// What an authenticator app needs to take `secret` for `user`.
+    fn enrollment_of(&self, user: &UserRow, secret: &[u8]) -> AppResult<TotpEnrollment> {
+        let uri = totp::uri(secret, &self.config().mfa.issuer, &user.username).map_err(AppError::Internal)?;
         let png = totp::qr_png(&uri, 6).map_err(AppError::Internal)?;
         Ok(TotpEnrollment {
-            secret: totp::base32(&secret),
+            secret: totp::base32(secret),
             qr_svg: totp::qr_svg(&uri).map_err(AppError::Internal)?,
             qr_png: format!(
                 "data:image/png;base64,{}",
@@ -298,6 +303,43 @@ impl Portcullis {
             ),
             otpauth_uri: uri,
         })
+    }
+
+    /// The caller's enrolment that is started but not confirmed, shown again (None
+    /// when there is none): a page reloaded, or a mistyped code, must not make the
+    /// person scan a new QR code. Once confirmed, the secret is never shown again.
+    pub async fn pending_totp(&self, caller: &Principal) -> AppResult<Option<TotpEnrollment>> {
+        require_person(caller)?;
+        let user = self.user(caller.user_id).await?;
+        match self.store().totp(user.id).await? {
+            Some(row) if row.confirmed_at.is_none() => {
+                let secret = self.open_totp(user.id, &row.secret)?;
+                self.enrollment_of(&user, &secret).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Ends a sign-in that had to enrol first: confirms the enrolment the
+    /// enrolment-only token started (as `confirm_totp`, which spends the token) and starts
+    /// the session (`amr` the first factor's plus `otp`, the code just given). The
+    /// recovery codes, shown this once, and the session. Used by the sign-in pages,
+    /// so the person is not asked for the password again right after giving it.
+    pub async fn finish_enrollment(
+        &self,
+        enrollment_token: &str,
+        code: &str,
+        ctx: &ClientContext,
+    ) -> AppResult<(Vec<String>, TokenPair)> {
+        let caller = self.authenticate_enrollment(enrollment_token).await?;
+        // Confirming deletes the user's enrolment tokens in its transaction, and only
+        // one confirmation of a pending factor succeeds: the token opens one session.
+        let codes = self.confirm_totp(&caller, code, ctx).await?;
+        let user = self.user(caller.user_id).await?;
+        let mut amr: Vec<&str> = caller.amr.iter().map(String::as_str).collect();
+        amr.push("otp");
+        let pair = self.start_session(&user, &amr, ctx).await?;
+        Ok((codes, pair))
     }
 
     /// Confirms enrolment with a current code; returns the recovery codes, the only
@@ -394,6 +436,26 @@ impl Portcullis {
             return Err(AppError::validation("code", "is not a valid code or recovery code"));
         }
         self.login_succeeded(&user.username).await?;
+        self.remove_totp(&user, ctx).await
+    }
+
+    /// Removes the factor of a signed-in browser's person. The proof is the pages'
+    /// step-up (`step_up_browser`: nothing while the last proof is within
+    /// `MFA_STEP_UP_MAX_AGE_SECONDS`, else a current code or the password), checked
+    /// here so no page can remove a factor without it. A failed proof is
+    /// `InvalidCredentials`, as the step-up's.
+    pub async fn disable_totp_in_browser(
+        &self,
+        session: &BrowserSession,
+        proof: &str,
+        ctx: &ClientContext,
+    ) -> AppResult<()> {
+        self.step_up_browser(session, proof, ctx).await?;
+        let user = self.user(session.user_id).await?;
+        self.remove_totp(&user, ctx).await
+    }
+
+    async fn remove_totp(&self, user: &UserRow, ctx: &ClientContext) -> AppResult<()> {
         let record = self.audit_record(
             Actor::user(user.id, &user.username, ctx)
                 .event("MFA_DISABLE")
@@ -405,7 +467,6 @@ impl Portcullis {
         Ok(())
     }
 
-    /// New recovery codes; the old set stops working.
     /// New recovery codes, for a current code or recovery code: a stolen session token
     /// alone must not mint codes that bypass the authenticator.
     pub async fn regenerate_recovery_codes(

@@ -58,6 +58,28 @@ pub fn table() -> Vec<Route> {
             .rate_limited()
             .page(),
         Route::new(M::POST, "/account/identities/unlink", SignedIn, ui::identities::unlink).page(),
+        Route::new(M::GET, "/login/enrol", Public, ui::enrol::enrol_page).page(),
+        Route::new(M::POST, "/login/enrol", Public, ui::enrol::enrol_submit)
+            .rate_limited()
+            .page(),
+        Route::new(M::GET, "/account/two-factor", SignedIn, ui::two_factor::page).page(),
+        Route::new(M::POST, "/account/two-factor/enrol", SignedIn, ui::two_factor::enrol)
+            .rate_limited()
+            .page(),
+        Route::new(M::POST, "/account/two-factor/confirm", SignedIn, ui::two_factor::confirm)
+            .rate_limited()
+            .page(),
+        Route::new(
+            M::POST,
+            "/account/two-factor/recovery-codes",
+            SignedIn,
+            ui::two_factor::regenerate,
+        )
+        .rate_limited()
+        .page(),
+        Route::new(M::POST, "/account/two-factor/disable", SignedIn, ui::two_factor::disable)
+            .rate_limited()
+            .page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.

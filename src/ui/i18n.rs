@@ -21,10 +21,6 @@ const EN: Messages = &[
     ("login_failed", "Invalid username or password."),
     ("too_many_one", "Too many attempts, try again in 1 minute."),
     ("too_many_other", "Too many attempts, try again in {n} minutes."),
-    (
-        "enrol_required",
-        "Your account must set up two-factor authentication before it can sign in here.",
-    ),
     ("code_title", "Two-factor authentication"),
     ("code_label", "Code from your authenticator app, or a recovery code"),
     ("verify", "Verify"),
@@ -50,10 +46,6 @@ const DE: Messages = &[
     (
         "too_many_other",
         "Zu viele Versuche, bitte in {n} Minuten erneut versuchen.",
-    ),
-    (
-        "enrol_required",
-        "Ihr Konto muss die Zwei-Faktor-Authentifizierung einrichten, bevor es sich hier anmelden kann.",
     ),
     ("code_title", "Zwei-Faktor-Authentifizierung"),
     (
@@ -86,6 +78,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::api_keys::EN,
             super::identities::EN,
             super::providers::EN,
+            super::two_factor::EN,
         ],
     ),
     (
@@ -97,6 +90,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::api_keys::DE,
             super::identities::DE,
             super::providers::DE,
+            super::two_factor::DE,
         ],
     ),
 ];

@@ -13,7 +13,8 @@ use super::pages::{Chrome, render, set_cookie};
 use super::providers::{ProviderButton, provider_buttons};
 use super::return_to::safe_return_to;
 use super::{
-    LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token, login_form_token_matches,
+    ENROL_COOKIE, LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token,
+    login_form_token_matches,
 };
 use crate::domain::login::LoginOutcome;
 use crate::domain::mfa::SecondFactor;
@@ -43,7 +44,7 @@ struct CodePage<'a> {
 }
 
 /// The default landing page, or a checked `return_to`.
-fn landing(service: &Portcullis, return_to: &str) -> String {
+pub(super) fn landing(service: &Portcullis, return_to: &str) -> String {
     safe_return_to(return_to)
         .map(str::to_string)
         .unwrap_or_else(|| service.config().path("/account"))
@@ -62,7 +63,7 @@ pub async fn index(State(service): State<Portcullis>, headers: HeaderMap) -> App
 #[derive(Debug, Default, Deserialize)]
 pub struct LoginQuery {
     #[serde(default)]
-    return_to: String,
+    pub(super) return_to: String,
     #[serde(default)]
     signed_out: Option<String>,
 }
@@ -190,10 +191,7 @@ pub async fn login_submit(
         render(status, &page)
     };
     match service.login(&form.login, &form.password, &ctx).await {
-        Ok(outcome) => match after_first_factor(&service, outcome, return_to).await? {
-            Some(res) => Ok(res),
-            None => Ok(failed(StatusCode::FORBIDDEN, lang.get("enrol_required").to_string())),
-        },
+        Ok(outcome) => after_first_factor(&service, outcome, return_to).await,
         Err(AppError::InvalidCredentials(_)) => Ok(failed(StatusCode::UNAUTHORIZED, lang.get("login_failed").into())),
         Err(AppError::TooManyRequests { retry_after }) => Ok(locked(
             failed(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after)),
@@ -203,31 +201,44 @@ pub async fn login_submit(
     }
 }
 
-/// Where a first factor (a password, or an upstream provider) leads: signed in, or
-/// on to the code step. None: the account must enrol a second factor first, which the
-/// pages cannot do yet (the caller says so).
+/// Where a first factor (a password, or an upstream provider) leads: signed in, on to
+/// the code step, or on to enrolment when the account's role demands a second factor it
+/// has not set up.
 pub(super) async fn after_first_factor(
     service: &Portcullis,
     outcome: LoginOutcome,
     return_to: &str,
-) -> AppResult<Option<Response>> {
-    Ok(Some(match outcome {
+) -> AppResult<Response> {
+    Ok(match outcome {
         LoginOutcome::Tokens(pair) => signed_in(service, &pair, return_to).await?,
-        LoginOutcome::MfaRequired(challenge) => {
-            let to = format!(
-                "{}?return_to={}",
-                service.config().path("/login/code"),
-                utf8_percent_encode(return_to, NON_ALPHANUMERIC)
-            );
-            let ttl = challenge.expires_in;
-            (
-                [set_cookie(MFA_COOKIE, &challenge.mfa_token, Some(ttl))],
-                Redirect::to(&to),
-            )
-                .into_response()
-        }
-        LoginOutcome::EnrollmentRequired(_) => return Ok(None),
-    }))
+        LoginOutcome::MfaRequired(challenge) => next_step(
+            service,
+            "/login/code",
+            return_to,
+            MFA_COOKIE,
+            &challenge.mfa_token,
+            challenge.expires_in,
+        ),
+        LoginOutcome::EnrollmentRequired(enrolment) => next_step(
+            service,
+            "/login/enrol",
+            return_to,
+            ENROL_COOKIE,
+            &enrolment.access_token,
+            enrolment.expires_in,
+        ),
+    })
+}
+
+/// On to the sign-in's next step (`path`), its token in the cookie `name` for `ttl`
+/// seconds (never in the URL).
+fn next_step(service: &Portcullis, path: &str, return_to: &str, name: &str, token: &str, ttl: u64) -> Response {
+    let to = format!(
+        "{}?return_to={}",
+        service.config().path(path),
+        utf8_percent_encode(return_to, NON_ALPHANUMERIC)
+    );
+    ([set_cookie(name, token, Some(ttl))], Redirect::to(&to)).into_response()
 }
 
 /// A page that says "too many attempts", with the `Retry-After` the API gives too.

@@ -12,6 +12,7 @@
 pub mod account;
 pub mod api_keys;
 mod assets;
+pub mod enrol;
 mod error_page;
 mod i18n;
 pub mod identities;
@@ -20,6 +21,7 @@ pub mod pages;
 mod providers;
 mod return_to;
 pub mod step_up;
+pub mod two_factor;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub type Messages = &'static [(&'static str, &'static str)];
 pub const SESSION_COOKIE: &str = "__Host-portcullis";
 /// The pending second step of a sign-in (the MFA challenge), for five minutes.
 pub const MFA_COOKIE: &str = "__Host-portcullis-mfa";
+/// The enrolment-only token of a sign-in whose account must set up two-factor
+/// authentication first (`enrol`), for fifteen minutes.
+pub const ENROL_COOKIE: &str = "__Host-portcullis-enrol";
 /// The sign-in form's token (login CSRF): the form carries the value this cookie holds.
 /// Another site can neither read nor set a `__Host-` cookie, so a sign-in form it posts
 /// cannot match, even from a browser that sends no `Sec-Fetch-Site` and `Origin: null`.

@@ -5,7 +5,7 @@
 //! account has a second factor, and a checked `return_to`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::login::{LoginQuery, after_first_factor, sign_in_again};
@@ -58,17 +58,7 @@ pub async fn finish_sign_in(
 ) -> AppResult<Response> {
     let return_to = safe_return_to(&flow.target).unwrap_or("");
     match service.oauth_flow_login(flow, code, error, ctx).await {
-        Ok(outcome) => match after_first_factor(service, outcome, return_to).await? {
-            Some(res) => Ok(res),
-            None => Ok(sign_in_again(
-                service,
-                lang,
-                headers,
-                StatusCode::FORBIDDEN,
-                lang.get("enrol_required").into(),
-                return_to,
-            )),
-        },
+        Ok(outcome) => after_first_factor(service, outcome, return_to).await,
         Err(e) => failed(service, lang, headers, &flow.provider, e, return_to),
     }
 }
