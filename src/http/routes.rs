@@ -46,7 +46,15 @@ pub fn table() -> Vec<Route> {
         Route::new(M::POST, "/login/code", Public, ui::login::code_submit)
             .rate_limited()
             .page(),
-        Route::new(M::GET, "/account", SignedIn, ui::account::account).page(),
+        Route::new(M::GET, "/account", SignedIn, ui::profile::page).page(),
+        Route::new(M::POST, "/account", SignedIn, ui::profile::submit).page(),
+        Route::new(M::GET, "/account/password", SignedIn, ui::profile::password_page).page(),
+        Route::new(M::POST, "/account/password", SignedIn, ui::profile::password_submit)
+            .rate_limited()
+            .page(),
+        Route::new(M::GET, "/account/sessions", SignedIn, ui::sessions::page).page(),
+        Route::new(M::POST, "/account/sessions/revoke", SignedIn, ui::sessions::revoke).page(),
+        Route::new(M::POST, "/account/sessions/others", SignedIn, ui::sessions::end_others).page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.

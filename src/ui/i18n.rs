@@ -75,7 +75,10 @@ const DE: Messages = &[
 ];
 
 /// Each language and the parts of its catalogue (the same parts, in the same order).
-const LANGUAGES: &[(&str, &[Messages])] = &[("en", &[EN, super::step_up::EN]), ("de", &[DE, super::step_up::DE])];
+const LANGUAGES: &[(&str, &[Messages])] = &[
+    ("en", &[EN, super::step_up::EN, super::profile::EN, super::sessions::EN]),
+    ("de", &[DE, super::step_up::DE, super::profile::DE, super::sessions::DE]),
+];
 
 /// The language of a response, from the request's `Accept-Language` (English when
 /// nothing matches).

@@ -13,7 +13,9 @@ mod assets;
 mod i18n;
 pub mod login;
 pub mod pages;
+pub mod profile;
 mod return_to;
+pub mod sessions;
 pub mod step_up;
 
 use std::sync::Arc;

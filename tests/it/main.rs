@@ -20,6 +20,7 @@ mod oauth;
 mod oauth_node;
 mod oidc_provider;
 mod pages;
+mod pages_account;
 mod privilege;
 mod rbac;
 mod service;
