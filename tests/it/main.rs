@@ -6,6 +6,7 @@ mod abuse;
 mod accounts;
 mod audit;
 mod browser;
+mod browser_account;
 mod cli;
 mod compat;
 mod compat_python;

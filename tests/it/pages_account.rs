@@ -59,6 +59,14 @@ async fn signing_in_again_in_the_same_browser_ends_its_old_session() {
             2,
             "{backend:?}: the old one is gone"
         );
+        // Recorded as the old session's end, and why.
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await;
+        let logs = s.get_auth("/audit/logs?action=LOGOUT", &admin.access).await.json();
+        let items = logs["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{logs}");
+        let metadata: Value = serde_json::from_str(items[0]["metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(metadata["reason"], "signed_in_again", "{logs}");
+        assert_eq!(items[0]["username"], "olga", "{logs}");
         s.stop().await;
     }
 }
