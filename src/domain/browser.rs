@@ -59,7 +59,20 @@ impl Portcullis {
     /// Turns the session a login just started into a browser session and returns the
     /// cookie's value. The pair's refresh token is spent here (it never left the
     /// server); the session ends after `PAGE_SESSION_MAX_LIFETIME_HOURS` at the latest.
-    pub async fn open_browser_session(&self, pair: &TokenPair) -> AppResult<String> {
+    ///
+    /// `replacing` is the session cookie the browser already held, if any: a sign-in
+    /// replaces that browser's session, so the one it named ends here (`LOGOUT`,
+    /// reason `signed_in_again`) instead of staying alive unseen behind the new cookie.
+    pub async fn open_browser_session(
+        &self,
+        pair: &TokenPair,
+        replacing: Option<&str>,
+        ctx: &ClientContext,
+    ) -> AppResult<String> {
+        let previous = match replacing {
+            Some(old) => self.browser_session(old).await?,
+            None => None,
+        };
         let cookie = tokens::random_token();
         let now = Utc::now();
         let lifetime =
@@ -73,7 +86,23 @@ impl Portcullis {
             )
             .await?
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("the new session's refresh token was not found")))?;
+        if let Some(old) = previous {
+            let event = Actor::user(old.user_id, &old.username, ctx)
+                .event("LOGOUT")
+                .resource("session", old.session_id)
+                .meta("reason", "signed_in_again");
+            self.end_one_session(old.user_id, old.session_id, "signed_in_again", event)
+                .await?;
+        }
         Ok(cookie)
+    }
+
+    /// The moment before which an unused browser session has ended
+    /// (`PAGE_SESSION_IDLE_MINUTES`): the one idle rule, for a cookie's lookup and for
+    /// every list of sessions.
+    pub(crate) fn browser_idle_since(&self, now: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+        let idle = chrono::Duration::from_std(self.config().pages.session_idle).map_err(AppError::internal)?;
+        Ok(now - idle)
     }
 
     /// The live browser session a cookie names, if any: not ended by any route, within
@@ -82,11 +111,11 @@ impl Portcullis {
         if !tokens::looks_like_token(cookie) {
             return Ok(None);
         }
-        let pages = &self.config().pages;
         let now = Utc::now();
-        let idle = chrono::Duration::from_std(pages.session_idle).map_err(AppError::internal)?;
+        let idle_since = self.browser_idle_since(now)?;
+        let idle = now - idle_since;
         let hash = tokens::digest(cookie);
-        let Some(row) = self.store().browser_session(&hash, now, now - idle).await? else {
+        let Some(row) = self.store().browser_session(&hash, now, idle_since).await? else {
             return Ok(None);
         };
         // The idle clock is written at most about once a minute per session.
@@ -199,6 +228,16 @@ impl Portcullis {
             Ok(()) | Err(AppError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Signs every other session of the user out, browser or token, keeping this
+    /// browser's (`LOGOUT_ALL` with the reason `logout_others`); how many ended.
+    pub async fn end_other_sessions(&self, session: &BrowserSession, ctx: &ClientContext) -> AppResult<usize> {
+        let event = AuditEvent::new("LOGOUT_ALL")
+            .actor(session.user_id, &session.username)
+            .client(ctx);
+        self.end_user_sessions(session.user_id, Some(session.session_id), "logout_others", event)
+            .await
     }
 
     /// Signs a user out everywhere (`/auth/logout-all` and the page's button): every

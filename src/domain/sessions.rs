@@ -271,8 +271,14 @@ impl Portcullis {
         Ok(ended.len())
     }
 
+    /// A user's live sessions, browser and token alike, newest first. A browser
+    /// session past its idle timeout has ended even though no one revoked it.
     pub async fn sessions_of(&self, user_id: Uuid) -> AppResult<Vec<SessionRow>> {
-        self.inner().store.active_sessions(user_id, Utc::now()).await
+        let now = Utc::now();
+        self.inner()
+            .store
+            .active_sessions(user_id, now, self.browser_idle_since(now)?)
+            .await
     }
 
     /// Ends one of the user's own sessions; 404 when there is no such live session.
@@ -292,7 +298,7 @@ impl Portcullis {
     }
 
     /// Ends one live session of a user, recording `event`; false when there was none.
-    async fn end_one_session(
+    pub(super) async fn end_one_session(
         &self,
         user_id: Uuid,
         session_id: Uuid,

@@ -88,6 +88,9 @@ pub struct SessionOut {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub amr: Vec<String>,
+    /// `browser` (a sign-in on the hosted pages, held as a cookie) or `token` (a
+    /// login that holds tokens).
+    pub kind: &'static str,
     /// The session the request's own token belongs to.
     pub current: bool,
 }
@@ -97,6 +100,7 @@ pub fn session_out(s: crate::store::SessionRow, current_session: Option<Uuid>) -
     SessionOut {
         current: Some(s.id) == current_session,
         amr: serde_json::from_str(&s.amr).unwrap_or_default(),
+        kind: if s.browser { "browser" } else { "token" },
         id: s.id,
         created_at: s.created_at,
         last_refreshed_at: s.last_refreshed_at,

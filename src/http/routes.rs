@@ -46,10 +46,18 @@ pub fn table() -> Vec<Route> {
         Route::new(M::POST, "/login/code", Public, ui::login::code_submit)
             .rate_limited()
             .page(),
+        Route::new(M::GET, "/account", SignedIn, ui::profile::page).page(),
+        Route::new(M::POST, "/account", SignedIn, ui::profile::submit).page(),
+        Route::new(M::GET, "/account/password", SignedIn, ui::profile::password_page).page(),
+        Route::new(M::POST, "/account/password", SignedIn, ui::profile::password_submit)
+            .rate_limited()
+            .page(),
+        Route::new(M::GET, "/account/sessions", SignedIn, ui::sessions::page).page(),
+        Route::new(M::POST, "/account/sessions/revoke", SignedIn, ui::sessions::revoke).page(),
+        Route::new(M::POST, "/account/sessions/others", SignedIn, ui::sessions::end_others).page(),
         Route::new(M::GET, "/login/oauth/{provider}", Public, ui::upstream::start)
             .rate_limited()
             .page(),
-        Route::new(M::GET, "/account", SignedIn, ui::account::account).page(),
         Route::new(M::GET, "/account/api-keys", SignedIn, ui::api_keys::api_keys).page(),
         Route::new(M::POST, "/account/api-keys", SignedIn, ui::api_keys::create).page(),
         Route::new(M::POST, "/account/api-keys/revoke", SignedIn, ui::api_keys::revoke).page(),

@@ -31,6 +31,8 @@ row_struct! {
         pub expires_at: DateTime<Utc>,
         pub revoked_at: Option<DateTime<Utc>>,
         pub revoked_reason: Option<String>,
+        /// A browser session of the pages (reached by a cookie), not a token login's.
+        pub browser: bool,
     }
 }
 
@@ -85,7 +87,15 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent
 const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)";
 const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
-const SELECT_SESSION: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE id = $1";
+/// A session's columns, `s` joined to its browser session `b` when it has one.
+macro_rules! session_columns {
+    () => {
+        "s.id, s.user_id, s.amr, s.user_agent, s.ip, s.created_at, s.last_refreshed_at, s.expires_at, s.revoked_at, \
+         s.revoked_reason, b.session_id IS NOT NULL AS browser \
+         FROM sessions s LEFT JOIN browser_sessions b ON b.session_id = s.id"
+    };
+}
+const SELECT_SESSION: &str = concat!("SELECT ", session_columns!(), " WHERE s.id = $1");
 const REVOKE_SESSION: &str =
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id";
 const REVOKE_USER_SESSION: &str = "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING user_id";
@@ -93,7 +103,14 @@ const REVOKE_USER_SESSIONS: &str = "UPDATE sessions SET revoked_at = $3, revoked
 const MARK_SESSIONS_ENDED: &str = "UPDATE users SET sessions_ended_at = $2 WHERE id = $1";
 const INSERT_REVOCATION: &str =
     "INSERT INTO revocations (kind, subject, created_at, expires_at) VALUES ('session', $1, $2, $3)";
-const LIST_ACTIVE: &str = "SELECT id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC";
+/// `$2` now, `$3` the idle cutoff: a browser session unused since then has ended (the
+/// rule `SELECT_BROWSER` applies to its cookie), whether or not anyone revoked it.
+const LIST_ACTIVE: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+     AND (b.session_id IS NULL OR b.last_seen_at > $3) ORDER BY s.created_at DESC"
+);
 
 row_struct! {
     /// What a rotation needs to know of a presented refresh token, read in one go.
@@ -708,10 +725,20 @@ impl Store {
         }).await)
     }
 
-    pub async fn active_sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> AppResult<Vec<SessionRow>> {
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, SessionRow>(LIST_ACTIVE).bind(user_id).bind(now).fetch_all(pool).await)?,
-        )
+    /// A user's live sessions, newest first: not ended, not past their end, and for a
+    /// browser session used after `browser_idle_since`.
+    pub async fn active_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        browser_idle_since: DateTime<Utc>,
+    ) -> AppResult<Vec<SessionRow>> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, SessionRow>(LIST_ACTIVE)
+            .bind(user_id)
+            .bind(now)
+            .bind(browser_idle_since)
+            .fetch_all(pool)
+            .await)?)
     }
 
     pub async fn session_by_id(&self, id: Uuid) -> AppResult<Option<SessionRow>> {

@@ -1,38 +1,15 @@
-//! The account page and signing out.
+//! Signing out. (The account pages themselves: `profile`, `sessions` and their
+//! siblings, each including `account_nav.html`.)
 
-use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
-use super::pages::{Chrome, CsrfForm, check_csrf, render, set_cookie};
-use super::{Lang, SESSION_COOKIE};
+use super::SESSION_COOKIE;
+use super::pages::{CsrfForm, check_csrf, set_cookie};
 use crate::domain::{BrowserSession, ClientContext, Portcullis};
 use crate::error::AppResult;
-
-#[derive(Template)]
-#[template(path = "account.html")]
-struct AccountPage<'a> {
-    c: Chrome,
-    session: &'a BrowserSession,
-}
-
-/// `GET /account`.
-pub async fn account(
-    State(service): State<Portcullis>,
-    lang: Lang,
-    Extension(session): Extension<BrowserSession>,
-) -> Response {
-    render(
-        StatusCode::OK,
-        &AccountPage {
-            c: Chrome::new(&service, lang),
-            session: &session,
-        },
-    )
-}
 
 /// The sign-out form: one form, two buttons; `everywhere` is the second's.
 #[derive(Debug, Deserialize)]

@@ -118,7 +118,9 @@ pub async fn enrol_submit(
     };
     match service.finish_enrollment(token, &form.code, &ctx).await {
         Ok((codes, pair)) => {
-            let value = service.open_browser_session(&pair).await?;
+            let value = service
+                .open_browser_session(&pair, cookie(&headers, SESSION_COOKIE), &ctx)
+                .await?;
             let page = RecoveryCodesPage::new(Chrome::new(&service, lang), codes, landing(&service, return_to));
             let cookies = AppendHeaders([
                 set_cookie(SESSION_COOKIE, &value, None),

@@ -79,6 +79,8 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::identities::EN,
             super::providers::EN,
             super::two_factor::EN,
+            super::profile::EN,
+            super::sessions::EN,
         ],
     ),
     (
@@ -91,6 +93,8 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::identities::DE,
             super::providers::DE,
             super::two_factor::DE,
+            super::profile::DE,
+            super::sessions::DE,
         ],
     ),
 ];

@@ -292,7 +292,6 @@ pub const EN: Messages = &[
         "link_signed_out",
         "You were signed out before {provider} could be linked. Please sign in and try again.",
     ),
-    ("back_to_account", "Back to your account"),
 ];
 
 pub const DE: Messages = &[
@@ -322,5 +321,4 @@ pub const DE: Messages = &[
         "link_signed_out",
         "Sie wurden abgemeldet, bevor {provider} verknüpft werden konnte. Bitte melden Sie sich an und versuchen Sie es erneut.",
     ),
-    ("back_to_account", "Zurück zu Ihrem Konto"),
 ];

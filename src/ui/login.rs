@@ -152,9 +152,18 @@ pub struct LoginForm {
     login_token: String,
 }
 
-/// The browser session a finished sign-in opens, and the way on.
-async fn signed_in(service: &Portcullis, pair: &TokenPair, return_to: &str) -> AppResult<Response> {
-    let value = service.open_browser_session(pair).await?;
+/// The browser session a finished sign-in opens (replacing the one this browser's
+/// cookie named, if any), and the way on.
+async fn signed_in(
+    service: &Portcullis,
+    pair: &TokenPair,
+    headers: &HeaderMap,
+    ctx: &ClientContext,
+    return_to: &str,
+) -> AppResult<Response> {
+    let value = service
+        .open_browser_session(pair, cookie(headers, SESSION_COOKIE), ctx)
+        .await?;
     let headers = AppendHeaders([
         set_cookie(SESSION_COOKIE, &value, None),
         set_cookie(MFA_COOKIE, "", Some(0)),
@@ -191,7 +200,7 @@ pub async fn login_submit(
         render(status, &page)
     };
     match service.login(&form.login, &form.password, &ctx).await {
-        Ok(outcome) => after_first_factor(&service, outcome, return_to).await,
+        Ok(outcome) => after_first_factor(&service, outcome, &headers, &ctx, return_to).await,
         Err(AppError::InvalidCredentials(_)) => Ok(failed(StatusCode::UNAUTHORIZED, lang.get("login_failed").into())),
         Err(AppError::TooManyRequests { retry_after }) => Ok(locked(
             failed(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after)),
@@ -207,10 +216,12 @@ pub async fn login_submit(
 pub(super) async fn after_first_factor(
     service: &Portcullis,
     outcome: LoginOutcome,
+    headers: &HeaderMap,
+    ctx: &ClientContext,
     return_to: &str,
 ) -> AppResult<Response> {
     Ok(match outcome {
-        LoginOutcome::Tokens(pair) => signed_in(service, &pair, return_to).await?,
+        LoginOutcome::Tokens(pair) => signed_in(service, &pair, headers, ctx, return_to).await?,
         LoginOutcome::MfaRequired(challenge) => next_step(
             service,
             "/login/code",
@@ -287,7 +298,7 @@ pub async fn code_submit(
         return Ok(again(StatusCode::UNAUTHORIZED, lang.get("code_expired").into()));
     };
     match service.verify_mfa(ticket, SecondFactor::typed(&form.code), &ctx).await {
-        Ok(pair) => signed_in(&service, &pair, return_to).await,
+        Ok(pair) => signed_in(&service, &pair, &headers, &ctx, return_to).await,
         Err(AppError::InvalidCredentials(_)) => Ok(again(StatusCode::UNAUTHORIZED, lang.get("code_failed").into())),
         Err(AppError::TooManyRequests { retry_after }) => Ok(locked(
             again(StatusCode::TOO_MANY_REQUESTS, lang.too_many(retry_after)),

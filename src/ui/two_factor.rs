@@ -277,7 +277,6 @@ pub async fn disable(
 
 pub const EN: Messages = &[
     ("tf_title", "Two-factor authentication"),
-    ("tf_back", "Back to your account"),
     ("tf_status", "Status"),
     ("tf_off", "Off"),
     ("tf_pending", "Set-up started, not confirmed yet"),
@@ -327,7 +326,6 @@ pub const EN: Messages = &[
 
 pub const DE: Messages = &[
     ("tf_title", "Zwei-Faktor-Authentifizierung"),
-    ("tf_back", "Zurück zu Ihrem Konto"),
     ("tf_status", "Status"),
     ("tf_off", "Aus"),
     ("tf_pending", "Einrichtung begonnen, noch nicht bestätigt"),

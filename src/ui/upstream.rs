@@ -58,7 +58,7 @@ pub async fn finish_sign_in(
 ) -> AppResult<Response> {
     let return_to = safe_return_to(&flow.target).unwrap_or("");
     match service.oauth_flow_login(flow, code, error, ctx).await {
-        Ok(outcome) => after_first_factor(service, outcome, return_to).await,
+        Ok(outcome) => after_first_factor(service, outcome, headers, ctx, return_to).await,
         Err(e) => failed(service, lang, headers, &flow.provider, e, return_to),
     }
 }
