@@ -46,6 +46,10 @@ pub fn table() -> Vec<Route> {
         Route::new(M::POST, "/login/code", Public, ui::login::code_submit)
             .rate_limited()
             .page(),
+        Route::new(M::GET, "/register", Public, ui::register::register_page).page(),
+        Route::new(M::POST, "/register", Public, ui::register::register_submit)
+            .rate_limited()
+            .page(),
         Route::new(M::GET, "/account", SignedIn, ui::account::account).page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),

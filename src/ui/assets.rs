@@ -3,11 +3,12 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use crate::domain::Portcullis;
 use crate::error::AppError;
 
 const CSS: &str = include_str!("assets/app.css");
@@ -24,10 +25,11 @@ pub fn css_name() -> &'static str {
     &CSS_NAME
 }
 
-/// `GET /assets/{file}`.
-pub async fn asset(Path(file): Path<String>) -> Response {
+/// `GET /assets/{file}`: the stylesheet, or the operator's branding (`branding`).
+pub async fn asset(State(service): State<Portcullis>, Path(file): Path<String>) -> Response {
     if file != *CSS_NAME {
-        return AppError::NotFound("no such asset".into()).into_response();
+        return super::branding::asset(service.config(), &file)
+            .unwrap_or_else(|| AppError::NotFound("no such asset".into()).into_response());
     }
     (
         [

@@ -9,11 +9,9 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-use super::pages::{Chrome, render, set_cookie};
+use super::pages::{Chrome, render, render_with_login_token, set_cookie};
 use super::return_to::safe_return_to;
-use super::{
-    LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token, login_form_token_matches,
-};
+use super::{Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token, login_form_token_matches};
 use crate::domain::login::LoginOutcome;
 use crate::domain::mfa::SecondFactor;
 use crate::domain::{ClientContext, Portcullis, TokenPair};
@@ -29,6 +27,8 @@ struct LoginPage<'a> {
     return_to: &'a str,
     /// The sign-in form's token (see `ui::LOGIN_COOKIE`).
     login_token: &'a str,
+    /// Self-registration is on: the page links to `/register`.
+    registration_open: bool,
 }
 
 #[derive(Template)]
@@ -62,6 +62,9 @@ pub struct LoginQuery {
     return_to: String,
     #[serde(default)]
     signed_out: Option<String>,
+    /// Set by `/register` when the new account must sign in (and enrol) first.
+    #[serde(default)]
+    registered: Option<String>,
 }
 
 /// `GET /login`.
@@ -77,19 +80,19 @@ pub async fn login_page(
     let return_to = safe_return_to(&q.return_to).unwrap_or("");
     let (token, new) = login_form_token(&headers);
     let page = LoginPage {
-        notice: q.signed_out.is_some().then(|| lang.get("signed_out")),
+        notice: match (&q.signed_out, &q.registered) {
+            (Some(_), _) => Some(lang.get("signed_out")),
+            (None, Some(_)) => Some(lang.get("registered")),
+            (None, None) => None,
+        },
         c: Chrome::new(&service, lang),
         message: None,
         login: "",
         return_to,
         login_token: &token,
+        registration_open: service.registration_open(),
     };
-    let mut res = render(StatusCode::OK, &page);
-    if new {
-        let (name, value) = set_cookie(LOGIN_COOKIE, &token, None);
-        res.headers_mut().append(name, value);
-    }
-    Ok(res)
+    Ok(render_with_login_token(&page, &token, new))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,8 +107,8 @@ pub struct LoginForm {
     login_token: String,
 }
 
-/// The browser session a finished sign-in opens, and the way on.
-async fn signed_in(service: &Portcullis, pair: &TokenPair, return_to: &str) -> AppResult<Response> {
+/// The browser session a finished sign-in (or registration) opens, and the way on.
+pub(super) async fn signed_in(service: &Portcullis, pair: &TokenPair, return_to: &str) -> AppResult<Response> {
     let value = service.open_browser_session(pair).await?;
     let headers = AppendHeaders([
         set_cookie(SESSION_COOKIE, &value, None),
@@ -138,6 +141,7 @@ pub async fn login_submit(
             login: &form.login,
             return_to,
             login_token: &form.login_token,
+            registration_open: service.registration_open(),
         };
         render(status, &page)
     };

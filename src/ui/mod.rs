@@ -10,9 +10,12 @@
 
 pub mod account;
 mod assets;
+mod branding;
+mod errors;
 mod i18n;
 pub mod login;
 pub mod pages;
+pub mod register;
 mod return_to;
 pub mod step_up;
 
@@ -29,7 +32,7 @@ use crate::config::Config;
 use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 pub use assets::asset;
-pub use i18n::Lang;
+pub use i18n::{Lang, LangLink};
 
 /// A part of a language's message catalogue (see `i18n`): (key, text), placeholders
 /// `{n}`. Page modules keep their own strings beside their handlers.
@@ -63,13 +66,21 @@ pub fn login_form_token_matches(headers: &HeaderMap, presented: &str) -> bool {
         .is_some_and(|v| bool::from(v.as_bytes().ct_eq(presented.as_bytes())))
 }
 
-/// What every page needs: the header values computed once at start-up.
+/// What every page needs: the header values computed once at start-up, the settings
+/// its error pages are drawn with, and which paths are the API's (`fallback_layer`).
 pub struct PagePolicy {
     csp: HeaderValue,
+    config: Config,
+    /// The first segment of every API path (`auth`, `admin`, `health`...).
+    api_segments: Vec<String>,
 }
 
 impl PagePolicy {
-    pub fn new(config: &Config) -> Self {
+    /// `api_paths`: the route table's paths that are not pages.
+    pub fn new<'a>(config: &Config, api_paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut api_segments: Vec<String> = api_paths.into_iter().map(|p| first_segment(p).to_string()).collect();
+        api_segments.sort();
+        api_segments.dedup();
         // Forms may post to ourselves and to the upstream providers (their sign-in).
         let mut form_action = vec!["'self'".to_string()];
         for p in &config.oauth.providers {
@@ -77,14 +88,34 @@ impl PagePolicy {
                 form_action.push(origin);
             }
         }
+        // A logo elsewhere (an https URL, see `branding`) is an image the pages load.
+        let img_src = match branding::logo_origin(config) {
+            Some(origin) => format!("'self' data: {origin}"),
+            None => "'self' data:".to_string(),
+        };
         let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
+            "default-src 'none'; style-src 'self'; img-src {img_src}; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
             form_action.join(" ")
         );
         Self {
             csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+            config: config.clone(),
+            api_segments,
         }
     }
+
+    /// Whether a path no route matched would be a page's: under the base path, and
+    /// not under any of the API's first segments.
+    fn is_page_path(&self, path: &str) -> bool {
+        path.strip_prefix(&self.config.server.base_path)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .is_some_and(|rest| !self.api_segments.iter().any(|s| s == first_segment(rest)))
+    }
+}
+
+/// `auth` of `/auth/login`.
+fn first_segment(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default()
 }
 
 /// `scheme://host[:port]` of a URL, if it has one.
@@ -95,13 +126,57 @@ fn origin_of(url: &str) -> Option<String> {
         .then(|| format!("{scheme}://{host}"))
 }
 
-/// Around every page: the cross-site check for anything but GET/HEAD, then the page's
-/// headers (the app's layer adds nosniff, no-referrer and `Cache-Control: no-store`).
+/// Around every page (outside its rate limit, so a 429 is a page too): the cross-site
+/// check for anything but GET/HEAD, then the answer as a page in the person's language
+/// when it is an error (`errors`), the language the switcher picked remembered, and
+/// the page's headers (the app's layer adds nosniff, no-referrer and
+/// `Cache-Control: no-store`).
 pub async fn page_layer(State(policy): State<Arc<PagePolicy>>, req: Request, next: Next) -> Response {
+    let as_page = !errors::wants_json(req.headers());
+    let lang = Lang::of_request(req.headers(), req.uri());
+    let uri = req.uri().clone();
     if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers()) {
-        return AppError::Forbidden("cross-site form posts are refused".into()).into_response();
+        let refused = AppError::Forbidden("cross-site form posts are refused".into()).into_response();
+        return dress(&policy, lang, None, as_page, &uri, refused).await;
     }
-    let mut res = next.run(req).await;
+    let picked = i18n::picked_in_query(&uri);
+    let res = i18n::with_page_query(&uri, next.run(req)).await;
+    dress(&policy, lang, picked, as_page, &uri, res).await
+}
+
+/// Around the router's answers for paths no route matches (404) and methods a path
+/// does not take (405): on a page's path, to a browser (`Accept: text/html`), the
+/// same dress as `page_layer`'s; anything else stays the API's problem+json.
+pub async fn fallback_layer(State(policy): State<Arc<PagePolicy>>, req: Request, next: Next) -> Response {
+    if !policy.is_page_path(req.uri().path()) || !errors::wants_html(req.headers()) {
+        return next.run(req).await;
+    }
+    let lang = Lang::of_request(req.headers(), req.uri());
+    let uri = req.uri().clone();
+    let res = next.run(req).await;
+    dress(&policy, lang, None, true, &uri, res).await
+}
+
+/// An answer on a page's path: an error as a page (unless JSON was asked for), the
+/// picked language remembered, and the CSP.
+async fn dress(
+    policy: &PagePolicy,
+    lang: Lang,
+    picked: Option<Lang>,
+    as_page: bool,
+    uri: &axum::http::Uri,
+    res: Response,
+) -> Response {
+    let mut res = if as_page {
+        i18n::with_page_query(uri, errors::as_page(&policy.config, lang, res)).await
+    } else {
+        res
+    };
+    if let Some(picked) = picked {
+        // A year: the choice is the person's, not the browser's language setting.
+        let (name, value) = pages::set_cookie(i18n::LANG_COOKIE, picked.code, Some(365 * 24 * 3600));
+        res.headers_mut().append(name, value);
+    }
     res.headers_mut()
         .entry(CONTENT_SECURITY_POLICY)
         .or_insert_with(|| policy.csp.clone());
