@@ -173,4 +173,36 @@ mod tests {
         assert!(wants_json(&h("application/problem+json")));
         assert!(!wants_json(&HeaderMap::new()) && !wants_html(&HeaderMap::new()));
     }
+
+    /// A fault is a page that says so, without its cause; a 4xx keeps its reason.
+    #[tokio::test]
+    async fn faults_and_refusals_become_pages() {
+        use axum::response::IntoResponse;
+
+        use crate::error::AppError;
+        let config = Config::from_sources(&crate::config::Sources::default()).unwrap();
+        let body = async |res: Response| {
+            let bytes = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        };
+        let fault = AppError::internal(anyhow::anyhow!("disk on fire")).into_response();
+        let page = as_page(&config, Lang::named("de").unwrap(), fault).await;
+        assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        let text = body(page).await;
+        assert!(
+            text.contains("Etwas ist schiefgelaufen") && !text.contains("disk on fire"),
+            "{text}"
+        );
+        let limited = AppError::TooManyRequests { retry_after: 125 }.into_response();
+        let page = as_page(&config, Lang::english(), limited).await;
+        assert_eq!(page.headers()[RETRY_AFTER], "125");
+        assert!(body(page).await.contains("try again in 3 minutes"));
+        let refused = AppError::Forbidden("the form's CSRF token is missing".into()).into_response();
+        let text = body(as_page(&config, Lang::english(), refused).await).await;
+        assert!(
+            text.contains("Not allowed") && text.contains("CSRF token is missing"),
+            "{text}"
+        );
+    }
 }
