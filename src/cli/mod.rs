@@ -242,22 +242,37 @@ async fn run(command: Command, config: Config, file: Option<PathBuf>, json: bool
     }
 }
 
+/// The first start's message about the administrator it created: where to sign in
+/// (the hosted sign-in page), and that the first sign-in leads through what the account
+/// still needs (enrolling a second factor, when `MFA_REQUIRED_ROLES` asks it of
+/// administrators). A generated password is shown here and nowhere else.
+fn bootstrap_message(config: &Config, admin: &crate::domain::accounts::BootstrapAdmin) -> String {
+    let login = config.url("/login");
+    let password = match &admin.password {
+        Some(password) => {
+            format!("with one-time password: {password}\n  It is shown only now: change it after signing in.")
+        }
+        None => "with the password from PORTCULLIS_ADMIN_PASSWORD.".to_string(),
+    };
+    let required = &config.mfa.required_roles;
+    let next = if required.iter().any(|r| r == crate::domain::privilege::ADMIN_ROLE) {
+        "The first sign-in will guide you through setting up two-factor authentication, which administrators need."
+    } else {
+        "The first sign-in will guide you through anything the account still needs."
+    };
+    format!(
+        "\n  Created superuser '{}' {password}\n  Sign in at {login}\n  {next}\n",
+        admin.username
+    )
+}
+
 async fn serve(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bind = config.server.bind;
     let service = Portcullis::open(config).await?;
     service.check_named_roles().await?;
     if let Some(admin) = service.bootstrap_admin().await? {
-        match admin.password {
-            Some(password) => eprintln!(
-                "\n  Created superuser '{}' with one-time password: {password}\n  It is shown only now: log in and change it (POST /auth/me/password).\n",
-                admin.username
-            ),
-            None => eprintln!(
-                "\n  Created superuser '{}' with the password from PORTCULLIS_ADMIN_PASSWORD.\n",
-                admin.username
-            ),
-        }
+        eprintln!("{}", bootstrap_message(service.config(), &admin));
     }
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -335,5 +350,40 @@ mod tests {
             })
             .unwrap_or_default();
         assert_eq!(names, ["create", "list", "revoke"]);
+    }
+}
+
+#[cfg(test)]
+mod bootstrap_message_tests {
+    use super::bootstrap_message;
+    use crate::config::{Config, Sources};
+    use crate::domain::accounts::BootstrapAdmin;
+
+    /// The first start points at the sign-in page and says the first sign-in leads on.
+    #[test]
+    fn the_bootstrap_message_points_at_the_sign_in_page() {
+        let config =
+            Config::from_sources(&Sources::from_pairs([("PORTCULLIS_PUBLIC_URL", "https://id.example")])).unwrap();
+        let admin = BootstrapAdmin {
+            username: "admin".into(),
+            password: Some("s3cret-once".into()),
+        };
+        let text = bootstrap_message(&config, &admin);
+        assert!(text.contains("one-time password: s3cret-once\n"), "{text}");
+        assert!(text.contains("Sign in at https://id.example/login"), "{text}");
+        assert!(text.contains("two-factor authentication"), "{text}");
+        let config = Config::from_sources(&Sources::from_pairs([("MFA_REQUIRED_ROLES", "none")])).unwrap();
+        let text = bootstrap_message(
+            &config,
+            &BootstrapAdmin {
+                username: "admin".into(),
+                password: None,
+            },
+        );
+        assert!(
+            text.contains("PORTCULLIS_ADMIN_PASSWORD") && text.contains("/login"),
+            "{text}"
+        );
+        assert!(!text.contains("two-factor"), "{text}");
     }
 }

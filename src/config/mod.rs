@@ -12,6 +12,7 @@
 
 mod audit;
 mod bootstrap;
+mod branding;
 mod database;
 mod edge;
 mod gateway;
@@ -21,6 +22,7 @@ pub mod names;
 mod oauth;
 mod pages;
 mod passwords;
+mod registration;
 pub mod routemap;
 mod server;
 mod sources;
@@ -28,6 +30,7 @@ mod tokens;
 
 pub use audit::AuditSettings;
 pub use bootstrap::BootstrapSettings;
+pub use branding::{Branding, LOGO_MAX_BYTES, Logo};
 pub use database::{DatabaseSettings, DatabaseTarget};
 pub use edge::{CorsSettings, EdgeSettings, ForwardingHeader};
 pub use gateway::GatewaySettings;
@@ -36,6 +39,7 @@ pub use mfa::MfaSettings;
 pub use oauth::{EndpointOverrides, OAuthSettings, ProviderKind, ProviderSettings};
 pub use pages::PageSettings;
 pub use passwords::{HashParams, PasswordSettings};
+pub use registration::RegistrationSettings;
 pub use server::{ConnectionLimits, LogFormat, ServerSettings};
 pub use sources::{DEFAULT_FILE, Sources};
 pub use tokens::{JwtSubject, SigningAlgorithm, TokenSettings};
@@ -73,6 +77,7 @@ pub struct Config {
     pub mfa: MfaSettings,
     pub oauth: OAuthSettings,
     pub pages: PageSettings,
+    pub registration: RegistrationSettings,
 }
 
 impl Config {
@@ -99,6 +104,7 @@ impl Config {
             mfa: mfa::settings(s)?,
             oauth: oauth::settings(s)?,
             pages: pages::settings(s)?,
+            registration: registration::settings(s)?,
             server,
             database,
         })
@@ -131,6 +137,8 @@ fn known_keys(key: &str) -> Vec<String> {
         mfa::KEYS,
         gateway::KEYS,
         pages::KEYS,
+        branding::KEYS,
+        registration::KEYS,
     ];
     let fixed = fixed.concat().into_iter().map(str::to_string);
     fixed.chain(oauth::keys(key)).collect()
@@ -160,6 +168,8 @@ mod tests {
         assert_eq!(c.tokens.jwt_algorithm, SigningAlgorithm::Es256);
         assert_eq!(c.tokens.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.bootstrap.master_key_file, PathBuf::from("portcullis.db.key"));
+        assert!(c.registration.enabled, "self-registration stays on by default");
+        assert_eq!(c.pages.brand, Branding::default());
     }
 
     #[test]
@@ -203,6 +213,10 @@ mod tests {
             ("TRUSTED_PROXY_HEADER", "x-real-ip"),
             ("CORS_ALLOW_CREDENTIALS", "maybe"),
             ("LOGIN_LOCKOUT_THRESHOLD", "-1"),
+            ("REGISTRATION_ENABLED", "maybe"),
+            ("PAGES_PRIMARY_COLOR", "blue"),
+            ("PAGES_LOGO", "/nonexistent/logo.png"),
+            ("PAGES_LOGO", "http://cdn.example.com/logo.png"),
         ] {
             let e = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{value}");

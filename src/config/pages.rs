@@ -1,8 +1,9 @@
-//! The hosted pages (`src/ui`): how long a browser session lives.
+//! The hosted pages (`src/ui`): how long a browser session lives, and their branding
+//! (`branding.rs`).
 
 use std::time::Duration;
 
-use super::{ConfigError, Sources};
+use super::{Branding, ConfigError, Sources};
 
 /// The names this group reads, aliases included: the TOML file may set only known ones.
 pub(super) const KEYS: &[&str] = &["PAGE_SESSION_IDLE_MINUTES", "PAGE_SESSION_MAX_LIFETIME_HOURS"];
@@ -14,6 +15,8 @@ pub struct PageSettings {
     pub session_idle: Duration,
     /// A browser session ends this long after sign-in, however busy.
     pub session_max_lifetime: Duration,
+    /// Name, logo and colour the pages show.
+    pub brand: Branding,
 }
 
 pub(super) fn settings(s: &Sources) -> Result<PageSettings, ConfigError> {
@@ -28,5 +31,6 @@ pub(super) fn settings(s: &Sources) -> Result<PageSettings, ConfigError> {
     Ok(PageSettings {
         session_idle: Duration::from_secs(60 * idle),
         session_max_lifetime: Duration::from_secs(3600 * max),
+        brand: super::branding::settings(s)?,
     })
 }

@@ -85,9 +85,34 @@ impl Default for UserQuery {
 }
 
 impl Portcullis {
-    /// Creates an account after checking every field; a taken username or email is 409.
+    /// Self-registration (`POST /auth/register`, the `/register` page): refused with
+    /// 403 while `REGISTRATION_ENABLED` is off, else creates the account after checking
+    /// every field; a taken username or email is 409.
     pub async fn register(&self, r: Registration) -> AppResult<UserRow> {
+        if !self.registration_open() {
+            return Err(AppError::Forbidden(
+                "self-registration is switched off on this service".into(),
+            ));
+        }
         self.register_audited(r, AuditEvent::new("REGISTER")).await
+    }
+
+    /// Whether anyone may register themselves (the sign-in page offers it only then).
+    pub fn registration_open(&self) -> bool {
+        self.config().registration.enabled
+    }
+
+    /// Self-registration that goes on to sign the new account in, as the `/register`
+    /// page does: the person has just chosen the password, so it is the first factor
+    /// (`pwd`), and what follows is what follows any first factor (a session, or the
+    /// enrolment a role demands).
+    pub async fn register_and_sign_in(
+        &self,
+        r: Registration,
+        ctx: &ClientContext,
+    ) -> AppResult<super::login::LoginOutcome> {
+        let user = self.register(r).await?;
+        self.after_first_factor(&user, &["pwd"], ctx).await
     }
 
     /// Creates an account, recording `event` (REGISTER by the user, USER_CREATE by

@@ -6,6 +6,7 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::middleware;
 
 use super::state::{AppState, Limits};
@@ -43,7 +44,8 @@ pub fn routes(service: Portcullis) -> Router {
         table.iter().filter(|r| r.rate_limited).map(|r| r.path).collect()
     });
     let limiter = ratelimit::IpRateLimiter::new(&config.rate_limit);
-    let pages = std::sync::Arc::new(crate::ui::PagePolicy::new(&config));
+    let api_paths = table.iter().filter(|r| !r.page).map(|r| r.path);
+    let pages = std::sync::Arc::new(crate::ui::PagePolicy::new(&config, api_paths));
 
     let mut app: Router<AppState> = Router::new();
     for route in table {
@@ -53,12 +55,13 @@ pub fn routes(service: Portcullis) -> Router {
             guard = guard.with_step_up();
         }
         let mut guarded = handler.layer(guard);
-        if route.page {
-            guarded = guarded.layer(middleware::from_fn_with_state(pages.clone(), crate::ui::page_layer));
-        }
         if let Some(limiter) = limiter.as_ref().filter(|_| limited.contains(route.path)) {
             guarded = guarded.layer(middleware::from_fn_with_state(limiter.clone(), ratelimit::limit));
             ratelimit::count_from_zero(&config.path(route.path));
+        }
+        // Outside the limit: a page's 429 is a page with the pages' CSP too.
+        if route.page {
+            guarded = guarded.layer(middleware::from_fn_with_state(pages.clone(), crate::ui::page_layer));
         }
         app = app.route(&config.path(route.path), guarded);
     }
@@ -68,8 +71,11 @@ pub fn routes(service: Portcullis) -> Router {
             .persist_authorization(true),
     );
     app.merge(swagger)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        // On a page's path, a browser gets these as pages (`ui::fallback_layer`).
+        .fallback(not_found.layer(middleware::from_fn_with_state(pages.clone(), crate::ui::fallback_layer)))
+        .method_not_allowed_fallback(
+            method_not_allowed.layer(middleware::from_fn_with_state(pages, crate::ui::fallback_layer)),
+        )
         .layer(middleware::from_fn(request_metrics::record))
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
         .with_state(state)

@@ -88,6 +88,10 @@ pub fn table() -> Vec<Route> {
         Route::new(M::POST, "/account/two-factor/disable", SignedIn, ui::two_factor::disable)
             .rate_limited()
             .page(),
+        Route::new(M::GET, "/register", Public, ui::register::register_page).page(),
+        Route::new(M::POST, "/register", Public, ui::register::register_submit)
+            .rate_limited()
+            .page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.

@@ -6,11 +6,12 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use crate::domain::Portcullis;
 use crate::error::AppError;
 
 /// An embedded file: its name with the hash, its type, its text.
@@ -53,10 +54,12 @@ pub fn script_name() -> &'static str {
     &JS.name
 }
 
-/// `GET /assets/{file}`.
-pub async fn asset(Path(file): Path<String>) -> Response {
+/// `GET /assets/{file}`: the stylesheet, the script, or the operator's branding
+/// (`branding`).
+pub async fn asset(State(service): State<Portcullis>, Path(file): Path<String>) -> Response {
     let Some(asset) = [&*CSS, &*JS].into_iter().find(|a| a.name == file) else {
-        return AppError::NotFound("no such asset".into()).into_response();
+        return super::branding::asset(service.config(), &file)
+            .unwrap_or_else(|| AppError::NotFound("no such asset".into()).into_response());
     };
     (
         [

@@ -1,16 +1,22 @@
 //! The pages' message catalogue: every visible string, in English and German, chosen
-//! by `Accept-Language`. A unit test fails when a key is missing in a language.
+//! by the person (the switcher's `?lang=`, remembered in the `portcullis-lang`
+//! cookie), else by `Accept-Language`. A unit test fails when a key is missing in a
+//! language.
 //!
 //! A language's catalogue comes in parts: the strings every page shares are here, and
 //! a page module may keep its own `EN`/`DE` lists beside its handlers; `LANGUAGES`
 //! names each language's parts.
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
 use axum::http::header::ACCEPT_LANGUAGE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 
 use super::Messages;
+
+/// The cookie that remembers the language picked with the switcher; it wins over
+/// `Accept-Language` on every page until another is picked.
+pub const LANG_COOKIE: &str = "portcullis-lang";
 
 const EN: Messages = &[
     ("product", "Portcullis"),
@@ -33,6 +39,8 @@ const EN: Messages = &[
     ("sign_out_everywhere", "Sign out everywhere"),
     ("signed_out", "You have been signed out."),
     ("main_nav", "Main"),
+    ("language_name", "English"),
+    ("language_nav", "Language"),
 ];
 
 const DE: Messages = &[
@@ -65,6 +73,8 @@ const DE: Messages = &[
     ("sign_out_everywhere", "Überall abmelden"),
     ("signed_out", "Sie wurden abgemeldet."),
     ("main_nav", "Hauptmenü"),
+    ("language_name", "Deutsch"),
+    ("language_nav", "Sprache"),
 ];
 
 /// Each language and the parts of its catalogue (the same parts, in the same order).
@@ -74,7 +84,8 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
         &[
             EN,
             super::step_up::EN,
-            super::error_page::EN,
+            super::errors::EN,
+            super::register::EN,
             super::api_keys::EN,
             super::identities::EN,
             super::providers::EN,
@@ -88,7 +99,8 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
         &[
             DE,
             super::step_up::DE,
-            super::error_page::DE,
+            super::errors::DE,
+            super::register::DE,
             super::api_keys::DE,
             super::identities::DE,
             super::providers::DE,
@@ -113,14 +125,6 @@ impl Lang {
             code: "en",
             messages: LANGUAGES[0].1,
         }
-    }
-
-    /// The language a request's `Accept-Language` asks for, English when none matches.
-    pub fn of_request(headers: &HeaderMap) -> Self {
-        headers
-            .get(ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(Lang::english, Lang::negotiate)
     }
 
     /// The best of our languages for an `Accept-Language` value.
@@ -149,6 +153,33 @@ impl Lang {
         Self::english()
     }
 
+    /// Our language named `code` (any case), if we have it.
+    pub fn named(code: &str) -> Option<Self> {
+        LANGUAGES
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(code))
+            .map(|&(code, messages)| Self { code, messages })
+    }
+
+    /// Every language we have, in the catalogue's order.
+    pub fn all() -> impl Iterator<Item = Self> {
+        LANGUAGES.iter().map(|&(code, messages)| Self { code, messages })
+    }
+
+    /// The language of a request: one picked with the switcher now (`?lang=`), else
+    /// the one picked before (the cookie), else `Accept-Language`.
+    pub fn of_request(headers: &HeaderMap, uri: &Uri) -> Self {
+        picked_in_query(uri)
+            .or_else(|| super::cookie(headers, LANG_COOKIE).and_then(Self::named))
+            .or_else(|| {
+                headers
+                    .get(ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(Self::negotiate)
+            })
+            .unwrap_or_else(Self::english)
+    }
+
     /// The text of `key` (the key itself if missing, which a test forbids).
     pub fn get(&self, key: &str) -> &'static str {
         self.messages
@@ -174,7 +205,71 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Lang::of_request(&parts.headers))
+        Ok(Lang::of_request(&parts.headers, &parts.uri))
+    }
+}
+
+/// The language a request's `?lang=` picks, if it names one of ours.
+pub fn picked_in_query(uri: &Uri) -> Option<Lang> {
+    query_pairs(uri)
+        .find(|(k, _)| *k == "lang")
+        .and_then(|(_, v)| Lang::named(v))
+}
+
+fn query_pairs(uri: &Uri) -> impl Iterator<Item = (&str, &str)> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// A link of the language switcher.
+#[derive(Debug, Clone)]
+pub struct LangLink {
+    pub code: &'static str,
+    /// The language's name in itself ("Deutsch").
+    pub name: &'static str,
+    /// The page itself with `lang=` set; its other parameters (a `return_to`) kept.
+    pub href: String,
+    pub current: bool,
+}
+
+tokio::task_local! {
+    /// The query of the page request being answered, without `lang` (set by
+    /// `ui::page_layer` around the handler), so that every page's switcher links back
+    /// to the same page with the same parameters without each handler passing it on.
+    static PAGE_QUERY: String;
+}
+
+/// Runs a page's handler with its request's query at hand for the switcher.
+pub async fn with_page_query<F: std::future::Future>(uri: &Uri, page: F) -> F::Output {
+    let rest: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty() && *p != "lang" && !p.starts_with("lang="))
+        .collect();
+    PAGE_QUERY.scope(rest.join("&"), page).await
+}
+
+impl Lang {
+    /// The switcher's links for a page shown in this language: relative (`?...`), so
+    /// they name the page's own path, base path included.
+    pub fn switcher(self) -> Vec<LangLink> {
+        let rest = PAGE_QUERY.try_with(|q| q.clone()).unwrap_or_default();
+        Lang::all()
+            .map(|l| LangLink {
+                code: l.code,
+                name: l.get("language_name"),
+                href: if rest.is_empty() {
+                    format!("?lang={}", l.code)
+                } else {
+                    format!("?{rest}&lang={}", l.code)
+                },
+                current: l.code == self.code,
+            })
+            .collect()
     }
 }
 
@@ -245,6 +340,43 @@ mod tests {
             }
         }
         assert!(used > 10, "found only {used} keys in use");
+    }
+
+    #[test]
+    fn the_switcher_wins_then_the_cookie_then_accept_language() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, axum::http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        let uri = |u: &'static str| Uri::from_static(u);
+        let de = headers(&[("accept-language", "de")]);
+        assert_eq!(Lang::of_request(&de, &uri("/login")).code, "de");
+        assert_eq!(Lang::of_request(&de, &uri("/login?lang=en")).code, "en");
+        assert_eq!(Lang::of_request(&de, &uri("/login?lang=xx")).code, "de");
+        let both = headers(&[("accept-language", "de"), ("cookie", "a=b; portcullis-lang=en")]);
+        assert_eq!(Lang::of_request(&both, &uri("/login")).code, "en");
+        assert_eq!(Lang::of_request(&both, &uri("/login?x=1&lang=DE")).code, "de");
+        assert_eq!(Lang::of_request(&headers(&[]), &uri("/")).code, "en");
+    }
+
+    #[tokio::test]
+    async fn switcher_links_keep_the_other_parameters() {
+        let links = with_page_query(&Uri::from_static("/login?return_to=%2Fx&lang=de"), async {
+            Lang::named("de").unwrap().switcher()
+        })
+        .await;
+        let hrefs: Vec<_> = links.iter().map(|l| (l.code, l.href.as_str(), l.current)).collect();
+        assert_eq!(
+            hrefs,
+            [
+                ("en", "?return_to=%2Fx&lang=en", false),
+                ("de", "?return_to=%2Fx&lang=de", true)
+            ]
+        );
+        assert_eq!(Lang::english().switcher()[1].href, "?lang=de");
     }
 
     #[test]

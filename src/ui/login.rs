@@ -9,12 +9,11 @@ use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-use super::pages::{Chrome, render, set_cookie};
+use super::pages::{Chrome, render, render_with_login_token, set_cookie};
 use super::providers::{ProviderButton, provider_buttons};
 use super::return_to::safe_return_to;
 use super::{
-    ENROL_COOKIE, LOGIN_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token,
-    login_form_token_matches,
+    ENROL_COOKIE, Lang, MFA_COOKIE, SESSION_COOKIE, cookie, current_session, login_form_token, login_form_token_matches,
 };
 use crate::domain::login::LoginOutcome;
 use crate::domain::mfa::SecondFactor;
@@ -33,6 +32,8 @@ struct LoginPage<'a> {
     login_token: &'a str,
     /// One button per configured upstream provider.
     providers: Vec<ProviderButton>,
+    /// Self-registration is on: the page links to `/register`.
+    registration_open: bool,
 }
 
 #[derive(Template)]
@@ -131,13 +132,9 @@ fn sign_in_form(
         return_to,
         login_token: &token,
         providers: provider_buttons(service, lang, return_to),
+        registration_open: service.registration_open(),
     };
-    let mut res = render(status, &page);
-    if new {
-        let (name, value) = set_cookie(LOGIN_COOKIE, &token, None);
-        res.headers_mut().append(name, value);
-    }
-    res
+    render_with_login_token(status, &page, &token, new)
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,9 +149,9 @@ pub struct LoginForm {
     login_token: String,
 }
 
-/// The browser session a finished sign-in opens (replacing the one this browser's
+/// The browser session a finished sign-in (or registration) opens (replacing the one this browser's
 /// cookie named, if any), and the way on.
-async fn signed_in(
+pub(super) async fn signed_in(
     service: &Portcullis,
     pair: &TokenPair,
     headers: &HeaderMap,
@@ -196,6 +193,7 @@ pub async fn login_submit(
             return_to,
             login_token: &form.login_token,
             providers: provider_buttons(&service, lang, return_to),
+            registration_open: service.registration_open(),
         };
         render(status, &page)
     };

@@ -12,14 +12,16 @@
 pub mod account;
 pub mod api_keys;
 mod assets;
+mod branding;
 pub mod enrol;
-mod error_page;
+mod errors;
 mod i18n;
 pub mod identities;
 pub mod login;
 pub mod pages;
 pub mod profile;
 mod providers;
+pub mod register;
 mod return_to;
 pub mod sessions;
 pub mod step_up;
@@ -39,7 +41,7 @@ use crate::config::Config;
 use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 pub use assets::asset;
-pub use i18n::Lang;
+pub use i18n::{Lang, LangLink};
 
 /// A part of a language's message catalogue (see `i18n`): (key, text), placeholders
 /// `{n}`. Page modules keep their own strings beside their handlers.
@@ -79,47 +81,80 @@ pub fn login_form_token_matches(headers: &HeaderMap, presented: &str) -> bool {
         .is_some_and(|v| bool::from(v.as_bytes().ct_eq(presented.as_bytes())))
 }
 
-/// What every page needs: the header values computed once at start-up.
+/// What every page needs: the header values computed once at start-up, the settings
+/// its error pages are drawn with, and which paths are the API's (`fallback_layer`).
 pub struct PagePolicy {
     csp: HeaderValue,
-    /// The base path, for the layout of an error page (`error_page`).
-    base: String,
+    config: Config,
+    /// The first segment of every API path (`auth`, `admin`, `health`...).
+    api_segments: Vec<String>,
 }
 
 impl PagePolicy {
-    pub fn new(config: &Config) -> Self {
-        // Forms may post to ourselves and to the upstream providers (their sign-in; a
-        // form that links a provider is answered with a redirect to its authorization
-        // endpoint, which form-action governs too).
-        let mut form_action = vec!["'self'".to_string()];
-        for p in &config.oauth.providers {
-            let endpoint = p.endpoints.authorization.as_deref();
-            for origin in [Some(p.issuer.as_str()), endpoint]
-                .into_iter()
-                .flatten()
-                .filter_map(origin_of)
-            {
-                if !form_action.contains(&origin) {
-                    form_action.push(origin);
-                }
-            }
-        }
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
-            form_action.join(" ")
-        );
+    /// `api_paths`: the route table's paths that are not pages.
+    pub fn new<'a>(config: &Config, api_paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut api_segments: Vec<String> = api_paths.into_iter().map(|p| first_segment(p).to_string()).collect();
+        api_segments.sort();
+        api_segments.dedup();
         Self {
-            csp: HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
-            base: config.server.base_path.clone(),
+            csp: page_csp(config),
+            config: config.clone(),
+            api_segments,
         }
     }
+
+    /// Whether a path no route matched would be a page's: under the base path, and
+    /// not under any of the API's first segments.
+    fn is_page_path(&self, path: &str) -> bool {
+        path.strip_prefix(&self.config.server.base_path)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .is_some_and(|rest| !self.api_segments.iter().any(|s| s == first_segment(rest)))
+    }
+}
+
+/// The pages' Content-Security-Policy, from the settings: scripts and styles only our
+/// own, images ours (and a logo's origin), forms posting to us and the upstream
+/// providers, nothing framing us.
+fn page_csp(config: &Config) -> HeaderValue {
+    // Forms may post to ourselves and to the upstream providers (their sign-in; a
+    // form that links a provider is answered with a redirect to its authorization
+    // endpoint, which form-action governs too).
+    let mut form_action = vec!["'self'".to_string()];
+    for p in &config.oauth.providers {
+        let endpoint = p.endpoints.authorization.as_deref();
+        for origin in [Some(p.issuer.as_str()), endpoint]
+            .into_iter()
+            .flatten()
+            .filter_map(origin_of)
+        {
+            if !form_action.contains(&origin) {
+                form_action.push(origin);
+            }
+        }
+    }
+    // A logo elsewhere (an https URL, see `branding`) is an image the pages load.
+    let img_src = match branding::logo_origin(config) {
+        Some(origin) => format!("'self' data: {origin}"),
+        None => "'self' data:".to_string(),
+    };
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src {img_src}; form-action {}; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
+        form_action.join(" ")
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+}
+
+/// `auth` of `/auth/login`.
+fn first_segment(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default()
 }
 
 /// A page answered by a route that is not a page's (the upstream providers' callback,
 /// which the API shares) gets the pages' CSP all the same.
 pub fn with_page_policy(service: &Portcullis, mut res: Response) -> Response {
-    let policy = PagePolicy::new(service.config());
-    res.headers_mut().entry(CONTENT_SECURITY_POLICY).or_insert(policy.csp);
+    res.headers_mut()
+        .entry(CONTENT_SECURITY_POLICY)
+        .or_insert_with(|| page_csp(service.config()));
     res
 }
 
@@ -131,17 +166,57 @@ fn origin_of(url: &str) -> Option<String> {
         .then(|| format!("{scheme}://{host}"))
 }
 
-/// Around every page: the cross-site check for anything but GET/HEAD, then the page's
-/// headers (the app's layer adds nosniff, no-referrer and `Cache-Control: no-store`),
-/// with an error answer shown as a page (`error_page`).
+/// Around every page (outside its rate limit, so a 429 is a page too): the cross-site
+/// check for anything but GET/HEAD, then the answer as a page in the person's language
+/// when it is an error (`errors`), the language the switcher picked remembered, and
+/// the page's headers (the app's layer adds nosniff, no-referrer and
+/// `Cache-Control: no-store`).
 pub async fn page_layer(State(policy): State<Arc<PagePolicy>>, req: Request, next: Next) -> Response {
-    let chrome = pages::Chrome::with_base(Lang::of_request(req.headers()), policy.base.clone());
-    let res = if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers()) {
-        AppError::Forbidden("cross-site form posts are refused".into()).into_response()
+    let as_page = !errors::wants_json(req.headers());
+    let lang = Lang::of_request(req.headers(), req.uri());
+    let uri = req.uri().clone();
+    if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req.headers()) {
+        let refused = AppError::Forbidden("cross-site form posts are refused".into()).into_response();
+        return dress(&policy, lang, None, as_page, &uri, refused).await;
+    }
+    let picked = i18n::picked_in_query(&uri);
+    let res = i18n::with_page_query(&uri, next.run(req)).await;
+    dress(&policy, lang, picked, as_page, &uri, res).await
+}
+
+/// Around the router's answers for paths no route matches (404) and methods a path
+/// does not take (405): on a page's path, to a browser (`Accept: text/html`), the
+/// same dress as `page_layer`'s; anything else stays the API's problem+json.
+pub async fn fallback_layer(State(policy): State<Arc<PagePolicy>>, req: Request, next: Next) -> Response {
+    if !policy.is_page_path(req.uri().path()) || !errors::wants_html(req.headers()) {
+        return next.run(req).await;
+    }
+    let lang = Lang::of_request(req.headers(), req.uri());
+    let uri = req.uri().clone();
+    let res = next.run(req).await;
+    dress(&policy, lang, None, true, &uri, res).await
+}
+
+/// An answer on a page's path: an error as a page (unless JSON was asked for), the
+/// picked language remembered, and the CSP.
+async fn dress(
+    policy: &PagePolicy,
+    lang: Lang,
+    picked: Option<Lang>,
+    as_page: bool,
+    uri: &axum::http::Uri,
+    res: Response,
+) -> Response {
+    let mut res = if as_page {
+        i18n::with_page_query(uri, errors::as_page(&policy.config, lang, res)).await
     } else {
-        next.run(req).await
+        res
     };
-    let mut res = error_page::as_page(res, chrome).await;
+    if let Some(picked) = picked {
+        // A year: the choice is the person's, not the browser's language setting.
+        let (name, value) = pages::set_cookie(i18n::LANG_COOKIE, picked.code, Some(365 * 24 * 3600));
+        res.headers_mut().append(name, value);
+    }
     res.headers_mut()
         .entry(CONTENT_SECURITY_POLICY)
         .or_insert_with(|| policy.csp.clone());

@@ -8,8 +8,10 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::Lang;
 use super::assets::css_name;
+use super::branding;
+use super::{Lang, LangLink};
+use crate::config::Config;
 use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 
@@ -18,17 +20,35 @@ pub struct Chrome {
     pub lang: Lang,
     pub base: String,
     pub css: String,
+    /// The operator's colour (`branding`), loaded after `css`.
+    pub brand_css: Option<String>,
+    /// The product name in the header and titles.
+    pub product: String,
+    pub logo: Option<String>,
+    /// The language switcher.
+    pub langs: Vec<LangLink>,
 }
 
 impl Chrome {
     pub fn new(service: &Portcullis, lang: Lang) -> Self {
-        Self::with_base(lang, service.config().server.base_path.clone())
+        Self::for_config(service.config(), lang)
     }
 
-    /// For the page layer, which has the configuration's base path but no service.
-    pub fn with_base(lang: Lang, base: String) -> Self {
+    /// As `new`, where only the settings are at hand (the error pages).
+    pub fn for_config(config: &Config, lang: Lang) -> Self {
+        let base = config.server.base_path.clone();
         let css = format!("{base}/assets/{}", css_name());
-        Self { lang, base, css }
+        Self {
+            brand_css: branding::stylesheet(config),
+            product: branding::product_name(config)
+                .unwrap_or_else(|| lang.get("product"))
+                .to_string(),
+            logo: branding::logo_src(config),
+            langs: lang.switcher(),
+            lang,
+            base,
+            css,
+        }
     }
 }
 
@@ -37,6 +57,17 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => AppError::internal(anyhow::anyhow!("template: {e}")).into_response(),
     }
+}
+
+/// A page whose form carries the sign-in form's token (sign-in, registration): with
+/// the cookie holding it when the browser had none yet (`.1` of `ui::login_form_token`).
+pub fn render_with_login_token(status: StatusCode, page: &impl Template, token: &str, new: bool) -> Response {
+    let mut res = render(status, page);
+    if new {
+        let (name, value) = set_cookie(super::LOGIN_COOKIE, token, None);
+        res.headers_mut().append(name, value);
+    }
+    res
 }
 
 /// A cookie of ours: `__Host-` rules (Secure, Path=/, no Domain), HttpOnly, Lax.
