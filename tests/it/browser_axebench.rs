@@ -38,7 +38,7 @@ async fn page_errors_are_pages_in_the_browsers_language() {
         );
         assert!(res.text.contains("<html lang=\"en\">"), "{}", res.text);
         assert!(
-            res.text.contains("<title>Request refused · Portcullis</title>"),
+            res.text.contains("<title>Not allowed · Portcullis</title>"),
             "{}",
             res.text
         );
@@ -56,9 +56,9 @@ async fn page_errors_are_pages_in_the_browsers_language() {
         .await;
         assert_eq!(res.status, 403);
         assert!(res.text.contains("<html lang=\"de\">"), "{}", res.text);
-        assert!(res.text.contains("Anfrage abgelehnt"), "{}", res.text);
+        assert!(res.text.contains("Nicht erlaubt"), "{}", res.text);
         assert!(res.text.contains("CSRF token is missing or wrong"), "{}", res.text);
-        assert!(!res.text.contains("\"detail\""), "no JSON on a page: {}", res.text);
+        assert!(!res.text.contains("\"detail\":"), "no JSON on a page: {}", res.text);
 
         // Still signed in; the JSON API still answers problem+json.
         assert_eq!(get_page(&s, "/account", Some(&cookie)).await.status, 200);
@@ -120,7 +120,7 @@ async fn signed_out_german_and_refused_pages_are_accessible_in_chromium() {
         .unwrap();
     click_and_wait(&page, "#sign-out").await;
     let html = text_of(&page).await;
-    assert!(html.contains("Anfrage abgelehnt"), "{html}");
+    assert!(html.contains("Nicht erlaubt"), "{html}");
     screenshots(&page, "refused-de").await;
     // Its way out leads back to the account page.
     click_and_wait(&page, "main a").await;
