@@ -13,8 +13,8 @@ use chromiumoxide::cdp::browser_protocol::target::GetTargetInfoParams;
 use portcullis::crypto::totp;
 
 use crate::browser::{
-    WAIT, browser, click_and_wait, fresh_page, goto, only_our_origin, origin, screenshots, sign_in_form, submit,
-    text_of, url_of,
+    WAIT, browser, click_and_wait, fresh_page, goto, only_our_origin, origin, screenshot_for_docs, screenshots,
+    sign_in_form, submit, text_of, url_of,
 };
 use crate::pages_two_factor::now;
 use crate::support::*;
@@ -103,6 +103,9 @@ async fn enrol_download_the_codes_and_sign_in_with_one_in_chromium() {
         assert!(qr_shown(&page).await, "{}", text_of(&page).await);
         let secret = secret_shown(&page).await;
         screenshots(&page, &shot("setup")).await;
+        if backend == Backend::Sqlite {
+            screenshot_for_docs(&page, "two-factor-setup").await;
+        }
 
         // A wrong code, then the right one.
         let code = totp::code_at(&secret, now()).unwrap();
