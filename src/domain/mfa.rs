@@ -16,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::authn::{Credential, ENROLLMENT_TOKEN_PREFIX, MFA_TOKEN_PREFIX, Principal};
-use super::{Actor, BrowserSession, ClientContext, Portcullis, TokenPair};
+use super::{Actor, ClientContext, Portcullis, TokenPair};
 use crate::crypto::{tokens, totp};
 use crate::error::{AppError, AppResult};
 use crate::store::UserRow;
@@ -305,21 +305,6 @@ impl Portcullis {
         })
     }
 
-    /// The caller's enrolment that is started but not confirmed, shown again (None
-    /// when there is none): a page reloaded, or a mistyped code, must not make the
-    /// person scan a new QR code. Once confirmed, the secret is never shown again.
-    pub async fn pending_totp(&self, caller: &Principal) -> AppResult<Option<TotpEnrollment>> {
-        require_person(caller)?;
-        let user = self.user(caller.user_id).await?;
-        match self.store().totp(user.id).await? {
-            Some(row) if row.confirmed_at.is_none() => {
-                let secret = self.open_totp(user.id, &row.secret)?;
-                self.enrollment_of(&user, &secret).map(Some)
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Ends a sign-in that had to enrol first: confirms the enrolment the
     /// enrolment-only token started (as `confirm_totp`, which spends the token) and starts
     /// the session (`amr` the first factor's plus `otp`, the code just given). The
@@ -436,22 +421,6 @@ impl Portcullis {
             return Err(AppError::validation("code", "is not a valid code or recovery code"));
         }
         self.login_succeeded(&user.username).await?;
-        self.remove_totp(&user, ctx).await
-    }
-
-    /// Removes the factor of a signed-in browser's person. The proof is the pages'
-    /// step-up (`step_up_browser`: nothing while the last proof is within
-    /// `MFA_STEP_UP_MAX_AGE_SECONDS`, else a current code or the password), checked
-    /// here so no page can remove a factor without it. A failed proof is
-    /// `InvalidCredentials`, as the step-up's.
-    pub async fn disable_totp_in_browser(
-        &self,
-        session: &BrowserSession,
-        proof: &str,
-        ctx: &ClientContext,
-    ) -> AppResult<()> {
-        self.step_up_browser(session, proof, ctx).await?;
-        let user = self.user(session.user_id).await?;
         self.remove_totp(&user, ctx).await
     }
 

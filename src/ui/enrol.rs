@@ -20,7 +20,7 @@ use super::return_to::safe_return_to;
 use super::two_factor::{RecoveryCodesPage, failure};
 use super::{ENROL_COOKIE, Lang, SESSION_COOKIE, cookie};
 use crate::domain::mfa::TotpEnrollment;
-use crate::domain::{ClientContext, Portcullis};
+use crate::domain::{ClientContext, Portcullis, Principal};
 use crate::error::{AppError, AppResult};
 
 #[derive(Template)]
@@ -28,28 +28,30 @@ use crate::error::{AppError, AppResult};
 struct EnrolPage<'a> {
     c: Chrome,
     message: Option<String>,
-    /// None: the sign-in has expired (the page links to the sign-in page).
+    /// False: the sign-in has expired (the page links to the sign-in page).
+    live: bool,
+    /// The new key and QR code, when the page starts the set-up.
     setup: Option<TotpEnrollment>,
     return_to: &'a str,
 }
 
-/// The enrolment the cookie's token has pending, started now if there is none; None
-/// when the token is missing, expired or spent.
-async fn pending(service: &Portcullis, headers: &HeaderMap, ctx: &ClientContext) -> AppResult<Option<TotpEnrollment>> {
+/// Whom the cookie's enrolment-only token stands for; None when it is missing,
+/// expired or spent.
+async fn enrolling(service: &Portcullis, headers: &HeaderMap) -> AppResult<Option<std::sync::Arc<Principal>>> {
     let Some(token) = cookie(headers, ENROL_COOKIE).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    let caller = match service.authenticate_enrollment(token).await {
-        Ok(caller) => caller,
-        Err(AppError::InvalidToken(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    match service.pending_totp(&caller).await? {
-        Some(setup) => Ok(Some(setup)),
-        None => service.enroll_totp(&caller, None, ctx).await.map(Some),
+    match service.authenticate_enrollment(token).await {
+        Ok(caller) => Ok(Some(caller)),
+        Err(AppError::InvalidToken(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
+/// The enrolment page. Shown afresh (`failed` None), it starts a new key and shows it:
+/// a key started elsewhere is never shown again, so someone else who knows the
+/// password cannot read the key this person is adding. After a wrong code it asks for
+/// the code again without the key, which the person has already added.
 async fn show(
     service: &Portcullis,
     lang: Lang,
@@ -58,15 +60,21 @@ async fn show(
     return_to: &str,
     failed: Option<(StatusCode, String)>,
 ) -> AppResult<Response> {
-    let setup = pending(service, headers, ctx).await?;
-    let (status, message) = match (&setup, failed) {
-        (None, _) => (StatusCode::UNAUTHORIZED, Some(lang.get("code_expired").to_string())),
-        (Some(_), Some((status, message))) => (status, Some(message)),
-        (Some(_), None) => (StatusCode::OK, None),
+    let caller = enrolling(service, headers).await?;
+    let setup = match (&caller, &failed) {
+        (Some(caller), None) => Some(service.enroll_totp(caller, None, ctx).await?),
+        _ => None,
+    };
+    let live = caller.is_some();
+    let (status, message) = match (live, failed) {
+        (false, _) => (StatusCode::UNAUTHORIZED, Some(lang.get("code_expired").to_string())),
+        (true, Some((status, message))) => (status, Some(message)),
+        (true, None) => (StatusCode::OK, None),
     };
     let page = EnrolPage {
         c: Chrome::new(service, lang),
         message,
+        live,
         setup,
         return_to,
     };

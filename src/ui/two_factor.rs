@@ -7,7 +7,8 @@
 //!   session for it (a stolen cookie alone must not put someone else's authenticator on
 //!   the account); no step-up besides, which would ask for the same thing twice;
 //! - new recovery codes take a current code or recovery code, as the API's do;
-//! - turning the factor off is behind the pages' step-up (`disable_totp_in_browser`).
+//! - turning the factor off asks for the password and a code, as the API does
+//!   (`disable_totp`), however recent the sign-in.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -18,7 +19,6 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::pages::{Chrome, CsrfForm, check_csrf, render};
-use super::step_up::{StepUpField, StepUpForm};
 use super::{Lang, Messages};
 use crate::domain::mfa::{SecondFactor, TotpEnrollment};
 use crate::domain::{BrowserSession, ClientContext, Portcullis};
@@ -36,12 +36,15 @@ struct TwoFactorPage<'a> {
     on: bool,
     required: bool,
     codes_left: i64,
-    /// The pending enrolment, shown again until it is confirmed.
+    /// Set-up started, not confirmed: the page asks for a code.
+    pending: bool,
+    /// The new key and QR code, only in the answer to the form that started the set-up
+    /// (with the password): a later visit, perhaps from another session of someone who
+    /// knows the password, never sees it.
     setup: Option<TotpEnrollment>,
     /// Whether starting enrolment asks for the password (an account made by a
     /// provider sign-in has none).
     has_password: bool,
-    step_up: Option<StepUpField>,
 }
 
 /// The recovery codes, shown once: in the page, and as a text file to download.
@@ -100,7 +103,19 @@ async fn show(
     message: Option<String>,
     notice: Option<&'static str>,
 ) -> AppResult<Response> {
-    let principal = service.browser_principal(session).await?;
+    show_with(service, lang, session, status, message, notice, None).await
+}
+
+/// `show`, with the key and QR code of a set-up just started.
+async fn show_with(
+    service: &Portcullis,
+    lang: Lang,
+    session: &BrowserSession,
+    status: StatusCode,
+    message: Option<String>,
+    notice: Option<&'static str>,
+    setup: Option<TotpEnrollment>,
+) -> AppResult<Response> {
     let mfa = service.mfa_status(session.user_id).await?;
     let on = mfa.totp == "enabled";
     let page = TwoFactorPage {
@@ -116,13 +131,9 @@ async fn show(
         on,
         required: mfa.required,
         codes_left: mfa.recovery_codes_left,
-        setup: service.pending_totp(&principal).await?,
+        pending: mfa.totp == "pending",
+        setup,
         has_password: service.user(session.user_id).await?.password_hash.is_some(),
-        step_up: if on {
-            super::step_up::field(service, session).await?
-        } else {
-            None
-        },
     };
     Ok(render(status, &page))
 }
@@ -183,7 +194,7 @@ pub async fn enrol(
     check_csrf(&session, &form.csrf)?;
     let principal = service.browser_principal(&session).await?;
     match service.enroll_totp(&principal, Some(&form.password), &ctx).await {
-        Ok(_) => Ok(back_to_page(&service, None)),
+        Ok(setup) => show_with(&service, lang, &session, StatusCode::OK, None, None, Some(setup)).await,
         Err(e) => show_failure(&service, lang, &session, e).await,
     }
 }
@@ -249,11 +260,15 @@ pub async fn regenerate(
 pub struct DisableForm {
     #[serde(flatten)]
     csrf: CsrfForm,
-    #[serde(flatten)]
-    step_up: StepUpForm,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    code: String,
 }
 
-/// `POST /account/two-factor/disable`: turns the factor off, behind the step-up.
+/// `POST /account/two-factor/disable`: turns the factor off for the password (when
+/// the account has one) and a current code or recovery code, as
+/// `DELETE /auth/mfa/totp` asks: a session alone, however recent, never removes it.
 pub async fn disable(
     State(service): State<Portcullis>,
     lang: Lang,
@@ -262,13 +277,14 @@ pub async fn disable(
     Form(form): Form<DisableForm>,
 ) -> AppResult<Response> {
     check_csrf(&session, &form.csrf)?;
+    let principal = service.browser_principal(&session).await?;
     match service
-        .disable_totp_in_browser(&session, &form.step_up.reauth, &ctx)
+        .disable_totp(&principal, &form.password, SecondFactor::typed(&form.code), &ctx)
         .await
     {
         Ok(()) => Ok(back_to_page(&service, Some("off"))),
         Err(AppError::InvalidCredentials(_)) => {
-            let message = Some(lang.get("step_up_failed").to_string());
+            let message = Some(lang.get("tf_bad_code").to_string());
             show(&service, lang, &session, StatusCode::UNAUTHORIZED, message, None).await
         }
         Err(e) => show_failure(&service, lang, &session, e).await,
@@ -277,6 +293,10 @@ pub async fn disable(
 
 pub const EN: Messages = &[
     ("tf_title", "Two-factor authentication"),
+    (
+        "tf_pending_hint",
+        "Enter the code your authenticator app shows for the key you added. Lost the key? Start again for a new one.",
+    ),
     ("tf_status", "Status"),
     ("tf_off", "Off"),
     ("tf_pending", "Set-up started, not confirmed yet"),
@@ -326,6 +346,10 @@ pub const EN: Messages = &[
 
 pub const DE: Messages = &[
     ("tf_title", "Zwei-Faktor-Authentifizierung"),
+    (
+        "tf_pending_hint",
+        "Geben Sie den Code ein, den Ihre Authenticator-App für den hinzugefügten Schlüssel zeigt. Schlüssel verloren? Beginnen Sie neu, um einen neuen zu erhalten.",
+    ),
     ("tf_status", "Status"),
     ("tf_off", "Aus"),
     ("tf_pending", "Einrichtung begonnen, noch nicht bestätigt"),

@@ -21,7 +21,9 @@ use crate::error::{AppError, AppResult};
 const FLOW_COOKIE_SECONDS: u64 = 600;
 
 /// `GET /login/oauth/{provider}`: a provider button; off to the provider, with the
-/// cookie that ties the flow to this browser.
+/// cookie that ties the flow to this browser. A browser already signed in goes where
+/// `/login` would send it: a link on another site must not swap its session for the
+/// account the provider maps to.
 pub async fn start(
     State(service): State<Portcullis>,
     lang: Lang,
@@ -30,6 +32,9 @@ pub async fn start(
     Query(q): Query<LoginQuery>,
 ) -> AppResult<Response> {
     let return_to = safe_return_to(q.return_to()).unwrap_or("");
+    if super::current_session(&service, &headers).await?.is_some() {
+        return Ok(Redirect::to(&super::login::landing(&service, return_to)).into_response());
+    }
     match service.oauth_page_authorize_url(&provider, return_to).await {
         Ok((url, browser)) => Ok(to_provider(&url, &browser)),
         Err(e) => failed(&service, lang, &headers, &provider, e, return_to),
