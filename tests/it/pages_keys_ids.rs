@@ -609,3 +609,24 @@ async fn identities_link_and_unlink_but_never_the_last_way_in_nor_anothers_ident
         s.stop().await;
     }
 }
+
+/// A provider button followed by a browser already signed in (say, a link on another
+/// site) starts no flow: the browser goes where `/login` sends it, and keeps its
+/// session, rather than being signed in as whoever the provider maps to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_button_leaves_a_signed_in_browser_as_it_is() {
+    let acme = FakeProvider::start(None).await;
+    let settings = provider_settings("acme", &acme);
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &pairs(&settings)).await;
+    s.register("olga").await;
+    let mut jar = Jar::default();
+    sign_in_in(&s, "olga", &mut jar).await;
+    let session = jar.get("__Host-portcullis").map(str::to_string);
+    let res = get_in(&s, "/login/oauth/acme?return_to=%2Faccount%2Fsessions", &mut jar).await;
+    assert_eq!(res.status, 303, "{}", res.text);
+    assert_eq!(location(&res), "/account/sessions");
+    assert!(jar.get("__Host-portcullis-oauth").is_none(), "no flow started");
+    assert_eq!(jar.get("__Host-portcullis").map(str::to_string), session);
+    assert_eq!(get_in(&s, "/account", &mut jar).await.status, 200);
+    s.stop().await;
+}
