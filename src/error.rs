@@ -10,11 +10,67 @@ use serde::Serialize;
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The code of a field error with no finer reason: pages show its English message.
+pub const INVALID: &str = "invalid";
+
 /// One invalid field of a request body.
+///
+/// `message` is the English sentence API clients have always read; `code` names the
+/// same reason in a stable, machine-readable way (`crate::domain::validate::CODES`
+/// lists them), so the hosted pages can say it in the reader's language, with `args`
+/// filled in and, for a guessable password, zxcvbn's `advice` as codes too. Made only
+/// through `FieldError::new`, so no error is without a code.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// The reason, e.g. `password_too_short`; `invalid` when no finer one exists.
+    pub code: &'static str,
+    /// The numbers the reason's text names (`{n}`, `{min}`, `{max}`), by name.
+    #[serde(skip)]
+    #[schema(ignore)]
+    args: Vec<(&'static str, i64)>,
+    /// zxcvbn's warning and suggestion for a guessable password, as codes
+    /// (`crate::domain::validate::ADVICE_CODES`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    advice: Vec<&'static str>,
+}
+
+impl FieldError {
+    /// The one way to make a field error: which field, why (a code), and the English
+    /// words for the API.
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+            code,
+            args: Vec::new(),
+            advice: Vec::new(),
+        }
+    }
+
+    /// Names a number the reason's text shows.
+    pub fn arg(mut self, name: &'static str, value: impl TryInto<i64>) -> Self {
+        if let Ok(v) = value.try_into() {
+            self.args.push((name, v));
+        }
+        self
+    }
+
+    /// Adds advice codes (zxcvbn's feedback).
+    pub fn advice(mut self, codes: impl IntoIterator<Item = &'static str>) -> Self {
+        self.advice.extend(codes);
+        self
+    }
+
+    pub fn args(&self) -> &[(&'static str, i64)] {
+        &self.args
+    }
+
+    pub fn advice_codes(&self) -> &[&'static str] {
+        &self.advice
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +123,14 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A single field error whose reason has no finer code than `invalid` (pages show
+    /// its English words); `validation_coded` names one.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError {
-            field: field.to_string(),
-            message: message.into(),
-        }])
+        Self::validation_coded(field, INVALID, message)
+    }
+
+    pub fn validation_coded(field: &str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, code, message)])
     }
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {

@@ -148,7 +148,13 @@ impl Portcullis {
                     "give a password or a password hash, not both".into(),
                 ));
             }
-            (None, None) => return Err(AppError::validation("password", "is required")),
+            (None, None) => {
+                return Err(AppError::validation_coded(
+                    "password",
+                    validate::REQUIRED,
+                    "is required",
+                ));
+            }
         };
         let user = inner
             .store
@@ -286,12 +292,13 @@ impl Portcullis {
         };
         let email = changes.email.unwrap_or(current.email);
         // A username that is an email stays the account's own (see `username_for`).
-        validate::all([
-            validate::username_for(&current.username, &email).map_err(|_| FieldError {
-                field: "email".into(),
-                message: format!("must stay {} while that is your username", current.username),
-            }),
-        ])?;
+        validate::all([validate::username_for(&current.username, &email).map_err(|_| {
+            FieldError::new(
+                "email",
+                "email_must_stay",
+                format!("must stay {} while that is your username", current.username),
+            )
+        })])?;
         let record = self.audit_record(event);
         let user = self
             .store()
@@ -323,13 +330,18 @@ impl Portcullis {
         self.begin_login_attempt(&user.username).await?;
         let verified = inner.hasher.verify(current, user.password_hash.as_deref()).await?;
         if !verified.ok {
-            return Err(AppError::validation("current_password", "is incorrect"));
+            return Err(AppError::validation_coded(
+                "current_password",
+                validate::INCORRECT,
+                "is incorrect",
+            ));
         }
         self.login_succeeded(&user.username).await?;
         validate::all([inner.policy.check("new_password", new, &user.username, &user.email)])?;
         if current == new {
-            return Err(AppError::validation(
+            return Err(AppError::validation_coded(
                 "new_password",
+                "password_unchanged",
                 "must differ from the current password",
             ));
         }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::client_ip::ClientIp;
 use crate::domain::{Actor, ClientContext};
-use crate::error::{AppError, FieldError};
+use crate::error::{AppError, FieldError, INVALID};
 
 /// JSON body; malformed JSON is 400, wrong types or missing fields 422 naming the
 /// field, a wrong content type 415, an oversized body 413. Unknown fields are ignored,
@@ -32,7 +32,7 @@ fn data_error(text: &str, whole: &str) -> AppError {
     if let Some(rest) = msg.strip_prefix("missing field `")
         && let Some((field, _)) = rest.split_once('`')
     {
-        return AppError::validation(field, "is required");
+        return AppError::validation_coded(field, crate::domain::validate::REQUIRED, "is required");
     }
     // serde_path_to_error prefixes the path: "username: invalid type: ..."
     if let Some((path, detail)) = msg.split_once(": ")
@@ -40,15 +40,13 @@ fn data_error(text: &str, whole: &str) -> AppError {
         && !path.is_empty()
     {
         let detail = detail.split(" at line ").next().unwrap_or(detail);
-        return AppError::Validation(vec![FieldError {
-            field: path.to_string(),
-            message: detail.to_string(),
-        }]);
+        return AppError::Validation(vec![FieldError::new(path, INVALID, detail)]);
     }
-    AppError::Validation(vec![FieldError {
-        field: whole.into(),
-        message: msg.split(" at line ").next().unwrap_or(&msg).to_string(),
-    }])
+    AppError::Validation(vec![FieldError::new(
+        whole,
+        INVALID,
+        msg.split(" at line ").next().unwrap_or(&msg),
+    )])
 }
 
 /// A request body that could not be read: larger than `limit` (413), not arrived

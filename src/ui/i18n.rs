@@ -92,6 +92,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::two_factor::EN,
             super::profile::EN,
             super::sessions::EN,
+            super::field_errors::EN,
         ],
     ),
     (
@@ -107,6 +108,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::two_factor::DE,
             super::profile::DE,
             super::sessions::DE,
+            super::field_errors::DE,
         ],
     ),
 ];

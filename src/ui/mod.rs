@@ -15,6 +15,7 @@ mod assets;
 mod branding;
 pub mod enrol;
 mod errors;
+mod field_errors;
 mod i18n;
 pub mod identities;
 pub mod login;

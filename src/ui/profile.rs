@@ -33,8 +33,9 @@ pub(super) fn notice(lang: Lang, q: &DoneQuery, known: &[(&str, &'static str)]) 
         .map(|(_, key)| lang.get(key))
 }
 
-/// A form that failed: the message for each field the domain refused (its own words
-/// after ours, e.g. zxcvbn's advice), and a message for the whole form.
+/// A form that failed: the message for each field the domain refused (the reason, in
+/// the page's language, after the field's own words, e.g. zxcvbn's advice), and a
+/// message for the whole form.
 #[derive(Debug, Default)]
 struct Problems {
     form: Option<String>,
@@ -50,17 +51,17 @@ impl Problems {
     }
 
     /// The domain's field errors, each in our catalogue's words for its field (the key
-    /// `<prefix><field>`), followed by the domain's detail (which rule, zxcvbn's advice)
+    /// `<prefix><field>`), followed by the reason in `lang` (which rule, zxcvbn's advice)
     /// unless the field is `terse` (the detail would add nothing).
     fn fields(lang: Lang, prefix: &str, errors: &[FieldError], terse: &[&str]) -> Self {
         let fields = errors
             .iter()
             .map(|e| {
                 let message = match lang.get(&format!("{prefix}{}", e.field)) {
-                    // A field we have no words for: the domain's alone.
-                    "?" => e.message.clone(),
+                    // A field we have no words for: the reason alone.
+                    "?" => super::field_errors::reason(lang, e),
                     ours if terse.contains(&e.field.as_str()) => ours.to_string(),
-                    ours => format!("{ours} ({})", e.message),
+                    ours => format!("{ours} ({})", super::field_errors::reason(lang, e)),
                 };
                 (e.field.clone(), message)
             })

@@ -134,17 +134,17 @@ pub async fn register_submit(
     }
 }
 
-/// A field's failure for the page: the field's label in `lang`, then the domain's
-/// words (for a weak password, zxcvbn's warning and suggestion).
+/// A field's failure for the page: the field's label in `lang`, then the reason in
+/// `lang` (for a weak password, zxcvbn's warning and suggestion too).
 fn field_error(lang: Lang, e: &FieldError) -> String {
     let label = match e.field.as_str() {
         "username" => lang.get("username"),
         "email" => lang.get("email"),
         "full_name" => lang.get("full_name_label"),
         "password" => lang.get("password_label"),
-        _ => return e.message.clone(),
+        _ => return super::field_errors::reason(lang, e),
     };
-    format!("{label}: {}", e.message)
+    format!("{label}: {}", super::field_errors::reason(lang, e))
 }
 
 pub const EN: Messages = &[

@@ -391,6 +391,7 @@ async fn the_sample_problem_is_what_the_server_answers() {
     assert_eq!(answer["errors"].as_array().unwrap().len(), 1, "{answer}");
     assert_eq!(answer["errors"][0]["field"], sample["errors"][0]["field"]);
     starts(&answer["errors"][0]["message"], &sample["errors"][0]["message"]);
+    assert_eq!(answer["errors"][0]["code"], sample["errors"][0]["code"]);
     s.stop().await;
 }
 

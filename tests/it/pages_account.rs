@@ -307,6 +307,33 @@ async fn changing_the_password_on_the_page_ends_every_other_session() {
             res.text
                 .contains("aria-describedby=\"new_password-error password-hint\"")
         );
+        // In German, the reasons are German too (the catalogue's, by the error's code).
+        let german = format!("{cookie}; portcullis-lang=de");
+        let change_de = async |new: &str| {
+            let form = [
+                ("current_password", PASSWORD),
+                ("new_password", new),
+                ("confirm_password", new),
+            ];
+            post_page_form(&s, "/account/password", "/account/password", &german, &form).await
+        };
+        let res = change_de("short").await;
+        assert_eq!(res.status, 422);
+        assert!(
+            res.text
+                .contains("Das neue Passwort kann nicht verwendet werden (muss mindestens 8 Zeichen lang sein)"),
+            "{}",
+            res.text
+        );
+        let res = change_de("password1234").await;
+        assert_eq!(res.status, 422);
+        assert!(res.text.contains("(ist zu leicht zu erraten: "), "{}", res.text);
+        assert!(
+            res.text.contains("Fügen Sie ein oder zwei Wörter hinzu."),
+            "{}",
+            res.text
+        );
+        assert!(!res.text.contains("too easy"), "{}", res.text);
         // Nothing changed so far.
         assert_eq!(s.refresh(&app.refresh).await.status, 200);
         assert_eq!(get_page(&s, "/account", Some(&other_browser)).await.status, 200);
