@@ -40,6 +40,9 @@ pub enum StepUpProof {
     Code,
     /// Otherwise the password.
     Password,
+    /// An account with neither (made by signing in with a provider): only signing in
+    /// again proves the person, so the action is refused until then.
+    SignInAgain,
 }
 
 impl BrowserSession {
@@ -176,8 +179,10 @@ impl Portcullis {
             .is_some_and(|t| t.confirmed_at.is_some());
         Ok(Some(if has_code {
             StepUpProof::Code
-        } else {
+        } else if self.user(session.user_id).await?.password_hash.is_some() {
             StepUpProof::Password
+        } else {
+            StepUpProof::SignInAgain
         }))
     }
 
@@ -189,6 +194,12 @@ impl Portcullis {
         let Some(kind) = self.browser_step_up(session).await? else {
             return Ok(());
         };
+        if kind == StepUpProof::SignInAgain {
+            // Nothing to check, so nothing counted against the account's sign-ins.
+            return Err(AppError::Forbidden(
+                "you signed in a while ago; sign out and sign in again to do this".into(),
+            ));
+        }
         let user = self.user(session.user_id).await?;
         let event = |action: &str| {
             Actor::user(user.id, &user.username, ctx)
@@ -201,6 +212,7 @@ impl Portcullis {
                 .check_second_factor(&user, SecondFactor::typed(proof))
                 .await?
                 .is_ok(),
+            StepUpProof::SignInAgain => false,
             StepUpProof::Password => {
                 let too_long = proof.chars().count() > self.config().passwords.max_length;
                 let stored = user.password_hash.as_deref().filter(|_| !too_long);
@@ -211,7 +223,7 @@ impl Portcullis {
             self.log_event(event("STEP_UP_FAILURE")).await?;
             return Err(AppError::InvalidCredentials(match kind {
                 StepUpProof::Code => "that code is not valid".into(),
-                StepUpProof::Password => "the password is not correct".into(),
+                StepUpProof::Password | StepUpProof::SignInAgain => "the password is not correct".into(),
             }));
         }
         self.login_succeeded(&user.username).await?;

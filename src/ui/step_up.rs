@@ -22,6 +22,7 @@ impl StepUpField {
         match self.0 {
             StepUpProof::Code => "step_up_code",
             StepUpProof::Password => "step_up_password",
+            StepUpProof::SignInAgain => "step_up_sign_in_again",
         }
     }
 
@@ -30,14 +31,20 @@ impl StepUpField {
     pub fn autocomplete(&self) -> &'static str {
         match self.0 {
             StepUpProof::Code => "one-time-code",
-            StepUpProof::Password => "current-password",
+            StepUpProof::Password | StepUpProof::SignInAgain => "current-password",
         }
+    }
+
+    /// Whether the form asks for something (an account with no password and no second
+    /// factor is told to sign in again instead).
+    pub fn asks(&self) -> bool {
+        self.0 != StepUpProof::SignInAgain
     }
 
     pub fn input_type(&self) -> &'static str {
         match self.0 {
             StepUpProof::Code => "text",
-            StepUpProof::Password => "password",
+            StepUpProof::Password | StepUpProof::SignInAgain => "password",
         }
     }
 }
@@ -71,6 +78,10 @@ pub const EN: Messages = &[
     ("step_up_password", "Your password"),
     ("step_up_code", "Code from your authenticator app, or a recovery code"),
     ("step_up_failed", "That did not confirm it is you. Please try again."),
+    (
+        "step_up_sign_in_again",
+        "You signed in a while ago. To do this, sign out and sign in again.",
+    ),
 ];
 
 pub const DE: Messages = &[
@@ -86,5 +97,9 @@ pub const DE: Messages = &[
     (
         "step_up_failed",
         "Das hat Ihre Identität nicht bestätigt. Bitte versuchen Sie es erneut.",
+    ),
+    (
+        "step_up_sign_in_again",
+        "Ihre Anmeldung liegt eine Weile zurück. Melden Sie sich dafür ab und erneut an.",
     ),
 ];

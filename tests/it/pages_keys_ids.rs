@@ -630,3 +630,33 @@ async fn a_provider_button_leaves_a_signed_in_browser_as_it_is() {
     assert_eq!(get_in(&s, "/account", &mut jar).await.status, 200);
     s.stop().await;
 }
+
+/// An account made by a provider sign-in has no password and no second factor: once
+/// the step-up is due, its sensitive forms say to sign in again, and a post is refused
+/// (403, nothing created) without counting towards the account's lockout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_a_password_is_told_to_sign_in_again_for_a_step_up() {
+    let acme = FakeProvider::start(None).await;
+    let mut settings = provider_settings("acme", &acme);
+    settings.push(("MFA_STEP_UP_MAX_AGE_SECONDS".into(), "1".into()));
+    let (s, _db) = TestServer::start_with(Backend::Sqlite, &pairs(&settings)).await;
+    let (mut jar, back) = provider_sign_in(&s, &acme, "acme", Person::new("uma-sub", "uma@example.com")).await;
+    assert_eq!(back.status, 303, "{}", back.text);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let page = get_in(&s, "/account/api-keys", &mut jar).await;
+    assert!(
+        page.text.contains("id=\"step-up-sign-in-again\"") && !page.text.contains("id=\"reauth\""),
+        "{}",
+        page.text
+    );
+    let csrf = csrf_of(&page.text);
+    for _ in 0..7 {
+        let form = [("csrf", csrf.as_str()), ("name", "ci"), ("reauth", "anything")];
+        let res = post_in(&s, "/account/api-keys", &form, &mut jar).await;
+        assert_eq!(res.status, 403, "never 429, nothing was checked: {}", res.text);
+        assert!(res.text.contains("sign in again"), "{}", res.text);
+    }
+    let listed = get_in(&s, "/account/api-keys", &mut jar).await;
+    assert!(!listed.text.contains("pcx_"), "no key was created: {}", listed.text);
+    s.stop().await;
+}
