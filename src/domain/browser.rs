@@ -15,6 +15,7 @@ use super::mfa::SecondFactor;
 use super::{Actor, AuditEvent, ClientContext, Credential, Portcullis, Principal, TokenFacts, TokenPair};
 use crate::crypto::tokens;
 use crate::error::{AppError, AppResult};
+use crate::store::UserRow;
 
 /// A signed-in browser, as the pages see it.
 #[derive(Debug, Clone)]
@@ -165,6 +166,11 @@ impl Portcullis {
     /// while the last proof is within the step-up window (`MFA_STEP_UP_MAX_AGE_SECONDS`;
     /// off: never asked).
     pub async fn browser_step_up(&self, session: &BrowserSession) -> AppResult<Option<StepUpProof>> {
+        Ok(self.step_up_due(session).await?.map(|(proof, _)| proof))
+    }
+
+    /// `browser_step_up`, with the user row it read (the check needs it too).
+    async fn step_up_due(&self, session: &BrowserSession) -> AppResult<Option<(StepUpProof, UserRow)>> {
         let Some(window) = self.config().mfa.step_up_max_age else {
             return Ok(None);
         };
@@ -172,18 +178,20 @@ impl Portcullis {
         if age.to_std().is_ok_and(|age| age <= window) {
             return Ok(None);
         }
+        let user = self.user(session.user_id).await?;
         let has_code = self
             .store()
             .totp(session.user_id)
             .await?
             .is_some_and(|t| t.confirmed_at.is_some());
-        Ok(Some(if has_code {
+        let proof = if has_code {
             StepUpProof::Code
-        } else if self.user(session.user_id).await?.password_hash.is_some() {
+        } else if user.password_hash.is_some() {
             StepUpProof::Password
         } else {
             StepUpProof::SignInAgain
-        }))
+        };
+        Ok(Some((proof, user)))
     }
 
     /// Proves the person at a browser again (the proof `browser_step_up` asks for): a
@@ -191,7 +199,7 @@ impl Portcullis {
     /// the password. Counted like sign-in attempts (the same lockout); recorded as
     /// `STEP_UP` or `STEP_UP_FAILURE`. Nothing is asked while no step-up is due.
     pub async fn step_up_browser(&self, session: &BrowserSession, proof: &str, ctx: &ClientContext) -> AppResult<()> {
-        let Some(kind) = self.browser_step_up(session).await? else {
+        let Some((kind, user)) = self.step_up_due(session).await? else {
             return Ok(());
         };
         if kind == StepUpProof::SignInAgain {
@@ -200,7 +208,6 @@ impl Portcullis {
                 "you signed in a while ago; sign out and sign in again to do this".into(),
             ));
         }
-        let user = self.user(session.user_id).await?;
         let event = |action: &str| {
             Actor::user(user.id, &user.username, ctx)
                 .event(action)
