@@ -128,13 +128,20 @@ fn logo(raw: &str) -> Result<Logo, String> {
             bytes.len()
         ));
     }
-    let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(Logo::File {
-        name: format!("logo-{hex}.{ext}"),
+        name: hashed_name("logo", ext, &bytes),
         content_type,
         bytes: bytes.into(),
     })
+}
+
+/// `<stem>-<first 16 hex digits of the SHA-256 of body>.<ext>`: the name the pages serve
+/// an embedded or configured file under, so it can be cached for good and a new body
+/// is a new name (the stylesheet, the script, the brand colours, a logo).
+pub fn hashed_name(stem: &str, ext: &str, body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{stem}-{hex}.{ext}")
 }
 
 #[cfg(test)]

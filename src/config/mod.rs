@@ -30,7 +30,7 @@ mod tokens;
 
 pub use audit::AuditSettings;
 pub use bootstrap::BootstrapSettings;
-pub use branding::{Branding, LOGO_MAX_BYTES, Logo};
+pub use branding::{Branding, LOGO_MAX_BYTES, Logo, hashed_name};
 pub use database::{DatabaseSettings, DatabaseTarget};
 pub use edge::{CorsSettings, EdgeSettings, ForwardingHeader};
 pub use gateway::GatewaySettings;

@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
+use crate::config::hashed_name;
 use crate::domain::Portcullis;
 use crate::error::AppError;
 
@@ -21,12 +21,10 @@ struct Asset {
     body: &'static str,
 }
 
-/// `<stem>-<first 16 hex digits of the SHA-256>.<ext>`.
+/// The asset served under its `hashed_name`.
 fn hashed(stem: &str, ext: &str, body: &'static str, content_type: &'static str) -> Asset {
-    let digest = Sha256::digest(body.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Asset {
-        name: format!("{stem}-{hex}.{ext}"),
+        name: hashed_name(stem, ext, body.as_bytes()),
         content_type,
         body,
     }

@@ -6,9 +6,8 @@
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Logo};
+use crate::config::{Config, Logo, hashed_name};
 
 /// The generated stylesheet: the colour for buttons, links and focus rings, in light
 /// and dark alike (it comes after `app.css`, whose dark scheme it overrides), and the
@@ -36,11 +35,9 @@ fn on_color(color: &str) -> &'static str {
     }
 }
 
-/// `brand-<first 16 hex digits of the SHA-256>.css`.
+/// `brand-<hash>.css`.
 fn css_name(css: &str) -> String {
-    let digest = Sha256::digest(css.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("brand-{hex}.css")
+    hashed_name("brand", "css", css.as_bytes())
 }
 
 /// The brand stylesheet's path, when a colour is set.
