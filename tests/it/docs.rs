@@ -34,7 +34,9 @@ pub(crate) fn run_bash(script: &str) -> Option<String> {
 }
 
 /// The JSON answers a script printed before the line starting `marker` (curl prints
-/// each as it came, with no newline after it), and what follows the marker.
+/// each as it came, with no newline after it), and what follows the marker. The marker
+/// must be nothing an answer can hold: tokens are random base64url, so a marker of
+/// letters alone (`end`) turns up inside one now and then; `#end` cannot.
 pub(crate) fn answers_then<'a>(out: &'a str, marker: &str, what: &str) -> (Vec<Value>, &'a str) {
     let (answers, rest) = out.split_once(marker).expect(what);
     let answers = serde_json::Deserializer::from_str(answers)
@@ -203,7 +205,7 @@ async fn the_mfa_examples_run_as_written() {
         let (s, _db) = TestServer::start(backend).await;
         let user = s.user("johndoe").await;
         let script = format!(
-            "{}\nACCESS={}\n{}\necho end\n",
+            "{}\nACCESS={}\n{}\necho '#end'\n",
             session_setup(&s),
             user.access,
             against(&block, &s)
@@ -212,7 +214,7 @@ async fn the_mfa_examples_run_as_written() {
             return;
         };
         let what = format!("{backend:?}: {out}");
-        let (answers, _) = answers_then(&out, "end", &what);
+        let (answers, _) = answers_then(&out, "#end", &what);
         // The recovery codes, the challenge, the pair for a code, the pair for a
         // recovery code, its refusal, the status.
         assert_eq!(answers.len(), 6, "{what}");
@@ -290,7 +292,7 @@ async fn the_audit_examples_run_as_written() {
             .await
             .json();
         let script = format!(
-            "{}\nADMIN={}\nSERVICE={}\n{}\necho end\n",
+            "{}\nADMIN={}\nSERVICE={}\n{}\necho '#end'\n",
             session_setup(&s),
             admin.access,
             service["key"].as_str().expect("an API key"),
@@ -300,7 +302,7 @@ async fn the_audit_examples_run_as_written() {
             return;
         };
         let what = format!("{backend:?}: {out}");
-        let (answers, _) = answers_then(&out, "end", &what);
+        let (answers, _) = answers_then(&out, "#end", &what);
         // The logins, the actions, the export (one record a line), the event's status.
         assert!(answers.len() >= 4, "{what}");
         let logins = answers[0]["items"].as_array().expect(&what);

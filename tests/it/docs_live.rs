@@ -216,12 +216,12 @@ async fn the_token_exchange_examples_run_as_written() {
         script = script.replace(placeholder, value);
     }
     let Some(out) = run_bash(&format!(
-        "B={}\n{script}\necho end\n",
+        "B={}\n{script}\necho '#end'\n",
         s.http.base.trim_end_matches('/')
     )) else {
         return;
     };
-    let (answers, _) = answers_then(&out, "end", &out);
+    let (answers, _) = answers_then(&out, "#end", &out);
     assert_eq!(answers.len(), 2, "{out}");
     for (answer, who) in answers.iter().zip(["gail", "otto"]) {
         let access = answer["access_token"]
