@@ -118,8 +118,66 @@ pub enum AppError {
     TooManyRequests { retry_after: u64 },
     #[error("{message}")]
     Unavailable { message: String, retry_after: u64 },
+    /// An OAuth request failed in a way OAuth names (RFC 6749 5.2, RFC 8628 3.5);
+    /// OAuth endpoints answer it in OAuth's JSON format, anything else as a problem.
+    #[error("{0}")]
+    OAuth(OAuthFailure),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Why an OAuth request failed, as RFC 6749 section 5.2 (and RFC 8628 for the device
+/// flow) names it. The text is safe to show the client: it never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthFailure {
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The client could not be authenticated (401 at the token endpoint).
+    #[error("{0}")]
+    InvalidClient(String),
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("the user has not yet approved the device")]
+    AuthorizationPending,
+    #[error("polling too fast: wait longer between requests")]
+    SlowDown,
+    #[error("the device code has expired")]
+    ExpiredToken,
+    #[error("{0}")]
+    AccessDenied(String),
+}
+
+impl OAuthFailure {
+    /// The `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::ExpiredToken => "expired_token",
+            Self::AccessDenied(_) => "access_denied",
+        }
+    }
+
+    /// The HTTP status OAuth gives it: 401 for a client that failed to authenticate,
+    /// else 400 (RFC 6749 5.2; RFC 8628 3.5 answers its pending states with 400 too).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 impl AppError {
@@ -153,6 +211,7 @@ impl AppError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OAuth(f) => f.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -177,6 +236,7 @@ impl AppError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::TooManyRequests { .. } => "rate-limited",
             Self::Unavailable { .. } => "unavailable",
+            Self::OAuth(_) => "oauth",
             Self::Internal(_) => "internal",
         }
     }

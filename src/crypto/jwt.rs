@@ -57,6 +57,13 @@ pub struct AccessClaims {
     /// ones created after this token was issued.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superuser: bool,
+    /// The application the token was issued to (RFC 9068), when not Portcullis's own
+    /// login; for a service account (client_credentials) it equals `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The scopes granted to that application, space-separated (RFC 9068).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Why a token was refused; the text is safe to show the client.
@@ -569,6 +576,8 @@ mod tests {
             amr: vec!["pwd".into()],
             auth_time: None,
             superuser: false,
+            client_id: None,
+            scope: None,
         }
     }
 

@@ -94,7 +94,9 @@ impl Access {
             // Pages are reached by the session cookie, which the guard checks before
             // any token: a token (whoever holds it) never passes this rule.
             Access::SignedIn => Err(AppError::Forbidden("this page is for a signed-in browser".into())),
-            Access::Person if caller.credential == Credential::Jwt => Ok(()),
+            // An application's token (issued through the OpenID provider) is the
+            // person's only as far as its scopes go: never the account itself.
+            Access::Person if caller.credential == Credential::Jwt && caller.client_id.is_none() => Ok(()),
             Access::Person => Err(AppError::Forbidden(
                 "this is done from a login session, not with an API key or temporary token".into(),
             )),
@@ -128,6 +130,8 @@ pub enum Credential {
     Temporary(String),
     /// A token of a user who must enrol in MFA: good for the enrolment routes only.
     MfaEnrollment,
+    /// A service account's access token (client_credentials), with the client's id.
+    Client(String),
 }
 
 impl Credential {
@@ -138,6 +142,7 @@ impl Credential {
             Credential::ApiKey(_) => "api_key",
             Credential::Temporary(_) => "temporary",
             Credential::MfaEnrollment => "mfa_enrollment",
+            Credential::Client(_) => "client",
         }
     }
 }
@@ -158,6 +163,9 @@ pub struct Principal {
     pub expires_at: Option<i64>,
     /// What else a verified JWT said, for introspection and step-up.
     pub token: Option<TokenFacts>,
+    /// The application a JWT was issued to (its `client_id` claim), when not
+    /// Portcullis's own login.
+    pub client_id: Option<String>,
 }
 
 /// The claims of a verified access token that the principal does not already hold.
@@ -189,15 +197,21 @@ impl Principal {
         let account = claims.uid.as_deref().unwrap_or(&claims.sub);
         let user_id = Uuid::parse_str(account).map_err(|_| TokenError::InvalidClaims)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::InvalidClaims)?;
+        // A service account's token names the client as its subject.
+        let credential = match &claims.client_id {
+            Some(client) if *client == claims.sub => Credential::Client(client.clone()),
+            _ => Credential::Jwt,
+        };
         Ok(Self {
             user_id,
             session_id: Some(session_id),
+            client_id: claims.client_id,
             username: claims.preferred_username,
             roles: claims.roles,
             permissions: claims.permissions,
             amr: claims.amr,
             is_superuser: claims.superuser,
-            credential: Credential::Jwt,
+            credential,
             expires_at: Some(claims.exp),
             token: Some(TokenFacts {
                 jti: claims.jti,
@@ -380,6 +394,7 @@ impl Portcullis {
             credential: Credential::Jwt,
             expires_at: Some(claims.exp),
             token: None,
+            client_id: None,
         }))
     }
 }
@@ -408,6 +423,7 @@ mod tests {
                 credential,
                 expires_at: None,
                 token: None,
+                client_id: None,
             };
             assert!(matches!(Access::SignedIn.check(&caller), Err(AppError::Forbidden(_))));
             assert!(Access::Authenticated.check(&caller).is_ok());

@@ -159,6 +159,7 @@ impl Portcullis {
                 iat: session.verified_at.timestamp(),
                 auth_time: Some(session.verified_at.timestamp()),
             }),
+            client_id: None,
         })
     }
 

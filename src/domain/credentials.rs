@@ -497,6 +497,7 @@ impl Portcullis {
                         credential: Credential::ApiKey(row.id.clone()),
                         expires_at: row.expires_at.map(|e| e.timestamp()),
                         token: None,
+                        client_id: None,
                     }),
                     owner_epoch,
                     global_epoch,
@@ -600,6 +601,7 @@ impl Portcullis {
             credential: Credential::Temporary(row.id),
             expires_at: Some(row.expires_at.timestamp()),
             token: None,
+            client_id: None,
         }))
     }
 
@@ -763,6 +765,7 @@ mod tests {
                 credential: Credential::ApiKey("k".into()),
                 expires_at: None,
                 token: None,
+                client_id: None,
             }),
             owner_epoch: 0,
             global_epoch: 0,

@@ -530,6 +530,7 @@ impl Portcullis {
             credential: Credential::MfaEnrollment,
             expires_at: Some(ticket.expires_at.timestamp()),
             token: None,
+            client_id: None,
         }))
     }
 

@@ -15,6 +15,7 @@ pub mod login;
 pub mod master;
 pub mod mfa;
 pub mod oauth;
+pub mod oidc;
 pub mod privilege;
 pub mod rbac;
 pub mod revocation;

@@ -127,6 +127,8 @@ impl Portcullis {
             amr,
             auth_time: Some(auth_time.timestamp()),
             superuser: user.superuser,
+            client_id: None,
+            scope: None,
         };
         let token = inner.keys.ring().sign(&claims).map_err(AppError::Internal)?;
         Ok((token, exp.saturating_sub(iat).max(0) as u64))

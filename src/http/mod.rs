@@ -16,6 +16,7 @@ pub mod me;
 pub mod meta;
 pub mod mfa;
 pub mod oauth;
+pub mod oauth_error;
 pub mod openapi;
 pub mod ratelimit;
 pub mod request_metrics;

@@ -75,6 +75,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     15 "sessions ended at" "0015_sessions_ended_at.sql",
     16 "browser step-up" "0016_browser_step_up.sql",
     20 "oauth flow purpose" "0020_oauth_flow_purpose.sql",
+    21 "oidc" "0021_oidc.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

@@ -465,7 +465,7 @@ where
 }
 
 /// Writes the revocation of an ended session to the feed every instance follows.
-async fn record_revocation<DB, C>(
+pub(crate) async fn record_revocation<DB, C>(
     conn: &mut C,
     session_id: Uuid,
     now: DateTime<Utc>,
