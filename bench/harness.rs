@@ -664,6 +664,8 @@ fn es256_verify_seconds() -> f64 {
         amr: vec!["pwd".into()],
         auth_time: Some(now),
         superuser: false,
+        client_id: None,
+        scope: None,
     };
     let token = ring.sign(&claims).unwrap();
     let n = 2000;

@@ -17,6 +17,7 @@ pub mod meta;
 pub mod mfa;
 pub mod oauth;
 pub mod oauth_error;
+pub mod oidc;
 pub mod openapi;
 pub mod ratelimit;
 pub mod request_metrics;

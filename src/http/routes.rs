@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::http::Method;
 
 use super::Access::{Authenticated, Enrolling, Permission, Person, Public, SignedIn};
-use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth};
+use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth, oidc};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 use crate::domain::login::LoginOutcome;
@@ -122,6 +122,13 @@ pub fn table() -> Vec<Route> {
         Route::new(M::GET, "/.well-known/jwks.json", Public, meta::jwks)
             .doc("discovery", "Public signing keys (JWKS)")
             .empty(200),
+        // The OpenID provider (docs/oidc.md).
+        Route::new(M::POST, "/oauth2/token", Public, oidc::token)
+            .rate_limited()
+            .doc("oidc", "OAuth 2.1 token endpoint for registered clients")
+            .returns::<crate::domain::oidc::TokenResponse>(200)
+            .returns::<auth::OAuthErrorBody>(400)
+            .returns::<auth::OAuthErrorBody>(401),
         // Authentication.
         Route::new(M::POST, "/auth/register", Public, auth::register)
             .rate_limited()

@@ -8,10 +8,12 @@
 //! `scopes` (what each scope grants), and the flows that build on them.
 
 pub mod clients;
+pub mod grants;
 pub mod scopes;
 
 pub use crate::error::OAuthFailure;
 pub use clients::{Client, ClientAuth, ClientKind, ClientPatch, ClientSpec, CreatedClient, TokenAuthMethod};
+pub use grants::TokenResponse;
 
 /// The grant types a client may be allowed.
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";

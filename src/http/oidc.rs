@@ -1,0 +1,135 @@
+//! The OpenID provider's OAuth endpoints: `/oauth2/token` (and, as they are added,
+//! userinfo, introspection, revocation, device authorization and logout). They answer
+//! errors in OAuth's JSON format (`OAuthError`), never problem+json.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::UrlForm;
+use super::oauth_error::OAuthError;
+use crate::domain::ClientContext;
+use crate::domain::oidc::{ClientAuth, OAuthFailure, TokenResponse};
+use crate::error::AppError;
+use crate::http::state::AppState;
+
+/// A token request (RFC 6749 4.1.3, 4.4.2, 6; RFC 8628 3.4), with the client's
+/// credentials when it sends them in the body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub device_code: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+/// The form of an OAuth endpoint, or `invalid_request` in OAuth's format.
+pub fn oauth_form<T>(form: Result<UrlForm<T>, FormRejection>) -> Result<T, OAuthError> {
+    form.map(|UrlForm(v)| v).map_err(|rej| {
+        OAuthError::invalid_request(match rej {
+            FormRejection::InvalidFormContentType(_) => {
+                "expected Content-Type: application/x-www-form-urlencoded".to_string()
+            }
+            other => other.body_text(),
+        })
+    })
+}
+
+/// The client credentials of a request: HTTP Basic (whose parts are form-encoded,
+/// RFC 6749 2.3.1) and whatever the form carries.
+pub fn client_auth(
+    headers: &HeaderMap,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+) -> Result<ClientAuth, OAuthError> {
+    let basic = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("basic ") => Some(basic_credentials(&v[6..])?),
+        _ => None,
+    };
+    Ok(ClientAuth {
+        basic,
+        client_id,
+        client_secret,
+        client_assertion_type,
+        client_assertion,
+    })
+}
+
+fn basic_credentials(encoded: &str) -> Result<(String, String), OAuthError> {
+    let bad = || {
+        OAuthError::from(AppError::OAuth(OAuthFailure::InvalidClient(
+            "malformed Basic credentials".into(),
+        )))
+    };
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let form_decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| bad())
+    };
+    Ok((form_decode(id)?, form_decode(secret)?))
+}
+
+/// Token answers are never cached (RFC 6749 5.1).
+pub fn no_store(body: impl IntoResponse) -> Response {
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    form: Result<UrlForm<TokenForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let f = oauth_form(form)?;
+    let auth = client_auth(
+        &headers,
+        f.client_id.clone(),
+        f.client_secret.clone(),
+        f.client_assertion_type.clone(),
+        f.client_assertion.clone(),
+    )?;
+    let service = &state.service;
+    let client = service.authenticate_client(&auth).await?;
+    let grant = f
+        .grant_type
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    // Each grant's arm calls its domain operation with the authenticated client.
+    #[allow(clippy::match_single_binding, unreachable_code, unused_variables)]
+    let tokens: TokenResponse = match grant {
+        other => {
+            let _ = (&client, &ctx);
+            return Err(AppError::OAuth(OAuthFailure::UnsupportedGrantType(format!(
+                "grant_type {other:.64} is not supported"
+            )))
+            .into());
+        }
+    };
+    #[allow(unreachable_code)]
+    Ok(no_store(Json(tokens)))
+}
