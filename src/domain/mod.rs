@@ -229,7 +229,15 @@ impl Portcullis {
     /// passed, tokens are refused (503) until it is raised again. No database round
     /// trip: the horizon is held in memory.
     pub(crate) fn access_token_exp(&self, iat: i64) -> crate::error::AppResult<i64> {
-        let ttl = self.inner.config.tokens.access_token_ttl.as_secs() as i64;
+        self.access_token_exp_within(iat, None)
+    }
+
+    /// As [`Portcullis::access_token_exp`], no later than `client_ttl` seconds on when
+    /// an application's registration sets a lifetime: a client can shorten its tokens,
+    /// never lengthen them past what revocation covers.
+    pub(crate) fn access_token_exp_within(&self, iat: i64, client_ttl: Option<u64>) -> crate::error::AppResult<i64> {
+        let configured = self.inner.config.tokens.access_token_ttl.as_secs() as i64;
+        let ttl = client_ttl.map_or(configured, |t| configured.min(t.min(i64::MAX as u64) as i64));
         let horizon = self.inner.token_horizon.load(std::sync::atomic::Ordering::Relaxed);
         let exp = iat.saturating_add(ttl).min(horizon);
         if exp <= iat {
