@@ -33,6 +33,10 @@ row_struct! {
         pub revoked_reason: Option<String>,
         /// A browser session of the pages (reached by a cookie), not a token login's.
         pub browser: bool,
+        /// The application whose tokens the session holds, and its name (None:
+        /// Portcullis's own login).
+        pub client_id: Option<String>,
+        pub client_name: Option<String>,
     }
 }
 
@@ -106,8 +110,8 @@ const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_ha
 macro_rules! session_columns {
     () => {
         "s.id, s.user_id, s.amr, s.user_agent, s.ip, s.created_at, s.last_refreshed_at, s.expires_at, s.revoked_at, \
-         s.revoked_reason, b.session_id IS NOT NULL AS browser \
-         FROM sessions s LEFT JOIN browser_sessions b ON b.session_id = s.id"
+         s.revoked_reason, b.session_id IS NOT NULL AS browser, s.client_id, c.name AS client_name \
+         FROM sessions s LEFT JOIN browser_sessions b ON b.session_id = s.id LEFT JOIN oidc_clients c ON c.id = s.client_id"
     };
 }
 const SELECT_SESSION: &str = concat!("SELECT ", session_columns!(), " WHERE s.id = $1");
