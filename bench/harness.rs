@@ -12,6 +12,7 @@
 //! against the harness rotting. `BENCH_SECONDS` sets the length of a scenario.
 
 mod pages;
+mod provider;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -36,7 +37,8 @@ struct Settings {
     seconds: f64,
     connections: usize,
     /// `BENCH_ONLY`: the scenario groups to run (health, me, verify, refresh,
-    /// distinct, login, flood, register, audit-off, startup, audit-append, pages);
+    /// distinct, login, flood, register, audit-off, startup, audit-append, pages,
+    /// provider);
     /// None runs them all.
     only: Option<Vec<String>>,
 }
@@ -1084,6 +1086,25 @@ fn main() {
         rows.extend(sign_ins);
         first_visit = Some(visit);
     }
+    // The OpenID provider's scenarios, against panva's oidc-provider in the same run
+    // (bench/provider.rs); its CPU is read from its own process meanwhile.
+    let mut provider_peak_kib = None;
+    if settings.wants("provider") {
+        match provider::oidc_provider_dir() {
+            Ok(dir) => {
+                let node = provider::NodeProvider::start(&dir);
+                let portcullis_pid = SERVER_PID.swap(node.pid(), std::sync::atomic::Ordering::SeqCst);
+                rows.extend(rt.block_on(async {
+                    let target = node.target().await;
+                    provider::scenarios(target, settings.connections, settings.seconds).await
+                }));
+                SERVER_PID.store(portcullis_pid, std::sync::atomic::Ordering::SeqCst);
+                provider_peak_kib = Some(node.status_kib("VmHWM:"));
+            }
+            Err(why) if std::env::var_os("CI").is_some() => panic!("{why}; CI requires it"),
+            Err(why) => run.notes.push(format!("provider scenarios skipped: {why}")),
+        }
+    }
     let mut notes = run.notes;
     let mut duplicate = run.duplicate_rotation;
     if let Ok(url) = std::env::var("DATABASE_URL")
@@ -1239,6 +1260,10 @@ fn main() {
                 restart_idle_kib as f64 / 1024.0,
                 peak_kib as f64 / 1024.0
             ),
+        ),
+        (
+            "oidc-provider (Node, in-memory adapter): peak RSS".into(),
+            provider_peak_kib.map_or("–".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
         ),
         (
             "start-up to ready, existing SQLite (first start, with migration and key generation)".into(),

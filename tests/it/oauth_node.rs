@@ -27,7 +27,7 @@ const APP: &str = "https://app.example.com/signed-in";
 const PUBLIC_URL: &str = "https://portcullis.test";
 
 /// Where the provider is installed, or why the test cannot run.
-fn provider_dir() -> Result<PathBuf, String> {
+pub(crate) fn provider_dir() -> Result<PathBuf, String> {
     let dir = match std::env::var_os("PORTCULLIS_TEST_OIDC_PROVIDER") {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider"),
@@ -44,12 +44,25 @@ fn provider_dir() -> Result<PathBuf, String> {
 
 /// The provider under Node, stopped when dropped; its issuer URL.
 async fn start_provider(dir: &PathBuf, redirect_uri: &str) -> (tokio::process::Child, String) {
+    let env = [
+        ("OIDC_CLIENT_ID", CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", CLIENT_SECRET),
+        ("OIDC_REDIRECT_URI", redirect_uri),
+    ];
+    start_node_provider(dir, "provider.mjs", &env).await
+}
+
+/// `script` of the provider's directory under Node, stopped when dropped; the issuer
+/// it prints (`issuer=<url>`) once it listens.
+pub(crate) async fn start_node_provider(
+    dir: &PathBuf,
+    script: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new("node")
-        .arg("provider.mjs")
+        .arg(script)
         .current_dir(dir)
-        .env("OIDC_CLIENT_ID", CLIENT_ID)
-        .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
-        .env("OIDC_REDIRECT_URI", redirect_uri)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -73,10 +86,10 @@ async fn start_provider(dir: &PathBuf, redirect_uri: &str) -> (tokio::process::C
 
 /// A browser's cookies at one site: (name, path) to value.
 #[derive(Default)]
-struct Jar(BTreeMap<(String, String), String>);
+pub(crate) struct Jar(BTreeMap<(String, String), String>);
 
 impl Jar {
-    fn keep(&mut self, res: &reqwest::Response) {
+    pub(crate) fn keep(&mut self, res: &reqwest::Response) {
         for header in res.headers().get_all("set-cookie") {
             let header = header.to_str().unwrap();
             let mut parts = header.split(';').map(str::trim);
@@ -97,7 +110,7 @@ impl Jar {
         }
     }
 
-    fn header_for(&self, url: &str) -> String {
+    pub(crate) fn header_for(&self, url: &str) -> String {
         let path = reqwest::Url::parse(url).unwrap().path().to_string();
         self.0
             .iter()

@@ -10,6 +10,7 @@
 // ephemeral loopback port and prints `issuer=<url>` once it accepts requests.
 import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
+import { findAccount } from './accounts.mjs';
 
 const need = (name) => {
   const v = process.env[name];
@@ -37,20 +38,7 @@ server.listen(0, '127.0.0.1', () => {
       profile: ['name', 'preferred_username'],
     },
     // Whoever logs in at the development login form: `<login>@example.org`, verified.
-    async findAccount(ctx, sub) {
-      return {
-        accountId: sub,
-        async claims() {
-          return {
-            sub,
-            email: `${sub}@example.org`,
-            email_verified: true,
-            name: `Node ${sub}`,
-            preferred_username: sub,
-          };
-        },
-      };
-    },
+    findAccount,
     cookies: { keys: ['portcullis-test-only-cookie-key'] },
   });
   server.on('request', provider.callback());
