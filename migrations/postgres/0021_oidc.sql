@@ -95,6 +95,9 @@ CREATE INDEX oidc_device_codes_expires ON oidc_device_codes (expires_at);
 -- browser session ends this one). NULL client_id: Portcullis's own login.
 ALTER TABLE sessions ADD COLUMN client_id TEXT;
 ALTER TABLE sessions ADD COLUMN scope TEXT;
+-- When the person last proved themselves before the application's session began
+-- (the ID tokens' auth_time at every refresh). NULL: at the session's start.
+ALTER TABLE sessions ADD COLUMN auth_time TIMESTAMPTZ;
 ALTER TABLE sessions ADD COLUMN browser_session_id UUID;
 CREATE INDEX sessions_client ON sessions (client_id, user_id);
 CREATE INDEX sessions_browser_session ON sessions (browser_session_id);

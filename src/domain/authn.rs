@@ -95,8 +95,13 @@ impl Access {
             // any token: a token (whoever holds it) never passes this rule.
             Access::SignedIn => Err(AppError::Forbidden("this page is for a signed-in browser".into())),
             // An application's token (issued through the OpenID provider) is the
-            // person's only as far as its scopes go: never the account itself.
-            Access::Person if caller.credential == Credential::Jwt && caller.client_id.is_none() => Ok(()),
+            // person's only as far as its scopes go: never the account itself, and
+            // never Portcullis's own administration (a gateway's route map, which
+            // checks permissions itself, may still admit it).
+            Access::Person if caller.credential == Credential::Jwt && !caller.is_delegated() => Ok(()),
+            Access::Permission(_) | Access::Role(_) if caller.is_delegated() => Err(AppError::Forbidden(
+                "an application's token does not administer Portcullis".into(),
+            )),
             Access::Person => Err(AppError::Forbidden(
                 "this is done from a login session, not with an API key or temporary token".into(),
             )),
@@ -188,6 +193,12 @@ impl Principal {
         self.roles.iter().any(|r| r == role)
     }
 
+    /// A person's token held by an application (issued through the OpenID provider),
+    /// as opposed to the person's own login or a service account's token.
+    pub fn is_delegated(&self) -> bool {
+        self.credential == Credential::Jwt && self.client_id.is_some()
+    }
+
     /// Moves the claims' strings into the principal (it is cached for the token's
     /// life, so nothing is held twice).
     /// The account is `uid` when the token has one (`JWT_SUBJECT=username` puts the
@@ -197,9 +208,10 @@ impl Principal {
         let account = claims.uid.as_deref().unwrap_or(&claims.sub);
         let user_id = Uuid::parse_str(account).map_err(|_| TokenError::InvalidClaims)?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::InvalidClaims)?;
-        // A service account's token names the client as its subject.
+        // A service account's token is its own session: its `sid` is the account id
+        // (`uid`), which no person's session ever is.
         let credential = match &claims.client_id {
-            Some(client) if *client == claims.sub => Credential::Client(client.clone()),
+            Some(client) if claims.uid.as_deref() == Some(claims.sid.as_str()) => Credential::Client(client.clone()),
             _ => Credential::Jwt,
         };
         Ok(Self {

@@ -259,6 +259,12 @@ impl Portcullis {
     /// The caller's profile, from the cache when nothing about the user changed since
     /// it was read (the common case costs no database round-trip).
     pub async fn me_cached(&self, caller: &Principal) -> AppResult<UserRow> {
+        // An application learns about the person only what its scopes allow.
+        if caller.is_delegated() {
+            return Err(AppError::Forbidden(
+                "an application's token reads the person at /oauth2/userinfo, as its scopes allow".into(),
+            ));
+        }
         let cache = &self.inner().credentials;
         let (epoch, _) = cache.epochs(&caller.user_id);
         let user = match cache.profiles.get(&caller.user_id) {

@@ -110,6 +110,9 @@ fn recovery_hash(code: &str) -> Option<[u8; 32]> {
 /// with an API key or temporary token.
 pub fn require_person(caller: &Principal) -> AppResult<()> {
     match caller.credential {
+        Credential::Jwt if caller.is_delegated() => Err(AppError::Forbidden(
+            "second factors are managed from a login session, not with an application's token".into(),
+        )),
         Credential::Jwt | Credential::MfaEnrollment => Ok(()),
         _ => Err(AppError::Forbidden(
             "second factors are managed from a login session, not with an API key or temporary token".into(),

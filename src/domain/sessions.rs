@@ -29,6 +29,17 @@ pub(crate) struct Subject<'a> {
     pub superuser: bool,
 }
 
+/// What makes a session an application's: which one, the scopes granted, the
+/// browser session that approved it and when the person last proved themselves there.
+pub(crate) struct AppSession<'a> {
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub browser_session_id: Uuid,
+    pub auth_time: DateTime<Utc>,
+    /// The client's own refresh token lifetime, when it sets one.
+    pub refresh_ttl: Option<u64>,
+}
+
 /// An access token issued to an application (through the OpenID provider) rather
 /// than to Portcullis's own login: it names the client and the granted scopes, and
 /// carries the person's roles and permissions only when the `roles` scope was granted.
@@ -76,7 +87,7 @@ impl Portcullis {
         &self,
         user: &UserRow,
         amr: &[String],
-        app: Option<(&str, &str, Uuid, Option<u64>)>,
+        app: Option<AppSession<'_>>,
         event: AuditEvent,
         ctx: &ClientContext,
     ) -> AppResult<(Uuid, String, DateTime<Utc>)> {
@@ -88,12 +99,13 @@ impl Portcullis {
             amr: serde_json::to_string(amr).map_err(AppError::internal)?,
             user_agent: ctx.user_agent.as_ref().map(|s| s.chars().take(512).collect()),
             ip: ctx.ip.clone(),
-            client_id: app.map(|(client, ..)| client.to_string()),
-            scope: app.map(|(_, scope, ..)| scope.to_string()),
-            browser_session_id: app.map(|(_, _, browser, _)| browser),
+            client_id: app.as_ref().map(|a| a.client_id.to_string()),
+            scope: app.as_ref().map(|a| a.scope.to_string()),
+            browser_session_id: app.as_ref().map(|a| a.browser_session_id),
+            auth_time: app.as_ref().map(|a| a.auth_time),
         };
         let refresh = tokens::random_token();
-        let expires = now + self.refresh_ttl(app.and_then(|(.., ttl)| ttl))?;
+        let expires = now + self.refresh_ttl(app.as_ref().and_then(|a| a.refresh_ttl))?;
         let record = self.audit_record(
             event
                 .actor(user.id, &user.username)
@@ -169,7 +181,9 @@ impl Portcullis {
             permissions: grants.permissions,
             amr,
             auth_time: Some(auth_time.timestamp()),
-            superuser: user.superuser && app.is_none_or(|a| a.with_grants),
+            // An application never holds the superuser's blanket grant: with the roles
+            // scope it gets the permissions by name, as they are now.
+            superuser: user.superuser && app.is_none(),
             client_id: app.map(|a| a.client_id.to_string()),
             scope: app.map(|a| a.scope.to_string()),
         };
@@ -190,7 +204,7 @@ impl Portcullis {
             superuser: session.is_superuser,
         };
         let (access, expires_in) = self
-            .mint_access_token(&subject, session.session_id, amr, session.created_at, now, None)
+            .mint_access_token(&subject, session.session_id, amr, session.auth_time, now, None)
             .await?;
         Ok(self.pair(access, successor, expires_in))
     }

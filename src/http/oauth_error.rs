@@ -61,7 +61,16 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        // RFC 6749 5.2: a client that failed to authenticate is told how to (it may
+        // have tried HTTP Basic, which then requires the challenge).
+        let challenge = self.body.error == "invalid_client";
         let mut res = (self.status, Json(self.body)).into_response();
+        if challenge {
+            res.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
+            );
+        }
         if let Some(seconds) = self.retry_after {
             res.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));

@@ -27,8 +27,8 @@ row_struct! {
         pub first_party: bool,
         pub backchannel_logout_uri: Option<String>,
         pub jwks: Option<String>,
-        pub access_token_ttl: Option<i64>,
-        pub refresh_token_ttl: Option<i64>,
+        pub access_token_ttl: Option<i32>,
+        pub refresh_token_ttl: Option<i32>,
         pub secret_hash: Option<Vec<u8>>,
         pub previous_secret_hash: Option<Vec<u8>>,
         pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -61,8 +61,10 @@ const INSERT_CLIENT: &str = "INSERT INTO oidc_clients (id, uid, name, kind, auth
 const UPDATE_CLIENT: &str = "UPDATE oidc_clients SET name = $2, kind = $3, auth_method = $4, redirect_uris = $5, \
      post_logout_redirect_uris = $6, grant_types = $7, scopes = $8, first_party = $9, backchannel_logout_uri = $10, \
      jwks = $11, access_token_ttl = $12, refresh_token_ttl = $13, secret_hash = $14, previous_secret_hash = $15, \
-     previous_secret_expires_at = $16, updated_at = $17 WHERE id = $1";
+     previous_secret_expires_at = $16, updated_at = $17 WHERE id = $1 AND updated_at = $18";
 const DELETE_CLIENT: &str = "DELETE FROM oidc_clients WHERE id = $1";
+const END_CLIENT_SESSIONS: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 'client_deleted' \
+     WHERE client_id = $1 AND revoked_at IS NULL RETURNING id";
 const CLIENT_ROLES: &str = "SELECT role_name FROM client_roles WHERE client_id = $1 ORDER BY role_name";
 const CLEAR_ROLES: &str = "DELETE FROM client_roles WHERE client_id = $1";
 const ADD_ROLE: &str = "INSERT INTO client_roles (client_id, role_name) VALUES ($1, $2)";
@@ -97,10 +99,12 @@ impl Store {
 
     /// Writes every field of `c` (found by its id) and, when given, replaces its roles;
     /// with `end_tokens`, ends its service-account tokens in the same transaction.
-    /// False when there is no such client.
+    /// Only a client unchanged since `read_at` is written, so a concurrent rotation
+    /// is never undone. False when there is no such client or it changed since.
     pub async fn update_client(
         &self,
         c: &ClientRow,
+        read_at: DateTime<Utc>,
         roles: Option<&[String]>,
         end_tokens: Option<EndTokens>,
         audit: Option<&AuditFields>,
@@ -111,7 +115,7 @@ impl Store {
                 .bind(&c.redirect_uris).bind(&c.post_logout_redirect_uris).bind(&c.grant_types).bind(&c.scopes)
                 .bind(c.first_party).bind(&c.backchannel_logout_uri).bind(&c.jwks)
                 .bind(c.access_token_ttl).bind(c.refresh_token_ttl).bind(&c.secret_hash)
-                .bind(&c.previous_secret_hash).bind(c.previous_secret_expires_at).bind(c.updated_at)
+                .bind(&c.previous_secret_hash).bind(c.previous_secret_expires_at).bind(c.updated_at).bind(read_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -136,16 +140,27 @@ impl Store {
         }).await)
     }
 
-    /// Removes a client (its codes, consents and device codes go with it) and ends its
-    /// service-account tokens; false when there was none.
-    pub async fn delete_client(&self, c: &ClientRow, end: EndTokens, audit: Option<&AuditFields>) -> AppResult<bool> {
+    /// Removes a client (its codes, consents and device codes go with it), ends its
+    /// service-account tokens and every session its users signed in to it with; the
+    /// ended sessions' ids, or None when there was no such client.
+    pub async fn delete_client(
+        &self,
+        c: &ClientRow,
+        end: EndTokens,
+        audit: Option<&AuditFields>,
+    ) -> AppResult<Option<Vec<Uuid>>> {
         on_pool!(self, pool => within(pool.begin().await?, async |tx| {
             let deleted = sqlx::query(DELETE_CLIENT).bind(&c.id).execute(&mut *tx).await?.rows_affected();
-            if deleted > 0 {
-                record_revocation(&mut *tx, c.uid, end.now, end.until).await?;
-                append_in_tx(tx, self.audit_key(), audit).await?;
+            if deleted == 0 {
+                return Ok(None);
             }
-            Ok(deleted > 0)
+            record_revocation(&mut *tx, c.uid, end.now, end.until).await?;
+            let ended: Vec<Uuid> = sqlx::query_scalar(END_CLIENT_SESSIONS).bind(&c.id).bind(end.now).fetch_all(&mut *tx).await?;
+            for id in &ended {
+                record_revocation(&mut *tx, *id, end.now, end.until).await?;
+            }
+            append_in_tx(tx, self.audit_key(), audit).await?;
+            Ok(Some(ended))
         }).await)
     }
 

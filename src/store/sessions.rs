@@ -54,6 +54,8 @@ pub struct NewSession {
     pub scope: Option<String>,
     /// The browser session that authorized the application (its ID tokens' `sid`).
     pub browser_session_id: Option<Uuid>,
+    /// When the person last proved themselves there (None: at the session's start).
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// The session a rotation continued, and who it belongs to.
@@ -71,6 +73,9 @@ pub struct RotatedSession {
     pub client_id: Option<String>,
     pub scope: Option<String>,
     pub browser_session_id: Option<Uuid>,
+    /// When the person last proved themselves (the session's start for
+    /// Portcullis's own logins).
+    pub auth_time: DateTime<Utc>,
 }
 
 /// One presented refresh token to rotate (see `Store::rotate_refresh_batch`).
@@ -102,7 +107,7 @@ pub enum RotateOutcome {
     Rejected,
 }
 
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, client_id, scope, browser_session_id) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, client_id, scope, browser_session_id, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)";
 const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)";
 const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
@@ -148,6 +153,7 @@ row_struct! {
         client_id: Option<String>,
         scope: Option<String>,
         browser_session_id: Option<Uuid>,
+        auth_time: DateTime<Utc>,
         /// The audit chain's position and head, when the chain has a row yet.
         chain_seq: Option<i64>,
         chain_head: Option<String>,
@@ -166,6 +172,7 @@ impl From<RotationLookup> for RotatedSession {
             client_id: t.client_id,
             scope: t.scope,
             browser_session_id: t.browser_session_id,
+            auth_time: t.auth_time,
         }
     }
 }
@@ -173,13 +180,13 @@ impl From<RotationLookup> for RotatedSession {
 /// `$1` the presented token's hash, `$2` the audit chain. Runs under `BEGIN
 /// IMMEDIATE`, so nothing changes between this read and the write.
 const ROTATION_LOOKUP_SQLITE: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
-     u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, c.seq AS chain_seq, c.head AS chain_head \
+     u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, COALESCE(s.auth_time, s.created_at) AS auth_time, c.seq AS chain_seq, c.head AS chain_head \
      FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN audit_chains c ON c.chain = $2 WHERE r.token_hash = $1";
 /// As above, locking the token's row (a concurrent rotation of the same token waits,
 /// then sees it used) and the chain's head (the next position is ours).
 const ROTATION_LOOKUP_POSTGRES: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
-     u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, c.seq AS chain_seq, c.head AS chain_head \
+     u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, COALESCE(s.auth_time, s.created_at) AS auth_time, c.seq AS chain_seq, c.head AS chain_head \
      FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
      WHERE r.token_hash = $1 FOR UPDATE OF r";
@@ -225,7 +232,7 @@ const ROTATION_BEGIN_POSTGRES: &str =
 /// same tokens (one token presented twice at once) wait for each other instead of
 /// deadlocking; the chain's head is locked and read on the same trip.
 const ROTATION_BATCH_LOOKUP_POSTGRES: &str = "SELECT p.i, r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, \
-     s.revoked_at, u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, c.seq AS chain_seq, c.head AS chain_head \
+     s.revoked_at, u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, COALESCE(s.auth_time, s.created_at) AS auth_time, c.seq AS chain_seq, c.head AS chain_head \
      FROM unnest($1::bytea[]) WITH ORDINALITY AS p(token_hash, i) \
      JOIN refresh_tokens r ON r.token_hash = p.token_hash JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
@@ -652,6 +659,7 @@ impl Store {
                 .bind(&s.client_id)
                 .bind(&s.scope)
                 .bind(s.browser_session_id)
+                .bind(s.auth_time)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_REFRESH).bind(refresh_hash).bind(s.id).bind(now).bind(expires_at).execute(&mut *tx).await?;

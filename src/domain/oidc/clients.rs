@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, GRANT_TYPES, scopes};
 use crate::crypto::tokens;
+use crate::domain::privilege::{Rank, require_rank};
 use crate::domain::{Actor, Portcullis};
 use crate::error::{AppError, AppResult, OAuthFailure};
 use crate::store::{ClientRow, EndTokens};
@@ -278,8 +279,9 @@ impl Client {
             first_party: self.first_party,
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
             jwks: self.jwks.as_ref().map(|j| j.to_string()),
-            access_token_ttl: self.access_token_ttl.map(|s| s as i64),
-            refresh_token_ttl: self.refresh_token_ttl.map(|s| s as i64),
+            // At most MAX_TTL_SECS (checked), well inside i32.
+            access_token_ttl: self.access_token_ttl.map(|s| s.min(MAX_TTL_SECS) as i32),
+            refresh_token_ttl: self.refresh_token_ttl.map(|s| s.min(MAX_TTL_SECS) as i32),
             secret_hash: self.secret_hash.clone(),
             previous_secret_hash: self.previous_secret_hash.clone(),
             previous_secret_expires_at: self.previous_secret_expires_at,
@@ -401,7 +403,17 @@ fn check_client_id(id: &str) -> AppResult<()> {
 
 /// Checks a client as a whole, after creation defaults or a patch were applied: every
 /// rule lives here, so creating and updating cannot disagree.
-fn check(c: &Client) -> AppResult<()> {
+fn check(c: &mut Client) -> AppResult<()> {
+    for list in [
+        &mut c.redirect_uris,
+        &mut c.post_logout_redirect_uris,
+        &mut c.grant_types,
+        &mut c.scopes,
+        &mut c.roles,
+    ] {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|v| seen.insert(v.clone()));
+    }
     let name = c.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(AppError::validation(
@@ -496,6 +508,31 @@ fn check(c: &Client) -> AppResult<()> {
     Ok(())
 }
 
+/// An update that lost a race: the client changed (or went) since it was read.
+fn changed_meanwhile(id: &str) -> AppError {
+    AppError::Conflict(format!(
+        "client {id:.100} changed meanwhile (or was deleted): read it again and retry"
+    ))
+}
+
+/// Skipping the consent page (`first_party`) and handing out the person's roles and
+/// permissions (the `roles` scope) are trust only an administrator may give an
+/// application: a client manager who is not one could otherwise collect an
+/// administrator's grants by registering an application and sending them a link.
+fn may_trust(c: &Client, old: Option<&Client>, by: &Actor) -> AppResult<()> {
+    let trusted = |c: &Client| (c.first_party, c.allows_scope("roles"));
+    let now = trusted(c);
+    let before = old.map_or((false, false), trusted);
+    if (now.0 && !before.0) || (now.1 && !before.1) {
+        require_rank(
+            by,
+            Rank::Administrator,
+            "make an application first-party or give it the roles scope",
+        )?;
+    }
+    Ok(())
+}
+
 /// A new random secret and its digest.
 fn new_secret() -> (String, Vec<u8>) {
     let secret = format!("{CLIENT_SECRET_PREFIX}{}", tokens::random_token());
@@ -546,8 +583,9 @@ impl Portcullis {
             secret_hash: None,
             previous_secret_hash: None,
         };
-        check(&client)?;
+        check(&mut client)?;
         self.may_hold_roles(&client.roles, by).await?;
+        may_trust(&client, None, by)?;
         let secret = client.token_endpoint_auth_method.uses_secret().then(new_secret);
         if let Some((_, hash)) = &secret {
             client.secret_hash = Some(hash.clone());
@@ -638,10 +676,11 @@ impl Portcullis {
         if let Some(v) = patch.roles.clone() {
             c.roles = v;
         }
-        check(&c)?;
+        check(&mut c)?;
         let mut changed_roles = c.roles.clone();
         changed_roles.extend(old.roles.iter().cloned());
         self.may_hold_roles(&changed_roles, by).await?;
+        may_trust(&c, Some(&old), by)?;
         // A method without a secret drops it; one that needs a secret keeps the old.
         if !c.token_endpoint_auth_method.uses_secret() {
             c.secret_hash = None;
@@ -661,10 +700,16 @@ impl Portcullis {
             .then(|| self.end_tokens(c.updated_at));
         if !self
             .store()
-            .update_client(&c.to_row()?, patch.roles.as_deref(), end, record.as_ref())
+            .update_client(
+                &c.to_row()?,
+                old.updated_at,
+                patch.roles.as_deref(),
+                end,
+                record.as_ref(),
+            )
             .await?
         {
-            return Err(AppError::NotFound(format!("no client {id:.100}")));
+            return Err(changed_meanwhile(id));
         }
         if end.is_some() {
             self.forget_sessions(&[c.uid], c.updated_at);
@@ -676,12 +721,15 @@ impl Portcullis {
     /// `grace` (zero: ends at once, with every service-account token).
     pub async fn rotate_client_secret(&self, id: &str, grace: Duration, by: &Actor) -> AppResult<CreatedClient> {
         let mut c = self.client(id).await?;
-        if !c.token_endpoint_auth_method.uses_secret() {
+        // Whoever gets the secret acts as the service account: only someone who
+        // could give it its roles.
+        self.may_hold_roles(&c.roles, by).await?;
+        if c.is_public() {
             return Err(AppError::BadRequest(format!(
-                "client {id:.100} authenticates with {}, not a secret",
-                c.token_endpoint_auth_method.as_str()
+                "client {id:.100} is public: it has no secret"
             )));
         }
+        let old_updated_at = c.updated_at;
         let now = Utc::now();
         let (secret, hash) = new_secret();
         let grace_ends =
@@ -699,10 +747,10 @@ impl Portcullis {
         let end = grace.is_zero().then(|| self.end_tokens(now));
         if !self
             .store()
-            .update_client(&c.to_row()?, None, end, record.as_ref())
+            .update_client(&c.to_row()?, old_updated_at, None, end, record.as_ref())
             .await?
         {
-            return Err(AppError::NotFound(format!("no client {id:.100}")));
+            return Err(changed_meanwhile(id));
         }
         if end.is_some() {
             self.forget_sessions(&[c.uid], now);
@@ -714,19 +762,22 @@ impl Portcullis {
     }
 
     /// Removes a client; its codes, consents and service-account tokens end with it,
-    /// and so do the sessions its users signed in to it with.
+    /// and so do the sessions its users signed in to it with (a client registered
+    /// later under the same id must not inherit them).
     pub async fn delete_client(&self, id: &str, by: &Actor) -> AppResult<()> {
         let c = self.client(id).await?;
+        self.may_hold_roles(&c.roles, by).await?;
         let record = self.audit_record(by.event("CLIENT_DELETE").resource("client", &c.client_id));
         let now = Utc::now();
-        if !self
+        let Some(mut ended) = self
             .store()
             .delete_client(&c.to_row()?, self.end_tokens(now), record.as_ref())
             .await?
-        {
+        else {
             return Err(AppError::NotFound(format!("no client {id:.100}")));
-        }
-        self.forget_sessions(&[c.uid], now);
+        };
+        ended.push(c.uid);
+        self.forget_sessions(&ended, now);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::claims::{IdTokenClaims, Person, UserClaims};
 use super::{Client, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse, scopes};
 use crate::crypto::jwt::at_hash;
-use crate::domain::sessions::{AppAudience, Subject};
+use crate::domain::sessions::{AppAudience, AppSession, Subject};
 use crate::domain::{AuditEvent, ClientContext, Portcullis};
 use crate::error::{AppError, AppResult};
 use crate::store::UserRow;
@@ -56,12 +56,13 @@ impl Portcullis {
             .meta("client_id", &client.client_id)
             .meta("scope", &scope)
             .meta("amr", &grant.amr);
-        let app = (
-            client.client_id.as_str(),
-            scope.as_str(),
-            grant.browser_session_id,
-            client.refresh_token_ttl,
-        );
+        let app = AppSession {
+            client_id: &client.client_id,
+            scope: &scope,
+            browser_session_id: grant.browser_session_id,
+            auth_time: grant.auth_time,
+            refresh_ttl: client.refresh_token_ttl,
+        };
         let (session_id, refresh, now) = self.open_session(&user, &grant.amr, Some(app), event, ctx).await?;
         let tokens = self
             .app_tokens(
@@ -97,14 +98,24 @@ impl Portcullis {
         scope: Option<&str>,
         ctx: &ClientContext,
     ) -> AppResult<TokenResponse> {
+        // Refused before the token is spent: a client that got no successor would
+        // present the spent one again and end its own session as a reuse.
+        self.access_token_exp_within(Utc::now().timestamp(), client.access_token_ttl)?;
         let (session, successor, now) = self
             .rotate_refresh(refresh_token, Some((&client.client_id, client.refresh_token_ttl)), ctx)
             .await
             .map_err(|e| match e {
                 AppError::InvalidCredentials(text) => invalid_grant(&text),
+                // The session ended: a role now demands a second factor.
+                AppError::MfaEnrollmentRequired => {
+                    invalid_grant("sign in again: the account now needs a second factor")
+                }
                 other => other,
             })?;
-        let granted = scopes::parse(session.scope.as_deref().unwrap_or_default());
+        // What the client may still be given: an administrator may have taken a
+        // scope away from it since.
+        let mut granted = scopes::parse(session.scope.as_deref().unwrap_or_default());
+        granted.retain(|s| client.allows_scope(s));
         let asked = match scope.map(scopes::parse).filter(|s| !s.is_empty()) {
             Some(asked) => {
                 if let Some(extra) = asked.iter().find(|s| !granted.contains(s)) {
@@ -127,7 +138,7 @@ impl Portcullis {
                 session.session_id,
                 browser,
                 amr,
-                session.created_at,
+                session.auth_time,
                 None,
                 now,
             )
