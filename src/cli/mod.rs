@@ -80,6 +80,14 @@ enum Command {
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Sign in through a browser instead (the device flow, RFC 8628): prints a URL
+        /// and a code to approve there, for accounts without a password too.
+        #[arg(long, conflicts_with_all = ["username", "password_stdin"])]
+        device: bool,
+        /// With --device: the client to sign in as (a public client allowed the device
+        /// grant).
+        #[arg(long, requires = "device", default_value = crate::domain::oidc::CLI_CLIENT_ID)]
+        client_id: String,
     },
     /// Print a valid access token, refreshing it first when it is about to expire.
     ///
@@ -156,8 +164,15 @@ async fn run_cli() -> ExitCode {
     let remote = match &cli.command {
         Command::Login {
             server,
+            device: true,
+            client_id,
+            ..
+        } => Some(remote::login_device(server.clone(), client_id.clone()).await),
+        Command::Login {
+            server,
             username,
             password_stdin,
+            ..
         } => Some(remote::login(server.clone(), username.clone(), *password_stdin).await),
         Command::Token => Some(remote::token().await),
         Command::Whoami => Some(remote::whoami(cli.json).await),

@@ -25,6 +25,12 @@ struct Credentials {
     access_token: String,
     refresh_token: String,
     expires_at: DateTime<Utc>,
+    /// Set by `login --device`: the client the tokens were issued to, refreshed at
+    /// its token endpoint rather than `/auth/refresh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_endpoint: Option<String>,
 }
 
 fn fail(message: impl Into<String>) -> CliError {
@@ -137,6 +143,8 @@ fn credentials_from(server: &str, username: &str, body: &Value) -> Result<Creden
         access_token: field("access_token")?,
         refresh_token: field("refresh_token")?,
         expires_at: Utc::now() + chrono::Duration::seconds(body["expires_in"].as_i64().unwrap_or(0)),
+        client_id: None,
+        token_endpoint: None,
     })
 }
 
@@ -179,6 +187,128 @@ pub async fn login(server: String, username: Option<String>, password_stdin: boo
     save(&credentials_from(&server, &username, &body)?)?;
     eprintln!("logged in to {server} as {username}");
     Ok(())
+}
+
+/// The scopes `login --device` asks for: who the person is, and their roles and
+/// permissions in the access token, as a password login's carries them.
+const DEVICE_SCOPES: &str = "openid profile email roles offline_access";
+
+/// The device authorization and token endpoints: from the discovery document when it
+/// names a device endpoint, else the paths Portcullis serves them at.
+async fn device_endpoints(server: &str) -> Result<(String, String), CliError> {
+    let fallback = (
+        format!("{server}/oauth2/device_authorization"),
+        format!("{server}/oauth2/token"),
+    );
+    let res = client()?
+        .get(format!("{server}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
+    if !res.status().is_success() {
+        return Ok(fallback);
+    }
+    let doc: Value = res.json().await.unwrap_or(Value::Null);
+    match (
+        doc["device_authorization_endpoint"].as_str(),
+        doc["token_endpoint"].as_str(),
+    ) {
+        (Some(device), Some(token)) => Ok((device.to_string(), token.to_string())),
+        _ => Ok(fallback),
+    }
+}
+
+/// `login --device`: asks for a device code, shows where to approve it, and polls the
+/// token endpoint (every `interval` seconds, five more after each `slow_down`) until
+/// the person approves, denies, or the code expires; then keeps the tokens as a
+/// password login does.
+pub async fn login_device(server: String, client_id: String) -> CliResult {
+    let server = server.trim_end_matches('/').to_string();
+    let (device_endpoint, token_endpoint) = device_endpoints(&server).await?;
+    let res = client()?
+        .post(&device_endpoint)
+        .form(&[("client_id", client_id.as_str()), ("scope", DEVICE_SCOPES)])
+        .send()
+        .await
+        .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
+    if !res.status().is_success() {
+        return Err(server_error(res).await);
+    }
+    let start: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
+    let text = |k: &str| {
+        start[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| fail(format!("server response lacks {k}")))
+    };
+    let device_code = text("device_code")?;
+    let user_code = text("user_code")?;
+    let uri = text("verification_uri")?;
+    eprintln!("To sign in, open {uri} in a browser and enter the code {user_code}");
+    if let Some(complete) = start["verification_uri_complete"].as_str() {
+        eprintln!("(or open {complete})");
+    }
+    let mut interval = start["interval"].as_u64().unwrap_or(5).max(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(start["expires_in"].as_u64().unwrap_or(600));
+    let body = loop {
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        if std::time::Instant::now() > deadline {
+            return Err(fail(
+                "the code expired before it was approved; run `portcullis login --device` again",
+            ));
+        }
+        let res = client()?
+            .post(&token_endpoint)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", device_code.as_str()),
+                ("client_id", client_id.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
+        if res.status().is_success() {
+            break res.json::<Value>().await.map_err(|e| fail(e.to_string()))?;
+        }
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        match answer["error"].as_str() {
+            Some("authorization_pending") => {}
+            Some("slow_down") => interval += 5,
+            Some("expired_token") => {
+                return Err(fail(
+                    "the code expired before it was approved; run `portcullis login --device` again",
+                ));
+            }
+            Some("access_denied") => return Err(fail("the sign-in was denied in the browser")),
+            _ => {
+                let detail = answer["error_description"].as_str().unwrap_or("request failed");
+                return Err(fail(format!("server answered {status}: {detail}")));
+            }
+        }
+    };
+    let username = username_of(body["access_token"].as_str().unwrap_or_default());
+    let credentials = Credentials {
+        client_id: Some(client_id),
+        token_endpoint: Some(token_endpoint),
+        ..credentials_from(&server, &username, &body)?
+    };
+    save(&credentials)?;
+    eprintln!("logged in to {server} as {username}");
+    Ok(())
+}
+
+/// The `preferred_username` an access token names (read, not verified: it is only
+/// shown, the server checks the token on every use).
+fn username_of(access_token: &str) -> String {
+    use base64::Engine;
+    access_token
+        .split('.')
+        .nth(1)
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["preferred_username"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// `POST /auth/login`: the answer's body (tokens, an MFA challenge, or an
@@ -253,9 +383,18 @@ async fn current() -> Result<Credentials, CliError> {
     if c.expires_at - Utc::now() > chrono::Duration::seconds(REFRESH_MARGIN_SECS) {
         return Ok(c);
     }
-    let res = client()?
-        .post(format!("{}/auth/refresh", c.server))
-        .json(&json!({"refresh_token": c.refresh_token}))
+    // A device login's session belongs to its client: refreshed at the token endpoint.
+    let req = match (&c.client_id, &c.token_endpoint) {
+        (Some(id), Some(endpoint)) => client()?.post(endpoint).form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", c.refresh_token.as_str()),
+            ("client_id", id.as_str()),
+        ]),
+        _ => client()?
+            .post(format!("{}/auth/refresh", c.server))
+            .json(&json!({"refresh_token": c.refresh_token})),
+    };
+    let res = req
         .send()
         .await
         .map_err(|e| fail(format!("cannot reach {}: {e}", c.server)))?;
@@ -263,7 +402,11 @@ async fn current() -> Result<Credentials, CliError> {
         return Err(fail("the session has ended; run `portcullis login` again"));
     }
     let body: Value = res.json().await.map_err(|e| fail(e.to_string()))?;
-    let fresh = credentials_from(&c.server, &c.username, &body)?;
+    let fresh = Credentials {
+        client_id: c.client_id.clone(),
+        token_endpoint: c.token_endpoint.clone(),
+        ..credentials_from(&c.server, &c.username, &body)?
+    };
     save(&fresh)?;
     Ok(fresh)
 }

@@ -178,9 +178,12 @@ impl Portcullis {
     }
 
     /// On an empty database, creates the superuser `admin`. Returns the password when
-    /// one was generated, for printing once; None when users already existed.
+    /// one was generated, for printing once; None when users already existed. Every
+    /// start also registers the CLI's built-in client when it is absent
+    /// (`oidc::device`).
     pub async fn bootstrap_admin(&self) -> anyhow::Result<Option<BootstrapAdmin>> {
         let inner = self.inner();
+        self.ensure_cli_client().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         if inner.store.count_users().await.map_err(|e| anyhow::anyhow!("{e}"))? > 0 {
             return Ok(None);
         }

@@ -17,7 +17,7 @@ use super::extract::UrlForm;
 use super::oauth_error::OAuthError;
 use crate::domain::ClientContext;
 use crate::domain::oidc::grants::require_grant;
-use crate::domain::oidc::{ClientAuth, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse};
+use crate::domain::oidc::{ClientAuth, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse};
 use crate::error::AppError;
 use crate::http::state::AppState;
 
@@ -135,6 +135,10 @@ pub async fn token(
                 .refresh_app_tokens(&client, &token, f.scope.as_deref(), &ctx)
                 .await?
         }
+        GRANT_DEVICE_CODE => {
+            let code = required("device_code", f.device_code.as_deref())?;
+            service.poll_device_code(&client, &code, &ctx).await?
+        }
         other => {
             return Err(AppError::OAuth(OAuthFailure::UnsupportedGrantType(format!(
                 "grant_type {other:.64} is not supported"
@@ -143,4 +147,37 @@ pub async fn token(
         }
     };
     Ok(no_store(Json(tokens)))
+}
+
+/// A device authorization request (RFC 8628 3.1), with the client's credentials when
+/// it sends them in the body (a public client: only its `client_id`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DeviceAuthorizationForm {
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+/// `POST /oauth2/device_authorization`: the client authenticates as at the token
+/// endpoint; the answer holds the device code to poll with and the user code the
+/// person types at `/device`.
+pub async fn device_authorization(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<UrlForm<DeviceAuthorizationForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let f = oauth_form(form)?;
+    let auth = client_auth(
+        &headers,
+        f.client_id,
+        f.client_secret,
+        f.client_assertion_type,
+        f.client_assertion,
+    )?;
+    let service = &state.service;
+    let client = service.authenticate_client(&auth).await?;
+    let answer = service.start_device_authorization(&client, f.scope.as_deref()).await?;
+    Ok(no_store(Json(answer)))
 }

@@ -129,6 +129,16 @@ pub fn table() -> Vec<Route> {
             .returns::<crate::domain::oidc::TokenResponse>(200)
             .returns::<auth::OAuthErrorBody>(400)
             .returns::<auth::OAuthErrorBody>(401),
+        Route::new(M::POST, "/oauth2/device_authorization", Public, oidc::device_authorization)
+            .rate_limited()
+            .doc("oidc", "Device authorization (RFC 8628): a device code and the user code to enter at /device")
+            .returns::<crate::domain::oidc::DeviceAuthorization>(200)
+            .returns::<auth::OAuthErrorBody>(400)
+            .returns::<auth::OAuthErrorBody>(401),
+        Route::new(M::GET, "/device", SignedIn, ui::device::page).page(),
+        Route::new(M::POST, "/device", SignedIn, ui::device::submit)
+            .rate_limited()
+            .page(),
         // Authentication.
         Route::new(M::POST, "/auth/register", Public, auth::register)
             .rate_limited()

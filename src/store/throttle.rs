@@ -33,6 +33,7 @@ const COUNT_ATTEMPT: &str = "INSERT INTO login_throttle (key, failures, locked_u
        last_failure_at = CASE WHEN login_throttle.locked_until > $2 THEN login_throttle.last_failure_at ELSE $2 END \
      RETURNING failures, locked_until";
 const LOCK: &str = "UPDATE login_throttle SET locked_until = $2 WHERE key = $1";
+const LOCKED_UNTIL: &str = "SELECT locked_until FROM login_throttle WHERE key = $1 AND locked_until > $2";
 const CLEAR: &str = "DELETE FROM login_throttle WHERE key = $1";
 const PURGE: &str =
     "DELETE FROM login_throttle WHERE last_failure_at < $1 AND (locked_until IS NULL OR locked_until < $2)";
@@ -67,6 +68,15 @@ impl Store {
             };
             Ok(outcome)
         }).await)
+    }
+
+    /// Until when `key` is locked, if a lock is running (nothing is counted).
+    pub async fn throttle_locked_until(&self, key: &str, now: DateTime<Utc>) -> AppResult<Option<DateTime<Utc>>> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar::<_, Option<DateTime<Utc>>>(LOCKED_UNTIL)
+            .bind(key).bind(now).fetch_optional(pool).await)?
+            .flatten(),
+        )
     }
 
     /// Forgets the counts (and locks) of `keys`.

@@ -13,6 +13,7 @@ pub mod account;
 pub mod api_keys;
 mod assets;
 mod branding;
+pub mod device;
 pub mod enrol;
 mod errors;
 mod field_errors;

@@ -26,6 +26,7 @@ mod hostile_tokens;
 mod mfa;
 mod oauth;
 mod oauth_node;
+mod oidc_device;
 mod oidc_interop;
 mod oidc_provider;
 mod pages;

@@ -9,6 +9,7 @@
 
 pub mod claims;
 pub mod clients;
+pub mod device;
 pub mod grants;
 pub mod issue;
 pub mod scopes;
@@ -16,6 +17,7 @@ pub mod scopes;
 pub use crate::error::OAuthFailure;
 pub use claims::{IdTokenClaims, UserClaims};
 pub use clients::{Client, ClientAuth, ClientKind, ClientPatch, ClientSpec, CreatedClient, TokenAuthMethod};
+pub use device::{CLI_CLIENT_ID, DeviceAuthorization, DeviceRequest};
 pub use grants::TokenResponse;
 pub use issue::AppGrant;
 
