@@ -668,6 +668,7 @@ fn es256_verify_seconds() -> f64 {
         superuser: false,
         client_id: None,
         scope: None,
+        first_party: false,
     };
     let token = ring.sign(&claims).unwrap();
     let n = 2000;

@@ -64,6 +64,10 @@ pub struct AccessClaims {
     /// The scopes granted to that application, space-separated (RFC 9068).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// That application is the operator's own (its registration says so, which
+    /// takes an administrator): its tokens act for the person as a login's do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_party: bool,
 }
 
 /// OpenID Connect's `at_hash` of `access_token` for an ID token signed with `alg`:
@@ -591,6 +595,7 @@ mod tests {
             superuser: false,
             client_id: None,
             scope: None,
+            first_party: false,
         }
     }
 

@@ -171,6 +171,9 @@ pub struct Principal {
     /// The application a JWT was issued to (its `client_id` claim), when not
     /// Portcullis's own login.
     pub client_id: Option<String>,
+    /// That application is the operator's own: the token acts for the person as a
+    /// login's does (see `is_delegated`).
+    pub first_party: bool,
 }
 
 /// The claims of a verified access token that the principal does not already hold.
@@ -193,10 +196,11 @@ impl Principal {
         self.roles.iter().any(|r| r == role)
     }
 
-    /// A person's token held by an application (issued through the OpenID provider),
-    /// as opposed to the person's own login or a service account's token.
+    /// A person's token held by a third-party application (issued through the OpenID
+    /// provider), as opposed to the person's own login, a first-party application's
+    /// (the CLI's device sign-in, say) or a service account's token.
     pub fn is_delegated(&self) -> bool {
-        self.credential == Credential::Jwt && self.client_id.is_some()
+        self.credential == Credential::Jwt && self.client_id.is_some() && !self.first_party
     }
 
     /// Moves the claims' strings into the principal (it is cached for the token's
@@ -218,6 +222,7 @@ impl Principal {
             user_id,
             session_id: Some(session_id),
             client_id: claims.client_id,
+            first_party: claims.first_party,
             username: claims.preferred_username,
             roles: claims.roles,
             permissions: claims.permissions,
@@ -407,6 +412,7 @@ impl Portcullis {
             expires_at: Some(claims.exp),
             token: None,
             client_id: None,
+            first_party: false,
         }))
     }
 }
@@ -436,6 +442,7 @@ mod tests {
                 expires_at: None,
                 token: None,
                 client_id: None,
+                first_party: false,
             };
             assert!(matches!(Access::SignedIn.check(&caller), Err(AppError::Forbidden(_))));
             assert!(Access::Authenticated.check(&caller).is_ok());

@@ -504,6 +504,7 @@ impl Portcullis {
                         expires_at: row.expires_at.map(|e| e.timestamp()),
                         token: None,
                         client_id: None,
+                        first_party: false,
                     }),
                     owner_epoch,
                     global_epoch,
@@ -608,6 +609,7 @@ impl Portcullis {
             expires_at: Some(row.expires_at.timestamp()),
             token: None,
             client_id: None,
+            first_party: false,
         }))
     }
 
@@ -772,6 +774,7 @@ mod tests {
                 expires_at: None,
                 token: None,
                 client_id: None,
+                first_party: false,
             }),
             owner_epoch: 0,
             global_epoch: 0,

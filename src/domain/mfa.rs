@@ -534,6 +534,7 @@ impl Portcullis {
             expires_at: Some(ticket.expires_at.timestamp()),
             token: None,
             client_id: None,
+            first_party: false,
         }))
     }
 

@@ -47,6 +47,9 @@ pub(crate) struct AppAudience<'a> {
     pub client_id: &'a str,
     pub scope: &'a str,
     pub with_grants: bool,
+    /// The operator's own application: its tokens carry the person's grants (and a
+    /// superuser's flag) whatever the scopes, as Portcullis's own login's do.
+    pub first_party: bool,
     /// The client's own access token lifetime, when it sets one.
     pub ttl: Option<u64>,
 }
@@ -162,7 +165,7 @@ impl Portcullis {
         let iat = now.timestamp();
         let exp = self.access_token_exp_within(iat, app.and_then(|a| a.ttl))?;
         let grants = match app {
-            Some(a) if !a.with_grants => Default::default(),
+            Some(a) if !a.with_grants && !a.first_party => Default::default(),
             _ => self.grants(user.id, user.superuser).await?,
         };
         let (sub, uid) = self.subject_claims(user.id, user.username);
@@ -181,11 +184,12 @@ impl Portcullis {
             permissions: grants.permissions,
             amr,
             auth_time: Some(auth_time.timestamp()),
-            // An application never holds the superuser's blanket grant: with the roles
-            // scope it gets the permissions by name, as they are now.
-            superuser: user.superuser && app.is_none(),
+            // A third-party application never holds the superuser's blanket grant:
+            // with the roles scope it gets the permissions by name, as they are now.
+            superuser: user.superuser && app.is_none_or(|a| a.first_party),
             client_id: app.map(|a| a.client_id.to_string()),
             scope: app.map(|a| a.scope.to_string()),
+            first_party: app.is_some_and(|a| a.first_party),
         };
         let token = inner.keys.ring().sign(&claims).map_err(AppError::Internal)?;
         Ok((token, exp.saturating_sub(iat).max(0) as u64))

@@ -169,6 +169,7 @@ impl Portcullis {
             client_id: &client.client_id,
             scope: &scope,
             with_grants,
+            first_party: client.first_party,
             ttl: client.access_token_ttl,
         };
         let subject = Subject {
