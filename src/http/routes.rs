@@ -119,6 +119,14 @@ pub fn table() -> Vec<Route> {
         )
         .doc("discovery", "OpenID Provider metadata")
         .empty(200),
+        Route::new(
+            M::GET,
+            "/.well-known/oauth-authorization-server",
+            Public,
+            meta::openid_configuration,
+        )
+        .doc("discovery", "OAuth 2.0 authorization server metadata (RFC 8414)")
+        .empty(200),
         Route::new(M::GET, "/.well-known/jwks.json", Public, meta::jwks)
             .doc("discovery", "Public signing keys (JWKS)")
             .empty(200),
