@@ -330,6 +330,8 @@ pub const ACTIONS: &[&str] = &[
     "CLIENT_DELETE",
     "CLIENT_SECRET_ROTATE",
     "CLIENT_UPDATE",
+    "CONSENT_GRANT",
+    "CONSENT_REVOKE",
     "LOGIN",
     "LOGIN_FAILURE",
     "LOGOUT",

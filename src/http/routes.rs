@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::http::Method;
 
 use super::Access::{Authenticated, Enrolling, Permission, Person, Public, SignedIn};
-use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth, oidc};
+use super::{Route, admin, apps, audit, auth, credentials, me, meta, mfa, oauth, oidc};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 use crate::domain::login::LoginOutcome;
@@ -61,6 +61,8 @@ pub fn table() -> Vec<Route> {
         Route::new(M::GET, "/account/api-keys", SignedIn, ui::api_keys::api_keys).page(),
         Route::new(M::POST, "/account/api-keys", SignedIn, ui::api_keys::create).page(),
         Route::new(M::POST, "/account/api-keys/revoke", SignedIn, ui::api_keys::revoke).page(),
+        Route::new(M::GET, "/account/apps", SignedIn, ui::apps::page).page(),
+        Route::new(M::POST, "/account/apps/revoke", SignedIn, ui::apps::revoke).page(),
         Route::new(M::GET, "/account/identities", SignedIn, ui::identities::identities).page(),
         Route::new(M::POST, "/account/identities/link", SignedIn, ui::identities::link)
             .rate_limited()
@@ -216,6 +218,16 @@ pub fn table() -> Vec<Route> {
             .empty(302)
             .empty(400)
             .empty(401),
+        Route::new(M::GET, "/auth/me/apps", Person, apps::list)
+            .doc("oidc", "The applications the caller has allowed (consents)")
+            .returns_list::<crate::domain::oidc::consent::Grant>(200),
+        Route::new(M::DELETE, "/auth/me/apps/{client_id}", Person, apps::revoke)
+            .doc(
+                "oidc",
+                "Revoke an application's grant: forget the consent and end its sessions",
+            )
+            .empty(204)
+            .empty(404),
         Route::new(M::GET, "/auth/me/identities", Person, oauth::list_identities)
             .doc("oauth", "The caller's linked provider identities")
             .returns_list::<crate::domain::oauth::IdentityOut>(200),

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod api_keys;
+pub mod apps;
 mod assets;
 mod branding;
 pub mod enrol;

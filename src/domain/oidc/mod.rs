@@ -8,6 +8,7 @@
 //! `scopes` (what each scope grants), and the flows that build on them.
 
 pub mod clients;
+pub mod consent;
 pub mod discovery;
 pub mod grants;
 pub mod scopes;
