@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The Python libraries the replaced services used (FastAPI, httpx, PyJWT, python-jose,
-# passlib + bcrypt), for tests/it/compat_python.rs: a virtualenv in target/pyvenv with
-# exactly the pinned, hash-checked versions of tests/python/requirements.txt.
-# Prints the venv's python on its last line; .ci/run exports it as PORTCULLIS_TEST_PYTHON.
+# A virtualenv with exactly the pinned, hash-checked versions of a requirements file,
+# rebuilt when the file changes. By default the Python libraries the replaced services
+# used (FastAPI, httpx, PyJWT, python-jose, passlib + bcrypt), for
+# tests/it/compat_python.rs: tests/python/requirements.txt in target/pyvenv; with
+# arguments, `REQUIREMENTS VENV` (schemathesis for tests/it/api_fuzz.rs).
+# Prints the venv's python on its last line; .ci/run exports what the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=target/pyvenv
-requirements=tests/python/requirements.txt
+requirements=${1:-tests/python/requirements.txt}
+venv=${2:-target/pyvenv}
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
 

@@ -66,6 +66,19 @@ pub struct AccessClaims {
     pub scope: Option<String>,
 }
 
+/// OpenID Connect's `at_hash` of `access_token` for an ID token signed with `alg`:
+/// the left half of the token's hash under the signature's hash function, base64url
+/// (Core 3.1.3.6; SHA-512 for Ed25519).
+pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
+    use sha2::Digest;
+    let digest = match alg {
+        Algorithm::RS384 | Algorithm::ES384 | Algorithm::PS384 => sha2::Sha384::digest(access_token).to_vec(),
+        Algorithm::RS512 | Algorithm::PS512 | Algorithm::EdDSA => sha2::Sha512::digest(access_token).to_vec(),
+        _ => sha2::Sha256::digest(access_token).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
 /// Why a token was refused; the text is safe to show the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -481,7 +494,7 @@ impl KeyRing {
 
     /// Signs `claims` with the current key: `header.claims.signature`, each part
     /// base64url without padding (RFC 7515 compact serialisation).
-    pub fn sign(&self, claims: &AccessClaims) -> anyhow::Result<String> {
+    pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
         let key = &self.current;
         let mut token = String::with_capacity(512);
         token.push_str(&key.header);

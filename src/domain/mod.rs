@@ -228,13 +228,10 @@ impl Portcullis {
     /// raising it has failed for minutes does this shorten tokens, and once it has
     /// passed, tokens are refused (503) until it is raised again. No database round
     /// trip: the horizon is held in memory.
-    pub(crate) fn access_token_exp(&self, iat: i64) -> crate::error::AppResult<i64> {
-        self.access_token_exp_within(iat, None)
-    }
-
-    /// As [`Portcullis::access_token_exp`], no later than `client_ttl` seconds on when
-    /// an application's registration sets a lifetime: a client can shorten its tokens,
-    /// never lengthen them past what revocation covers.
+    ///
+    /// No later than `client_ttl` seconds on when an application's registration sets
+    /// a lifetime: a client can shorten its tokens, never lengthen them past what
+    /// revocation covers.
     pub(crate) fn access_token_exp_within(&self, iat: i64, client_ttl: Option<u64>) -> crate::error::AppResult<i64> {
         let configured = self.inner.config.tokens.access_token_ttl.as_secs() as i64;
         let ttl = client_ttl.map_or(configured, |t| configured.min(t.min(i64::MAX as u64) as i64));
@@ -253,7 +250,7 @@ impl Portcullis {
     /// issue before the next call (at start, then every [`HORIZON_INTERVAL`] on a task
     /// of its own: two minutes past the configured lifetime), and learns the latest any
     /// instance has raised it to. Revocations made after that last at least as long;
-    /// tokens are minted to expire by it ([`Portcullis::access_token_exp`]).
+    /// tokens are minted to expire by it ([`Portcullis::access_token_exp_within`]).
     pub async fn raise_token_horizon(&self) -> anyhow::Result<()> {
         let ttl = self.inner.config.tokens.access_token_ttl + Duration::from_secs(120);
         let until = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(25));

@@ -23,10 +23,21 @@ pub struct ClientContext {
 }
 
 /// Whom an access token is for.
-struct Subject<'a> {
-    id: Uuid,
-    username: &'a str,
-    superuser: bool,
+pub(crate) struct Subject<'a> {
+    pub id: Uuid,
+    pub username: &'a str,
+    pub superuser: bool,
+}
+
+/// An access token issued to an application (through the OpenID provider) rather
+/// than to Portcullis's own login: it names the client and the granted scopes, and
+/// carries the person's roles and permissions only when the `roles` scope was granted.
+pub(crate) struct AppAudience<'a> {
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub with_grants: bool,
+    /// The client's own access token lifetime, when it sets one.
+    pub ttl: Option<u64>,
 }
 
 /// What a successful login or refresh returns.
@@ -44,6 +55,31 @@ impl Portcullis {
     /// Starts a session for an already authenticated user (password, later social
     /// login or MFA) and returns its first token pair.
     pub async fn start_session(&self, user: &UserRow, amr: &[&str], ctx: &ClientContext) -> AppResult<TokenPair> {
+        let amr: Vec<String> = amr.iter().map(|s| s.to_string()).collect();
+        let record = AuditEvent::new("LOGIN").meta("amr", &amr);
+        let (session_id, refresh, now) = self.open_session(user, &amr, None, record, ctx).await?;
+        let subject = Subject {
+            id: user.id,
+            username: &user.username,
+            superuser: user.is_superuser,
+        };
+        let (access, expires_in) = self
+            .mint_access_token(&subject, session_id, amr, now, now, None)
+            .await?;
+        Ok(self.pair(access, refresh, expires_in))
+    }
+
+    /// Stores a new session of `user` (for an application when `app` says which, its
+    /// scopes and authorizing browser session) with its first refresh token, recording
+    /// `event`: the session's id, the refresh token, and the moment.
+    pub(crate) async fn open_session(
+        &self,
+        user: &UserRow,
+        amr: &[String],
+        app: Option<(&str, &str, Uuid, Option<u64>)>,
+        event: AuditEvent,
+        ctx: &ClientContext,
+    ) -> AppResult<(Uuid, String, DateTime<Utc>)> {
         let inner = self.inner();
         let now = Utc::now();
         let session = NewSession {
@@ -52,29 +88,31 @@ impl Portcullis {
             amr: serde_json::to_string(amr).map_err(AppError::internal)?,
             user_agent: ctx.user_agent.as_ref().map(|s| s.chars().take(512).collect()),
             ip: ctx.ip.clone(),
+            client_id: app.map(|(client, ..)| client.to_string()),
+            scope: app.map(|(_, scope, ..)| scope.to_string()),
+            browser_session_id: app.map(|(_, _, browser, _)| browser),
         };
         let refresh = tokens::random_token();
-        let expires =
-            now + chrono::Duration::from_std(inner.config.tokens.refresh_token_ttl).map_err(AppError::internal)?;
+        let expires = now + self.refresh_ttl(app.and_then(|(.., ttl)| ttl))?;
         let record = self.audit_record(
-            AuditEvent::new("LOGIN")
+            event
                 .actor(user.id, &user.username)
                 .resource("session", session.id)
-                .client(ctx)
-                .meta("amr", amr),
+                .client(ctx),
         );
         inner
             .store
             .create_session(&session, &tokens::digest(&refresh), now, expires, record.as_ref())
             .await?;
-        let amr: Vec<String> = amr.iter().map(|s| s.to_string()).collect();
-        let subject = Subject {
-            id: user.id,
-            username: &user.username,
-            superuser: user.is_superuser,
-        };
-        let (access, expires_in) = self.mint_access_token(&subject, session.id, amr, now, now).await?;
-        Ok(self.pair(access, refresh, expires_in))
+        Ok((session.id, refresh, now))
+    }
+
+    /// How long a refresh token lives: the configured lifetime, or an application's
+    /// shorter one.
+    fn refresh_ttl(&self, client_ttl: Option<u64>) -> AppResult<chrono::Duration> {
+        let configured = self.config().tokens.refresh_token_ttl;
+        let ttl = client_ttl.map_or(configured, |t| configured.min(std::time::Duration::from_secs(t)));
+        chrono::Duration::from_std(ttl).map_err(AppError::internal)
     }
 
     /// The pair answered for an access token that expires in `expires_in` seconds.
@@ -96,20 +134,25 @@ impl Portcullis {
         }
     }
 
-    /// Signs an access token carrying the user's current roles and permissions; the
-    /// token and the seconds until its `exp` ([`Portcullis::access_token_exp`]).
-    async fn mint_access_token(
+    /// Signs an access token carrying the user's current roles and permissions (for
+    /// an application, only with its `roles` scope); the token and the seconds until
+    /// its `exp` ([`Portcullis::access_token_exp_within`]).
+    pub(crate) async fn mint_access_token(
         &self,
         user: &Subject<'_>,
         session_id: Uuid,
         amr: Vec<String>,
         auth_time: DateTime<Utc>,
         now: DateTime<Utc>,
+        app: Option<&AppAudience<'_>>,
     ) -> AppResult<(String, u64)> {
         let inner = self.inner();
         let iat = now.timestamp();
-        let exp = self.access_token_exp(iat)?;
-        let grants = self.grants(user.id, user.superuser).await?;
+        let exp = self.access_token_exp_within(iat, app.and_then(|a| a.ttl))?;
+        let grants = match app {
+            Some(a) if !a.with_grants => Default::default(),
+            _ => self.grants(user.id, user.superuser).await?,
+        };
         let (sub, uid) = self.subject_claims(user.id, user.username);
         let claims = AccessClaims {
             iss: inner.config.tokens.jwt_issuer.clone(),
@@ -126,9 +169,9 @@ impl Portcullis {
             permissions: grants.permissions,
             amr,
             auth_time: Some(auth_time.timestamp()),
-            superuser: user.superuser,
-            client_id: None,
-            scope: None,
+            superuser: user.superuser && app.is_none_or(|a| a.with_grants),
+            client_id: app.map(|a| a.client_id.to_string()),
+            scope: app.map(|a| a.scope.to_string()),
         };
         let token = inner.keys.ring().sign(&claims).map_err(AppError::Internal)?;
         Ok((token, exp.saturating_sub(iat).max(0) as u64))
@@ -139,6 +182,28 @@ impl Portcullis {
     /// itself is queued and written in a batch with those arriving meanwhile (see
     /// `RotationQueue`).
     pub async fn refresh(&self, refresh_token: &str, ctx: &ClientContext) -> AppResult<TokenPair> {
+        let (session, successor, now) = self.rotate_refresh(refresh_token, None, ctx).await?;
+        let amr: Vec<String> = serde_json::from_str(&session.amr).unwrap_or_default();
+        let subject = Subject {
+            id: session.user_id,
+            username: &session.username,
+            superuser: session.is_superuser,
+        };
+        let (access, expires_in) = self
+            .mint_access_token(&subject, session.session_id, amr, session.created_at, now, None)
+            .await?;
+        Ok(self.pair(access, successor, expires_in))
+    }
+
+    /// Spends a refresh token of `client`'s sessions (None: Portcullis's own) for its
+    /// successor: the session it continues, the successor, and the moment. Reuse,
+    /// an outlived session and a role now demanding MFA end the session.
+    pub(crate) async fn rotate_refresh(
+        &self,
+        refresh_token: &str,
+        client: Option<(&str, Option<u64>)>,
+        ctx: &ClientContext,
+    ) -> AppResult<(RotatedSession, String, DateTime<Utc>)> {
         let rejected = || AppError::InvalidCredentials(REFRESH_FAILED.into());
         if !tokens::looks_like_token(refresh_token) {
             return Err(rejected());
@@ -146,8 +211,7 @@ impl Portcullis {
         let inner = self.inner();
         let now = Utc::now();
         let successor = tokens::random_token();
-        let expires =
-            now + chrono::Duration::from_std(inner.config.tokens.refresh_token_ttl).map_err(AppError::internal)?;
+        let expires = now + self.refresh_ttl(client.and_then(|(_, ttl)| ttl))?;
         let records = self
             .audit_record(AuditEvent::new("TOKEN_REFRESH").client(ctx))
             .zip(self.audit_record(AuditEvent::new("REFRESH_REUSE_DETECTED").client(ctx)));
@@ -160,6 +224,7 @@ impl Portcullis {
                 expires_at: expires,
                 revocation_expires: self.revocation_horizon(now),
                 audit: records,
+                client_id: client.map(|(id, _)| id.to_string()),
             })
             .await?;
         match outcome {
@@ -179,15 +244,7 @@ impl Portcullis {
                     self.end_session(session.user_id, session.session_id, &by).await?;
                     return Err(AppError::MfaEnrollmentRequired);
                 }
-                let subject = Subject {
-                    id: session.user_id,
-                    username: &session.username,
-                    superuser: session.is_superuser,
-                };
-                let (access, expires_in) = self
-                    .mint_access_token(&subject, session.session_id, amr, session.created_at, now)
-                    .await?;
-                Ok(self.pair(access, successor, expires_in))
+                Ok((session, successor, now))
             }
             RotateOutcome::Reused { session_id, user_id } => {
                 metrics::counter!("portcullis_refresh_reuse_detected_total").increment(1);

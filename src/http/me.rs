@@ -88,9 +88,13 @@ pub struct SessionOut {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub amr: Vec<String>,
-    /// `browser` (a sign-in on the hosted pages, held as a cookie) or `token` (a
-    /// login that holds tokens).
+    /// `browser` (a sign-in on the hosted pages, held as a cookie), `token` (a
+    /// login that holds tokens) or `app` (an application's tokens, issued through the
+    /// OpenID provider).
     pub kind: &'static str,
+    /// With `app`: which application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// The session the request's own token belongs to.
     pub current: bool,
 }
@@ -100,7 +104,12 @@ pub fn session_out(s: crate::store::SessionRow, current_session: Option<Uuid>) -
     SessionOut {
         current: Some(s.id) == current_session,
         amr: serde_json::from_str(&s.amr).unwrap_or_default(),
-        kind: if s.browser { "browser" } else { "token" },
+        kind: match (s.browser, &s.client_id) {
+            (true, _) => "browser",
+            (false, Some(_)) => "app",
+            (false, None) => "token",
+        },
+        client_id: s.client_id,
         id: s.id,
         created_at: s.created_at,
         last_refreshed_at: s.last_refreshed_at,

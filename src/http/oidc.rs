@@ -16,7 +16,8 @@ use utoipa::ToSchema;
 use super::extract::UrlForm;
 use super::oauth_error::OAuthError;
 use crate::domain::ClientContext;
-use crate::domain::oidc::{ClientAuth, OAuthFailure, TokenResponse};
+use crate::domain::oidc::grants::require_grant;
+use crate::domain::oidc::{ClientAuth, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse};
 use crate::error::AppError;
 use crate::http::state::AppState;
 
@@ -119,17 +120,27 @@ pub async fn token(
         .grant_type
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let required = |field: &str, value: Option<&str>| {
+        value
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| OAuthError::invalid_request(format!("{field} is required")))
+    };
     // Each grant's arm calls its domain operation with the authenticated client.
-    #[allow(clippy::match_single_binding, unreachable_code, unused_variables)]
     let tokens: TokenResponse = match grant {
+        GRANT_REFRESH_TOKEN => {
+            require_grant(&client, GRANT_REFRESH_TOKEN)?;
+            let token = required("refresh_token", f.refresh_token.as_deref())?;
+            service
+                .refresh_app_tokens(&client, &token, f.scope.as_deref(), &ctx)
+                .await?
+        }
         other => {
-            let _ = (&client, &ctx);
             return Err(AppError::OAuth(OAuthFailure::UnsupportedGrantType(format!(
                 "grant_type {other:.64} is not supported"
             )))
             .into());
         }
     };
-    #[allow(unreachable_code)]
     Ok(no_store(Json(tokens)))
 }

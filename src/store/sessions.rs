@@ -33,6 +33,10 @@ row_struct! {
         pub revoked_reason: Option<String>,
         /// A browser session of the pages (reached by a cookie), not a token login's.
         pub browser: bool,
+        /// The application whose tokens the session holds, and its name (None:
+        /// Portcullis's own login).
+        pub client_id: Option<String>,
+        pub client_name: Option<String>,
     }
 }
 
@@ -44,6 +48,12 @@ pub struct NewSession {
     pub amr: String,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// The application the session's tokens are issued to; None: Portcullis's own.
+    pub client_id: Option<String>,
+    /// The scopes granted to that application, space-separated.
+    pub scope: Option<String>,
+    /// The browser session that authorized the application (its ID tokens' `sid`).
+    pub browser_session_id: Option<Uuid>,
 }
 
 /// The session a rotation continued, and who it belongs to.
@@ -56,6 +66,11 @@ pub struct RotatedSession {
     /// JSON array of authentication methods.
     pub amr: String,
     pub created_at: DateTime<Utc>,
+    /// The application the session belongs to, its scopes, and the browser session
+    /// that authorized it (see `NewSession`).
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+    pub browser_session_id: Option<Uuid>,
 }
 
 /// One presented refresh token to rotate (see `Store::rotate_refresh_batch`).
@@ -70,6 +85,10 @@ pub struct RotationJob {
     pub revocation_expires: DateTime<Utc>,
     /// The records for a rotation and for a detected reuse.
     pub audit: Option<(AuditFields, AuditFields)>,
+    /// The application presenting the token (None: Portcullis's own refresh). A token
+    /// of another application's session is refused and left as it was: it is not
+    /// this caller's to spend (RFC 6749 6).
+    pub client_id: Option<String>,
 }
 
 /// What presenting a refresh token led to.
@@ -83,7 +102,7 @@ pub enum RotateOutcome {
     Rejected,
 }
 
-const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)";
+const INSERT_SESSION: &str = "INSERT INTO sessions (id, user_id, amr, user_agent, ip, created_at, last_refreshed_at, expires_at, client_id, scope, browser_session_id) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)";
 const INSERT_REFRESH: &str =
     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)";
 const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
@@ -91,8 +110,8 @@ const FIND_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_ha
 macro_rules! session_columns {
     () => {
         "s.id, s.user_id, s.amr, s.user_agent, s.ip, s.created_at, s.last_refreshed_at, s.expires_at, s.revoked_at, \
-         s.revoked_reason, b.session_id IS NOT NULL AS browser \
-         FROM sessions s LEFT JOIN browser_sessions b ON b.session_id = s.id"
+         s.revoked_reason, b.session_id IS NOT NULL AS browser, s.client_id, c.name AS client_name \
+         FROM sessions s LEFT JOIN browser_sessions b ON b.session_id = s.id LEFT JOIN oidc_clients c ON c.id = s.client_id"
     };
 }
 const SELECT_SESSION: &str = concat!("SELECT ", session_columns!(), " WHERE s.id = $1");
@@ -126,6 +145,9 @@ row_struct! {
         username: String,
         is_superuser: bool,
         is_active: bool,
+        client_id: Option<String>,
+        scope: Option<String>,
+        browser_session_id: Option<Uuid>,
         /// The audit chain's position and head, when the chain has a row yet.
         chain_seq: Option<i64>,
         chain_head: Option<String>,
@@ -141,6 +163,9 @@ impl From<RotationLookup> for RotatedSession {
             is_superuser: t.is_superuser,
             amr: t.amr,
             created_at: t.created_at,
+            client_id: t.client_id,
+            scope: t.scope,
+            browser_session_id: t.browser_session_id,
         }
     }
 }
@@ -148,13 +173,13 @@ impl From<RotationLookup> for RotatedSession {
 /// `$1` the presented token's hash, `$2` the audit chain. Runs under `BEGIN
 /// IMMEDIATE`, so nothing changes between this read and the write.
 const ROTATION_LOOKUP_SQLITE: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
-     u.username, u.is_superuser, u.is_active, c.seq AS chain_seq, c.head AS chain_head \
+     u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, c.seq AS chain_seq, c.head AS chain_head \
      FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN audit_chains c ON c.chain = $2 WHERE r.token_hash = $1";
 /// As above, locking the token's row (a concurrent rotation of the same token waits,
 /// then sees it used) and the chain's head (the next position is ours).
 const ROTATION_LOOKUP_POSTGRES: &str = "SELECT r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, s.revoked_at, \
-     u.username, u.is_superuser, u.is_active, c.seq AS chain_seq, c.head AS chain_head \
+     u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, c.seq AS chain_seq, c.head AS chain_head \
      FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
      WHERE r.token_hash = $1 FOR UPDATE OF r";
@@ -200,7 +225,7 @@ const ROTATION_BEGIN_POSTGRES: &str =
 /// same tokens (one token presented twice at once) wait for each other instead of
 /// deadlocking; the chain's head is locked and read on the same trip.
 const ROTATION_BATCH_LOOKUP_POSTGRES: &str = "SELECT p.i, r.session_id, r.used_at IS NOT NULL AS used, r.expires_at, s.user_id, s.amr, s.created_at, \
-     s.revoked_at, u.username, u.is_superuser, u.is_active, c.seq AS chain_seq, c.head AS chain_head \
+     s.revoked_at, u.username, u.is_superuser, u.is_active, s.client_id, s.scope, s.browser_session_id, c.seq AS chain_seq, c.head AS chain_head \
      FROM unnest($1::bytea[]) WITH ORDINALITY AS p(token_hash, i) \
      JOIN refresh_tokens r ON r.token_hash = p.token_hash JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
      LEFT JOIN LATERAL (SELECT seq, head FROM audit_chains WHERE chain = $2 FOR UPDATE) c ON true \
@@ -328,6 +353,7 @@ async fn rotate_together_postgres(
     );
     for ((job, found), rotates) in jobs.iter().zip(&lookups).zip(&mut rotates) {
         match found {
+            Some(t) if t.client_id != job.client_id => {}
             Some(t) if t.used => return Ok(None),
             Some(t) if t.revoked_at.is_none() && t.is_active && t.expires_at > job.now => {
                 if !sessions.insert(t.session_id) {
@@ -544,6 +570,9 @@ where
             .await?;
         let outcome = match found {
             None => RotateOutcome::Rejected,
+            // Another application's token (or an application's, presented to
+            // Portcullis's own refresh): not this caller's to spend or to end.
+            Some(t) if t.client_id != job.client_id => RotateOutcome::Rejected,
             Some(t) if t.used => {
                 let owner = revoke_session_in_tx(
                     &mut *conn,
@@ -620,6 +649,9 @@ impl Store {
                 .bind(&s.ip)
                 .bind(now)
                 .bind(expires_at)
+                .bind(&s.client_id)
+                .bind(&s.scope)
+                .bind(s.browser_session_id)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_REFRESH).bind(refresh_hash).bind(s.id).bind(now).bind(expires_at).execute(&mut *tx).await?;

@@ -25,6 +25,8 @@ struct SessionView {
     current: bool,
     /// Catalogue key: a browser's session or a token login's.
     kind: &'static str,
+    /// An application's session: its name.
+    app: Option<String>,
     created: Moment,
     last_used: Moment,
     ip: String,
@@ -81,7 +83,12 @@ async fn render_page(
         .map(|s| SessionView {
             id: s.id,
             current: s.id == session.session_id,
-            kind: if s.browser { "session_browser" } else { "session_token" },
+            kind: match (s.browser, &s.client_id) {
+                (true, _) => "session_browser",
+                (false, Some(_)) => "session_app",
+                (false, None) => "session_token",
+            },
+            app: s.client_name.or(s.client_id),
             created: s.created_at.into(),
             last_used: s.last_refreshed_at.into(),
             ip: s.ip.unwrap_or_else(|| unknown.to_string()),
@@ -166,6 +173,7 @@ pub const EN: Messages = &[
     ),
     ("session_browser", "Browser"),
     ("session_token", "App or API (tokens)"),
+    ("session_app", "Application"),
     ("session_current", "This browser"),
     ("session_created", "Signed in"),
     ("session_last_used", "Last used"),
@@ -188,6 +196,7 @@ pub const DE: Messages = &[
     ),
     ("session_browser", "Browser"),
     ("session_token", "App oder API (Tokens)"),
+    ("session_app", "Anwendung"),
     ("session_current", "Dieser Browser"),
     ("session_created", "Angemeldet"),
     ("session_last_used", "Zuletzt verwendet"),

@@ -4,6 +4,7 @@
 
 mod abuse;
 mod accounts;
+mod api_fuzz;
 mod audit;
 mod browser;
 mod browser_account;

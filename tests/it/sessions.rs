@@ -147,6 +147,7 @@ fn rotation(token: &str, chain: &str) -> (RotationJob, String) {
         expires_at: now + chrono::Duration::days(1),
         revocation_expires: now + chrono::Duration::days(1),
         audit: Some((record("TOKEN_REFRESH"), record("REFRESH_REUSE_DETECTED"))),
+        client_id: None,
     };
     (job, successor)
 }

@@ -27,7 +27,7 @@ pub fn postgres_admin_url() -> String {
     std::env::var("PORTCULLIS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-fn postgres_required() -> bool {
+pub fn postgres_required() -> bool {
     std::env::var("CI").is_ok() || std::env::var("PORTCULLIS_TEST_REQUIRE_POSTGRES").is_ok()
 }
 

@@ -21,9 +21,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha256};
 
 use crate::config::{OAuthSettings, ProviderKind, ProviderSettings};
+use crate::crypto::jwt::at_hash;
 use crate::domain::validate;
 use crate::error::{AppError, AppResult};
 
@@ -79,18 +80,6 @@ pub(crate) fn upstream(what: &str, e: impl std::fmt::Display) -> AppError {
 
 fn rejected(why: &str) -> AppError {
     AppError::InvalidCredentials(format!("the provider's token was not accepted: {why}"))
-}
-
-/// OpenID Connect's `at_hash` of `access_token` for an ID token signed with `alg`:
-/// the left half of the token's hash under the signature's hash function, base64url
-/// (Core 3.1.3.6; SHA-512 for Ed25519).
-fn at_hash(alg: Algorithm, access_token: &str) -> String {
-    let digest = match alg {
-        Algorithm::RS384 | Algorithm::ES384 | Algorithm::PS384 => Sha384::digest(access_token).to_vec(),
-        Algorithm::RS512 | Algorithm::PS512 | Algorithm::EdDSA => Sha512::digest(access_token).to_vec(),
-        _ => Sha256::digest(access_token).to_vec(),
-    };
-    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
 }
 
 /// An ID token's or userinfo's `email_verified`, which some providers send as a string.

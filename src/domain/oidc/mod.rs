@@ -7,15 +7,19 @@
 //! One file per concept: `clients` (the registry, secrets, client authentication),
 //! `scopes` (what each scope grants), and the flows that build on them.
 
+pub mod claims;
 pub mod clients;
 pub mod consent;
 pub mod discovery;
 pub mod grants;
+pub mod issue;
 pub mod scopes;
 
 pub use crate::error::OAuthFailure;
+pub use claims::{IdTokenClaims, UserClaims};
 pub use clients::{Client, ClientAuth, ClientKind, ClientPatch, ClientSpec, CreatedClient, TokenAuthMethod};
 pub use grants::TokenResponse;
+pub use issue::AppGrant;
 
 /// The grant types a client may be allowed.
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
