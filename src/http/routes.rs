@@ -95,6 +95,8 @@ pub fn table() -> Vec<Route> {
             .rate_limited()
             .page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
+        Route::new(M::GET, "/oauth2/logout", Public, ui::logout::start).page(),
+        Route::new(M::POST, "/oauth2/logout", Public, ui::logout::confirm).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)

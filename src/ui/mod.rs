@@ -20,6 +20,7 @@ mod field_errors;
 mod i18n;
 pub mod identities;
 pub mod login;
+pub mod logout;
 pub mod pages;
 pub mod profile;
 mod providers;

@@ -13,6 +13,7 @@ pub mod consent;
 pub mod discovery;
 pub mod grants;
 pub mod issue;
+pub mod logout;
 pub mod scopes;
 
 pub use crate::error::OAuthFailure;
