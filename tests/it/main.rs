@@ -28,6 +28,7 @@ mod oauth;
 mod oauth_node;
 mod oidc_apps;
 mod oidc_discovery;
+mod oidc_logout;
 mod oidc_provider;
 mod pages;
 mod pages_account;
