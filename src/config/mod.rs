@@ -93,7 +93,7 @@ impl Config {
         let server = server::settings(s)?;
         let database = database::settings(s)?;
         Ok(Config {
-            tokens: tokens::settings(s, &server.public_url)?,
+            tokens: tokens::settings(s, &format!("{}{}", server.public_url, server.base_path))?,
             passwords: passwords::settings(s)?,
             bootstrap: bootstrap::settings(s, &database.target),
             edge: edge::settings(s)?,
@@ -268,6 +268,24 @@ mod tests {
             DatabaseTarget::Postgres("postgres://u:p@localhost:5432/db".into())
         );
         assert_eq!(c.path("/auth/login"), "/api/v1/auth/login");
+    }
+
+    #[test]
+    fn the_issuer_defaults_to_the_public_url_with_the_base_path() {
+        let c = cfg(&[
+            ("PORTCULLIS_PUBLIC_URL", "https://id.example/"),
+            ("PORTCULLIS_BASE_PATH", "/id/"),
+        ])
+        .unwrap();
+        assert_eq!(c.tokens.jwt_issuer, "https://id.example/id");
+        assert_eq!(
+            c.url("/.well-known/openid-configuration"),
+            "https://id.example/id/.well-known/openid-configuration"
+        );
+        let c = cfg(&[("PORTCULLIS_PUBLIC_URL", "https://id.example")]).unwrap();
+        assert_eq!(c.tokens.jwt_issuer, "https://id.example");
+        let c = cfg(&[("PORTCULLIS_BASE_PATH", "/id"), ("JWT_ISSUER", "https://other.example")]).unwrap();
+        assert_eq!(c.tokens.jwt_issuer, "https://other.example");
     }
 
     #[test]

@@ -128,8 +128,10 @@ pub struct TokenSettings {
     pub session_max_lifetime_mfa: Duration,
 }
 
-/// The issuer defaults to `public_url`, the address clients already know us by.
-pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, ConfigError> {
+/// The issuer defaults to `default_issuer`: the public URL with the base path, the
+/// address clients already know us by and where discovery is served
+/// (`<issuer>/.well-known/openid-configuration`).
+pub(super) fn settings(s: &Sources, default_issuer: &str) -> Result<TokenSettings, ConfigError> {
     let jwt_secret = s
         .get(&["JWT_SECRET_KEY", "SECRET_KEY", "JWT_SECRET"])
         .map(|(_, v)| v.to_string());
@@ -207,7 +209,7 @@ pub(super) fn settings(s: &Sources, public_url: &str) -> Result<TokenSettings, C
     Ok(TokenSettings {
         jwt_algorithm,
         jwt_secret,
-        jwt_issuer: s.string(&["JWT_ISSUER"], public_url),
+        jwt_issuer: s.string(&["JWT_ISSUER"], default_issuer),
         jwt_audience,
         jwt_subject,
         accept_unkeyed,

@@ -331,6 +331,8 @@ pub const ACTIONS: &[&str] = &[
     "CLIENT_DELETE",
     "CLIENT_SECRET_ROTATE",
     "CLIENT_UPDATE",
+    "CONSENT_GRANT",
+    "CONSENT_REVOKE",
     "DEVICE_APPROVE",
     "DEVICE_DENY",
     "LOGIN",

@@ -242,13 +242,16 @@ impl Portcullis {
         self.log_event(event("STEP_UP")).await
     }
 
-    /// Signs a browser out: its session ends like any other (`LOGOUT`).
+    /// Signs a browser out: its session ends like any other (`LOGOUT`), and so do the
+    /// application sessions it authorized, with back-channel logout
+    /// (`oidc::logout`).
     pub async fn end_browser_session(&self, session: &BrowserSession, ctx: &ClientContext) -> AppResult<()> {
         let by = Actor::user(session.user_id, &session.username, ctx);
         match self.end_session(session.user_id, session.session_id, &by).await {
-            Ok(()) | Err(AppError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) | Err(AppError::NotFound(_)) => {}
+            Err(e) => return Err(e),
         }
+        self.browser_session_ended(session.user_id, session.session_id).await
     }
 
     /// Signs every other session of the user out, browser or token, keeping this
@@ -265,6 +268,17 @@ impl Portcullis {
     /// session, browser or token, ends.
     pub async fn logout_everywhere(&self, user_id: Uuid, username: &str, ctx: &ClientContext) -> AppResult<usize> {
         let event = AuditEvent::new("LOGOUT_ALL").actor(user_id, username).client(ctx);
-        self.end_user_sessions(user_id, None, "logout_all", event).await
+        let browsers: Vec<Uuid> = self
+            .sessions_of(user_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.browser)
+            .map(|s| s.id)
+            .collect();
+        let ended = self.end_user_sessions(user_id, None, "logout_all", event).await?;
+        for browser in browsers {
+            self.browser_session_ended(user_id, browser).await?;
+        }
+        Ok(ended)
     }
 }

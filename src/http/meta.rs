@@ -54,21 +54,15 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     cacheable_json(state.service.keys().ring().jwks())
 }
 
+/// The provider metadata (`domain::oidc::discovery`), served as OpenID Connect
+/// Discovery and as RFC 8414 authorization server metadata alike.
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
-    let c = state.service.config();
-    let algs = state.service.keys().ring().algorithms();
-    cacheable_json(Json(serde_json::json!({
-        "issuer": c.tokens.jwt_issuer,
-        "jwks_uri": c.url("/.well-known/jwks.json"),
-        "token_endpoint": c.url("/auth/token"),
-        "userinfo_endpoint": c.url("/auth/me"),
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
-        "token_endpoint_auth_methods_supported": ["none"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "preferred_username", "roles", "permissions", "amr", "auth_time"],
-    })))
+    let locales: Vec<&str> = crate::ui::Lang::all().map(|l| l.code).collect();
+    cacheable_json(Json(
+        state
+            .service
+            .discovery_document(&locales, |path| state.served.contains(path)),
+    ))
 }
 
 pub async fn openapi(State(state): State<AppState>) -> Response {

@@ -6,6 +6,7 @@
 //! `Caller` extractor, which only reads what the guard put there.
 
 pub mod admin;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod client_ip;

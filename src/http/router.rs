@@ -35,6 +35,7 @@ pub fn routes(service: Portcullis) -> Router {
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
         },
+        served: std::sync::Arc::new(table.iter().map(|r| r.path).collect()),
     };
 
     // Checked at start-up (`check_settings`); an embedding caller that skipped it gets

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::http::Method;
 
 use super::Access::{Authenticated, Enrolling, Permission, Person, Public, SignedIn};
-use super::{Route, admin, audit, auth, credentials, me, meta, mfa, oauth, oidc};
+use super::{Route, admin, apps, audit, auth, credentials, me, meta, mfa, oauth, oidc};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 use crate::domain::login::LoginOutcome;
@@ -61,6 +61,8 @@ pub fn table() -> Vec<Route> {
         Route::new(M::GET, "/account/api-keys", SignedIn, ui::api_keys::api_keys).page(),
         Route::new(M::POST, "/account/api-keys", SignedIn, ui::api_keys::create).page(),
         Route::new(M::POST, "/account/api-keys/revoke", SignedIn, ui::api_keys::revoke).page(),
+        Route::new(M::GET, "/account/apps", SignedIn, ui::apps::page).page(),
+        Route::new(M::POST, "/account/apps/revoke", SignedIn, ui::apps::revoke).page(),
         Route::new(M::GET, "/account/identities", SignedIn, ui::identities::identities).page(),
         Route::new(M::POST, "/account/identities/link", SignedIn, ui::identities::link)
             .rate_limited()
@@ -93,6 +95,8 @@ pub fn table() -> Vec<Route> {
             .rate_limited()
             .page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
+        Route::new(M::GET, "/oauth2/logout", Public, ui::logout::start).page(),
+        Route::new(M::POST, "/oauth2/logout", Public, ui::logout::confirm).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)
@@ -118,6 +122,14 @@ pub fn table() -> Vec<Route> {
             meta::openid_configuration,
         )
         .doc("discovery", "OpenID Provider metadata")
+        .empty(200),
+        Route::new(
+            M::GET,
+            "/.well-known/oauth-authorization-server",
+            Public,
+            meta::openid_configuration,
+        )
+        .doc("discovery", "OAuth 2.0 authorization server metadata (RFC 8414)")
         .empty(200),
         Route::new(M::GET, "/.well-known/jwks.json", Public, meta::jwks)
             .doc("discovery", "Public signing keys (JWKS)")
@@ -218,6 +230,16 @@ pub fn table() -> Vec<Route> {
             .empty(302)
             .empty(400)
             .empty(401),
+        Route::new(M::GET, "/auth/me/apps", Person, apps::list)
+            .doc("oidc", "The applications the caller has allowed (consents)")
+            .returns_list::<crate::domain::oidc::consent::Grant>(200),
+        Route::new(M::DELETE, "/auth/me/apps/{client_id}", Person, apps::revoke)
+            .doc(
+                "oidc",
+                "Revoke an application's grant: forget the consent and end its sessions",
+            )
+            .empty(204)
+            .empty(404),
         Route::new(M::GET, "/auth/me/identities", Person, oauth::list_identities)
             .doc("oauth", "The caller's linked provider identities")
             .returns_list::<crate::domain::oauth::IdentityOut>(200),

@@ -1,6 +1,9 @@
 //! What every handler can reach: the service, the metrics handle, the served OpenAPI
 //! document and the request limits the extractors enforce.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -19,6 +22,9 @@ pub struct AppState {
     /// Rendered once at start-up from the route table.
     pub openapi: Bytes,
     pub limits: Limits,
+    /// Every path the route table serves, for the discovery document (which names
+    /// only endpoints that answer).
+    pub served: Arc<HashSet<&'static str>>,
 }
 
 impl AsRef<Limits> for AppState {

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod api_keys;
+pub mod apps;
 mod assets;
 mod branding;
 pub mod device;
@@ -20,6 +21,7 @@ mod field_errors;
 mod i18n;
 pub mod identities;
 pub mod login;
+pub mod logout;
 pub mod pages;
 pub mod profile;
 mod providers;

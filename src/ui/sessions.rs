@@ -34,9 +34,9 @@ struct SessionView {
 }
 
 /// A time for a person (UTC, to the minute) and for a machine (`datetime`).
-struct Moment {
-    text: String,
-    iso: String,
+pub(super) struct Moment {
+    pub(super) text: String,
+    pub(super) iso: String,
 }
 
 impl From<DateTime<Utc>> for Moment {

@@ -21,8 +21,11 @@ async fn metadata_routes_answer() {
         assert_eq!(ready.status, 200);
         let disco: Value = s.get("/.well-known/openid-configuration").await.json();
         assert!(disco["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
-        assert!(disco["token_endpoint"].as_str().unwrap().ends_with("/auth/token"));
-        assert_eq!(disco["grant_types_supported"], json!(["password", "refresh_token"]));
+        assert!(disco["token_endpoint"].as_str().unwrap().ends_with("/oauth2/token"));
+        assert_eq!(
+            disco["grant_types_supported"],
+            json!(portcullis::domain::oidc::GRANT_TYPES)
+        );
         assert_eq!(disco["issuer"], s.service.config().tokens.jwt_issuer.as_str());
         // Swagger UI is bundled: its page and assets come from the binary.
         let docs = s.get("/docs/").await;
@@ -356,7 +359,7 @@ async fn base_path_prefixes_every_route() {
         disco["token_endpoint"]
             .as_str()
             .unwrap()
-            .ends_with("/api/v1/auth/token")
+            .ends_with("/api/v1/oauth2/token")
     );
     s.stop().await;
 }

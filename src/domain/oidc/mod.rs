@@ -9,9 +9,12 @@
 
 pub mod claims;
 pub mod clients;
+pub mod consent;
 pub mod device;
+pub mod discovery;
 pub mod grants;
 pub mod issue;
+pub mod logout;
 pub mod scopes;
 
 pub use crate::error::OAuthFailure;
