@@ -1,0 +1,15 @@
+-- The identifiers (jti) of the signed assertions clients authenticated with
+-- (private_key_jwt, RFC 7523): each is accepted once, so one captured assertion cannot
+-- be replayed. Kept until the assertion expires; afterwards its `exp` refuses it anyway.
+CREATE TABLE oidc_client_assertions (
+    client_id  TEXT NOT NULL REFERENCES oidc_clients(id) ON DELETE CASCADE,
+    jti        TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX oidc_client_assertions_expires ON oidc_client_assertions (expires_at);
+
+-- 0021 made the lifetimes INTEGER (INT4) while they are read as 64-bit numbers, as in
+-- SQLite, where every INTEGER is: widen them.
+ALTER TABLE oidc_clients ALTER COLUMN access_token_ttl TYPE BIGINT;
+ALTER TABLE oidc_clients ALTER COLUMN refresh_token_ttl TYPE BIGINT;
