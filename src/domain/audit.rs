@@ -329,6 +329,7 @@ pub const ACTIONS: &[&str] = &[
     "CLIENT_CREATE",
     "CLIENT_DELETE",
     "CLIENT_SECRET_ROTATE",
+    "CLIENT_TOKEN",
     "CLIENT_UPDATE",
     "LOGIN",
     "LOGIN_FAILURE",

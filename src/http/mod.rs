@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod client_ip;
+pub mod clients;
 pub mod credentials;
 pub mod extract;
 pub mod guard;

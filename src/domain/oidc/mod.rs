@@ -9,7 +9,9 @@
 
 pub mod clients;
 pub mod grants;
+pub mod introspection;
 pub mod scopes;
+pub mod service;
 
 pub use crate::error::OAuthFailure;
 pub use clients::{Client, ClientAuth, ClientKind, ClientPatch, ClientSpec, CreatedClient, TokenAuthMethod};
