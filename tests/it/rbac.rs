@@ -52,8 +52,8 @@ async fn default_roles_permissions_and_401_vs_403() {
         let perms: Value = s.get_auth("/admin/permissions", &a.access).await.json();
         assert_eq!(
             perms.as_array().unwrap().len(),
-            20,
-            "18 shipped plus tokens:introspect and audit:write"
+            21,
+            "18 shipped plus tokens:introspect, audit:write and clients:manage"
         );
 
         // A plain user: 403 naming the permission; anonymous: 401.
