@@ -167,6 +167,11 @@ async fn oidc_clients_admin_api_registers_validates_and_shows_the_secret_once() 
                 "jwks",
             ),
             (
+                json!({"name": "x", "grant_types": ["client_credentials"],
+                       "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "!!", "y": "!!"}]}}),
+                "jwks",
+            ),
+            (
                 json!({"name": "x", "grant_types": ["client_credentials"], "colour": "red"}),
                 "colour",
             ),

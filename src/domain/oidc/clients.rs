@@ -566,7 +566,8 @@ fn check_jwks(jwks: &serde_json::Value) -> AppResult<()> {
             format!("must hold 1-{MAX_JWKS_KEYS} keys"),
         ));
     }
-    if let Some(i) = set.keys.iter().position(|k| key_algorithm(k).is_none()) {
+    let usable = |k: &Jwk| key_algorithm(k).is_some() && jsonwebtoken::DecodingKey::from_jwk(k).is_ok();
+    if let Some(i) = set.keys.iter().position(|k| !usable(k)) {
         return Err(AppError::validation(
             "jwks",
             format!(
