@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod apikey;
 pub mod audit;
+pub mod client;
 pub mod remote;
 
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ enum Command {
     /// Manage API keys in the configured database.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCommand),
+    /// Manage OpenID Connect clients (applications, service accounts) in the configured database.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// Manage permissions in the configured database.
     #[command(subcommand)]
     Permission(PermissionCommand),
@@ -229,6 +233,7 @@ async fn run(command: Command, config: Config, file: Option<PathBuf>, json: bool
         Command::User(cmd) => admin::user(cmd, Portcullis::open_for_administration(config).await?, json).await,
         Command::Role(cmd) => admin::role(cmd, Portcullis::open_for_administration(config).await?, json).await,
         Command::Apikey(cmd) => apikey::apikey(cmd, Portcullis::open_for_administration(config).await?, json).await,
+        Command::Client(cmd) => client::client(cmd, Portcullis::open_for_administration(config).await?, json).await,
         Command::Permission(cmd) => {
             admin::permission(cmd, Portcullis::open_for_administration(config).await?, json).await
         }

@@ -330,6 +330,7 @@ pub const ACTIONS: &[&str] = &[
     "CLIENT_CREATE",
     "CLIENT_DELETE",
     "CLIENT_SECRET_ROTATE",
+    "CLIENT_TOKEN",
     "CLIENT_UPDATE",
     "CONSENT_GRANT",
     "CONSENT_REVOKE",

@@ -184,6 +184,8 @@ pub struct TokenFacts {
     pub jti: String,
     pub iat: i64,
     pub auth_time: Option<i64>,
+    /// The scopes granted to the application the token was issued to.
+    pub scope: Option<String>,
 }
 
 impl Principal {
@@ -234,6 +236,7 @@ impl Principal {
                 jti: claims.jti,
                 iat: claims.iat,
                 auth_time: claims.auth_time,
+                scope: claims.scope,
             }),
         })
     }

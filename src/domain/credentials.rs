@@ -239,6 +239,19 @@ pub struct Introspection {
 }
 
 impl Introspection {
+    /// An application's token says its granted scopes as `scope` (not the
+    /// permissions, which `permissions` still lists), and a service account's its
+    /// client_id as `sub`, as the token itself does.
+    fn for_application(mut self, p: &Principal) -> Self {
+        if let Some(client_id) = &p.client_id {
+            self.scope = Some(p.token.as_ref().and_then(|t| t.scope.clone()).unwrap_or_default());
+            if p.credential == Credential::Client(client_id.clone()) {
+                self.sub = Some(client_id.clone());
+            }
+        }
+        self
+    }
+
     /// `sub` is spelled as access tokens spell it (see `Portcullis::subject_claims`).
     fn of(p: &Principal, token_type: &'static str, sub: String) -> Self {
         Self {
@@ -264,6 +277,11 @@ impl Portcullis {
             return Err(AppError::Forbidden(
                 "an application's token reads the person at /oauth2/userinfo, as its scopes allow".into(),
             ));
+        }
+        if let Credential::Client(id) = &caller.credential {
+            return Err(AppError::Forbidden(format!(
+                "{id:.100} is a service account (client_credentials): it has no user account"
+            )));
         }
         let cache = &self.inner().credentials;
         let (epoch, _) = cache.epochs(&caller.user_id);
@@ -676,7 +694,10 @@ impl Portcullis {
                     aud: p.token.as_ref().and(config.tokens.jwt_audience.clone()),
                     jti: p.token.as_ref().map(|t| t.jti.clone()),
                     sid: p.session_id.map(|s| s.to_string()),
+                    // An application's token (RFC 9068): whose app, which scopes.
+                    client_id: p.client_id.clone(),
                     ..Introspection::of(&p, "access_token", self.subject_claims(p.user_id, &p.username).0)
+                        .for_application(&p)
                 }
             }
             Err(_) => inactive,

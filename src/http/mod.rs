@@ -10,6 +10,7 @@ pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod client_ip;
+pub mod clients;
 pub mod credentials;
 pub mod extract;
 pub mod guard;

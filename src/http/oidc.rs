@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +17,9 @@ use super::extract::UrlForm;
 use super::oauth_error::OAuthError;
 use crate::domain::ClientContext;
 use crate::domain::oidc::grants::require_grant;
-use crate::domain::oidc::{ClientAuth, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse};
+use crate::domain::oidc::{
+    Client, ClientAuth, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse,
+};
 use crate::error::AppError;
 use crate::http::state::AppState;
 
@@ -139,6 +141,11 @@ pub async fn token(
             let code = required("device_code", f.device_code.as_deref())?;
             service.poll_device_code(&client, &code, &ctx).await?
         }
+        GRANT_CLIENT_CREDENTIALS => {
+            service
+                .client_credentials_grant(&client, f.scope.as_deref(), &ctx)
+                .await?
+        }
         other => {
             return Err(AppError::OAuth(OAuthFailure::UnsupportedGrantType(format!(
                 "grant_type {other:.64} is not supported"
@@ -180,4 +187,65 @@ pub async fn device_authorization(
     let client = service.authenticate_client(&auth).await?;
     let answer = service.start_device_authorization(&client, f.scope.as_deref()).await?;
     Ok(no_store(Json(answer)))
+}
+
+/// An introspection or revocation request (RFC 7662 2.1, RFC 7009 2.1), with the
+/// client's credentials when it sends them in the body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ClientTokenForm {
+    pub token: Option<String>,
+    /// Accepted and not needed: the kind is told by the token itself.
+    pub token_type_hint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+/// The authenticated client of an introspection or revocation request, and the token.
+async fn client_and_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<UrlForm<ClientTokenForm>, FormRejection>,
+) -> Result<(Client, String), OAuthError> {
+    let f = oauth_form(form)?;
+    let auth = client_auth(
+        headers,
+        f.client_id,
+        f.client_secret,
+        f.client_assertion_type,
+        f.client_assertion,
+    )?;
+    let client = state.service.authenticate_client(&auth).await?;
+    let _ = f.token_type_hint;
+    let token = f
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok((client, token))
+}
+
+/// RFC 7662 for confidential clients: what a token is (`active: false` for anything
+/// not live). An application's token says `client_id` and `scope`.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<UrlForm<ClientTokenForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let (client, token) = client_and_token(&state, &headers, form).await?;
+    Ok(no_store(Json(
+        state.service.introspect_for_client(&client, &token).await?,
+    )))
+}
+
+/// RFC 7009: ends a token issued to the calling client; 200 whatever the token was.
+pub async fn revoke(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    form: Result<UrlForm<ClientTokenForm>, FormRejection>,
+) -> Result<StatusCode, OAuthError> {
+    let (client, token) = client_and_token(&state, &headers, form).await?;
+    state.service.revoke_for_client(&client, &token, &ctx).await?;
+    Ok(StatusCode::OK)
 }

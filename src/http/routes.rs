@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::http::Method;
 
 use super::Access::{Authenticated, Enrolling, Permission, Person, Public, SignedIn};
-use super::{Route, admin, apps, audit, auth, credentials, me, meta, mfa, oauth, oidc};
+use super::{Route, admin, apps, audit, auth, clients, credentials, me, meta, mfa, oauth, oidc};
 use crate::config::{ConfigError, RateLimitSettings};
 use crate::domain::TokenPair;
 use crate::domain::login::LoginOutcome;
@@ -151,6 +151,51 @@ pub fn table() -> Vec<Route> {
         Route::new(M::POST, "/device", SignedIn, ui::device::submit)
             .rate_limited()
             .page(),
+        Route::new(M::POST, "/oauth2/introspect", Public, oidc::introspect)
+            .rate_limited()
+            .doc("oidc", "RFC 7662 introspection for confidential clients (client-authenticated)")
+            .form::<oidc::ClientTokenForm>()
+            .returns::<crate::domain::credentials::Introspection>(200)
+            .returns::<auth::OAuthErrorBody>(400)
+            .returns::<auth::OAuthErrorBody>(401),
+        Route::new(M::POST, "/oauth2/revoke", Public, oidc::revoke)
+            .rate_limited()
+            .doc("oidc", "RFC 7009 revocation of a token issued to the calling client")
+            .form::<oidc::ClientTokenForm>()
+            .empty(200)
+            .returns::<auth::OAuthErrorBody>(400)
+            .returns::<auth::OAuthErrorBody>(401),
+        // The client registry (docs/oidc.md).
+        Route::new(M::GET, "/admin/clients", Permission("clients:manage"), clients::list_clients)
+            .doc("admin: clients", "Registered OpenID Connect clients (never their secrets)")
+            .returns_list::<crate::domain::oidc::Client>(200),
+        Route::new(M::POST, "/admin/clients", Permission("clients:manage"), clients::create_client)
+            .step_up()
+            .doc("admin: clients", "Register a client; its secret is answered this once")
+            .json::<crate::domain::oidc::ClientSpec>()
+            .returns::<crate::domain::oidc::CreatedClient>(201)
+            .empty(409),
+        Route::new(M::GET, "/admin/clients/{id}", Permission("clients:manage"), clients::get_client)
+            .doc("admin: clients", "One client")
+            .returns::<crate::domain::oidc::Client>(200)
+            .empty(404),
+        Route::new(M::PATCH, "/admin/clients/{id}", Permission("clients:manage"), clients::update_client)
+            .step_up()
+            .doc("admin: clients", "Change a client; taking roles away ends its service-account tokens")
+            .json::<crate::domain::oidc::ClientPatch>()
+            .returns::<crate::domain::oidc::Client>(200)
+            .empty(404),
+        Route::new(M::DELETE, "/admin/clients/{id}", Permission("clients:manage"), clients::delete_client)
+            .step_up()
+            .doc("admin: clients", "Remove a client, ending its tokens")
+            .empty(204)
+            .empty(404),
+        Route::new(M::POST, "/admin/clients/{id}/secret", Permission("clients:manage"), clients::rotate_secret)
+            .step_up()
+            .doc("admin: clients", "New secret, answered this once; the old one works for grace_seconds")
+            .json::<clients::RotateSecretRequest>()
+            .returns::<crate::domain::oidc::CreatedClient>(200)
+            .empty(404),
         // Authentication.
         Route::new(M::POST, "/auth/register", Public, auth::register)
             .rate_limited()

@@ -37,10 +37,11 @@ row_struct! {
     }
 }
 
-/// Ending a client's service-account tokens: a revocation of its uid, from `now`
-/// until `until` (the revocation horizon).
+/// Ending a client's service-account tokens: a revocation of `uid` (the one its
+/// tokens carried so far), from `now` until `until` (the revocation horizon).
 #[derive(Debug, Clone, Copy)]
 pub struct EndTokens {
+    pub uid: Uuid,
     pub now: DateTime<Utc>,
     pub until: DateTime<Utc>,
 }
@@ -61,7 +62,7 @@ const INSERT_CLIENT: &str = "INSERT INTO oidc_clients (id, uid, name, kind, auth
 const UPDATE_CLIENT: &str = "UPDATE oidc_clients SET name = $2, kind = $3, auth_method = $4, redirect_uris = $5, \
      post_logout_redirect_uris = $6, grant_types = $7, scopes = $8, first_party = $9, backchannel_logout_uri = $10, \
      jwks = $11, access_token_ttl = $12, refresh_token_ttl = $13, secret_hash = $14, previous_secret_hash = $15, \
-     previous_secret_expires_at = $16, updated_at = $17 WHERE id = $1 AND updated_at = $18";
+     previous_secret_expires_at = $16, updated_at = $17, uid = $18 WHERE id = $1 AND updated_at = $19";
 const DELETE_CLIENT: &str = "DELETE FROM oidc_clients WHERE id = $1";
 const END_CLIENT_SESSIONS: &str = "UPDATE sessions SET revoked_at = $2, revoked_reason = 'client_deleted' \
      WHERE client_id = $1 AND revoked_at IS NULL RETURNING id";
@@ -69,6 +70,13 @@ const CLIENT_ROLES: &str = "SELECT role_name FROM client_roles WHERE client_id =
 const CLEAR_ROLES: &str = "DELETE FROM client_roles WHERE client_id = $1";
 const ADD_ROLE: &str = "INSERT INTO client_roles (client_id, role_name) VALUES ($1, $2)";
 const ROLE_EXISTS: &str = "SELECT COUNT(*) FROM roles WHERE name = $1";
+const CLIENT_PERMISSIONS: &str = "SELECT DISTINCT rp.permission_name FROM client_roles cr \
+     JOIN role_permissions rp ON rp.role_name = cr.role_name WHERE cr.client_id = $1 ORDER BY rp.permission_name";
+const REFRESH_CLIENT: &str = "SELECT s.client_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+     WHERE r.token_hash = $1";
+const PURGE_ASSERTIONS: &str = "DELETE FROM oidc_client_assertions WHERE expires_at < $1";
+const INSERT_ASSERTION: &str = "INSERT INTO oidc_client_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT DO NOTHING";
 
 impl Store {
     /// Adds a client holding `roles` (each must exist); Conflict when the id is taken.
@@ -115,7 +123,7 @@ impl Store {
                 .bind(&c.redirect_uris).bind(&c.post_logout_redirect_uris).bind(&c.grant_types).bind(&c.scopes)
                 .bind(c.first_party).bind(&c.backchannel_logout_uri).bind(&c.jwks)
                 .bind(c.access_token_ttl).bind(c.refresh_token_ttl).bind(&c.secret_hash)
-                .bind(&c.previous_secret_hash).bind(c.previous_secret_expires_at).bind(c.updated_at).bind(read_at)
+                .bind(&c.previous_secret_hash).bind(c.previous_secret_expires_at).bind(c.updated_at).bind(c.uid).bind(read_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -133,7 +141,7 @@ impl Store {
                 }
             }
             if let Some(end) = end_tokens {
-                record_revocation(&mut *tx, c.uid, end.now, end.until).await?;
+                record_revocation(&mut *tx, end.uid, end.now, end.until).await?;
             }
             append_in_tx(tx, self.audit_key(), audit).await?;
             Ok(true)
@@ -154,7 +162,7 @@ impl Store {
             if deleted == 0 {
                 return Ok(None);
             }
-            record_revocation(&mut *tx, c.uid, end.now, end.until).await?;
+            record_revocation(&mut *tx, end.uid, end.now, end.until).await?;
             let ended: Vec<Uuid> = sqlx::query_scalar(END_CLIENT_SESSIONS).bind(&c.id).bind(end.now).fetch_all(&mut *tx).await?;
             for id in &ended {
                 record_revocation(&mut *tx, *id, end.now, end.until).await?;
@@ -175,5 +183,41 @@ impl Store {
     /// The roles a client holds as a service account.
     pub async fn client_roles(&self, id: &str) -> AppResult<Vec<String>> {
         Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(CLIENT_ROLES).bind(id).fetch_all(pool).await)?)
+    }
+
+    /// The permissions the roles of a client grant it as a service account.
+    pub async fn client_permissions(&self, id: &str) -> AppResult<Vec<String>> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(CLIENT_PERMISSIONS).bind(id).fetch_all(pool).await)?)
+    }
+
+    /// Remembers that client `id` used the assertion `jti`, until `expires_at`; false
+    /// when it had used it already (a replay). Forgets the assertions expired before
+    /// `now` on the way, so the table holds only those still live.
+    pub async fn use_client_assertion(
+        &self,
+        id: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> AppResult<bool> {
+        on_pool!(self, pool => within(pool.begin().await?, async |tx| {
+            sqlx::query(PURGE_ASSERTIONS).bind(now).execute(&mut *tx).await?;
+            let inserted = sqlx::query(INSERT_ASSERTION)
+                .bind(id).bind(jti).bind(expires_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            Ok(inserted == 1)
+        }).await)
+    }
+
+    /// The application the session of a refresh token was started for; None when
+    /// there is no such token or it is Portcullis's own login's.
+    pub async fn refresh_token_client(&self, token_hash: &[u8]) -> AppResult<Option<String>> {
+        let found: Option<Option<String>> = on_pool!(self, pool => sqlx::query_scalar(REFRESH_CLIENT)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(found.flatten())
     }
 }

@@ -76,6 +76,7 @@ const MIGRATIONS: (Scripts, Scripts) = scripts!(
     16 "browser step-up" "0016_browser_step_up.sql",
     20 "oauth flow purpose" "0020_oauth_flow_purpose.sql",
     21 "oidc" "0021_oidc.sql",
+    22 "client assertions" "0022_client_assertions.sql",
 );
 
 fn migrator(scripts: Scripts) -> Migrator {

@@ -27,6 +27,7 @@ mod mfa;
 mod oauth;
 mod oauth_node;
 mod oidc_apps;
+mod oidc_clients;
 mod oidc_device;
 mod oidc_discovery;
 mod oidc_interop;

@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use url::Url;
@@ -25,6 +27,18 @@ use crate::store::{ClientRow, EndTokens};
 pub const CLIENT_SECRET_PREFIX: &str = "pcsec_";
 /// How long the secret before a rotation keeps working, unless the caller says.
 pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// The longest an old secret may keep working after a rotation (30 days).
+pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// `client_assertion_type` of `private_key_jwt` (RFC 7523 2.2).
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How far ahead an assertion may expire: it is made for one request.
+const MAX_ASSERTION_LIFETIME_SECS: i64 = 600;
+/// Clock skew allowed between the client and Portcullis.
+const ASSERTION_LEEWAY_SECS: u64 = 60;
+const MAX_ASSERTION_LEN: usize = 8 * 1024;
+const MAX_JTI_LEN: usize = 200;
+const MAX_JWKS_KEYS: usize = 10;
+const MAX_JWKS_LEN: usize = 32 * 1024;
 const MAX_URIS: usize = 20;
 const MAX_URI_LEN: usize = 2000;
 const MAX_NAME_LEN: usize = 200;
@@ -488,14 +502,14 @@ fn check(c: &mut Client) -> AppResult<()> {
         }
         (ClientKind::Confidential, _) => {}
     }
-    if c.token_endpoint_auth_method == TokenAuthMethod::PrivateKeyJwt {
-        let keys = c.jwks.as_ref().and_then(|j| j.get("keys")).and_then(|k| k.as_array());
-        if keys.is_none_or(|k| k.is_empty()) {
-            return Err(AppError::validation(
-                "jwks",
-                "private_key_jwt needs the client's public keys as a JWKS ({\"keys\": [...]})",
-            ));
-        }
+    if c.token_endpoint_auth_method == TokenAuthMethod::PrivateKeyJwt && c.jwks.is_none() {
+        return Err(AppError::validation(
+            "jwks",
+            "private_key_jwt needs the client's public keys as a JWKS ({\"keys\": [...]})",
+        ));
+    }
+    if let Some(jwks) = &c.jwks {
+        check_jwks(jwks)?;
     }
     for (field, ttl) in [
         ("access_token_ttl", c.access_token_ttl),
@@ -529,6 +543,80 @@ fn may_trust(c: &Client, old: Option<&Client>, by: &Actor) -> AppResult<()> {
             Rank::Administrator,
             "make an application first-party or give it the roles scope",
         )?;
+    }
+    Ok(())
+}
+
+/// What an assertion must say (RFC 7523 3); `aud`, `nbf` and `iat` are checked by
+/// the verifier.
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    exp: i64,
+    jti: String,
+}
+
+/// The keys of a registered JWKS usable for `private_key_jwt`, each with the one
+/// algorithm it verifies: pinned by the key's type (an RSA key RS256, a P-256 key
+/// ES256, an Ed25519 key EdDSA), never by the assertion's header. Symmetric keys,
+/// other curves, encryption keys and keys naming another algorithm are left out.
+fn registered_keys(jwks: Option<&serde_json::Value>) -> Vec<(Jwk, Algorithm)> {
+    let Some(set) = jwks.and_then(|j| serde_json::from_value::<JwkSet>(j.clone()).ok()) else {
+        return Vec::new();
+    };
+    set.keys
+        .into_iter()
+        .filter_map(|k| key_algorithm(&k).map(|alg| (k, alg)))
+        .collect()
+}
+
+fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
+    let alg = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => Algorithm::EdDSA,
+        _ => return None,
+    };
+    if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
+        return None;
+    }
+    let named_matches = match jwk.common.key_algorithm {
+        None => true,
+        Some(named) => matches!(
+            (named, alg),
+            (KeyAlgorithm::RS256, Algorithm::RS256)
+                | (KeyAlgorithm::ES256, Algorithm::ES256)
+                | (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+        ),
+    };
+    named_matches.then_some(alg)
+}
+
+/// A registered JWKS: a `{"keys": [...]}` document whose every key is one
+/// `private_key_jwt` can verify with, at most `MAX_JWKS_KEYS` of them.
+fn check_jwks(jwks: &serde_json::Value) -> AppResult<()> {
+    let set: JwkSet = serde_json::from_value(jwks.clone())
+        .map_err(|e| AppError::validation("jwks", format!("is not a JWKS ({{\"keys\": [...]}}): {e:.200}")))?;
+    if set.keys.is_empty() || set.keys.len() > MAX_JWKS_KEYS {
+        return Err(AppError::validation(
+            "jwks",
+            format!("must hold 1-{MAX_JWKS_KEYS} keys"),
+        ));
+    }
+    let usable = |k: &Jwk| key_algorithm(k).is_some() && jsonwebtoken::DecodingKey::from_jwk(k).is_ok();
+    if let Some(i) = set.keys.iter().position(|k| !usable(k)) {
+        return Err(AppError::validation(
+            "jwks",
+            format!(
+                "key {i} is not a signing key of a supported kind: RSA (RS256), EC P-256 (ES256) or OKP Ed25519 (EdDSA)"
+            ),
+        ));
+    }
+    if jwks.to_string().len() > MAX_JWKS_LEN {
+        return Err(AppError::validation(
+            "jwks",
+            format!("must be at most {MAX_JWKS_LEN} bytes"),
+        ));
     }
     Ok(())
 }
@@ -697,7 +785,11 @@ impl Portcullis {
         let record = self.audit_record(by.event("CLIENT_UPDATE").resource("client", &c.client_id));
         let lost_roles = old.roles.iter().any(|r| !c.roles.contains(r));
         let end = (lost_roles || old.token_endpoint_auth_method != c.token_endpoint_auth_method)
-            .then(|| self.end_tokens(c.updated_at));
+            .then(|| self.end_tokens(old.uid, c.updated_at));
+        if end.is_some() {
+            // Its tokens so far carry the old uid, now revoked: new ones get a fresh one.
+            c.uid = Uuid::new_v4();
+        }
         if !self
             .store()
             .update_client(
@@ -712,7 +804,7 @@ impl Portcullis {
             return Err(changed_meanwhile(id));
         }
         if end.is_some() {
-            self.forget_sessions(&[c.uid], c.updated_at);
+            self.forget_sessions(&[old.uid], c.updated_at);
         }
         Ok(c)
     }
@@ -720,6 +812,12 @@ impl Portcullis {
     /// Gives the client a new secret, shown once; the old one keeps working for
     /// `grace` (zero: ends at once, with every service-account token).
     pub async fn rotate_client_secret(&self, id: &str, grace: Duration, by: &Actor) -> AppResult<CreatedClient> {
+        if grace > MAX_ROTATION_GRACE {
+            return Err(AppError::validation(
+                "grace_seconds",
+                format!("must be at most {} seconds", MAX_ROTATION_GRACE.as_secs()),
+            ));
+        }
         let mut c = self.client(id).await?;
         // Whoever gets the secret acts as the service account: only someone who
         // could give it its roles.
@@ -744,7 +842,11 @@ impl Portcullis {
                 .resource("client", &c.client_id)
                 .meta("grace_seconds", grace.as_secs()),
         );
-        let end = grace.is_zero().then(|| self.end_tokens(now));
+        let end = grace.is_zero().then(|| self.end_tokens(c.uid, now));
+        let old_uid = c.uid;
+        if end.is_some() {
+            c.uid = Uuid::new_v4();
+        }
         if !self
             .store()
             .update_client(&c.to_row()?, old_updated_at, None, end, record.as_ref())
@@ -753,7 +855,7 @@ impl Portcullis {
             return Err(changed_meanwhile(id));
         }
         if end.is_some() {
-            self.forget_sessions(&[c.uid], now);
+            self.forget_sessions(&[old_uid], now);
         }
         Ok(CreatedClient {
             client: c,
@@ -771,7 +873,7 @@ impl Portcullis {
         let now = Utc::now();
         let Some(mut ended) = self
             .store()
-            .delete_client(&c.to_row()?, self.end_tokens(now), record.as_ref())
+            .delete_client(&c.to_row()?, self.end_tokens(c.uid, now), record.as_ref())
             .await?
         else {
             return Err(AppError::NotFound(format!("no client {id:.100}")));
@@ -782,9 +884,11 @@ impl Portcullis {
     }
 
     /// Ending a client's service-account tokens: they carry its uid as their session,
-    /// which the revocation feed then refuses on every instance.
-    fn end_tokens(&self, now: DateTime<Utc>) -> EndTokens {
+    /// which the revocation feed then refuses on every instance. A revocation is by id,
+    /// not by time, so a client that lives on takes a new uid for its next tokens.
+    fn end_tokens(&self, uid: Uuid, now: DateTime<Utc>) -> EndTokens {
         EndTokens {
+            uid,
             now,
             until: self.revocation_horizon(now),
         }
@@ -824,9 +928,75 @@ impl Portcullis {
         }
     }
 
-    /// `private_key_jwt` (RFC 7523): not accepted yet.
-    async fn authenticate_client_assertion(&self, _auth: &ClientAuth) -> AppResult<Client> {
-        Err(failure("private_key_jwt is not supported yet"))
+    /// `private_key_jwt` (RFC 7523 2.2): a JWT the client signed with one of the keys
+    /// of its registered JWKS, the algorithm pinned by the key (RS256, ES256, EdDSA),
+    /// `iss` = `sub` = its client_id, `aud` naming the token endpoint or the issuer,
+    /// expiring within ten minutes, and a `jti` never presented before: each assertion
+    /// is remembered in the database until it expires, so no instance accepts it twice.
+    async fn authenticate_client_assertion(&self, auth: &ClientAuth) -> AppResult<Client> {
+        let unknown = || failure("client authentication failed");
+        if auth.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+            return Err(failure(&format!("client_assertion_type must be {ASSERTION_TYPE}")));
+        }
+        let assertion = auth.client_assertion.as_deref().unwrap_or_default();
+        if assertion.len() > MAX_ASSERTION_LEN {
+            return Err(failure("client_assertion is too long"));
+        }
+        // Whose it says it is, read before any verification only to find the keys.
+        let named: AssertionClaims = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
+            .map_err(|_| failure("client_assertion is not a JWT with iss, sub, aud, exp and jti"))?;
+        if auth.client_id.as_deref().is_some_and(|id| id != named.iss) {
+            return Err(unknown());
+        }
+        let client = self.find_client(&named.iss).await?.ok_or_else(unknown)?;
+        if client.token_endpoint_auth_method != TokenAuthMethod::PrivateKeyJwt {
+            return Err(unknown());
+        }
+        let header = jsonwebtoken::decode_header(assertion).map_err(|_| unknown())?;
+        let config = self.config();
+        let audiences = [config.url("/oauth2/token"), config.tokens.jwt_issuer.clone()];
+        let claims = registered_keys(client.jwks.as_ref())
+            .into_iter()
+            .filter(|(jwk, alg)| {
+                *alg == header.alg
+                    && header
+                        .kid
+                        .as_ref()
+                        .is_none_or(|kid| jwk.common.key_id.as_ref() == Some(kid))
+            })
+            .find_map(|(jwk, alg)| {
+                let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?;
+                let mut v = jsonwebtoken::Validation::new(alg);
+                v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                v.set_issuer(&[&client.client_id]);
+                v.sub = Some(client.client_id.clone());
+                v.set_audience(&audiences);
+                v.leeway = ASSERTION_LEEWAY_SECS;
+                v.validate_nbf = true;
+                jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v)
+                    .ok()
+                    .map(|d| d.claims)
+            })
+            .ok_or_else(unknown)?;
+        let now = Utc::now();
+        if claims.exp > now.timestamp() + MAX_ASSERTION_LIFETIME_SECS {
+            return Err(failure("client_assertion must expire within 10 minutes"));
+        }
+        if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
+            return Err(failure("client_assertion needs a jti of 1-200 characters"));
+        }
+        let expires = DateTime::from_timestamp(claims.exp, 0).ok_or_else(unknown)?
+            + chrono::Duration::seconds(ASSERTION_LEEWAY_SECS as i64);
+        if !self
+            .store()
+            .use_client_assertion(&client.client_id, &claims.jti, expires, now)
+            .await?
+        {
+            return Err(failure(
+                "client_assertion was used before: sign a new one with a new jti",
+            ));
+        }
+        Ok(client)
     }
 
     /// Whether `by` may give a service account these roles: only what they could give

@@ -13,9 +13,11 @@ pub mod consent;
 pub mod device;
 pub mod discovery;
 pub mod grants;
+pub mod introspection;
 pub mod issue;
 pub mod logout;
 pub mod scopes;
+pub mod service;
 
 pub use crate::error::OAuthFailure;
 pub use claims::{IdTokenClaims, UserClaims};
