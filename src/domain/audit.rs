@@ -325,6 +325,8 @@ impl BrokenCheck {
 pub const ACTIONS: &[&str] = &[
     "APIKEY_CREATE",
     "APIKEY_REVOKE",
+    "APP_CODE_REPLAYED",
+    "APP_CONSENT",
     "APP_SIGN_IN",
     "AUDIT_PURGED",
     "CLIENT_CREATE",

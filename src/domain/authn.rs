@@ -166,6 +166,8 @@ pub struct Principal {
     /// The application a JWT was issued to (its `client_id` claim), when not
     /// Portcullis's own login.
     pub client_id: Option<String>,
+    /// The scopes granted to that application (its `scope` claim), space-separated.
+    pub scope: Option<String>,
 }
 
 /// The claims of a verified access token that the principal does not already hold.
@@ -206,6 +208,7 @@ impl Principal {
             user_id,
             session_id: Some(session_id),
             client_id: claims.client_id,
+            scope: claims.scope,
             username: claims.preferred_username,
             roles: claims.roles,
             permissions: claims.permissions,
@@ -395,6 +398,7 @@ impl Portcullis {
             expires_at: Some(claims.exp),
             token: None,
             client_id: None,
+            scope: None,
         }))
     }
 }
@@ -424,6 +428,7 @@ mod tests {
                 expires_at: None,
                 token: None,
                 client_id: None,
+                scope: None,
             };
             assert!(matches!(Access::SignedIn.check(&caller), Err(AppError::Forbidden(_))));
             assert!(Access::Authenticated.check(&caller).is_ok());

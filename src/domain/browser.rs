@@ -160,6 +160,7 @@ impl Portcullis {
                 auth_time: Some(session.verified_at.timestamp()),
             }),
             client_id: None,
+            scope: None,
         })
     }
 

@@ -498,6 +498,7 @@ impl Portcullis {
                         expires_at: row.expires_at.map(|e| e.timestamp()),
                         token: None,
                         client_id: None,
+                        scope: None,
                     }),
                     owner_epoch,
                     global_epoch,
@@ -602,6 +603,7 @@ impl Portcullis {
             expires_at: Some(row.expires_at.timestamp()),
             token: None,
             client_id: None,
+            scope: None,
         }))
     }
 
@@ -766,6 +768,7 @@ mod tests {
                 expires_at: None,
                 token: None,
                 client_id: None,
+                scope: None,
             }),
             owner_epoch: 0,
             global_epoch: 0,

@@ -531,6 +531,7 @@ impl Portcullis {
             expires_at: Some(ticket.expires_at.timestamp()),
             token: None,
             client_id: None,
+            scope: None,
         }))
     }
 

@@ -94,6 +94,8 @@ pub fn table() -> Vec<Route> {
             .page(),
         Route::new(M::POST, "/logout", SignedIn, ui::account::logout).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
+        Route::new(M::GET, "/oauth2/authorize", Public, ui::authorize::authorize).page(),
+        Route::new(M::POST, "/oauth2/authorize", SignedIn, ui::authorize::decide).page(),
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)
             .doc("meta", "Liveness")
@@ -129,6 +131,16 @@ pub fn table() -> Vec<Route> {
             .returns::<crate::domain::oidc::TokenResponse>(200)
             .returns::<auth::OAuthErrorBody>(400)
             .returns::<auth::OAuthErrorBody>(401),
+        Route::new(M::GET, "/oauth2/userinfo", Authenticated, oidc::userinfo)
+            .doc("oidc", "OpenID Connect UserInfo: the claims of the access token's scopes")
+            .returns::<crate::domain::oidc::UserClaims>(200)
+            .empty(401)
+            .returns::<auth::OAuthErrorBody>(403),
+        Route::new(M::POST, "/oauth2/userinfo", Authenticated, oidc::userinfo)
+            .doc("oidc", "OpenID Connect UserInfo (POST, RFC 6750 bearer)")
+            .returns::<crate::domain::oidc::UserClaims>(200)
+            .empty(401)
+            .returns::<auth::OAuthErrorBody>(403),
         // Authentication.
         Route::new(M::POST, "/auth/register", Public, auth::register)
             .rate_limited()

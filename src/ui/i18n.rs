@@ -93,6 +93,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::profile::EN,
             super::sessions::EN,
             super::field_errors::EN,
+            super::authorize::EN,
         ],
     ),
     (
@@ -109,6 +110,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::profile::DE,
             super::sessions::DE,
             super::field_errors::DE,
+            super::authorize::DE,
         ],
     ),
 ];

@@ -25,6 +25,7 @@ mod hostile_tokens;
 mod mfa;
 mod oauth;
 mod oauth_node;
+mod oidc_code_flow;
 mod oidc_provider;
 mod pages;
 mod pages_account;

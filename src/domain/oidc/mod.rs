@@ -7,11 +7,13 @@
 //! One file per concept: `clients` (the registry, secrets, client authentication),
 //! `scopes` (what each scope grants), and the flows that build on them.
 
+pub mod authorize;
 pub mod claims;
 pub mod clients;
 pub mod grants;
 pub mod issue;
 pub mod scopes;
+pub mod userinfo;
 
 pub use crate::error::OAuthFailure;
 pub use claims::{IdTokenClaims, UserClaims};

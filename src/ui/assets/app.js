@@ -15,3 +15,8 @@ document.querySelectorAll("button[data-copy]").forEach(function (button) {
     });
   });
 });
+// A form marked data-autosubmit (an answer an application asked to receive by POST,
+// response_mode=form_post) is sent at once; without script its button sends it.
+document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+  form.submit();
+});
