@@ -96,6 +96,14 @@ struct ConsentPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "continue.html")]
+struct ContinuePage<'a> {
+    c: Chrome,
+    href: &'a str,
+    script: &'static str,
+}
+
+#[derive(Template)]
 #[template(path = "form_post.html")]
 struct FormPostPage<'a> {
     c: Chrome,
@@ -128,7 +136,22 @@ pub async fn authorize(
     let Query(params) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let session = current_session(&service, &headers).await?;
     let lang = page_lang(lang, &uri, params.ui_locales.as_deref());
+    // Sent here by our own pages (a sign-in form's redirect): a redirect on to the
+    // application would be one more hop of that form's navigation, which the sign-in
+    // page's CSP (`form-action`) does not allow; a page that links on starts a new one.
+    let from_our_pages = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"same-origin");
     Ok(match service.authorize(&params, session.as_ref()).await? {
+        Next::Answer(reply) if from_our_pages && reply.mode == ResponseMode::Query => {
+            let href = query_url(&reply);
+            let page = ContinuePage {
+                c: Chrome::new(&service, lang),
+                href: &href,
+                script: script_name(),
+            };
+            render(StatusCode::OK, &page)
+        }
         Next::Answer(reply) => answer(&service, lang, &reply),
         Next::SignIn { request, fresh } => to_sign_in(&service, lang, &uri, &request, fresh),
         Next::Consent(request) => match session {
@@ -228,15 +251,7 @@ pub async fn decide(
 /// by its button without script).
 fn answer(service: &Portcullis, lang: Lang, reply: &Reply) -> Response {
     match reply.mode {
-        ResponseMode::Query => {
-            let query: Vec<String> = reply
-                .params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
-                .collect();
-            let sep = if reply.redirect_uri.contains('?') { '&' } else { '?' };
-            Redirect::to(&format!("{}{sep}{}", reply.redirect_uri, query.join("&"))).into_response()
-        }
+        ResponseMode::Query => Redirect::to(&query_url(reply)).into_response(),
         ResponseMode::FormPost => {
             let page = FormPostPage {
                 c: Chrome::new(service, lang),
@@ -247,6 +262,17 @@ fn answer(service: &Portcullis, lang: Lang, reply: &Reply) -> Response {
             with_form_action(service, &reply.redirect_uri, render(StatusCode::OK, &page))
         }
     }
+}
+
+/// The redirect URI with the answer's parameters added to its query.
+fn query_url(reply: &Reply) -> String {
+    let query: Vec<String> = reply
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
+        .collect();
+    let sep = if reply.redirect_uri.contains('?') { '&' } else { '?' };
+    format!("{}{sep}{}", reply.redirect_uri, query.join("&"))
 }
 
 /// The pages' CSP, its `form-action` also allowing the application's redirect URI

@@ -43,8 +43,8 @@ use crate::config::Config;
 use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 pub use assets::asset;
-pub use i18n::{Lang, LangLink};
 use i18n::picked_in_query;
+pub use i18n::{Lang, LangLink};
 
 /// A part of a language's message catalogue (see `i18n`): (key, text), placeholders
 /// `{n}`. Page modules keep their own strings beside their handlers.

@@ -10,6 +10,7 @@ mod browser_account;
 mod browser_axebench;
 mod browser_chrome;
 mod browser_keys_ids;
+mod browser_oidc;
 mod browser_two_factor;
 mod cli;
 mod cli_enrol;

@@ -20,3 +20,8 @@ document.querySelectorAll("button[data-copy]").forEach(function (button) {
 document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
   form.submit();
 });
+// A link marked data-autofollow (the way back to an application after signing in) is
+// followed at once; without script the person follows it.
+document.querySelectorAll("a[data-autofollow]").forEach(function (link) {
+  window.location.replace(link.href);
+});
