@@ -325,6 +325,7 @@ impl BrokenCheck {
 pub const ACTIONS: &[&str] = &[
     "APIKEY_CREATE",
     "APIKEY_REVOKE",
+    "APP_CODE_REPLAYED",
     "APP_SIGN_IN",
     "AUDIT_PURGED",
     "CLIENT_CREATE",

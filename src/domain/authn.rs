@@ -174,6 +174,8 @@ pub struct Principal {
     /// That application is the operator's own: the token acts for the person as a
     /// login's does (see `is_delegated`).
     pub first_party: bool,
+    /// The scopes granted to that application (its `scope` claim), space-separated.
+    pub scope: Option<String>,
 }
 
 /// The claims of a verified access token that the principal does not already hold.
@@ -184,8 +186,6 @@ pub struct TokenFacts {
     pub jti: String,
     pub iat: i64,
     pub auth_time: Option<i64>,
-    /// The scopes granted to the application the token was issued to.
-    pub scope: Option<String>,
 }
 
 impl Principal {
@@ -225,6 +225,7 @@ impl Principal {
             session_id: Some(session_id),
             client_id: claims.client_id,
             first_party: claims.first_party,
+            scope: claims.scope,
             username: claims.preferred_username,
             roles: claims.roles,
             permissions: claims.permissions,
@@ -236,7 +237,6 @@ impl Principal {
                 jti: claims.jti,
                 iat: claims.iat,
                 auth_time: claims.auth_time,
-                scope: claims.scope,
             }),
         })
     }
@@ -416,6 +416,7 @@ impl Portcullis {
             token: None,
             client_id: None,
             first_party: false,
+            scope: None,
         }))
     }
 }
@@ -446,6 +447,7 @@ mod tests {
                 token: None,
                 client_id: None,
                 first_party: false,
+                scope: None,
             };
             assert!(matches!(Access::SignedIn.check(&caller), Err(AppError::Forbidden(_))));
             assert!(Access::Authenticated.check(&caller).is_ok());

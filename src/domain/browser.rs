@@ -158,10 +158,10 @@ impl Portcullis {
                 jti: String::new(),
                 iat: session.verified_at.timestamp(),
                 auth_time: Some(session.verified_at.timestamp()),
-                scope: None,
             }),
             client_id: None,
             first_party: false,
+            scope: None,
         })
     }
 

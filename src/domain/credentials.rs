@@ -244,7 +244,7 @@ impl Introspection {
     /// client_id as `sub`, as the token itself does.
     fn for_application(mut self, p: &Principal) -> Self {
         if let Some(client_id) = &p.client_id {
-            self.scope = Some(p.token.as_ref().and_then(|t| t.scope.clone()).unwrap_or_default());
+            self.scope = Some(p.scope.clone().unwrap_or_default());
             if p.credential == Credential::Client(client_id.clone()) {
                 self.sub = Some(client_id.clone());
             }
@@ -523,6 +523,7 @@ impl Portcullis {
                         token: None,
                         client_id: None,
                         first_party: false,
+                        scope: None,
                     }),
                     owner_epoch,
                     global_epoch,
@@ -628,6 +629,7 @@ impl Portcullis {
             token: None,
             client_id: None,
             first_party: false,
+            scope: None,
         }))
     }
 
@@ -796,6 +798,7 @@ mod tests {
                 token: None,
                 client_id: None,
                 first_party: false,
+                scope: None,
             }),
             owner_epoch: 0,
             global_epoch: 0,

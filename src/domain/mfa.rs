@@ -535,6 +535,7 @@ impl Portcullis {
             token: None,
             client_id: None,
             first_party: false,
+            scope: None,
         }))
     }
 

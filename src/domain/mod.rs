@@ -330,6 +330,7 @@ impl Portcullis {
         self.purge_audit(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_mfa_tickets(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         self.purge_oauth_states(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.purge_codes(now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         // Every record not yet indexed by user, however few: the writer waits for a long
         // run, which an idle instance would never reach. Last, so that a failure here
         // (SQLite busy, say) holds back none of the purges.

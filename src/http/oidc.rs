@@ -13,12 +13,15 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::Caller;
 use super::extract::UrlForm;
 use super::oauth_error::OAuthError;
 use crate::domain::ClientContext;
 use crate::domain::oidc::grants::require_grant;
+use crate::domain::oidc::userinfo::NEEDS_OPENID;
 use crate::domain::oidc::{
-    Client, ClientAuth, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, OAuthFailure, TokenResponse,
+    Client, ClientAuth, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+    OAuthFailure, TokenResponse,
 };
 use crate::error::AppError;
 use crate::http::state::AppState;
@@ -130,6 +133,19 @@ pub async fn token(
     };
     // Each grant's arm calls its domain operation with the authenticated client.
     let tokens: TokenResponse = match grant {
+        GRANT_AUTHORIZATION_CODE => {
+            require_grant(&client, GRANT_AUTHORIZATION_CODE)?;
+            let code = required("code", f.code.as_deref())?;
+            service
+                .redeem_code(
+                    &client,
+                    &code,
+                    f.redirect_uri.as_deref(),
+                    f.code_verifier.as_deref(),
+                    &ctx,
+                )
+                .await?
+        }
         GRANT_REFRESH_TOKEN => {
             require_grant(&client, GRANT_REFRESH_TOKEN)?;
             let token = required("refresh_token", f.refresh_token.as_deref())?;
@@ -248,4 +264,25 @@ pub async fn revoke(
     let (client, token) = client_and_token(&state, &headers, form).await?;
     state.service.revoke_for_client(&client, &token, &ctx).await?;
     Ok(StatusCode::OK)
+}
+
+/// `GET` and `POST /oauth2/userinfo`: the claims the caller's token may read. Errors
+/// as RFC 6750 3 has them: the guard answers a missing or bad token (401 with
+/// `WWW-Authenticate: Bearer error="invalid_token"`); a token without `openid` (or not
+/// issued to an application) is 403 `insufficient_scope`.
+pub async fn userinfo(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    let refused = |status: StatusCode, error: &'static str, text: String| {
+        let challenge = format!("Bearer error=\"{error}\", error_description=\"{text}\", scope=\"openid\"");
+        let mut res = OAuthError::new(status, error, text).into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        res
+    };
+    match state.service.userinfo(&caller).await {
+        Ok(claims) => no_store(Json(claims)),
+        Err(AppError::Forbidden(_)) => refused(StatusCode::FORBIDDEN, "insufficient_scope", NEEDS_OPENID.into()),
+        Err(AppError::InvalidToken(text)) => refused(StatusCode::UNAUTHORIZED, "invalid_token", text),
+        Err(e) => OAuthError::from(e).into_response(),
+    }
 }

@@ -98,6 +98,8 @@ pub fn table() -> Vec<Route> {
         Route::new(M::GET, "/oauth2/logout", Public, ui::logout::start).page(),
         Route::new(M::POST, "/oauth2/logout", Public, ui::logout::confirm).page(),
         Route::new(M::GET, "/assets/{file}", Public, ui::asset).page(),
+        Route::new(M::GET, "/oauth2/authorize", Public, ui::authorize::authorize).page(),
+        Route::new(M::POST, "/oauth2/authorize", SignedIn, ui::authorize::decide).page(),
         // Service metadata.
         Route::new(M::GET, "/health", Public, meta::health)
             .doc("meta", "Liveness")
@@ -196,6 +198,16 @@ pub fn table() -> Vec<Route> {
             .json::<clients::RotateSecretRequest>()
             .returns::<crate::domain::oidc::CreatedClient>(200)
             .empty(404),
+        Route::new(M::GET, "/oauth2/userinfo", Authenticated, oidc::userinfo)
+            .doc("oidc", "OpenID Connect UserInfo: the claims of the access token's scopes")
+            .returns::<crate::domain::oidc::UserClaims>(200)
+            .empty(401)
+            .returns::<auth::OAuthErrorBody>(403),
+        Route::new(M::POST, "/oauth2/userinfo", Authenticated, oidc::userinfo)
+            .doc("oidc", "OpenID Connect UserInfo (POST, RFC 6750 bearer)")
+            .returns::<crate::domain::oidc::UserClaims>(200)
+            .empty(401)
+            .returns::<auth::OAuthErrorBody>(403),
         // Authentication.
         Route::new(M::POST, "/auth/register", Public, auth::register)
             .rate_limited()

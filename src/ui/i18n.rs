@@ -96,6 +96,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::apps::EN,
             super::logout::EN,
             super::field_errors::EN,
+            super::authorize::EN,
         ],
     ),
     (
@@ -115,6 +116,7 @@ const LANGUAGES: &[(&str, &[Messages])] = &[
             super::apps::DE,
             super::logout::DE,
             super::field_errors::DE,
+            super::authorize::DE,
         ],
     ),
 ];

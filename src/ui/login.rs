@@ -67,6 +67,13 @@ pub struct LoginQuery {
     pub(super) return_to: String,
     #[serde(default)]
     signed_out: Option<String>,
+    /// `login`: show the form even to a signed-in browser (an application asked for a
+    /// fresh sign-in, `prompt=login` or `max_age`).
+    #[serde(default)]
+    prompt: Option<String>,
+    /// Pre-fills the username (an application's `login_hint`).
+    #[serde(default)]
+    login_hint: Option<String>,
 }
 
 impl LoginQuery {
@@ -83,18 +90,19 @@ pub async fn login_page(
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> AppResult<Response> {
-    if current_session(&service, &headers).await?.is_some() {
+    let again = q.prompt.as_deref() == Some("login");
+    if !again && current_session(&service, &headers).await?.is_some() {
         return Ok(Redirect::to(&landing(&service, &q.return_to)).into_response());
     }
     let return_to = safe_return_to(&q.return_to).unwrap_or("");
     let notice = q.signed_out.is_some().then(|| lang.get("signed_out"));
+    let login = q.login_hint.as_deref().filter(|h| h.len() <= 256).unwrap_or("");
     Ok(sign_in_form(
         &service,
         lang,
         &headers,
-        StatusCode::OK,
-        None,
-        notice,
+        (StatusCode::OK, None, notice),
+        login,
         return_to,
     ))
 }
@@ -109,18 +117,17 @@ pub(super) fn sign_in_again(
     message: String,
     return_to: &str,
 ) -> Response {
-    sign_in_form(service, lang, headers, status, Some(message), None, return_to)
+    sign_in_form(service, lang, headers, (status, Some(message), None), "", return_to)
 }
 
-/// The sign-in page, with the form token its browser's cookie holds (or a new one,
-/// then set).
+/// The sign-in page (with its status, message and notice), the username field holding
+/// `login`, with the form token its browser's cookie holds (or a new one, then set).
 fn sign_in_form(
     service: &Portcullis,
     lang: Lang,
     headers: &HeaderMap,
-    status: StatusCode,
-    message: Option<String>,
-    notice: Option<&'static str>,
+    (status, message, notice): (StatusCode, Option<String>, Option<&'static str>),
+    login: &str,
     return_to: &str,
 ) -> Response {
     let (token, new) = login_form_token(headers);
@@ -128,7 +135,7 @@ fn sign_in_form(
         notice,
         c: Chrome::new(service, lang),
         message,
-        login: "",
+        login,
         return_to,
         login_token: &token,
         providers: provider_buttons(service, lang, return_to),

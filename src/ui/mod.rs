@@ -13,6 +13,7 @@ pub mod account;
 pub mod api_keys;
 pub mod apps;
 mod assets;
+pub mod authorize;
 mod branding;
 pub mod device;
 pub mod enrol;
@@ -45,6 +46,7 @@ use crate::config::Config;
 use crate::domain::{BrowserSession, Portcullis};
 use crate::error::{AppError, AppResult};
 pub use assets::asset;
+use i18n::picked_in_query;
 pub use i18n::{Lang, LangLink};
 
 /// A part of a language's message catalogue (see `i18n`): (key, text), placeholders
@@ -120,10 +122,29 @@ impl PagePolicy {
 /// own, images ours (and a logo's origin), forms posting to us and the upstream
 /// providers, nothing framing us.
 fn page_csp(config: &Config) -> HeaderValue {
+    page_csp_with(config, None)
+}
+
+/// The pages' CSP for a page whose form posts to (or is answered with a redirect to)
+/// an application's `redirect_uri` as well: the authorization endpoint's pages.
+pub fn page_csp_posting_to(config: &Config, redirect_uri: &str) -> HeaderValue {
+    // A custom scheme (a native app's `com.example.app:/cb`) has no origin: its scheme.
+    let source = origin_of(redirect_uri).or_else(|| {
+        let scheme = redirect_uri.split_once(':')?.0;
+        scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            .then(|| format!("{scheme}:"))
+    });
+    page_csp_with(config, source)
+}
+
+fn page_csp_with(config: &Config, extra_form_action: Option<String>) -> HeaderValue {
     // Forms may post to ourselves and to the upstream providers (their sign-in; a
     // form that links a provider is answered with a redirect to its authorization
     // endpoint, which form-action governs too).
     let mut form_action = vec!["'self'".to_string()];
+    form_action.extend(extra_form_action);
     for p in &config.oauth.providers {
         let endpoint = p.endpoints.authorization.as_deref();
         for origin in [Some(p.issuer.as_str()), endpoint]

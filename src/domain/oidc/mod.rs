@@ -7,6 +7,7 @@
 //! One file per concept: `clients` (the registry, secrets, client authentication),
 //! `scopes` (what each scope grants), and the flows that build on them.
 
+pub mod authorize;
 pub mod claims;
 pub mod clients;
 pub mod consent;
@@ -18,6 +19,7 @@ pub mod issue;
 pub mod logout;
 pub mod scopes;
 pub mod service;
+pub mod userinfo;
 
 pub use crate::error::OAuthFailure;
 pub use claims::{IdTokenClaims, UserClaims};

@@ -15,3 +15,13 @@ document.querySelectorAll("button[data-copy]").forEach(function (button) {
     });
   });
 });
+// A form marked data-autosubmit (an answer an application asked to receive by POST,
+// response_mode=form_post) is sent at once; without script its button sends it.
+document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+  form.submit();
+});
+// A link marked data-autofollow (the way back to an application after signing in) is
+// followed at once; without script the person follows it.
+document.querySelectorAll("a[data-autofollow]").forEach(function (link) {
+  window.location.replace(link.href);
+});
