@@ -35,6 +35,7 @@ mod oidc_discovery;
 mod oidc_interop;
 mod oidc_logout;
 mod oidc_provider;
+mod oidc_tokens;
 mod pages;
 mod pages_account;
 mod pages_chrome;
