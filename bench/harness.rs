@@ -1090,6 +1090,7 @@ fn main() {
     // The OpenID provider's scenarios, against panva's oidc-provider in the same run
     // (bench/provider.rs); its CPU is read from its own process meanwhile.
     let mut provider_peak_kib = None;
+    let mut portcullis_provider_peak_kib = None;
     if settings.wants("provider") {
         match provider::oidc_provider_dir() {
             Ok(dir) => {
@@ -1105,6 +1106,24 @@ fn main() {
             Err(why) if std::env::var_os("CI").is_some() => panic!("{why}; CI requires it"),
             Err(why) => run.notes.push(format!("provider scenarios skipped: {why}")),
         }
+        // The same scenarios against Portcullis, on a SQLite server of its own.
+        let db = format!("sqlite://{}", dir.path().join("provider.db").display());
+        let cheap = hash_params(true);
+        let (m, t) = (cheap.memory_kib.to_string(), cheap.iterations.to_string());
+        let mut env = provider::PORTCULLIS_ENV.to_vec();
+        env.extend([
+            ("PASSWORD_HASH_MEMORY_KIB", m.as_str()),
+            ("PASSWORD_HASH_ITERATIONS", t.as_str()),
+        ]);
+        let before = SERVER_PID.load(std::sync::atomic::Ordering::SeqCst);
+        let (server, _) = Server::start(&db, dir.path(), smoke, &env);
+        rows.extend(rt.block_on(async {
+            let target = provider::portcullis_target(server.addr).await;
+            provider::scenarios(target, settings.connections, settings.seconds).await
+        }));
+        portcullis_provider_peak_kib = Some(server.status_kib("VmHWM:"));
+        server.stop();
+        SERVER_PID.store(before, std::sync::atomic::Ordering::SeqCst);
     }
     let mut notes = run.notes;
     let mut duplicate = run.duplicate_rotation;
@@ -1295,6 +1314,9 @@ fn main() {
             },
         ),
     ];
+    if settings.wants("provider") {
+        derived.extend(provider::ratios(&rows, portcullis_provider_peak_kib, provider_peak_kib));
+    }
     for n in &notes {
         derived.push(("note".into(), n.clone()));
     }

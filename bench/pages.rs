@@ -131,6 +131,12 @@ fn cookie_set(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
 /// One sign-in through the page forms, as a browser makes it; whether it arrived at the
 /// account page.
 async fn sign_in(sender: &mut Sender, user: &str) -> bool {
+    sign_in_session(sender, user).await.is_some()
+}
+
+/// [`sign_in`]'s session cookie (`__Host-portcullis`), when it arrived at the account
+/// page: the browser of the provider scenarios (bench/provider.rs).
+pub async fn sign_in_session(sender: &mut Sender, user: &str) -> Option<String> {
     let (status, headers, html, _) = exchange(sender, request("GET", "/login", &[], None)).await;
     let html = String::from_utf8_lossy(&html);
     let token = html
@@ -138,7 +144,7 @@ async fn sign_in(sender: &mut Sender, user: &str) -> bool {
         .nth(1)
         .and_then(|rest| rest.split('"').next());
     let (Some(token), Some(cookie), 200) = (token, cookie_set(&headers, "__Host-portcullis-login"), status) else {
-        return false;
+        return None;
     };
     let post = Request::builder()
         .method("POST")
@@ -159,12 +165,10 @@ async fn sign_in(sender: &mut Sender, user: &str) -> bool {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|l| l.ends_with("/account"));
-    let Some(session) = cookie_set(&headers, "__Host-portcullis").filter(|_| status == 303 && to_account) else {
-        return false;
-    };
+    let session = cookie_set(&headers, "__Host-portcullis").filter(|_| status == 303 && to_account)?;
     let jar = format!("__Host-portcullis={session}");
     let (status, _, page, _) = exchange(sender, request("GET", "/account", &[("cookie", &jar)], None)).await;
-    status == 200 && String::from_utf8_lossy(&page).contains(&format!("{user}@bench.example.com"))
+    (status == 200 && String::from_utf8_lossy(&page).contains(&format!("{user}@bench.example.com"))).then_some(session)
 }
 
 /// `connections` browsers signing in for `seconds`, each sign-in one sample.

@@ -6,8 +6,12 @@
 //! adapter, `tests/oidc-provider/complete.mjs`) started here in the same run, with its
 //! throughput, server CPU a request and peak RSS.
 //!
-//! Portcullis runs the same scenarios through the same [`Target`] as its provider's
-//! endpoints land on main, and the ratios are printed beside them.
+//! Portcullis runs the same scenarios through the same [`Target`] on a SQLite server of
+//! its own (cheap hashing, as the pages' sign-in server: no scenario hashes a password,
+//! so its peak RSS is the provider's and not argon2id's work areas); its clients are
+//! registered through `POST /admin/clients` as an operator would, and its browser signs
+//! in on the hosted page and allows once on the consent page. [`ratios`] prints
+//! Portcullis ÷ oidc-provider for each scenario's throughput and for peak RSS.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -250,6 +254,135 @@ pub async fn scenarios(t: Target, connections: usize, seconds: f64) -> Vec<Stats
     rows
 }
 
+/// The scenarios' names, without their target's tag: the rows [`ratios`] pairs up.
+const SCENARIOS: [&str; 5] = [
+    "POST token (client_credentials)",
+    "GET userinfo",
+    "POST introspect (access token)",
+    "POST token (code exchange)",
+    "code flow (authorize + token)",
+];
+const PORTCULLIS: &str = "Portcullis";
+const NODE: &str = "oidc-provider";
+
+/// The bootstrap admin of the Portcullis provider server (bench-only).
+const ADMIN_PASSWORD: &str = "Bench-Provider-Operator-0123456789";
+
+/// The settings of the Portcullis server the provider scenarios run against, beside
+/// cheap hashing: an admin to register the clients with, without a second factor.
+pub const PORTCULLIS_ENV: [(&str, &str); 3] = [
+    ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ("MFA_REQUIRED_ROLES", "none"),
+    ("MFA_STEP_UP_MAX_AGE_SECONDS", "0"),
+];
+
+/// Portcullis at `addr` as a [`Target`]: the code-flow and service clients registered
+/// through the admin API, a browser signed in through the page that has allowed the
+/// code-flow client on the consent page (so every later authorization redirects).
+pub async fn portcullis_target(addr: SocketAddr) -> Target {
+    let admin = login(addr, "admin", ADMIN_PASSWORD).await;
+    let bearer = format!("Bearer {}", admin["access_token"].as_str().unwrap());
+    let mut secrets = Vec::new();
+    for spec in [
+        json!({"client_id": WEB.0, "name": "Bench web app", "redirect_uris": [REDIRECT_URI]}),
+        json!({"client_id": SERVICE.0, "name": "Bench service", "grant_types": ["client_credentials"], "scopes": ["profile"]}),
+    ] {
+        let (status, body) = json_call(
+            addr,
+            "POST",
+            "/admin/clients",
+            &[("authorization", &bearer)],
+            Some(spec),
+        )
+        .await;
+        assert_eq!(status, 201, "[{PORTCULLIS}] registering a client: {body}");
+        secrets.push(body["client_secret"].as_str().unwrap().to_string());
+    }
+    let user = seed_users(addr, "provider", 1).await.remove(0);
+    let mut sender = connect(addr).await;
+    let session = pages::sign_in_session(&mut sender, &user)
+        .await
+        .unwrap_or_else(|| panic!("[{PORTCULLIS}] the page sign-in failed"));
+    let t = Target {
+        label: PORTCULLIS,
+        addr,
+        authorize: "/oauth2/authorize".into(),
+        token: "/oauth2/token".into(),
+        userinfo: "/oauth2/userinfo".into(),
+        introspect: "/oauth2/introspect".into(),
+        web: (WEB.0.into(), secrets[0].clone()),
+        service: (SERVICE.0.into(), secrets[1].clone()),
+        scope: "openid profile email".into(),
+        cookie: format!("__Host-portcullis={session}"),
+    };
+    // The consent page's form: its hidden fields (nothing in them needs unescaping:
+    // the bench's values are plain) and the allow button.
+    let (status, _, page, _) = exchange(&mut sender, t.authorize_request()).await;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    assert_eq!(status, 200, "[{PORTCULLIS}] the consent page: {page}");
+    let mut fields: Vec<(String, String)> = page
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|piece| {
+            let (name, rest) = piece.split_once('"')?;
+            let value = rest.split("value=\"").nth(1)?.split('"').next()?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect();
+    fields.push(("decision".into(), "allow".into()));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    let allow = Request::builder()
+        .method("POST")
+        .uri(&t.authorize)
+        .header("host", addr.to_string())
+        .header("cookie", &t.cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let (status, headers, body, _) = exchange(&mut sender, allow).await;
+    assert!(
+        status == 303 && code_of(&headers).is_some(),
+        "[{PORTCULLIS}] allowing on the consent page: {status} {body:?}"
+    );
+    t
+}
+
+/// Portcullis ÷ oidc-provider: each scenario's throughput, then peak RSS (KiB).
+pub fn ratios(rows: &[Stats], portcullis_kib: Option<u64>, node_kib: Option<u64>) -> Vec<(String, String)> {
+    let rps = |label: &str, scenario: &str| {
+        rows.iter()
+            .find(|r| r.name == format!("{scenario} [{label}]"))
+            .map(Stats::rps)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".to_string(),
+    };
+    let mut out: Vec<(String, String)> = SCENARIOS
+        .iter()
+        .map(|s| {
+            (
+                format!("provider: {s}, {PORTCULLIS} ÷ {NODE} req/s"),
+                ratio(rps(PORTCULLIS, s), rps(NODE, s)),
+            )
+        })
+        .collect();
+    let mb = |k: Option<u64>| k.map_or("–".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+    out.push((
+        format!("provider: peak RSS, {PORTCULLIS} (SQLite, cheap hashing) ÷ {NODE} (Node, in-memory adapter)"),
+        format!(
+            "{} ÷ {} = {}",
+            mb(portcullis_kib),
+            mb(node_kib),
+            ratio(portcullis_kib.map(|k| k as f64), node_kib.map(|k| k as f64))
+        ),
+    ));
+    out
+}
+
 /// Where panva's `oidc-provider` is installed (`PORTCULLIS_TEST_OIDC_PROVIDER`, else
 /// `tests/oidc-provider`), or why it cannot run.
 pub fn oidc_provider_dir() -> Result<PathBuf, String> {
@@ -319,7 +452,7 @@ impl NodeProvider {
     pub async fn target(&self) -> Target {
         let addr: SocketAddr = self.issuer.trim_start_matches("http://").parse().unwrap();
         let mut t = Target {
-            label: "oidc-provider",
+            label: NODE,
             addr,
             authorize: "/auth".into(),
             token: "/token".into(),

@@ -97,7 +97,7 @@ pub fn redirect_params(reply: &Reply) -> (String, std::collections::HashMap<Stri
 }
 
 /// Allows (or denies) on the consent page the browser with `cookie` was shown.
-async fn decide(s: &TestServer, cookie: &str, html: &str, decision: &str) -> Reply {
+pub async fn decide(s: &TestServer, cookie: &str, html: &str, decision: &str) -> Reply {
     let mut fields: Vec<(String, String)> = vec![("csrf".into(), csrf_of(html)), ("decision".into(), decision.into())];
     for piece in html.split("<input type=\"hidden\" name=\"").skip(1) {
         let name = piece.split('"').next().unwrap().to_string();

@@ -21,6 +21,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::oauth_node::{Jar, provider_dir, start_node_provider};
+use crate::oidc_code_flow::decide;
+use crate::pages::{SAME_ORIGIN, csrf_of, get_page, page_sign_in, post_form};
 use crate::support::*;
 
 /// `oidc-provider`'s clients in `complete.mjs` (test-only secrets).
@@ -250,9 +252,18 @@ async fn openid_client_script_runs_every_step_against_panva_oidc_provider() {
     rp.next("done").await;
 }
 
-/// Portcullis's side: the steps whose endpoints have landed.
+/// Registers a client through the admin API, as an operator would; its secret, if any.
+async fn operator_registers(s: &TestServer, admin: &str, spec: Value) -> Option<String> {
+    let res = s.call(M::POST, "/admin/clients", Bearer(admin), Json(spec)).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    res.json()["client_secret"].as_str().map(str::to_string)
+}
+
+/// Portcullis's side: the same script, every step, on both backends. The test is the
+/// browser: it signs in on the hosted page, allows on the consent page, approves the
+/// device's code on `/device` and follows the logout URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openid_client_discovers_portcullis() {
+async fn openid_client_runs_every_step_against_portcullis() {
     let Some(rp_dir) = installed(rp_dir()) else {
         return;
     };
@@ -264,14 +275,158 @@ async fn openid_client_discovers_portcullis() {
             &[("PORTCULLIS_BIND", &bind), ("PORTCULLIS_PUBLIC_URL", &public)],
         )
         .await;
-        let mut rp = Rp::start(&rp_dir, &[("RP_ISSUER", &public), ("RP_STEPS", "")]);
+        let path_of = |url: &str| {
+            url.strip_prefix(public.as_str())
+                .unwrap_or_else(|| panic!("{url} is not under {public}"))
+                .to_string()
+        };
+        let admin = s.login_as("admin", ADMIN_PASSWORD).await.access;
+        let web_secret = operator_registers(
+            &s,
+            &admin,
+            serde_json::json!({
+                "client_id": "rp-web", "name": "Interop web app",
+                "redirect_uris": [APP_CALLBACK],
+                "post_logout_redirect_uris": [APP_SIGNED_OUT],
+            }),
+        )
+        .await
+        .expect("a confidential client's secret");
+        let service_secret = operator_registers(
+            &s,
+            &admin,
+            serde_json::json!({
+                "client_id": "rp-service", "name": "Interop service",
+                "grant_types": ["client_credentials"], "scopes": ["profile"],
+            }),
+        )
+        .await
+        .expect("a service account's secret");
+        let device_secret = operator_registers(
+            &s,
+            &admin,
+            serde_json::json!({
+                "client_id": "rp-device", "name": "Interop device", "type": "public",
+                "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+            }),
+        )
+        .await;
+        assert_eq!(device_secret, None, "a public client has no secret");
+        let nora = s.register("nora").await;
+        let nora_id = nora["user_id"].as_str().expect("the new user's id").to_string();
+
+        let mut rp = Rp::start(
+            &rp_dir,
+            &[
+                ("RP_ISSUER", &public),
+                (
+                    "RP_STEPS",
+                    "code,userinfo,refresh,introspect,client_credentials,device,end_session",
+                ),
+                ("RP_CLIENT_ID", "rp-web"),
+                ("RP_CLIENT_SECRET", &web_secret),
+                ("RP_REDIRECT_URI", APP_CALLBACK),
+                ("RP_SCOPE", "openid profile email offline_access"),
+                ("RP_POST_LOGOUT_REDIRECT_URI", APP_SIGNED_OUT),
+                ("RP_SERVICE_CLIENT_ID", "rp-service"),
+                ("RP_SERVICE_CLIENT_SECRET", &service_secret),
+                ("RP_SERVICE_SCOPE", "profile"),
+                ("RP_DEVICE_CLIENT_ID", "rp-device"),
+                ("RP_DEVICE_SCOPE", "openid profile"),
+            ],
+        );
         let discovery = rp.next("discovery").await;
         assert_eq!(discovery["issuer"], public.as_str(), "{discovery:#}");
+        let meta = &discovery["metadata"];
+        assert_eq!(meta["jwks_uri"], format!("{public}/.well-known/jwks.json"), "{meta:#}");
         assert_eq!(
-            discovery["metadata"]["jwks_uri"],
-            format!("{public}/.well-known/jwks.json"),
-            "{discovery:#}"
+            meta["end_session_endpoint"],
+            format!("{public}/oauth2/logout"),
+            "{meta:#}"
         );
+
+        // Code + PKCE: a browser with no session is sent to sign in, signs in on the
+        // hosted page, comes back and allows on the consent page.
+        let authorize = rp.next("authorize").await;
+        let path = path_of(authorize["url"].as_str().unwrap());
+        let first = get_page(&s, &path, None).await;
+        assert_eq!(first.status, 303, "{}", first.text);
+        assert!(
+            first.header("location").unwrap().starts_with("/login?return_to="),
+            "{:?}",
+            first.header("location")
+        );
+        let cookie = page_sign_in(&s, "nora", PASSWORD).await;
+        let consent = get_page(&s, &path, Some(&cookie)).await;
+        assert_eq!(consent.status, 200, "{}", consent.text);
+        assert!(consent.text.contains("consent-allow"), "{}", consent.text);
+        let back = decide(&s, &cookie, &consent.text, "allow").await;
+        assert_eq!(back.status, 303, "{}", back.text);
+        let back = back.header("location").unwrap().to_string();
+        assert!(back.starts_with(&format!("{APP_CALLBACK}?")), "{back}");
+        rp.answer(&back).await;
+        let code = rp.next("code").await;
+        let id = &code["id_token_claims"];
+        assert_eq!(id["iss"], public.as_str(), "{code:#}");
+        assert_eq!(id["aud"], "rp-web", "{code:#}");
+        assert_eq!(id["sub"], nora_id.as_str(), "{code:#}");
+        assert!(id["auth_time"].is_i64() && id["sid"].is_string(), "{code:#}");
+        assert_eq!(code["has_refresh_token"], true, "{code:#}");
+
+        let info = rp.next("userinfo").await;
+        assert_eq!(info["userinfo"]["sub"], nora_id.as_str(), "{info:#}");
+        assert_eq!(info["userinfo"]["email"], "nora@example.com", "{info:#}");
+        assert_eq!(info["userinfo"]["preferred_username"], "nora", "{info:#}");
+
+        let refresh = rp.next("refresh").await;
+        assert_eq!(refresh["rotated"], true, "{refresh:#}");
+        // A new ID token with the same subject: the logout step hints with it.
+        assert_eq!(refresh["id_token_claims"]["sub"], nora_id.as_str(), "{refresh:#}");
+        assert_eq!(refresh["id_token_claims"]["aud"], "rp-web", "{refresh:#}");
+
+        let intro = rp.next("introspect").await;
+        let i = &intro["introspection"];
+        assert_eq!(i["active"], true, "{intro:#}");
+        assert_eq!(i["client_id"], "rp-web", "{intro:#}");
+        assert_eq!(i["sub"], nora_id.as_str(), "{intro:#}");
+
+        let service = rp.next("client_credentials").await;
+        assert_eq!(service["has_refresh_token"], false, "{service:#}");
+        assert_eq!(service["has_id_token"], false, "{service:#}");
+        let claims = jwt_part(service["access_token"].as_str().unwrap(), 1);
+        assert_eq!(claims["sub"], "rp-service", "{claims:#}");
+        assert_eq!(claims["client_id"], "rp-service", "{claims:#}");
+
+        // The device flow: the script polls while the browser, still signed in, opens
+        // the complete URI (it pre-fills the code), shows it and approves.
+        let device = rp.next("device_authorization").await;
+        let user_code = device["user_code"].as_str().unwrap().to_string();
+        let complete = path_of(device["verification_uri_complete"].as_str().unwrap());
+        let page = get_page(&s, &complete, Some(&cookie)).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(page.text.contains(&format!("value=\"{user_code}\"")), "{}", page.text);
+        for fields in [
+            vec![("user_code", user_code.as_str())],
+            vec![("user_code", user_code.as_str()), ("decision", "approve")],
+        ] {
+            let csrf = csrf_of(&get_page(&s, "/device", Some(&cookie)).await.text);
+            let form = [fields.as_slice(), &[("csrf", csrf.as_str())]].concat();
+            let res = post_form(&s, "/device", &form, Some(&cookie), SAME_ORIGIN).await;
+            assert_eq!(res.status, 200, "{}", res.text);
+        }
+        let device = rp.next("device").await;
+        assert_eq!(device["id_token_claims"]["sub"], nora_id.as_str(), "{device:#}");
+        assert_eq!(device["id_token_claims"]["aud"], "rp-device", "{device:#}");
+
+        // RP-initiated logout: back to the registered URI with the state, signed out.
+        let end = rp.next("end_session").await;
+        let res = get_page(&s, &path_of(end["url"].as_str().unwrap()), Some(&cookie)).await;
+        assert_eq!(res.status, 303, "{}", res.text);
+        assert_eq!(
+            res.header("location"),
+            Some(format!("{APP_SIGNED_OUT}?state=bye-0123456789").as_str())
+        );
+        assert_eq!(get_page(&s, "/account", Some(&cookie)).await.status, 303, "signed out");
         rp.next("done").await;
         s.stop().await;
     }
