@@ -95,8 +95,14 @@ impl Portcullis {
                 .event("LOGOUT")
                 .resource("session", old.session_id)
                 .meta("reason", "signed_in_again");
-            self.end_one_session(old.user_id, old.session_id, "signed_in_again", event)
-                .await?;
+            if self
+                .end_one_session(old.user_id, old.session_id, "signed_in_again", event)
+                .await?
+            {
+                // The applications it signed in to end with it (and hear so): the
+                // person at this browser may not be the same one.
+                self.browser_session_ended(old.user_id, old.session_id).await?;
+            }
         }
         Ok(cookie)
     }

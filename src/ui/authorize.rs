@@ -153,7 +153,7 @@ pub async fn authorize(
             render(StatusCode::OK, &page)
         }
         Next::Answer(reply) => answer(&service, lang, &reply),
-        Next::SignIn { request, fresh } => to_sign_in(&service, lang, &uri, &request, fresh),
+        Next::SignIn(request) => to_sign_in(&service, lang, &uri, &request),
         Next::Consent(request) => match session {
             Some(session) => consent_page(&service, lang, &params, &request, &session),
             None => return Err(AppError::internal(anyhow::anyhow!("consent without a session"))),
@@ -161,19 +161,19 @@ pub async fn authorize(
     })
 }
 
-/// Off to the sign-in page, coming back to this same request (with the `reauth_at`
-/// marker when a fresh sign-in is asked for: see `domain::oidc::authorize`).
-fn to_sign_in(service: &Portcullis, lang: Lang, uri: &Uri, req: &AuthRequest, fresh: bool) -> Response {
+/// Off to the sign-in page, coming back to this same request with the `reauth_at`
+/// marker (see `domain::oidc::authorize`).
+fn to_sign_in(service: &Portcullis, lang: Lang, uri: &Uri, req: &AuthRequest) -> Response {
     let mut query: Vec<&str> = uri
         .query()
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty() && !p.starts_with("lang=") && !p.starts_with(&format!("{REAUTH_PARAM}=")))
         .collect();
+    // The sign-in this leads to is fresh for the request whether or not one was
+    // asked for (without a session, prompt=login and max_age are met by it too).
     let marker = format!("{REAUTH_PARAM}={}", chrono::Utc::now().timestamp());
-    if fresh {
-        query.push(&marker);
-    }
+    query.push(&marker);
     let return_to = format!("{}?{}", service.config().path("/oauth2/authorize"), query.join("&"));
     if super::return_to::safe_return_to(&return_to).is_none() {
         return answer(
@@ -187,9 +187,8 @@ fn to_sign_in(service: &Portcullis, lang: Lang, uri: &Uri, req: &AuthRequest, fr
         service.config().path("/login"),
         utf8_percent_encode(&return_to, NON_ALPHANUMERIC)
     );
-    if fresh {
-        to.push_str("&prompt=login");
-    }
+    // The form even to a browser with a session (prompt=login, max_age).
+    to.push_str("&prompt=login");
     if let Some(hint) = &req.login_hint {
         to.push_str(&format!("&login_hint={}", utf8_percent_encode(hint, NON_ALPHANUMERIC)));
     }

@@ -76,7 +76,16 @@ pub async fn start(
             .unwrap_or_default(),
         state: req.state.unwrap_or_default(),
     };
-    Ok(render(StatusCode::OK, &page))
+    let mut res = render(StatusCode::OK, &page);
+    // Its form's answer redirects to the application: browsers hold a form's
+    // redirects to `form-action` too.
+    if let Some(to) = &plan.redirect {
+        res.headers_mut().insert(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            super::page_csp_posting_to(service.config(), to),
+        );
+    }
+    Ok(res)
 }
 
 #[derive(Debug, Deserialize)]

@@ -203,3 +203,52 @@ async fn only_an_administrator_trusts_an_application() {
         assert_eq!(res.status, 200, "{}", res.text);
     }
 }
+
+/// A request encoded as most libraries encode it (`scope=openid%20profile`) takes a
+/// browser without a session to the sign-in page, and back to the same request; and
+/// signing in again at a browser ends the applications the old session signed in to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percent_encoded_requests_sign_in_and_signing_in_again_ends_the_old_apps() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        s.register("alice").await;
+        let app = register_app(
+            &s,
+            "notes",
+            crate::oidc_code_flow::REDIRECT,
+            true,
+            &["openid", "profile"],
+        )
+        .await;
+        let path = authorize_path("notes", "openid profile", &[]).replace("openid+profile", "openid%20profile");
+        assert!(path.contains("scope=openid%20profile"), "{path}");
+        let res = crate::pages::get_page(&s, &path, None).await;
+        assert_eq!(res.status, 303, "{}", res.text);
+        let location = res.header("location").unwrap().to_string();
+        assert!(location.contains("/login?return_to="), "{location}");
+        assert!(!location.contains("error="), "{location}");
+
+        let cookie = page_sign_in(&s, "alice", PASSWORD).await;
+        let code = code_for(&s, &cookie, &path).await;
+        let tokens = redeem(&s, &app, &code).await;
+        assert_eq!(tokens.status, 200, "{}", tokens.text);
+        let access = tokens.json()["access_token"].as_str().unwrap().to_string();
+        assert_eq!(
+            s.call(M::GET, "/oauth2/userinfo", Bearer(&access), Empty).await.status,
+            200
+        );
+
+        // Someone signs in again at this browser: the old session's apps end with it.
+        let again = crate::pages::post_form(
+            &s,
+            "/login",
+            &[("login", "alice"), ("password", PASSWORD)],
+            Some(&cookie),
+            crate::pages::SAME_ORIGIN,
+        )
+        .await;
+        assert_eq!(again.status, 303, "{}", again.text);
+        let info = s.call(M::GET, "/oauth2/userinfo", Bearer(&access), Empty).await;
+        assert_eq!(info.status, 401, "{}", info.text);
+    }
+}

@@ -137,8 +137,9 @@ pub struct AuthRequest {
 /// Where the browser should go next.
 #[derive(Debug)]
 pub enum Next {
-    /// To sign in (again, when `fresh`: even though it has a session), then back.
-    SignIn { request: Box<AuthRequest>, fresh: bool },
+    /// To sign in (again, when there is a session: prompt=login or max_age), then
+    /// back; the sign-in it leads to is fresh for the request.
+    SignIn(Box<AuthRequest>),
     /// To the consent page for these scopes.
     Consent(Box<AuthRequest>),
     /// Back to the application.
@@ -379,10 +380,7 @@ impl Portcullis {
                     req.refuse("login_required", "the person is not signed in"),
                 ));
             }
-            return Ok(Next::SignIn {
-                request: Box::new(req),
-                fresh: false,
-            });
+            return Ok(Next::SignIn(Box::new(req)));
         };
         let now = Utc::now();
         let age = (now - session.verified_at).num_seconds();
@@ -397,10 +395,7 @@ impl Portcullis {
                     req.refuse("login_required", "the person must sign in again (max_age)"),
                 ));
             }
-            return Ok(Next::SignIn {
-                request: Box::new(req),
-                fresh: true,
-            });
+            return Ok(Next::SignIn(Box::new(req)));
         }
         if req.prompt.consent || self.needs_consent(&req.client, session.user_id, &req.scopes).await? {
             if req.prompt.none {
