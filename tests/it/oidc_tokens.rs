@@ -238,6 +238,24 @@ async fn percent_encoded_requests_sign_in_and_signing_in_again_ends_the_old_apps
             200
         );
 
+        // A code approved by a browser session that has ended since is refused.
+        let other = page_sign_in(&s, "alice", PASSWORD).await;
+        let late = code_for(&s, &other, &path).await;
+        let account = crate::pages::get_page(&s, "/account", Some(&other)).await;
+        let csrf = crate::pages::csrf_of(&account.text);
+        let out = crate::pages::post_form(
+            &s,
+            "/logout",
+            &[("csrf", &csrf)],
+            Some(&other),
+            crate::pages::SAME_ORIGIN,
+        )
+        .await;
+        assert_eq!(out.status, 303, "{}", out.text);
+        let refused = redeem(&s, &app, &late).await;
+        assert_eq!(refused.status, 400, "{}", refused.text);
+        assert_eq!(refused.body["error"], "invalid_grant", "{}", refused.text);
+
         // Someone signs in again at this browser: the old session's apps end with it.
         let again = crate::pages::post_form(
             &s,

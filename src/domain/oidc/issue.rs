@@ -51,6 +51,13 @@ impl Portcullis {
         ctx: &ClientContext,
     ) -> AppResult<(TokenResponse, Uuid)> {
         let user = self.active_user(grant.user_id).await?;
+        // The browser session that approved must still be live: one that ended in
+        // the meantime (logout) has already told its applications, and a session
+        // started now would outlive it unnoticed.
+        let approved_in = self.store().session_by_id(grant.browser_session_id).await?;
+        if !approved_in.is_some_and(|s| s.revoked_at.is_none() && s.expires_at > Utc::now() && s.user_id == user.id) {
+            return Err(invalid_grant("the sign-in that approved this has ended"));
+        }
         let scope = scopes::join(&grant.scopes);
         let event = AuditEvent::new("APP_SIGN_IN")
             .meta("client_id", &client.client_id)
