@@ -62,6 +62,9 @@ pub(crate) struct Inner {
     pub rotations: sessions::RotationQueue,
     /// This process's id among the instances serving from the database.
     pub instance: String,
+    /// Signs the re-authentication marker of authorization requests (derived from
+    /// the master key, so every instance agrees; random without one).
+    pub marker_key: aws_lc_rs::hmac::Key,
 }
 
 pub use master::{MasterKeySource, load_master_key};
@@ -78,6 +81,8 @@ pub(crate) fn with_queued<T>(first: T, queued: &flume::Receiver<T>, max: usize) 
 
 /// What the audit key is derived from the master key for (`MasterKey::derive`).
 const AUDIT_KEY_PURPOSE: &str = "portcullis audit chain v1";
+/// What the authorization requests' marker key is derived for.
+const MARKER_KEY_PURPOSE: &str = "portcullis authorization marker v1";
 
 impl Portcullis {
     /// Opens the store (migrating it) and loads keys: everything `serve` needs.
@@ -146,6 +151,17 @@ impl Portcullis {
         {
             hasher.expect_bcrypt(cost).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        let marker_key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &match &master {
+                Some(master) => master.derive(MARKER_KEY_PURPOSE),
+                None => {
+                    let mut bytes = [0u8; 32];
+                    rand::fill(&mut bytes);
+                    bytes
+                }
+            },
+        );
         let keys = keys::KeyManager::load(&config, store.clone(), master).await?;
         let policy = validate::PasswordPolicy {
             min_length: config.passwords.min_length,
@@ -157,6 +173,7 @@ impl Portcullis {
         let rotations = sessions::RotationQueue::start(store.clone(), audit.own_chain("r0"));
         let service = Self {
             inner: Arc::new(Inner {
+                marker_key,
                 rotations,
                 audit,
                 oauth,

@@ -172,7 +172,10 @@ fn to_sign_in(service: &Portcullis, lang: Lang, uri: &Uri, req: &AuthRequest) ->
         .collect();
     // The sign-in this leads to is fresh for the request whether or not one was
     // asked for (without a session, prompt=login and max_age are met by it too).
-    let marker = format!("{REAUTH_PARAM}={}", chrono::Utc::now().timestamp());
+    let marker = format!(
+        "{REAUTH_PARAM}={}",
+        service.reauth_marker(chrono::Utc::now().timestamp(), req)
+    );
     query.push(&marker);
     let return_to = format!("{}?{}", service.config().path("/oauth2/authorize"), query.join("&"));
     if super::return_to::safe_return_to(&return_to).is_none() {

@@ -270,3 +270,27 @@ async fn percent_encoded_requests_sign_in_and_signing_in_again_ends_the_old_apps
         assert_eq!(info.status, 401, "{}", info.text);
     }
 }
+
+/// `prompt=login` sends a signed-in browser through the sign-in page; the marker it
+/// comes back with is signed, so one written by hand (someone at the browser trying
+/// to skip the sign-in the application asked for) is not honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_reauthentication_marker_does_not_skip_the_sign_in() {
+    for backend in backends().await {
+        let (s, _db) = TestServer::start(backend).await;
+        s.register("alice").await;
+        register_app(&s, "notes", crate::oidc_code_flow::REDIRECT, true, &["openid"]).await;
+        // A moment before the sign-in: an unsigned marker naming it would be met.
+        let before = (chrono::Utc::now().timestamp() - 5).to_string();
+        let cookie = page_sign_in(&s, "alice", PASSWORD).await;
+        for marker in [before.clone(), format!("{before}.AAAAAAAAAAAAAAAAAAAAAA")] {
+            let path = authorize_path("notes", "openid", &[("prompt", "login"), ("reauth_at", &marker)]);
+            let res = crate::pages::get_page(&s, &path, Some(&cookie)).await;
+            assert_eq!(res.status, 303, "{}", res.text);
+            let location = res.header("location").unwrap();
+            assert!(location.contains("/login?return_to="), "{marker}: {location}");
+            // The one Portcullis signs names this request and is honoured after a sign-in.
+            assert!(location.contains("reauth%5Fat%3D"), "{location}");
+        }
+    }
+}

@@ -19,10 +19,11 @@
 //! themselves after we asked, so neither `prompt=login` nor `max_age` (even `max_age=0`,
 //! which any age fails by the time the browser is back) sends them round again.
 //! Without the marker, or with a stale one, or with a session that was not renewed,
-//! the request asks again. The marker needs no secret: whoever builds the URL can only
-//! waive a re-authentication it asked for itself, and the ID token's `auth_time` says
-//! when the person really signed in. Kept in the URL rather than server-side, nothing
-//! is stored for a request that is never finished.
+//! the request asks again. The marker is `<unix seconds>.<MAC>`, the MAC binding the
+//! moment to the request's client and PKCE challenge under a key derived from the
+//! master key: someone at the browser cannot forge one to skip the sign-in an
+//! application asked for. Kept in the URL rather than server-side, nothing is stored
+//! for a request that is never finished.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -348,6 +349,7 @@ impl Portcullis {
         if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
             return Ok(Err(target.error("invalid_request", "nonce is too long")));
         }
+        let reauth_at = present(&p.reauth_at).and_then(|m| self.marker_time(m, &client.client_id, challenge));
         Ok(Ok(AuthRequest {
             redirect_uri: target.redirect_uri,
             mode: target.mode,
@@ -363,8 +365,30 @@ impl Portcullis {
                 .filter(|h| h.len() <= MAX_LOGIN_HINT)
                 .map(str::to_string),
             ui_locales: present(&p.ui_locales).map(str::to_string),
-            reauth_at: present(&p.reauth_at).and_then(|r| r.parse().ok()),
+            reauth_at,
         }))
+    }
+
+    /// The re-authentication marker for a sign-in asked for at `at` by this request.
+    pub fn reauth_marker(&self, at: i64, req: &AuthRequest) -> String {
+        format!(
+            "{at}.{}",
+            self.marker_mac(at, &req.client.client_id, &req.code_challenge)
+        )
+    }
+
+    fn marker_mac(&self, at: i64, client_id: &str, challenge: &str) -> String {
+        let text = format!("{at}|{client_id}|{challenge}");
+        let tag = aws_lc_rs::hmac::sign(&self.inner().marker_key, text.as_bytes());
+        URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+    }
+
+    /// The moment a marker names, when its MAC is ours for this client and challenge.
+    fn marker_time(&self, marker: &str, client_id: &str, challenge: &str) -> Option<i64> {
+        let (at, mac) = marker.split_once('.')?;
+        let at: i64 = at.parse().ok()?;
+        let expected = self.marker_mac(at, client_id, challenge);
+        bool::from(expected.as_bytes().ct_eq(mac.as_bytes())).then_some(at)
     }
 
     /// What follows an authorization request from a browser with `session` (if any):
